@@ -1,0 +1,74 @@
+"""Continuous relaxations of Bernoulli units, as modern libraries offer them.
+
+- `gumbel-st`: binary Concrete / Gumbel-sigmoid with straight-through (Maddison et al. 2017,
+  Jang et al. 2017). y = sigm((a + log u - log(1 - u)) / T); forward h = 1[y > 1/2], which is
+  exactly a Bernoulli(sigm(a)) draw; backward through y. Biased; the temperature T trades bias
+  (high T) against variance (low T).
+- `hard-concrete`: the L0 gate of Louizos, Welling & Kingma 2018. A binary Concrete stretched to
+  (gamma, zeta) and clipped to [0, 1], so exact zeros and ones have positive probability and the
+  rest is differentiable. Its evaluation gate is clip(sigm(a) (zeta - gamma) + gamma, 0, 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .base import Estimator, check_positive, uniform_like
+
+
+def logistic_noise(like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """log u - log(1 - u): the difference of two Gumbels, which is what a binary Concrete adds."""
+    u = uniform_like(like, generator).clamp(1e-6, 1 - 1e-6)
+    return torch.log(u) - torch.log1p(-u)
+
+
+class GumbelStraightThrough(Estimator):
+    name = "gumbel-st"
+    family = "relaxation"
+    unbiased = False
+    summary = "binary Concrete (Gumbel-sigmoid) with straight-through, temperature T"
+
+    def __init__(self, num_units: int, *, temperature: float = 1.0) -> None:
+        super().__init__(num_units, temperature=temperature)
+        self.temperature = check_positive("temperature", temperature)
+
+    def sample(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        relaxed = torch.sigmoid((logits + logistic_noise(logits, generator)) / self.temperature)
+        hard = (relaxed.detach() > 0.5).to(logits.dtype)
+        return hard + (relaxed - relaxed.detach())
+
+
+class HardConcrete(Estimator):
+    name = "hard-concrete"
+    family = "relaxation"
+    unbiased = False
+    binary = False
+    summary = "hard concrete L0 gate (Louizos et al. 2018)"
+
+    def __init__(self, num_units: int, *, temperature: float = 2 / 3, gamma: float = -0.1,
+                 zeta: float = 1.1) -> None:
+        super().__init__(num_units, temperature=temperature, gamma=gamma, zeta=zeta)
+        self.temperature = check_positive("temperature", temperature)
+        if not (isinstance(gamma, (int, float)) and isinstance(zeta, (int, float))
+                and gamma < 0 and zeta > 1):
+            raise ValueError(f"hard concrete needs gamma < 0 < 1 < zeta, got gamma={gamma!r}, "
+                             f"zeta={zeta!r}")
+        self.gamma, self.zeta = float(gamma), float(zeta)
+
+    def _stretch(self, s: Tensor) -> Tensor:
+        return (s * (self.zeta - self.gamma) + self.gamma).clamp(0.0, 1.0)
+
+    def smooth(self, logits: Tensor) -> Tensor:
+        return self._stretch(torch.sigmoid(logits))
+
+    def sample(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        s = torch.sigmoid((logits + logistic_noise(logits, generator)) / self.temperature)
+        return self._stretch(s)
+
+    def probability_nonzero(self, logits: Tensor) -> Tensor:
+        """P(h != 0): the differentiable L0 norm term of Louizos et al. (Eq. 12)."""
+        shift = self.temperature * math.log(-self.gamma / self.zeta)
+        return torch.sigmoid(logits - shift)

@@ -1,0 +1,106 @@
+"""Enforce the import directions of design.md ("The four parts and the one way data flows").
+
+Source files are parsed with ``ast``, never imported, so the check needs none of the packages'
+dependencies and sees imports nested inside functions too.
+"""
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("models", "training", "service", "loadtest", "benchmarks")
+STDLIB = frozenset(sys.stdlib_module_names)
+
+# models/ depends on torch alone (plus numpy and safetensors for the artifact); triton is
+# allowed only lazily, on the GPU path, so importing models never requires it.
+MODELS_ALLOWED = STDLIB | {"models", "torch", "numpy", "safetensors"}
+MODELS_LAZY_ONLY = {"triton"}
+
+# package -> top-level modules it must never import
+FORBIDDEN = {
+    "models": {"training", "service", "loadtest", "benchmarks", "fastapi", "pydantic"},
+    "training": {"service", "loadtest"},
+    "service": {"training", "loadtest"},
+    "loadtest": {"models", "training", "service"},
+    "benchmarks": {"training", "loadtest"},
+}
+
+
+def imported_modules(source: str, package: str) -> list[tuple[str, bool]]:
+    """Top-level names of every module imported by ``source``, each with whether the import
+    statement sits at module top level (outside any function). Relative imports resolve to
+    ``package``."""
+    tree = ast.parse(source)
+    in_function: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            in_function.update(id(child) for child in ast.walk(node) if child is not node)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [package if node.level else node.module]
+        else:
+            continue
+        found += [(name.split(".")[0], id(node) not in in_function) for name in names]
+    return found
+
+
+def violations(source: str, package: str) -> list[str]:
+    """Human-readable breaches of the import rules by one source file of ``package``."""
+    problems = []
+    for module, top_level in imported_modules(source, package):
+        if module in FORBIDDEN[package]:
+            problems.append(f"{package} must not import {module}")
+        elif package == "models" and module in MODELS_LAZY_ONLY:
+            if top_level:
+                problems.append(f"models may import {module} only inside functions")
+        elif package == "models" and module not in MODELS_ALLOWED:
+            problems.append(f"models may not depend on {module}")
+    return problems
+
+
+def source_files():
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            yield pytest.param(package, path, id=str(path.relative_to(ROOT)))
+
+
+@pytest.mark.parametrize(("package", "path"), list(source_files()))
+def test_imports_follow_design(package, path):
+    assert violations(path.read_text(encoding="utf-8"), package) == []
+
+
+@pytest.mark.parametrize(
+    ("package", "source", "expected"),
+    [
+        ("models", "import service.app", ["models must not import service"]),
+        ("models", "from fastapi import FastAPI", ["models must not import fastapi"]),
+        ("models", "import scipy", ["models may not depend on scipy"]),
+        ("models", "import triton", ["models may import triton only inside functions"]),
+        ("models", "def kernel():\n    import triton.language as tl\n", []),
+        ("models", "import os, torch, numpy as np\nfrom . import gates\n", []),
+        (
+            "training",
+            "def f():\n    from service import app\n",
+            ["training must not import service"],
+        ),
+        ("service", "from training.loop import train", ["service must not import training"]),
+        ("service", "from models import artifact\nimport fastapi", []),
+        ("loadtest", "import models", ["loadtest must not import models"]),
+        ("loadtest", "from .users import User\nimport locust", []),
+        ("benchmarks", "import models.gated\nimport torch", []),
+    ],
+)
+def test_checker_catches_violations(package, source, expected):
+    assert violations(source, package) == expected
+
+
+def test_checker_sees_every_package():
+    # Guard against a layout change silently leaving the walk with nothing to check.
+    for package in PACKAGES:
+        assert (ROOT / package / "__init__.py").is_file(), package
