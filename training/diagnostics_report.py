@@ -20,6 +20,11 @@ def _fmt(x: float) -> str:
     return f"{x:.2e}"
 
 
+def _fmt_p(p: float) -> str:
+    """p-values of strongly biased estimators underflow float64: say so rather than print 0."""
+    return "< 1e-300" if p < 1e-300 else _fmt(p)
+
+
 def verdict(report: EstimatorReport) -> str:
     return "consistent" if report.p_value >= P_VALUE_FLOOR else "biased"
 
@@ -46,7 +51,7 @@ def markdown_table(reports: Sequence[EstimatorReport]) -> str:
         for r in rows:
             lines.append(
                 f"| {r.estimator} | {'yes' if r.claimed_unbiased else 'no'} "
-                f"| {_fmt(r.relative_bias)} | {_fmt(r.p_value)} | {verdict(r)} "
+                f"| {_fmt(r.relative_bias)} | {_fmt_p(r.p_value)} | {verdict(r)} "
                 f"| {_fmt(r.variance)} | {_fmt(r.mse)} | {r.cosine:.3f} |"
             )
         lines.append("")
