@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 FAMILIES = (
+    "deterministic",
     "score-function",
     "straight-through",
     "stochastic-times-smooth",
@@ -77,6 +78,10 @@ class Estimator(nn.Module):
     # True where the estimator keeps running statistics that each estimate must read before
     # the current draw updates them (REINFORCE's moving-average baselines).
     learns_baseline: ClassVar[bool] = False
+    # How a training objective holds this unit at a target density: "kl" penalises the
+    # divergence of the mean probability of being on from the target (paper Eq. 14, sigmoid
+    # gaters); "l1" an adaptively weighted L1 norm of the output (Eq. 15, rectifiers).
+    sparsity_kind: ClassVar[str] = "kl"
     summary: ClassVar[str] = ""
 
     def __init__(self, num_units: int, **settings: object) -> None:
@@ -102,6 +107,10 @@ class Estimator(nn.Module):
         """
         del h
         return torch.zeros_like(losses[0] if self.draws_per_estimate > 1 else losses)
+
+    def on_probability(self, logits: Tensor) -> Tensor:
+        """P(unit on) in training, for the KL sparsity penalty; differentiable in logits."""
+        return torch.sigmoid(logits)
 
     # -- evaluation -----------------------------------------------------------------------
     def smooth(self, logits: Tensor) -> Tensor:
@@ -139,6 +148,7 @@ class Estimator(nn.Module):
             "unbiased": self.unbiased,
             "binary": self.binary,
             "draws_per_estimate": self.draws_per_estimate,
+            "sparsity_kind": self.sparsity_kind,
             "settings": dict(self.settings),
         }
 

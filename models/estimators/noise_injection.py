@@ -17,20 +17,36 @@ from torch import Tensor
 from .base import Estimator, bernoulli_draw, check_positive, check_probability, normal_like
 
 
-class NoisyRectifier(Estimator):
-    name = "noisy-rectifier"
-    family = "noise-injection"
+class Rectifier(Estimator):
+    """The noise-free rectifier gate max(0, a): the paper's "baseline rectifier" held at a
+    target density by the adaptive L1 penalty. Deterministic; its gradient is plain backprop."""
+
+    name = "rectifier"
+    family = "deterministic"
     unbiased = False
     binary = False
     default_threshold = 0.0
-    summary = "noisy rectifier: max(0, a + sigma z)"
+    sparsity_kind = "l1"
+    summary = "noise-free rectifier max(0, a), sparse through the L1 penalty"
 
-    def __init__(self, num_units: int, *, sigma: float = 1.0) -> None:
-        super().__init__(num_units, sigma=sigma)
-        self.sigma = check_positive("sigma", sigma)
+    def __init__(self, num_units: int) -> None:
+        super().__init__(num_units)
 
     def smooth(self, logits: Tensor) -> Tensor:
         return torch.relu(logits)
+
+    def sample(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return torch.relu(logits)
+
+
+class NoisyRectifier(Rectifier):
+    name = "noisy-rectifier"
+    family = "noise-injection"
+    summary = "noisy rectifier: max(0, a + sigma z)"
+
+    def __init__(self, num_units: int, *, sigma: float = 1.0) -> None:
+        Estimator.__init__(self, num_units, sigma=sigma)
+        self.sigma = check_positive("sigma", sigma)
 
     def sample(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return torch.relu(logits + self.sigma * normal_like(logits, generator))

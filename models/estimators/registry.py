@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 
 from .base import Estimator
-from .noise_injection import DropoutSigmoid, NoisyRectifier, NoisySigmoid
+from .noise_injection import DropoutSigmoid, NoisyRectifier, NoisySigmoid, Rectifier
 from .relaxation import GumbelStraightThrough, HardConcrete
 from .score_function import DisARM, LeaveOneOut, Reinforce, ReinforceMean, ReinforceNoBaseline
 from .stochastic_times_smooth import StochasticTimesSmooth
@@ -21,6 +21,7 @@ ESTIMATORS: dict[str, type[Estimator]] = {
         StraightThroughSigmoid,
         StochasticTimesSmooth,
         NoisyRectifier,
+        Rectifier,
         NoisySigmoid,
         DropoutSigmoid,
         GumbelStraightThrough,

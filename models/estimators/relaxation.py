@@ -68,6 +68,9 @@ class HardConcrete(Estimator):
         s = torch.sigmoid((logits + logistic_noise(logits, generator)) / self.temperature)
         return self._stretch(s)
 
+    def on_probability(self, logits: Tensor) -> Tensor:
+        return self.probability_nonzero(logits)
+
     def probability_nonzero(self, logits: Tensor) -> Tensor:
         """P(h != 0): the differentiable L0 norm term of Louizos et al. (Eq. 12)."""
         shift = self.temperature * math.log(-self.gamma / self.zeta)

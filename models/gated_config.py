@@ -1,0 +1,184 @@
+"""The validated description of a gated network, and its presets.
+
+A gated network is a stack of layers followed by a linear read-out to the classes. A gated layer
+has a main path of K blocks of S units (input -> K*S units, then an activation) and a gater
+(input -> M tanh units -> K gate logits, or input -> K when M = 0) whose stochastic units switch
+whole blocks on and off: layer output = main ⊙ gate, each gate repeated over its block's S units.
+A layer with `gated=False` is a plain dense layer (the dense baselines).
+
+Everything is validated on construction, so a bad config is refused before training starts,
+with the field named.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .estimators import ESTIMATORS, make_estimator
+
+ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid")
+
+
+class ConfigError(ValueError):
+    """A gated-network config that cannot be built; the message names the field."""
+
+
+def _positive_int(where: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{where} must be a positive integer, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class GatedLayerConfig:
+    blocks: int  # K: gates, one per block
+    block_size: int = 1  # S: main-path units per block
+    gater_hidden: int = 0  # M: tanh bottleneck of the gater; 0 = a single linear map
+    activation: str = "linear"  # main-path activation
+    gated: bool = True  # False: a plain dense layer of blocks * block_size units
+
+    @property
+    def width(self) -> int:
+        return self.blocks * self.block_size
+
+    def validate(self, where: str) -> None:
+        _positive_int(f"{where}.blocks", self.blocks)
+        _positive_int(f"{where}.block_size", self.block_size)
+        if (not isinstance(self.gater_hidden, int) or isinstance(self.gater_hidden, bool)
+                or self.gater_hidden < 0):
+            raise ConfigError(f"{where}.gater_hidden must be an integer >= 0, got "
+                              f"{self.gater_hidden!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"{where}.activation must be one of {', '.join(ACTIVATIONS)}, "
+                              f"got {self.activation!r}")
+        if not isinstance(self.gated, bool):
+            raise ConfigError(f"{where}.gated must be true or false, got {self.gated!r}")
+
+
+@dataclass(frozen=True)
+class GatedNetworkConfig:
+    input_size: int
+    num_classes: int
+    layers: tuple[GatedLayerConfig, ...]
+    estimator: str = "st"
+    estimator_settings: dict[str, Any] = field(default_factory=dict)
+    target_density: float = 0.1  # fraction of gates on, per layer
+
+    def __post_init__(self) -> None:
+        # Accept plain dicts/lists (from JSON) for the layers, then validate everything.
+        layers = self.layers
+        if not isinstance(layers, (list, tuple)) or not layers:
+            raise ConfigError(f"layers must be a non-empty list of layer configs, got {layers!r}")
+        built = []
+        for i, layer in enumerate(layers):
+            if isinstance(layer, dict):
+                layer = _from_mapping(GatedLayerConfig, layer, f"layers[{i}]")
+            if not isinstance(layer, GatedLayerConfig):
+                raise ConfigError(f"layers[{i}] must be a layer config, got {layer!r}")
+            built.append(layer)
+        object.__setattr__(self, "layers", tuple(built))
+        object.__setattr__(self, "estimator_settings", dict(self.estimator_settings or {}))
+        self.validate()
+
+    @property
+    def gated_layers(self) -> tuple[GatedLayerConfig, ...]:
+        return tuple(layer for layer in self.layers if layer.gated)
+
+    def validate(self) -> None:
+        _positive_int("input_size", self.input_size)
+        _positive_int("num_classes", self.num_classes)
+        if self.num_classes < 2:
+            raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
+        for i, layer in enumerate(self.layers):
+            layer.validate(f"layers[{i}]")
+        if self.estimator not in ESTIMATORS:
+            raise ConfigError(f"estimator must be one of {', '.join(sorted(ESTIMATORS))}, got "
+                              f"{self.estimator!r}")
+        try:  # the estimator validates its own settings
+            probe = make_estimator(self.estimator, 1, **self.estimator_settings)
+        except ValueError as err:
+            raise ConfigError(f"estimator_settings: {err}") from None
+        ok = (isinstance(self.target_density, (int, float))
+              and not isinstance(self.target_density, bool)
+              and math.isfinite(self.target_density) and 0 < self.target_density <= 1)
+        if not ok:
+            raise ConfigError(f"target_density must lie in (0, 1], got {self.target_density!r}")
+        if probe.draws_per_estimate > 1 and self.estimator == "disarm" and len(
+                self.gated_layers) > 1:
+            # DisARM's two draws must share their logits; a second gated layer's logits depend
+            # on the first layer's draws, so they differ between the two.
+            raise ConfigError("estimator: disarm needs the two antithetic draws to share their "
+                              "logits, which holds for one gated layer only; use rloo for stacks")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["layers"] = [asdict(layer) for layer in self.layers]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> GatedNetworkConfig:
+        return _from_mapping(cls, data, "config")
+
+    def replace(self, **changes: Any) -> GatedNetworkConfig:
+        data = self.to_dict()
+        data.update(changes)
+        return GatedNetworkConfig.from_dict(data)
+
+
+def _from_mapping(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(sorted(known))}")
+    try:
+        return cls(**data)
+    except TypeError as err:  # a required field is missing
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def paper_preset(input_size: int = 784, num_classes: int = 10, estimator: str = "st",
+                 target_density: float = 0.1) -> GatedNetworkConfig:
+    """The paper's conditional layer: gater input -> 400 tanh -> 2000 gates, main path
+    input -> 2000 linear units, one gate per unit, 10 % of gates on."""
+    layer = GatedLayerConfig(blocks=2000, block_size=1, gater_hidden=400, activation="linear")
+    return GatedNetworkConfig(input_size, num_classes, (layer,), estimator,
+                              target_density=target_density)
+
+
+def blocks_preset(input_size: int = 784, num_classes: int = 10, estimator: str = "st",
+                  target_density: float = 0.1) -> GatedNetworkConfig:
+    """Two gated layers of 64 blocks x 64 units with a 64-unit gater bottleneck: the gater costs
+    ~2 % of the main path, so skipping blocks can pay off."""
+    layer = GatedLayerConfig(blocks=64, block_size=64, gater_hidden=64, activation="relu")
+    return GatedNetworkConfig(input_size, num_classes, (layer, layer), estimator,
+                              target_density=target_density)
+
+
+def dense_preset(width: int, activation: str, input_size: int = 784,
+                 num_classes: int = 10) -> GatedNetworkConfig:
+    """A plain MLP with one hidden layer: the paper's dense baselines."""
+    layer = GatedLayerConfig(blocks=width, block_size=1, activation=activation, gated=False)
+    return GatedNetworkConfig(input_size, num_classes, (layer,), "st", target_density=1.0)
+
+
+PRESETS = {
+    "paper": paper_preset,
+    "blocks": blocks_preset,
+    "dense-200-sigmoid": lambda **kw: dense_preset(200, "sigmoid", **kw),
+    "dense-2000-relu": lambda **kw: dense_preset(2000, "relu", **kw),
+}
+
+
+def preset(name: str, **overrides: Any) -> GatedNetworkConfig:
+    """A named preset; `overrides` (input_size, num_classes, estimator, target_density)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+    base = PRESETS[name](**{k: v for k, v in overrides.items()
+                            if k in ("input_size", "num_classes")})
+    rest = {k: v for k, v in overrides.items() if k not in ("input_size", "num_classes")}
+    return base.replace(**rest) if rest else base

@@ -1,0 +1,151 @@
+"""Gated networks: the training forward (dense compute times gates, differentiable) and the
+deterministic evaluation forward (gates thresholded, inactive blocks zeroed: the dense masked
+reference that every block-skipping forward must match).
+
+Letters in shape comments: B examples, D input features, K blocks (gates), S units per block,
+M gater hidden units, C draws per estimate (leading group dimension for rloo / disarm), N the
+layer's output width (K * S).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .estimators import Estimator, make_estimator
+from .gated_config import GatedLayerConfig, GatedNetworkConfig
+
+ACTIVATION_FUNCTIONS = {
+    "linear": lambda x: x,
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+}
+
+
+@dataclass
+class LayerTrace:
+    """What one gated layer did: the training objectives and estimators need it."""
+
+    logits: Tensor  # (..., K) gater pre-activations
+    gates: Tensor  # (..., K) unit outputs that multiplied the blocks
+
+
+@dataclass
+class NetworkOutput:
+    logits: Tensor  # (..., classes)
+    traces: list[LayerTrace]  # one per gated layer
+
+
+class Gater(nn.Module):
+    """input -> M tanh -> K gate logits (the paper's 784 -> 400 -> 2000), or input -> K."""
+
+    def __init__(self, in_features: int, hidden: int, blocks: int) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(in_features, hidden) if hidden else None
+        self.out = nn.Linear(hidden or in_features, blocks)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.hidden is not None:
+            x = torch.tanh(self.hidden(x))  # (..., M)
+        return self.out(x)  # (..., K)
+
+
+def logit_for_on_probability(estimator: Estimator, target: float) -> float:
+    """The logit at which a unit is on with probability `target` (bisection: monotone)."""
+    lo, hi = -30.0, 30.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        p = float(estimator.on_probability(torch.tensor([mid], dtype=torch.float64)))
+        lo, hi = (mid, hi) if p < target else (lo, mid)
+    return (lo + hi) / 2
+
+
+class GatedLayer(nn.Module):
+    def __init__(self, in_features: int, config: GatedLayerConfig, estimator: str,
+                 settings: dict, target_density: float) -> None:
+        super().__init__()
+        self.config = config
+        self.activation = ACTIVATION_FUNCTIONS[config.activation]
+        self.main = nn.Linear(in_features, config.width)
+        self.gater: Gater | None = None
+        self.estimator: Estimator | None = None
+        if config.gated:
+            self.gater = Gater(in_features, config.gater_hidden, config.blocks)
+            self.estimator = make_estimator(estimator, config.blocks, **settings)
+            if self.estimator.sparsity_kind == "kl":
+                # Start at the target density: the KL penalty then only has to hold it there.
+                with torch.no_grad():
+                    bias = logit_for_on_probability(self.estimator, target_density)
+                    self.gater.out.bias.fill_(bias)
+            # Evaluation threshold on the smooth gate value; calibration replaces it.
+            self.register_buffer("threshold",
+                                 torch.tensor(float(self.estimator.default_threshold)))
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None
+                ) -> tuple[Tensor, LayerTrace | None]:
+        main = self.activation(self.main(x))  # (..., N)
+        if self.gater is None:
+            return main, None
+        logits = self.gater(x)  # (..., K)
+        if self.training:
+            gates = self.estimator.sample(logits, generator)  # (..., K)
+        else:
+            gates = self.estimator.deterministic(logits, self.threshold)  # (..., K)
+        k, s = self.config.blocks, self.config.block_size
+        out = (main.unflatten(-1, (k, s)) * gates.unsqueeze(-1)).flatten(-2)  # (..., N)
+        return out, LayerTrace(logits, gates)
+
+
+class GatedNetwork(nn.Module):
+    def __init__(self, config: GatedNetworkConfig) -> None:
+        super().__init__()
+        self.config = config
+        layers = []
+        width = config.input_size
+        for layer_config in config.layers:
+            layers.append(GatedLayer(width, layer_config, config.estimator,
+                                     config.estimator_settings, config.target_density))
+            width = layer_config.width
+        self.layers = nn.ModuleList(layers)
+        self.readout = nn.Linear(width, config.num_classes)
+
+    @property
+    def gated_layers(self) -> list[GatedLayer]:
+        return [layer for layer in self.layers if layer.gater is not None]
+
+    @property
+    def draws_per_estimate(self) -> int:
+        layers = self.gated_layers
+        return layers[0].estimator.draws_per_estimate if layers else 1
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> NetworkOutput:
+        traces = []
+        for layer in self.layers:
+            x, trace = layer(x, generator)
+            if trace is not None:
+                traces.append(trace)
+        return NetworkOutput(self.readout(x), traces)
+
+    def thresholds(self) -> list[float]:
+        return [float(layer.threshold) for layer in self.gated_layers]
+
+    def set_thresholds(self, values: list[float]) -> None:
+        layers = self.gated_layers
+        if len(values) != len(layers):
+            raise ValueError(f"need {len(layers)} thresholds, got {len(values)}")
+        for layer, value in zip(layers, values, strict=True):
+            layer.threshold.fill_(float(value))
+
+    def weight_matrices(self) -> list[nn.Linear]:
+        """Every linear map, for max-norm on incoming weights."""
+        return [m for m in self.modules() if isinstance(m, nn.Linear)]
+
+    def gater_parameters(self) -> list[nn.Parameter]:
+        return [p for layer in self.gated_layers for p in layer.gater.parameters()]
+
+    def main_parameters(self) -> list[nn.Parameter]:
+        gater = {id(p) for p in self.gater_parameters()}
+        return [p for p in self.parameters() if id(p) not in gater]

@@ -1,0 +1,69 @@
+"""Deterministic thresholds per layer that hit the target density (the paper's appendix A.3).
+
+Layer by layer, on validation data: with the earlier layers already thresholded, collect the
+layer's smooth gate values and pick the threshold above which the target fraction lies. Later
+layers see the thresholded earlier ones, exactly as at inference.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from models.gated_network import GatedNetwork
+
+
+def threshold_for_density(values: Tensor, density: float) -> float:
+    """tau such that the fraction of `values` strictly above tau is `density` (up to ties)."""
+    flat = values.reshape(-1).float()
+    n_on = round(density * flat.numel())
+    if n_on >= flat.numel():
+        return float(flat.min()) - 1.0
+    ordered = flat.sort(descending=True).values
+    return float(ordered[n_on])
+
+
+def _batches(x: Tensor, batch_size: int):
+    for start in range(0, x.shape[0], batch_size):
+        yield x[start:start + batch_size]
+
+
+@torch.no_grad()
+def calibrate_thresholds(model: GatedNetwork, x: Tensor, density: float,
+                         batch_size: int = 1024) -> list[float]:
+    """Set and return per-layer thresholds so each gated layer is on at `density` on `x`."""
+    was_training = model.training
+    model.eval()
+    thresholds = []
+    gated = model.gated_layers
+    for target_layer in gated:
+        smooth = []
+        for chunk in _batches(x, batch_size):
+            h = chunk
+            for layer in model.layers:
+                if layer is target_layer:
+                    smooth.append(layer.estimator.smooth(layer.gater(h)))  # (B, K)
+                    break
+                h, _ = layer(h)
+        tau = threshold_for_density(torch.cat(smooth), density)
+        target_layer.threshold.fill_(tau)
+        thresholds.append(tau)
+    model.train(was_training)
+    return thresholds
+
+
+@torch.no_grad()
+def evaluate(model: GatedNetwork, x: Tensor, y: Tensor, batch_size: int = 1024) -> dict:
+    """Deterministic error rate and per-layer density (fraction of blocks on) on (x, y)."""
+    was_training = model.training
+    model.eval()
+    errors = 0
+    on = torch.zeros(len(model.gated_layers), dtype=torch.float64)  # summed per-example density
+    for start in range(0, x.shape[0], batch_size):
+        out = model(x[start:start + batch_size])
+        errors += int((out.logits.argmax(-1) != y[start:start + batch_size]).sum())
+        for i, trace in enumerate(out.traces):
+            on[i] += float((trace.gates != 0).double().mean(-1).sum())
+    model.train(was_training)
+    n = x.shape[0]
+    return {"error": errors / n, "density": (on / n).tolist()}

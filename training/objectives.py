@@ -1,0 +1,63 @@
+"""Training objectives: the task loss and the per-layer sparsity penalties.
+
+- Sigmoid-type gaters (KL kind): Eq. 14's KL divergence between the target density rho and the
+  batch-mean probability of each unit being on, averaged over the layer's units.
+- Rectifier gaters (L1 kind): Eq. 15's L1 penalty on the gate outputs with a weight lambda that
+  adapts during training so the realised density settles at the target. Our reading: after every
+  step lambda is multiplied by exp(+rate) when the realised density is above the target and by
+  exp(-rate) when below, clipped to [1e-6, 1e3].
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from models.estimators import Estimator
+
+
+def per_example_task_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Cross-entropy per example; (..., classes), (B,) -> (...,). Leading draw dims broadcast."""
+    expanded = targets.expand(logits.shape[:-1])
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), expanded.reshape(-1),
+                           reduction="none").reshape(logits.shape[:-1])
+
+
+def kl_sparsity(on_probability: Tensor, target: float, eps: float = 1e-6) -> Tensor:
+    """Eq. 14: mean over units of KL(Bernoulli(rho) || Bernoulli(mean_batch p_k))."""
+    p = on_probability.reshape(-1, on_probability.shape[-1]).mean(0).clamp(eps, 1 - eps)  # (K,)
+    rho = min(max(target, eps), 1 - eps)
+    return (rho * torch.log(rho / p) + (1 - rho) * torch.log((1 - rho) / (1 - p))).mean()
+
+
+def l1_sparsity(gates: Tensor) -> Tensor:
+    """Mean absolute gate output per unit, (..., K) -> scalar."""
+    return gates.abs().mean()
+
+
+def realised_density(gates: Tensor) -> Tensor:
+    """Fraction of gates that are non-zero, i.e. blocks that would be computed."""
+    return (gates.detach() != 0).float().mean()
+
+
+class AdaptiveL1:
+    """Eq. 15's weight lambda for one layer, moved after each step toward the target density."""
+
+    def __init__(self, initial: float = 1e-3, rate: float = 0.01) -> None:
+        self.value = float(initial)
+        self.rate = float(rate)
+
+    def update(self, density: float, target: float) -> None:
+        step = self.rate if density > target else -self.rate
+        self.value = min(max(self.value * math.exp(step), 1e-6), 1e3)
+
+
+def sparsity_penalty(estimator: Estimator, logits: Tensor, gates: Tensor, target: float,
+                     l1_weight: float) -> Tensor:
+    """The layer's penalty (unweighted for KL; lambda-weighted for L1)."""
+    if estimator.sparsity_kind == "l1":
+        return l1_weight * l1_sparsity(gates)
+    return kl_sparsity(estimator.on_probability(logits), target)
