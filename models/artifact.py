@@ -1,0 +1,503 @@
+"""The one reader and writer of model artifacts (design.md, "Contracts: Model artifact").
+
+An artifact is one folder per model version, laid out like a model repository:
+
+    <repository>/<name>/<version>/config.json         what the model is, and a weights manifest
+    <repository>/<name>/<version>/model.safetensors   the weights, and nothing else
+    <repository>/<name>/<version>/<extra files>       e.g. model.onnx, where exported
+
+The folder describes itself: the writer stores ``format_version``, ``name`` and ``version`` in
+``config.json`` and the reader returns the config exactly as stored, inferring nothing from the
+path. ``config.json`` also holds a manifest of the weights (file, sha256, and every tensor's
+shape and dtype), so the reader refuses a weights file that was truncated, corrupted or swapped.
+
+This module is generic over content: callers pass any JSON-serialisable config dict and a dict of
+tensors (a state dict). Weights are read only through safetensors, which stores raw tensor bytes
+and a JSON header, so reading an artifact never executes code.
+
+Names and versions are validated before they touch a path, so no request can reach outside the
+repository. Writes are atomic: everything is written and fsynced in a temporary dot-folder beside
+the final one, then renamed into place, so a reader (or a crash) never sees half an artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+# Keys of config.json that the writer owns; values the caller passes under them are replaced, so
+# a config read from one artifact can be written again as another version.
+RESERVED_KEYS = ("format_version", "name", "version", "weights", "extra_files")
+
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", re.ASCII)
+_VERSION_PATTERN = re.compile(r"[0-9]{1,18}", re.ASCII)  # 18 digits: a version fits an int64
+_SHA256_PATTERN = re.compile(r"[0-9a-f]{64}", re.ASCII)
+# safetensors stores these; the float types cover model weights in every precision we train and
+# serve in (float64 for the REINFORCE baseline moving averages), the others cover counters/masks.
+_DTYPES = {
+    str(dtype).removeprefix("torch."): dtype
+    for dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64,
+                  torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)
+}
+_HASH_CHUNK = 1 << 20
+
+
+class ArtifactError(ValueError):
+    """An artifact, or a request for one, that is refused; the message names the folder or file
+    and what is wrong with it."""
+
+
+# --- names, versions, paths -------------------------------------------------------------------
+
+
+def validate_name(name: object) -> str:
+    """Return ``name`` if it is a safe model name (one path component, no dot-folder), else
+    raise ArtifactError."""
+    if not isinstance(name, str):
+        raise ArtifactError(f"model name must be a string, got {type(name).__name__} {name!r}")
+    if name in (".", "..") or _NAME_PATTERN.fullmatch(name) is None:
+        raise ArtifactError(
+            f"invalid model name {name!r}: use 1 to 128 characters from A-Z a-z 0-9 . _ -, "
+            "starting with a letter or digit")
+    return name
+
+
+def validate_version(version: object) -> str:
+    """Return the canonical folder name of ``version`` (a positive integer, given as an int or a
+    string of ASCII digits: 7, "7" and "007" all give "7"), else raise ArtifactError."""
+    if isinstance(version, bool):  # bool is an int subclass; True is not version 1
+        raise ArtifactError(f"model version must be a positive integer, got {version!r}")
+    if isinstance(version, int):
+        number = version
+    elif isinstance(version, str) and _VERSION_PATTERN.fullmatch(version):
+        number = int(version)
+    else:
+        raise ArtifactError(
+            f"model version must be a positive integer (an int or a string of at most 18 "
+            f"digits), got {version!r}")
+    if not 0 < number < 10**18:
+        raise ArtifactError(f"model version must be a positive integer below 10**18, "
+                            f"got {version!r}")
+    return str(number)
+
+
+def artifact_path(repository: str | Path, name: object, version: object) -> Path:
+    """``<repository>/<name>/<version>``, after validating name and version."""
+    return Path(repository) / validate_name(name) / validate_version(version)
+
+
+def list_versions(repository: str | Path, name: object) -> list[str]:
+    """The published versions of model ``name``, in numeric order ("2" before "10").
+
+    Only folders with a canonical version name and a config.json count: temporary dot-folders
+    of writes in progress (or of crashed ones) and anything else in the folder are ignored."""
+    model_dir = Path(repository) / validate_name(name)
+    if not model_dir.is_dir():
+        return []
+    versions = []
+    for entry in model_dir.iterdir():
+        if (entry.name.startswith(".") or _VERSION_PATTERN.fullmatch(entry.name) is None
+                or str(int(entry.name)) != entry.name or int(entry.name) == 0):
+            continue
+        if entry.is_dir() and (entry / CONFIG_FILE).is_file():
+            versions.append(entry.name)
+    return sorted(versions, key=int)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def write_artifact(
+    repository: str | Path,
+    name: object,
+    version: object,
+    config: Mapping[str, Any],
+    tensors: Mapping[str, torch.Tensor],
+    *,
+    extra_files: Mapping[str, bytes] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``<repository>/<name>/<version>/`` atomically and return its path.
+
+    ``config`` must be JSON-serialisable with string keys and finite numbers; it is stored with
+    the reserved keys (RESERVED_KEYS) set by the writer, and goes through JSON (tuples come back
+    as lists). ``tensors`` are saved to model.safetensors (moved to CPU, made contiguous).
+    ``extra_files`` maps plain file names (e.g. "model.onnx") to their bytes; their sha256 is
+    recorded under ``extra_files`` in the config. An existing version is refused unless
+    ``overwrite``, which replaces it so that readers see either the old folder or the new one.
+    """
+    name = validate_name(name)
+    version = validate_version(version)
+    repository = Path(repository)
+    model_dir = repository / name
+    final = model_dir / version
+    cpu_tensors, manifest_tensors = _prepare_tensors(tensors, final)
+    extras = _prepare_extra_files(extra_files, final)
+    stored_config = _prepare_config(config, final)
+    if os.path.lexists(final) and not overwrite:
+        raise ArtifactError(f"{final}: version {version} of {name!r} already exists "
+                            "(pass overwrite=True to replace it)")
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    temporary = _make_sibling_dir(model_dir, f".tmp-{version}-")
+    try:
+        weights_path = temporary / WEIGHTS_FILE
+        safetensors.torch.save_file(cpu_tensors, str(weights_path), metadata={"format": "pt"})
+        _fsync_file(weights_path)
+        stored_config.update(
+            format_version=FORMAT_VERSION,
+            name=name,
+            version=version,
+            weights={"file": WEIGHTS_FILE, "sha256": _sha256_of_file(weights_path),
+                     "tensors": manifest_tensors},
+            extra_files={file_name: {"sha256": hashlib.sha256(data).hexdigest(),
+                                     "size": len(data)}
+                         for file_name, data in extras.items()},
+        )
+        text = json.dumps(stored_config, indent=2, sort_keys=True, allow_nan=False) + "\n"
+        _write_file(temporary / CONFIG_FILE, text.encode("utf-8"))
+        for file_name, data in extras.items():
+            _write_file(temporary / file_name, data)
+        _fsync_dir(temporary)
+        _publish(temporary, final, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return final
+
+
+def _prepare_config(config: object, final: Path) -> dict[str, Any]:
+    """A JSON copy of ``config`` without the reserved keys; refuses what JSON cannot hold
+    faithfully (NaN, infinities, non-string keys, objects JSON does not know)."""
+    if not isinstance(config, Mapping):
+        raise ArtifactError(f"{final}: config must be a dict, got {type(config).__name__}")
+    _check_json_value(config, "config", final)
+    try:
+        text = json.dumps(dict(config), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ArtifactError(f"{final}: config is not JSON-serialisable: {error}") from error
+    stored = json.loads(text)
+    for key in RESERVED_KEYS:
+        stored.pop(key, None)
+    return stored
+
+
+def _check_json_value(value: object, where: str, final: Path) -> None:
+    """Name the exact place of a value JSON would refuse or silently change."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ArtifactError(f"{final}: {where} is {value!r}; JSON (and this artifact) allows "
+                            "only finite numbers")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ArtifactError(f"{final}: {where} has a non-string key {key!r}; JSON "
+                                    "object keys must be strings")
+            _check_json_value(item, f"{where}[{key!r}]", final)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_json_value(item, f"{where}[{index}]", final)
+
+
+def _prepare_tensors(
+    tensors: object, final: Path
+) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, Any]]]:
+    """CPU, contiguous, unshared copies of ``tensors`` and their manifest entries."""
+    if not isinstance(tensors, Mapping):
+        raise ArtifactError(f"{final}: tensors must be a dict of name -> torch.Tensor, got "
+                            f"{type(tensors).__name__}")
+    prepared, manifest = {}, {}
+    for key, tensor in tensors.items():
+        if not isinstance(key, str) or not key:
+            raise ArtifactError(f"{final}: tensor names must be non-empty strings, got {key!r}")
+        if not isinstance(tensor, torch.Tensor):
+            raise ArtifactError(f"{final}: tensor {key!r} is a {type(tensor).__name__}, not a "
+                                "torch.Tensor")
+        dtype_name = str(tensor.dtype).removeprefix("torch.")
+        if dtype_name not in _DTYPES:
+            raise ArtifactError(f"{final}: tensor {key!r} has dtype {dtype_name}; allowed: "
+                                f"{', '.join(_DTYPES)}")
+        if tensor.layout != torch.strided or tensor.device.type == "meta":
+            raise ArtifactError(f"{final}: tensor {key!r} must be a dense tensor with data "
+                                f"(layout {tensor.layout}, device {tensor.device})")
+        # clone: safetensors refuses tensors that share memory (tied weights, views of one
+        # buffer), and the copy cannot change under us while it is written.
+        prepared[key] = tensor.detach().to("cpu").contiguous().clone()
+        manifest[key] = {"dtype": dtype_name, "shape": list(tensor.shape)}
+    return prepared, manifest
+
+
+def _prepare_extra_files(extra_files: object, final: Path) -> dict[str, bytes]:
+    if extra_files is None:
+        return {}
+    if not isinstance(extra_files, Mapping):
+        raise ArtifactError(f"{final}: extra_files must be a dict of file name -> bytes, got "
+                            f"{type(extra_files).__name__}")
+    prepared = {}
+    for file_name, data in extra_files.items():
+        if (not isinstance(file_name, str) or _NAME_PATTERN.fullmatch(file_name) is None
+                or file_name in (CONFIG_FILE, WEIGHTS_FILE)):
+            raise ArtifactError(
+                f"{final}: invalid extra file name {file_name!r}: use a plain file name of "
+                f"A-Z a-z 0-9 . _ - (not {CONFIG_FILE} or {WEIGHTS_FILE})")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise ArtifactError(f"{final}: extra file {file_name!r} must be bytes, got "
+                                f"{type(data).__name__}")
+        prepared[file_name] = bytes(data)
+    return prepared
+
+
+def _make_sibling_dir(parent: Path, prefix: str) -> Path:
+    """A new, empty dot-folder in ``parent`` with a random suffix. Not tempfile.mkdtemp: that
+    makes the folder private (0700), and the final folder keeps its permissions."""
+    for _ in range(100):
+        path = parent / f"{prefix}{secrets.token_hex(8)}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise ArtifactError(f"{parent}: could not create a temporary folder")  # pragma: no cover
+
+
+def _publish(temporary: Path, final: Path, *, overwrite: bool) -> None:
+    """Rename the finished folder into place (POSIX rename is atomic within one filesystem)."""
+    model_dir = final.parent
+    if not os.path.lexists(final):
+        try:
+            os.rename(temporary, final)
+        except OSError as error:
+            if os.path.lexists(final):  # another writer published this version meanwhile
+                raise ArtifactError(f"{final}: version {final.name} of {model_dir.name!r} "
+                                    "already exists") from error
+            raise
+        _fsync_dir(model_dir)
+        return
+    if not overwrite:
+        raise ArtifactError(f"{final}: version {final.name} of {model_dir.name!r} already "
+                            "exists (pass overwrite=True to replace it)")
+    # Move the old folder aside, move the new one in, then delete the old one; if the second
+    # rename fails, put the old one back. Readers see the old folder or the new one, never a
+    # mixture (in between, briefly, no folder at all).
+    aside = model_dir / f".old-{final.name}-{secrets.token_hex(8)}"
+    os.rename(final, aside)
+    try:
+        os.rename(temporary, final)
+    except BaseException:
+        os.rename(aside, final)
+        raise
+    _fsync_dir(model_dir)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "xb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a folder's entries (new files, renames) durable. POSIX only: Windows cannot open
+    a folder for fsync."""
+    if os.name != "posix":  # pragma: no cover
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256_of_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def read_artifact(
+    folder: str | Path, *, device: str | torch.device = "cpu"
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read an artifact folder: its config as stored, and its tensors on ``device``.
+
+    Refuses (ArtifactError) a missing folder or file, a config that is not valid JSON, a
+    format_version that is missing or newer than FORMAT_VERSION, a malformed weights manifest,
+    a weights file whose sha256 differs from the manifest or that safetensors cannot parse, and
+    any tensor missing, unexpected, or of another shape or dtype than the manifest says.
+    """
+    folder = Path(folder)
+    config = read_config(folder)
+    weights = _validate_manifest(config, folder / CONFIG_FILE)
+    weights_path = folder / WEIGHTS_FILE
+    try:
+        data = weights_path.read_bytes()
+    except FileNotFoundError as error:
+        raise ArtifactError(f"{weights_path}: weights file is missing") from error
+    except OSError as error:
+        raise ArtifactError(f"{weights_path}: cannot read the weights file: {error}") from error
+    # Hash and parse the same bytes, so the weights checked are the weights returned even if the
+    # folder is replaced while we read.
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != weights["sha256"]:
+        raise ArtifactError(
+            f"{weights_path}: sha256 {actual} does not match {weights['sha256']} recorded in "
+            f"{folder / CONFIG_FILE}; the weights file is corrupt or was changed after writing")
+    try:
+        tensors = safetensors.torch.load(data)
+    except Exception as error:  # safetensors raises SafetensorError, or others on odd headers
+        raise ArtifactError(f"{weights_path}: not a readable safetensors file: {error}") from error
+    _check_tensors_against_manifest(tensors, weights["tensors"], weights_path)
+    if torch.device(device).type != "cpu":
+        tensors = {key: tensor.to(device) for key, tensor in tensors.items()}
+    return config, tensors
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    """The config.json of an artifact folder, as stored, after checking that it is a JSON object
+    of a format this reader supports. Does not read or verify the weights."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder}: artifact folder does not exist"
+                            if not folder.exists() else f"{folder}: not a folder")
+    path = folder / CONFIG_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise ArtifactError(f"{path}: config file is missing") from error
+    except UnicodeDecodeError as error:
+        raise ArtifactError(f"{path}: config is not UTF-8 text: {error}") from error
+    except OSError as error:
+        raise ArtifactError(f"{path}: cannot read the config: {error}") from error
+    try:
+        config = json.loads(text, parse_constant=_refuse_json_constant)
+    except json.JSONDecodeError as error:
+        raise ArtifactError(f"{path}: invalid JSON at line {error.lineno} column {error.colno} "
+                            f"(character {error.pos}): {error.msg}") from error
+    except ValueError as error:
+        raise ArtifactError(f"{path}: invalid JSON: {error}") from error
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{path}: config must be a JSON object, got "
+                            f"{type(config).__name__}")
+    if "format_version" not in config:
+        raise ArtifactError(f"{path}: no format_version; not a sparsegate artifact config")
+    format_version = config["format_version"]
+    if not isinstance(format_version, int) or isinstance(format_version, bool) \
+            or format_version < 1:
+        raise ArtifactError(f"{path}: format_version must be a positive integer, got "
+                            f"{format_version!r}")
+    if format_version > FORMAT_VERSION:
+        raise ArtifactError(f"{path}: format_version {format_version} is newer than this reader "
+                            f"supports ({FORMAT_VERSION}); upgrade sparsegate to read it")
+    for key, check in (("name", validate_name), ("version", validate_version)):
+        if key not in config:
+            raise ArtifactError(f"{path}: config has no {key!r}")
+        try:
+            check(config[key])
+        except ArtifactError as error:
+            raise ArtifactError(f"{path}: {error}") from error
+    return config
+
+
+def _refuse_json_constant(constant: str) -> None:
+    raise ValueError(f"{constant} is not allowed (only finite numbers)")
+
+
+def _validate_manifest(config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The weights manifest of ``config``, after checking its structure."""
+    weights = config.get("weights")
+    if not isinstance(weights, dict):
+        raise ArtifactError(f"{path}: config has no 'weights' manifest object")
+    if weights.get("file") != WEIGHTS_FILE:
+        raise ArtifactError(f"{path}: weights.file must be {WEIGHTS_FILE!r}, got "
+                            f"{weights.get('file')!r}")
+    sha256 = weights.get("sha256")
+    if not isinstance(sha256, str) or _SHA256_PATTERN.fullmatch(sha256) is None:
+        raise ArtifactError(f"{path}: weights.sha256 must be 64 lowercase hex digits, got "
+                            f"{sha256!r}")
+    entries = weights.get("tensors")
+    if not isinstance(entries, dict):
+        raise ArtifactError(f"{path}: weights.tensors must be an object of name -> "
+                            "{shape, dtype}")
+    for key, entry in entries.items():
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        dtype = entry.get("dtype") if isinstance(entry, dict) else None
+        if (not isinstance(shape, list)
+                or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                           for n in shape)
+                or dtype not in _DTYPES):
+            raise ArtifactError(f"{path}: weights.tensors[{key!r}] must be {{\"shape\": [sizes "
+                                f">= 0], \"dtype\": one of {', '.join(_DTYPES)}}}, got {entry!r}")
+    return weights
+
+
+def _check_tensors_against_manifest(
+    tensors: dict[str, torch.Tensor], manifest: dict[str, dict[str, Any]], path: Path
+) -> None:
+    missing = sorted(set(manifest) - set(tensors))
+    if missing:
+        raise ArtifactError(f"{path}: tensor(s) {', '.join(map(repr, missing))} listed in the "
+                            "manifest are missing from the weights file")
+    unexpected = sorted(set(tensors) - set(manifest))
+    if unexpected:
+        raise ArtifactError(f"{path}: tensor(s) {', '.join(map(repr, unexpected))} in the "
+                            "weights file are not in the manifest")
+    for key, entry in manifest.items():
+        tensor = tensors[key]
+        if list(tensor.shape) != entry["shape"]:
+            raise ArtifactError(f"{path}: tensor {key!r} has shape {list(tensor.shape)}, the "
+                                f"manifest says {entry['shape']}")
+        dtype_name = str(tensor.dtype).removeprefix("torch.")
+        if dtype_name != entry["dtype"]:
+            raise ArtifactError(f"{path}: tensor {key!r} has dtype {dtype_name}, the manifest "
+                                f"says {entry['dtype']}")
+
+
+def read_extra_file(folder: str | Path, file_name: str) -> bytes:
+    """The bytes of an extra file of an artifact (e.g. "model.onnx"), verified against the
+    sha256 recorded in its config."""
+    folder = Path(folder)
+    config = read_config(folder)
+    path = folder / CONFIG_FILE
+    extras = config.get("extra_files", {})
+    if not isinstance(extras, dict):
+        raise ArtifactError(f"{path}: extra_files must be an object")
+    entry = extras.get(file_name) if isinstance(file_name, str) else None
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        raise ArtifactError(f"{path}: no extra file {file_name!r} recorded (recorded: "
+                            f"{', '.join(sorted(extras)) or 'none'})")
+    # Recorded names were validated by the writer; validate again, the config may be edited.
+    if _NAME_PATTERN.fullmatch(file_name) is None or file_name in (CONFIG_FILE, WEIGHTS_FILE):
+        raise ArtifactError(f"{path}: invalid extra file name {file_name!r}")
+    file_path = folder / file_name
+    try:
+        data = file_path.read_bytes()
+    except OSError as error:
+        raise ArtifactError(f"{file_path}: cannot read the extra file: {error}") from error
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != entry["sha256"]:
+        raise ArtifactError(f"{file_path}: sha256 {actual} does not match {entry['sha256']} "
+                            f"recorded in {path}; the file is corrupt or was changed")
+    return data

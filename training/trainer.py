@@ -1,0 +1,271 @@
+"""The training loop: gated networks with any estimator, held at a target density.
+
+One epoch: a seeded shuffle (the same on every process), each process taking every
+world-size-th example; per batch the task loss, the score-function surrogates of REINFORCE-family
+gaters (fed per-example losses), the sparsity penalties; SGD or Adam; max-norm. After each epoch
+the thresholds are calibrated on validation data and the deterministic validation error and
+density are logged, then a checkpoint is written. Gate noise and data order are seeded from
+(seed, rank, epoch), so a run resumed from a checkpoint ends exactly where an uninterrupted one
+would.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch import distributed as dist
+
+from models.gated_config import GatedNetworkConfig
+from models.gated_network import GatedNetwork
+
+from .calibrate import calibrate_thresholds, evaluate
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .data import DataBundle
+from .objectives import AdaptiveL1, per_example_task_loss, realised_density, sparsity_penalty
+from .optim import apply_max_norm, build_optimizer
+from .settings import TrainSettings
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on; the message says why and what was kept."""
+
+
+class TrainingStep(nn.Module):
+    """One batch's objective as a module, so DistributedDataParallel can wrap it whole."""
+
+    def __init__(self, model: GatedNetwork, target_density: float, sparsity_weight: float):
+        super().__init__()
+        self.model = model
+        self.target = target_density
+        self.sparsity_weight = sparsity_weight
+
+    def forward(self, x: Tensor, y: Tensor, l1_weights: list[float],
+                generator: torch.Generator | None) -> tuple[Tensor, ...]:
+        c = self.model.draws_per_estimate
+        inputs = x.expand(c, *x.shape) if c > 1 else x  # (C, B, D) for multi-draw estimators
+        out = self.model(inputs, generator)
+        losses = per_example_task_loss(out.logits, y)  # (C, B) or (B,)
+        task = losses.mean()
+        total = task
+        penalties, densities = [], []
+        for layer, trace, l1 in zip(self.model.gated_layers, out.traces, l1_weights,
+                                    strict=True):
+            est = layer.estimator
+            # Score-function gaters learn from per-example losses only (zero for the others).
+            total = total + est.surrogate(trace.logits, trace.gates, losses.detach()).mean()
+            penalty = sparsity_penalty(est, trace.logits, trace.gates, self.target, l1)
+            weight = self.sparsity_weight if est.sparsity_kind == "kl" else 1.0
+            total = total + weight * penalty
+            penalties.append(penalty.detach())
+            densities.append(realised_density(trace.gates))
+        errors = (out.logits.detach().argmax(-1) != y).float().mean()
+        stats = torch.stack([task.detach(), errors, *penalties, *densities]) if penalties else \
+            torch.stack([task.detach(), errors])
+        return total, stats
+
+
+@dataclass
+class TrainResult:
+    model: GatedNetwork
+    history: list[dict[str, Any]]
+    final: dict[str, Any]  # thresholds, validation and test error and density
+
+
+def _distributed() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed_from_env(device: str) -> tuple[int, int, str]:
+    """Join the torchrun process group when launched by torchrun; returns (rank, world, device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    if not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend=backend)
+    if device.startswith("cuda"):
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def _seed_for(seed: int, *parts: int) -> int:
+    value = seed
+    for part in parts:
+        value = (value * 1_000_003 + part + 1) % (2**63 - 1)
+    return value
+
+
+class Trainer:
+    def __init__(self, config: GatedNetworkConfig, settings: TrainSettings, data: DataBundle,
+                 run_dir: Path, *, progress: bool = True, log=print) -> None:
+        if data.input_size != config.input_size or data.num_classes != config.num_classes:
+            raise TrainingError(
+                f"the data ({data.name}: {data.input_size} inputs, {data.num_classes} classes) "
+                f"does not fit the model ({config.input_size} inputs, {config.num_classes} "
+                "classes)")
+        self.config, self.settings, self.data = config, settings, data
+        self.run_dir = Path(run_dir)
+        self.rank, self.world = _distributed()
+        self.device = torch.device(settings.device)
+        self.progress = progress and self.rank == 0
+        self.log = log if self.rank == 0 else (lambda *a, **k: None)
+        torch.manual_seed(settings.seed)  # identical initial weights on every process
+        self.model = GatedNetwork(config).to(self.device)
+        self.optimizer = build_optimizer(self.model, settings.optimizer, settings.lr,
+                                         settings.gater_lr, settings.momentum, settings.nesterov,
+                                         settings.weight_decay)
+        self.step_module: nn.Module = TrainingStep(self.model, config.target_density,
+                                                   settings.sparsity_weight)
+        if self.world > 1:
+            self.step_module = nn.parallel.DistributedDataParallel(self.step_module)
+        self.l1 = [AdaptiveL1(settings.l1_initial, settings.l1_rate)
+                   for _ in self.model.gated_layers]
+        self.history: list[dict[str, Any]] = []
+
+    # -- state -----------------------------------------------------------------------------
+    def _trainer_state(self) -> dict[str, Any]:
+        return {"history": self.history, "l1": [p.value for p in self.l1]}
+
+    def _restore(self) -> int:
+        path = latest_checkpoint(self.run_dir)
+        if path is None:
+            self.log(f"no checkpoint in {self.run_dir}: starting from scratch")
+            return 0
+        epoch, state = load_checkpoint(path, self.model, self.optimizer, {})
+        self.history = state["history"]
+        for penalty, value in zip(self.l1, state["l1"], strict=True):
+            penalty.value = value
+        self.log(f"resumed from {path} (epoch {epoch} done)")
+        return epoch
+
+    # -- loop ------------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> TrainResult:
+        checkpoints = self.run_dir / "checkpoints"
+        if not resume and latest_checkpoint(self.run_dir) is not None:
+            raise TrainingError(f"{checkpoints} already holds checkpoints: pass --resume to "
+                                "continue that run, or choose another run directory")
+        start = self._restore() if resume else 0
+        for epoch in range(start + 1, self.settings.epochs + 1):
+            row = self._train_epoch(epoch)
+            row.update(self._validate())
+            self.history.append(row)
+            if self.rank == 0:
+                save_checkpoint(self.run_dir, epoch, self.model, self.optimizer, {},
+                                self._trainer_state())
+                self._write_metrics()
+            self.log(_summary(row))
+        return TrainResult(self.model, self.history, self._final())
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        s = self.settings
+        n = len(self.data.train)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(
+            _seed_for(s.seed, epoch)))[self.rank::self.world]
+        gates = torch.Generator(device=self.device).manual_seed(
+            _seed_for(s.seed, epoch, self.rank))
+        x_all, y_all = self.data.train.x, self.data.train.y
+        layers = len(self.model.gated_layers)
+        sums = torch.zeros(2 + 2 * layers, dtype=torch.float64)
+        batches = math.ceil(len(order) / s.batch_size)
+        self.model.train()
+        started = time.perf_counter()
+        bar = _progress(batches, f"epoch {epoch}/{s.epochs}", self.progress)
+        for b in range(batches):
+            index = order[b * s.batch_size:(b + 1) * s.batch_size]
+            x = x_all[index].to(self.device, non_blocking=True)
+            y = y_all[index].to(self.device, non_blocking=True)
+            loss, stats = self.step_module(x, y, [p.value for p in self.l1], gates)
+            if not torch.isfinite(loss):
+                last = latest_checkpoint(self.run_dir)
+                kept = f"the last good checkpoint is {last}" if last else "no checkpoint yet"
+                raise TrainingError(f"non-finite loss ({float(loss)}) at epoch {epoch}, batch "
+                                    f"{b + 1}: stopping; {kept}. Lower the learning rate or "
+                                    "check the data.")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            apply_max_norm(self.model, s.max_norm)
+            stats = stats.detach().double().cpu()
+            if self.world > 1:  # the same lambda update on every process
+                dist.all_reduce(stats)
+                stats /= self.world
+            for i, penalty in enumerate(self.l1):
+                if self.model.gated_layers[i].estimator.sparsity_kind == "l1":
+                    penalty.update(float(stats[2 + layers + i]), self.config.target_density)
+            sums += stats
+            if bar is not None:
+                bar.update(1)
+                if b % 20 == 0:
+                    dens = stats[2 + layers:].tolist()
+                    bar.set_postfix(loss=f"{float(stats[0]):.3f}",
+                                    density=",".join(f"{d:.2f}" for d in dens))
+        if bar is not None:
+            bar.close()
+        mean = (sums / max(batches, 1)).tolist()
+        return {
+            "epoch": epoch,
+            "train_task_loss": mean[0],
+            "train_error": mean[1],
+            "train_penalty": mean[2:2 + layers],
+            "train_density": mean[2 + layers:],
+            "l1_lambda": [p.value for p in self.l1],
+            "epoch_seconds": time.perf_counter() - started,
+        }
+
+    def _validate(self) -> dict[str, Any]:
+        x = self.data.valid.x.to(self.device)
+        y = self.data.valid.y.to(self.device)
+        thresholds = calibrate_thresholds(self.model, x, self.config.target_density,
+                                          self.settings.eval_batch_size)
+        result = evaluate(self.model, x, y, self.settings.eval_batch_size)
+        return {"valid_error": result["error"], "valid_density": result["density"],
+                "thresholds": thresholds}
+
+    def _final(self) -> dict[str, Any]:
+        valid = self._validate()  # thresholds from validation data only
+        test = evaluate(self.model, self.data.test.x.to(self.device),
+                        self.data.test.y.to(self.device), self.settings.eval_batch_size)
+        seconds = [row["epoch_seconds"] for row in self.history]
+        return {**valid, "test_error": test["error"], "test_density": test["density"],
+                "epochs": len(self.history),
+                "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else None}
+
+    def _write_metrics(self) -> None:
+        (self.run_dir / "metrics.json").write_text(json.dumps(self.history, indent=1))
+        with open(self.run_dir / "metrics.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            keys = list(self.history[0])
+            writer.writerow(keys)
+            for row in self.history:
+                writer.writerow([json.dumps(row[k]) if isinstance(row[k], list) else row[k]
+                                 for k in keys])
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, leave=False)
+
+
+def _summary(row: dict[str, Any]) -> str:
+    dens = ",".join(f"{d:.3f}" for d in row["train_density"]) or "-"
+    vdens = ",".join(f"{d:.3f}" for d in row["valid_density"]) or "-"
+    return (f"epoch {row['epoch']}: loss {row['train_task_loss']:.4f}, train error "
+            f"{row['train_error']:.4f}, train density {dens}, valid error "
+            f"{row['valid_error']:.4f} at density {vdens}, {row['epoch_seconds']:.1f} s")
