@@ -1,7 +1,7 @@
 """Training objectives: the task loss and the per-layer sparsity penalties.
 
 - Sigmoid-type gaters (KL kind): Eq. 14's KL divergence between the target density rho and the
-  batch-mean probability of each unit being on, averaged over the layer's units.
+  batch-mean probability of each unit being on, summed over the layer's units.
 - Rectifier gaters (L1 kind): Eq. 15's L1 penalty on the gate outputs with a weight lambda that
   adapts during training so the realised density settles at the target. Our reading: after every
   step lambda is multiplied by exp(+rate) when the realised density is above the target and by
@@ -27,15 +27,18 @@ def per_example_task_loss(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 def kl_sparsity(on_probability: Tensor, target: float, eps: float = 1e-6) -> Tensor:
-    """Eq. 14: mean over units of KL(Bernoulli(rho) || Bernoulli(mean_batch p_k))."""
+    """Eq. 14: sum over units of KL(Bernoulli(rho) || Bernoulli(mean_batch p_k)).
+
+    Summed, not averaged, over units: each unit's gradient then does not shrink as the layer
+    widens, while the task loss's gradient on that unit does not either."""
     p = on_probability.reshape(-1, on_probability.shape[-1]).mean(0).clamp(eps, 1 - eps)  # (K,)
     rho = min(max(target, eps), 1 - eps)
-    return (rho * torch.log(rho / p) + (1 - rho) * torch.log((1 - rho) / (1 - p))).mean()
+    return (rho * torch.log(rho / p) + (1 - rho) * torch.log((1 - rho) / (1 - p))).sum()
 
 
 def l1_sparsity(gates: Tensor) -> Tensor:
-    """Mean absolute gate output per unit, (..., K) -> scalar."""
-    return gates.abs().mean()
+    """Per-example L1 norm of the gate outputs, averaged over examples: (..., K) -> scalar."""
+    return gates.abs().sum(-1).mean()
 
 
 def realised_density(gates: Tensor) -> Tensor:

@@ -109,7 +109,11 @@ class Estimator(nn.Module):
         return torch.zeros_like(losses[0] if self.draws_per_estimate > 1 else losses)
 
     def on_probability(self, logits: Tensor) -> Tensor:
-        """P(unit on) in training, for the KL sparsity penalty; differentiable in logits."""
+        """What the KL penalty holds at the target density; differentiable in logits.
+
+        sigm(a) for sigmoid gaters, as in the paper (for STS that makes its units non-zero with
+        probability sqrt(target) in training; calibration still hits the target at test time).
+        """
         return torch.sigmoid(logits)
 
     # -- evaluation -----------------------------------------------------------------------
@@ -120,17 +124,21 @@ class Estimator(nn.Module):
     def deterministic(self, logits: Tensor, threshold: float | Tensor | None = None) -> Tensor:
         """Evaluation output: on where smooth(logits) > threshold, 0 elsewhere.
 
-        Binary units output 1 when on; the others keep their smooth value, so the main path
-        sees the same scale as in training.
+        Binary units output 1 when on; the others output `eval_value` (their smooth value
+        unless the estimator says otherwise), so the main path sees the scale it trained with.
         """
         if self.check_inputs:
             validate_logits(logits)
-        value = self.smooth(logits)
         tau = self.default_threshold if threshold is None else threshold
-        on = value > tau
+        on = self.smooth(logits) > tau
         if self.binary:
             return on.to(logits.dtype)
+        value = self.eval_value(logits)
         return torch.where(on, value, torch.zeros_like(value))
+
+    def eval_value(self, logits: Tensor) -> Tensor:
+        """What a non-binary unit outputs at evaluation where it is on (default: smooth)."""
+        return self.smooth(logits)
 
     def forward(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if self.check_inputs:

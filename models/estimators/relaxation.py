@@ -6,7 +6,8 @@
   (high T) against variance (low T).
 - `hard-concrete`: the L0 gate of Louizos, Welling & Kingma 2018. A binary Concrete stretched to
   (gamma, zeta) and clipped to [0, 1], so exact zeros and ones have positive probability and the
-  rest is differentiable. Its evaluation gate is clip(sigm(a) (zeta - gamma) + gamma, 0, 1).
+  rest is differentiable. At evaluation the threshold applies to P(gate != 0) and an open gate
+  outputs its mean value E[h | a].
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import torch
 from torch import Tensor
 
 from .base import Estimator, check_positive, uniform_like
+
+QUADRATURE_POINTS = 64
 
 
 def logistic_noise(like: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -62,7 +65,19 @@ class HardConcrete(Estimator):
         return (s * (self.zeta - self.gamma) + self.gamma).clamp(0.0, 1.0)
 
     def smooth(self, logits: Tensor) -> Tensor:
-        return self._stretch(torch.sigmoid(logits))
+        # Thresholded at evaluation: P(gate != 0), strictly monotone in the logit. Louizos et
+        # al.'s clip(sigm(a)(zeta - gamma) + gamma, 0, 1) is flat at 0 below sigm(a) = 1/12,
+        # where gates trained to be on 10 % of the time sit, so it cannot be calibrated.
+        return self.probability_nonzero(logits)
+
+    def eval_value(self, logits: Tensor) -> Tensor:
+        """E[h | a]: the training gate's mean over its logistic noise, by a fixed quadrature
+        at the noise's quantiles (deterministic, and non-zero where the gate can be on)."""
+        u = (torch.arange(QUADRATURE_POINTS, dtype=logits.dtype, device=logits.device)
+             + 0.5) / QUADRATURE_POINTS  # (Q,)
+        noise = torch.log(u) - torch.log1p(-u)
+        s = torch.sigmoid((logits.unsqueeze(-1) + noise) / self.temperature)  # (..., Q)
+        return self._stretch(s).mean(-1)
 
     def sample(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
         s = torch.sigmoid((logits + logistic_noise(logits, generator)) / self.temperature)

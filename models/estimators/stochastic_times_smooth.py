@@ -57,9 +57,6 @@ class StochasticTimesSmooth(Estimator):
     def smooth(self, logits: Tensor) -> Tensor:
         return sqrt_sigmoid(logits)
 
-    def on_probability(self, logits: Tensor) -> Tensor:
-        return sqrt_sigmoid(logits)  # b ~ Bernoulli(sqrt(p)) decides whether h is non-zero
-
     def sample(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if self.beta_noise is not None:
             alpha, beta = self.beta_noise
