@@ -140,7 +140,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert "2 process(es)" in ddp.stdout
-    one_cfg, one = read_artifact(tmp_path / "repo" / "one" / "1")
+    _, one = read_artifact(tmp_path / "repo" / "one" / "1")
     two_cfg, two = read_artifact(tmp_path / "repo" / "two" / "1")
     assert two_cfg["training"]["processes"] == 2
     for key in one:

@@ -108,7 +108,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     before = (good / "state.safetensors").read_bytes()
     data.train.x[5, 3] = float("nan")  # poison one training example
     settings = TrainSettings(epochs=2, batch_size=32)
-    with pytest.raises(TrainingError, match="non-finite loss.*epoch 2.*epoch-0001"):
+    with pytest.raises(TrainingError, match=r"non-finite loss.*epoch 2.*epoch-0001"):
         Trainer(tiny_config(), settings, data, tmp_path, **QUIET).fit(resume=True)
     assert latest_checkpoint(tmp_path) == good
     assert (good / "state.safetensors").read_bytes() == before
