@@ -106,7 +106,10 @@ def read_idx(path: str | Path, *, dtype: str | np.dtype | None = None,
     if payload > expected:
         raise DatasetError(f"{path}: {payload - expected} bytes of trailing garbage after the "
                            f"{expected} bytes of data that shape {shape} of {item.name} needs")
-    values = np.frombuffer(data, dtype=item, offset=header_size).reshape(shape)
+    try:
+        values = np.frombuffer(data, dtype=item, offset=header_size).reshape(shape)
+    except ValueError as err:  # e.g. a zero dimension beside dimensions numpy cannot index
+        raise DatasetError(f"{path}: cannot hold shape {shape} of {item.name}: {err}") from None
     # astype copies: the result is writable (torch.from_numpy warns otherwise) and native-endian.
     return values.astype(item.newbyteorder("="))
 

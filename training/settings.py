@@ -28,6 +28,7 @@ class TrainSettings:
     seed: int = 0
     device: str = "cpu"
     eval_batch_size: int = 1024
+    max_seconds: float | None = None  # stop after the epoch that passes this wall time
 
     def __post_init__(self) -> None:
         def positive_int(name: str) -> None:
@@ -51,7 +52,7 @@ class TrainSettings:
         for name in ("lr", "momentum", "weight_decay", "sparsity_weight", "l1_initial",
                      "l1_rate"):
             non_negative(name)
-        for name in ("gater_lr", "max_norm"):
+        for name in ("gater_lr", "max_norm", "max_seconds"):
             non_negative(name, allow_none=True)
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr!r}")

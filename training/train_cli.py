@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("--max-norm", float, "max norm of each unit's incoming weights; 0 disables"),
         ("--sparsity-weight", float, "weight of the KL sparsity penalty"),
         ("--seed", int, "random seed"),
+        ("--max-seconds", float, "stop after the epoch that passes this wall time"),
     ]:
         train.add_argument(flag, type=kind, help=helptext)
     train.add_argument("--nesterov", action="store_true", default=None)
@@ -120,7 +121,8 @@ def build_configs(args: argparse.Namespace, input_size: int, num_classes: int
                           f"not match the data ({input_size}, {num_classes})")
     training = dict(file.get("training", {}))
     for key in ("epochs", "batch_size", "optimizer", "lr", "gater_lr", "momentum",
-                "weight_decay", "max_norm", "sparsity_weight", "seed", "nesterov", "device"):
+                "weight_decay", "max_norm", "sparsity_weight", "seed", "nesterov", "device",
+                "max_seconds"):
         value = getattr(args, key)
         if value is not None:
             training[key] = value

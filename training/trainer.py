@@ -135,6 +135,9 @@ class Trainer:
         self.l1 = [AdaptiveL1(settings.l1_initial, settings.l1_rate)
                    for _ in self.model.gated_layers]
         self.history: list[dict[str, Any]] = []
+        # The training set lives on the device for the whole run: one copy, no per-batch
+        # host-to-device transfers.
+        self._train_on_device = (data.train.x.to(self.device), data.train.y.to(self.device))
 
     # -- state -----------------------------------------------------------------------------
     def _trainer_state(self) -> dict[str, Any]:
@@ -159,6 +162,7 @@ class Trainer:
             raise TrainingError(f"{checkpoints} already holds checkpoints: pass --resume to "
                                 "continue that run, or choose another run directory")
         start = self._restore() if resume else 0
+        started = time.perf_counter()
         for epoch in range(start + 1, self.settings.epochs + 1):
             row = self._train_epoch(epoch)
             row.update(self._validate())
@@ -168,16 +172,21 @@ class Trainer:
                                 self._trainer_state())
                 self._write_metrics()
             self.log(_summary(row))
+            budget = self.settings.max_seconds
+            if budget is not None and time.perf_counter() - started > budget and (
+                    epoch < self.settings.epochs):
+                self.log(f"time budget of {budget:g} s reached after epoch {epoch}: stopping")
+                break
         return TrainResult(self.model, self.history, self._final())
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         s = self.settings
         n = len(self.data.train)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(
-            _seed_for(s.seed, epoch)))[self.rank::self.world]
+            _seed_for(s.seed, epoch)))[self.rank::self.world].to(self.device)
         gates = torch.Generator(device=self.device).manual_seed(
             _seed_for(s.seed, epoch, self.rank))
-        x_all, y_all = self.data.train.x, self.data.train.y
+        x_all, y_all = self._train_on_device
         layers = len(self.model.gated_layers)
         sums = torch.zeros(2 + 2 * layers, dtype=torch.float64)
         batches = math.ceil(len(order) / s.batch_size)
@@ -186,13 +195,12 @@ class Trainer:
         bar = _progress(batches, f"epoch {epoch}/{s.epochs}", self.progress)
         for b in range(batches):
             index = order[b * s.batch_size:(b + 1) * s.batch_size]
-            x = x_all[index].to(self.device, non_blocking=True)
-            y = y_all[index].to(self.device, non_blocking=True)
+            x, y = x_all[index], y_all[index]
             loss, stats = self.step_module(x, y, [p.value for p in self.l1], gates)
             if not torch.isfinite(loss):
                 last = latest_checkpoint(self.run_dir)
                 kept = f"the last good checkpoint is {last}" if last else "no checkpoint yet"
-                raise TrainingError(f"non-finite loss ({float(loss)}) at epoch {epoch}, batch "
+                raise TrainingError(f"non-finite loss ({float(loss.detach())}) at epoch {epoch}, batch "
                                     f"{b + 1}: stopping; {kept}. Lower the learning rate or "
                                     "check the data.")
             self.optimizer.zero_grad(set_to_none=True)
