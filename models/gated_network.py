@@ -63,6 +63,16 @@ def logit_for_on_probability(estimator: Estimator, target: float) -> float:
     return (lo + hi) / 2
 
 
+def _default_logit_threshold(estimator: Estimator) -> float:
+    """The logit where smooth(a) crosses the estimator's default threshold (bisection)."""
+    lo, hi = -60.0, 60.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        value = float(estimator.smooth(torch.tensor([mid], dtype=torch.float64)))
+        lo, hi = (mid, hi) if value <= estimator.default_threshold else (lo, mid)
+    return float(estimator.logit_threshold(hi))
+
+
 class GatedLayer(nn.Module):
     def __init__(self, in_features: int, config: GatedLayerConfig, estimator: str,
                  settings: dict, target_density: float) -> None:
@@ -80,9 +90,11 @@ class GatedLayer(nn.Module):
                 with torch.no_grad():
                     bias = logit_for_on_probability(self.estimator, target_density)
                     self.gater.out.bias.fill_(bias)
-            # Evaluation threshold on the smooth gate value; calibration replaces it.
-            self.register_buffer("threshold",
-                                 torch.tensor(float(self.estimator.default_threshold)))
+            # Evaluation threshold on the gater's logits (see Estimator.logit_threshold): a gate
+            # is on where its logit exceeds it. Starts at the logit of the estimator's default
+            # smooth threshold; calibration replaces it.
+            self.register_buffer("threshold", torch.tensor(_default_logit_threshold(
+                self.estimator)))
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None
                 ) -> tuple[Tensor, LayerTrace | None]:
@@ -93,7 +105,7 @@ class GatedLayer(nn.Module):
         if self.training:
             gates = self.estimator.sample(logits, generator)  # (..., K)
         else:
-            gates = self.estimator.deterministic(logits, self.threshold)  # (..., K)
+            gates = self.estimator.gate_values(logits, logits > self.threshold)  # (..., K)
         k, s = self.config.blocks, self.config.block_size
         out = (main.unflatten(-1, (k, s)) * gates.unsqueeze(-1)).flatten(-2)  # (..., N)
         return out, LayerTrace(logits, gates)
@@ -111,6 +123,28 @@ class GatedNetwork(nn.Module):
             width = layer_config.width
         self.layers = nn.ModuleList(layers)
         self.readout = nn.Linear(width, config.num_classes)
+        self.reset_main_parameters()
+
+    @torch.no_grad()
+    def reset_main_parameters(self) -> None:
+        """Variance-preserving initialisation that knows the gates.
+
+        Only a fraction rho of a gated layer's outputs are non-zero, so the layer reading them
+        sees an effective fan-in of rho * N: its weights get variance gain / (rho * fan_in)
+        (gain 2 after a rectifier, 1 otherwise), the way dropout rescales by 1 / keep. Without
+        it, PyTorch's default init shrinks the signal by ~rho per gated layer and a deep gated
+        stack at 10 % starts with vanishing gradients.
+        """
+        density = 1.0
+        for layer in self.layers:
+            gain = 2.0 if layer.config.activation == "relu" else 1.0
+            std = (gain / (layer.main.in_features * density)) ** 0.5
+            layer.main.weight.normal_(0.0, std)
+            layer.main.bias.zero_()
+            density = self.config.target_density if layer.gater is not None else 1.0
+        std = (1.0 / (self.readout.in_features * density)) ** 0.5
+        self.readout.weight.normal_(0.0, std)
+        self.readout.bias.zero_()
 
     @property
     def gated_layers(self) -> list[GatedLayer]:

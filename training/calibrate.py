@@ -1,8 +1,10 @@
 """Deterministic thresholds per layer that hit the target density (the paper's appendix A.3).
 
 Layer by layer, on validation data: with the earlier layers already thresholded, collect the
-layer's smooth gate values and pick the threshold above which the target fraction lies. Later
-layers see the thresholded earlier ones, exactly as at inference.
+layer's gater logits and pick the threshold above which the target fraction lies. Thresholds
+live in logit space (every smooth gate value is non-decreasing in the logit, so this is the same
+rule as a threshold on the smooth value, without sigmoid saturation ties). Later layers see the
+thresholded earlier ones, exactly as at inference.
 """
 
 from __future__ import annotations
@@ -37,15 +39,16 @@ def calibrate_thresholds(model: GatedNetwork, x: Tensor, density: float,
     thresholds = []
     gated = model.gated_layers
     for target_layer in gated:
-        smooth = []
+        logits = []
         for chunk in _batches(x, batch_size):
             h = chunk
             for layer in model.layers:
                 if layer is target_layer:
-                    smooth.append(layer.estimator.smooth(layer.gater(h)))  # (B, K)
+                    logits.append(layer.gater(h))  # (B, K)
                     break
                 h, _ = layer(h)
-        tau = threshold_for_density(torch.cat(smooth), density)
+        tau = float(target_layer.estimator.logit_threshold(
+            threshold_for_density(torch.cat(logits), density)))
         target_layer.threshold.fill_(tau)
         thresholds.append(tau)
     model.train(was_training)

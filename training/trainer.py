@@ -200,9 +200,10 @@ class Trainer:
             if not torch.isfinite(loss):
                 last = latest_checkpoint(self.run_dir)
                 kept = f"the last good checkpoint is {last}" if last else "no checkpoint yet"
-                raise TrainingError(f"non-finite loss ({float(loss.detach())}) at epoch {epoch}, batch "
-                                    f"{b + 1}: stopping; {kept}. Lower the learning rate or "
-                                    "check the data.")
+                value = float(loss.detach())
+                raise TrainingError(f"non-finite loss ({value}) at epoch {epoch}, batch {b + 1}: "
+                                    f"stopping; {kept}. Lower the learning rate or check the "
+                                    "data.")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

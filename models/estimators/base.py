@@ -130,11 +130,24 @@ class Estimator(nn.Module):
         if self.check_inputs:
             validate_logits(logits)
         tau = self.default_threshold if threshold is None else threshold
-        on = self.smooth(logits) > tau
+        return self.gate_values(logits, self.smooth(logits) > tau)
+
+    def gate_values(self, logits: Tensor, on: Tensor) -> Tensor:
+        """Evaluation outputs for a given on/off pattern: 1 (binary) or `eval_value` where on."""
         if self.binary:
             return on.to(logits.dtype)
         value = self.eval_value(logits)
         return torch.where(on, value, torch.zeros_like(value))
+
+    def logit_threshold(self, logit_tau: Tensor | float) -> Tensor | float:
+        """Clamp a threshold on the logits to where this unit can be on at all.
+
+        Every `smooth` here is non-decreasing in the logit, so "smooth(a) > tau" is
+        "a > tau'" for some tau' in logit space. Gated layers threshold the logits directly:
+        no sigmoid to compute at inference, and no ties where sigm(a) rounds to 0 or 1 in
+        float32. Rectifiers are flat (zero) below 0, so they are never on there.
+        """
+        return logit_tau
 
     def eval_value(self, logits: Tensor) -> Tensor:
         """What a non-binary unit outputs at evaluation where it is on (default: smooth)."""

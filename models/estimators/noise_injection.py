@@ -35,6 +35,9 @@ class Rectifier(Estimator):
     def smooth(self, logits: Tensor) -> Tensor:
         return torch.relu(logits)
 
+    def logit_threshold(self, logit_tau: Tensor | float) -> Tensor | float:
+        return max(logit_tau, 0.0) if isinstance(logit_tau, float) else logit_tau.clamp_min(0.0)
+
     def sample(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return torch.relu(logits)
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from models.estimators import ESTIMATORS
+from models.gated_network import GatedNetwork
 from training.calibrate import calibrate_thresholds, evaluate, threshold_for_density
 from training.checkpoint import latest_checkpoint
 from training.settings import TrainSettings
@@ -130,3 +131,34 @@ def test_invalid_training_settings_name_the_field(changes, field):
 
     with pytest.raises(ConfigError, match=field):
         TrainSettings(**changes)
+
+
+def test_calibration_survives_saturated_sigmoids(bundle, tmp_path):
+    # Gater logits of +-40 make sigm(a) exactly 0 or 1 in float32; thresholds in logit space
+    # still separate them, so the density on the same data is exact.
+    trainer = Trainer(tiny_config("st", density=0.3), TrainSettings(epochs=1), bundle, tmp_path,
+                      **QUIET)
+    layer = trainer.model.gated_layers[0]
+    with torch.no_grad():
+        layer.gater.out.weight.mul_(1000.0)
+        logits = layer.gater(bundle.valid.x)
+    assert float((torch.sigmoid(logits) == 1).float().mean()) > 0.3  # saturated
+    calibrate_thresholds(trainer.model, bundle.valid.x, 0.3)
+    density = evaluate(trainer.model, bundle.valid.x, bundle.valid.y)["density"]
+    assert density == pytest.approx([0.3], abs=1e-3)
+
+
+@pytest.mark.parametrize("name", ["st", "sts", "noisy-rectifier", "hard-concrete"])
+@torch.no_grad()
+def test_a_logit_threshold_is_the_same_rule_as_a_smooth_threshold(name):
+    model = GatedNetwork(tiny_config(name)).eval()
+    layer = model.gated_layers[0]
+    x = torch.rand(64, 12)
+    logits = layer.gater(x)
+    tau = float(logits.median())
+    layer.threshold.fill_(float(layer.estimator.logit_threshold(tau)))
+    _, trace = layer(x)
+    smooth_tau = float(layer.estimator.smooth(torch.tensor(max(tau, 0.0) if name ==
+                                                           "noisy-rectifier" else tau)))
+    expected = layer.estimator.deterministic(logits, smooth_tau)
+    torch.testing.assert_close(trace.gates, expected)
