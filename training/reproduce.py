@@ -72,11 +72,10 @@ RUNS = [
     ]
 ] + [
     # Max-norm 2 is the paper's constraint for its one layer; it caps the 4096-wide stack's
-    # weights far below a working scale, so the stack trains without it. Its gates control 64
-    # units each, so the KL penalty gets 10x the weight to hold the density against the task.
+    # weights far below a working scale, so the stack trains without it (on a 5000-example
+    # subset, 2 epochs: 32 % validation error without, 59 % with it after 1 epoch of the full set).
     RunSpec(f"blocks-{round(d * 100)}", "blocks", "st", density=d, group="blocks",
-            note="2 gated layers of 64 blocks x 64 units",
-            extra=("--max-norm", "0", "--sparsity-weight", "10"))
+            note="2 gated layers of 64 blocks x 64 units", extra=("--max-norm", "0"))
     for d in (0.05, 0.1, 0.25, 0.5, 1.0)
 ]
 
