@@ -95,6 +95,8 @@ class GatedLayer(nn.Module):
             # smooth threshold; calibration replaces it.
             self.register_buffer("threshold", torch.tensor(_default_logit_threshold(
                 self.estimator)))
+        # True while fine-tuning the main path under the calibrated deterministic gates.
+        self.deterministic_gates = False
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None
                 ) -> tuple[Tensor, LayerTrace | None]:
@@ -102,7 +104,7 @@ class GatedLayer(nn.Module):
         if self.gater is None:
             return main, None
         logits = self.gater(x)  # (..., K)
-        if self.training:
+        if self.training and not self.deterministic_gates:
             gates = self.estimator.sample(logits, generator)  # (..., K)
         else:
             gates = self.estimator.gate_values(logits, logits > self.threshold)  # (..., K)
@@ -162,6 +164,11 @@ class GatedNetwork(nn.Module):
             if trace is not None:
                 traces.append(trace)
         return NetworkOutput(self.readout(x), traces)
+
+    def use_deterministic_gates(self, on: bool = True) -> None:
+        """Gate with the calibrated thresholds in training mode too (for fine-tuning)."""
+        for layer in self.gated_layers:
+            layer.deterministic_gates = on
 
     def thresholds(self) -> list[float]:
         return [float(layer.threshold) for layer in self.gated_layers]

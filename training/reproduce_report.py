@@ -133,11 +133,25 @@ def merge_summaries(paths: list[Path]) -> tuple[dict[str, Any], list[dict[str, A
     settings = []
     for path in paths:
         summary = json.loads(path.read_text())
-        runs.update(summary["runs"])
+        tuned = summary["settings"].get("finetune_epochs") or 0
+        for name, run in summary["runs"].items():
+            if tuned and not run["spec"]["preset"].startswith("dense"):
+                # Fine-tuned continuations sit beside the runs they continued.
+                run = {**run, "spec": {**run["spec"], "note": f"+ {tuned} epochs of "
+                                       "fine-tuning under deterministic gates"}}
+                name = f"{name} + fine-tune"
+            elif tuned:
+                continue  # dense runs are not fine-tuned: the original row stands
+            runs[name] = run
         settings.append({**summary["settings"], "summary": path.name,
                          "runs": list(summary["runs"])})
     order = {spec.name: i for i, spec in enumerate(_all_specs())}
-    return dict(sorted(runs.items(), key=lambda kv: order.get(kv[0], 1_000))), settings
+
+    def key(item):
+        base, _, tuned = item[0].partition(" + ")
+        return (order.get(base, 1_000), bool(tuned))
+
+    return dict(sorted(runs.items(), key=key)), settings
 
 
 def _all_specs():

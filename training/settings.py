@@ -29,6 +29,9 @@ class TrainSettings:
     device: str = "cpu"
     eval_batch_size: int = 1024
     max_seconds: float | None = None  # stop after the epoch that passes this wall time
+    # Epochs after `epochs` that train the main path under the calibrated deterministic gates,
+    # gaters frozen: the network then learns the gating it will be served with.
+    finetune_epochs: int = 0
 
     def __post_init__(self) -> None:
         def positive_int(name: str) -> None:
@@ -46,6 +49,10 @@ class TrainSettings:
 
         for name in ("epochs", "batch_size", "eval_batch_size"):
             positive_int(name)
+        if (not isinstance(self.finetune_epochs, int) or isinstance(self.finetune_epochs, bool)
+                or self.finetune_epochs < 0):
+            raise ConfigError(f"finetune_epochs must be an integer >= 0, got "
+                              f"{self.finetune_epochs!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got "
                               f"{self.optimizer!r}")

@@ -62,6 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("--sparsity-weight", float, "weight of the KL sparsity penalty"),
         ("--seed", int, "random seed"),
         ("--max-seconds", float, "stop after the epoch that passes this wall time"),
+        ("--finetune-epochs", int, "extra epochs training the main path under the calibrated "
+         "deterministic gates, gaters frozen"),
     ]:
         train.add_argument(flag, type=kind, help=helptext)
     train.add_argument("--nesterov", action="store_true", default=None)
@@ -122,7 +124,7 @@ def build_configs(args: argparse.Namespace, input_size: int, num_classes: int
     training = dict(file.get("training", {}))
     for key in ("epochs", "batch_size", "optimizer", "lr", "gater_lr", "momentum",
                 "weight_decay", "max_norm", "sparsity_weight", "seed", "nesterov", "device",
-                "max_seconds"):
+                "max_seconds", "finetune_epochs"):
         value = getattr(args, key)
         if value is not None:
             training[key] = value

@@ -131,7 +131,9 @@ class Trainer:
         self.step_module: nn.Module = TrainingStep(self.model, config.target_density,
                                                    settings.sparsity_weight)
         if self.world > 1:
-            self.step_module = nn.parallel.DistributedDataParallel(self.step_module)
+            # Fine-tuning freezes the gaters mid-run: DDP must then not wait for their grads.
+            self.step_module = nn.parallel.DistributedDataParallel(
+                self.step_module, find_unused_parameters=settings.finetune_epochs > 0)
         self.l1 = [AdaptiveL1(settings.l1_initial, settings.l1_rate)
                    for _ in self.model.gated_layers]
         self.history: list[dict[str, Any]] = []
@@ -163,9 +165,14 @@ class Trainer:
                                 "continue that run, or choose another run directory")
         start = self._restore() if resume else 0
         started = time.perf_counter()
-        for epoch in range(start + 1, self.settings.epochs + 1):
+        last = self.settings.epochs + self.settings.finetune_epochs
+        for epoch in range(start + 1, last + 1):
+            finetuning = epoch > self.settings.epochs
+            if finetuning and self.model.gated_layers:
+                self._enter_finetuning()
             row = self._train_epoch(epoch)
-            row.update(self._validate())
+            row["phase"] = "finetune" if finetuning else "train"
+            row.update(self._validate(recalibrate=not finetuning))
             self.history.append(row)
             if self.rank == 0:
                 save_checkpoint(self.run_dir, epoch, self.model, self.optimizer, {},
@@ -174,7 +181,7 @@ class Trainer:
             self.log(_summary(row))
             budget = self.settings.max_seconds
             if budget is not None and time.perf_counter() - started > budget and (
-                    epoch < self.settings.epochs):
+                    epoch < last):
                 self.log(f"time budget of {budget:g} s reached after epoch {epoch}: stopping")
                 break
         return TrainResult(self.model, self.history, self._final())
@@ -235,17 +242,33 @@ class Trainer:
             "epoch_seconds": time.perf_counter() - started,
         }
 
-    def _validate(self) -> dict[str, Any]:
+    def _enter_finetuning(self) -> None:
+        """Freeze the gaters at thresholds calibrated now; the main path trains on under them."""
+        if not self.model.gated_layers[0].deterministic_gates:
+            x = self.data.valid.x.to(self.device)
+            calibrate_thresholds(self.model, x, self.config.target_density,
+                                 self.settings.eval_batch_size)
+            self.model.use_deterministic_gates(True)
+            for p in self.model.gater_parameters():
+                p.requires_grad_(False)
+            self.log("fine-tuning the main path under the calibrated deterministic gates")
+
+    def _validate(self, recalibrate: bool = True) -> dict[str, Any]:
         x = self.data.valid.x.to(self.device)
         y = self.data.valid.y.to(self.device)
-        thresholds = calibrate_thresholds(self.model, x, self.config.target_density,
-                                          self.settings.eval_batch_size)
+        if recalibrate:
+            calibrate_thresholds(self.model, x, self.config.target_density,
+                                 self.settings.eval_batch_size)
+        thresholds = self.model.thresholds()
         result = evaluate(self.model, x, y, self.settings.eval_batch_size)
         return {"valid_error": result["error"], "valid_density": result["density"],
                 "thresholds": thresholds}
 
     def _final(self) -> dict[str, Any]:
-        valid = self._validate()  # thresholds from validation data only
+        # Thresholds from validation data only; kept as they are after fine-tuning, which
+        # trained under them.
+        valid = self._validate(recalibrate=not self.model.gated_layers
+                               or not self.model.gated_layers[0].deterministic_gates)
         test = evaluate(self.model, self.data.test.x.to(self.device),
                         self.data.test.y.to(self.device), self.settings.eval_batch_size)
         seconds = [row["epoch_seconds"] for row in self.history]

@@ -162,3 +162,34 @@ def test_a_logit_threshold_is_the_same_rule_as_a_smooth_threshold(name):
                                                            "noisy-rectifier" else tau)))
     expected = layer.estimator.deterministic(logits, smooth_tau)
     torch.testing.assert_close(trace.gates, expected)
+
+
+def test_finetuning_trains_the_main_path_under_frozen_deterministic_gates(bundle, tmp_path):
+    settings = TrainSettings(epochs=2, finetune_epochs=2, batch_size=32, optimizer="adam",
+                             lr=0.01)
+    trainer = Trainer(tiny_config("st", density=0.25), settings, bundle, tmp_path, **QUIET)
+    original = trainer._enter_finetuning
+    snapshot = {}
+
+    def enter():
+        original()
+        snapshot["gater"] = [p.detach().clone() for p in trainer.model.gater_parameters()]
+        snapshot["main"] = [p.detach().clone() for p in trainer.model.main_parameters()]
+        snapshot["thresholds"] = trainer.model.thresholds()
+
+    trainer._enter_finetuning = enter
+    result = trainer.fit()
+    assert [row["phase"] for row in result.history] == ["train", "train", "finetune",
+                                                        "finetune"]
+    model = trainer.model
+    for before, after in zip(snapshot["gater"], model.gater_parameters(), strict=True):
+        assert torch.equal(before, after)
+    assert any(not torch.equal(b, a) for b, a in zip(snapshot["main"], model.main_parameters(),
+                                                     strict=True))
+    assert model.thresholds() == snapshot["thresholds"] == result.final["thresholds"]
+    # In training mode the gates are now exactly the evaluation gates.
+    x = bundle.valid.x[:16]
+    model.train()
+    train_gates = model(x, torch.Generator().manual_seed(0)).traces[0].gates
+    model.eval()
+    torch.testing.assert_close(train_gates, model(x).traces[0].gates)
