@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                      default=[Path("runs/reproduce/summary.json")],
                      help="one or more summaries; runs are merged")
     rep.add_argument("--docs", default="docs")
+    rep.add_argument("--notes", type=Path, help="Markdown analysis to include")
     args = parser.parse_args(argv)
     args.command_line = "python -m training.reproduce " + shlex.join(
         sys.argv[1:] if argv is None else argv)
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     from .reproduce_report import write_report
 
-    write_report(args.summary, Path(args.docs))
+    write_report(args.summary, Path(args.docs), args.notes)
     return 0
 
 

@@ -96,7 +96,8 @@ def plot_learning_curves(runs: dict[str, Any], path: Path, group: str = "paper")
                 title="training loss", yscale="log")
     for ax in axes:
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, ncol=2)
+    if axes[1].lines:
+        axes[1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -170,7 +171,9 @@ def _provenance(settings: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_report(summary_paths: list[Path], docs: Path) -> Path:
+def write_report(summary_paths: list[Path], docs: Path, notes: Path | None = None) -> Path:
+    """Write docs/reproduction.md; `notes` (Markdown: what the numbers show) goes after the
+    introduction, so the analysis survives regeneration."""
     runs, settings = merge_summaries(summary_paths)
     docs.mkdir(parents=True, exist_ok=True)
     plot_learning_curves(runs, docs / "reproduction-curves.png")
@@ -190,6 +193,7 @@ def write_report(summary_paths: list[Path], docs: Path) -> Path:
         "`python -m training.reproduce report --summary SUMMARY... --docs docs`:",
         "",
         *_provenance(settings),
+        *([notes.read_text(), ""] if notes else []),
         "## The paper's comparison at 10 % density",
         "",
         *paper_table(runs),
