@@ -16,19 +16,12 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .config_checks import ConfigError, check_choice, check_int
 from .estimators import ESTIMATORS, make_estimator
 
+__all__ = ["ConfigError", "GatedLayerConfig", "GatedNetworkConfig", "preset"]
+
 ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid")
-
-
-class ConfigError(ValueError):
-    """A gated-network config that cannot be built; the message names the field."""
-
-
-def _positive_int(where: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{where} must be a positive integer, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -44,15 +37,10 @@ class GatedLayerConfig:
         return self.blocks * self.block_size
 
     def validate(self, where: str) -> None:
-        _positive_int(f"{where}.blocks", self.blocks)
-        _positive_int(f"{where}.block_size", self.block_size)
-        if (not isinstance(self.gater_hidden, int) or isinstance(self.gater_hidden, bool)
-                or self.gater_hidden < 0):
-            raise ConfigError(f"{where}.gater_hidden must be an integer >= 0, got "
-                              f"{self.gater_hidden!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"{where}.activation must be one of {', '.join(ACTIVATIONS)}, "
-                              f"got {self.activation!r}")
+        check_int(f"{where}.blocks", self.blocks)
+        check_int(f"{where}.block_size", self.block_size)
+        check_int(f"{where}.gater_hidden", self.gater_hidden, minimum=0)
+        check_choice(f"{where}.activation", self.activation, ACTIVATIONS)
         if not isinstance(self.gated, bool):
             raise ConfigError(f"{where}.gated must be true or false, got {self.gated!r}")
 
@@ -87,15 +75,13 @@ class GatedNetworkConfig:
         return tuple(layer for layer in self.layers if layer.gated)
 
     def validate(self) -> None:
-        _positive_int("input_size", self.input_size)
-        _positive_int("num_classes", self.num_classes)
+        check_int("input_size", self.input_size)
+        check_int("num_classes", self.num_classes)
         if self.num_classes < 2:
             raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
         for i, layer in enumerate(self.layers):
             layer.validate(f"layers[{i}]")
-        if self.estimator not in ESTIMATORS:
-            raise ConfigError(f"estimator must be one of {', '.join(sorted(ESTIMATORS))}, got "
-                              f"{self.estimator!r}")
+        check_choice("estimator", self.estimator, sorted(ESTIMATORS))
         try:  # the estimator validates its own settings
             probe = make_estimator(self.estimator, 1, **self.estimator_settings)
         except ValueError as err:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from models.gated_config import ConfigError
+from models.config_checks import ConfigError, check_choice, check_int, check_number
 
 from .optim import OPTIMIZERS
 
@@ -34,33 +33,15 @@ class TrainSettings:
     finetune_epochs: int = 0
 
     def __post_init__(self) -> None:
-        def positive_int(name: str) -> None:
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-
-        def non_negative(name: str, allow_none: bool = False) -> None:
-            v = getattr(self, name)
-            if v is None and allow_none:
-                return
-            if (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)
-                    or v < 0):
-                raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
-
         for name in ("epochs", "batch_size", "eval_batch_size"):
-            positive_int(name)
-        if (not isinstance(self.finetune_epochs, int) or isinstance(self.finetune_epochs, bool)
-                or self.finetune_epochs < 0):
-            raise ConfigError(f"finetune_epochs must be an integer >= 0, got "
-                              f"{self.finetune_epochs!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got "
-                              f"{self.optimizer!r}")
+            check_int(name, getattr(self, name))
+        check_int("finetune_epochs", self.finetune_epochs, minimum=0)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
         for name in ("lr", "momentum", "weight_decay", "sparsity_weight", "l1_initial",
                      "l1_rate"):
-            non_negative(name)
+            check_number(name, getattr(self, name))
         for name in ("gater_lr", "max_norm", "max_seconds"):
-            non_negative(name, allow_none=True)
+            check_number(name, getattr(self, name), allow_none=True)
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr!r}")
         if self.momentum >= 1:

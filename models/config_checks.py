@@ -1,0 +1,35 @@
+"""Field checks shared by every config: each failure names the field it refuses."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the field."""
+
+
+def check_int(where: str, value: Any, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{where} must be {kind}, got {value!r}")
+    return value
+
+
+def check_number(where: str, value: Any, minimum: float = 0.0, *,
+                 allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if (not isinstance(value, (int, float)) or isinstance(value, bool)
+            or not math.isfinite(value) or value < minimum):
+        raise ConfigError(f"{where} must be a finite number >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def check_choice(where: str, value: Any, choices: Iterable[str]) -> str:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
+    return value
