@@ -1,7 +1,7 @@
 """Training checkpoints without pickle: tensors in safetensors, everything else in JSON.
 
 A checkpoint is a folder `<run>/checkpoints/epoch-NNNN/` with `state.safetensors` (model
-parameters and buffers, optimiser tensors, random generator states) and `state.json` (epoch,
+parameters and buffers, optimiser tensors) and `state.json` (epoch,
 optimiser hyperparameters, trainer state, metrics so far). It is written beside and renamed into
 place, and `<run>/checkpoints/latest.json` (also replaced atomically) names the newest one, so a
 run killed at any moment resumes from its last complete checkpoint.
@@ -57,8 +57,9 @@ def _optimizer_state_from_tree(tree: dict) -> dict:
 
 
 def save_checkpoint(run_dir: Path, epoch: int, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, generators: dict[str, torch.Generator],
-                    trainer_state: dict[str, Any]) -> Path:
+                    optimizer: torch.optim.Optimizer, trainer_state: dict[str, Any]) -> Path:
+    """No random generator state is saved: the trainer seeds every epoch's generators from
+    (seed, epoch, rank), so a resumed epoch draws exactly what the lost one drew."""
     folder = Path(run_dir) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
@@ -67,8 +68,6 @@ def save_checkpoint(run_dir: Path, epoch: int, model: torch.nn.Module,
         "model": _split_tensors(dict(model.state_dict()), "model", tensors),
         "optimizer": _split_tensors(_optimizer_state_to_tree(optimizer.state_dict()),
                                     "optimizer", tensors),
-        "generators": _split_tensors({k: g.get_state() for k, g in generators.items()},
-                                     "generators", tensors),
         "trainer": trainer_state,
     }
     final = folder / f"epoch-{epoch:04d}"
@@ -98,15 +97,13 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return path if (path / "state.json").exists() else None
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    generators: dict[str, torch.Generator]) -> tuple[int, dict[str, Any]]:
-    """Restore model, optimiser and generators in place; return (epoch, trainer_state)."""
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+                    ) -> tuple[int, dict[str, Any]]:
+    """Restore model and optimiser in place; return (epoch, trainer_state)."""
     tensors = load_file(str(Path(path) / "state.safetensors"))
     tree = _join_tensors(json.loads((Path(path) / "state.json").read_text()), tensors)
     model.load_state_dict(tree["model"])
     optimizer.load_state_dict(_optimizer_state_from_tree(tree["optimizer"]))
-    for name, state in tree["generators"].items():
-        generators[name].set_state(state)
     return int(tree["epoch"]), tree["trainer"]
 
 

@@ -150,7 +150,7 @@ class Trainer:
         if path is None:
             self.log(f"no checkpoint in {self.run_dir}: starting from scratch")
             return 0
-        epoch, state = load_checkpoint(path, self.model, self.optimizer, {})
+        epoch, state = load_checkpoint(path, self.model, self.optimizer)
         self.history = state["history"]
         for penalty, value in zip(self.l1, state["l1"], strict=True):
             penalty.value = value
@@ -175,7 +175,7 @@ class Trainer:
             row.update(self._validate(recalibrate=not finetuning))
             self.history.append(row)
             if self.rank == 0:
-                save_checkpoint(self.run_dir, epoch, self.model, self.optimizer, {},
+                save_checkpoint(self.run_dir, epoch, self.model, self.optimizer,
                                 self._trainer_state())
                 self._write_metrics()
             self.log(_summary(row))
