@@ -51,23 +51,28 @@ class TrainingStep(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor, l1_weights: list[float],
                 generator: torch.Generator | None) -> tuple[Tensor, ...]:
-        c = self.model.draws_per_estimate
+        gated = self.model.gated_layers
+        # Fine-tuning under frozen deterministic gates: one draw, and no gater objectives.
+        frozen = bool(gated) and gated[0].deterministic_gates
+        c = 1 if frozen else self.model.draws_per_estimate
         inputs = x.expand(c, *x.shape) if c > 1 else x  # (C, B, D) for multi-draw estimators
         out = self.model(inputs, generator)
         losses = per_example_task_loss(out.logits, y)  # (C, B) or (B,)
         task = losses.mean()
         total = task
         penalties, densities = [], []
-        for layer, trace, l1 in zip(self.model.gated_layers, out.traces, l1_weights,
-                                    strict=True):
+        for layer, trace, l1 in zip(gated, out.traces, l1_weights, strict=True):
             est = layer.estimator
+            densities.append(realised_density(trace.gates))
+            if frozen:
+                penalties.append(torch.zeros((), device=task.device))
+                continue
             # Score-function gaters learn from per-example losses only (zero for the others).
             total = total + est.surrogate(trace.logits, trace.gates, losses.detach()).mean()
             penalty = sparsity_penalty(est, trace.logits, trace.gates, self.target, l1)
             weight = self.sparsity_weight if est.sparsity_kind == "kl" else 1.0
             total = total + weight * penalty
             penalties.append(penalty.detach())
-            densities.append(realised_density(trace.gates))
         errors = (out.logits.detach().argmax(-1) != y).float().mean()
         stats = torch.stack([task.detach(), errors, *penalties, *densities]) if penalties else \
             torch.stack([task.detach(), errors])
