@@ -193,3 +193,11 @@ def test_finetuning_trains_the_main_path_under_frozen_deterministic_gates(bundle
     train_gates = model(x, torch.Generator().manual_seed(0)).traces[0].gates
     model.eval()
     torch.testing.assert_close(train_gates, model(x).traces[0].gates)
+
+
+@pytest.mark.parametrize("name", ["rloo", "disarm", "reinforce", "noisy-rectifier"])
+def test_finetuning_works_for_every_kind_of_gater(name, bundle, tmp_path):
+    settings = TrainSettings(epochs=1, finetune_epochs=1, batch_size=64)
+    result = Trainer(tiny_config(name), settings, bundle, tmp_path, **QUIET).fit()
+    assert [row["phase"] for row in result.history] == ["train", "finetune"]
+    assert math.isfinite(result.history[-1]["train_task_loss"])
