@@ -177,7 +177,10 @@ class Trainer:
                 self._enter_finetuning()
             row = self._train_epoch(epoch)
             row["phase"] = "finetune" if finetuning else "train"
-            row.update(self._validate(recalibrate=not finetuning))
+            # Recalibrated after fine-tuning epochs too: in a stack, a later layer's gater reads
+            # an earlier layer's output, which fine-tuning changes (a frozen gater alone does
+            # not keep its density).
+            row.update(self._validate())
             self.history.append(row)
             if self.rank == 0:
                 save_checkpoint(self.run_dir, epoch, self.model, self.optimizer,
@@ -258,22 +261,18 @@ class Trainer:
                 p.requires_grad_(False)
             self.log("fine-tuning the main path under the calibrated deterministic gates")
 
-    def _validate(self, recalibrate: bool = True) -> dict[str, Any]:
+    def _validate(self) -> dict[str, Any]:
         x = self.data.valid.x.to(self.device)
         y = self.data.valid.y.to(self.device)
-        if recalibrate:
-            calibrate_thresholds(self.model, x, self.config.target_density,
-                                 self.settings.eval_batch_size)
+        calibrate_thresholds(self.model, x, self.config.target_density,
+                             self.settings.eval_batch_size)
         thresholds = self.model.thresholds()
         result = evaluate(self.model, x, y, self.settings.eval_batch_size)
         return {"valid_error": result["error"], "valid_density": result["density"],
                 "thresholds": thresholds}
 
     def _final(self) -> dict[str, Any]:
-        # Thresholds from validation data only; kept as they are after fine-tuning, which
-        # trained under them.
-        valid = self._validate(recalibrate=not self.model.gated_layers
-                               or not self.model.gated_layers[0].deterministic_gates)
+        valid = self._validate()  # thresholds from validation data only
         test = evaluate(self.model, self.data.test.x.to(self.device),
                         self.data.test.y.to(self.device), self.settings.eval_batch_size)
         seconds = [row["epoch_seconds"] for row in self.history]
