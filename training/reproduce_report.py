@@ -154,7 +154,8 @@ def merge_summaries(paths: list[Path]) -> tuple[dict[str, Any], list[dict[str, A
                                        "fine-tuning under deterministic gates"}}
                 name = f"{name} + fine-tune"
             elif tuned:
-                continue  # dense runs are not fine-tuned: the original row stands
+                runs.setdefault(name, run)  # dense runs are not fine-tuned: one row stands
+                continue
             runs[name] = run
         settings.append({**summary["settings"], "summary": path.name,
                          "runs": list(summary["runs"])})
