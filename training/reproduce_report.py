@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-PAPER_NOTE = ("The paper's column is its MNIST test error (Bengio, Léonard & Courville 2013, "
-              "table of section 6); our data set is Fashion-MNIST, which is much harder, so "
-              "compare orderings, not values.")
+PAPER_NOTE = ("The paper's column is its MNIST test error (Bengio, Léonard & Courville 2013); "
+              "our data set is Fashion-MNIST, which is much harder, so compare orderings, not "
+              "values.")
 
 
 def _pct(x: float | None) -> str:
@@ -89,17 +89,24 @@ def plot_learning_curves(runs: dict[str, Any], path: Path, group: str = "paper")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    colours: dict[str, Any] = {}
     for name, run in runs.items():
         if run["spec"]["group"] != group or not run["history"]:
             continue
-        epochs = [row["epoch"] for row in run["history"]]
-        style = "--" if run["spec"]["preset"].startswith("dense") else "-"
-        axes[0].plot(epochs, [100 * r["valid_error"] for r in run["history"]], style,
-                     label=name)
-        axes[1].plot(epochs, [r["train_task_loss"] for r in run["history"]], style, label=name)
+        base, _, tuned = name.partition(" + ")
+        rows = run["history"]
+        if tuned:  # only the fine-tuning epochs, from the last training epoch on
+            first = next((i for i, r in enumerate(rows) if r.get("phase") == "finetune"), 0)
+            rows = rows[max(first - 1, 0):]
+        style = ":" if tuned else "--" if run["spec"]["preset"].startswith("dense") else "-"
+        epochs = [row["epoch"] for row in rows]
+        for ax, values in ((axes[0], [100 * r["valid_error"] for r in rows]),
+                           (axes[1], [r["train_task_loss"] for r in rows])):
+            colour = colours.setdefault(base, plt.get_cmap("tab20")(len(colours) % 20))
+            ax.plot(epochs, values, style, color=colour, label=None if tuned else base)
     axes[0].set(xlabel="epoch", ylabel="validation error % (deterministic gates, 10 %)",
-                title="validation error")
+                title="validation error (dotted: fine-tuning under deterministic gates)")
     axes[1].set(xlabel="epoch", ylabel="training cross-entropy (stochastic gates)",
                 title="training loss", yscale="log")
     for ax in axes:
@@ -125,10 +132,12 @@ def plot_blocks(runs: dict[str, Any], path: Path) -> None:
                         and r["final"] and ("fine-tune" in n) == tuned)
         if points:
             ax.plot([100 * d for d, _ in points], [e for _, e in points], "o-", label=label)
-    dense = runs.get("dense-2000-relu", {}).get("final")
-    if dense:
-        ax.axhline(100 * dense["test_error"], color="grey", ls="--",
-                   label="dense 2000-unit rectifier MLP")
+    # The stack trains with Adam: compare with the dense MLP trained with Adam where there is one.
+    dense_name = next((n for n in ("dense-2000-relu-adam", "dense-2000-relu")
+                       if runs.get(n, {}).get("final")), None)
+    if dense_name:
+        ax.axhline(100 * runs[dense_name]["final"]["test_error"], color="grey", ls="--",
+                   label=f"{dense_name} (dense 2000-unit rectifier MLP)")
     if ax.lines:
         ax.legend(fontsize=8)
     ax.set(xscale="log", xlabel="target density of blocks on (%)", ylabel="test error %",
