@@ -53,24 +53,26 @@ class Gater(nn.Module):
         return self.out(x)  # (..., K)
 
 
-def logit_for_on_probability(estimator: Estimator, target: float) -> float:
-    """The logit at which a unit is on with probability `target` (bisection: monotone)."""
-    lo, hi = -30.0, 30.0
-    for _ in range(60):
+def _crossing_logit(fn, level: float, lo: float = -60.0, hi: float = 60.0) -> float:
+    """The smallest logit a with fn(a) > level, for fn non-decreasing (bisection)."""
+    for _ in range(80):
         mid = (lo + hi) / 2
-        p = float(estimator.on_probability(torch.tensor([mid], dtype=torch.float64)))
-        lo, hi = (mid, hi) if p < target else (lo, mid)
-    return (lo + hi) / 2
+        if float(fn(torch.tensor([mid], dtype=torch.float64))) > level:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def logit_for_on_probability(estimator: Estimator, target: float) -> float:
+    """The logit at which a unit is on with probability `target`."""
+    return _crossing_logit(estimator.on_probability, target, -30.0, 30.0)
 
 
 def _default_logit_threshold(estimator: Estimator) -> float:
-    """The logit where smooth(a) crosses the estimator's default threshold (bisection)."""
-    lo, hi = -60.0, 60.0
-    for _ in range(80):
-        mid = (lo + hi) / 2
-        value = float(estimator.smooth(torch.tensor([mid], dtype=torch.float64)))
-        lo, hi = (mid, hi) if value <= estimator.default_threshold else (lo, mid)
-    return float(estimator.logit_threshold(hi))
+    """The logit where smooth(a) crosses the estimator's default threshold."""
+    return float(estimator.logit_threshold(
+        _crossing_logit(estimator.smooth, estimator.default_threshold)))
 
 
 class GatedLayer(nn.Module):
