@@ -1,0 +1,100 @@
+"""Compute accounting against counts derived independently from weight shapes."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.compute import (
+    active_blocks_of,
+    compute_reports,
+    dense_macs,
+    executed_macs,
+    gater_macs,
+)
+from models.gated_config import GatedNetworkConfig, preset
+from models.gated_network import GatedNetwork
+
+
+def test_the_papers_sizes_cost_what_design_md_says():
+    config = preset("paper")
+    assert gater_macs(config) == 784 * 400 + 400 * 2000  # 1.11 M
+    assert dense_macs(config) == 784 * 2000 + 2000 * 10  # 1.57 M main path + read-out
+    (report,) = compute_reports(config, torch.tensor([[200]]))  # 10 % of gates on
+    assert report.executed_macs == 784 * 400 + 400 * 2000 + 784 * 200 + 200 * 10
+    assert report.saved_fraction == pytest.approx(0.20, abs=0.01)  # still ~80 % of dense
+
+
+def stack_config():
+    return GatedNetworkConfig.from_dict({
+        "input_size": 10, "num_classes": 3, "target_density": 0.5, "layers": [
+            {"blocks": 4, "block_size": 3, "gater_hidden": 5, "activation": "relu"},
+            {"blocks": 6, "block_size": 1, "activation": "relu", "gated": False},
+            {"blocks": 5, "block_size": 2, "gater_hidden": 0, "activation": "relu"},
+        ]})
+
+
+def count_by_hand(model: GatedNetwork, masks: list[torch.Tensor]) -> int:
+    """MACs of one example from the weight sub-matrices it touches: rows of active inputs times
+    columns of active outputs, layer by layer; every gater weight in full."""
+    total = sum(p.numel() for name, p in model.named_parameters()
+                if ".gater." in name and name.endswith("weight"))
+    active_in = torch.ones(model.config.input_size, dtype=torch.bool)
+    g = 0
+    for layer in model.layers:
+        cfg = layer.config
+        if layer.gater is not None:
+            active_out = masks[g].repeat_interleave(cfg.block_size)
+            g += 1
+        else:
+            active_out = torch.ones(cfg.width, dtype=torch.bool)
+        total += layer.main.weight[active_out][:, active_in].numel()
+        active_in = active_out
+    return total + model.readout.weight[:, active_in].numel()
+
+
+@settings(max_examples=60, deadline=None)
+@given(bits=st.lists(st.booleans(), min_size=9, max_size=9))
+def test_executed_macs_match_the_weights_an_example_touches(bits):
+    config = stack_config()
+    model = GatedNetwork(config)
+    masks = [torch.tensor(bits[:4]), torch.tensor(bits[4:])]
+    active = torch.tensor([[int(masks[0].sum()), int(masks[1].sum())]])
+    assert int(executed_macs(config, active)[0]) == count_by_hand(model, masks)
+
+
+def test_dense_macs_are_the_main_path_and_read_out_weights():
+    model = GatedNetwork(stack_config())
+    expected = sum(layer.main.weight.numel() for layer in model.layers)
+    assert dense_macs(model.config) == expected + model.readout.weight.numel()
+
+
+def test_all_off_costs_the_gaters_only_and_all_on_costs_dense_plus_gaters():
+    config = stack_config()
+    none = executed_macs(config, torch.tensor([[0, 0]]))
+    full = executed_macs(config, torch.tensor([[4, 5]]))
+    # All off: no main-path product runs before the ungated middle layer, which then reads no
+    # non-zero input (its output is its bias), so only the gaters cost anything.
+    assert int(none[0]) == gater_macs(config)
+    assert int(full[0]) == gater_macs(config) + dense_macs(config)
+
+
+def test_reports_come_per_example_from_a_real_forward():
+    config = stack_config()
+    model = GatedNetwork(config).eval()
+    out = model(torch.randn(7, 10))
+    active = active_blocks_of([t.gates for t in out.traces])
+    assert active.shape == (7, 2)
+    reports = compute_reports(config, active)
+    assert len(reports) == 7
+    for report, row in zip(reports, active.tolist(), strict=True):
+        assert list(report.active_blocks) == row and report.blocks == (4, 5)
+        assert report.as_dict()["saved_fraction"] == pytest.approx(
+            1 - report.executed_macs / report.dense_macs)
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match=r"\(B, 2\)"):
+        executed_macs(stack_config(), torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="no gated layer"):
+        active_blocks_of([])
