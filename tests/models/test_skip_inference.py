@@ -1,0 +1,76 @@
+"""The CPU block-skipping forward equals the dense masked forward for any gate pattern.
+
+Tolerance: 1e-5 absolute and relative on the logits (float32; skipping changes only the order
+and the set of zero terms in each sum).
+"""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.compute import active_blocks_of, compute_reports
+from models.gated_config import GatedNetworkConfig
+from models.gated_network import GatedNetwork
+from models.skip_inference import SkipNetwork
+
+ESTIMATORS = ["st", "reinforce", "sts", "noisy-rectifier", "hard-concrete", "noisy-sigmoid"]
+
+
+def network(estimator: str, seed: int) -> GatedNetwork:
+    torch.manual_seed(seed)
+    config = GatedNetworkConfig.from_dict({
+        "input_size": 12, "num_classes": 4, "estimator": estimator, "target_density": 0.3,
+        "layers": [
+            {"blocks": 6, "block_size": 3, "gater_hidden": 5, "activation": "relu"},
+            {"blocks": 5, "block_size": 1, "activation": "tanh", "gated": False},
+            {"blocks": 4, "block_size": 2, "gater_hidden": 0, "activation": "linear"},
+        ]})
+    model = GatedNetwork(config).eval()
+    with torch.no_grad():  # spread the gate logits so thresholds cut anywhere
+        for layer in model.gated_layers:
+            layer.gater.out.weight.mul_(4.0)
+    return model
+
+
+def assert_same(model: GatedNetwork, x: torch.Tensor) -> None:
+    reference = model(x)
+    skipped = SkipNetwork(model)(x)
+    torch.testing.assert_close(skipped.logits, reference.logits, atol=1e-5, rtol=1e-5)
+    for got, want in zip(skipped.gates, reference.traces, strict=True):
+        torch.testing.assert_close(got, want.gates)
+    expected_active = active_blocks_of([t.gates for t in reference.traces])
+    assert torch.equal(skipped.active_blocks, expected_active)
+    assert skipped.reports(model) == compute_reports(model.config, expected_active)
+
+
+@settings(max_examples=80, deadline=None)
+@given(estimator=st.sampled_from(ESTIMATORS), seed=st.integers(0, 10_000),
+       batch=st.integers(1, 9),
+       thresholds=st.lists(st.floats(-3.0, 3.0), min_size=2, max_size=2))
+def test_any_gate_pattern_matches_the_dense_masked_forward(estimator, seed, batch, thresholds):
+    model = network(estimator, seed)
+    for layer, tau in zip(model.gated_layers, thresholds, strict=True):
+        layer.threshold.fill_(float(layer.estimator.logit_threshold(tau)))
+    x = torch.randn(batch, 12, generator=torch.Generator().manual_seed(seed))
+    assert_same(model, x)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+@pytest.mark.parametrize("tau", [1e9, -1e9], ids=["all-off", "all-on"])
+def test_all_off_and_all_on(estimator, tau):
+    model = network(estimator, 3)
+    for layer in model.gated_layers:
+        layer.threshold.fill_(float(layer.estimator.logit_threshold(tau)))
+    x = torch.randn(5, 12)
+    assert_same(model, x)
+    active = SkipNetwork(model)(x).active_blocks
+    if tau > 0:
+        assert int(active.sum()) == 0
+    elif estimator != "noisy-rectifier":  # a rectifier gate is never on where max(0, a) = 0
+        assert active.tolist() == [[6, 4]] * 5
+
+
+def test_wrong_input_shapes_are_refused():
+    with pytest.raises(ValueError, match=r"\(B, 12\)"):
+        SkipNetwork(network("st", 0))(torch.randn(3, 7))
