@@ -17,15 +17,26 @@ from models.skip_inference import SkipNetwork
 ESTIMATORS = ["st", "reinforce", "sts", "noisy-rectifier", "hard-concrete", "noisy-sigmoid"]
 
 
-def network(estimator: str, seed: int) -> GatedNetwork:
+LAYOUTS = {
+    # gated, dense, gated: the dense layer reads only live columns of the gated one
+    "gated-dense-gated": [
+        {"blocks": 6, "block_size": 3, "gater_hidden": 5, "activation": "relu"},
+        {"blocks": 5, "block_size": 1, "activation": "tanh", "gated": False},
+        {"blocks": 4, "block_size": 2, "gater_hidden": 0, "activation": "linear"},
+    ],
+    # gated, gated: each block group of the second reads its examples' live input blocks
+    "gated-gated": [
+        {"blocks": 6, "block_size": 3, "gater_hidden": 5, "activation": "relu"},
+        {"blocks": 4, "block_size": 2, "gater_hidden": 0, "activation": "tanh"},
+    ],
+}
+
+
+def network(estimator: str, seed: int, layout: str = "gated-dense-gated") -> GatedNetwork:
     torch.manual_seed(seed)
     config = GatedNetworkConfig.from_dict({
         "input_size": 12, "num_classes": 4, "estimator": estimator, "target_density": 0.3,
-        "layers": [
-            {"blocks": 6, "block_size": 3, "gater_hidden": 5, "activation": "relu"},
-            {"blocks": 5, "block_size": 1, "activation": "tanh", "gated": False},
-            {"blocks": 4, "block_size": 2, "gater_hidden": 0, "activation": "linear"},
-        ]})
+        "layers": LAYOUTS[layout]})
     model = GatedNetwork(config).eval()
     with torch.no_grad():  # spread the gate logits so thresholds cut anywhere
         for layer in model.gated_layers:
@@ -46,10 +57,11 @@ def assert_same(model: GatedNetwork, x: torch.Tensor) -> None:
 
 @settings(max_examples=80, deadline=None)
 @given(estimator=st.sampled_from(ESTIMATORS), seed=st.integers(0, 10_000),
-       batch=st.integers(1, 9),
+       batch=st.integers(1, 9), layout=st.sampled_from(sorted(LAYOUTS)),
        thresholds=st.lists(st.floats(-3.0, 3.0), min_size=2, max_size=2))
-def test_any_gate_pattern_matches_the_dense_masked_forward(estimator, seed, batch, thresholds):
-    model = network(estimator, seed)
+def test_any_gate_pattern_matches_the_dense_masked_forward(estimator, seed, batch, layout,
+                                                           thresholds):
+    model = network(estimator, seed, layout)
     for layer, tau in zip(model.gated_layers, thresholds, strict=True):
         layer.threshold.fill_(float(layer.estimator.logit_threshold(tau)))
     x = torch.randn(batch, 12, generator=torch.Generator().manual_seed(seed))
