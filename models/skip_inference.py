@@ -3,9 +3,11 @@
 `SkipNetwork(model)` is an inference view of a trained `GatedNetwork` (deterministic gates, the
 calibrated thresholds). Per gated layer it runs the gater in full, then groups the (example,
 block) pairs that are on by block, the way MoE kernels sort tokens by expert, and runs one
-matrix product per active block over just the examples that need it. A layer after a gated
-layer reads only the weight columns of input units that can be non-zero for those examples
-(their union within the group), so skipped blocks are skipped again when they would be read.
+matrix product per active block over just the examples that need it. A dense layer or the
+read-out after a gated layer reads, for each example, only the weight rows of that example's
+active input blocks (grouped by input block, products summed into the output rows); a gated
+layer after a gated layer reads, per output block, the input units live in any of that block's
+examples. Skipped blocks are thus skipped again where they would be read.
 The output equals the dense masked forward (`GatedNetwork.eval()`) up to float summation order.
 
 This is the reference skipping path every faster one is tested against; it favours clarity
@@ -38,39 +40,61 @@ class SkipOutput:
 class SkipNetwork:
     def __init__(self, model: GatedNetwork) -> None:
         self.model = model.eval()
+        # A dense layer (or the read-out) after a gated layer reads its input block by block:
+        # its weight laid out once as (K_in, S_in, N) so each input block's rows are contiguous.
+        self._by_input_block: dict[int, Tensor] = {}
+        previous = None
+        consumers = [*model.layers, model.readout]
+        for consumer in consumers:
+            linear = consumer.main if isinstance(consumer, GatedLayer) else consumer
+            is_dense = not isinstance(consumer, GatedLayer) or consumer.gater is None
+            if previous is not None and previous.gater is not None and is_dense:
+                k, s = previous.config.blocks, previous.config.block_size
+                self._by_input_block[id(consumer)] = (
+                    linear.weight.detach().T.reshape(k, s, -1).contiguous())
+            previous = consumer if isinstance(consumer, GatedLayer) else None
 
     @torch.no_grad()
     def __call__(self, x: Tensor) -> SkipOutput:
         if x.dim() != 2 or x.shape[1] != self.model.config.input_size:
             raise ValueError(f"x must be (B, {self.model.config.input_size}), got "
                              f"{tuple(x.shape)}")
-        live = None  # (B, D) which input units can be non-zero; None: all of them
+        on = None  # (B, K_in) blocks of the input that can be non-zero; None: all units
+        live = None  # the same per unit, (B, D)
         gates, active = [], []
         for layer in self.model.layers:
             if layer.gater is None:
-                x = _dense_layer(layer, x, live)
-                live = None
+                act = ACTIVATION_FUNCTIONS[layer.config.activation]
+                x = act(self._read(layer, layer.main, x, on))
+                on = live = None
             else:
                 x, on, values = _gated_layer(layer, x, live)
                 live = on.repeat_interleave(layer.config.block_size, dim=1)  # (B, K*S)
                 gates.append(values)
                 active.append(on.sum(-1))
-        logits = _read_columns(self.model.readout.weight, self.model.readout.bias, x, live)
+        logits = self._read(self.model.readout, self.model.readout, x, on)
         return SkipOutput(logits, torch.stack(active, -1) if active else
                           torch.zeros(x.shape[0], 0, dtype=torch.int64), gates)
 
-
-def _read_columns(weight: Tensor, bias: Tensor, x: Tensor, live: Tensor | None) -> Tensor:
-    """x @ weight.T + bias, reading only the columns some example has live."""
-    if live is not None:
-        cols = live.any(0)  # (D,)
-        return torch.addmm(bias, x[:, cols], weight[:, cols].T)
-    return torch.addmm(bias, x, weight.T)
-
-
-def _dense_layer(layer: GatedLayer, x: Tensor, live: Tensor | None) -> Tensor:
-    act = ACTIVATION_FUNCTIONS[layer.config.activation]
-    return act(_read_columns(layer.main.weight, layer.main.bias, x, live))
+    def _read(self, consumer, linear: torch.nn.Linear, x: Tensor, on: Tensor | None) -> Tensor:
+        """x @ W.T + b; after a gated layer, each example reads only its own active blocks:
+        grouped by input block, one product per block over the examples that have it on,
+        summed into the output rows (MoE's scatter-add)."""
+        if on is None:
+            return torch.addmm(linear.bias, x, linear.weight.T)
+        weight = self._by_input_block[id(consumer)]  # (K_in, S_in, N)
+        s = weight.shape[1]
+        out = linear.bias.expand(x.shape[0], -1).clone()  # (B, N)
+        blocks, examples = on.T.nonzero(as_tuple=True)  # pairs sorted by input block
+        start = 0
+        for block, n in enumerate(torch.bincount(blocks, minlength=on.shape[1]).tolist()):
+            if n == 0:
+                continue
+            rows = examples[start:start + n]
+            start += n
+            part = x[rows, block * s:(block + 1) * s] @ weight[block]  # (n, N)
+            out.index_add_(0, rows, part)
+        return out
 
 
 def _gated_layer(layer: GatedLayer, x: Tensor, live: Tensor | None
