@@ -10,9 +10,10 @@ layer after a gated layer reads, per output block, the input units live in any o
 examples. Skipped blocks are thus skipped again where they would be read.
 The output equals the dense masked forward (`GatedNetwork.eval()`) up to float summation order.
 
-Strategies, chosen per layer and batch: when examples run most of their blocks, one dense
-product then a mask (skipping cannot pay); for a single example, one product over its active
-blocks' rows gathered together; otherwise the grouped loop above.
+For a single example, one product over its active blocks' rows gathered together; otherwise
+the grouped loop above. Every strategy runs exactly the (example, block) products that the
+compute report counts; a faster path that runs more (a dense fallback at high density, padded
+groups) must report what it ran.
 
 Letters: B examples, D input units of a layer, K blocks, S units per block, C classes.
 """
@@ -81,7 +82,7 @@ class SkipNetwork:
         """x @ W.T + b; after a gated layer, each example reads only its own active blocks:
         grouped by input block, one product per block over the examples that have it on,
         summed into the output rows (MoE's scatter-add)."""
-        if on is None or _mostly_on(on):  # inactive inputs are exact zeros: dense is exact
+        if on is None:
             return torch.addmm(linear.bias, x, linear.weight.T)
         weight = self._by_input_block[id(consumer)]  # (K_in, S_in, N)
         s = weight.shape[1]
@@ -103,15 +104,6 @@ class SkipNetwork:
         return out
 
 
-DENSE_ABOVE = 0.3  # mean fraction of blocks on per example above which dense is faster
-
-
-def _mostly_on(on: Tensor) -> bool:
-    """True when examples run most of their blocks: then one dense product (masked
-    afterwards) beats the grouped products, which pay per (example, block) pair."""
-    return bool(on.float().mean() > DENSE_ABOVE)
-
-
 def _gated_layer(layer: GatedLayer, x: Tensor, live: Tensor | None
                  ) -> tuple[Tensor, Tensor, Tensor]:
     cfg = layer.config
@@ -122,9 +114,6 @@ def _gated_layer(layer: GatedLayer, x: Tensor, live: Tensor | None
     act = ACTIVATION_FUNCTIONS[cfg.activation]
     weight = layer.main.weight.view(k, s, -1)  # (K, S, D): block k's rows, contiguous
     bias = layer.main.bias.view(k, s)
-    if _mostly_on(on):  # skipping cannot pay: run every block, then mask (the dense forward)
-        main = act(torch.addmm(layer.main.bias, x, layer.main.weight.T)).view(-1, k, s)
-        return (main * values.unsqueeze(-1)).view(x.shape[0], k * s), on, values
     if x.shape[0] == 1 and live is None:  # one example: one product over its active blocks
         idx = on[0].nonzero().squeeze(1)  # (n,)
         w = weight.index_select(0, idx).view(-1, weight.shape[-1])  # (n*S, D)
