@@ -91,17 +91,20 @@ class SkipNetwork:
             rows = weight.index_select(0, idx).view(-1, weight.shape[-1])  # (n*S, N)
             xin = x.view(on.shape[1], s).index_select(0, idx).view(1, -1)  # (1, n*S)
             return torch.addmm(linear.bias, xin, rows)
+        blocks, examples = on.T.nonzero(as_tuple=True)  # P pairs sorted by input block
+        pairs = x.view(x.shape[0], -1, s)[examples, blocks]  # (P, S): one small gather
         out = linear.bias.expand(x.shape[0], -1).clone()  # (B, N)
-        blocks, examples = on.T.nonzero(as_tuple=True)  # pairs sorted by input block
         start = 0
         for block, n in enumerate(torch.bincount(blocks, minlength=on.shape[1]).tolist()):
-            if n == 0:
-                continue
-            rows = examples[start:start + n]
-            start += n
-            part = x[rows, block * s:(block + 1) * s] @ weight[block]  # (n, N)
-            out.index_add_(0, rows, part)
+            if n:  # one product per input block over a contiguous slice of the pairs, summed
+                # into its examples' rows (a (P, N) buffer of all parts would not fit cache)
+                rows = examples[start:start + n]
+                out.index_add_(0, rows, pairs[start:start + n] @ weight[block])
+                start += n
         return out
+
+
+PAIR_GATHER_ELEMENTS = 1 << 20  # 4 MB of float32 input rows gathered at once, at most
 
 
 def _gated_layer(layer: GatedLayer, x: Tensor, live: Tensor | None
@@ -122,19 +125,29 @@ def _gated_layer(layer: GatedLayer, x: Tensor, live: Tensor | None
         out[0, idx] = h.view(-1, s) * values[0, idx].unsqueeze(-1)
         return out.view(1, k * s), on, values
     out = x.new_zeros(x.shape[0], k, s)  # (B, K, S)
-    blocks, examples = on.T.nonzero(as_tuple=True)  # pairs sorted by block
+    blocks, examples = on.T.nonzero(as_tuple=True)  # P pairs sorted by block
     counts = torch.bincount(blocks, minlength=k).tolist()
+    # One gather of every pair's input row when that copy stays small (cache-sized); beyond,
+    # a gather per block reuses a small buffer instead of streaming a huge one.
+    gather_once = live is None and examples.numel() * x.shape[1] <= PAIR_GATHER_ELEMENTS
+    rows_of_pairs = x[examples] if gather_once else None  # (P, D)
+    parts = []
     start = 0
     for block, n in enumerate(counts):
         if n == 0:
             continue
-        rows = examples[start:start + n]
-        start += n
-        xin = x[rows]  # (n, D)
-        w = weight[block]  # (S, D)
-        if live is not None:  # read only input units some of these examples have on
+        if gather_once:  # one product per block over a contiguous slice of the pairs
+            parts.append(torch.addmm(bias[block], rows_of_pairs[start:start + n],
+                                     weight[block].T))  # (n, S)
+        elif live is None:
+            rows = examples[start:start + n]
+            parts.append(torch.addmm(bias[block], x[rows], weight[block].T))
+        else:  # read only the input units some of this block's examples have on
+            rows = examples[start:start + n]
             cols = live[rows].any(0)
-            xin, w = xin[:, cols], w[:, cols]
-        y = act(torch.addmm(bias[block], xin, w.T))  # (n, S)
-        out[rows, block] = y * values[rows, block].unsqueeze(-1)
+            parts.append(torch.addmm(bias[block], x[rows][:, cols], weight[block][:, cols].T))
+        start += n
+    if parts:
+        h = act(torch.cat(parts)) * values[examples, blocks].unsqueeze(-1)  # (P, S)
+        out[examples, blocks] = h
     return out.view(x.shape[0], k * s), on, values
