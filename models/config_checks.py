@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import fields
 from typing import Any
 
 
@@ -33,3 +34,18 @@ def check_choice(where: str, value: Any, choices: Iterable[str]) -> str:
     if value not in choices:
         raise ConfigError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def from_mapping(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass `cls` from a JSON mapping, naming unknown or missing fields."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(sorted(known))}")
+    try:
+        return cls(**data)
+    except TypeError as err:  # a required field is missing
+        raise ConfigError(f"{where}: {err}") from None

@@ -13,10 +13,10 @@ with the field named.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .config_checks import ConfigError, check_choice, check_int
+from .config_checks import ConfigError, check_choice, check_int, from_mapping
 from .estimators import ESTIMATORS, make_estimator
 
 __all__ = ["ConfigError", "GatedLayerConfig", "GatedNetworkConfig", "preset"]
@@ -62,7 +62,7 @@ class GatedNetworkConfig:
         built = []
         for i, layer in enumerate(layers):
             if isinstance(layer, dict):
-                layer = _from_mapping(GatedLayerConfig, layer, f"layers[{i}]")
+                layer = from_mapping(GatedLayerConfig, layer, f"layers[{i}]")
             if not isinstance(layer, GatedLayerConfig):
                 raise ConfigError(f"layers[{i}] must be a layer config, got {layer!r}")
             built.append(layer)
@@ -105,26 +105,12 @@ class GatedNetworkConfig:
 
     @classmethod
     def from_dict(cls, data: Any) -> GatedNetworkConfig:
-        return _from_mapping(cls, data, "config")
+        return from_mapping(cls, data, "config")
 
     def replace(self, **changes: Any) -> GatedNetworkConfig:
         data = self.to_dict()
         data.update(changes)
         return GatedNetworkConfig.from_dict(data)
-
-
-def _from_mapping(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: "
-                          f"{', '.join(sorted(known))}")
-    try:
-        return cls(**data)
-    except TypeError as err:  # a required field is missing
-        raise ConfigError(f"{where}: {err}") from None
 
 
 def paper_preset(input_size: int = 784, num_classes: int = 10, estimator: str = "st",

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from models.config_checks import ConfigError, check_choice, check_int, check_number
+from models.config_checks import (
+    ConfigError,
+    check_choice,
+    check_int,
+    check_number,
+    from_mapping,
+)
 
 from .optim import OPTIMIZERS
 
@@ -58,8 +64,4 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"training: unknown field(s) {', '.join(unknown)}")
-        return cls(**data)
+        return from_mapping(cls, data, "training")

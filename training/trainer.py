@@ -272,7 +272,11 @@ class Trainer:
                 "thresholds": thresholds}
 
     def _final(self) -> dict[str, Any]:
-        valid = self._validate()  # thresholds from validation data only
+        # The last epoch already calibrated on validation data (its thresholds are in the
+        # model, also after a resume); only a run with no epoch yet calibrates here.
+        keys = ("valid_error", "valid_density", "thresholds")
+        valid = ({k: self.history[-1][k] for k in keys} if self.history
+                 else self._validate())
         test = evaluate(self.model, self.data.test.x.to(self.device),
                         self.data.test.y.to(self.device), self.settings.eval_batch_size)
         seconds = [row["epoch_seconds"] for row in self.history]
