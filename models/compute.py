@@ -2,9 +2,11 @@
 
 Counted from the shapes that run, per example:
 - dense reference: the same network with every block on and no gater;
-- executed: every gater in full, plus each layer's main path restricted to the blocks that are
-  on, reading only the input units that are non-zero (the previous layer's active blocks, or
-  the whole input for the first layer), plus the read-out over the last layer's active units.
+- executed: every gater in full; each gated layer's main path for the blocks it computed
+  (the active ones, or all of them where the engine routed the example dense at that layer),
+  reading all of its input units; and each dense layer or read-out after a gated layer reading
+  only the units of the blocks that layer computed (an inactive block's units are zero and
+  their weight rows are not read).
 Bias additions and element-wise activations are not counted: they are not multiply-adds and are
 negligible next to the matrix products.
 
@@ -30,6 +32,7 @@ class ComputeReport:
     gater_macs: int
     active_blocks: tuple[int, ...]  # per gated layer
     blocks: tuple[int, ...]  # per gated layer
+    computed_blocks: tuple[int, ...]  # per gated layer: active, or all where routed dense
 
     @property
     def saved_fraction(self) -> float:
@@ -38,7 +41,8 @@ class ComputeReport:
     def as_dict(self) -> dict[str, object]:
         return {"dense_macs": self.dense_macs, "executed_macs": self.executed_macs,
                 "gater_macs": self.gater_macs, "saved_fraction": self.saved_fraction,
-                "active_blocks": list(self.active_blocks), "blocks": list(self.blocks)}
+                "active_blocks": list(self.active_blocks), "blocks": list(self.blocks),
+                "computed_blocks": list(self.computed_blocks)}
 
 
 def dense_macs(config: GatedNetworkConfig) -> int:
@@ -61,36 +65,45 @@ def gater_macs(config: GatedNetworkConfig) -> int:
     return total
 
 
-def executed_macs(config: GatedNetworkConfig, active_blocks: Tensor) -> Tensor:
-    """Per-example multiply-adds, (B,) int64, given active blocks per gated layer (B, G)."""
-    active_blocks = active_blocks.to(torch.int64)
+def executed_macs(config: GatedNetworkConfig, active_blocks: Tensor,
+                  computed_blocks: Tensor | None = None) -> Tensor:
+    """Per-example multiply-adds, (B,) int64, given the blocks each example computed per gated
+    layer (B, G); `computed_blocks` defaults to `active_blocks` (every block computed is on)."""
+    computed = (active_blocks if computed_blocks is None else computed_blocks).to(torch.int64)
     gated = [layer for layer in config.layers if layer.gated]
-    if active_blocks.dim() != 2 or active_blocks.shape[1] != len(gated):
-        raise ValueError(f"active_blocks must be (B, {len(gated)}), got "
-                         f"{tuple(active_blocks.shape)}")
-    total = torch.full(active_blocks.shape[:1], gater_macs(config), dtype=torch.int64)
-    inputs = torch.full_like(total, config.input_size)  # non-zero input units, (B,)
+    if computed.dim() != 2 or computed.shape[1] != len(gated):
+        raise ValueError(f"blocks per example must be (B, {len(gated)}), got "
+                         f"{tuple(computed.shape)}")
+    total = torch.full(computed.shape[:1], gater_macs(config), dtype=torch.int64)
+    width = config.input_size  # units the previous layer outputs
+    reads = torch.full_like(total, width)  # of those, units a dense layer reads, (B,)
     g = 0
     for layer in config.layers:
         if layer.gated:
-            outputs = active_blocks[:, g] * layer.block_size  # (B,)
+            reads = computed[:, g] * layer.block_size  # (B,)
+            total += width * reads
             g += 1
         else:
-            outputs = torch.full_like(total, layer.width)
-        total += inputs * outputs
-        inputs = outputs
-    return total + inputs * config.num_classes
+            total += reads * layer.width
+            reads = torch.full_like(total, layer.width)
+        width = layer.width
+    return total + reads * config.num_classes
 
 
-def compute_reports(config: GatedNetworkConfig, active_blocks: Tensor) -> list[ComputeReport]:
-    """One ComputeReport per example from active blocks per gated layer (B, G)."""
+def compute_reports(config: GatedNetworkConfig, active_blocks: Tensor,
+                    computed_blocks: Tensor | None = None) -> list[ComputeReport]:
+    """One ComputeReport per example from active blocks per gated layer (B, G) and the blocks
+    computed (default: the active ones)."""
     dense = dense_macs(config)
     gater = gater_macs(config)
-    executed = executed_macs(config, active_blocks).tolist()
+    if computed_blocks is None:
+        computed_blocks = active_blocks
+    executed = executed_macs(config, active_blocks, computed_blocks).tolist()
     blocks = tuple(layer.blocks for layer in config.layers if layer.gated)
-    rows = active_blocks.to(torch.int64).tolist()
-    return [ComputeReport(dense, e, gater, tuple(r), blocks)
-            for e, r in zip(executed, rows, strict=True)]
+    active = active_blocks.to(torch.int64).tolist()
+    computed = computed_blocks.to(torch.int64).tolist()
+    return [ComputeReport(dense, e, gater, tuple(a), blocks, tuple(c))
+            for e, a, c in zip(executed, active, computed, strict=True)]
 
 
 def active_blocks_of(gates: list[Tensor]) -> Tensor:

@@ -1,153 +1,208 @@
-"""Block-skipping inference on the CPU (torch): blocks that are off are not computed.
+"""Block-skipping inference on the CPU: blocks that are off are not computed.
 
 `SkipNetwork(model)` is an inference view of a trained `GatedNetwork` (deterministic gates, the
-calibrated thresholds). Per gated layer it runs the gater in full, then groups the (example,
-block) pairs that are on by block, the way MoE kernels sort tokens by expert, and runs one
-matrix product per active block over just the examples that need it. A dense layer or the
-read-out after a gated layer reads, for each example, only the weight rows of that example's
-active input blocks (grouped by input block, products summed into the output rows); a gated
-layer after a gated layer reads, per output block, the input units live in any of that block's
-examples. Skipped blocks are thus skipped again where they would be read.
-The output equals the dense masked forward (`GatedNetwork.eval()`) up to float summation order.
+calibrated thresholds), fp32. Per gated layer it runs the gater in full, then routes each
+example one of two ways, by its own gate pattern only (so its compute report never depends on
+its batch-mates):
 
-For a single example, one product over its active blocks' rows gathered together; otherwise
-the grouped loop above. Every strategy runs exactly the (example, block) products that the
-compute report counts; a faster path that runs more (a dense fallback at high density, padded
-groups) must report what it ran.
+- sparse (the example has fewer than `dense_from` of the layer's blocks on): its (example,
+  block) pairs that are on are grouped by block, the way MoE kernels sort tokens by expert, and
+  each block present runs one product over just the examples that need it. The layer that reads
+  this output, if dense (a hidden dense layer or the read-out), reads for each example only the
+  weight rows of that example's active input blocks, grouped the same way and summed into the
+  example's output row (MoE's scatter-add).
+- dense (at least `dense_from` of its blocks on): the example's whole layer is one row of a
+  dense product, gates applied after, and the next layer reads all of its units. Computing a
+  few more blocks in one large product is cheaper than many small ones; the report counts them.
 
-Letters: B examples, D input units of a layer, K blocks, S units per block, C classes.
+A gated layer that reads a gated layer reads all of its input units (the zeros of blocks that
+are off included): restricting each (example, block) pair to that example's live input blocks
+needs a product per (input block, output block) tile, which costs more in dispatch than the
+zero multiply-adds it saves. The compute report counts exactly the products that run
+(`models.compute`); the output equals the dense masked forward (`GatedNetwork.eval()`) up to
+float summation order.
+
+The grouped products run through numpy's OpenBLAS, the dense ones through torch (see
+`models.block_products` for why).
+
+Letters: B examples, D input units of a layer, K blocks, S units per block, N output units,
+P (example, block) pairs that run sparse, G gated layers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from .block_products import (
+    accumulate_blocks_times_rows,
+    block_offsets,
+    gathered_rows_times_blocks,
+    one_blas_thread,
+)
 from .compute import ComputeReport, compute_reports
-from .gated_network import ACTIVATION_FUNCTIONS, GatedLayer, GatedNetwork
+from .gated_network import GatedLayer, GatedNetwork
+
+# Route an example dense at a gated layer from this fraction of its blocks on. Below it the
+# grouped products win on this project's CPU at every batch size measured (benchmarks.skip);
+# above it one dense product does, since grouped products run at about a third of a large
+# product's multiply-add rate.
+DENSE_FROM = 0.5
+
+
+def _sigmoid_(x: np.ndarray) -> np.ndarray:
+    """In place; through tanh, which cannot overflow the way exp(-x) can."""
+    np.multiply(x, 0.5, out=x)
+    np.tanh(x, out=x)
+    np.add(x, 1.0, out=x)
+    return np.multiply(x, 0.5, out=x)
+
+
+# The network's activations (models.gated_network.ACTIVATION_FUNCTIONS) in numpy, in place: the
+# bookkeeping between products runs in numpy, a few times cheaper per call than torch's dispatch
+# at these sizes.
+NUMPY_ACTIVATIONS = {
+    "linear": lambda x: x,
+    "relu": lambda x: np.maximum(x, 0.0, out=x),
+    "tanh": lambda x: np.tanh(x, out=x),
+    "sigmoid": _sigmoid_,
+}
 
 
 @dataclass
 class SkipOutput:
     logits: Tensor  # (B, C)
     active_blocks: Tensor  # (B, G) blocks on per example and gated layer
+    computed_blocks: Tensor  # (B, G) blocks computed: the active ones, or all for a dense route
     gates: list[Tensor]  # per gated layer (B, K): the gate values that multiplied the blocks
 
     def reports(self, network: GatedNetwork) -> list[ComputeReport]:
-        return compute_reports(network.config, self.active_blocks)
+        return compute_reports(network.config, self.active_blocks, self.computed_blocks)
+
+
+@dataclass
+class _SparseRows:
+    """A gated layer's output for the examples routed sparse, in pair form (sorted by block)."""
+
+    examples: np.ndarray  # (P,) example of each pair
+    spans: list[tuple[int, int, int]]  # (block, start, end): each block's slice of the pairs
+    values: np.ndarray  # (P, S) the pairs' gated outputs
+    dense_rows: np.ndarray  # (n,) examples routed dense at this layer
+
+
+def _numpy(t: Tensor) -> np.ndarray:
+    return t.detach().to(torch.float32).contiguous().numpy()
+
+
+class _Linear:
+    """A linear map in the layouts the skipping forward reads: (N, D) for torch's dense
+    products; for a gated layer (K, D, S), each block's matrix contiguous; for a consumer of a
+    gated layer's output (K_in, S_in, N), each input block's rows contiguous."""
+
+    def __init__(self, linear: torch.nn.Linear, out_blocks: int = 0, in_blocks: int = 0):
+        self.weight = linear.weight.detach().to(torch.float32)  # (N, D)
+        self.bias_tensor = linear.bias.detach().to(torch.float32).clone()  # (N,)
+        self.bias = self.bias_tensor.numpy()
+        n, d = self.weight.shape
+        self.by_out_block = (_numpy(self.weight.view(out_blocks, n // out_blocks, d)  # (K, D, S)
+                                    .transpose(1, 2)) if out_blocks else None)
+        self.by_in_block = (_numpy(self.weight.T).reshape(in_blocks, d // in_blocks, n)
+                            if in_blocks else None)  # (K_in, S_in, N)
+
+    def dense(self, x: np.ndarray) -> np.ndarray:
+        """x @ W.T + b for full rows, (B, N): one large product, torch's (multi-threaded)."""
+        return torch.addmm(self.bias_tensor, torch.from_numpy(x), self.weight.T).numpy()
 
 
 class SkipNetwork:
-    def __init__(self, model: GatedNetwork) -> None:
+    def __init__(self, model: GatedNetwork, *, dense_from: float = DENSE_FROM) -> None:
+        if not dense_from > 0.0:  # NaN refused too
+            raise ValueError(f"dense_from must be > 0 (a fraction of blocks, > 1 for never), "
+                             f"got {dense_from}")
         self.model = model.eval()
-        # A dense layer (or the read-out) after a gated layer reads its input block by block:
-        # its weight laid out once as (K_in, S_in, N) so each input block's rows are contiguous.
-        self._by_input_block: dict[int, Tensor] = {}
-        previous = None
-        consumers = [*model.layers, model.readout]
-        for consumer in consumers:
-            linear = consumer.main if isinstance(consumer, GatedLayer) else consumer
-            is_dense = not isinstance(consumer, GatedLayer) or consumer.gater is None
-            if previous is not None and previous.gater is not None and is_dense:
-                k, s = previous.config.blocks, previous.config.block_size
-                self._by_input_block[id(consumer)] = (
-                    linear.weight.detach().T.reshape(k, s, -1).contiguous())
-            previous = consumer if isinstance(consumer, GatedLayer) else None
+        self.dense_from = dense_from
+        self._linears: list[_Linear] = []
+        previous_blocks = 0  # blocks of the previous layer if it was gated
+        for layer in model.layers:
+            out_blocks = layer.config.blocks if layer.gater is not None else 0
+            reads_by_block = previous_blocks if layer.gater is None else 0
+            self._linears.append(_Linear(layer.main, out_blocks, reads_by_block))
+            previous_blocks = out_blocks
+        self._readout = _Linear(model.readout, 0, previous_blocks)
 
     @torch.no_grad()
     def __call__(self, x: Tensor) -> SkipOutput:
         if x.dim() != 2 or x.shape[1] != self.model.config.input_size:
             raise ValueError(f"x must be (B, {self.model.config.input_size}), got "
                              f"{tuple(x.shape)}")
-        on = None  # (B, K_in) blocks of the input that can be non-zero; None: all units
-        live = None  # the same per unit, (B, D)
-        gates, active = [], []
-        for layer in self.model.layers:
+        with one_blas_thread():
+            return self._forward(_numpy(x))
+
+    def _forward(self, x: np.ndarray) -> SkipOutput:
+        sparse: _SparseRows | None = None  # set right after a gated layer
+        gates, active, computed = [], [], []
+        for layer, linear in zip(self.model.layers, self._linears, strict=True):
             if layer.gater is None:
-                act = ACTIVATION_FUNCTIONS[layer.config.activation]
-                x = act(self._read(layer, layer.main, x, on))
-                on = live = None
+                x = NUMPY_ACTIVATIONS[layer.config.activation](self._read(linear, x, sparse))
+                sparse = None
             else:
-                x, on, values = _gated_layer(layer, x, live)
-                live = on.repeat_interleave(layer.config.block_size, dim=1)  # (B, K*S)
+                x, sparse, values, ran = self._gated(layer, linear, x)
                 gates.append(values)
-                active.append(on.sum(-1))
-        logits = self._read(self.model.readout, self.model.readout, x, on)
-        return SkipOutput(logits, torch.stack(active, -1) if active else
-                          torch.zeros(x.shape[0], 0, dtype=torch.int64), gates)
+                active.append((values != 0).sum(-1))
+                computed.append(ran)
+        logits = torch.from_numpy(self._read(self._readout, x, sparse))
+        if not gates:
+            zeros = torch.zeros(x.shape[0], 0, dtype=torch.int64)
+            return SkipOutput(logits, zeros, zeros.clone(), gates)
+        return SkipOutput(logits, torch.stack(active, -1),
+                          torch.from_numpy(np.stack(computed, -1)), gates)
 
-    def _read(self, consumer, linear: torch.nn.Linear, x: Tensor, on: Tensor | None) -> Tensor:
-        """x @ W.T + b; after a gated layer, each example reads only its own active blocks:
-        grouped by input block, one product per block over the examples that have it on,
-        summed into the output rows (MoE's scatter-add)."""
-        if on is None:
-            return torch.addmm(linear.bias, x, linear.weight.T)
-        weight = self._by_input_block[id(consumer)]  # (K_in, S_in, N)
-        s = weight.shape[1]
-        if x.shape[0] == 1:  # one example: one product over its active input blocks
-            idx = on[0].nonzero().squeeze(1)  # (n,)
-            rows = weight.index_select(0, idx).view(-1, weight.shape[-1])  # (n*S, N)
-            xin = x.view(on.shape[1], s).index_select(0, idx).view(1, -1)  # (1, n*S)
-            return torch.addmm(linear.bias, xin, rows)
-        blocks, examples = on.T.nonzero(as_tuple=True)  # P pairs sorted by input block
-        pairs = x.view(x.shape[0], -1, s)[examples, blocks]  # (P, S): one small gather
-        out = linear.bias.expand(x.shape[0], -1).clone()  # (B, N)
-        start = 0
-        for block, n in enumerate(torch.bincount(blocks, minlength=on.shape[1]).tolist()):
-            if n:  # one product per input block over a contiguous slice of the pairs, summed
-                # into its examples' rows (a (P, N) buffer of all parts would not fit cache)
-                rows = examples[start:start + n]
-                out.index_add_(0, rows, pairs[start:start + n] @ weight[block])
-                start += n
+    def _gated(self, layer: GatedLayer, linear: _Linear, x: np.ndarray
+               ) -> tuple[np.ndarray, _SparseRows, Tensor, np.ndarray]:
+        """One gated layer: the gater in full, then each example's blocks, sparse or dense."""
+        k, s = layer.config.blocks, layer.config.block_size
+        act = NUMPY_ACTIVATIONS[layer.config.activation]
+        logits = layer.gater(torch.from_numpy(x))  # (B, K): the gater always runs in full
+        gate_values = layer.estimator.gate_values(logits, logits > layer.threshold)  # (B, K)
+        values = gate_values.numpy()
+        on = values != 0  # a gate whose value is 0 multiplies nothing: its block is skipped
+        count = on.sum(-1)  # (B,)
+        dense = count >= self.dense_from * k  # (B,) routed dense
+        out = np.zeros((x.shape[0], k, s), dtype=np.float32)  # (B, K, S)
+        dense_rows = np.flatnonzero(dense)  # (n,)
+        if dense_rows.size:
+            rows = x if dense_rows.size == x.shape[0] else x[dense_rows]
+            h = act(linear.dense(rows)).reshape(-1, k, s)  # (n, K, S)
+            out[dense_rows] = h * values[dense_rows, :, None]
+        blocks, examples = np.nonzero(on.T & ~dense)  # pairs sorted by block, then example
+        spans = block_offsets(np.bincount(blocks, minlength=k).tolist())
+        pairs = np.empty((examples.size, s), dtype=np.float32)  # (P, S)
+        if spans:
+            gathered_rows_times_blocks(x, examples, linear.by_out_block, spans, pairs)
+            pairs += linear.bias.reshape(k, s)[blocks]
+            act(pairs)
+            pairs *= values[examples, blocks, None]
+            out[examples, blocks] = pairs
+        ran = np.where(dense, k, count)  # (B,)
+        return (out.reshape(x.shape[0], k * s), _SparseRows(examples, spans, pairs, dense_rows),
+                gate_values, ran)
+
+    @staticmethod
+    def _read(linear: _Linear, x: np.ndarray, sparse: _SparseRows | None) -> np.ndarray:
+        """x @ W.T + b. After a gated layer, an example routed sparse reads only its own active
+        input blocks: one product per input block over the pairs that have it on, added into
+        the examples' output rows; one routed dense reads all of x's units."""
+        if sparse is None:
+            return linear.dense(x)
+        if sparse.dense_rows.size == x.shape[0]:
+            return linear.dense(x)
+        out = np.empty((x.shape[0], linear.bias.shape[0]), dtype=np.float32)  # (B, N)
+        out[:] = linear.bias
+        if sparse.dense_rows.size:
+            out[sparse.dense_rows] = linear.dense(x[sparse.dense_rows])
+        accumulate_blocks_times_rows(sparse.values, sparse.examples, linear.by_in_block,
+                                     sparse.spans, out)
         return out
-
-
-PAIR_GATHER_ELEMENTS = 1 << 20  # 4 MB of float32 input rows gathered at once, at most
-
-
-def _gated_layer(layer: GatedLayer, x: Tensor, live: Tensor | None
-                 ) -> tuple[Tensor, Tensor, Tensor]:
-    cfg = layer.config
-    k, s = cfg.blocks, cfg.block_size
-    logits = layer.gater(x)  # (B, K): the gater always runs in full
-    on = logits > layer.threshold  # (B, K)
-    values = layer.estimator.gate_values(logits, on)  # (B, K)
-    act = ACTIVATION_FUNCTIONS[cfg.activation]
-    weight = layer.main.weight.view(k, s, -1)  # (K, S, D): block k's rows, contiguous
-    bias = layer.main.bias.view(k, s)
-    if x.shape[0] == 1 and live is None:  # one example: one product over its active blocks
-        idx = on[0].nonzero().squeeze(1)  # (n,)
-        w = weight.index_select(0, idx).view(-1, weight.shape[-1])  # (n*S, D)
-        h = act(torch.addmm(bias.index_select(0, idx).view(-1), x, w.T))  # (1, n*S)
-        out = x.new_zeros(1, k, s)
-        out[0, idx] = h.view(-1, s) * values[0, idx].unsqueeze(-1)
-        return out.view(1, k * s), on, values
-    out = x.new_zeros(x.shape[0], k, s)  # (B, K, S)
-    blocks, examples = on.T.nonzero(as_tuple=True)  # P pairs sorted by block
-    counts = torch.bincount(blocks, minlength=k).tolist()
-    # One gather of every pair's input row when that copy stays small (cache-sized); beyond,
-    # a gather per block reuses a small buffer instead of streaming a huge one.
-    gather_once = live is None and examples.numel() * x.shape[1] <= PAIR_GATHER_ELEMENTS
-    rows_of_pairs = x[examples] if gather_once else None  # (P, D)
-    parts = []
-    start = 0
-    for block, n in enumerate(counts):
-        if n == 0:
-            continue
-        if gather_once:  # one product per block over a contiguous slice of the pairs
-            parts.append(torch.addmm(bias[block], rows_of_pairs[start:start + n],
-                                     weight[block].T))  # (n, S)
-        elif live is None:
-            rows = examples[start:start + n]
-            parts.append(torch.addmm(bias[block], x[rows], weight[block].T))
-        else:  # read only the input units some of this block's examples have on
-            rows = examples[start:start + n]
-            cols = live[rows].any(0)
-            parts.append(torch.addmm(bias[block], x[rows][:, cols], weight[block][:, cols].T))
-        start += n
-    if parts:
-        h = act(torch.cat(parts)) * values[examples, blocks].unsqueeze(-1)  # (P, S)
-        out[examples, blocks] = h
-    return out.view(x.shape[0], k * s), on, values

@@ -34,33 +34,53 @@ def stack_config():
         ]})
 
 
-def count_by_hand(model: GatedNetwork, masks: list[torch.Tensor]) -> int:
-    """MACs of one example from the weight sub-matrices it touches: rows of active inputs times
-    columns of active outputs, layer by layer; every gater weight in full."""
+def gated_gated_config():
+    return GatedNetworkConfig.from_dict({
+        "input_size": 7, "num_classes": 2, "target_density": 0.5, "layers": [
+            {"blocks": 4, "block_size": 3, "gater_hidden": 5, "activation": "relu"},
+            {"blocks": 5, "block_size": 2, "gater_hidden": 0, "activation": "tanh"},
+        ]})
+
+
+def count_by_hand(model: GatedNetwork, masks: list[torch.Tensor],
+                  routed_dense: tuple[bool, ...] = (False, False)) -> int:
+    """MACs of one example from the weight sub-matrices it touches, layer by layer: a gated
+    layer's rows of the blocks it computes (the active ones, or all where routed dense) times
+    all of its input columns; a dense layer's rows times the columns of the units computed
+    before it; every gater weight in full."""
     total = sum(p.numel() for name, p in model.named_parameters()
                 if ".gater." in name and name.endswith("weight"))
-    active_in = torch.ones(model.config.input_size, dtype=torch.bool)
+    computed_in = torch.ones(model.config.input_size, dtype=torch.bool)
     g = 0
     for layer in model.layers:
         cfg = layer.config
         if layer.gater is not None:
-            active_out = masks[g].repeat_interleave(cfg.block_size)
+            mask = torch.ones_like(masks[g]) if routed_dense[g] else masks[g]
+            computed_out = mask.repeat_interleave(cfg.block_size)
+            total += layer.main.weight[computed_out].numel()
             g += 1
         else:
-            active_out = torch.ones(cfg.width, dtype=torch.bool)
-        total += layer.main.weight[active_out][:, active_in].numel()
-        active_in = active_out
-    return total + model.readout.weight[:, active_in].numel()
+            computed_out = torch.ones(cfg.width, dtype=torch.bool)
+            total += layer.main.weight[:, computed_in].numel()
+        computed_in = computed_out
+    return total + model.readout.weight[:, computed_in].numel()
 
 
 @settings(max_examples=60, deadline=None)
-@given(bits=st.lists(st.booleans(), min_size=9, max_size=9))
-def test_executed_macs_match_the_weights_an_example_touches(bits):
-    config = stack_config()
+@given(bits=st.lists(st.booleans(), min_size=9, max_size=9),
+       routed_dense=st.tuples(st.booleans(), st.booleans()),
+       layout=st.sampled_from(["gated-dense-gated", "gated-gated"]))
+def test_executed_macs_match_the_weights_an_example_touches(bits, routed_dense, layout):
+    config = stack_config() if layout == "gated-dense-gated" else gated_gated_config()
     model = GatedNetwork(config)
     masks = [torch.tensor(bits[:4]), torch.tensor(bits[4:])]
-    active = torch.tensor([[int(masks[0].sum()), int(masks[1].sum())]])
-    assert int(executed_macs(config, active)[0]) == count_by_hand(model, masks)
+    active = torch.tensor([[int(m.sum()) for m in masks]])
+    computed = torch.tensor([[4 if routed_dense[0] else int(masks[0].sum()),
+                              5 if routed_dense[1] else int(masks[1].sum())]])
+    assert int(executed_macs(config, active, computed)[0]) == count_by_hand(
+        model, masks, routed_dense)
+    if not any(routed_dense):
+        assert int(executed_macs(config, active)[0]) == count_by_hand(model, masks)
 
 
 def test_dense_macs_are_the_main_path_and_read_out_weights():
@@ -89,6 +109,7 @@ def test_reports_come_per_example_from_a_real_forward():
     assert len(reports) == 7
     for report, row in zip(reports, active.tolist(), strict=True):
         assert list(report.active_blocks) == row and report.blocks == (4, 5)
+        assert report.computed_blocks == report.active_blocks
         assert report.as_dict()["saved_fraction"] == pytest.approx(
             1 - report.executed_macs / report.dense_macs)
 

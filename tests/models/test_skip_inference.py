@@ -21,7 +21,7 @@ LAYOUTS = {
     # gated, dense, gated: the dense layer reads only live columns of the gated one
     "gated-dense-gated": [
         {"blocks": 6, "block_size": 3, "gater_hidden": 5, "activation": "relu"},
-        {"blocks": 5, "block_size": 1, "activation": "tanh", "gated": False},
+        {"blocks": 5, "block_size": 1, "activation": "sigmoid", "gated": False},
         {"blocks": 4, "block_size": 2, "gater_hidden": 0, "activation": "linear"},
     ],
     # gated, gated: each block group of the second reads its examples' live input blocks
@@ -44,38 +44,53 @@ def network(estimator: str, seed: int, layout: str = "gated-dense-gated") -> Gat
     return model
 
 
-def assert_same(model: GatedNetwork, x: torch.Tensor) -> None:
+# Never dense, the default rule, and dense for every example with any block on.
+ROUTES = (2.0, None, 1e-6)
+
+
+def assert_same(model: GatedNetwork, x: torch.Tensor, dense_from: float | None = None) -> None:
     reference = model(x)
-    skipped = SkipNetwork(model)(x)
+    engine = SkipNetwork(model) if dense_from is None else SkipNetwork(model,
+                                                                      dense_from=dense_from)
+    skipped = engine(x)
     torch.testing.assert_close(skipped.logits, reference.logits, atol=1e-5, rtol=1e-5)
     for got, want in zip(skipped.gates, reference.traces, strict=True):
         torch.testing.assert_close(got, want.gates)
     expected_active = active_blocks_of([t.gates for t in reference.traces])
     assert torch.equal(skipped.active_blocks, expected_active)
-    assert skipped.reports(model) == compute_reports(model.config, expected_active)
+    # An example is computed in full at a layer where it has at least dense_from of its blocks
+    # on; otherwise exactly its active blocks run.
+    blocks = torch.tensor([layer.config.blocks for layer in model.gated_layers])
+    routed_dense = expected_active >= engine.dense_from * blocks
+    expected_computed = torch.where(routed_dense, blocks, expected_active)
+    assert torch.equal(skipped.computed_blocks, expected_computed)
+    assert skipped.reports(model) == compute_reports(model.config, expected_active,
+                                                     expected_computed)
 
 
 @settings(max_examples=80, deadline=None)
 @given(estimator=st.sampled_from(ESTIMATORS), seed=st.integers(0, 10_000),
        batch=st.integers(1, 9), layout=st.sampled_from(sorted(LAYOUTS)),
-       thresholds=st.lists(st.floats(-3.0, 3.0), min_size=2, max_size=2))
+       thresholds=st.lists(st.floats(-3.0, 3.0), min_size=2, max_size=2),
+       dense_from=st.sampled_from(ROUTES))
 def test_any_gate_pattern_matches_the_dense_masked_forward(estimator, seed, batch, layout,
-                                                           thresholds):
+                                                           thresholds, dense_from):
     model = network(estimator, seed, layout)
     for layer, tau in zip(model.gated_layers, thresholds, strict=True):
         layer.threshold.fill_(float(layer.estimator.logit_threshold(tau)))
     x = torch.randn(batch, 12, generator=torch.Generator().manual_seed(seed))
-    assert_same(model, x)
+    assert_same(model, x, dense_from)
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 @pytest.mark.parametrize("tau", [1e9, -1e9], ids=["all-off", "all-on"])
-def test_all_off_and_all_on(estimator, tau):
+@pytest.mark.parametrize("dense_from", ROUTES)
+def test_all_off_and_all_on(estimator, tau, dense_from):
     model = network(estimator, 3)
     for layer in model.gated_layers:
         layer.threshold.fill_(float(layer.estimator.logit_threshold(tau)))
     x = torch.randn(5, 12)
-    assert_same(model, x)
+    assert_same(model, x, dense_from)
     active = SkipNetwork(model)(x).active_blocks
     if tau > 0:
         assert int(active.sum()) == 0
@@ -86,3 +101,20 @@ def test_all_off_and_all_on(estimator, tau):
 def test_wrong_input_shapes_are_refused():
     with pytest.raises(ValueError, match=r"\(B, 12\)"):
         SkipNetwork(network("st", 0))(torch.randn(3, 7))
+
+
+def test_a_bad_routing_fraction_is_refused():
+    with pytest.raises(ValueError, match="dense_from"):
+        SkipNetwork(network("st", 0), dense_from=0.0)
+
+
+def test_each_example_is_routed_by_its_own_gates_not_its_batch_mates():
+    """The same example reports the same compute alone and in any batch."""
+    model = network("st", 5, "gated-gated")
+    x = torch.randn(9, 12, generator=torch.Generator().manual_seed(1))
+    engine = SkipNetwork(model, dense_from=0.5)
+    together = engine(x).reports(model)
+    alone = [engine(x[i:i + 1]).reports(model)[0] for i in range(9)]
+    assert together == alone
+    assert any(r.computed_blocks != r.active_blocks for r in together)  # both routes ran
+    assert any(r.computed_blocks == r.active_blocks for r in together)
