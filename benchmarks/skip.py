@@ -1,12 +1,16 @@
 """Dense versus block-skipping forward, as ratios measured in the same run.
 
     python -m benchmarks.skip --device cpu --json runs/bench/skip-cpu.json
+    python -m benchmarks.skip --device cuda --json runs/bench/skip-cuda.json
 
-Today it times the CPU reference skipping path (`models.skip_inference.SkipNetwork`, backend
-`torch-reference`) on the layer 1024 -> 64 blocks x 64 -> 1024 against the same layer run
-densely (two matrix products, no gater), at densities 1.0, 0.5, 0.25, 0.1, 0.05 and batches
-1, 8, 64, 256. Each figure is the median of `--repeats` timed calls after `--warmup` calls.
-The gate pattern is per example: the gater's logits thresholded at the density's quantile.
+CPU: torch (`benchmarks.cpu_cases`) and onnxruntime (`benchmarks.onnx_cases`) on the layer
+1024 -> 64 blocks x 64 -> 1024 and the whole `blocks` model, batches 1, 8, 64, 256.
+CUDA: the Triton path (`benchmarks.cuda_cases`) on the layer 4096 -> 128 x 128 -> 4096 in
+bf16, batches 1, 16, 256, 4096. Densities 1.0, 0.5, 0.25, 0.1, 0.05; gates set per example
+(`benchmarks.cases.set_density`). Each figure is the median of `--repeats` calls after
+`--warmup`, dense and skip timed in alternating rounds, the device synchronised before every
+clock read. Prints a table, writes the rows as JSON and a PNG of speed-up against density
+beside it.
 """
 
 from __future__ import annotations
@@ -14,93 +18,98 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-from models.gated_config import GatedNetworkConfig
-from models.gated_network import GatedNetwork
-from models.skip_inference import SkipNetwork
+from .cases import layer_model  # noqa: F401 (re-exported: other benchmark modules use it)
 
-DENSITIES = (1.0, 0.5, 0.25, 0.1, 0.05)
-CPU_BATCHES = (1, 8, 64, 256)
+TABLE = ("{backend:>12} {case:>30} {batch:>5} {density:>7.2f} {realised_density:>8.3f} "
+         "{dense_ms:>9.3f} {skip_ms:>9.3f} {speedup:>7.2f}")
 
 
-def layer_model(d_in: int = 1024, blocks: int = 64, block_size: int = 64,
-                d_out: int = 1024) -> GatedNetwork:
-    """The issue's layer as a one-gated-layer network; the read-out is 2 classes (negligible)."""
-    config = GatedNetworkConfig.from_dict({
-        "input_size": d_in, "num_classes": 2, "target_density": 0.1, "layers": [
-            {"blocks": blocks, "block_size": block_size, "gater_hidden": 64,
-             "activation": "relu"},
-            {"blocks": d_out, "block_size": 1, "activation": "linear", "gated": False}]})
-    return GatedNetwork(config).eval()
+def machine() -> dict:
+    info = {"machine": platform.machine(), "processor": _cpu_name(), "python":
+            platform.python_version(), "torch": torch.__version__,
+            "cpu_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
 
 
-def median_seconds(fn, x, warmup: int, repeats: int) -> float:
-    with torch.no_grad():
-        for _ in range(warmup):
-            fn(x)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn(x)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
-def run(device: str, warmup: int, repeats: int, seed: int) -> list[dict]:
-    if device != "cpu":
-        raise SystemExit("benchmarks.skip: only --device cpu is implemented so far")
-    torch.manual_seed(seed)
-    model = layer_model()
-    skip = SkipNetwork(model)
-    gated, dense_next = model.layers
-    w1, b1 = gated.main.weight.detach(), gated.main.bias.detach()
-    w2, b2 = dense_next.main.weight.detach(), dense_next.main.bias.detach()
+def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
+        backends: tuple[str, ...] = ("torch", "onnxruntime")) -> list[dict]:
+    def show(row: dict) -> None:
+        print(TABLE.format(**row), flush=True)
 
-    def dense(x):  # the same layer with every block on and no gater
-        return torch.addmm(b2, torch.relu(torch.addmm(b1, x, w1.T)), w2.T)
+    print(TABLE.replace(":>7.2f", ":>7").replace(":>8.3f", ":>8").replace(":>9.3f", ":>9")
+          .format(backend="backend", case="case", batch="batch", density="density",
+                  realised_density="realised", dense_ms="dense ms", skip_ms="skip ms",
+                  speedup="speedup"))
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("benchmarks.skip: --device cuda needs a CUDA GPU")
+        from . import cuda_cases
 
+        rows = cuda_cases.rows(warmup, repeats, seed)
+        for row in rows:
+            show(row)
+        return rows
+    sizes = {"batches": (1, 8), "densities": (1.0, 0.1)} if quick else {}
     rows = []
-    for batch in CPU_BATCHES:
-        x = torch.randn(batch, 1024)
-        with torch.no_grad():
-            logits = gated.gater(x)
-        for density in DENSITIES:
-            tau = -1e9 if density >= 1 else float(torch.quantile(logits.flatten(), 1 - density))
-            gated.threshold.fill_(tau)
-            dense_s = median_seconds(dense, x, warmup, repeats)
-            skip_s = median_seconds(skip, x, warmup, repeats)
-            realised = float(skip(x).active_blocks.float().mean()) / gated.config.blocks
-            rows.append({"device": device, "backend": "torch-reference",
-                         "case": "layer-1024-64x64-1024", "batch": batch, "density": density,
-                         "realised_density": realised, "dense_ms": dense_s * 1e3,
-                         "skip_ms": skip_s * 1e3, "speedup": dense_s / skip_s,
-                         "threads": torch.get_num_threads()})
+    if "torch" in backends:
+        from . import cpu_cases
+
+        rows += cpu_cases.rows(warmup, repeats, seed, progress=show, **sizes)
+    if "onnxruntime" in backends:
+        from . import onnx_cases
+
+        onnx_rows = onnx_cases.rows(warmup, repeats, seed, **sizes)
+        for row in onnx_rows:
+            show(row)
+        rows += onnx_rows
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.skip", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.skip", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument("--json", type=Path, help="write the rows here (and a PNG beside it)")
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backends", default="torch,onnxruntime",
+                        help="CPU backends to time, comma-separated (default: both)")
+    parser.add_argument("--quick", action="store_true",
+                        help="batches 1 and 8, densities 1.0 and 0.1 only (a smoke run)")
     args = parser.parse_args(argv)
-    rows = run(args.device, args.warmup, args.repeats, args.seed)
-    print(f"{'batch':>5} {'density':>7} {'dense ms':>9} {'skip ms':>9} {'speedup':>7}")
-    for r in rows:
-        print(f"{r['batch']:>5} {r['density']:>7.2f} {r['dense_ms']:>9.3f} {r['skip_ms']:>9.3f} "
-              f"{r['speedup']:>7.2f}")
+    if args.warmup < 0 or args.repeats < 1:
+        parser.error("--warmup must be >= 0 and --repeats >= 1")
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    unknown = set(backends) - {"torch", "onnxruntime"}
+    if unknown:
+        parser.error(f"unknown backend(s) {sorted(unknown)}; valid: torch, onnxruntime")
+    rows = run(args.device, args.warmup, args.repeats, args.seed, args.quick, backends)
     if args.json:
+        from .skip_plot import plot_speedups
+
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": platform.processor() or platform.machine(),
-                                         "torch": torch.__version__, "rows": rows}, indent=1))
+        args.json.write_text(json.dumps({"machine": machine(), "warmup": args.warmup,
+                                         "repeats": args.repeats, "rows": rows}, indent=1))
+        png = plot_speedups(rows, args.json.with_suffix(".png"))
+        print(f"wrote {args.json} and {png}")
     return 0
 
 

@@ -118,12 +118,19 @@ class _Linear:
 
 
 class SkipNetwork:
-    def __init__(self, model: GatedNetwork, *, dense_from: float = DENSE_FROM) -> None:
+    def __init__(self, model: GatedNetwork, *, dense_from: float = DENSE_FROM,
+                 threads: int | None = None) -> None:
+        """`dense_from`: route an example dense at a gated layer from this fraction of its
+        blocks on (> 1: never). `threads`: threads for the grouped products (default torch's
+        intra-op thread count)."""
         if not dense_from > 0.0:  # NaN refused too
             raise ValueError(f"dense_from must be > 0 (a fraction of blocks, > 1 for never), "
                              f"got {dense_from}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
         self.model = model.eval()
         self.dense_from = dense_from
+        self.threads = threads or torch.get_num_threads()
         self._linears: list[_Linear] = []
         previous_blocks = 0  # blocks of the previous layer if it was gated
         for layer in model.layers:
@@ -181,7 +188,8 @@ class SkipNetwork:
         spans = block_offsets(np.bincount(blocks, minlength=k).tolist())
         pairs = np.empty((examples.size, s), dtype=np.float32)  # (P, S)
         if spans:
-            gathered_rows_times_blocks(x, examples, linear.by_out_block, spans, pairs)
+            gathered_rows_times_blocks(x, examples, linear.by_out_block, spans, pairs,
+                                       self.threads)
             pairs += linear.bias.reshape(k, s)[blocks]
             act(pairs)
             pairs *= values[examples, blocks, None]
@@ -190,8 +198,7 @@ class SkipNetwork:
         return (out.reshape(x.shape[0], k * s), _SparseRows(examples, spans, pairs, dense_rows),
                 gate_values, ran)
 
-    @staticmethod
-    def _read(linear: _Linear, x: np.ndarray, sparse: _SparseRows | None) -> np.ndarray:
+    def _read(self, linear: _Linear, x: np.ndarray, sparse: _SparseRows | None) -> np.ndarray:
         """x @ W.T + b. After a gated layer, an example routed sparse reads only its own active
         input blocks: one product per input block over the pairs that have it on, added into
         the examples' output rows; one routed dense reads all of x's units."""
@@ -204,5 +211,5 @@ class SkipNetwork:
         if sparse.dense_rows.size:
             out[sparse.dense_rows] = linear.dense(x[sparse.dense_rows])
         accumulate_blocks_times_rows(sparse.values, sparse.examples, linear.by_in_block,
-                                     sparse.spans, out)
+                                     sparse.spans, out, self.threads)
         return out

@@ -118,3 +118,28 @@ def test_each_example_is_routed_by_its_own_gates_not_its_batch_mates():
     assert together == alone
     assert any(r.computed_blocks != r.active_blocks for r in together)  # both routes ran
     assert any(r.computed_blocks == r.active_blocks for r in together)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_grouped_products_split_over_threads_give_the_same_output(threads, monkeypatch):
+    """Pool threads accumulate into their own buffers; any split gives the same sums."""
+    import models.block_products as block_products
+
+    monkeypatch.setattr(block_products, "PARALLEL_FROM_MACS", 0)  # split even tiny work
+    model = network("st", 11, "gated-dense-gated")
+    for layer in model.gated_layers:
+        layer.threshold.fill_(0.0)
+    x = torch.randn(33, 12, generator=torch.Generator().manual_seed(2))
+    expected = model(x).logits
+    got = SkipNetwork(model, dense_from=2.0, threads=threads)(x).logits
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_split_spans_balances_pairs_and_keeps_order():
+    from models.block_products import split_spans
+
+    spans = [(0, 0, 10), (2, 10, 12), (3, 12, 30), (5, 30, 31), (7, 31, 40)]
+    runs = split_spans(spans, 2)
+    assert [s for run in runs for s in run] == spans and len(runs) == 2
+    assert split_spans(spans, 1) == [spans]
+    assert split_spans([], 4) == []

@@ -1,0 +1,99 @@
+"""The networks the skip benchmarks time, and how their gates are set to a density.
+
+- `layer_model`: the issue's layer, D -> K blocks x S -> N, as a one-gated-layer network whose
+  read-out is 2 classes (negligible next to the layer).
+- `whole_model`: the `blocks` preset (784 -> 64 x 64 -> 64 x 64 -> 10, two gated layers with a
+  64-unit gater each), written as an artifact and loaded back, the way a server loads it.
+
+Densities are set per example, the way calibrated gaters behave: each gated layer's threshold is
+the (1 - density) quantile of its gater's logits over the batch (for density 1, below all of
+them), layer by layer, since a gated layer's logits depend on the layer before.
+
+Letters: B examples, D input units.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import torch
+from torch import Tensor
+
+from models.gated_artifact import load_gated_network, save_gated_network
+from models.gated_config import GatedNetworkConfig, preset
+from models.gated_network import GatedNetwork
+
+LAYER_CASE = "layer-1024-64x64-1024"
+MODEL_CASE = "model-blocks-784-2x(64x64)-10"
+
+
+def layer_model(d_in: int = 1024, blocks: int = 64, block_size: int = 64,
+                d_out: int = 1024) -> GatedNetwork:
+    """The issue's layer as a one-gated-layer network; the read-out is 2 classes (negligible)."""
+    config = GatedNetworkConfig.from_dict({
+        "input_size": d_in, "num_classes": 2, "target_density": 0.1, "layers": [
+            {"blocks": blocks, "block_size": block_size, "gater_hidden": 64,
+             "activation": "relu"},
+            {"blocks": d_out, "block_size": 1, "activation": "linear", "gated": False}]})
+    return GatedNetwork(config).eval()
+
+
+def whole_model(seed: int = 0) -> GatedNetwork:
+    """The `blocks` preset, through an artifact written and read back (random weights)."""
+    torch.manual_seed(seed)
+    model = GatedNetwork(preset("blocks")).eval()
+    with tempfile.TemporaryDirectory() as repository:
+        folder = save_gated_network(model, repository, "blocks", 1)
+        loaded, _ = load_gated_network(folder)
+    return loaded
+
+
+@torch.no_grad()
+def set_density(model: GatedNetwork, x: Tensor, density: float) -> None:
+    """Threshold every gated layer at the density's quantile of its logits on x (B, D)."""
+    for layer in model.layers:
+        if layer.gater is not None:
+            logits = layer.gater(x)
+            if density >= 1.0:
+                tau = float(logits.min()) - 1.0
+            else:
+                tau = float(torch.quantile(logits.flatten().double(), 1.0 - density))
+            layer.threshold.fill_(tau)
+        x, _ = layer(x)
+
+
+def dense_forward(model: GatedNetwork):
+    """The same network run densely in torch: every block, no gater (the baseline)."""
+    layers = [(lay.main.weight.detach(), lay.main.bias.detach(), lay.activation)
+              for lay in model.layers]
+    readout = (model.readout.weight.detach(), model.readout.bias.detach())
+
+    @torch.no_grad()
+    def forward(x: Tensor) -> Tensor:
+        for weight, bias, act in layers:
+            x = act(torch.addmm(bias, x, weight.T))
+        return torch.addmm(readout[1], x, readout[0].T)
+
+    return forward
+
+
+def dense_forward_numpy(model: GatedNetwork):
+    """The dense baseline again through numpy's OpenBLAS, which the skip path's grouped
+    products use, so its speed-up can be read against the faster of the two BLAS libraries."""
+    import numpy as np
+
+    layers = [(lay.main.weight.detach().T.contiguous().numpy(), lay.main.bias.detach().numpy(),
+               lay.config.activation) for lay in model.layers]
+    readout = (model.readout.weight.detach().T.contiguous().numpy(),
+               model.readout.bias.detach().numpy())
+    acts = {"relu": lambda h: np.maximum(h, 0.0, out=h), "tanh": lambda h: np.tanh(h, out=h),
+            "linear": lambda h: h, "sigmoid": lambda h: 0.5 * (1.0 + np.tanh(0.5 * h))}
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        for weight, bias, act in layers:
+            h = x @ weight
+            h += bias
+            x = acts[act](h)
+        return x @ readout[0] + readout[1]
+
+    return forward

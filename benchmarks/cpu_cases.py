@@ -1,0 +1,63 @@
+"""CPU rows of the skip benchmark: torch dense versus `models.skip_inference.SkipNetwork`.
+
+For each case, batch and density: the dense network in torch (the baseline of `speedup`), the
+same dense network through numpy's OpenBLAS (`dense_openblas_ms`, since the skip path's
+grouped products run there; `speedup_vs_openblas` reads the skip path against it), and the skip
+path, with the fraction of multiply-adds its compute reports say it saved.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from models.skip_inference import SkipNetwork
+
+from .cases import (
+    LAYER_CASE,
+    MODEL_CASE,
+    dense_forward,
+    dense_forward_numpy,
+    layer_model,
+    set_density,
+    whole_model,
+)
+from .timing import median_ms
+
+CPU_BATCHES = (1, 8, 64, 256)
+DENSITIES = (1.0, 0.5, 0.25, 0.1, 0.05)
+
+
+def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DENSITIES,
+         cases=(LAYER_CASE, MODEL_CASE), progress=None) -> list[dict]:
+    out = []
+    for case in cases:
+        torch.manual_seed(seed)
+        model = layer_model() if case == LAYER_CASE else whole_model(seed)
+        dense = dense_forward(model)
+        dense_np = dense_forward_numpy(model)
+        for batch in batches:
+            x = torch.randn(batch, model.config.input_size,
+                            generator=torch.Generator().manual_seed(seed + batch))
+            x_np = x.numpy()
+            for density in densities:
+                set_density(model, x, density)
+                skip = SkipNetwork(model)
+                times = median_ms({"dense": lambda: dense(x),  # noqa: B023 (used at once)
+                                   "dense_openblas": lambda: dense_np(x_np),  # noqa: B023
+                                   "skip": lambda: skip(x)},  # noqa: B023
+                                  warmup=warmup, repeats=repeats)
+                result = skip(x)
+                reports = result.reports(model)
+                blocks = torch.tensor([lay.config.blocks for lay in model.gated_layers])
+                out.append({
+                    "device": "cpu", "backend": "torch", "case": case, "batch": batch,
+                    "density": density,
+                    "realised_density": float((result.active_blocks / blocks).mean()),
+                    "saved_fraction": sum(r.saved_fraction for r in reports) / len(reports),
+                    "dense_ms": times["dense"], "dense_openblas_ms": times["dense_openblas"],
+                    "skip_ms": times["skip"], "speedup": times["dense"] / times["skip"],
+                    "speedup_vs_openblas": times["dense_openblas"] / times["skip"],
+                    "threads": torch.get_num_threads()})
+                if progress:
+                    progress(out[-1])
+    return out

@@ -1,0 +1,37 @@
+"""Timing helpers shared by the benchmarks: medians of many calls after warm-up, in rounds.
+
+This project's machines are shared and noisy, so every figure is a median, and the functions
+compared in one row are timed in alternating rounds (dense, skip, dense, skip, ...) so that a
+burst of load elsewhere lands on both rather than on one. Within a round each function runs
+`repeats // rounds` times back to back, so caches and thread pools see it the way a server
+that keeps calling it would.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def median_ms(functions: dict[str, Callable[[], object]], *, warmup: int, repeats: int,
+              rounds: int = 3, synchronize: Callable[[], None] | None = None
+              ) -> dict[str, float]:
+    """Median milliseconds per call of each function. `synchronize` (e.g.
+    torch.cuda.synchronize) runs before each clock read, so device work is inside the timing."""
+    sync = synchronize or (lambda: None)
+    for fn in functions.values():
+        for _ in range(warmup):
+            fn()
+    sync()
+    samples: dict[str, list[float]] = {name: [] for name in functions}
+    per_round = max(1, repeats // max(1, rounds))
+    for _ in range(max(1, rounds)):
+        for name, fn in functions.items():
+            for _ in range(per_round):
+                sync()
+                start = time.perf_counter()
+                fn()
+                sync()
+                samples[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(values) for name, values in samples.items()}
