@@ -1,0 +1,329 @@
+"""Block-skipping inference on the GPU: the Triton kernels of `models.triton_kernels`.
+
+`TritonSkipNetwork(model)` has the call contract of `models.skip_inference.SkipNetwork`:
+x (B, D) in, `SkipOutput` out, the logits equal to the dense masked forward
+(`GatedNetwork.eval()`) up to the precision of `dtype` (fp32 accumulation throughout). Per
+gated layer the gater runs in full with plain torch ops in the model's own precision (so the
+gates are the reference's), a gate whose value is 0 is off, and only the (example, block)
+pairs that run are computed; a dense layer or the read-out after a gated layer reads, per
+example, only the weight rows of the blocks that example computed. A gated layer reads all
+of its input units, as the compute report counts (`models.compute`).
+
+Two paths, chosen by batch size (`GEMV_MAX_BATCH`):
+- B <= 4, gather-GEMV: one program per (example, block) pair. At batch 1 a layer is memory
+  bound, and this reads each active block's weight rows once per example that has it on;
+  with a handful of examples those re-reads hit L2. A grouped tile would pad each block's
+  one or two examples to the 16 rows `tl.dot` needs.
+- B > 4, grouped GEMM: pairs sorted by block into tiles of 16 / 32 / 64 examples (by batch),
+  so a block's weights are read once per tile and multiplied on tensor cores. The consumer of
+  a gated layer adds each pair's partial product into its example's row with fp32 atomics;
+  an example with at least `dense_from` of a layer's blocks on is routed dense instead: all
+  its blocks are computed (gates applied after, so off blocks are exact zeros) and the
+  consumer reads its whole row in one tiled product, no atomics. `computed_blocks` reports
+  that, so the compute report counts what ran. The default `GROUPED_DENSE_FROM` = 1/3 is
+  where an fp32 atomic per pair and output (~4x the 128 multiply-adds of a 128-unit block's
+  partial product, an estimate) makes the sparse consumer cost as much as computing the
+  example densely; the GEMV path never routes dense (its consumer needs no atomics).
+
+Pair lists, tiles and counts are built on the device with sort / cumsum / scatter /
+searchsorted and read by the kernels from device memory: no host sync anywhere, so a whole
+forward can be captured as a CUDA graph (`CudaGraphSkipNetwork`, per batch-size bucket;
+eager on CPU). On CPU tensors the kernels run in Triton's interpreter, which needs
+`TRITON_INTERPRET=1` set before triton is imported; that is how CI tests them.
+
+Letters: B examples, D input units of a layer, K blocks of S units, K_in blocks of S_in units
+of the gated layer a consumer reads, N output units, G gated layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from . import triton_kernels as tk
+from .gated_network import ACTIVATION_FUNCTIONS, GatedLayer, GatedNetwork
+from .skip_inference import SkipOutput
+
+GEMV_MAX_BATCH = 4
+GROUPED_DENSE_FROM = 1.0 / 3.0
+PATHS = ("auto", "gemv", "grouped")
+
+
+@dataclass
+class PairTiles:
+    """(example, block) pairs sorted by block, each block padded to whole tiles of rows."""
+
+    rows: Tensor  # (T_max * BM + 1,) int32 example of each tile row; -1 pads (last: unused)
+    tile_block: Tensor  # (T_max,) int32 block of each tile; K beyond the tiles in use
+    num_tiles: Tensor  # (1,) int32 tiles in use
+    block_m: int  # BM
+    max_tiles: int  # T_max = K * ceil(B / BM): no block has more than B pairs
+
+
+def pair_tiles(run: Tensor, block_m: int) -> PairTiles:
+    """Sort the pairs (b, k) with run[b, k] by block k (examples ascending within a block)
+    and pad each block to a multiple of `block_m` rows, without a host sync: every size is
+    either known from the shapes (T_max) or left on the device (the tiles in use).
+
+    run (B, K) bool.
+    """
+    batch, blocks = run.shape
+    device = run.device
+    run32 = run.to(torch.int32)
+    counts = run32.sum(0)  # (K,) pairs per block
+    tiles = (counts + block_m - 1) // block_m  # (K,)
+    tile_end = torch.cumsum(tiles, 0)  # (K,) int64: tiles up to and including block k
+    first_row = (tile_end - tiles) * block_m  # (K,) first padded row of block k
+    rank = torch.cumsum(run32, 0) - 1  # (B, K) rank of example b among block k's pairs
+    max_tiles = blocks * -(-batch // block_m)
+    unused = max_tiles * block_m  # pairs that are off all land in this one slot
+    position = torch.where(run, first_row + rank, unused)  # (B, K)
+    rows = torch.full((unused + 1,), -1, dtype=torch.int32, device=device)
+    examples = torch.arange(batch, dtype=torch.int32, device=device)  # (B,)
+    rows.scatter_(0, position.flatten(), examples.unsqueeze(1).expand(batch, blocks).flatten())
+    tile_ids = torch.arange(max_tiles, dtype=torch.int64, device=device)  # (T_max,)
+    tile_block = torch.searchsorted(tile_end, tile_ids, right=True).to(torch.int32)
+    return PairTiles(rows, tile_block, tile_end[-1:].to(torch.int32), block_m, max_tiles)
+
+
+def _block_m(batch: int) -> int:
+    """Rows per grouped tile: small tiles while blocks have few examples each."""
+    return 16 if batch <= 32 else 32 if batch <= 128 else 64
+
+
+@dataclass
+class _Step:
+    kind: str  # "gated", "dense" (reads a dense input) or "read" (reads a gated layer)
+    activation: str
+    weight: Tensor  # gated: (K*S, D); dense: (N, D); read: (K_in*S_in, N) = W.T, contiguous
+    bias: Tensor  # fp32, except dense: dtype
+    layer: GatedLayer | None = None  # gated: the gater, threshold and estimator
+    blocks: int = 0  # gated: K
+    block_size: int = 0  # gated: S; read: S_in
+    logits: bool = False  # the read-out: fp32 out
+
+
+@dataclass
+class _GatedState:
+    """What a consumer needs from the gated layer it reads."""
+
+    on: Tensor  # (B, K) gate value != 0
+    run: Tensor  # (B, K) blocks computed: on, or all for an example routed dense
+    dense: Tensor | None  # (B,) routed dense; None: routing off
+    tiles: PairTiles | None  # the producer's pair tiles (grouped path)
+
+
+class TritonSkipNetwork:
+    """A GatedNetwork's block-skipping forward in Triton kernels; see the module docstring.
+
+    dtype: the main path's precision (bf16, fp16, or fp32); gaters keep the model's.
+    path: "auto" (by batch size), or force "gemv" / "grouped" (tests, benchmarks).
+    dense_from: route an example dense at a gated layer from this fraction of its blocks on;
+    None = the path's default (GEMV: never; grouped: GROUPED_DENSE_FROM).
+    """
+
+    def __init__(self, model: GatedNetwork, dtype: torch.dtype = torch.bfloat16, *,
+                 path: str = "auto", dense_from: float | None = None) -> None:
+        if path not in PATHS:
+            raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+        if dense_from is not None and not dense_from > 0:
+            raise ValueError(f"dense_from must be > 0, got {dense_from}")
+        if dtype not in (torch.bfloat16, torch.float16, torch.float32):
+            raise ValueError(f"dtype must be bf16, fp16 or fp32, got {dtype}")
+        self.model = model.eval()
+        self.device = model.readout.weight.device
+        if self.device.type == "cpu" and not tk.interpreting():
+            raise RuntimeError("TritonSkipNetwork on CPU runs Triton's interpreter: set "
+                               "TRITON_INTERPRET=1 before triton is imported, or use CUDA")
+        if self.device.type not in ("cpu", "cuda"):
+            raise RuntimeError(f"TritonSkipNetwork runs on CUDA (or CPU interpreted), not "
+                               f"{self.device.type}")
+        self.dtype, self.path, self.dense_from = dtype, path, dense_from
+        self.steps: list[_Step] = []
+        previous_gated = None
+        for layer in [*model.layers, model.readout]:
+            linear = layer.main if isinstance(layer, GatedLayer) else layer
+            weight = linear.weight.detach()
+            bias = linear.bias.detach().float().contiguous()
+            activation = layer.config.activation if isinstance(layer, GatedLayer) else "linear"
+            if isinstance(layer, GatedLayer) and layer.gater is not None:
+                cfg = layer.config
+                self.steps.append(_Step("gated", activation, weight.to(dtype).contiguous(),
+                                        bias, layer, cfg.blocks, cfg.block_size))
+                previous_gated = cfg
+                continue
+            if previous_gated is None:
+                step = _Step("dense", activation, weight.to(dtype).contiguous(), bias.to(dtype))
+            else:
+                step = _Step("read", activation, weight.T.to(dtype).contiguous(), bias,
+                             block_size=previous_gated.block_size)
+            step.logits = layer is model.readout
+            self.steps.append(step)
+            previous_gated = None
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor) -> SkipOutput:
+        if x.dim() != 2 or x.shape[1] != self.model.config.input_size:
+            raise ValueError(f"x must be (B, {self.model.config.input_size}), got "
+                             f"{tuple(x.shape)}")
+        batch = x.shape[0]
+        gemv = self.path == "gemv" or (self.path == "auto" and batch <= GEMV_MAX_BATCH)
+        dense_from = (self.dense_from if self.dense_from is not None
+                      else math.inf if gemv else GROUPED_DENSE_FROM)
+        block_m = _block_m(batch)
+        h = x.to(self.dtype).contiguous()  # (B, D) the main path's input: unit stride
+        full = x  # the same in the gater's precision
+        state: _GatedState | None = None
+        gates, active, computed = [], [], []
+        for i, step in enumerate(self.steps):
+            if step.kind == "gated":
+                next_gated = i + 1 < len(self.steps) and self.steps[i + 1].kind == "gated"
+                h, state, values, ran = self._gated(step, h, full, gemv, dense_from, block_m,
+                                                    zero_off=next_gated)
+                gates.append(values)
+                active.append(state.on.sum(-1))
+                computed.append(ran)
+            elif step.kind == "dense":
+                h = ACTIVATION_FUNCTIONS[step.activation](torch.addmm(step.bias, h, step.weight.T))
+                state = None
+            else:
+                h = self._read(step, h, state, gemv)
+                state = None
+            full = h
+        logits = h.float()
+        if gates:
+            return _skip_output(logits, torch.stack(active, -1), torch.stack(computed, -1),
+                                gates)
+        zeros = torch.zeros(batch, 0, dtype=torch.int64, device=x.device)
+        return _skip_output(logits, zeros, zeros.clone(), gates)
+
+    def _gated(self, step: _Step, h: Tensor, full: Tensor, gemv: bool, dense_from: float,
+               block_m: int, zero_off: bool) -> tuple[Tensor, _GatedState, Tensor, Tensor]:
+        """One gated layer: its gater in full (torch), then the pairs that run (Triton)."""
+        layer, k, s = step.layer, step.blocks, step.block_size
+        logits = layer.gater(full.to(layer.gater.out.weight.dtype))  # (B, K)
+        values = layer.estimator.gate_values(logits, logits > layer.threshold)  # (B, K)
+        on = values != 0  # a gate of value 0 multiplies nothing: its block is skipped
+        count = on.sum(-1)  # (B,)
+        if math.isfinite(dense_from):
+            dense = count >= dense_from * k  # (B,) routed dense: every block computed
+            run = on | dense.unsqueeze(1)  # (B, K)
+            ran = torch.where(dense, k, count)  # (B,)
+        else:
+            dense, run, ran = None, on, count
+        # Blocks that do not run stay unwritten; the next gated layer's gater reads all units.
+        alloc = torch.zeros if zero_off else torch.empty
+        out = alloc(h.shape[0], k * s, dtype=self.dtype, device=h.device)  # (B, K*S)
+        gate32 = values.float().contiguous()  # (B, K)
+        tiles = None
+        if gemv:
+            tk.gemv_blocks(h, step.weight, step.bias, out, run.to(torch.int8), gate32, k, s,
+                           step.activation)
+        else:
+            tiles = pair_tiles(run, block_m)
+            tk.grouped_blocks(h, step.weight, step.bias, out, tiles, gate32, s, step.activation)
+        return out, _GatedState(on, run, dense, tiles), values, ran
+
+    def _read(self, step: _Step, h: Tensor, state: _GatedState, gemv: bool) -> Tensor:
+        """A dense layer or the read-out after a gated layer: each example reads the weight
+        rows of the blocks it computed only."""
+        batch, width = h.shape[0], step.weight.shape[1]
+        out_dtype = torch.float32 if step.logits else self.dtype
+        if gemv:
+            in_cnt = state.run.sum(1, dtype=torch.int32)  # (B,)
+            # computed blocks first, in block order (stable sort of "off" flags)
+            off = (~state.run).to(torch.uint8)  # (B, K_in)
+            in_idx = torch.sort(off, dim=1, stable=True).indices.to(torch.int32)
+            out = torch.empty(batch, width, dtype=out_dtype, device=h.device)  # (B, N)
+            tk.gemv_read_blocks(h, step.weight, step.bias, out, in_idx, in_cnt,
+                                step.block_size, step.activation)
+            return out
+        # (B, N) fp32 holding the bias (a fresh buffer: `expand(1, N).contiguous()` would be
+        # the bias itself, and the atomics would add into it)
+        out32 = torch.empty(batch, width, dtype=torch.float32, device=h.device)
+        out32.copy_(step.bias)
+        block_m = state.tiles.block_m
+        if state.dense is None:
+            sparse_tiles = state.tiles  # the producer's pairs are exactly the sparse ones
+        else:  # examples routed dense: whole rows, one tiled product, no atomics
+            rows = pair_tiles(state.dense.unsqueeze(1), block_m)
+            tk.grouped_blocks(h, step.weight.T, step.bias, out32, rows, None, width, "linear",
+                              gated=False)
+            sparse_tiles = pair_tiles(state.on & ~state.dense.unsqueeze(1), block_m)
+        tk.scatter_read_blocks(h, step.weight, out32, sparse_tiles, step.block_size)
+        return ACTIVATION_FUNCTIONS[step.activation](out32).to(out_dtype)
+
+
+def _skip_output(logits: Tensor, active: Tensor, computed: Tensor,
+                 gates: list[Tensor]) -> SkipOutput:
+    """A SkipOutput, with `computed_blocks` where the dataclass has that field."""
+    fields = {f.name for f in dataclasses.fields(SkipOutput)}
+    extra = {"computed_blocks": computed} if "computed_blocks" in fields else {}
+    return SkipOutput(logits=logits, active_blocks=active, gates=gates, **extra)
+
+
+@dataclass
+class CapturedForward:
+    """One CUDA graph of a forward at a fixed batch size: write `input`, `replay()`, read
+    `output` (both are the graph's own buffers, overwritten by the next replay)."""
+
+    input: Tensor  # (B, D) fp32
+    output: SkipOutput
+    graph: torch.cuda.CUDAGraph
+
+    def replay(self) -> None:
+        self.graph.replay()
+
+
+class CudaGraphSkipNetwork:
+    """Replays CUDA graphs of a `TritonSkipNetwork`: one per batch-size bucket, captured on
+    first use. A batch is padded with zero rows to the smallest bucket that holds it (their
+    outputs are dropped); larger batches, and CPU tensors, run eagerly. At small batches a
+    forward is a few dozen launches of microsecond kernels, so launch overhead is most of its
+    time; a graph replays them all in one launch."""
+
+    def __init__(self, skip: TritonSkipNetwork, buckets: tuple[int, ...] = (1, 2, 4, 8, 16)
+                 ) -> None:
+        if not buckets or min(buckets) < 1:
+            raise ValueError(f"buckets must be positive batch sizes, got {buckets}")
+        self.skip = skip
+        self.buckets = tuple(sorted(set(buckets)))
+        self._captured: dict[int, CapturedForward] = {}
+
+    def __call__(self, x: Tensor) -> SkipOutput:
+        batch = x.shape[0] if x.dim() == 2 else 0
+        bucket = next((b for b in self.buckets if b >= batch), None)
+        if not x.is_cuda or bucket is None or batch == 0:
+            return self.skip(x)
+        if x.shape[1] != self.skip.model.config.input_size:
+            return self.skip(x)  # raises the eager path's shape error
+        captured = self.captured(bucket)
+        captured.input[:batch].copy_(x)
+        captured.input[batch:].zero_()
+        captured.replay()
+        out = captured.output
+        fields = {f.name: getattr(out, f.name) for f in dataclasses.fields(SkipOutput)}
+        return SkipOutput(**{name: ([g[:batch].clone() for g in value] if name == "gates"
+                                    else value[:batch].clone())
+                             for name, value in fields.items()})
+
+    def captured(self, batch: int) -> CapturedForward:
+        """The graph for exactly `batch` examples, captured on first use."""
+        if batch not in self._captured:
+            device = self.skip.device
+            static = torch.zeros(batch, self.skip.model.config.input_size, device=device)
+            stream = torch.cuda.Stream(device)
+            stream.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(stream):  # compile the kernels before capture
+                for _ in range(2):
+                    self.skip(static)
+            torch.cuda.current_stream(device).wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                output = self.skip(static)
+            self._captured[batch] = CapturedForward(static, output, graph)
+        return self._captured[batch]

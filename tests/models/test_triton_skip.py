@@ -1,0 +1,279 @@
+"""The Triton skip path (models.gpu_skip) equals the dense masked forward and SkipNetwork.
+
+Without a GPU the kernels run in Triton's interpreter on CPU tensors: TRITON_INTERPRET=1 is
+set here, before anything imports triton (nothing else in the suite imports it, and models/
+imports it only when the first kernel is needed). With a GPU (and TRITON_INTERPRET unset)
+the same cases run compiled on CUDA, and the `gpu` tests add the issue's size in bf16.
+
+Tolerances on the logits: fp32, 1e-5 absolute and relative (only the order of the sums
+differs, as for SkipNetwork); fp16, 1e-2 of the largest |logit| (inputs, weights and each
+hidden layer rounded to 11 bits, sums in fp32); bf16, 3e-2 (8 bits).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+DEVICE = "cpu" if INTERPRET else "cuda"
+
+pytest.importorskip("triton")
+
+from models.compute import active_blocks_of, compute_reports  # noqa: E402
+from models.gated_config import GatedNetworkConfig  # noqa: E402
+from models.gated_network import GatedNetwork  # noqa: E402
+from models.gpu_skip import (  # noqa: E402
+    GROUPED_DENSE_FROM,
+    CudaGraphSkipNetwork,
+    TritonSkipNetwork,
+    pair_tiles,
+)
+from models.skip_inference import SkipNetwork  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+needs_compiled_cuda = pytest.mark.skipif(
+    INTERPRET or not torch.cuda.is_available(), reason="needs CUDA, kernels compiled")
+
+LAYOUTS = {
+    "gated-dense": [
+        {"blocks": 6, "block_size": 16, "gater_hidden": 5, "activation": "relu"},
+        {"blocks": 24, "block_size": 1, "activation": "tanh", "gated": False}],
+    "gated-gated": [
+        {"blocks": 4, "block_size": 32, "gater_hidden": 0, "activation": "sigmoid"},
+        {"blocks": 8, "block_size": 16, "gater_hidden": 6, "activation": "tanh"}],
+    "gated-dense-gated": [
+        {"blocks": 8, "block_size": 16, "gater_hidden": 5, "activation": "relu"},
+        {"blocks": 20, "block_size": 1, "activation": "linear", "gated": False},
+        {"blocks": 5, "block_size": 5, "gater_hidden": 0, "activation": "relu"}],
+    "dense-gated": [  # a gated layer reading a dense one; odd widths exercise the masks
+        {"blocks": 9, "block_size": 1, "activation": "sigmoid", "gated": False},
+        {"blocks": 7, "block_size": 3, "gater_hidden": 4, "activation": "linear"}],
+}
+
+
+def network(layout: str, estimator: str = "st", seed: int = 0) -> GatedNetwork:
+    torch.manual_seed(seed)
+    config = GatedNetworkConfig.from_dict({
+        "input_size": 12, "num_classes": 4, "estimator": estimator, "target_density": 0.3,
+        "layers": LAYOUTS[layout]})
+    model = GatedNetwork(config).eval()
+    with torch.no_grad():  # spread the gate logits so that a threshold of 0 cuts anywhere
+        for layer in model.gated_layers:
+            layer.gater.out.weight.mul_(4.0)
+            layer.threshold.fill_(float(layer.estimator.logit_threshold(0.0)))
+    return model.to(DEVICE)
+
+
+def inputs(batch: int, seed: int = 1) -> torch.Tensor:
+    return torch.randn(batch, 12, generator=torch.Generator().manual_seed(seed)).to(DEVICE)
+
+
+def masked_forward(model: GatedNetwork, x: torch.Tensor, gates: list[torch.Tensor]
+                   ) -> torch.Tensor:
+    """The dense masked forward in fp32 under given gates (for low precision, whose later
+    gaters read rounded inputs and may flip a gate that sits at its threshold)."""
+    remaining = iter(gates)
+    with torch.no_grad():
+        for layer in model.layers:
+            h = layer.activation(layer.main(x))
+            if layer.gater is not None:
+                k, s = layer.config.blocks, layer.config.block_size
+                h = (h.unflatten(-1, (k, s)) * next(remaining).unsqueeze(-1)).flatten(-2)
+            x = h
+        return model.readout(x)
+
+
+def expected_computed(out, path_default_dense_from: float | None, model) -> torch.Tensor:
+    if path_default_dense_from is None:
+        return out.active_blocks
+    blocks = torch.tensor([layer.config.blocks for layer in model.gated_layers],
+                          device=out.active_blocks.device)
+    dense = out.active_blocks >= path_default_dense_from * blocks
+    return torch.where(dense, blocks, out.active_blocks)
+
+
+def assert_matches(model, x, out, atol=1e-5, rtol=1e-5):
+    with torch.no_grad():
+        reference = model(x)
+    torch.testing.assert_close(out.logits, reference.logits, atol=atol, rtol=rtol)
+    assert len(out.gates) == len(reference.traces)
+    for got, want in zip(out.gates, reference.traces, strict=True):
+        torch.testing.assert_close(got, want.gates)
+    assert torch.equal(out.active_blocks, active_blocks_of([t.gates for t in reference.traces]))
+
+
+@pytest.mark.parametrize("path", ["gemv", "grouped"])
+@pytest.mark.parametrize("batch", [1, 3, 17])
+@pytest.mark.parametrize(("layout", "estimator"), [
+    ("gated-dense", "st"), ("gated-gated", "sts"), ("gated-dense-gated", "noisy-rectifier"),
+    ("dense-gated", "hard-concrete")])
+def test_fp32_matches_the_dense_masked_forward_and_skip_network(layout, estimator, batch,
+                                                                path):
+    model = network(layout, estimator, seed=batch)
+    x = inputs(batch)
+    out = TritonSkipNetwork(model, torch.float32, path=path)(x)
+    assert_matches(model, x, out)
+    cpu_model = network(layout, estimator, seed=batch).cpu()
+    cpu_reference = SkipNetwork(cpu_model)(x.cpu())
+    torch.testing.assert_close(out.logits.cpu(), cpu_reference.logits, atol=1e-5, rtol=1e-5)
+    assert torch.equal(out.active_blocks.cpu(), cpu_reference.active_blocks)
+    # What ran: the active blocks, or all of them for an example the grouped path routed dense.
+    default = None if path == "gemv" else GROUPED_DENSE_FROM
+    computed = getattr(out, "computed_blocks", None)
+    if computed is not None:
+        assert torch.equal(computed, expected_computed(out, default, model))
+        assert out.reports(cpu_model) == compute_reports(
+            cpu_model.config, out.active_blocks.cpu(), computed.cpu())
+
+
+@pytest.mark.parametrize("path", ["gemv", "grouped"])
+@pytest.mark.parametrize("dense_from", [1e-9, 0.5, 2.0], ids=["all-dense", "half", "never"])
+def test_dense_routing_changes_what_runs_not_the_result(path, dense_from):
+    # 0.5: in one batch, some examples take the tiled consumer, the rest the atomic one.
+    model = network("gated-dense-gated", "st", seed=5)
+    x = inputs(17, seed=5)
+    out = TritonSkipNetwork(model, torch.float32, path=path, dense_from=dense_from)(x)
+    assert_matches(model, x, out)
+    computed = getattr(out, "computed_blocks", None)
+    if computed is not None:
+        assert torch.equal(computed, expected_computed(out, dense_from, model))
+        if dense_from == 0.5:  # the case mixes both routes
+            assert bool((computed > out.active_blocks).any())
+            assert bool((computed == out.active_blocks).any())
+
+
+@pytest.mark.parametrize("path", ["gemv", "grouped"])
+@pytest.mark.parametrize("estimator", ["st", "sts", "noisy-rectifier", "hard-concrete"])
+@pytest.mark.parametrize("tau", [1e9, -1e9], ids=["all-off", "all-on"])
+def test_all_off_and_all_on(estimator, tau, path):
+    model = network("gated-dense-gated", estimator, seed=3)
+    for layer in model.gated_layers:
+        layer.threshold.fill_(float(layer.estimator.logit_threshold(tau)))
+    x = inputs(5, seed=3)
+    out = TritonSkipNetwork(model, torch.float32, path=path)(x)
+    assert_matches(model, x, out)
+    if tau > 0:
+        assert int(out.active_blocks.sum()) == 0
+    elif estimator != "noisy-rectifier":  # a rectifier gate is never on where max(0, a) = 0
+        assert out.active_blocks.tolist() == [[8, 5]] * 5
+
+
+@pytest.mark.parametrize("path", ["gemv", "grouped"])
+@pytest.mark.parametrize("layout", ["gated-dense", "gated-dense-gated"])
+def test_fp16_within_tolerance(layout, path):
+    model = network(layout, "sts", seed=2)
+    x = inputs(17, seed=2)
+    out = TritonSkipNetwork(model, torch.float16, path=path)(x)
+    assert out.logits.dtype == torch.float32
+    want = masked_forward(model, x, out.gates)
+    scale = float(want.abs().max())
+    assert float((out.logits - want).abs().max()) <= 1e-2 * scale
+    # The first gated layer reads the caller's fp32 input: its gates are the reference's.
+    with torch.no_grad():
+        torch.testing.assert_close(out.gates[0], model(x).traces[0].gates)
+
+
+def test_no_gated_layer_and_shape_errors():
+    config = GatedNetworkConfig.from_dict({
+        "input_size": 12, "num_classes": 3,
+        "layers": [{"blocks": 10, "block_size": 1, "activation": "relu", "gated": False}]})
+    torch.manual_seed(0)
+    model = GatedNetwork(config).eval().to(DEVICE)
+    x = inputs(3)
+    out = TritonSkipNetwork(model, torch.float32)(x)
+    torch.testing.assert_close(out.logits, model(x).logits, atol=1e-5, rtol=1e-5)
+    assert out.active_blocks.shape == (3, 0)
+    with pytest.raises(ValueError, match=r"\(B, 12\)"):
+        TritonSkipNetwork(model, torch.float32)(torch.randn(3, 7, device=DEVICE))
+    with pytest.raises(ValueError, match="path"):
+        TritonSkipNetwork(model, torch.float32, path="fast")
+
+
+def test_pair_tiles_sort_pairs_by_block_and_pad_to_whole_tiles():
+    run = torch.rand(37, 5, generator=torch.Generator().manual_seed(0)) < 0.4
+    run[:, 3] = False  # a block nobody uses: no tile
+    tiles = pair_tiles(run, 16)
+    used = int(tiles.num_tiles)
+    counts = run.sum(0)
+    assert used == int(((counts + 15) // 16).sum())
+    rows = tiles.rows[:used * 16].view(used, 16)
+    for block in range(5):
+        mine = tiles.tile_block[:used] == block
+        examples = rows[mine].flatten()
+        assert examples[examples >= 0].tolist() == run[:, block].nonzero().flatten().tolist()
+    assert bool((tiles.tile_block[used:] == 5).all())  # beyond the tiles in use: no block
+
+
+def test_cuda_graph_wrapper_falls_back_to_eager_off_cuda_or_beyond_the_buckets():
+    model = network("gated-dense", seed=4)
+    skip = TritonSkipNetwork(model, torch.float32)
+    graphed = CudaGraphSkipNetwork(skip, buckets=(1, 2))
+    x = inputs(3, seed=4)  # beyond the largest bucket: eager on any device
+    torch.testing.assert_close(graphed(x).logits, skip(x).logits)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="compiled on the GPU by the tests above")
+def test_kernels_compile_for_sm90_without_a_gpu():
+    # The interpreter runs numpy: compiling (Triton + ptxas on the CPU) catches what it cannot.
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-m", "tests.models.compile_kernels"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) >= 8
+    assert all("'pipelined': True" in line for line in lines if "gemm" in line), lines
+
+
+# ---- the issue's size, on a GPU ----------------------------------------------------------
+
+
+def _issue_layer(batch: int, density: float):
+    from benchmarks.cuda_cases import _identity_readout
+    from benchmarks.skip import layer_model
+
+    torch.manual_seed(0)
+    model = _identity_readout(layer_model(4096, 128, 128, 4096).cuda())  # logits = hidden
+    x = torch.randn(batch, 4096, device="cuda")
+    gated = model.layers[0]
+    with torch.no_grad():
+        logits = gated.gater(x).flatten()
+    tau = -1e9 if density >= 1 else float(torch.quantile(logits, 1 - density))
+    gated.threshold.fill_(tau)
+    return model, x
+
+
+@pytest.mark.gpu
+@needs_compiled_cuda
+@pytest.mark.parametrize("batch", [1, 16, 256])
+@pytest.mark.parametrize("density", [1.0, 0.1])
+def test_bf16_at_the_issue_size(batch, density):
+    model, x = _issue_layer(batch, density)
+    out = TritonSkipNetwork(model, torch.bfloat16)(x)
+    with torch.no_grad():
+        want = model(x)
+    error = float((out.logits - want.logits).abs().max())
+    assert error <= 3e-2 * float(want.logits.abs().max())
+    assert torch.equal(out.active_blocks, active_blocks_of([t.gates for t in want.traces]))
+
+
+@pytest.mark.gpu
+@needs_compiled_cuda
+@pytest.mark.parametrize("batch", [1, 3, 16])
+def test_cuda_graph_replay_equals_eager(batch):
+    model, x = _issue_layer(batch, 0.1)
+    skip = TritonSkipNetwork(model, torch.bfloat16)
+    graphed = CudaGraphSkipNetwork(skip, buckets=(1, 4, 16))
+    eager = skip(x)
+    for _ in range(2):  # capture on the first call, replay on both
+        replayed = graphed(x)
+        torch.testing.assert_close(replayed.logits, eager.logits, atol=1e-2, rtol=1e-2)
+        assert torch.equal(replayed.active_blocks, eager.active_blocks)
+    # A second input through the same graph: the replay reads the new input.
+    x2 = torch.randn_like(x)
+    torch.testing.assert_close(graphed(x2).logits, skip(x2).logits, atol=1e-2, rtol=1e-2)
