@@ -14,9 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("models", "training", "service", "loadtest", "benchmarks")
 STDLIB = frozenset(sys.stdlib_module_names)
 
-# models/ depends on torch alone (plus numpy and safetensors for the artifact); triton is
-# allowed only lazily, on the GPU path, so importing models never requires it.
-MODELS_ALLOWED = STDLIB | {"models", "torch", "numpy", "safetensors"}
+# models/ depends on torch alone (plus numpy and safetensors for the artifact, and threadpoolctl,
+# which the CPU skip path uses to keep numpy's OpenBLAS on one thread); triton is allowed only
+# lazily, on the GPU path, so importing models never requires it.
+MODELS_ALLOWED = STDLIB | {"models", "torch", "numpy", "safetensors", "threadpoolctl"}
 MODELS_LAZY_ONLY = {"triton"}
 
 # package -> top-level modules it must never import
