@@ -1,0 +1,348 @@
+"""The ONNX export: onnxruntime runs the skipping graph with torch's outputs, for every layout and
+estimator, any batch size from one graph, all-on and all-off gates; the CLI writes model.onnx into
+the artifact and refuses broken ones.
+
+Tolerance: |ORT - torch| <= 1e-4 * max(1, max |torch logit|) on the logits (float32 sums in
+another order); active blocks equal exactly.
+"""
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from models.artifact import read_artifact, read_extra_file, write_artifact
+from models.estimators import ESTIMATORS
+from models.gated_artifact import load_gated_network, save_gated_network
+from models.gated_config import GatedNetworkConfig
+from models.gated_network import GatedNetwork
+from models.skip_inference import SkipNetwork
+from training import onnx_export
+from training.export_cli import main
+from training.onnx_export import (
+    ExportError,
+    export_dense_onnx,
+    export_onnx,
+    ort_session,
+    reference,
+    verify_onnx,
+)
+
+TOL = 1e-4
+D, C = 12, 3
+
+
+def gated(blocks=8, block_size=4, hidden=5, activation="relu"):
+    return {"blocks": blocks, "block_size": block_size, "gater_hidden": hidden,
+            "activation": activation}
+
+
+def dense(width=7, activation="tanh"):
+    return {"blocks": width, "block_size": 1, "activation": activation, "gated": False}
+
+
+LAYOUTS = {
+    "gated": [gated()],
+    "gated-no-hidden-unit-blocks": [gated(10, 1, 0, "linear")],
+    "gated-dense": [gated(), dense()],
+    "dense-gated": [dense(9, "relu"), gated(6, 3, 0, "sigmoid")],
+    "gated-gated": [gated(), gated(5, 3, 4, "tanh")],
+    "gated-gated-dense-gated": [gated(), gated(6, 2, 0, "relu"), dense(5, "relu"),
+                                gated(4, 2, 3, "linear")],
+    "dense": [dense()],
+}
+
+
+def make_net(layers, estimator="st", density=0.4, seed=0, **estimator_settings):
+    """Random weights (scaled up, so gates and units vary), thresholds at the quantile that
+    leaves `density` of each layer's gates on for normal inputs."""
+    config = GatedNetworkConfig.from_dict({
+        "input_size": D, "num_classes": C, "layers": layers, "estimator": estimator,
+        "estimator_settings": estimator_settings, "target_density": 0.3})
+    torch.manual_seed(seed)
+    model = GatedNetwork(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+        calibrate(model, torch.randn(256, D), density)
+    return model
+
+
+@torch.no_grad()
+def calibrate(model, x, density):
+    for i, layer in enumerate(model.gated_layers):  # in order: later gaters read earlier gates
+        logits = model(x).traces[i].logits
+        layer.threshold.fill_(float(torch.quantile(logits.flatten(), 1 - density)))
+
+
+def run(graph, x):
+    return ort_session(graph).run(None, {"x": x.numpy()})
+
+
+def assert_matches(model, graph, x):
+    logits, active, computed = run(graph, x)
+    want_logits, want_active, _ = reference(model, x)
+    assert np.array_equal(active, want_active.numpy())
+    scale = max(1.0, float(want_logits.abs().max()))
+    assert np.abs(logits - want_logits.numpy()).max() <= TOL * scale
+    assert computed.shape == active.shape
+    # Every example of a batch computes the same blocks (the union, or all): at least its own.
+    assert (computed == computed[:1]).all() and (computed >= active).all()
+    return logits, active, computed
+
+
+@pytest.mark.parametrize("fallback", [1.0, -1.0, 0.3], ids=["union", "dense", "auto"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_ort_matches_torch_for_every_layout_and_batch(layout, fallback):
+    model = make_net(LAYOUTS[layout])
+    graph = export_onnx(model, dense_fallback=fallback)  # one graph for every batch size
+    for batch in (1, 3, 17):
+        x = torch.randn(batch, D)
+        _, active, computed = assert_matches(model, graph, x)
+        if fallback < 0:  # the fallback computes every block
+            assert computed.tolist() == [[layer.config.blocks for layer in model.gated_layers]
+                                         ] * batch
+        if fallback == 1.0 and batch == 1:  # one example: exactly its own blocks
+            assert np.array_equal(computed, active)
+
+
+@pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
+def test_ort_matches_torch_for_every_estimator(estimator):
+    # Non-binary estimators put their smooth value on the blocks: the graph must too.
+    layers = [gated()] if estimator == "disarm" else [gated(), gated(5, 3, 4, "tanh")]
+    model = make_net(layers, estimator)
+    for fallback in (1.0, -1.0):
+        graph = export_onnx(model, dense_fallback=fallback)
+        for batch in (1, 5):
+            assert_matches(model, graph, torch.randn(batch, D))
+
+
+def test_active_blocks_equal_the_skip_path():
+    model = make_net(LAYOUTS["gated-gated-dense-gated"])
+    x = torch.randn(17, D)
+    _, active, _ = run(export_onnx(model), x)
+    assert np.array_equal(active, SkipNetwork(model)(x).active_blocks.numpy())
+
+
+@pytest.mark.parametrize("pattern", ["all-on", "all-off"])
+@pytest.mark.parametrize("estimator", ["st", "rectifier", "hard-concrete"])
+def test_all_on_and_all_off(pattern, estimator):
+    model = make_net([gated(), gated(5, 3, 4, "tanh"), dense()], estimator)
+    with torch.no_grad():
+        for layer in model.gated_layers:
+            layer.threshold.fill_(-1e30 if pattern == "all-on" else 1e30)
+    graph = export_onnx(model)
+    for batch in (1, 4):
+        x = torch.randn(batch, D)
+        _, active, computed = assert_matches(model, graph, x)
+        want = [layer.config.blocks if pattern == "all-on" else 0
+                for layer in model.gated_layers]
+        assert active.tolist() == [want] * batch
+        assert computed.tolist() == [want] * batch
+
+
+def test_union_path_at_batch_one_and_fallback_for_wide_unions():
+    model = make_net([gated(16, 4, 5, "relu"), dense()], density=0.1)
+    graph = export_onnx(model)  # default fallback fraction
+    ops = {node.op_type for node in graph.graph.node}
+    assert {"NonZero", "If"} <= ops  # the selection is in the graph
+    x = torch.randn(64, D)
+    for i in range(8):  # one example: exactly its active blocks are computed
+        _, active, computed = assert_matches(model, graph, x[i:i + 1])
+        assert np.array_equal(computed, active)
+    with torch.no_grad():
+        model.layers[0].threshold.fill_(-1e30)
+    _, _, computed = run(export_onnx(model), x[:1])
+    assert computed.tolist() == [[16]]  # every block on: the dense masked product
+
+
+def test_compute_reports_from_ort_outputs():
+    from models.compute import compute_reports, dense_macs
+
+    model = make_net([gated(16, 4, 5, "relu"), dense()], density=0.1)
+    graph = export_onnx(model)
+    x = torch.randn(1, D)
+    _, active, computed = run(graph, x)
+    (report,) = compute_reports(model.config, torch.from_numpy(active),
+                                torch.from_numpy(computed))
+    assert report.computed_blocks == report.active_blocks  # batch 1: exactly the active ones
+    assert report.executed_macs < dense_macs(model.config)
+    _, active, computed = run(graph, torch.randn(64, D))  # wide union: the dense fallback
+    reports = compute_reports(model.config, torch.from_numpy(active), torch.from_numpy(computed))
+    assert all(r.computed_blocks == (16,) for r in reports)
+
+
+def test_graph_has_a_symbolic_batch_and_the_documented_outputs():
+    model = make_net(LAYOUTS["gated-gated"])
+    graph = export_onnx(model)
+    (inp,) = graph.graph.input
+    dims = inp.type.tensor_type.shape.dim
+    assert inp.name == "x" and dims[0].dim_param == "batch" and dims[1].dim_value == D
+    assert [o.name for o in graph.graph.output] == ["logits", "active_blocks", "computed_blocks"]
+    onnx.checker.check_model(graph, full_check=True)
+    logits, active, computed = run(graph, torch.randn(17, D))
+    assert logits.dtype == np.float32 and logits.shape == (17, C)
+    assert active.dtype == np.int64 and active.shape == (17, 2)
+    assert computed.dtype == np.int64 and computed.shape == (17, 2)
+
+
+def test_dense_network_has_empty_block_outputs():
+    model = make_net(LAYOUTS["dense"])
+    _, active, computed = assert_matches(model, export_onnx(model), torch.randn(3, D))
+    assert active.shape == (3, 0) and computed.shape == (3, 0)
+
+
+def test_dense_baseline_runs_every_block_without_gates():
+    model = make_net(LAYOUTS["gated-gated-dense-gated"])
+    x = torch.randn(5, D)
+    (logits,) = ort_session(export_dense_onnx(model)).run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        h = x
+        for layer in model.layers:
+            h = layer.activation(layer.main(h))
+        want = model.readout(h)
+    assert np.abs(logits - want.numpy()).max() <= TOL * max(1.0, float(want.abs().max()))
+    assert {node.op_type for node in export_dense_onnx(model).graph.node} <= {"Gemm", "Relu",
+                                                                              "Tanh", "Identity"}
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), density=st.floats(0.0, 1.0), batch=st.integers(1, 20),
+       fallback=st.sampled_from([1.0, -1.0, 0.3]))
+def test_any_gate_pattern(seed, density, batch, fallback):
+    model = make_net(LAYOUTS["gated-gated-dense-gated"], "sts", density=density, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, D, generator=gen)
+    _, _, margins = reference(model, x)
+    if any(bool((m <= onnx_export.TIE_RTOL).any()) for m in margins):
+        return  # a gate on its threshold may flip between torch and ORT
+    assert_matches(model, export_onnx(model, dense_fallback=fallback), x)
+
+
+def test_verification_refuses_a_wrong_graph():
+    model = make_net(LAYOUTS["gated-dense"])
+    other = make_net(LAYOUTS["gated-dense"], seed=1)
+    batches = onnx_export.verification_batches(model)
+    verify_onnx(model, export_onnx(model), batches)
+    with pytest.raises(ExportError, match="differ"):
+        verify_onnx(model, export_onnx(other), batches)
+
+
+def test_unknown_opset_is_refused():
+    model = make_net(LAYOUTS["gated"])
+    with pytest.raises(ExportError, match="opset"):
+        export_onnx(model, opset=11)
+
+
+# --- the CLI and the artifact ----------------------------------------------------------------
+
+
+@pytest.fixture
+def repo(tmp_path):
+    model = make_net(LAYOUTS["gated-gated"])
+    save_gated_network(model, tmp_path, "tiny", 1, {"metrics": {"test_error": 0.5}})
+    save_gated_network(model, tmp_path, "tiny", 2, {"metrics": {"test_error": 0.25}})
+    return tmp_path
+
+
+def test_cli_writes_model_onnx_and_metadata(repo, capsys):
+    before, weights_before = read_artifact(repo / "tiny" / "2")
+    assert main(["--model-repository", str(repo), "--name", "tiny"]) == 0  # latest: 2
+    assert "model.onnx" in capsys.readouterr().out
+    assert not (repo / "tiny" / "1" / "model.onnx").exists()
+    folder = repo / "tiny" / "2"
+    config, weights = read_artifact(folder)
+    meta = config["onnx"]
+    import onnxruntime
+
+    assert meta["file"] == "model.onnx" and meta["opset"] == onnx_export.DEFAULT_OPSET
+    assert meta["onnx_version"] == onnx.__version__
+    assert meta["onnxruntime_version"] == onnxruntime.__version__
+    assert [i["name"] for i in meta["inputs"]] == ["x"]
+    assert [o["name"] for o in meta["outputs"]] == ["logits", "active_blocks", "computed_blocks"]
+    check = meta["verification"]
+    assert 0 <= check["max_abs_diff"] <= check["tolerance"] and check["examples"] > 0
+    # The rest of the artifact is kept.
+    assert config["metrics"] == before["metrics"] and config["thresholds"] == before["thresholds"]
+    assert weights.keys() == weights_before.keys()
+    assert all(torch.equal(weights[k], weights_before[k]) for k in weights)
+    # The file is recorded (sha256), loads, and runs like the model.
+    data = read_extra_file(folder, "model.onnx")
+    model, _ = load_gated_network(folder)
+    assert_matches(model, onnx.load_from_string(data), torch.randn(9, D))
+
+
+def test_cli_exports_a_given_version_and_opset_and_keeps_other_extra_files(repo):
+    config, tensors = read_artifact(repo / "tiny" / "1")
+    write_artifact(repo, "tiny", 1, config, tensors, extra_files={"notes.txt": b"hello"},
+                   overwrite=True)
+    baseline = repo / "dense.onnx"
+    assert main(["--model-repository", str(repo), "--name", "tiny", "--version", "1",
+                 "--opset", "20", "--dense-baseline", str(baseline)]) == 0
+    config, _ = read_artifact(repo / "tiny" / "1")
+    assert config["onnx"]["opset"] == 20
+    assert read_extra_file(repo / "tiny" / "1", "notes.txt") == b"hello"
+    assert onnx.load(str(baseline)).opset_import[0].version == 20
+    # Exporting again replaces model.onnx and its metadata, nothing else.
+    assert main(["--model-repository", str(repo), "--name", "tiny", "--version", "1"]) == 0
+    assert read_artifact(repo / "tiny" / "1")[0]["onnx"]["opset"] == onnx_export.DEFAULT_OPSET
+    assert read_extra_file(repo / "tiny" / "1", "notes.txt") == b"hello"
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["--name", "nope"], 1, "no published version of model 'nope'"),
+    (["--name", "tiny", "--version", "7"], 1, "has no version 7"),
+    (["--name", "../x"], 2, "invalid model name"),
+    (["--name", "tiny", "--version", "latest"], 2, "model version must be"),
+    (["--name", "tiny", "--opset", "9"], 2, "opset must be"),
+])
+def test_cli_refuses_bad_requests(repo, capsys, args, code, message):
+    assert main(["--model-repository", str(repo), *args]) == code
+    assert message in capsys.readouterr().err
+
+
+def test_cli_refuses_a_missing_repository(tmp_path, capsys):
+    assert main(["--model-repository", str(tmp_path / "none"), "--name", "tiny"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_refuses_broken_artifacts_and_writes_nothing(repo, capsys):
+    folder = repo / "tiny" / "2"
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"corrupt!")
+    assert main(["--model-repository", str(repo), "--name", "tiny"]) == 1
+    assert "sha256" in capsys.readouterr().err
+    assert not (folder / "model.onnx").exists()
+    config = json.loads((repo / "tiny" / "1" / "config.json").read_text())
+    config["kind"] = "something-else"
+    (repo / "tiny" / "1" / "config.json").write_text(json.dumps(config))
+    assert main(["--model-repository", str(repo), "--name", "tiny", "--version", "1"]) == 1
+    assert "not a gated-network artifact" in capsys.readouterr().err
+
+
+def test_export_writes_nothing_when_verification_fails(repo, monkeypatch):
+    other = make_net(LAYOUTS["gated-gated"], seed=3)
+    monkeypatch.setattr(onnx_export, "export_onnx", lambda model, opset: export_onnx(other))
+    before = (repo / "tiny" / "2" / "config.json").read_bytes()
+    with pytest.raises(ExportError, match="differ"):
+        onnx_export.export_to_artifact(repo, "tiny")
+    assert (repo / "tiny" / "2" / "config.json").read_bytes() == before
+    assert not (repo / "tiny" / "2" / "model.onnx").exists()
+
+
+def test_real_inputs_are_used_where_the_data_set_loads(tmp_path):
+    pytest.importorskip("sklearn")
+    config = GatedNetworkConfig.from_dict({"input_size": 64, "num_classes": 10,
+                                           "layers": [gated(8, 4, 5, "relu")]})
+    torch.manual_seed(0)
+    model = GatedNetwork(config).eval()
+    save_gated_network(model, tmp_path, "digits", 1, {"data": {"name": "digits",
+                                                               "source": "sklearn"}})
+    _, meta = onnx_export.export_to_artifact(tmp_path, "digits")
+    assert "digits test split" in meta["verification"]["inputs"]
+    shutil.rmtree(tmp_path / "digits")

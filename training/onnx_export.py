@@ -1,0 +1,679 @@
+"""Export a gated network to ONNX with block skipping inside the graph (issue 4).
+
+`export_onnx(model)` builds the graph with `onnx.helper` straight from the weights (tracing
+data-dependent skipping through torch.onnx bakes in the shapes of the example it saw). The graph
+takes `x` (batch, D) float32, batch dynamic, and returns
+
+    logits           (batch, C) float32
+    active_blocks    (batch, G) int64   gates on per example and gated layer
+    computed_blocks  (batch, G) int64   blocks the graph computed per example and gated layer
+
+so a server can build compute reports from ORT alone
+(`models.compute.compute_reports(config, active_blocks, computed_blocks)`). Each gated layer's
+threshold is the initializer `layers.<i>.threshold` (float32 scalar, logit space).
+
+Semantics: those of `GatedNetwork.eval()` (the dense masked reference) and of
+`models.skip_inference.SkipNetwork`: gate k is on where its gater logit exceeds the layer's
+threshold, its value comes from the estimator (`Estimator.gate_values`), an off block is not
+computed, and the layer reading a gated layer's output reads only the weight rows of the
+computed input blocks.
+
+How skipping survives export. Per gated layer the graph runs the gater in full, then takes the
+union of the blocks on in any example of the batch (ReduceMax of the logits > threshold, then
+NonZero), gathers those blocks' weight rows (Gather by block from weights stored (K, S, D)) and
+runs one product over them for the whole batch, masking each example's off blocks with its gate
+values (zero). Every reader of the layer's output (the next layer's main path and gater, or the
+read-out) gathers only those blocks' rows of its weight (stored (K_in, S_in, N)). At batch 1 the
+union is the example's own blocks: the graph runs exactly the active blocks. When the union
+covers more than `DENSE_FALLBACK_FRACTION` of a layer's blocks, If nodes switch to the dense
+masked product on the stored weights instead: ONNX has no views, so a Gather copies what it
+selects, and past that point the copies cost more than the rows they save. `computed_blocks`
+reports which ran (the union size, or K, for every example of the batch).
+
+ORT details the layout relies on: the dense branch's 2-D weight is a Reshape of the blocked
+initializer, which ORT's constant folding (on by default) turns into a constant; with graph
+optimisations off, that Reshape copies the weight on every dense-branch run. A weight read by
+two Gemm nodes in different If branches is prepacked for neither (measured 2x slower at batch
+8), so every weight feeds exactly one Gemm. ScatterND with reduction="add" is racy in ORT 1.32
+with 2 threads (wrong sums where indices repeat), so no graph here adds by scatter.
+
+Alternatives measured on the issue's layer (1024 -> 64 x 64 relu -> 1024, ORT 1.32, 2-core AMD
+EPYC shared with other jobs; speed-up over the dense graph, medians of interleaved runs; the
+machine's memory bandwidth varied by 4x during the day, so take the figures as ranges):
+- union + Gather by block (this module): batch 1 at 10 % 5-8x, at 5 % 10-13x, at 25 % 2-2.7x;
+  at 50 % 0.3x and at 100 % 0.1x without the fallback (copying every weight), 0.9-1x with it.
+  Batch 8 at 10 % (union 57 %): 0.5-0.7x without the fallback, ~0.95x with it. Batches 64 and
+  256: the union is ~100 %, the fallback runs: ~0.95x.
+- Gather by row (weights kept 2-D, unit indices): 20-30 % slower than by block at batch 1.
+- Compress instead of NonZero + Gather: slower at every density (ORT's Compress kernel).
+- Grouping examples by block with a capacity (MoE style: TopK of each block's examples, Gather
+  of their inputs, one batched MatMul over all blocks, products summed back per example by a
+  Gather of each example's rows): exact per-pair compute plus padding, 1.3-2.8x at batch 64-256
+  and 5-10 %, but 0.1-0.4x at batch 1-8; a candidate third branch for large batches (not built:
+  it would need its own form of every reader of a gated layer). Its scatter-add form is the
+  racy ScatterND above. A Loop over active blocks would carry a full-size state per iteration
+  (ONNX values are immutable), copying (B, N) floats once per block.
+
+`export_dense_onnx(model)` is the baseline the benchmark compares against: the same network run
+densely (every block, no gater), `x` -> `logits`.
+
+`verify_onnx` runs onnxruntime against torch and raises ExportError on a mismatch;
+`export_to_artifact` does both and writes model.onnx into the artifact folder with its metadata
+under "onnx" in config.json.
+
+Letters: B examples, D input units of a layer, K blocks, S units per block, N output units,
+n blocks selected (union over the batch), G gated layers, C classes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from models.artifact import (
+    ArtifactError,
+    artifact_path,
+    list_versions,
+    read_artifact,
+    read_extra_file,
+    write_artifact,
+)
+from models.estimators import Estimator
+from models.gated_artifact import load_gated_network
+from models.gated_network import GatedLayer, GatedNetwork
+
+ONNX_FILE = "model.onnx"
+INPUT_NAME = "x"
+OUTPUT_NAMES = ("logits", "active_blocks", "computed_blocks")
+DEFAULT_OPSET = 18
+MIN_OPSET = 18  # ReduceMax takes its axes as an input from 18 on; every op here exists there
+# Fall back to the dense masked product when more than this fraction of a layer's blocks is on
+# in some example of the batch (see the module docstring for the measurements behind it).
+DENSE_FALLBACK_FRACTION = 0.3
+# Verification: |ORT - torch| <= RTOL * max(1, max |torch logit|), elementwise over the logits.
+RTOL = 1e-4
+# A gate whose torch logit lies this close to the threshold (relative) may flip between torch
+# and ORT, whose sums differ in the last bits; such examples are not compared.
+TIE_RTOL = 1e-5
+
+
+class ExportError(RuntimeError):
+    """The graph could not be built, or onnxruntime disagreed with torch."""
+
+
+# --- graph building ---------------------------------------------------------------------------
+
+
+class _Graph:
+    """Nodes of one (sub)graph; constants and fresh names are shared with the root graph, so
+    If branches refer to the root's initializers and no name is defined twice."""
+
+    def __init__(self, root: _Graph | None = None) -> None:
+        self.root = root or self
+        self.nodes: list[onnx.NodeProto] = []
+        self.produced: set[str] = set()
+        if root is None:
+            self.initializers: list[onnx.TensorProto] = []
+            self._counts: dict[str, int] = {}
+            self._small: dict[tuple, str] = {}
+
+    def fresh(self, hint: str) -> str:
+        counts = self.root._counts
+        counts[hint] = counts.get(hint, -1) + 1
+        return hint if counts[hint] == 0 else f"{hint}__{counts[hint]}"
+
+    def const(self, array: np.ndarray, hint: str) -> str:
+        name = self.fresh(hint)
+        # np.array, not np.ascontiguousarray: that makes a 0-d array 1-d
+        self.root.initializers.append(numpy_helper.from_array(np.array(array, order="C"), name))
+        return name
+
+    def ints(self, *values: int) -> str:
+        """A shared int64 vector constant (axes, shapes)."""
+        return self._small_const(np.array(values, dtype=np.int64), "i64")
+
+    def scalar(self, value: float | int | bool, dtype) -> str:
+        return self._small_const(np.array(value, dtype=dtype), "scalar")
+
+    def _small_const(self, array: np.ndarray, hint: str) -> str:
+        key = (array.dtype.str, array.shape, array.tobytes())
+        cache = self.root._small
+        if key not in cache:
+            cache[key] = self.const(array, hint)
+        return cache[key]
+
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: int = 1,
+           name: str | None = None, **attrs: Any) -> Any:
+        """Add a node; its outputs get fresh names from `hint`, or exactly `name` (a graph
+        output)."""
+        names = [name] if name else [self.fresh(hint or op_type.lower()) for _ in range(outputs)]
+        if name:
+            self.root._counts[name] = self.root._counts.get(name, 0)
+        self.nodes.append(helper.make_node(op_type, inputs, names, **attrs))
+        self.produced.update(names)
+        return names[0] if outputs == 1 else names
+
+    def if_(self, cond: str, then_fn, else_fn, hint: str, name: str | None = None) -> str:
+        """If(cond) with branches built by then_fn(graph) / else_fn(graph), each returning the
+        name of its float output."""
+        branches = []
+        for label, fn in (("then", then_fn), ("else", else_fn)):
+            sub = _Graph(self.root)
+            out = fn(sub)
+            if out not in sub.produced:  # a branch output must be computed inside the branch
+                out = sub.op("Identity", [out], f"{hint}_{label}")
+            info = helper.make_tensor_value_info(out, TensorProto.FLOAT, None)
+            branches.append(helper.make_graph(sub.nodes, self.fresh(f"{hint}_{label}"), [],
+                                              [info]))
+        return self.op("If", [cond], hint, name=name, then_branch=branches[0],
+                       else_branch=branches[1])
+
+
+@dataclass
+class _Full:
+    """Every unit of the layer's input is present: (B, width)."""
+
+    name: str
+    width: int
+
+
+@dataclass
+class _Selection:
+    """The blocks of a gated layer that the graph computes, for the whole batch."""
+
+    dense: str  # (1,) bool: the dense masked fallback runs (every block), else the union path
+    idx: str  # (n, 1) int64 block indices, ascending; every block under the fallback
+    blocks: int  # K
+    block_size: int  # S
+
+
+@dataclass
+class _Compact:
+    """A gated layer's output, only the selected blocks: (B, n*S)."""
+
+    name: str
+    selection: _Selection
+
+
+def _np(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().to("cpu", torch.float32).numpy()
+
+
+ACTIVATION_OPS = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}
+
+
+def _activation(g: _Graph, x: str, activation: str, name: str | None = None) -> str:
+    if activation == "linear":
+        return g.op("Identity", [x], name=name) if name else x
+    if activation not in ACTIVATION_OPS:
+        raise ExportError(f"activation {activation!r} has no ONNX export")
+    return g.op(ACTIVATION_OPS[activation], [x], name=name)
+
+
+def _blocked(g: _Graph, array: np.ndarray, blocks: int, hint: str) -> tuple[str, str]:
+    """`array` (blocks * S, ...) stored once as (blocks, S, ...) for Gather by block (one copy
+    of S contiguous rows per block), plus its 2-D view for the dense Gemm: a Reshape of the
+    initializer, which ORT folds into a constant at load time."""
+    stored = g.const(array.reshape(blocks, -1, *array.shape[1:]), f"{hint}.blocked")
+    flat = g.root.op("Reshape", [stored, g.ints(*array.shape[:1], *([-1] * (array.ndim - 1)))],
+                     hint)
+    return stored, flat
+
+
+def _linear(g: _Graph, x: _Full | _Compact, weight: np.ndarray, bias: np.ndarray, hint: str,
+            out: _Selection | None = None, activation: str = "linear",
+            name: str | None = None) -> str:
+    """act(x @ W.T + b), reading only what skipping allows; W is (N, D_in) as torch stores it.
+
+    x compact: only the rows of W.T of the active input blocks are read. `out`: only the output
+    rows of the selected output blocks are computed (a gated layer's main path). The activation
+    sits inside each If branch, where ORT fuses it into the Gemm.
+    """
+    def gemm(s: _Graph, a: str, w: str, b: str, trans_b: int) -> str:
+        return _activation(s, s.op("Gemm", [a, w, b], hint, transB=trans_b), activation)
+
+    def rows(s: _Graph, blocked: str, idx: str, width: int | None, label: str) -> str:
+        """The selected blocks' rows of a (K, S, ...) weight, as (n*S, width)."""
+        picked = s.op("Gather", [blocked, idx], f"{hint}.{label}", axis=0)  # (n, 1, S, ...)
+        return s.op("Reshape", [picked, s.ints(-1) if width is None else s.ints(-1, width)])
+
+    if isinstance(x, _Full) and out is None:
+        w, b = g.const(weight, f"{hint}.weight"), g.const(bias, f"{hint}.bias")
+        pre = g.op("Gemm", [x.name, w, b], hint, transB=1)  # (B, N)
+        return _activation(g, pre, activation, name)
+    if isinstance(x, _Full):
+        w3, w = _blocked(g, weight, out.blocks, f"{hint}.weight")  # (K, S, D), (K*S, D)
+        b3, b = _blocked(g, bias, out.blocks, f"{hint}.bias")  # (K, S), (K*S,)
+
+        def rows_only(s: _Graph) -> str:  # the selected blocks' output rows
+            ws = rows(s, w3, out.idx, weight.shape[1], "rows")  # (n*S, D)
+            return gemm(s, x.name, ws, rows(s, b3, out.idx, None, "bias_rows"), 1)  # (B, n*S)
+
+        return g.if_(out.dense, lambda s: gemm(s, x.name, w, b, 1), rows_only, hint, name)
+    inp = x.selection
+    if out is None:  # a dense layer, a gater or the read-out after a gated layer
+        wt3, wt = _blocked(g, np.ascontiguousarray(weight.T), inp.blocks,
+                           f"{hint}.weight_t")  # (K_in, S_in, N), (D_in, N)
+        b = g.const(bias, f"{hint}.bias")
+
+        def input_rows(s: _Graph) -> str:  # only the rows of the active input blocks
+            ws = rows(s, wt3, inp.idx, weight.shape[0], "input_rows")  # (n*S_in, N)
+            return gemm(s, x.name, ws, b, 0)  # (B, N)
+
+        return g.if_(inp.dense, lambda s: gemm(s, x.name, wt, b, 0), input_rows, hint, name)
+    # A gated layer after a gated layer: select output rows and input blocks.
+    w3, w = _blocked(g, weight, out.blocks, f"{hint}.weight")
+    b3, b = _blocked(g, bias, out.blocks, f"{hint}.bias")
+    k_in, s_in = inp.blocks, inp.block_size
+
+    def out_sparse(s: _Graph) -> str:
+        ws = rows(s, w3, out.idx, weight.shape[1], "rows")  # (n_out*S_out, D_in)
+        bs = rows(s, b3, out.idx, None, "bias_rows")
+
+        def both(t: _Graph) -> str:
+            w3_in = t.op("Reshape", [ws, t.ints(0, k_in, s_in)])  # (n_out*S_out, K_in, S_in)
+            w4 = t.op("Gather", [w3_in, inp.idx], f"{hint}.input_blocks",
+                      axis=1)  # (n_out*S_out, n_in, 1, S_in)
+            # (n_out*S_out, n_in*S_in), spelt out: Reshape cannot infer a -1 when n_out is 0
+            shape = t.op("Concat", [t.op("Shape", [ws], start=0, end=1),
+                                    t.op("Shape", [x.name], start=1, end=2)], axis=0)
+            return gemm(t, x.name, t.op("Reshape", [w4, shape]), bs, 1)
+
+        return s.if_(inp.dense, lambda t: gemm(t, x.name, ws, bs, 1), both, hint)
+
+    def out_dense(s: _Graph) -> str:
+        # The input is full width already, or (rarely: this layer's union is wide, the previous
+        # one's narrow) is put back to full width. One Gemm reads W here: ORT prepacks a weight
+        # that two Gemm nodes share in different branches for neither (measured: 2x slower).
+        full = s.if_(inp.dense, lambda t: x.name, lambda t: _to_full(t, x), f"{hint}.input")
+        return gemm(s, full, w, b, 1)
+
+    return g.if_(out.dense, out_dense, out_sparse, hint, name)
+
+
+def _to_full(g: _Graph, x: _Compact) -> str:
+    """(B, n*S) -> (B, K*S) with zeros in the unselected blocks (rows are distinct, so the
+    ScatterND has no duplicate indices)."""
+    sel = x.selection
+    xt = g.op("Transpose", [x.name])  # (n*S, B)
+    batch = g.op("Slice", [g.op("Shape", [x.name]), g.ints(0), g.ints(1)])  # (1,)
+    shape = g.op("Concat", [g.ints(sel.blocks * sel.block_size), batch], axis=0)
+    zeros = g.op("ConstantOfShape", [shape], value=numpy_helper.from_array(
+        np.zeros(1, np.float32)))  # (K*S, B)
+    table = g.const(np.arange(sel.blocks * sel.block_size, dtype=np.int64).reshape(
+        sel.blocks, sel.block_size), "units_of_blocks")
+    rows = g.op("Reshape", [g.op("Gather", [table, sel.idx], axis=0), g.ints(-1, 1)])  # (n*S, 1)
+    full = g.op("ScatterND", [zeros, rows, xt])  # (K*S, B)
+    return g.op("Transpose", [full])  # (B, K*S)
+
+
+def _gate_values(g: _Graph, estimator: Estimator, logits: str, on: str, hint: str) -> str:
+    """The ONNX form of `estimator.gate_values(logits, on)`: (B, K) float, zero where off."""
+    if type(estimator).gate_values is not Estimator.gate_values:
+        raise ExportError(f"estimator {estimator.name!r} overrides gate_values; its ONNX form is "
+                          "not known")
+    if estimator.binary:
+        return g.op("Cast", [on], f"{hint}.gate_values", to=TensorProto.FLOAT)
+    name = estimator.name
+    if name in ("rectifier", "noisy-rectifier"):  # eval value = smooth = max(0, a)
+        value = g.op("Relu", [logits])
+    elif name in ("noisy-sigmoid", "dropout-sigmoid"):  # eval value = smooth = sigm(a)
+        value = g.op("Sigmoid", [logits])
+    elif name == "sts":  # sqrt(sigm(a)) as exp(logsigm(a) / 2), logsigm(a) = -softplus(-a)
+        softplus = g.op("Softplus", [g.op("Neg", [logits])])
+        value = g.op("Exp", [g.op("Mul", [softplus, g.scalar(-0.5, np.float32)])])
+    elif name == "hard-concrete":
+        value = _hard_concrete_mean(g, estimator, logits)
+    else:
+        raise ExportError(f"estimator {name!r} has no ONNX export of its gate values")
+    return g.op("Where", [on, value, g.scalar(0.0, np.float32)], f"{hint}.gate_values")
+
+
+def _hard_concrete_mean(g: _Graph, estimator, logits: str) -> str:
+    """E[h | a] by the estimator's own quadrature (models/estimators/relaxation.py)."""
+    from models.estimators.relaxation import QUADRATURE_POINTS
+
+    u = (torch.arange(QUADRATURE_POINTS, dtype=torch.float32) + 0.5) / QUADRATURE_POINTS
+    noise = g.const((torch.log(u) - torch.log1p(-u)).numpy(), "hard_concrete.noise")  # (Q,)
+    a = g.op("Unsqueeze", [logits, g.ints(-1)])  # (B, K, 1)
+    s = g.op("Sigmoid", [g.op("Div", [g.op("Add", [a, noise]),
+                                      g.scalar(estimator.temperature, np.float32)])])
+    stretched = g.op("Add", [g.op("Mul", [s, g.scalar(estimator.zeta - estimator.gamma,
+                                                      np.float32)]),
+                             g.scalar(estimator.gamma, np.float32)])
+    clipped = g.op("Clip", [stretched, g.scalar(0.0, np.float32), g.scalar(1.0, np.float32)])
+    return g.op("ReduceMean", [clipped, g.ints(-1)], keepdims=0)  # (B, K)
+
+
+def _gated_layer(g: _Graph, x: _Full | _Compact, layer: GatedLayer, i: int, cut: int,
+                 active_name: str | None) -> tuple[_Compact, str, str]:
+    cfg = layer.config
+    k, s = cfg.blocks, cfg.block_size
+    hint = f"layers.{i}"
+    gater = layer.gater
+    h = x
+    if gater.hidden is not None:
+        h = _Full(_linear(g, x, _np(gater.hidden.weight), _np(gater.hidden.bias),
+                          f"{hint}.gater.hidden", activation="tanh"), gater.hidden.out_features)
+    logits = _linear(g, h, _np(gater.out.weight), _np(gater.out.bias),
+                     f"{hint}.gater.out")  # (B, K)
+    tau = g.const(np.array(float(layer.threshold), np.float32), f"{hint}.threshold")
+    on = g.op("Greater", [logits, tau], f"{hint}.on")  # (B, K)
+    values = _gate_values(g, layer.estimator, logits, on, hint)  # (B, K)
+    # Union over the batch: block k is needed if its largest logit passes the threshold.
+    top = g.op("ReduceMax", [logits, g.ints(0)], keepdims=0)  # (K,)
+    needed = g.op("Greater", [top, tau], f"{hint}.needed")  # (K,)
+    count = g.op("ReduceSum", [g.op("Cast", [needed], to=TensorProto.INT64)],
+                 f"{hint}.union", keepdims=1)  # (1,)
+    dense = g.op("Greater", [count, g.ints(cut)], f"{hint}.dense")  # (1,)
+    # Under the fallback every block is selected: NonZero of (needed or dense), no If needed.
+    selected = g.op("Or", [needed, dense])  # (K,)
+    idx = g.op("Transpose", [g.op("NonZero", [selected])], f"{hint}.blocks")  # (n, 1)
+    selection = _Selection(dense, idx, k, s)
+    act = _linear(g, x, _np(layer.main.weight), _np(layer.main.bias), f"{hint}.main",
+                  out=selection, activation=cfg.activation)  # (B, n*S)
+    if s == 1:
+        flat = g.op("Reshape", [idx, g.ints(-1)])  # (n,)
+        gate = g.op("Gather", [values, flat], f"{hint}.selected_gates", axis=1)  # (B, n)
+        out = g.op("Mul", [act, gate], f"{hint}.out")
+    else:
+        gate = g.op("Gather", [values, idx], f"{hint}.selected_gates", axis=1)  # (B, n, 1)
+        blocks = g.op("Reshape", [act, g.ints(0, -1, s)])  # (B, n, S)
+        out = g.op("Reshape", [g.op("Mul", [blocks, gate]), g.ints(0, -1)],
+                   f"{hint}.out")  # (B, n*S)
+    active = g.op("ReduceSum", [g.op("Cast", [on], to=TensorProto.INT64), g.ints(1)],
+                  f"{hint}.active", keepdims=1, name=active_name)  # (B, 1)
+    computed = g.op("Where", [dense, g.ints(k), count], f"{hint}.computed")  # (1,)
+    return _Compact(out, selection), active, computed
+
+
+def _dense_layer(g: _Graph, x: _Full | _Compact, layer: GatedLayer, i: int) -> _Full:
+    return _Full(_linear(g, x, _np(layer.main.weight), _np(layer.main.bias), f"layers.{i}.main",
+                         activation=layer.config.activation), layer.config.width)
+
+
+def _finish(g: _Graph, inputs, outputs, opset: int, name: str) -> onnx.ModelProto:
+    graph = helper.make_graph(g.nodes, name, inputs, outputs, g.initializers)
+    opsets = [helper.make_opsetid("", opset)]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="sparsegate",
+                              ir_version=helper.find_min_ir_version_for(opsets))
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+        raise ExportError(f"the exported graph does not check: {err}") from err
+    return model
+
+
+def check_opset(opset: int) -> None:
+    newest = onnx.defs.onnx_opset_version()
+    if not isinstance(opset, int) or isinstance(opset, bool) or not MIN_OPSET <= opset <= newest:
+        raise ExportError(f"opset must be an integer from {MIN_OPSET} to {newest} (onnx "
+                          f"{onnx.__version__}), got {opset!r}")
+
+
+def _input_info(model: GatedNetwork) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT,
+                                         ["batch", model.config.input_size])
+
+
+def export_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET, *,
+                dense_fallback: float = DENSE_FALLBACK_FRACTION) -> onnx.ModelProto:
+    """The skipping graph of `model` (deterministic gates at its current thresholds).
+
+    `dense_fallback`: a gated layer runs dense masked when more than this fraction of its blocks
+    is on somewhere in the batch; 1.0 always takes the union path, a negative value never does
+    (the tests run both paths through the same builder).
+    """
+    check_opset(opset)
+    g = _Graph()
+    x: _Full | _Compact = _Full(INPUT_NAME, model.config.input_size)
+    num_gated = len(model.gated_layers)
+    actives, computed = [], []
+    with torch.no_grad():
+        for i, layer in enumerate(model.layers):
+            if layer.gater is None:
+                x = _dense_layer(g, x, layer, i)
+                continue
+            # One gated layer: its count is the graph's output, no Concat.
+            name = "active_blocks" if num_gated == 1 else None
+            cut = int(np.floor(dense_fallback * layer.config.blocks + 1e-9))
+            x, active, done = _gated_layer(g, x, layer, i, cut, name)
+            actives.append(active)
+            computed.append(done)
+        _linear(g, x, _np(model.readout.weight), _np(model.readout.bias), "readout",
+                name="logits")
+    if num_gated > 1:
+        g.op("Concat", actives, name="active_blocks", axis=1)  # (B, G)
+    if num_gated:  # every example of the batch computed the same blocks
+        per_layer = computed[0] if num_gated == 1 else g.op("Concat", computed, axis=0)  # (G,)
+        g.op("Expand", [per_layer, g.op("Shape", ["active_blocks"])],
+             name="computed_blocks")  # (B, G)
+    else:  # (B, 0) twice
+        batch = g.op("Slice", [g.op("Shape", [INPUT_NAME]), g.ints(0), g.ints(1)])
+        shape = g.op("Concat", [batch, g.ints(0)], axis=0)
+        for output in ("active_blocks", "computed_blocks"):
+            g.op("ConstantOfShape", [shape], name=output,
+                 value=numpy_helper.from_array(np.zeros(1, np.int64)))
+    outputs = [
+        helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                      ["batch", model.config.num_classes]),
+        helper.make_tensor_value_info("active_blocks", TensorProto.INT64, ["batch", num_gated]),
+        helper.make_tensor_value_info("computed_blocks", TensorProto.INT64, ["batch", num_gated]),
+    ]
+    return _finish(g, [_input_info(model)], outputs, opset, "sparsegate_skip")
+
+
+def export_dense_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """The same network run densely: every block, no gater, no gate values (the cost baseline
+    of the benchmark; its logits are not the gated model's). `x` -> `logits`."""
+    check_opset(opset)
+    g = _Graph()
+    x = _Full(INPUT_NAME, model.config.input_size)
+    with torch.no_grad():
+        for i, layer in enumerate(model.layers):
+            x = _dense_layer(g, x, layer, i)
+        _linear(g, x, _np(model.readout.weight), _np(model.readout.bias), "readout",
+                name="logits")
+    out = helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                        ["batch", model.config.num_classes])
+    return _finish(g, [_input_info(model)], [out], opset, "sparsegate_dense")
+
+
+# --- verification -----------------------------------------------------------------------------
+
+
+def ort_session(model: onnx.ModelProto | bytes, threads: int | None = None):
+    """A CPU onnxruntime session (quiet), `threads` intra-op threads (None: ORT's default)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+
+@torch.no_grad()
+def reference(model: GatedNetwork, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                              list[torch.Tensor]]:
+    """Torch logits (dense masked forward), active blocks (B, G) and each gated layer's logit
+    margins |logit - threshold| (B, K)."""
+    model = model.eval()
+    out = model(x)
+    layers = model.gated_layers
+    active = [(t.logits > layer.threshold).sum(-1) for t, layer in
+              zip(out.traces, layers, strict=True)]
+    margins = [(t.logits - layer.threshold).abs() / layer.threshold.abs().clamp_min(1.0)
+               for t, layer in zip(out.traces, layers, strict=True)]
+    active = torch.stack(active, -1) if active else torch.zeros(x.shape[0], 0, dtype=torch.int64)
+    return out.logits, active, margins
+
+
+def verify_onnx(model: GatedNetwork, onnx_model: onnx.ModelProto | bytes,
+                batches: list[torch.Tensor]) -> dict[str, Any]:
+    """Run the graph in onnxruntime on each batch and compare with torch; raise ExportError on
+    a mismatch: logits beyond RTOL * max(1, max |torch logit| over all batches), active blocks
+    not equal, or computed blocks that are not one count per layer for the whole batch covering
+    every example's active blocks. Examples with a gate logit within TIE_RTOL of its threshold
+    are left out (a legitimate flip). Returns what was measured."""
+    try:
+        session = ort_session(onnx_model)
+    except Exception as err:  # onnxruntime raises its own exception types
+        raise ExportError(f"onnxruntime cannot load the exported graph: {err}") from err
+    references = [reference(model, x.to(torch.float32)) for x in batches]
+    scale = max([1.0, *(float(r[0].abs().max()) for r in references if r[0].numel())])
+    tolerance = RTOL * scale
+    blocks = torch.tensor([layer.config.blocks for layer in model.gated_layers])
+    worst, compared, ties = 0.0, 0, 0
+    for x, (logits, active, margins) in zip(batches, references, strict=True):
+        try:
+            got = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x.to(torch.float32).numpy()})
+        except Exception as err:
+            raise ExportError(f"onnxruntime failed on a batch of {x.shape[0]}: {err}") from err
+        got_logits, got_active, got_computed = (torch.from_numpy(a) for a in got)
+        if got_logits.shape != logits.shape or not torch.isfinite(got_logits).all():
+            raise ExportError(f"onnxruntime's logits are not finite or have shape "
+                              f"{tuple(got_logits.shape)}, not {tuple(logits.shape)}")
+        if got_computed.shape != active.shape or not (
+                (got_computed == got_computed[:1]).all() and (got_computed <= blocks).all()):
+            raise ExportError(f"onnxruntime's computed blocks are not one count per gated layer "
+                              f"for the batch: {got_computed.tolist()}")
+        keep = torch.ones(x.shape[0], dtype=torch.bool)
+        for margin in margins:
+            keep &= (margin > TIE_RTOL).all(-1)
+        ties += int((~keep).sum())
+        if not keep.any():
+            continue
+        if not (torch.equal(got_active[keep], active[keep])
+                and (got_computed[keep] >= active[keep]).all()):
+            raise ExportError(f"onnxruntime's active (or computed) blocks differ from torch's "
+                              f"on a batch of {x.shape[0]}")
+        worst = max(worst, float((got_logits[keep] - logits[keep]).abs().max()))
+        compared += int(keep.sum())
+        if worst > tolerance:
+            raise ExportError(f"onnxruntime's logits differ from torch's by {worst:.3g} "
+                              f"(tolerance {tolerance:.3g}) on a batch of {x.shape[0]}")
+    if compared == 0:
+        raise ExportError("no example could be compared (every one sits on a threshold)")
+    return {"max_abs_diff": worst, "tolerance": tolerance, "relative_tolerance": RTOL,
+            "examples": compared, "ties_skipped": ties}
+
+
+def verification_batches(model: GatedNetwork, real: torch.Tensor | None = None,
+                         seed: int = 0) -> list[torch.Tensor]:
+    """Batches that exercise the graph: whole batches (wide unions: the dense fallback) and
+    single examples (the union path), random normal and uniform [0, 1) inputs, plus real inputs
+    where given."""
+    gen = torch.Generator().manual_seed(seed)
+    d = model.config.input_size
+    pools = [torch.randn(64, d, generator=gen), torch.rand(64, d, generator=gen)]
+    if real is not None and real.numel():
+        pools.append(real[:256].to(torch.float32))
+    batches = list(pools)
+    for pool in pools:
+        batches += [pool[i:i + 1] for i in range(8)] + [pool[8:11]]
+    return batches
+
+
+# --- artifacts --------------------------------------------------------------------------------
+
+
+def _real_inputs(config: dict[str, Any], input_size: int) -> tuple[torch.Tensor | None, str]:
+    """Test inputs of the data set the artifact was trained on, where it can be loaded here."""
+    data = config.get("data")
+    if not isinstance(data, dict):
+        return None, "none recorded"
+    from .data import DatasetError, load_data
+
+    name, source = data.get("name"), data.get("source")
+    spec = "digits" if name == "digits" else source
+    if not isinstance(spec, str) or (spec != "digits" and not Path(spec).exists()):
+        return None, f"{name} not available here"
+    try:
+        bundle = load_data(spec, limit=512)
+    except (DatasetError, OSError, ValueError) as err:
+        return None, f"{name} not loadable: {err}"
+    if bundle.input_size != input_size:
+        return None, f"{name} has {bundle.input_size} inputs, the model {input_size}"
+    return bundle.test.x, f"{name} test split"
+
+
+def resolve_version(repository: str | Path, name: str, version: str | int | None) -> str:
+    """The version folder name to export; the latest published one when `version` is None."""
+    if version is None:
+        versions = list_versions(repository, name)
+        if not versions:
+            raise ArtifactError(f"{Path(repository) / name}: no published version of model "
+                                f"{name!r} in {repository}")
+        return versions[-1]
+    folder = artifact_path(repository, name, version)
+    if not folder.is_dir():
+        known = list_versions(repository, name)
+        raise ArtifactError(f"{folder}: model {name!r} has no version {folder.name} (published: "
+                            f"{', '.join(known) or 'none'})")
+    return folder.name
+
+
+def export_to_artifact(repository: str | Path, name: str, version: str | int | None = None,
+                       opset: int = DEFAULT_OPSET) -> tuple[Path, dict[str, Any]]:
+    """Export the artifact's network to model.onnx, verify it against torch, and rewrite the
+    version atomically with the file and its metadata (config.json "onnx"); config, weights and
+    other extra files are kept. Returns the folder and the metadata."""
+    import onnxruntime as ort
+
+    check_opset(opset)
+    version = resolve_version(repository, name, version)
+    folder = artifact_path(repository, name, version)
+    config, tensors = read_artifact(folder)
+    model, loaded_config = load_gated_network(folder)
+    if loaded_config.get("weights") != config.get("weights"):
+        raise ArtifactError(f"{folder}: the artifact changed while it was being exported")
+    extras = {}
+    for file_name in config.get("extra_files") or {}:
+        if file_name != ONNX_FILE:
+            extras[file_name] = read_extra_file(folder, file_name)
+    real, real_note = _real_inputs(config, model.config.input_size)
+    graph = export_onnx(model, opset)
+    data = graph.SerializeToString()
+    measured = verify_onnx(model, data, verification_batches(model, real))
+    metadata = {
+        "file": ONNX_FILE,
+        "opset": opset,
+        "onnx_version": onnx.__version__,
+        "onnxruntime_version": ort.__version__,
+        # Lists, not objects: config.json is written with sorted keys, the order matters here.
+        "inputs": [{"name": INPUT_NAME, "dtype": "float32",
+                    "shape": ["batch", model.config.input_size]}],
+        "outputs": [
+            {"name": "logits", "dtype": "float32", "shape": ["batch", model.config.num_classes]},
+            {"name": "active_blocks", "dtype": "int64",
+             "shape": ["batch", len(model.gated_layers)]},
+            {"name": "computed_blocks", "dtype": "int64",
+             "shape": ["batch", len(model.gated_layers)]},
+        ],
+        "skipping": {
+            "strategy": "union of the batch's active blocks gathered (NonZero + Gather); dense "
+                        "masked fallback (If) above the fraction",
+            "dense_fallback_fraction": DENSE_FALLBACK_FRACTION,
+            "computed_blocks": "blocks of each gated layer computed, per example: the union of "
+                               "the batch's active blocks (the example's own at batch 1), or "
+                               "all of them under the fallback",
+        },
+        "verification": {**measured, "inputs": f"random normal and uniform; real: {real_note}",
+                         "reference": "GatedNetwork.eval() (dense masked)"},
+    }
+    json.dumps(metadata, allow_nan=False)
+    stored = {key: value for key, value in config.items() if key != "onnx"}
+    stored["onnx"] = metadata
+    folder = write_artifact(repository, name, version, stored, tensors,
+                            extra_files={**extras, ONNX_FILE: data}, overwrite=True)
+    return folder, metadata
