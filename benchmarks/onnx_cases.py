@@ -2,27 +2,26 @@
 
     python -m benchmarks.onnx_cases --json runs/bench/onnx-cpu.json [--threads 1]
 
-Cases:
-- `layer-1024-64x64-1024`: `benchmarks.skip.layer_model()` (one gated layer 1024 -> 64 blocks
-  x 64 relu with a 64-unit gater, a dense 1024-unit linear layer, a 2-class read-out).
-- `blocks-preset-random-weights`: the `blocks` preset (784 -> two gated layers of 64 x 64 relu,
-  64-unit gaters -> 10 classes) with random weights, not a trained model; thresholds calibrated
-  per layer, in order, like the layer case's.
+The cases, inputs and gate patterns are those of the torch rows (`benchmarks.cpu_cases`), so the
+two backends line up: `layer-1024-64x64-1024` (`benchmarks.cases.layer_model`: one gated layer
+1024 -> 64 blocks x 64 relu with a 64-unit gater, a dense 1024-unit linear layer, a 2-class
+read-out) and the whole `blocks` model (`benchmarks.cases.whole_model`: 784 -> two gated layers
+of 64 x 64 relu with 64-unit gaters -> 10, random weights, not a trained model). Gates are set
+per example by `benchmarks.cases.set_density` (each gated layer's threshold at the density's
+quantile of its logits over the batch), written into the graph's `layers.<i>.threshold`
+initializers; every setting is first checked against torch (logits within 1e-4 relative).
 
-Each case is saved as a model artifact in a temporary repository and exported by
-`sparsegate-export` (run as `python -m training.export_cli`, which also writes the dense
-baseline: every block, no gater): benchmarks may not import `training` (design.md), and this
-times exactly the file a server would load. The gate pattern is per example, as in
-`benchmarks.skip.run`: each gated layer's threshold is set at the density's quantile of its
-gater logits over the batch, written into the graph's `layers.<i>.threshold` initializer; every
-setting is first checked against torch (logits within 1e-4 relative, active blocks equal).
+Each case is saved as a model artifact in a temporary folder and exported by
+`sparsegate-export` (run as `python -m training.export_cli`, which verifies the graph and also
+writes the dense baseline: every block, no gater): benchmarks may not import `training`
+(design.md), and this times the very file a server would load.
 
-Timing: both sessions have the same options (`threads` intra-op threads, one inter-op thread,
-all graph optimisations); after `warmup` calls of each, `repeats` rounds alternate one dense and
-one skipping call, and each figure is the median of its calls (alternating keeps the ratio
-honest on a noisy machine). `computed_density` is the fraction of blocks the graph computed
-(the batch's union, or every block under the dense fallback); `realised_density` the fraction
-of gates on.
+Timing: both sessions have the same options (`threads` intra-op threads, default torch's thread
+count as in the torch rows; one inter-op thread; all graph optimisations), timed by
+`benchmarks.timing.median_ms` (alternating rounds, medians). `computed_density` is the fraction
+of blocks the graph computed (the batch's union, or all of them under the dense fallback),
+`realised_density` the fraction of gates on, `saved_fraction` the compute report's saving
+(`models.compute`) from the graph's own outputs.
 """
 
 from __future__ import annotations
@@ -30,36 +29,30 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from models.artifact import read_extra_file
+from models.compute import compute_reports
 from models.gated_artifact import save_gated_network
-from models.gated_config import blocks_preset
 from models.gated_network import GatedNetwork
 
-from .skip import layer_model
+from .cases import LAYER_CASE, MODEL_CASE, layer_model, set_density, whole_model
+from .timing import median_ms
 
 BATCHES = (1, 8, 64, 256)
 DENSITIES = (1.0, 0.5, 0.25, 0.1, 0.05)
 TOLERANCE = 1e-4  # relative to max(1, max |logit|), as the export's own verification
 
 
-def _blocks_model() -> GatedNetwork:
-    return GatedNetwork(blocks_preset()).eval()
-
-
-CASES = {
-    "layer-1024-64x64-1024": layer_model,
-    "blocks-preset-random-weights": _blocks_model,
-}
+def _model(case: str, seed: int) -> GatedNetwork:
+    torch.manual_seed(seed)
+    return layer_model() if case == LAYER_CASE else whole_model(seed)
 
 
 def _export(model: GatedNetwork, repository: Path) -> tuple[bytes, bytes]:
@@ -85,86 +78,67 @@ def _session(data: bytes, threads: int):
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
-def _with_thresholds(graph: bytes, model: GatedNetwork, thresholds: list[float]) -> bytes:
+def _with_thresholds(graph: bytes, model: GatedNetwork) -> bytes:
     """The graph with each gated layer's threshold initializer (`layers.<i>.threshold`, i its
-    index among all layers) set."""
+    index among all layers) set to the model's."""
     import onnx
     from onnx import numpy_helper
 
     proto = onnx.load_from_string(graph)
-    indices = [i for i, layer in enumerate(model.layers) if layer.gater is not None]
-    wanted = {f"layers.{i}.threshold": t for i, t in zip(indices, thresholds, strict=True)}
+    wanted = {f"layers.{i}.threshold": float(layer.threshold)
+              for i, layer in enumerate(model.layers) if layer.gater is not None}
     found = 0
     for init in proto.graph.initializer:
         if init.name in wanted:
             value = np.array(wanted[init.name], np.float32)
             init.CopyFrom(numpy_helper.from_array(value, init.name))
             found += 1
-    if found != len(thresholds):
-        raise RuntimeError(f"the graph has {found} of {len(thresholds)} threshold initializers")
+    if found != len(wanted):
+        raise RuntimeError(f"the graph has {found} of {len(wanted)} threshold initializers")
     return proto.SerializeToString()
 
 
-@torch.no_grad()
-def _calibrate(model: GatedNetwork, x: torch.Tensor, density: float) -> list[float]:
-    """Per gated layer, in order, the threshold at the density's quantile of its logits on x."""
-    thresholds = []
-    for position, layer in enumerate(model.gated_layers):
-        logits = model(x).traces[position].logits
-        tau = -1e30 if density >= 1 else float(torch.quantile(logits.flatten(), 1 - density))
-        layer.threshold.fill_(tau)
-        thresholds.append(tau)
-    return thresholds
-
-
-def _median_ms(dense, skip, x: np.ndarray, warmup: int, repeats: int) -> tuple[float, float]:
-    feed = {"x": x}
-    for _ in range(warmup):
-        dense.run(None, feed)
-        skip.run(None, feed)
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for session, out in ((dense, times[0]), (skip, times[1])):
-            start = time.perf_counter()
-            session.run(None, feed)
-            out.append(time.perf_counter() - start)
-    return statistics.median(times[0]) * 1e3, statistics.median(times[1]) * 1e3
-
-
 def rows(warmup: int, repeats: int, seed: int, batches=BATCHES, densities=DENSITIES,
-         threads: int = 1, cases=tuple(CASES)) -> list[dict]:
+         threads: int | None = None, cases=(LAYER_CASE, MODEL_CASE)) -> list[dict]:
     import onnxruntime as ort  # noqa: F401  (fail early, before exporting, when missing)
 
+    threads = threads or torch.get_num_threads()
     out = []
     for case in cases:
-        torch.manual_seed(seed)
-        model = CASES[case]()
+        model = _model(case, seed)
         with tempfile.TemporaryDirectory(prefix="sparsegate-onnx-bench-") as tmp:
             graph, dense_graph = _export(model, Path(tmp))
         dense = _session(dense_graph, threads)
-        gen = torch.Generator().manual_seed(seed)
+        blocks = np.array([layer.config.blocks for layer in model.gated_layers])
         for batch in batches:
-            x = torch.randn(batch, model.config.input_size, generator=gen)
+            # The torch rows' inputs (benchmarks.cpu_cases), so the gate patterns match.
+            x = torch.randn(batch, model.config.input_size,
+                            generator=torch.Generator().manual_seed(seed + batch))
+            feed = {"x": x.numpy()}
             for density in densities:
-                thresholds = _calibrate(model, x, density)
-                skip = _session(_with_thresholds(graph, model, thresholds), threads)
-                logits, active, computed = skip.run(None, {"x": x.numpy()})
+                set_density(model, x, density)
+                skip = _session(_with_thresholds(graph, model), threads)
+                logits, active, computed = skip.run(None, feed)
                 with torch.no_grad():
                     want = model(x).logits.numpy()
-                scale = max(1.0, float(np.abs(want).max()))
                 diff = float(np.abs(logits - want).max())
-                if diff > TOLERANCE * scale:
+                if diff > TOLERANCE * max(1.0, float(np.abs(want).max())):
                     raise RuntimeError(f"{case}: ORT differs from torch by {diff:.3g} at batch "
                                        f"{batch}, density {density}")
-                blocks = np.array([layer.config.blocks for layer in model.gated_layers])
-                dense_ms, skip_ms = _median_ms(dense, skip, x.numpy(), warmup, repeats)
+                reports = compute_reports(model.config, torch.from_numpy(active),
+                                          torch.from_numpy(computed))
+                times = median_ms({"dense": lambda: dense.run(None, feed),  # noqa: B023
+                                   "skip": lambda: skip.run(None, feed)},  # noqa: B023
+                                  warmup=warmup, repeats=repeats)
                 out.append({
                     "device": "cpu", "backend": "onnxruntime", "case": case, "batch": batch,
                     "density": density,
                     "realised_density": float((active / blocks).mean()),
                     "computed_density": float((computed / blocks).mean()),
-                    "dense_ms": dense_ms, "skip_ms": skip_ms, "speedup": dense_ms / skip_ms,
-                    "threads": threads, "max_abs_diff": diff})
+                    "saved_fraction": sum(r.saved_fraction for r in reports) / len(reports),
+                    "dense_ms": times["dense"], "skip_ms": times["skip"],
+                    "speedup": times["dense"] / times["skip"], "threads": threads,
+                    "weights": "random", "max_abs_diff": diff})
     return out
 
 
@@ -172,18 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.onnx_cases",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="write the rows here")
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads of both "
-                        "sessions (default: %(default)s)")
-    parser.add_argument("--case", action="append", choices=sorted(CASES),
-                        help="only this case (repeatable; default: all)")
+    parser.add_argument("--threads", type=int, help="intra-op threads of both sessions "
+                        "(default: torch's thread count)")
+    parser.add_argument("--case", action="append", choices=[LAYER_CASE, MODEL_CASE],
+                        help="only this case (repeatable; default: both)")
     args = parser.parse_args(argv)
     import onnxruntime as ort
 
     result = rows(args.warmup, args.repeats, args.seed, threads=args.threads,
-                  cases=tuple(args.case or CASES))
+                  cases=tuple(args.case or (LAYER_CASE, MODEL_CASE)))
     print(f"{'case':<30} {'batch':>5} {'density':>7} {'realised':>8} {'computed':>8} "
           f"{'dense ms':>9} {'skip ms':>9} {'speedup':>7}")
     for r in result:
@@ -194,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "machine": platform.processor() or platform.machine(), "onnxruntime": ort.__version__,
-            "torch": torch.__version__, "threads": args.threads, "rows": result}, indent=1))
+            "torch": torch.__version__, "rows": result}, indent=1))
     return 0
 
 

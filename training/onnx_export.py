@@ -40,10 +40,12 @@ with 2 threads (wrong sums where indices repeat), so no graph here adds by scatt
 Alternatives measured on the issue's layer (1024 -> 64 x 64 relu -> 1024, ORT 1.32, 2-core AMD
 EPYC shared with other jobs; speed-up over the dense graph, medians of interleaved runs; the
 machine's memory bandwidth varied by 4x during the day, so take the figures as ranges):
-- union + Gather by block (this module): batch 1 at 10 % 5-8x, at 5 % 10-13x, at 25 % 2-2.7x;
-  at 50 % 0.3x and at 100 % 0.1x without the fallback (copying every weight), 0.9-1x with it.
-  Batch 8 at 10 % (union 57 %): 0.5-0.7x without the fallback, ~0.95x with it. Batches 64 and
-  256: the union is ~100 %, the fallback runs: ~0.95x.
+- union + Gather by block (this module; `python -m benchmarks.onnx_cases`): batch 1 at 10 %
+  8.8x (1 thread) and 10.9x (2 threads), 3.6x when every skipping call follows a dense one
+  (cold caches); at 5 % 13-15x, at 25 % 2.6-2.9x; at 50 % 0.3x and at 100 % 0.1x without the
+  fallback (copying every weight), 0.9-1x with it. Batch 8 at 10 % (union 57 %): 0.5-0.7x
+  without the fallback, 0.95x with it. Batches 64 and 256: the union is ~100 %, the fallback
+  runs: 0.92-1x. The whole `blocks` model (two gated layers), batch 1 at 10 %: 5.4-6.6x.
 - Gather by row (weights kept 2-D, unit indices): 20-30 % slower than by block at batch 1.
 - Compress instead of NonZero + Gather: slower at every density (ORT's Compress kernel).
 - Grouping examples by block with a capacity (MoE style: TopK of each block's examples, Gather

@@ -1,5 +1,6 @@
 """The ONNX benchmark exports through the CLI, checks ORT against torch and times both graphs."""
 
+from benchmarks.cases import LAYER_CASE
 from benchmarks.onnx_cases import rows
 
 FIELDS = {"device", "backend", "case", "batch", "density", "realised_density", "dense_ms",
@@ -7,7 +8,7 @@ FIELDS = {"device", "backend", "case", "batch", "density", "realised_density", "
 
 
 def test_rows_have_the_documented_fields():
-    out = rows(0, 1, 0, batches=(1, 8), densities=(1.0, 0.1), cases=("layer-1024-64x64-1024",))
+    out = rows(0, 1, 0, batches=(1, 8), densities=(1.0, 0.1), cases=(LAYER_CASE,))
     assert len(out) == 4
     assert all(set(r) >= FIELDS and r["speedup"] > 0 and r["backend"] == "onnxruntime"
                for r in out)
