@@ -11,6 +11,7 @@ def plot_speedups(rows: list[dict], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
     panels = sorted({(r["device"], r["backend"], r["case"]) for r in rows})
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.2 * max(1, len(panels)), 3.6),
@@ -25,6 +26,12 @@ def plot_speedups(rows: list[dict], path: Path) -> Path:
         ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        speeds = [r["speedup"] for r in mine]
+        ax.set_yticks([t for t in (0.25, 0.5, 1, 2, 3, 5, 10, 20, 50)
+                       if min(speeds) / 1.5 <= t <= max(speeds) * 1.5])
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%gx"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.set_xlabel("density (fraction of blocks on)")
         ax.set_ylabel("speed-up over dense")
         ax.set_title(f"{device} {backend}\n{case}", fontsize=9)

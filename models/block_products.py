@@ -12,7 +12,9 @@ OpenBLAS runs these products on one thread (`one_blas_thread`): they are small, 
 threads spinning beside torch's OpenMP workers on the same cores made a mixed torch/numpy
 forward 3-8x slower than either alone (measured). Large dense products stay with torch. To use
 more than one core, the blocks are split into contiguous runs of about equal work, one per
-thread (numpy releases the GIL inside BLAS), when there is enough work to pay for the hand-off.
+thread, when there is enough work to pay for the hand-off. The products call `np.dot`, which
+releases the GIL around its BLAS call whatever the size (np.matmul keeps it for a single 2-D
+product), so the threads really run side by side.
 
 Letters: P (example, block) pairs, D input units, K blocks, S units per block, N output units.
 """
@@ -48,8 +50,10 @@ def one_blas_thread() -> Iterator[None]:
             c.set_num_threads(n)
 
 
-# Multiply-adds below which the grouped products stay on the calling thread: handing work to a
-# pool thread costs tens of microseconds.
+# Mean multiply-adds per product below which the grouped products stay on the calling thread.
+# Each product hands the GIL back and forth around its BLAS call; measured here, two threads
+# gained nothing at a block's ~6 rows (batch 64 at 10 %: 0.42 M multiply-adds a product) and
+# halved the time at 64 rows (4 M).
 PARALLEL_FROM_MACS = 2_000_000
 
 
@@ -80,6 +84,25 @@ def _in_parallel(work: Callable[[list[tuple[int, int, int]], int], None],
         future.result()
 
 
+def chunk_spans(spans: list[tuple[int, int, int]], max_pairs: int
+                ) -> Iterator[tuple[int, int, list[tuple[int, int, int]]]]:
+    """(start, end, spans rebased to start) of consecutive runs of spans holding at most
+    `max_pairs` pairs each (a single span larger than that is a run of its own)."""
+    run: list[tuple[int, int, int]] = []
+    for span in spans:
+        if run and span[2] - run[0][1] > max_pairs:
+            yield _rebased(run)
+            run = []
+        run.append(span)
+    if run:
+        yield _rebased(run)
+
+
+def _rebased(run: list[tuple[int, int, int]]) -> tuple[int, int, list[tuple[int, int, int]]]:
+    first = run[0][1]
+    return first, run[-1][2], [(block, a - first, b - first) for block, a, b in run]
+
+
 def block_offsets(counts: list[int]) -> list[tuple[int, int, int]]:
     """(block, start, end) of each block's contiguous slice of the pairs, for blocks with any."""
     spans, start = [], 0
@@ -90,51 +113,26 @@ def block_offsets(counts: list[int]) -> list[tuple[int, int, int]]:
     return spans
 
 
-def gathered_rows_times_blocks(x: np.ndarray, examples: np.ndarray, weights: np.ndarray,
-                               spans: list[tuple[int, int, int]], out: np.ndarray,
-                               threads: int = 1) -> np.ndarray:
-    """out[start:end] = x[examples[start:end]] @ weights[block] for each (block, start, end).
+def _run(work: Callable[[list[tuple[int, int, int]], int], None],
+         spans: list[tuple[int, int, int]], macs: int, threads: int) -> None:
+    if threads > 1 and len(spans) > 1 and macs >= PARALLEL_FROM_MACS * len(spans):
+        _in_parallel(work, spans, threads)
+    else:
+        work(spans, 0)
 
-    x (B, D); examples (P,) sorted by block; weights (K, D, S), each block's matrix contiguous;
-    out (P, S). One BLAS call per block present, so only the blocks some example uses are read;
-    each block's rows are gathered just before its product, while they are cache-sized.
+
+def rows_times_blocks(rows: np.ndarray, weights: np.ndarray,
+                      spans: list[tuple[int, int, int]], out: np.ndarray,
+                      threads: int = 1) -> np.ndarray:
+    """out[start:end] = rows[start:end] @ weights[block] for each (block, start, end) span.
+
+    rows (P, R) sorted by block; weights (K, R, C), each block's matrix contiguous; out (P, C),
+    C-contiguous. One BLAS call per block present, so only the blocks some pair uses are read;
+    the spans write disjoint rows of out, so threads need no locks.
     """
     def work(run: list[tuple[int, int, int]], _: int) -> None:
         for block, start, end in run:
-            np.matmul(x[examples[start:end]], weights[block], out=out[start:end])
+            np.dot(rows[start:end], weights[block], out=out[start:end])
 
-    macs = out.size * weights.shape[1]
-    if threads > 1 and len(spans) > 1 and macs >= PARALLEL_FROM_MACS:
-        _in_parallel(work, spans, threads)
-    else:
-        work(spans, 0)
-    return out
-
-
-def accumulate_blocks_times_rows(values: np.ndarray, examples: np.ndarray, weights: np.ndarray,
-                                 spans: list[tuple[int, int, int]], out: np.ndarray,
-                                 threads: int = 1) -> np.ndarray:
-    """out[examples[start:end]] += values[start:end] @ weights[block] for each span.
-
-    values (P, S) pairs sorted by block; weights (K, S, N), each input block's rows contiguous;
-    out (B, N). An example appears at most once in a block's span, so the scattered += is exact;
-    threads other than the caller's add into their own zeroed (B, N) buffers, summed at the end
-    (two blocks of one run may share an example, two runs may too).
-    """
-    buffers = [out]
-
-    def work(run: list[tuple[int, int, int]], index: int) -> None:
-        target = buffers[index]
-        for block, start, end in run:
-            target[examples[start:end]] += np.matmul(values[start:end], weights[block])
-
-    macs = values.size * weights.shape[2]
-    if threads > 1 and len(spans) > 1 and macs >= PARALLEL_FROM_MACS:
-        parts = len(split_spans(spans, threads))
-        buffers += [np.zeros_like(out) for _ in range(parts - 1)]
-        _in_parallel(work, spans, threads)
-        for buffer in buffers[1:]:
-            out += buffer
-    else:
-        work(spans, 0)
+    _run(work, spans, out.size * weights.shape[1], threads)
     return out

@@ -2,8 +2,8 @@
 
 `SkipNetwork(model)` is an inference view of a trained `GatedNetwork` (deterministic gates, the
 calibrated thresholds), fp32. Per gated layer it runs the gater in full, then routes each
-example one of two ways, by its own gate pattern only (so its compute report never depends on
-its batch-mates):
+example one of two ways, by its own gate pattern and the batch size only (never by what its
+batch-mates' gates are):
 
 - sparse (the example has fewer than `dense_from` of the layer's blocks on): its (example,
   block) pairs that are on are grouped by block, the way MoE kernels sort tokens by expert, and
@@ -37,20 +37,24 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .block_products import (
-    accumulate_blocks_times_rows,
-    block_offsets,
-    gathered_rows_times_blocks,
-    one_blas_thread,
-)
+from .block_products import block_offsets, chunk_spans, one_blas_thread, rows_times_blocks
 from .compute import ComputeReport, compute_reports
 from .gated_network import GatedLayer, GatedNetwork
 
-# Route an example dense at a gated layer from this fraction of its blocks on. Below it the
-# grouped products win on this project's CPU at every batch size measured (benchmarks.skip);
-# above it one dense product does, since grouped products run at about a third of a large
-# product's multiply-add rate.
-DENSE_FROM = 0.5
+# Route an example dense at a gated layer from this fraction of its blocks on (by default; a
+# `dense_from` given to SkipNetwork applies at every batch size). Measured with
+# `python -m benchmarks.skip` on this project's CPU: a lone example is memory bound, so reading
+# only its blocks' weights pays until nearly all are on (half of them: 1.2x-2x dense); in a
+# batch, a block's product has a few rows and runs at a fraction of a large product's rate:
+# all examples sparse ran 1.1x-1.6x dense at a quarter of the blocks and 0.5x-0.8x at half.
+# A batch whose examples straddle the line pays for both routes, so the line sits between.
+DENSE_FROM_SINGLE = 0.75
+DENSE_FROM_BATCH = 0.4
+# Dense products from this many multiply-adds run in torch, on all its threads.
+TORCH_DENSE_FROM_MACS = 8_000_000
+# A consumer's partial products are summed into output rows a few thousand (pair, output)
+# values at a time, so the buffer they pass through stays cache-sized (4 MB of float32).
+PARTS_BUFFER_ELEMENTS = 1 << 20
 
 
 def _sigmoid_(x: np.ndarray) -> np.ndarray:
@@ -107,23 +111,52 @@ class _Linear:
         self.bias_tensor = linear.bias.detach().to(torch.float32).clone()  # (N,)
         self.bias = self.bias_tensor.numpy()
         n, d = self.weight.shape
+        self.transposed = _numpy(self.weight.T)  # (D, N)
         self.by_out_block = (_numpy(self.weight.view(out_blocks, n // out_blocks, d)  # (K, D, S)
                                     .transpose(1, 2)) if out_blocks else None)
-        self.by_in_block = (_numpy(self.weight.T).reshape(in_blocks, d // in_blocks, n)
-                            if in_blocks else None)  # (K_in, S_in, N)
+        self.by_in_block = (self.transposed.reshape(in_blocks, d // in_blocks, n)
+                            if in_blocks else None)  # (K_in, S_in, N), a view
 
     def dense(self, x: np.ndarray) -> np.ndarray:
-        """x @ W.T + b for full rows, (B, N): one large product, torch's (multi-threaded)."""
-        return torch.addmm(self.bias_tensor, torch.from_numpy(x), self.weight.T).numpy()
+        """x @ W.T + b for full rows, (B, N). A large product goes to torch (multi-threaded); a
+        small one (a narrow read-out, a single row) stays in numpy on this thread, so torch's
+        OpenMP workers are not left spinning against the grouped products' threads."""
+        if x.shape[0] * self.weight.numel() >= TORCH_DENSE_FROM_MACS:
+            return torch.addmm(self.bias_tensor, torch.from_numpy(x), self.weight.T).numpy()
+        out = np.dot(x, self.transposed)
+        out += self.bias
+        return out
+
+
+class _Gater:
+    """A gater's logits in numpy on one BLAS thread. A torch product here would leave torch's
+    OpenMP workers spinning on the other cores just when the grouped products that follow want
+    them (measured: it cancelled the second thread's gain)."""
+
+    def __init__(self, layer: GatedLayer) -> None:
+        gater = layer.gater
+        self.hidden = ((_numpy(gater.hidden.weight.T), _numpy(gater.hidden.bias))
+                       if gater.hidden is not None else None)
+        self.out = (_numpy(gater.out.weight.T), _numpy(gater.out.bias))
+
+    def __call__(self, x: np.ndarray) -> Tensor:
+        if self.hidden is not None:
+            h = np.dot(x, self.hidden[0])  # (B, M)
+            h += self.hidden[1]
+            x = np.tanh(h, out=h)
+        logits = np.dot(x, self.out[0])  # (B, K)
+        logits += self.out[1]
+        return torch.from_numpy(logits)
 
 
 class SkipNetwork:
-    def __init__(self, model: GatedNetwork, *, dense_from: float = DENSE_FROM,
+    def __init__(self, model: GatedNetwork, *, dense_from: float | None = None,
                  threads: int | None = None) -> None:
         """`dense_from`: route an example dense at a gated layer from this fraction of its
-        blocks on (> 1: never). `threads`: threads for the grouped products (default torch's
+        blocks on (> 1: never; default DENSE_FROM_SINGLE for one example, DENSE_FROM_BATCH
+        for more). `threads`: threads for the grouped products (default torch's
         intra-op thread count)."""
-        if not dense_from > 0.0:  # NaN refused too
+        if dense_from is not None and not dense_from > 0.0:  # NaN refused too
             raise ValueError(f"dense_from must be > 0 (a fraction of blocks, > 1 for never), "
                              f"got {dense_from}")
         if threads is not None and threads < 1:
@@ -132,13 +165,22 @@ class SkipNetwork:
         self.dense_from = dense_from
         self.threads = threads or torch.get_num_threads()
         self._linears: list[_Linear] = []
+        self._gaters: dict[int, _Gater] = {}
         previous_blocks = 0  # blocks of the previous layer if it was gated
         for layer in model.layers:
             out_blocks = layer.config.blocks if layer.gater is not None else 0
             reads_by_block = previous_blocks if layer.gater is None else 0
             self._linears.append(_Linear(layer.main, out_blocks, reads_by_block))
+            if layer.gater is not None:
+                self._gaters[id(layer)] = _Gater(layer)
             previous_blocks = out_blocks
         self._readout = _Linear(model.readout, 0, previous_blocks)
+
+    def dense_fraction(self, batch: int) -> float:
+        """The fraction of a layer's blocks from which an example is computed densely."""
+        if self.dense_from is not None:
+            return self.dense_from
+        return DENSE_FROM_SINGLE if batch == 1 else DENSE_FROM_BATCH
 
     @torch.no_grad()
     def __call__(self, x: Tensor) -> SkipOutput:
@@ -156,47 +198,49 @@ class SkipNetwork:
                 x = NUMPY_ACTIVATIONS[layer.config.activation](self._read(linear, x, sparse))
                 sparse = None
             else:
-                x, sparse, values, ran = self._gated(layer, linear, x)
+                x, sparse, values, on_count, ran = self._gated(layer, linear, x)
                 gates.append(values)
-                active.append((values != 0).sum(-1))
+                active.append(on_count)
                 computed.append(ran)
         logits = torch.from_numpy(self._read(self._readout, x, sparse))
         if not gates:
             zeros = torch.zeros(x.shape[0], 0, dtype=torch.int64)
             return SkipOutput(logits, zeros, zeros.clone(), gates)
-        return SkipOutput(logits, torch.stack(active, -1),
+        return SkipOutput(logits, torch.from_numpy(np.stack(active, -1).astype(np.int64)),
                           torch.from_numpy(np.stack(computed, -1)), gates)
 
     def _gated(self, layer: GatedLayer, linear: _Linear, x: np.ndarray
-               ) -> tuple[np.ndarray, _SparseRows, Tensor, np.ndarray]:
+               ) -> tuple[np.ndarray, _SparseRows, Tensor, np.ndarray, np.ndarray]:
         """One gated layer: the gater in full, then each example's blocks, sparse or dense."""
         k, s = layer.config.blocks, layer.config.block_size
         act = NUMPY_ACTIVATIONS[layer.config.activation]
-        logits = layer.gater(torch.from_numpy(x))  # (B, K): the gater always runs in full
+        logits = self._gaters[id(layer)](x)  # (B, K): the gater always runs in full
         gate_values = layer.estimator.gate_values(logits, logits > layer.threshold)  # (B, K)
         values = gate_values.numpy()
         on = values != 0  # a gate whose value is 0 multiplies nothing: its block is skipped
         count = on.sum(-1)  # (B,)
-        dense = count >= self.dense_from * k  # (B,) routed dense
-        out = np.zeros((x.shape[0], k, s), dtype=np.float32)  # (B, K, S)
+        dense = count >= self.dense_fraction(x.shape[0]) * k  # (B,) routed dense
         dense_rows = np.flatnonzero(dense)  # (n,)
-        if dense_rows.size:
-            rows = x if dense_rows.size == x.shape[0] else x[dense_rows]
-            h = act(linear.dense(rows)).reshape(-1, k, s)  # (n, K, S)
+        if dense_rows.size == x.shape[0]:  # every example dense: gate the product in place
+            out = act(linear.dense(x)).reshape(-1, k, s)  # (B, K, S)
+            out *= values[:, :, None]
+        else:
+            out = np.zeros((x.shape[0], k, s), dtype=np.float32)  # (B, K, S)
+        if 0 < dense_rows.size < x.shape[0]:
+            h = act(linear.dense(x[dense_rows])).reshape(-1, k, s)  # (n, K, S)
             out[dense_rows] = h * values[dense_rows, :, None]
         blocks, examples = np.nonzero(on.T & ~dense)  # pairs sorted by block, then example
         spans = block_offsets(np.bincount(blocks, minlength=k).tolist())
         pairs = np.empty((examples.size, s), dtype=np.float32)  # (P, S)
         if spans:
-            gathered_rows_times_blocks(x, examples, linear.by_out_block, spans, pairs,
-                                       self.threads)
+            rows_times_blocks(x[examples], linear.by_out_block, spans, pairs, self.threads)
             pairs += linear.bias.reshape(k, s)[blocks]
             act(pairs)
             pairs *= values[examples, blocks, None]
             out[examples, blocks] = pairs
         ran = np.where(dense, k, count)  # (B,)
         return (out.reshape(x.shape[0], k * s), _SparseRows(examples, spans, pairs, dense_rows),
-                gate_values, ran)
+                gate_values, count, ran)
 
     def _read(self, linear: _Linear, x: np.ndarray, sparse: _SparseRows | None) -> np.ndarray:
         """x @ W.T + b. After a gated layer, an example routed sparse reads only its own active
@@ -210,6 +254,14 @@ class SkipNetwork:
         out[:] = linear.bias
         if sparse.dense_rows.size:
             out[sparse.dense_rows] = linear.dense(x[sparse.dense_rows])
-        accumulate_blocks_times_rows(sparse.values, sparse.examples, linear.by_in_block,
-                                     sparse.spans, out, self.threads)
+        out_rows = torch.from_numpy(out)
+        examples = torch.from_numpy(sparse.examples)
+        chunks = list(chunk_spans(sparse.spans, max(1, PARTS_BUFFER_ELEMENTS // out.shape[1])))
+        buffer = np.empty((max((end - start for start, end, _ in chunks), default=0),
+                           out.shape[1]), dtype=np.float32)
+        for start, end, spans in chunks:
+            parts = buffer[:end - start]  # (pairs of this chunk, N)
+            rows_times_blocks(sparse.values[start:end], linear.by_in_block, spans, parts,
+                              self.threads)
+            out_rows.index_add_(0, examples[start:end], torch.from_numpy(parts))
         return out

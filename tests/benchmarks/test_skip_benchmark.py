@@ -34,3 +34,19 @@ def test_set_density_reaches_the_density_in_every_gated_layer():
     set_density(model, x, 0.25)
     active = SkipNetwork(model)(x).active_blocks.float().mean(0) / 64
     assert torch.allclose(active, torch.tensor([0.25, 0.25]), atol=0.01)
+
+
+def test_report_renders_tables_and_updates_only_between_markers(tmp_path):
+    from benchmarks.skip_report import main as report
+
+    out = tmp_path / "run.json"
+    out.write_text(json.dumps({"machine": {"processor": "cpu", "cpu_threads": 2}, "rows": [
+        {"device": "cpu", "backend": "torch", "case": "c", "batch": b, "density": d,
+         "dense_ms": 2.0, "skip_ms": 1.0, "speedup": 2.0} for b in (1, 8) for d in (1.0, 0.1)]}))
+    doc = tmp_path / "doc.md"
+    doc.write_text("before\n<!-- skip-tables:run:begin -->\nold\n<!-- skip-tables:run:end -->\n"
+                   "after\n")
+    assert report([str(out), "--update", str(doc)]) == 0
+    text = doc.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
+    assert "| 8 | 2.00x (2 / 1) | 2.00x (2 / 1) |" in text

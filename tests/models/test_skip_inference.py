@@ -61,7 +61,7 @@ def assert_same(model: GatedNetwork, x: torch.Tensor, dense_from: float | None =
     # An example is computed in full at a layer where it has at least dense_from of its blocks
     # on; otherwise exactly its active blocks run.
     blocks = torch.tensor([layer.config.blocks for layer in model.gated_layers])
-    routed_dense = expected_active >= engine.dense_from * blocks
+    routed_dense = expected_active >= engine.dense_fraction(x.shape[0]) * blocks
     expected_computed = torch.where(routed_dense, blocks, expected_active)
     assert torch.equal(skipped.computed_blocks, expected_computed)
     assert skipped.reports(model) == compute_reports(model.config, expected_active,
@@ -109,23 +109,28 @@ def test_a_bad_routing_fraction_is_refused():
 
 
 def test_each_example_is_routed_by_its_own_gates_not_its_batch_mates():
-    """The same example reports the same compute alone and in any batch."""
+    """With a fixed routing fraction, the same example reports the same compute alone and in
+    any batch; by default a lone example is routed dense later than one in a batch."""
     model = network("st", 5, "gated-gated")
     x = torch.randn(9, 12, generator=torch.Generator().manual_seed(1))
     engine = SkipNetwork(model, dense_from=0.5)
     together = engine(x).reports(model)
     alone = [engine(x[i:i + 1]).reports(model)[0] for i in range(9)]
     assert together == alone
+    default = SkipNetwork(model)
+    assert default.dense_fraction(1) > default.dense_fraction(2) == default.dense_fraction(64)
     assert any(r.computed_blocks != r.active_blocks for r in together)  # both routes ran
     assert any(r.computed_blocks == r.active_blocks for r in together)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_grouped_products_split_over_threads_give_the_same_output(threads, monkeypatch):
-    """Pool threads accumulate into their own buffers; any split gives the same sums."""
+    """Threads write disjoint pair rows, consumer chunks sum in any order: same output."""
     import models.block_products as block_products
+    import models.skip_inference as skip_inference
 
     monkeypatch.setattr(block_products, "PARALLEL_FROM_MACS", 0)  # split even tiny work
+    monkeypatch.setattr(skip_inference, "PARTS_BUFFER_ELEMENTS", 8)  # many consumer chunks
     model = network("st", 11, "gated-dense-gated")
     for layer in model.gated_layers:
         layer.threshold.fill_(0.0)
@@ -136,10 +141,13 @@ def test_grouped_products_split_over_threads_give_the_same_output(threads, monke
 
 
 def test_split_spans_balances_pairs_and_keeps_order():
-    from models.block_products import split_spans
+    from models.block_products import chunk_spans, split_spans
 
     spans = [(0, 0, 10), (2, 10, 12), (3, 12, 30), (5, 30, 31), (7, 31, 40)]
     runs = split_spans(spans, 2)
     assert [s for run in runs for s in run] == spans and len(runs) == 2
     assert split_spans(spans, 1) == [spans]
     assert split_spans([], 4) == []
+    chunks = list(chunk_spans(spans, 12))
+    assert [(a, b) for a, b, _ in chunks] == [(0, 12), (12, 30), (30, 40)]
+    assert chunks[0][2] == [(0, 0, 10), (2, 10, 12)] and chunks[1][2] == [(3, 0, 18)]
