@@ -49,7 +49,8 @@ def _cpu_name() -> str:
 
 
 def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
-        backends: tuple[str, ...] = ("torch", "onnxruntime")) -> list[dict]:
+        backends: tuple[str, ...] = ("torch", "onnxruntime"), batches=None, densities=None,
+        cases=None) -> list[dict]:
     def show(row: dict) -> None:
         print(TABLE.format(**row), flush=True)
 
@@ -67,6 +68,8 @@ def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
             show(row)
         return rows
     sizes = {"batches": (1, 8), "densities": (1.0, 0.1)} if quick else {}
+    sizes |= {k: v for k, v in (("batches", batches), ("densities", densities),
+                                ("cases", cases)) if v}
     rows = []
     if "torch" in backends:
         from . import cpu_cases
@@ -94,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="CPU backends to time, comma-separated (default: both)")
     parser.add_argument("--quick", action="store_true",
                         help="batches 1 and 8, densities 1.0 and 0.1 only (a smoke run)")
+    parser.add_argument("--batches", type=lambda v: tuple(int(b) for b in v.split(",")),
+                        help="CPU batch sizes, comma-separated (default 1,8,64,256)")
+    parser.add_argument("--densities", type=lambda v: tuple(float(d) for d in v.split(",")),
+                        help="densities, comma-separated (default 1,0.5,0.25,0.1,0.05)")
+    parser.add_argument("--cases", type=lambda v: tuple(v.split(",")),
+                        help="cases, comma-separated (default: the layer and the whole model)")
     args = parser.parse_args(argv)
     if args.warmup < 0 or args.repeats < 1:
         parser.error("--warmup must be >= 0 and --repeats >= 1")
@@ -101,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(backends) - {"torch", "onnxruntime"}
     if unknown:
         parser.error(f"unknown backend(s) {sorted(unknown)}; valid: torch, onnxruntime")
-    rows = run(args.device, args.warmup, args.repeats, args.seed, args.quick, backends)
+    rows = run(args.device, args.warmup, args.repeats, args.seed, args.quick, backends,
+               args.batches, args.densities, args.cases)
     if args.json:
         from .skip_plot import plot_speedups
 

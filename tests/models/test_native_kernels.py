@@ -1,0 +1,88 @@
+"""The C grouped-product kernels equal numpy's products, and the skipping forward that uses them
+equals the dense masked forward. Tolerance: 1e-4 relative, 1e-4 absolute (float32 sums of up to
+1024 terms in a different order). Skipped where no C compiler builds them."""
+
+import numpy as np
+import pytest
+import torch
+
+from models import native_kernels
+from models.gated_config import GatedNetworkConfig
+from models.gated_network import GatedNetwork
+from models.skip_inference import SkipNetwork
+
+kernels = native_kernels.load()
+pytestmark = pytest.mark.skipif(kernels is None, reason="no C compiler built the kernels")
+
+
+def random_pairs(rng, batch, blocks, density):
+    on = rng.random((batch, blocks)) < density
+    block_of, examples = np.nonzero(on.T)
+    spans, start = [], 0
+    for block, n in enumerate(np.bincount(block_of, minlength=blocks).tolist()):
+        if n:
+            spans.append((block, start, start + n))
+            start += n
+    return block_of, examples.astype(np.int64), np.array(spans, dtype=np.int64).reshape(-1, 3)
+
+
+@pytest.mark.parametrize("batch, density", [(1, 0.3), (7, 0.5), (33, 0.2), (20, 1.0)])
+def test_kernels_equal_the_per_pair_products(batch, density):
+    rng = np.random.default_rng(batch)
+    blocks, d, s, n = 5, 96, 64, 128
+    block_of, examples, spans = random_pairs(rng, batch, blocks, density)
+    x = rng.standard_normal((batch, d), dtype=np.float32)
+    w_in = rng.standard_normal((blocks, d, s), dtype=np.float32)
+    got = kernels.rows_times_blocks(x, examples, w_in, spans,
+                                    np.empty((examples.size, s), np.float32))
+    want = np.stack([x[e] @ w_in[b] for e, b in zip(examples, block_of, strict=True)]) \
+        if examples.size else got
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+    h = rng.standard_normal((examples.size, s), dtype=np.float32)
+    w_out = rng.standard_normal((blocks, s, n), dtype=np.float32)
+    out = np.ones((batch, n), np.float32)
+    kernels.accumulate_blocks_times_rows(h, examples, w_out, spans, out)
+    want = np.ones((batch, n), np.float32)
+    for p, (e, b) in enumerate(zip(examples, block_of, strict=True)):
+        want[e] += h[p] @ w_out[b]
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+
+
+def test_kernels_refuse_arrays_they_cannot_read():
+    x = np.zeros((2, 64), np.float64)
+    with pytest.raises(ValueError, match="float32"):
+        kernels.rows_times_blocks(x, np.zeros(1, np.int64), np.zeros((1, 64, 64), np.float32),
+                                  np.zeros((1, 3), np.int64), np.zeros((1, 64), np.float32))
+    assert native_kernels.supports(128) and not native_kernels.supports(10)
+
+
+@pytest.mark.parametrize("batch", [1, 5, 40])
+def test_the_skipping_forward_with_native_kernels_equals_dense_masked(batch):
+    torch.manual_seed(batch)
+    config = GatedNetworkConfig.from_dict({
+        "input_size": 48, "num_classes": 3, "target_density": 0.3, "layers": [
+            {"blocks": 6, "block_size": 64, "gater_hidden": 8, "activation": "relu"},
+            {"blocks": 128, "block_size": 1, "activation": "tanh", "gated": False}]})
+    model = GatedNetwork(config).eval()
+    model.layers[0].threshold.fill_(0.0)
+    with torch.no_grad():
+        model.layers[0].gater.out.weight.mul_(4.0)
+    x = torch.randn(batch, 48)
+    want = model(x).logits
+    native = SkipNetwork(model, dense_from=2.0)  # batch 40: ~12 rows a block, native runs
+    assert native.native is not None
+    numpy_only = SkipNetwork(model, dense_from=2.0, native=False)
+    calls = []
+    for name in ("rows_times_blocks", "accumulate_blocks_times_rows"):
+        kernel = getattr(native.native, name)
+        setattr(native.native, name, lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
+    try:
+        torch.testing.assert_close(native(x).logits, want, rtol=1e-4, atol=1e-4)
+    finally:
+        for name in ("rows_times_blocks", "accumulate_blocks_times_rows"):
+            delattr(native.native, name)
+    # From ~4 rows per block (batch 40 here) both products run in C; below, in numpy.
+    assert (len(calls) == 2) == (batch >= 40)
+    torch.testing.assert_close(numpy_only(x).logits, want, rtol=1e-4, atol=1e-4)
+    assert 0 < int(native(x).active_blocks.sum()) < 6 * batch
