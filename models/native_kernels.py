@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 SOURCE = Path(__file__).with_name("csrc") / "block_kernels.c"
-FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-funroll-loops", "-shared", "-fPIC")
+FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-funroll-loops", "-shared", "-fPIC",
+         "-pthread")
 TILE = 64  # the kernels' column tile (T in the source): column counts must be multiples
 
 
@@ -41,25 +42,37 @@ class NativeKernels:
         self._accumulate.argtypes = [pointer, size, pointer, pointer, size, pointer, size,
                                      pointer]
         self._accumulate.restype = None
+        self._threaded = library.grouped_products_threaded
+        self._threaded.argtypes = [ctypes.c_int, pointer, size, pointer, pointer, size, pointer,
+                                   size, pointer, size]
+        self._threaded.restype = None
 
     def rows_times_blocks(self, x: np.ndarray, examples: np.ndarray, weights: np.ndarray,
-                          spans: np.ndarray, out: np.ndarray) -> np.ndarray:
+                          spans: np.ndarray, out: np.ndarray, threads: int = 1) -> np.ndarray:
         """out[p] = x[examples[p]] @ weights[block]; x (B, D), weights (K, D, S), spans (G, 3)
-        int64 (block, start, end), out (P, S); all C-contiguous."""
+        int64 (block, start, end), out (P, S); all C-contiguous. `threads` > 1 splits the
+        spans over that many threads inside C (the GIL is released by ctypes)."""
         _check(x, weights, out, examples, spans)
-        self._rows(x.ctypes.data, x.shape[1], examples.ctypes.data, weights.ctypes.data,
-                   weights.shape[2], spans.ctypes.data, spans.shape[0], out.ctypes.data)
+        args = (x.ctypes.data, x.shape[1], examples.ctypes.data, weights.ctypes.data,
+                weights.shape[2], spans.ctypes.data, spans.shape[0], out.ctypes.data)
+        if threads > 1:
+            self._threaded(0, *args, threads)
+        else:
+            self._rows(*args)
         return out
 
     def accumulate_blocks_times_rows(self, values: np.ndarray, examples: np.ndarray,
-                                     weights: np.ndarray, spans: np.ndarray, out: np.ndarray
-                                     ) -> np.ndarray:
+                                     weights: np.ndarray, spans: np.ndarray, out: np.ndarray,
+                                     threads: int = 1) -> np.ndarray:
         """out[examples[p]] += values[p] @ weights[block]; values (P, S), weights (K, S, N),
-        out (B, N)."""
+        out (B, N). `threads` > 1 splits the output columns over that many threads."""
         _check(values, weights, out, examples, spans)
-        self._accumulate(values.ctypes.data, values.shape[1], examples.ctypes.data,
-                         weights.ctypes.data, weights.shape[2], spans.ctypes.data,
-                         spans.shape[0], out.ctypes.data)
+        args = (values.ctypes.data, values.shape[1], examples.ctypes.data, weights.ctypes.data,
+                weights.shape[2], spans.ctypes.data, spans.shape[0], out.ctypes.data)
+        if threads > 1:
+            self._threaded(1, *args, threads)
+        else:
+            self._accumulate(*args)
         return out
 
 

@@ -54,6 +54,8 @@ DENSE_FROM_SINGLE = 0.75
 DENSE_FROM_BATCH = 0.4
 # Mean pair rows per block from which the C kernels run the grouped products.
 NATIVE_FROM_ROWS_PER_BLOCK = 4
+# Multiply-adds from which a C grouped product is split over `threads` threads.
+NATIVE_THREADS_FROM_MACS = 4_000_000
 # Dense products from this many multiply-adds run in torch, on all its threads.
 TORCH_DENSE_FROM_MACS = 8_000_000
 # A consumer's partial products are summed into output rows a few thousand (pair, output)
@@ -158,8 +160,8 @@ class SkipNetwork:
                  threads: int | None = None, native: bool = True) -> None:
         """`dense_from`: route an example dense at a gated layer from this fraction of its
         blocks on (> 1: never; default DENSE_FROM_SINGLE for one example, DENSE_FROM_BATCH
-        for more). `threads`: threads for the numpy grouped products (default torch's
-        intra-op thread count). `native`: use the C kernels where they build (False: numpy
+        for more). `threads`: threads for the grouped products (default torch's intra-op
+        thread count). `native`: use the C kernels where they build (False: numpy
         only)."""
         if dense_from is not None and not dense_from > 0.0:  # NaN refused too
             raise ValueError(f"dense_from must be > 0 (a fraction of blocks, > 1 for never), "
@@ -188,6 +190,10 @@ class SkipNetwork:
         ~1 row per block, ran 1.3x slower native)."""
         return (self.native is not None and native_kernels.supports(columns)
                 and pairs >= NATIVE_FROM_ROWS_PER_BLOCK * spans)
+
+    def _native_threads(self, macs: int) -> int:
+        """Threads for a C grouped product: starting one costs tens of microseconds."""
+        return self.threads if macs >= NATIVE_THREADS_FROM_MACS else 1
 
     def dense_fraction(self, batch: int) -> float:
         """The fraction of a layer's blocks from which an example is computed densely."""
@@ -248,9 +254,10 @@ class SkipNetwork:
         pairs = np.empty((examples.size, s), dtype=np.float32)  # (P, S)
         if spans:
             if self._use_native(s, examples.size, len(spans)):
-                self.native.rows_times_blocks(np.ascontiguousarray(x), examples,
-                                              linear.by_out_block,
-                                              np.array(spans, dtype=np.int64), pairs)
+                self.native.rows_times_blocks(
+                    np.ascontiguousarray(x), examples, linear.by_out_block,
+                    np.array(spans, dtype=np.int64), pairs,
+                    self._native_threads(pairs.size * x.shape[1]))
             else:
                 rows_times_blocks(x[examples], linear.by_out_block, spans, pairs, self.threads)
             pairs += linear.bias.reshape(k, s)[blocks]
@@ -278,7 +285,8 @@ class SkipNetwork:
         if self._use_native(out.shape[1], sparse.examples.size, len(sparse.spans)):
             self.native.accumulate_blocks_times_rows(
                 np.ascontiguousarray(sparse.values), sparse.examples, linear.by_in_block,
-                np.array(sparse.spans, dtype=np.int64), out)
+                np.array(sparse.spans, dtype=np.int64), out,
+                self._native_threads(sparse.values.size * out.shape[1]))
             return out
         out_rows = torch.from_numpy(out)
         examples = torch.from_numpy(sparse.examples)

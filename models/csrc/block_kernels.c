@@ -66,3 +66,85 @@ void accumulate_blocks_times_rows(const float *__restrict h, int64_t S, const in
         }
     }
 }
+
+/* The same two products split over `threads` POSIX threads (the caller's included). The gated
+ * layer's pairs are split by spans (each thread writes its own pair rows); the consumer's by
+ * output column tiles (each thread owns its columns of every output row), so no thread ever
+ * writes where another does. OpenMP is avoided on purpose: a second OpenMP runtime beside
+ * torch's would keep its own workers spinning against torch's. */
+#include <pthread.h>
+
+typedef struct {
+    int kind; /* 0: rows_times_blocks, 1: accumulate_blocks_times_rows */
+    const float *in; int64_t in_cols; const int64_t *ex; const float *W; int64_t out_cols;
+    const int64_t *spans; int64_t G; float *out;
+    int64_t col_begin, col_end; /* consumer: this thread's output columns */
+} job_t;
+
+static void accumulate_columns(const float *__restrict h, int64_t S, const int64_t *ex,
+                               const float *__restrict W, int64_t N, const int64_t *spans,
+                               int64_t G, float *__restrict out, int64_t c_begin, int64_t c_end) {
+    for (int64_t g = 0; g < G; ++g) {
+        const float *Wk = W + spans[3 * g] * S * N;
+        int64_t start = spans[3 * g + 1], end = spans[3 * g + 2];
+        for (int64_t p0 = start; p0 < end; p0 += R2) {
+            int64_t n = end - p0 < R2 ? end - p0 : R2;
+            for (int64_t c0 = c_begin; c0 < c_end; c0 += T) {
+                float acc[R2][T] = {{0}};
+                for (int64_t s = 0; s < S; ++s) {
+                    const float *wr = Wk + s * N + c0;
+                    for (int64_t i = 0; i < R2; ++i) {
+                        float hv = i < n ? h[(p0 + i) * S + s] : 0.0f;
+                        for (int64_t c = 0; c < T; ++c) acc[i][c] += hv * wr[c];
+                    }
+                }
+                for (int64_t i = 0; i < n; ++i) {
+                    float *o = out + ex[p0 + i] * N + c0;
+                    for (int64_t c = 0; c < T; ++c) o[c] += acc[i][c];
+                }
+            }
+        }
+    }
+}
+
+static void *run_job(void *arg) {
+    job_t *j = (job_t *)arg;
+    if (j->kind == 0)
+        rows_times_blocks(j->in, j->in_cols, j->ex, j->W, j->out_cols, j->spans, j->G, j->out);
+    else
+        accumulate_columns(j->in, j->in_cols, j->ex, j->W, j->out_cols, j->spans, j->G, j->out,
+                           j->col_begin, j->col_end);
+    return NULL;
+}
+
+#define MAX_THREADS 64
+void grouped_products_threaded(int kind, const float *in, int64_t in_cols, const int64_t *ex,
+                               const float *W, int64_t out_cols, const int64_t *spans,
+                               int64_t G, float *out, int64_t threads) {
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    job_t jobs[MAX_THREADS];
+    pthread_t ids[MAX_THREADS];
+    int64_t used = 0;
+    if (kind == 0) { /* contiguous runs of spans with about equal numbers of pairs */
+        int64_t total = G ? spans[3 * (G - 1) + 2] - spans[1] : 0, g0 = 0;
+        for (int64_t t = 0; t < threads && g0 < G; ++t) {
+            int64_t target = spans[1] + total * (t + 1) / threads, g1 = g0 + 1;
+            while (g1 < G && spans[3 * g1 + 1] < target) ++g1;
+            if (t == threads - 1) g1 = G;
+            jobs[used++] = (job_t){0, in, in_cols, ex, W, out_cols, spans + 3 * g0, g1 - g0, out,
+                                   0, 0};
+            g0 = g1;
+        }
+    } else { /* whole column tiles per thread */
+        int64_t tiles = out_cols / T;
+        for (int64_t t = 0; t < threads; ++t) {
+            int64_t a = tiles * t / threads, b = tiles * (t + 1) / threads;
+            if (b > a)
+                jobs[used++] = (job_t){1, in, in_cols, ex, W, out_cols, spans, G, out,
+                                       a * T, b * T};
+        }
+    }
+    for (int64_t t = 1; t < used; ++t) pthread_create(&ids[t], NULL, run_job, &jobs[t]);
+    if (used) run_job(&jobs[0]);
+    for (int64_t t = 1; t < used; ++t) pthread_join(ids[t], NULL);
+}

@@ -35,6 +35,9 @@ def test_kernels_equal_the_per_pair_products(batch, density):
     w_in = rng.standard_normal((blocks, d, s), dtype=np.float32)
     got = kernels.rows_times_blocks(x, examples, w_in, spans,
                                     np.empty((examples.size, s), np.float32))
+    for threads in (2, 3):  # spans split over threads write the same rows
+        np.testing.assert_array_equal(kernels.rows_times_blocks(
+            x, examples, w_in, spans, np.empty((examples.size, s), np.float32), threads), got)
     want = np.stack([x[e] @ w_in[b] for e, b in zip(examples, block_of, strict=True)]) \
         if examples.size else got
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
@@ -43,6 +46,10 @@ def test_kernels_equal_the_per_pair_products(batch, density):
     w_out = rng.standard_normal((blocks, s, n), dtype=np.float32)
     out = np.ones((batch, n), np.float32)
     kernels.accumulate_blocks_times_rows(h, examples, w_out, spans, out)
+    for threads in (2, 3):  # output columns split over threads (128 = 2 tiles: one idle)
+        split = np.ones((batch, n), np.float32)
+        kernels.accumulate_blocks_times_rows(h, examples, w_out, spans, split, threads)
+        np.testing.assert_array_equal(split, out)
     want = np.ones((batch, n), np.float32)
     for p, (e, b) in enumerate(zip(examples, block_of, strict=True)):
         want[e] += h[p] @ w_out[b]
