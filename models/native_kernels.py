@@ -8,9 +8,10 @@ numpy's OpenBLAS): the consumer product (inner dimension 64) ran ~1.6x faster, t
 layer's product (inner dimension 1024) as fast at batch 64 and ~1.8x faster at batch 256.
 
 The library is compiled with the system C compiler (`cc`, or $CC) at `-O3 -march=native` into
-a cache folder ($SPARSEGATE_CACHE, default ~/.cache/sparsegate), keyed by the source's hash and
-the flags, and loaded through ctypes (standard library). Where no compiler is found or the
-build fails, `load()` returns None and the caller uses numpy; SPARSEGATE_NATIVE=0 forces that.
+a cache folder ($SPARSEGATE_CACHE, default ~/.cache/sparsegate), keyed by the source's hash,
+the flags and the CPU's features, and loaded through ctypes (standard library). Where no
+compiler is found or the build fails, `load()` returns None and the caller uses numpy;
+SPARSEGATE_NATIVE=0 forces that.
 """
 
 from __future__ import annotations
@@ -87,6 +88,18 @@ def _check(*arrays: np.ndarray) -> None:
             raise ValueError("native kernels need C-contiguous int64 indices")
 
 
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    import platform
+
+    return platform.machine() + platform.processor()
+
+
 def supports(columns: int) -> bool:
     return columns > 0 and columns % TILE == 0
 
@@ -100,7 +113,10 @@ def load() -> NativeKernels | None:
     if not compiler:
         return None
     source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join((compiler, *FLAGS)).encode()).hexdigest()[:16]
+    # -march=native: a library built on one CPU may not run on another (a shared home folder),
+    # so the CPU's feature flags are part of the key.
+    key = hashlib.sha256(source + " ".join((compiler, *FLAGS, _cpu_flags())).encode()
+                         ).hexdigest()[:16]
     cache = Path(os.environ.get("SPARSEGATE_CACHE", Path.home() / ".cache" / "sparsegate"))
     library = cache / f"block_kernels-{key}.so"
     try:
