@@ -93,3 +93,20 @@ def test_the_skipping_forward_with_native_kernels_equals_dense_masked(batch):
     assert (len(calls) == 2) == (batch >= 40)
     torch.testing.assert_close(numpy_only(x).logits, want, rtol=1e-4, atol=1e-4)
     assert 0 < int(native(x).active_blocks.sum()) < 6 * batch
+
+
+@pytest.mark.parametrize("env", [{"SPARSEGATE_NATIVE": "0"}, {"CC": "/bin/false"}],
+                         ids=["switched-off", "compiler-fails"])
+def test_without_kernels_the_engine_falls_back_to_numpy(env, monkeypatch, tmp_path):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SPARSEGATE_CACHE", str(tmp_path))  # nothing built yet: must compile
+    native_kernels.load.cache_clear()
+    try:
+        assert native_kernels.load() is None
+        model = GatedNetwork(GatedNetworkConfig.from_dict({
+            "input_size": 8, "num_classes": 2, "layers": [
+                {"blocks": 2, "block_size": 64, "gater_hidden": 0, "activation": "relu"}]}))
+        assert SkipNetwork(model).native is None
+    finally:
+        native_kernels.load.cache_clear()
