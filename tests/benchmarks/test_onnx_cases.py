@@ -4,7 +4,7 @@ from benchmarks.cases import LAYER_CASE
 from benchmarks.onnx_cases import rows
 
 FIELDS = {"device", "backend", "case", "batch", "density", "realised_density", "dense_ms",
-          "skip_ms", "speedup", "threads"}
+          "skip_ms", "speedup", "dense_threads", "skip_threads"}
 
 
 def test_rows_have_the_documented_fields():
