@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from models.skip_inference import SkipNetwork
 
@@ -65,8 +66,10 @@ def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DE
         for batch in batches:
             x_np = torch.randn(batch, model.config.input_size, generator=torch.Generator()
                                .manual_seed(seed + batch)).numpy()
-            ms = median_ms({"dense_openblas": lambda: dense_np(x_np)},  # noqa: B023
-                           warmup=warmup, repeats=repeats, rounds=1)["dense_openblas"]
+            # At OpenBLAS's full thread count: the engine leaves it single-threaded.
+            with threadpool_limits(torch.get_num_threads(), user_api="blas"):
+                ms = median_ms({"dense_openblas": lambda: dense_np(x_np)},  # noqa: B023
+                               warmup=warmup, repeats=repeats, rounds=1)["dense_openblas"]
             for row in out:
                 if row["case"] == case and row["batch"] == batch:
                     row["dense_openblas_ms"] = ms

@@ -8,7 +8,7 @@ product 2-3x slower and a matrix-vector product at 15 GB/s against OpenBLAS's 26
 takes slower code paths on non-Intel CPUs. `Tensor.numpy()` is a view of the same memory, so
 nothing is copied between the two libraries.
 
-OpenBLAS runs these products on one thread (`one_blas_thread`): they are small, and its worker
+OpenBLAS runs these products on one thread (`use_one_blas_thread`): they are small, and its worker
 threads spinning beside torch's OpenMP workers on the same cores made a mixed torch/numpy
 forward 3-8x slower than either alone (measured). Large dense products stay with torch. To use
 more than one core, the blocks are split into contiguous runs of about equal work, one per
@@ -21,7 +21,6 @@ Letters: P (example, block) pairs, D input units, K blocks, S units per block, N
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,18 +35,17 @@ def _openblas_controllers() -> list:
     return threadpoolctl.ThreadpoolController().select(internal_api="openblas").lib_controllers
 
 
-@contextlib.contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """Run numpy's OpenBLAS on one thread inside the block (a few microseconds to switch)."""
-    controllers = _openblas_controllers()
-    before = [c.get_num_threads() for c in controllers]
-    for c in controllers:
-        c.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for c, n in zip(controllers, before, strict=True):
-            c.set_num_threads(n)
+def use_one_blas_thread() -> None:
+    """Run numpy's OpenBLAS on one thread from now on, for the whole process.
+
+    Not switched back after each forward: raising OpenBLAS's thread count wakes its workers,
+    which then spin for a while on the cores torch's next product wants (measured: 0.24 ms
+    added to a 3.7 ms batch-8 forward). A process that serves a SkipNetwork leaves numpy's
+    BLAS single-threaded; use threadpoolctl's `threadpool_limits` to lift it around other
+    numpy work.
+    """
+    for controller in _openblas_controllers():
+        controller.set_num_threads(1)
 
 
 # Mean multiply-adds per product below which the grouped products stay on the calling thread.

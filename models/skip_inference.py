@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from . import native_kernels
-from .block_products import block_offsets, chunk_spans, one_blas_thread, rows_times_blocks
+from .block_products import block_offsets, chunk_spans, rows_times_blocks, use_one_blas_thread
 from .compute import ComputeReport, compute_reports
 from .gated_network import GatedLayer, GatedNetwork
 
@@ -172,6 +172,7 @@ class SkipNetwork:
         self.dense_from = dense_from
         self.threads = threads or torch.get_num_threads()
         self.native = native_kernels.load() if native else None
+        use_one_blas_thread()  # see models.block_products
         self._linears: list[_Linear] = []
         self._gaters: dict[int, _Gater] = {}
         previous_blocks = 0  # blocks of the previous layer if it was gated
@@ -206,8 +207,7 @@ class SkipNetwork:
         if x.dim() != 2 or x.shape[1] != self.model.config.input_size:
             raise ValueError(f"x must be (B, {self.model.config.input_size}), got "
                              f"{tuple(x.shape)}")
-        with one_blas_thread():
-            return self._forward(_numpy(x))
+        return self._forward(_numpy(x))
 
     def _forward(self, x: np.ndarray) -> SkipOutput:
         sparse: _SparseRows | None = None  # set right after a gated layer
