@@ -103,7 +103,14 @@ class _SparseRows:
     dense_rows: np.ndarray  # (n,) examples routed dense at this layer
 
 
+# A gated layer's output where every example was routed dense: readers take the dense branch.
+_ALL_DENSE = _SparseRows(np.zeros(0, np.int64), [], np.zeros((0, 0), np.float32),
+                         np.zeros(0, np.int64))
+
+
 def _numpy(t: Tensor) -> np.ndarray:
+    if t.dtype == torch.float32 and not t.requires_grad and t.is_contiguous():
+        return t.numpy()  # the usual input: a view, without three no-op torch calls
     return t.detach().to(torch.float32).contiguous().numpy()
 
 
@@ -239,13 +246,14 @@ class SkipNetwork:
         on = values != 0  # a gate whose value is 0 multiplies nothing: its block is skipped
         count = on.sum(-1)  # (B,)
         dense = count >= self.dense_fraction(x.shape[0]) * k  # (B,) routed dense
-        dense_rows = np.flatnonzero(dense)  # (n,)
-        if dense_rows.size == x.shape[0]:  # every example dense: gate the product in place
+        if dense.all():  # every example dense: one product, gated in place, no pair lists
             out = act(linear.dense(x)).reshape(-1, k, s)  # (B, K, S)
             out *= values[:, :, None]
-        else:
-            out = np.zeros((x.shape[0], k, s), dtype=np.float32)  # (B, K, S)
-        if 0 < dense_rows.size < x.shape[0]:
+            return (out.reshape(x.shape[0], k * s), _ALL_DENSE, gate_values, count,
+                    np.full(x.shape[0], k))
+        dense_rows = np.flatnonzero(dense)  # (n,)
+        out = np.zeros((x.shape[0], k, s), dtype=np.float32)  # (B, K, S)
+        if dense_rows.size:
             h = act(linear.dense(x[dense_rows])).reshape(-1, k, s)  # (n, K, S)
             out[dense_rows] = h * values[dense_rows, :, None]
         blocks, examples = np.nonzero(on.T & ~dense)  # pairs sorted by block, then example
@@ -274,7 +282,7 @@ class SkipNetwork:
         the examples' output rows; one routed dense reads all of x's units."""
         if sparse is None:
             return linear.dense(x)
-        if sparse.dense_rows.size == x.shape[0]:
+        if sparse is _ALL_DENSE:
             return linear.dense(x)
         out = np.empty((x.shape[0], linear.bias.shape[0]), dtype=np.float32)  # (B, N)
         out[:] = linear.bias
