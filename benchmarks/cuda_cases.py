@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.metadata
-import json
-import platform
 import statistics
 import sys
 import time
@@ -32,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.run_record import write_rows
 from benchmarks.skip import layer_model
 from models.gated_network import GatedNetwork
 from models.gpu_skip import GEMV_MAX_BATCH, CudaGraphSkipNetwork, TritonSkipNetwork
@@ -213,11 +212,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['realised_density']:>5.2f} {r['dense_ms']:>9.4f} {r['dense_baseline']:>6} "
               f"{r['skip_ms']:>9.4f} {r['speedup']:>7.2f} {r['max_rel_error']:>8.1e}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "machine": platform.processor() or platform.machine(),
-            "gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-            "triton": importlib.metadata.version("triton"), "rows": table}, indent=1))
+        write_rows(args.json, table, triton=importlib.metadata.version("triton"))
     return 0
 
 

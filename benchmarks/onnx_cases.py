@@ -27,8 +27,6 @@ of blocks the graph computed (the batch's union, or all of them under the dense 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -43,6 +41,7 @@ from models.gated_artifact import save_gated_network
 from models.gated_network import GatedNetwork
 
 from .cases import LAYER_CASE, MODEL_CASE, layer_model, set_density, whole_model
+from .run_record import write_rows
 from .timing import median_ms
 
 BATCHES = (1, 8, 64, 256)
@@ -180,10 +179,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['realised_density']:>8.3f} {r['computed_density']:>8.3f} "
               f"{r['dense_ms']:>9.3f} {r['skip_ms']:>9.3f} {r['speedup']:>7.2f}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "machine": platform.processor() or platform.machine(), "onnxruntime": ort.__version__,
-            "torch": torch.__version__, "rows": result}, indent=1))
+        write_rows(args.json, result, onnxruntime=ort.__version__)
     return 0
 
 

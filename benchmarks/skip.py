@@ -16,36 +16,16 @@ beside it.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 from pathlib import Path
 
 import torch
 
 from .cases import layer_model  # noqa: F401 (re-exported: other benchmark modules use it)
+from .run_record import write_rows
 
 TABLE = ("{backend:>12} {case:>30} {batch:>5} {density:>7.2f} {realised_density:>8.3f} "
          "{dense_ms:>9.3f} {skip_ms:>9.3f} {speedup:>7.2f}")
-
-
-def machine() -> dict:
-    info = {"machine": platform.machine(), "processor": _cpu_name(), "python":
-            platform.python_version(), "torch": torch.__version__,
-            "cpu_threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
@@ -115,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         from .skip_plot import plot_speedups
 
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": machine(), "warmup": args.warmup,
-                                         "repeats": args.repeats, "rows": rows}, indent=1))
+        write_rows(args.json, rows, warmup=args.warmup, repeats=args.repeats)
         png = plot_speedups(rows, args.json.with_suffix(".png"))
         print(f"wrote {args.json} and {png}")
     return 0

@@ -53,27 +53,26 @@ class NativeKernels:
         """out[p] = x[examples[p]] @ weights[block]; x (B, D), weights (K, D, S), spans (G, 3)
         int64 (block, start, end), out (P, S); all C-contiguous. `threads` > 1 splits the
         spans over that many threads inside C (the GIL is released by ctypes)."""
-        _check(x, weights, out, examples, spans)
-        args = (x.ctypes.data, x.shape[1], examples.ctypes.data, weights.ctypes.data,
-                weights.shape[2], spans.ctypes.data, spans.shape[0], out.ctypes.data)
-        if threads > 1:
-            self._threaded(0, *args, threads)
-        else:
-            self._rows(*args)
-        return out
+        return self._launch(0, self._rows, x, examples, weights, spans, out, threads)
 
     def accumulate_blocks_times_rows(self, values: np.ndarray, examples: np.ndarray,
                                      weights: np.ndarray, spans: np.ndarray, out: np.ndarray,
                                      threads: int = 1) -> np.ndarray:
         """out[examples[p]] += values[p] @ weights[block]; values (P, S), weights (K, S, N),
         out (B, N). `threads` > 1 splits the output columns over that many threads."""
-        _check(values, weights, out, examples, spans)
-        args = (values.ctypes.data, values.shape[1], examples.ctypes.data, weights.ctypes.data,
+        return self._launch(1, self._accumulate, values, examples, weights, spans, out, threads)
+
+    def _launch(self, kind: int, single, rows: np.ndarray, examples: np.ndarray,
+                weights: np.ndarray, spans: np.ndarray, out: np.ndarray, threads: int
+                ) -> np.ndarray:
+        """Check the arrays, then run kernel `kind` on this thread or split over `threads`."""
+        _check(rows, weights, out, examples, spans)
+        args = (rows.ctypes.data, rows.shape[1], examples.ctypes.data, weights.ctypes.data,
                 weights.shape[2], spans.ctypes.data, spans.shape[0], out.ctypes.data)
         if threads > 1:
-            self._threaded(1, *args, threads)
+            self._threaded(kind, *args, threads)
         else:
-            self._accumulate(*args)
+            single(*args)
         return out
 
 

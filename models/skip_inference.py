@@ -99,13 +99,14 @@ class _SparseRows:
 
     examples: np.ndarray  # (P,) example of each pair
     spans: list[tuple[int, int, int]]  # (block, start, end): each block's slice of the pairs
+    span_array: np.ndarray  # the same as a (G, 3) int64 array, for the C kernels
     values: np.ndarray  # (P, S) the pairs' gated outputs
     dense_rows: np.ndarray  # (n,) examples routed dense at this layer
 
 
 # A gated layer's output where every example was routed dense: readers take the dense branch.
-_ALL_DENSE = _SparseRows(np.zeros(0, np.int64), [], np.zeros((0, 0), np.float32),
-                         np.zeros(0, np.int64))
+_ALL_DENSE = _SparseRows(np.zeros(0, np.int64), [], np.zeros((0, 3), np.int64),
+                         np.zeros((0, 0), np.float32), np.zeros(0, np.int64))
 
 
 def _numpy(t: Tensor) -> np.ndarray:
@@ -259,12 +260,12 @@ class SkipNetwork:
         blocks, examples = np.nonzero(on.T & ~dense)  # pairs sorted by block, then example
         examples = np.ascontiguousarray(examples, dtype=np.int64)  # nonzero gives strided views
         spans = block_offsets(np.bincount(blocks, minlength=k).tolist())
+        span_array = np.array(spans, dtype=np.int64).reshape(-1, 3)  # (G, 3)
         pairs = np.empty((examples.size, s), dtype=np.float32)  # (P, S)
         if spans:
             if self._use_native(s, examples.size, len(spans)):
                 self.native.rows_times_blocks(
-                    np.ascontiguousarray(x), examples, linear.by_out_block,
-                    np.array(spans, dtype=np.int64), pairs,
+                    np.ascontiguousarray(x), examples, linear.by_out_block, span_array, pairs,
                     self._native_threads(pairs.size * x.shape[1]))
             else:
                 rows_times_blocks(x[examples], linear.by_out_block, spans, pairs, self.threads)
@@ -273,7 +274,8 @@ class SkipNetwork:
             pairs *= values[examples, blocks, None]
             out[examples, blocks] = pairs
         ran = np.where(dense, k, count)  # (B,)
-        return (out.reshape(x.shape[0], k * s), _SparseRows(examples, spans, pairs, dense_rows),
+        return (out.reshape(x.shape[0], k * s), _SparseRows(examples, spans, span_array, pairs,
+                                                               dense_rows),
                 gate_values, count, ran)
 
     def _read(self, linear: _Linear, x: np.ndarray, sparse: _SparseRows | None) -> np.ndarray:
@@ -293,7 +295,7 @@ class SkipNetwork:
         if self._use_native(out.shape[1], sparse.examples.size, len(sparse.spans)):
             self.native.accumulate_blocks_times_rows(
                 np.ascontiguousarray(sparse.values), sparse.examples, linear.by_in_block,
-                np.array(sparse.spans, dtype=np.int64), out,
+                sparse.span_array, out,
                 self._native_threads(sparse.values.size * out.shape[1]))
             return out
         out_rows = torch.from_numpy(out)

@@ -7,6 +7,7 @@
  * input rows are read straight from x by example index (no gathered copy).
  * Column counts must be multiples of T; the Python side checks and falls back to numpy.
  */
+#include <pthread.h>
 #include <stdint.h>
 
 #define T 64 /* output columns per tile: four AVX-512 or eight AVX2 vectors */
@@ -39,48 +40,9 @@ void rows_times_blocks(const float *__restrict x, int64_t D, const int64_t *ex,
     }
 }
 
-/* out[ex[p], :N] += h[p, :S] @ W[block, :S, :N] for every pair p of every span. */
+/* out[ex[p], c_begin:c_end] += h[p, :S] @ W[block, :S, c_begin:c_end] for every pair p of every
+ * span; c_begin and c_end are multiples of T. */
 #define R2 4 /* fewer rows here: the inner dimension is short and the tile loads dominate */
-void accumulate_blocks_times_rows(const float *__restrict h, int64_t S, const int64_t *ex,
-                                  const float *__restrict W, int64_t N, const int64_t *spans,
-                                  int64_t G, float *__restrict out) {
-    for (int64_t g = 0; g < G; ++g) {
-        const float *Wk = W + spans[3 * g] * S * N;
-        int64_t start = spans[3 * g + 1], end = spans[3 * g + 2];
-        for (int64_t p0 = start; p0 < end; p0 += R2) {
-            int64_t n = end - p0 < R2 ? end - p0 : R2;
-            for (int64_t c0 = 0; c0 < N; c0 += T) {
-                float acc[R2][T] = {{0}};
-                for (int64_t s = 0; s < S; ++s) {
-                    const float *wr = Wk + s * N + c0;
-                    for (int64_t i = 0; i < R2; ++i) {
-                        float hv = i < n ? h[(p0 + i) * S + s] : 0.0f;
-                        for (int64_t c = 0; c < T; ++c) acc[i][c] += hv * wr[c];
-                    }
-                }
-                for (int64_t i = 0; i < n; ++i) {
-                    float *o = out + ex[p0 + i] * N + c0;
-                    for (int64_t c = 0; c < T; ++c) o[c] += acc[i][c];
-                }
-            }
-        }
-    }
-}
-
-/* The same two products split over `threads` POSIX threads (the caller's included). The gated
- * layer's pairs are split by spans (each thread writes its own pair rows); the consumer's by
- * output column tiles (each thread owns its columns of every output row), so no thread ever
- * writes where another does. OpenMP is avoided on purpose: a second OpenMP runtime beside
- * torch's would keep its own workers spinning against torch's. */
-#include <pthread.h>
-
-typedef struct {
-    int kind; /* 0: rows_times_blocks, 1: accumulate_blocks_times_rows */
-    const float *in; int64_t in_cols; const int64_t *ex; const float *W; int64_t out_cols;
-    const int64_t *spans; int64_t G; float *out;
-    int64_t col_begin, col_end; /* consumer: this thread's output columns */
-} job_t;
-
 static void accumulate_columns(const float *__restrict h, int64_t S, const int64_t *ex,
                                const float *__restrict W, int64_t N, const int64_t *spans,
                                int64_t G, float *__restrict out, int64_t c_begin, int64_t c_end) {
@@ -106,6 +68,25 @@ static void accumulate_columns(const float *__restrict h, int64_t S, const int64
         }
     }
 }
+
+/* out[ex[p], :N] += h[p, :S] @ W[block, :S, :N] for every pair p of every span. */
+void accumulate_blocks_times_rows(const float *__restrict h, int64_t S, const int64_t *ex,
+                                  const float *__restrict W, int64_t N, const int64_t *spans,
+                                  int64_t G, float *__restrict out) {
+    accumulate_columns(h, S, ex, W, N, spans, G, out, 0, N);
+}
+
+/* The same two products split over `threads` POSIX threads (the caller's included). The gated
+ * layer's pairs are split by spans (each thread writes its own pair rows); the consumer's by
+ * output column tiles (each thread owns its columns of every output row), so no thread ever
+ * writes where another does. OpenMP is avoided on purpose: a second OpenMP runtime beside
+ * torch's would keep its own workers spinning against torch's. */
+typedef struct {
+    int kind; /* 0: rows_times_blocks, 1: accumulate_blocks_times_rows */
+    const float *in; int64_t in_cols; const int64_t *ex; const float *W; int64_t out_cols;
+    const int64_t *spans; int64_t G; float *out;
+    int64_t col_begin, col_end; /* consumer: this thread's output columns */
+} job_t;
 
 static void *run_job(void *arg) {
     job_t *j = (job_t *)arg;
