@@ -21,8 +21,13 @@ from pathlib import Path
 
 import torch
 
+from .cases import LAYER_CASE, MODEL_CASE
 from .cases import layer_model  # noqa: F401 (re-exported: other benchmark modules use it)
 from .run_record import write_rows
+
+# What --cases accepts: the full case names and these short ones.
+CASE_NAMES = {"layer": LAYER_CASE, "model": MODEL_CASE, LAYER_CASE: LAYER_CASE,
+              MODEL_CASE: MODEL_CASE}
 
 TABLE = ("{backend:>12} {case:>30} {batch:>5} {density:>7.2f} {realised_density:>8.3f} "
          "{dense_ms:>9.3f} {skip_ms:>9.3f} {speedup:>7.2f}")
@@ -65,6 +70,15 @@ def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
     return rows
 
 
+def _case_names(value: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in CASE_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown case(s) {unknown or [value]}; valid: "
+                                         f"{', '.join(CASE_NAMES)}")
+    return tuple(CASE_NAMES[name] for name in names)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.skip", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="CPU batch sizes, comma-separated (default 1,8,64,256)")
     parser.add_argument("--densities", type=lambda v: tuple(float(d) for d in v.split(",")),
                         help="densities, comma-separated (default 1,0.5,0.25,0.1,0.05)")
-    parser.add_argument("--cases", type=lambda v: tuple(v.split(",")),
-                        help="cases, comma-separated (default: the layer and the whole model)")
+    parser.add_argument("--cases", type=_case_names,
+                        help=f"cases, comma-separated: layer, model or the full names "
+                             f"{LAYER_CASE}, {MODEL_CASE} (default: both)")
     args = parser.parse_args(argv)
     if args.warmup < 0 or args.repeats < 1:
         parser.error("--warmup must be >= 0 and --repeats >= 1")

@@ -82,6 +82,16 @@ NUMPY_ACTIVATIONS = {
 }
 
 
+# The same, in place on torch tensors: applied inside `_Linear.dense` right after a torch
+# product, while torch's threads and the output are still hot (measured: half of numpy's time).
+TORCH_ACTIVATIONS_ = {
+    "linear": lambda x: x,
+    "relu": torch.relu_,
+    "tanh": torch.tanh_,
+    "sigmoid": torch.sigmoid_,
+}
+
+
 @dataclass
 class SkipOutput:
     logits: Tensor  # (B, C)
@@ -131,15 +141,17 @@ class _Linear:
         self.by_in_block = (self.transposed.reshape(in_blocks, d // in_blocks, n)
                             if in_blocks else None)  # (K_in, S_in, N), a view
 
-    def dense(self, x: np.ndarray) -> np.ndarray:
-        """x @ W.T + b for full rows, (B, N). A large product goes to torch (multi-threaded); a
-        small one (a narrow read-out, a single row) stays in numpy on this thread, so torch's
-        OpenMP workers are not left spinning against the grouped products' threads."""
+    def dense(self, x: np.ndarray, activation: str = "linear") -> np.ndarray:
+        """activation(x @ W.T + b) for full rows, (B, N). A large product goes to torch
+        (multi-threaded); a small one (a narrow read-out, a single row) stays in numpy on this
+        thread, so torch's OpenMP workers are not left spinning against the grouped products'
+        threads."""
         if x.shape[0] * self.weight.numel() >= TORCH_DENSE_FROM_MACS:
-            return torch.addmm(self.bias_tensor, torch.from_numpy(x), self.weight.T).numpy()
+            out = torch.addmm(self.bias_tensor, torch.from_numpy(x), self.weight.T)
+            return TORCH_ACTIVATIONS_[activation](out).numpy()
         out = np.dot(x, self.transposed)
         out += self.bias
-        return out
+        return NUMPY_ACTIVATIONS[activation](out)
 
 
 class _Gater:
@@ -153,14 +165,14 @@ class _Gater:
                        if gater.hidden is not None else None)
         self.out = (_numpy(gater.out.weight.T), _numpy(gater.out.bias))
 
-    def __call__(self, x: np.ndarray) -> Tensor:
+    def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.hidden is not None:
             h = np.dot(x, self.hidden[0])  # (B, M)
             h += self.hidden[1]
             x = np.tanh(h, out=h)
         logits = np.dot(x, self.out[0])  # (B, K)
         logits += self.out[1]
-        return torch.from_numpy(logits)
+        return logits
 
 
 class SkipNetwork:
@@ -222,7 +234,7 @@ class SkipNetwork:
         gates, active, computed = [], [], []
         for layer, linear in zip(self.model.layers, self._linears, strict=True):
             if layer.gater is None:
-                x = NUMPY_ACTIVATIONS[layer.config.activation](self._read(linear, x, sparse))
+                x = self._read(linear, x, sparse, layer.config.activation)
                 sparse = None
             else:
                 x, sparse, values, on_count, ran = self._gated(layer, linear, x)
@@ -241,21 +253,24 @@ class SkipNetwork:
         """One gated layer: the gater in full, then each example's blocks, sparse or dense."""
         k, s = layer.config.blocks, layer.config.block_size
         act = NUMPY_ACTIVATIONS[layer.config.activation]
-        logits = self._gaters[id(layer)](x)  # (B, K): the gater always runs in full
-        gate_values = layer.estimator.gate_values(logits, logits > layer.threshold)  # (B, K)
-        values = gate_values.numpy()
-        on = values != 0  # a gate whose value is 0 multiplies nothing: its block is skipped
+        gate_values, values, on = self._gates(layer, x)
+        if layer.estimator.binary and self.dense_fraction(x.shape[0]) <= 1.0 and on.all():
+            # Every gate on and worth 1: the plain dense layer. After a large product each
+            # numpy call here starts with cold caches (~40 us apiece on this project's CPU),
+            # so this commonest dense case makes as few as it can.
+            every_block = np.full(x.shape[0], k)
+            return (linear.dense(x, layer.config.activation), _ALL_DENSE, gate_values,
+                    every_block, every_block)
         count = on.sum(-1)  # (B,)
         dense = count >= self.dense_fraction(x.shape[0]) * k  # (B,) routed dense
         if dense.all():  # every example dense: one product, gated in place, no pair lists
-            out = act(linear.dense(x)).reshape(-1, k, s)  # (B, K, S)
-            out *= values[:, :, None]
-            return (out.reshape(x.shape[0], k * s), _ALL_DENSE, gate_values, count,
-                    np.full(x.shape[0], k))
+            out = linear.dense(x, layer.config.activation)  # (B, K * S)
+            out.reshape(-1, k, s)[...] *= values[:, :, None]
+            return out, _ALL_DENSE, gate_values, count, np.full(x.shape[0], k)
         dense_rows = np.flatnonzero(dense)  # (n,)
         out = np.zeros((x.shape[0], k, s), dtype=np.float32)  # (B, K, S)
         if dense_rows.size:
-            h = act(linear.dense(x[dense_rows])).reshape(-1, k, s)  # (n, K, S)
+            h = linear.dense(x[dense_rows], layer.config.activation).reshape(-1, k, s)
             out[dense_rows] = h * values[dense_rows, :, None]
         blocks, examples = np.nonzero(on.T & ~dense)  # pairs sorted by block, then example
         examples = np.ascontiguousarray(examples, dtype=np.int64)  # nonzero gives strided views
@@ -278,26 +293,44 @@ class SkipNetwork:
                                                                dense_rows),
                 gate_values, count, ran)
 
-    def _read(self, linear: _Linear, x: np.ndarray, sparse: _SparseRows | None) -> np.ndarray:
-        """x @ W.T + b. After a gated layer, an example routed sparse reads only its own active
-        input blocks: one product per input block over the pairs that have it on, added into
-        the examples' output rows; one routed dense reads all of x's units."""
-        if sparse is None:
-            return linear.dense(x)
-        if sparse is _ALL_DENSE:
-            return linear.dense(x)
+    def _gates(self, layer: GatedLayer, x: np.ndarray) -> tuple[Tensor, np.ndarray, np.ndarray]:
+        """The gater in full, then the gate values (B, K) as a tensor and an array, and which
+        are on: a gate whose value is 0 multiplies nothing, so its block is skipped. Binary
+        gates' values are their on/off pattern, made here in numpy (a torch call costs several
+        times more at these sizes)."""
+        logits = self._gaters[id(layer)](x)  # (B, K)
+        if layer.estimator.binary:
+            on = logits > float(layer.threshold)
+            values = on.astype(np.float32)
+            return torch.from_numpy(values), values, on
+        logits_tensor = torch.from_numpy(logits)
+        gate_values = layer.estimator.gate_values(logits_tensor, logits_tensor > layer.threshold)
+        values = gate_values.numpy()
+        return gate_values, values, values != 0
+
+    def _read(self, linear: _Linear, x: np.ndarray, sparse: _SparseRows | None,
+              activation: str = "linear") -> np.ndarray:
+        """activation(x @ W.T + b). After a gated layer, an example routed sparse reads only
+        its own active input blocks: one product per input block over the pairs that have it
+        on, added into the examples' output rows; one routed dense reads all of x's units."""
+        if sparse is None or sparse is _ALL_DENSE:
+            return linear.dense(x, activation)
         out = np.empty((x.shape[0], linear.bias.shape[0]), dtype=np.float32)  # (B, N)
         out[:] = linear.bias
         if sparse.dense_rows.size:
             out[sparse.dense_rows] = linear.dense(x[sparse.dense_rows])
-        if not sparse.spans:
-            return out
+        if sparse.spans:
+            self._accumulate_pairs(linear, sparse, out)
+        return NUMPY_ACTIVATIONS[activation](out)
+
+    def _accumulate_pairs(self, linear: _Linear, sparse: _SparseRows, out: np.ndarray) -> None:
+        """out[example] += pair values @ that input block's rows of W.T, for every pair."""
         if self._use_native(out.shape[1], sparse.examples.size, len(sparse.spans)):
             self.native.accumulate_blocks_times_rows(
                 np.ascontiguousarray(sparse.values), sparse.examples, linear.by_in_block,
                 sparse.span_array, out,
                 self._native_threads(sparse.values.size * out.shape[1]))
-            return out
+            return
         out_rows = torch.from_numpy(out)
         examples = torch.from_numpy(sparse.examples)
         chunks = list(chunk_spans(sparse.spans, max(1, PARTS_BUFFER_ELEMENTS // out.shape[1])))
@@ -308,4 +341,3 @@ class SkipNetwork:
             rows_times_blocks(sparse.values[start:end], linear.by_in_block, spans, parts,
                               self.threads)
             out_rows.index_add_(0, examples[start:end], torch.from_numpy(parts))
-        return out

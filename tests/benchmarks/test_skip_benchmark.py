@@ -26,6 +26,19 @@ def test_benchmark_writes_every_row_and_a_plot(tmp_path):
     assert all(r["saved_fraction"] > 0.5 for r in rows if r["density"] == 0.1)
 
 
+def test_cases_take_short_names_and_refuse_unknown_ones(tmp_path, capsys):
+    import pytest
+
+    out = tmp_path / "layer.json"
+    assert main(["--json", str(out), "--warmup", "0", "--repeats", "1", "--backends", "torch",
+                 "--cases", "layer", "--batches", "1", "--densities", "1.0"]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["case"] for r in rows] == ["layer-1024-64x64-1024"]
+    with pytest.raises(SystemExit):
+        main(["--cases", "layr", "--backends", "torch"])
+    assert "unknown case(s) ['layr']" in capsys.readouterr().err
+
+
 def test_set_density_reaches_the_density_in_every_gated_layer():
     import torch
 
