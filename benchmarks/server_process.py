@@ -1,0 +1,62 @@
+"""`sparsegate-serve` in a subprocess on loopback, for benchmarks and tests: started on a free
+port, returned once `/v2/health/ready` answers 200, stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, repository: str | Path, *args: str, env: dict[str, str] | None = None,
+                 ready_timeout_s: float = 120.0) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "--model-repository", str(repository),
+             "--port", str(self.port), "--log-level", "warning", *args],
+            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + ready_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"sparsegate-serve exited with {self.process.returncode}:\n"
+                                   f"{self.process.stdout.read()}")
+            try:
+                if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        output = self.stop()
+        raise RuntimeError(f"sparsegate-serve was not ready in {ready_timeout_s:.0f} s:\n"
+                           f"{output}")
+
+    def stop(self) -> str:
+        """SIGTERM, then wait (SIGKILL after 30 s); returns everything the server printed."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.stdout.read()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,103 @@
+"""The FastAPI application: `create_app(settings)`.
+
+Models are loaded and warmed up in the lifespan, never at import; `/v2/health/ready` says yes
+only once that is done and a model is serving. On shutdown (uvicorn's SIGTERM handling stops
+accepting and waits for in-flight requests) every model's queue is drained before exit.
+
+Every error is JSON `{"error": message}` with a 4xx status, or 503 with Retry-After on
+overload; an unexpected exception is logged and answered 500 with the same shape, and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import routes_admin, routes_v1, routes_v2
+from .config import Settings
+from .errors import ApiError
+from .metrics import CONTENT_TYPE, Metrics
+from .openapi import install_schemas
+from .repository import ModelRepository
+
+log = logging.getLogger("sparsegate.service")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        started = time.perf_counter()
+        await app.state.repository.load_all()
+        routes_admin.count_loaded(app)
+        app.state.ready = True
+        log.info("ready in %.1f s: %s", time.perf_counter() - started,
+                 ", ".join(app.state.repository.names()) or "no models")
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await app.state.repository.close()
+
+    app = FastAPI(title="sparsegate", lifespan=lifespan,
+                  description="Serves sparsely gated networks; every response says how much "
+                              "compute its request saved.")
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.repository = ModelRepository(settings, app.state.metrics)
+    app.state.ready = False
+    app.include_router(routes_v2.router)
+    app.include_router(routes_v1.router)
+    app.include_router(routes_admin.router)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST"], allow_headers=["*"])
+    _install_error_handlers(app)
+    install_schemas(app)
+
+    @app.get("/metrics", include_in_schema=True, tags=["operations"])
+    async def metrics(request: Request) -> Response:
+        return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def answer(request: Request, status: int, message: str,
+               headers: dict[str, str] | None = None) -> JSONResponse:
+        route = request.scope.get("route")
+        app.state.metrics.observe_error(getattr(route, "path", "(no route)"), status)
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        return answer(request, error.status, error.message, error.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        message = error.detail if isinstance(error.detail, str) else str(error.detail)
+        if error.status_code == 404 and message == "Not Found":
+            message = f"no such endpoint: {request.method} {request.url.path}"
+        return answer(request, error.status_code, message, getattr(error, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in error.errors()[:10])
+        return answer(request, 400, f"invalid request: {problems}")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return answer(request, 500, f"internal error: {type(error).__name__}")

@@ -1,0 +1,157 @@
+"""Dynamic batching: concurrent requests for one model version run as one forward.
+
+Each model version has one `Batcher`: an asyncio queue of pending requests and one worker task
+that takes the oldest request, waits up to `max_delay_s` for more (until `max_batch_size`
+examples), concatenates them, runs the forward on a worker thread (the event loop keeps
+serving), and hands each request back its own rows and compute reports. With batching off
+(`max_batch_size` 1 or `max_delay_s` 0 and one request at a time) each request runs alone; the
+forward is never entered by two threads at once, which the engine's buffers and CUDA graphs
+need.
+
+The queue is bounded in examples, not requests: a request that would take it past
+`max_queue_examples` is refused at once (`QueueFull`, a 503 with Retry-After), so an overloaded
+server sheds load instead of growing latency without bound. `close()` drains: it stops taking
+requests, finishes every request already accepted, then ends the worker.
+
+Letters: B examples of a request, D input units.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .engine import BatchResult
+
+
+class QueueFull(Exception):
+    """The model's queue holds as many examples as it may; the caller should retry later."""
+
+
+class BatcherClosed(Exception):
+    """The model is being unloaded or the server is shutting down."""
+
+
+@dataclass
+class Timings:
+    queue_ms: float  # from arrival to the start of the forward that ran it
+    compute_ms: float  # the forward (the whole batch)
+    batch_size: int  # examples in that forward, this request's included
+
+
+@dataclass
+class _Pending:
+    inputs: np.ndarray  # (B, D)
+    arrived: float
+    future: asyncio.Future = field(repr=False)
+
+
+class Batcher:
+    def __init__(self, infer: Callable[[np.ndarray], BatchResult], *, max_batch_size: int,
+                 max_delay_s: float, max_queue_examples: int,
+                 on_batch: Callable[[int], None] | None = None) -> None:
+        self._infer = infer
+        self.max_batch_size = max_batch_size
+        self.max_delay_s = max_delay_s
+        self.max_queue_examples = max_queue_examples
+        self._on_batch = on_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._queued_examples = 0
+        self._closing = False
+        # One thread: forwards of one model never overlap (see the module docstring).
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sparsegate-forward")
+        self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def queued_examples(self) -> int:
+        return self._queued_examples
+
+    async def submit(self, inputs: np.ndarray) -> tuple[BatchResult, Timings]:
+        """Run inputs (B, D) in some batch; returns this request's rows only."""
+        if self._closing:
+            raise BatcherClosed("the model is unloading or the server is shutting down")
+        rows = inputs.shape[0]
+        if self._queued_examples + rows > self.max_queue_examples:
+            raise QueueFull(f"{self._queued_examples} examples are already waiting for this "
+                            f"model (limit {self.max_queue_examples})")
+        pending = _Pending(inputs, time.perf_counter(),
+                           asyncio.get_running_loop().create_future())
+        self._queued_examples += rows
+        self._queue.put_nowait(pending)
+        return await pending.future
+
+    async def close(self) -> None:
+        """Refuse new requests, finish the accepted ones, stop the worker."""
+        self._closing = True
+        await self._queue.put(None)  # type: ignore[arg-type]  # wakes the worker to finish
+        await self._worker
+        self._executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        carry: _Pending | None = None  # a request taken that did not fit the last batch
+        while True:
+            first = carry or await self._queue.get()
+            carry = None
+            if first is None:  # close(): everything queued before it has run
+                return
+            batch, size = [first], first.inputs.shape[0]
+            deadline = first.arrived + self.max_delay_s
+            stop = False
+            while size < self.max_batch_size:
+                try:
+                    if self._queue.empty():
+                        timeout = deadline - time.perf_counter()
+                        if timeout <= 0:
+                            break
+                        nxt = await asyncio.wait_for(self._queue.get(), timeout)
+                    else:
+                        nxt = self._queue.get_nowait()
+                except TimeoutError:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                if size + nxt.inputs.shape[0] > self.max_batch_size:
+                    carry = nxt  # runs first in the next batch
+                    break
+                batch.append(nxt)
+                size += nxt.inputs.shape[0]
+            await self._run_batch(batch, size)
+            if stop:
+                while not self._queue.empty():  # accepted after the sentinel: still served
+                    leftover = self._queue.get_nowait()
+                    if leftover is not None:
+                        await self._run_batch([leftover], leftover.inputs.shape[0])
+                return
+
+    async def _run_batch(self, batch: list[_Pending], size: int) -> None:
+        started = time.perf_counter()
+        inputs = batch[0].inputs if len(batch) == 1 else np.concatenate(
+            [p.inputs for p in batch])  # (sum B, D)
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._infer, inputs)
+        except Exception as error:  # the forward failed: every request of the batch hears it
+            for pending in batch:
+                self._queued_examples -= pending.inputs.shape[0]
+                if not pending.future.done():
+                    pending.future.set_exception(error)
+            return
+        if self._on_batch is not None:
+            self._on_batch(size)
+        start = 0
+        for pending in batch:
+            rows = pending.inputs.shape[0]
+            self._queued_examples -= rows
+            mine = BatchResult(result.logits[start:start + rows],
+                               result.probabilities[start:start + rows],
+                               result.reports[start:start + rows], result.compute_ms)
+            start += rows
+            if not pending.future.done():  # a caller that went away has cancelled it
+                pending.future.set_result((mine, Timings(
+                    (started - pending.arrived) * 1e3, result.compute_ms, size)))

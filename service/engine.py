@@ -1,0 +1,126 @@
+"""One loaded model version and its forward: the artifact's network run by the block-skipping
+engine of `models` (CPU: `SkipNetwork`; CUDA: the Triton path under CUDA graphs), with a compute
+report per example.
+
+Letters: B examples, D input units, C classes, G gated layers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.artifact import ArtifactError
+from models.compute import ComputeReport, compute_reports, dense_macs, executed_macs
+from models.gated_artifact import load_gated_network
+from models.skip_inference import SkipNetwork
+
+
+@dataclass
+class BatchResult:
+    """What the engine returns for a batch: per example, the logits and probabilities (B, C)
+    and its own compute report."""
+
+    logits: np.ndarray  # (B, C) float32
+    probabilities: np.ndarray  # (B, C) float32
+    reports: list[ComputeReport]
+    compute_ms: float  # wall time of the forward, for the whole batch
+
+
+class ModelEngine:
+    """A model version ready to serve. Loading checks everything a request would otherwise trip
+    over later (the artifact's integrity, its architecture, one forward on zeros), so a broken
+    artifact is refused at load, never at the first request."""
+
+    def __init__(self, folder: str | Path, device: str = "cpu") -> None:
+        folder = Path(folder)
+        model, config = load_gated_network(folder)
+        self.folder = folder
+        self.name: str = config["name"]
+        self.version: str = config["version"]
+        self.config = model.config
+        self.metadata: dict[str, Any] = config
+        self.device = _resolve_device(device)
+        self.input_size = model.config.input_size
+        self.num_classes = model.config.num_classes
+        self.gated_layers = len(model.gated_layers)
+        self.blocks = [layer.config.blocks for layer in model.gated_layers]
+        self.dense_macs = dense_macs(model.config)
+        if self.device == "cuda":
+            from models.gpu_skip import CudaGraphSkipNetwork, TritonSkipNetwork
+
+            self._forward = CudaGraphSkipNetwork(TritonSkipNetwork(model.to("cuda")))
+        else:
+            self._forward = SkipNetwork(model)
+        self.expected_density = _expected_density(config, self.gated_layers)
+        self.expected_saved_fraction = self._expected_saving()
+
+    def infer(self, x: np.ndarray) -> BatchResult:
+        """x (B, D) float32, finite: the caller (the HTTP layer) has checked it."""
+        start = time.perf_counter()
+        inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if self.device == "cuda":
+            inputs = inputs.to("cuda", non_blocking=True)
+        out = self._forward(inputs)
+        logits = out.logits.float()
+        probabilities = torch.softmax(logits, dim=-1)
+        active, computed = out.active_blocks.cpu(), out.computed_blocks.cpu()
+        logits_np, probabilities_np = logits.cpu().numpy(), probabilities.cpu().numpy()
+        compute_ms = (time.perf_counter() - start) * 1e3  # .cpu() synchronised the device
+        return BatchResult(logits_np, probabilities_np,
+                           compute_reports(self.config, active, computed), compute_ms)
+
+    def warm_up(self, batches: tuple[int, ...]) -> None:
+        """One forward per batch size on zeros: compiles the C or Triton kernels, captures the
+        CUDA graphs and touches every weight, so the first request pays none of it. A failure
+        here refuses the model."""
+        for batch in batches:
+            result = self.infer(np.zeros((batch, self.input_size), dtype=np.float32))
+            if not np.isfinite(result.logits).all():
+                raise ArtifactError(f"{self.folder}: the model gives non-finite outputs on "
+                                    "zeros; its weights are unusable")
+
+    def describe(self) -> dict[str, Any]:
+        """What `GET /v1/models` and the v2 metadata say about this version."""
+        return {"name": self.name, "version": self.version, "device": self.device,
+                "input_size": self.input_size, "num_classes": self.num_classes,
+                "gated_layers": self.gated_layers, "blocks": self.blocks,
+                "dense_macs": self.dense_macs, "expected_density": self.expected_density,
+                "expected_saved_fraction": self.expected_saved_fraction,
+                "estimator": (self.metadata.get("estimator") or {}).get("name"),
+                "test_error": (self.metadata.get("metrics") or {}).get("test_error")}
+
+    def _expected_saving(self) -> float | None:
+        """The saved fraction of an example with the calibrated density on in every gated
+        layer (the blocks rounded to whole ones), routed as a lone example would be."""
+        if self.expected_density is None:
+            return None
+        active = torch.tensor([[max(0, round(d * k)) for d, k in
+                                zip(self.expected_density, self.blocks, strict=True)]])
+        return 1.0 - int(executed_macs(self.config, active)[0]) / self.dense_macs
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch finds no CUDA GPU")
+    return device
+
+
+def _expected_density(config: dict[str, Any], gated_layers: int) -> list[float] | None:
+    """Per gated layer, the fraction of blocks on measured at calibration (test set), if the
+    artifact records it; else its target density."""
+    density = (config.get("metrics") or {}).get("test_density")
+    if (isinstance(density, list) and len(density) == gated_layers
+            and all(isinstance(d, int | float) and 0 <= d <= 1 for d in density)):
+        return [float(d) for d in density]
+    target = (config.get("architecture") or {}).get("target_density")
+    if isinstance(target, int | float) and 0 <= target <= 1 and gated_layers:
+        return [float(target)] * gated_layers
+    return None

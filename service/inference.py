@@ -1,0 +1,49 @@
+"""What both APIs do with a checked input matrix: find the model version, queue the examples
+for a batch, and record the metrics. Overload and unloading become 503s with Retry-After."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from starlette.requests import Request
+
+from .batching import BatcherClosed, QueueFull, Timings
+from .engine import BatchResult, ModelEngine
+from .errors import not_found, unavailable
+from .repository import ModelNotFound, ModelRepository
+
+
+@dataclass
+class Served:
+    engine: ModelEngine
+    result: BatchResult
+    timings: Timings
+    total_ms: float
+
+
+def find_engine(request: Request, name: str, version: str | None):
+    repository: ModelRepository = request.app.state.repository
+    try:
+        return repository.get(name, version)
+    except ModelNotFound as error:
+        raise not_found(str(error)) from None
+
+
+async def run(request: Request, name: str, version: str | None, x: np.ndarray, api: str,
+              started: float) -> Served:
+    """x (B, D) through the model's batcher; `started` is when the request's handling began."""
+    loaded = find_engine(request, name, version)
+    settings = request.app.state.settings
+    try:
+        result, timings = await loaded.batcher.submit(x)
+    except QueueFull as error:
+        raise unavailable(f"model {name!r} is overloaded: {error}; retry after "
+                          f"{settings.retry_after_s} s", settings.retry_after_s) from None
+    except BatcherClosed as error:
+        raise unavailable(f"model {name!r}: {error}", settings.retry_after_s) from None
+    total = time.perf_counter() - started
+    request.app.state.metrics.observe_request(name, api, total, timings.queue_ms / 1e3,
+                                              result.reports)
+    return Served(loaded.engine, result, timings, total * 1e3)

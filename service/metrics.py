@@ -1,0 +1,67 @@
+"""Prometheus metrics, one registry per app (so tests can build many apps in one process).
+
+Per model: request latency, time queued, examples per forward, the fraction of blocks on and
+the fraction of multiply-adds saved per example; per route and status: errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from models.compute import ComputeReport
+
+# Latency buckets from 0.5 ms: a small model's forward takes well under a millisecond.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+FRACTION_BUCKETS = tuple(i / 20 for i in range(21))  # 0, 0.05, ..., 1
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.latency = Histogram("sparsegate_request_seconds", "Inference request latency in "
+                                 "the server, from arrival to response", ["model", "api"],
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.queue = Histogram("sparsegate_queue_seconds", "Time a request waited for its "
+                               "forward", ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("sparsegate_batch_size", "Examples per forward (dynamic "
+                                    "batching)", ["model"], buckets=BATCH_BUCKETS, registry=r)
+        self.active_fraction = Histogram("sparsegate_active_block_fraction", "Fraction of "
+                                         "blocks on per example, over all gated layers",
+                                         ["model"], buckets=FRACTION_BUCKETS, registry=r)
+        self.saved_fraction = Histogram("sparsegate_saved_fraction", "Fraction of the dense "
+                                        "multiply-adds not run, per example", ["model"],
+                                        buckets=FRACTION_BUCKETS, registry=r)
+        self.examples = Counter("sparsegate_examples", "Examples inferred", ["model"],
+                                registry=r)
+        self.errors = Counter("sparsegate_errors", "Requests answered with an error",
+                              ["route", "status"], registry=r)
+        self.loaded = Gauge("sparsegate_model_versions_loaded", "Model versions being served",
+                            registry=r)
+
+    def batch_observer(self, model: str) -> Callable[[int], None]:
+        return self.batch_size.labels(model).observe
+
+    def observe_request(self, model: str, api: str, seconds: float, queue_seconds: float,
+                        reports: list[ComputeReport]) -> None:
+        self.latency.labels(model, api).observe(seconds)
+        self.queue.labels(model).observe(queue_seconds)
+        self.examples.labels(model).inc(len(reports))
+        active, saved = self.active_fraction.labels(model), self.saved_fraction.labels(model)
+        for report in reports:
+            if report.blocks:
+                active.observe(sum(report.active_blocks) / sum(report.blocks))
+            # Below 0 (the first bucket) where the gater cost more than the blocks skipped.
+            saved.observe(report.saved_fraction)
+
+    def observe_error(self, route: str, status: int) -> None:
+        self.errors.labels(route, str(status)).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

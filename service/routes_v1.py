@@ -1,0 +1,74 @@
+"""The simple JSON API.
+
+    POST /v1/models/{name}:predict                      {"instances": [[...], ...]}
+    POST /v1/models/{name}/versions/{version}:predict
+    GET  /v1/models                                      models, versions, expected saving
+
+Each prediction carries its own compute report; `timings` are the server's.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+
+from .inference import find_engine, run
+from .openapi import json_body
+from .repository import ModelRepository
+from .schemas import (
+    ComputeReportBody,
+    ModelInfo,
+    ModelList,
+    ModelVersionInfo,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+    Timings,
+)
+from .tensors import matrix, parse_json, read_body, validate
+
+router = APIRouter(prefix="/v1", tags=["JSON API"])
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models(request: Request) -> ModelList:
+    repository: ModelRepository = request.app.state.repository
+    return ModelList(models=[
+        ModelInfo(name=name, versions=[
+            ModelVersionInfo(**{k: v for k, v in repository.get(name, version).engine
+                                .describe().items() if k != "name"})
+            for version in repository.versions(name)])
+        for name in repository.names()])
+
+
+@router.post("/models/{name}:predict", response_model=PredictResponse,
+             response_model_by_alias=True, openapi_extra=json_body(PredictRequest))
+async def predict(name: str, request: Request) -> PredictResponse:
+    return await _predict(request, name, None)
+
+
+@router.post("/models/{name}/versions/{version}:predict", response_model=PredictResponse,
+             response_model_by_alias=True, openapi_extra=json_body(PredictRequest))
+async def predict_version(name: str, version: str, request: Request) -> PredictResponse:
+    return await _predict(request, name, version)
+
+
+async def _predict(request: Request, name: str, version: str | None) -> PredictResponse:
+    started = time.perf_counter()
+    settings = request.app.state.settings
+    engine = find_engine(request, name, version).engine  # 404 before reading a large body
+    body = validate(PredictRequest, parse_json(await read_body(request, settings.max_body_bytes)))
+    x = matrix(body.instances, engine.input_size, settings.max_instances, "instances")
+    served = await run(request, name, version, x, "v1", started)
+    result = served.result
+    classes = result.probabilities.argmax(-1).tolist()
+    return PredictResponse(
+        model_name=served.engine.name, model_version=served.engine.version,
+        predictions=[Prediction(predicted_class=c, probabilities=p,
+                                compute=ComputeReportBody(**r.as_dict()))
+                     for c, p, r in zip(classes, result.probabilities.tolist(), result.reports,
+                                        strict=True)],
+        timings=Timings(queue_ms=served.timings.queue_ms,
+                        compute_ms=served.timings.compute_ms, total_ms=served.total_ms,
+                        batch_size=served.timings.batch_size))

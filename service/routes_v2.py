@@ -1,0 +1,224 @@
+"""Open Inference Protocol v2 (REST), as KServe and NVIDIA Triton serve it, so clients such as
+`tritonclient.http` work unchanged; with the binary tensor data extension.
+
+Model "input" is FP32 [batch, input_size]. Outputs (all by default, or those the request names):
+"probabilities" and "logits" FP32 [batch, classes], "predicted_class" INT64 [batch], and the
+compute report as tensors: "executed_macs" INT64 [batch] and "active_blocks" INT64
+[batch, gated layers]. The response's `parameters` carry the request's compute report (dense
+and executed multiply-adds, saved fraction; per example as JSON in "compute_reports") and the
+server's timings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib.metadata import PackageNotFoundError, version
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from .engine import ModelEngine
+from .errors import bad_request
+from .inference import Served, find_engine, run
+from .openapi import json_body
+from .repository import ModelRepository
+from .schemas import (
+    ErrorResponse,
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    ServerMetadata,
+    TensorMetadata,
+)
+from .tensors import (
+    BINARY_HEADER,
+    INPUT_NAME,
+    binary_output,
+    oip_matrix,
+    parse_json,
+    read_body,
+    split_binary_body,
+    validate,
+)
+
+router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
+EXTENSIONS = ["model_repository", "binary_tensor_data", "parameters"]
+OUTPUTS = ("probabilities", "logits", "predicted_class", "executed_macs", "active_blocks")
+NOT_READY = {404: {"model": ErrorResponse, "description": "not loaded"}}
+
+
+def _package_version() -> str:
+    try:
+        return version("sparsegate")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@router.get("/health/live")
+async def live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/health/ready", responses={503: {"description": "still loading, or no model"}})
+async def ready(request: Request) -> Response:
+    ok = request.app.state.ready and bool(request.app.state.repository.names())
+    return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+
+@router.get("", response_model=ServerMetadata)
+async def server_metadata() -> ServerMetadata:
+    return ServerMetadata(name="sparsegate", version=_package_version(), extensions=EXTENSIONS)
+
+
+@router.get("/models/{name}", response_model=ModelMetadata, responses=NOT_READY)
+async def model_metadata(name: str, request: Request) -> ModelMetadata:
+    return _metadata(request, name, None)
+
+
+@router.get("/models/{name}/versions/{version}", response_model=ModelMetadata,
+            responses=NOT_READY)
+async def model_version_metadata(name: str, version: str, request: Request) -> ModelMetadata:
+    return _metadata(request, name, version)
+
+
+@router.get("/models/{name}/ready", responses=NOT_READY)
+async def model_ready(name: str, request: Request) -> dict[str, object]:
+    engine = find_engine(request, name, None).engine
+    return {"name": name, "version": engine.version, "ready": True}
+
+
+@router.get("/models/{name}/versions/{version}/ready", responses=NOT_READY)
+async def model_version_ready(name: str, version: str, request: Request) -> dict[str, object]:
+    find_engine(request, name, version)
+    return {"name": name, "version": version, "ready": True}
+
+
+@router.get("/models/{name}/config", responses=NOT_READY)
+async def model_config(name: str, request: Request) -> dict[str, object]:
+    """Triton's model configuration extension, as tritonclient's get_model_config reads it."""
+    engine = find_engine(request, name, None).engine
+    settings = request.app.state.settings
+    return {"name": name, "platform": "sparsegate", "backend": "sparsegate",
+            "max_batch_size": settings.max_instances,
+            "dynamic_batching": {"max_queue_delay_microseconds":
+                                 int(settings.max_batch_delay_ms * 1000)}
+            if settings.batching else None,
+            "input": [{"name": INPUT_NAME, "data_type": "TYPE_FP32",
+                       "dims": [engine.input_size]}],
+            "output": [{"name": t.name, "data_type": f"TYPE_{t.datatype}", "dims": t.shape[1:]}
+                       for t in _output_metadata(engine)]}
+
+
+@router.post("/models/{name}/infer", response_model=InferenceResponse,
+             responses={400: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+             openapi_extra=json_body(InferenceRequest))
+async def infer(name: str, request: Request) -> Response:
+    return await _infer(request, name, None)
+
+
+@router.post("/models/{name}/versions/{version}/infer", response_model=InferenceResponse,
+             responses={400: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+             openapi_extra=json_body(InferenceRequest))
+async def infer_version(name: str, version: str, request: Request) -> Response:
+    return await _infer(request, name, version)
+
+
+def _metadata(request: Request, name: str, version: str | None) -> ModelMetadata:
+    engine = find_engine(request, name, version).engine
+    repository: ModelRepository = request.app.state.repository
+    info = engine.describe()
+    return ModelMetadata(
+        name=name, versions=[engine.version] if version else repository.versions(name),
+        platform="sparsegate", inputs=[TensorMetadata(name=INPUT_NAME, datatype="FP32",
+                                                      shape=[-1, engine.input_size])],
+        outputs=_output_metadata(engine),
+        parameters={k: json.dumps(v) if isinstance(v, list) else v for k, v in info.items()
+                    if v is not None and k not in ("name", "version")})
+
+
+def _output_metadata(engine: ModelEngine) -> list[TensorMetadata]:
+    c, g = engine.num_classes, engine.gated_layers
+    return [TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, c]),
+            TensorMetadata(name="logits", datatype="FP32", shape=[-1, c]),
+            TensorMetadata(name="predicted_class", datatype="INT64", shape=[-1]),
+            TensorMetadata(name="executed_macs", datatype="INT64", shape=[-1]),
+            TensorMetadata(name="active_blocks", datatype="INT64", shape=[-1, g])]
+
+
+async def _infer(request: Request, name: str, version: str | None) -> Response:
+    started = time.perf_counter()
+    settings = request.app.state.settings
+    engine = find_engine(request, name, version).engine  # 404 before reading a large body
+    body = await read_body(request, settings.max_body_bytes)
+    header, binary = split_binary_body(request, body)
+    payload = validate(InferenceRequest, parse_json(header))
+    if len(payload.inputs) != 1:
+        raise bad_request(f"this model takes exactly one input ({INPUT_NAME!r}), got "
+                          f"{len(payload.inputs)}")
+    x, _ = oip_matrix(payload.inputs[0], binary, 0, engine.input_size, settings.max_instances)
+    wanted = _wanted_outputs(payload)
+    served = await run(request, name, version, x, "v2", started)
+    return _response(payload, served, wanted)
+
+
+def _wanted_outputs(payload: InferenceRequest) -> dict[str, bool]:
+    """Output name -> sent as binary, for the outputs asked for (default: all, as JSON unless
+    the request's binary_data_output parameter says otherwise)."""
+    default_binary = bool((payload.parameters or {}).get("binary_data_output", False))
+    if not payload.outputs:
+        return dict.fromkeys(OUTPUTS, default_binary)
+    wanted = {}
+    for out in payload.outputs:
+        if out.name not in OUTPUTS:
+            raise bad_request(f"unknown output {out.name!r}; this model has "
+                              f"{', '.join(OUTPUTS)}")
+        wanted[out.name] = bool((out.parameters or {}).get("binary_data", default_binary))
+    return wanted
+
+
+def _response(payload: InferenceRequest, served: Served, wanted: dict[str, bool]) -> Response:
+    result = served.result
+    tensors = {
+        "probabilities": result.probabilities,
+        "logits": result.logits,
+        "predicted_class": result.probabilities.argmax(-1).astype(np.int64),
+        "executed_macs": np.array([r.executed_macs for r in result.reports], dtype=np.int64),
+        "active_blocks": np.array([r.active_blocks for r in result.reports],
+                                  dtype=np.int64).reshape(len(result.reports), -1),
+    }
+    outputs, blobs = [], []
+    for name, as_binary in wanted.items():
+        array = tensors[name]
+        entry = {"name": name, "shape": list(array.shape),
+                 "datatype": "FP32" if array.dtype == np.float32 else "INT64"}
+        if as_binary:
+            blob = binary_output(array)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = array.reshape(-1).tolist()
+        outputs.append(entry)
+    reports = result.reports
+    dense = reports[0].dense_macs
+    executed = sum(r.executed_macs for r in reports)
+    body = {
+        "model_name": served.engine.name, "model_version": served.engine.version,
+        "id": payload.id,
+        "parameters": {
+            "dense_macs": dense * len(reports), "executed_macs": executed,
+            "saved_fraction": 1.0 - executed / (dense * len(reports)),
+            "compute_reports": json.dumps([r.as_dict() for r in reports]),
+            "queue_ms": served.timings.queue_ms, "compute_ms": served.timings.compute_ms,
+            "total_ms": served.total_ms, "batch_size": served.timings.batch_size},
+        "outputs": outputs,
+    }
+    if payload.id is None:
+        del body["id"]
+    text = json.dumps(body).encode()
+    if not blobs:
+        return Response(text, media_type="application/json")
+    return Response(text + b"".join(blobs), media_type="application/octet-stream",
+                    headers={BINARY_HEADER: str(len(text))})
+

@@ -1,0 +1,159 @@
+"""The HTTP contract: request and response bodies of the Open Inference Protocol v2 (the REST
+protocol of KServe and NVIDIA Triton, https://kserve.github.io/website/latest/modelserving/
+data_plane/v2_protocol/) and of the simple JSON API.
+
+Tensor data stays `Any` here and is checked by `service.tensors`, in numpy: validating a few
+hundred thousand floats one by one in pydantic would cost more than the forward.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A parameter value in the protocol: a string, a number or a boolean.
+Parameter = str | int | float | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# --- Open Inference Protocol v2 ------------------------------------------------------------
+
+class RequestInput(_Strict):
+    name: str
+    shape: list[int] = Field(description="[batch, input_size]")
+    datatype: str = Field(description="FP32")
+    parameters: dict[str, Parameter] | None = None
+    data: Any = Field(None, description="row-major numbers, flat or nested; absent when the "
+                                        "binary tensor extension carries the bytes")
+
+
+class RequestOutput(_Strict):
+    name: str
+    parameters: dict[str, Parameter] | None = None
+
+
+class InferenceRequest(_Strict):
+    id: str | None = None
+    parameters: dict[str, Parameter] | None = None
+    inputs: list[RequestInput] = Field(min_length=1)
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Parameter] | None = None
+    data: list[Any] | None = None
+
+
+class InferenceResponse(BaseModel):
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: dict[str, Parameter] = Field(
+        description="the request's compute report (multiply-adds summed over its examples, "
+                    "saved fraction) and server-side timings")
+    outputs: list[ResponseOutput]
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+    parameters: dict[str, Parameter] | None = None
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class RepositoryIndexEntry(BaseModel):
+    name: str
+    version: str
+    state: Literal["READY", "UNAVAILABLE"]
+
+
+class LoadRequest(_Strict):
+    parameters: dict[str, Parameter] | None = Field(
+        None, description='{"version": "N"} loads that version (default: the newest)')
+
+
+class ErrorResponse(BaseModel):
+    error: str
+
+
+# --- simple JSON API -----------------------------------------------------------------------
+
+class PredictRequest(_Strict):
+    instances: list[Any] = Field(min_length=1, description="one list of input_size numbers "
+                                                           "per example")
+
+
+class ComputeReportBody(BaseModel):
+    dense_macs: int = Field(description="multiply-adds of the same network run densely")
+    executed_macs: int = Field(description="multiply-adds run: gaters + blocks computed")
+    gater_macs: int
+    saved_fraction: float = Field(description="1 - executed / dense (negative if the gater "
+                                              "cost more than was skipped)")
+    active_blocks: list[int] = Field(description="blocks on, per gated layer")
+    blocks: list[int] = Field(description="blocks, per gated layer")
+    computed_blocks: list[int] = Field(description="blocks computed, per gated layer: the "
+                                                   "active ones, or all where routed dense")
+
+
+class Prediction(BaseModel):
+    predicted_class: int = Field(serialization_alias="class")
+    probabilities: list[float]
+    compute: ComputeReportBody
+
+
+class Timings(BaseModel):
+    queue_ms: float = Field(description="waiting for a forward")
+    compute_ms: float = Field(description="the forward that ran this request (whole batch)")
+    total_ms: float = Field(description="in the server, from the body read to the response")
+    batch_size: int = Field(description="examples in that forward")
+
+
+class PredictResponse(BaseModel):
+    model_name: str
+    model_version: str
+    predictions: list[Prediction]
+    timings: Timings
+
+
+class ModelVersionInfo(BaseModel):
+    version: str
+    device: str
+    input_size: int
+    num_classes: int
+    gated_layers: int
+    blocks: list[int]
+    dense_macs: int
+    expected_density: list[float] | None
+    expected_saved_fraction: float | None
+    estimator: str | None
+    test_error: float | None
+
+
+class ModelInfo(BaseModel):
+    name: str
+    versions: list[ModelVersionInfo]
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]

@@ -1,0 +1,170 @@
+"""Request bodies to input matrices, and output tensors to response bodies: every check a
+request's data must pass before it reaches a model, each failure a 400 or 413 that names it.
+
+- JSON is parsed by `json.loads` with NaN and Infinity refused (Python's json accepts them).
+- The Open Inference Protocol's binary tensor extension: a body of JSON followed by raw tensor
+  bytes, the JSON's length in the `Inference-Header-Content-Length` header, each input's byte
+  count in its `binary_data_size` parameter (little-endian, row-major). tritonclient sends
+  this by default.
+- Data must be numbers (no booleans, strings or nulls), of the declared shape, finite in
+  float32 (1e39 is finite in JSON but infinite in float32).
+
+Letters: B examples, D input units.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from .errors import bad_request, too_large
+from .schemas import RequestInput
+
+BINARY_HEADER = "inference-header-content-length"
+INPUT_NAME = "input"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` bytes (chunked bodies too)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(f"request body of {declared} bytes is over the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows; send finite numbers only")
+
+
+def parse_json(text: bytes, what: str = "request body") -> Any:
+    if not text.strip():
+        raise bad_request(f"the {what} is empty; send a JSON object")
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as error:
+        raise bad_request(f"the {what} is not valid JSON: {error.msg} at line {error.lineno} "
+                          f"column {error.colno}") from None
+    except UnicodeDecodeError:
+        raise bad_request(f"the {what} is not UTF-8 text") from None
+    except (ValueError, RecursionError) as error:
+        raise bad_request(f"the {what} is not valid JSON: {error}") from None
+
+
+def validate(model: type[BaseModel], payload: Any, what: str = "request body"):
+    """payload as `model`, or a 400 listing every field that is wrong and why."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors(include_url=False)[:10]:
+            where = ".".join(str(p) for p in item["loc"]) or "(body)"
+            problems.append(f"{where}: {item['msg']}")
+        raise bad_request(f"invalid {what}: " + "; ".join(problems)) from None
+
+
+def split_binary_body(request: Request, body: bytes) -> tuple[bytes, bytes | None]:
+    """(JSON part, binary part or None) of a body, per the binary tensor extension."""
+    header = request.headers.get(BINARY_HEADER)
+    if header is None:
+        return body, None
+    if not header.isdigit() or int(header) > len(body):
+        raise bad_request(f"Inference-Header-Content-Length {header!r} must be a byte count "
+                          f"no larger than the body ({len(body)} bytes)")
+    return body[:int(header)], body[int(header):]
+
+
+def matrix(data: Any, input_size: int, max_rows: int, where: str) -> np.ndarray:
+    """A JSON list of rows (the JSON API's instances) as a finite float32 (B, D) matrix."""
+    if not isinstance(data, list) or not data:
+        raise bad_request(f"{where} must be a non-empty list of examples, each a list of "
+                          f"{input_size} numbers")
+    if len(data) > max_rows:
+        raise too_large(f"{where} holds {len(data)} examples; the limit per request is "
+                        f"{max_rows}")
+    array = _numbers(data, where)
+    if array.ndim != 2 or array.shape[1] != input_size:
+        shape = list(array.shape)
+        raise bad_request(f"{where} must be examples of {input_size} numbers each, shape "
+                          f"[n, {input_size}]; got shape {shape}")
+    return _finite_float32(array, where)
+
+
+def oip_matrix(tensor: RequestInput, binary: bytes | None, offset: int, input_size: int,
+               max_rows: int) -> tuple[np.ndarray, int]:
+    """The (B, D) matrix of one v2 input, and the binary offset after it."""
+    where = f"input {tensor.name!r}"
+    if tensor.name != INPUT_NAME:
+        raise bad_request(f"unknown input {tensor.name!r}; this model takes one input "
+                          f"named {INPUT_NAME!r}")
+    if tensor.datatype != "FP32":
+        raise bad_request(f"{where} has datatype {tensor.datatype!r}; this model takes FP32")
+    shape = tensor.shape
+    if len(shape) != 2 or shape[1] != input_size or shape[0] < 1:
+        raise bad_request(f"{where} has shape {shape}; this model takes [batch, {input_size}] "
+                          "with batch >= 1")
+    if shape[0] > max_rows:
+        raise too_large(f"{where} holds {shape[0]} examples; the limit per request is "
+                        f"{max_rows}")
+    count = shape[0] * shape[1]
+    size = (tensor.parameters or {}).get("binary_data_size")
+    if size is not None:
+        if binary is None:
+            raise bad_request(f"{where} has binary_data_size but the request has no "
+                              "Inference-Header-Content-Length header")
+        if not isinstance(size, int) or isinstance(size, bool) or size != 4 * count:
+            raise bad_request(f"{where}: binary_data_size must be {4 * count} (shape {shape} "
+                              f"of FP32), got {size!r}")
+        if tensor.data is not None:
+            raise bad_request(f"{where} has both data and binary_data_size")
+        if offset + size > len(binary):
+            raise bad_request(f"{where}: the body holds {len(binary) - offset} binary bytes "
+                              f"for it, binary_data_size says {size}")
+        # A copy: torch wants writable memory, and the body's bytes are read-only.
+        array = np.frombuffer(binary, dtype="<f4", count=count, offset=offset).copy()
+        return _finite_float32(array.reshape(shape), where), offset + size
+    if tensor.data is None:
+        raise bad_request(f"{where} has no data")
+    array = _numbers(tensor.data if isinstance(tensor.data, list) else [tensor.data], where)
+    if array.size != count:
+        raise bad_request(f"{where}: shape {shape} needs {count} numbers, data holds "
+                          f"{array.size}")
+    if array.ndim != 1 and list(array.shape) != shape:
+        raise bad_request(f"{where}: nested data of shape {list(array.shape)} does not match "
+                          f"shape {shape}")
+    return _finite_float32(array.reshape(shape), where), offset
+
+
+def _numbers(data: list, where: str) -> np.ndarray:
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError):  # ragged nesting
+        raise bad_request(f"{where}: rows of different lengths or mixed nesting") from None
+    if array.dtype.kind not in "iuf":  # bool, str, object (None, dicts, mixed)
+        raise bad_request(f"{where} must hold numbers only (no strings, booleans or nulls)")
+    return array
+
+
+def _finite_float32(array: np.ndarray, where: str) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(out).all():
+        bad = np.argwhere(~np.isfinite(out))[0].tolist()
+        raise bad_request(f"{where}: the number at index {bad} is not finite in float32 (NaN, "
+                          f"infinity, or beyond ±3.4e38)")
+    return out
+
+
+def binary_output(array: np.ndarray) -> bytes:
+    """A response tensor's bytes for the binary extension: little-endian, row-major."""
+    return np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+

@@ -1,0 +1,71 @@
+"""Fixtures: a model repository of tiny trained-shape models written as real artifacts, the
+app through its own test client, and a real uvicorn server on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from benchmarks.server_process import ServerProcess
+from models.gated_artifact import save_gated_network
+from models.gated_config import GatedNetworkConfig
+from models.gated_network import GatedNetwork
+from service.app import create_app
+from service.config import Settings
+
+INPUT_SIZE = 12
+CLASSES = 3
+
+
+def tiny_network(seed: int, estimator: str = "st") -> GatedNetwork:
+    """A gated layer (4 blocks of 4), a dense layer reading it, a second gated layer."""
+    torch.manual_seed(seed)
+    config = GatedNetworkConfig.from_dict({
+        "input_size": INPUT_SIZE, "num_classes": CLASSES, "estimator": estimator,
+        "target_density": 0.5, "layers": [
+            {"blocks": 4, "block_size": 4, "gater_hidden": 6, "activation": "relu"},
+            {"blocks": 8, "block_size": 1, "activation": "tanh", "gated": False},
+            {"blocks": 4, "block_size": 2, "gater_hidden": 0, "activation": "relu"}]})
+    model = GatedNetwork(config).eval()
+    with torch.no_grad():  # spread the gate logits so thresholds at 0 cut anywhere
+        for layer in model.gated_layers:
+            layer.gater.out.weight.mul_(4.0)
+    model.set_thresholds([0.0] * len(model.gated_layers))
+    return model
+
+
+def write_repository(root: Path) -> Path:
+    """tiny (versions 1 and 2) and other (version 1)."""
+    for name, version, seed in (("tiny", 1, 0), ("tiny", 2, 1), ("other", 1, 2)):
+        save_gated_network(tiny_network(seed), root, name, version,
+                           {"metrics": {"test_density": [0.5, 0.5]}})
+    return root
+
+
+@pytest.fixture
+def repository(tmp_path) -> Path:
+    return write_repository(tmp_path / "repo")
+
+
+def settings(repository: Path, **changes) -> Settings:
+    return Settings(model_repository=repository, warmup_batches=(1, 2), **changes)
+
+
+@pytest.fixture
+def client(repository):
+    with TestClient(create_app(settings(repository))) as test_client:
+        yield test_client
+
+
+class Server(ServerProcess):
+    """sparsegate-serve on loopback (benchmarks.server_process), ready when built."""
+
+
+@pytest.fixture
+def server(repository):
+    running = Server(repository)
+    yield running
+    running.stop()

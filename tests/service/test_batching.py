@@ -1,0 +1,142 @@
+"""The batcher: concurrent requests share forwards, each gets back exactly its own rows; a full
+queue refuses at once; closing finishes every accepted request."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from models.compute import ComputeReport
+from service.batching import Batcher, BatcherClosed, QueueFull
+from service.engine import BatchResult
+
+
+def echo_infer(calls: list[int], delay: float = 0.0):
+    """A forward whose outputs identify the rows: logits = inputs; one report per row with
+    executed_macs = the row's first value."""
+    lock = threading.Lock()
+
+    def infer(x: np.ndarray) -> BatchResult:
+        assert lock.acquire(blocking=False), "two forwards ran at once"
+        try:
+            time.sleep(delay)
+            calls.append(x.shape[0])
+            reports = [ComputeReport(100, int(row[0]), 1, (1,), (2,), (1,)) for row in x]
+            return BatchResult(x.copy(), x.copy(), reports, 1.0)
+        finally:
+            lock.release()
+
+    return infer
+
+
+def rows(start: int, count: int) -> np.ndarray:
+    return np.arange(start, start + count, dtype=np.float32)[:, None].repeat(3, 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_concurrent_requests_are_batched_and_each_gets_its_own_rows(seed):
+    calls: list[int] = []
+    sizes = np.random.default_rng(seed).integers(1, 6, size=40).tolist()
+
+    async def main():
+        batcher = Batcher(echo_infer(calls, 0.002), max_batch_size=16, max_delay_s=0.01,
+                          max_queue_examples=10_000)
+        starts = np.cumsum([0, *sizes[:-1]]).tolist()
+        results = await asyncio.gather(*(batcher.submit(rows(s, n))
+                                         for s, n in zip(starts, sizes, strict=True)))
+        await batcher.close()
+        return starts, results
+
+    starts, results = asyncio.run(main())
+    for start, size, (result, timings) in zip(starts, sizes, results, strict=True):
+        np.testing.assert_array_equal(result.logits, rows(start, size))
+        assert [r.executed_macs for r in result.reports] == list(range(start, start + size))
+        assert size <= timings.batch_size <= 16 and timings.queue_ms >= 0
+    assert sum(calls) == sum(sizes)
+    assert len(calls) < len(sizes) / 2  # forwards really were shared
+    assert max(calls) <= 16
+
+
+def test_without_batching_each_request_runs_alone():
+    calls: list[int] = []
+
+    async def main():
+        batcher = Batcher(echo_infer(calls), max_batch_size=1, max_delay_s=0.0,
+                          max_queue_examples=100)
+        await asyncio.gather(*(batcher.submit(rows(i, 1)) for i in range(10)))
+        await batcher.close()
+
+    asyncio.run(main())
+    assert calls == [1] * 10
+
+
+def test_a_request_larger_than_the_batch_runs_whole():
+    calls: list[int] = []
+
+    async def main():
+        batcher = Batcher(echo_infer(calls), max_batch_size=4, max_delay_s=0.0,
+                          max_queue_examples=100)
+        result, _ = await batcher.submit(rows(0, 10))
+        await batcher.close()
+        return result
+
+    assert asyncio.run(main()).logits.shape == (10, 3) and calls == [10]
+
+
+def test_a_full_queue_refuses_at_once_and_recovers():
+    calls: list[int] = []
+
+    async def main():
+        batcher = Batcher(echo_infer(calls, 0.05), max_batch_size=2, max_delay_s=0.0,
+                          max_queue_examples=4)
+        first = [asyncio.ensure_future(batcher.submit(rows(i, 2))) for i in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFull):
+            await batcher.submit(rows(9, 1))
+        await asyncio.gather(*first)
+        result, _ = await batcher.submit(rows(9, 1))  # room again
+        await batcher.close()
+        return result
+
+    assert asyncio.run(main()).logits[0, 0] == 9
+
+
+def test_close_finishes_accepted_requests_then_refuses():
+    calls: list[int] = []
+
+    async def main():
+        batcher = Batcher(echo_infer(calls, 0.01), max_batch_size=2, max_delay_s=0.005,
+                          max_queue_examples=100)
+        accepted = [asyncio.ensure_future(batcher.submit(rows(i, 1))) for i in range(7)]
+        await asyncio.sleep(0)
+        await batcher.close()
+        assert all(f.done() and not f.exception() for f in accepted)
+        with pytest.raises(BatcherClosed):
+            await batcher.submit(rows(0, 1))
+
+    asyncio.run(main())
+    assert sum(calls) == 7
+
+
+def test_a_failing_forward_fails_only_its_batch():
+    state = {"fail": True}
+
+    def infer(x):
+        if state.pop("fail", False):
+            raise RuntimeError("boom")
+        return BatchResult(x, x, [ComputeReport(1, 1, 0, (), (), ())] * len(x), 1.0)
+
+    async def main():
+        batcher = Batcher(infer, max_batch_size=8, max_delay_s=0.0, max_queue_examples=100)
+        with pytest.raises(RuntimeError, match="boom"):
+            await batcher.submit(rows(0, 1))
+        result, _ = await batcher.submit(rows(1, 1))
+        assert batcher.queued_examples == 0
+        await batcher.close()
+        return result
+
+    assert asyncio.run(main()).logits[0, 0] == 1

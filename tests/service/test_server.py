@@ -1,0 +1,130 @@
+"""Against a real `sparsegate-serve` (uvicorn) on loopback: the real tritonclient HTTP client,
+batching under concurrent HTTP load, overload, SIGTERM draining, and the command line."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+
+from .conftest import CLASSES, INPUT_SIZE, Server
+from .test_api import inputs, reference
+
+tritonclient_http = pytest.importorskip("tritonclient.http")
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_tritonclient_round_trip(server, repository, binary):
+    client = tritonclient_http.InferenceServerClient(server.url.removeprefix("http://"))
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("tiny") and client.is_model_ready("tiny", "2")
+    assert not client.is_model_ready("tiny", "1")
+    meta = client.get_model_metadata("tiny")
+    assert meta["inputs"][0]["shape"] == [-1, INPUT_SIZE]
+    assert client.get_server_metadata()["name"] == "sparsegate"
+    x = np.array(inputs(3), dtype=np.float32)
+    tensor = tritonclient_http.InferInput("input", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x, binary_data=binary)
+    outputs = [tritonclient_http.InferRequestedOutput(name, binary_data=binary)
+               for name in ("probabilities", "predicted_class", "active_blocks")]
+    result = client.infer("tiny", [tensor], outputs=outputs)
+    probabilities, active = reference(repository, "tiny", "2", x.tolist())
+    np.testing.assert_allclose(result.as_numpy("probabilities"), probabilities, atol=1e-5)
+    assert result.as_numpy("probabilities").shape == (3, CLASSES)
+    assert result.as_numpy("predicted_class").tolist() == probabilities.argmax(-1).tolist()
+    assert result.as_numpy("active_blocks").tolist() == active.tolist()
+    parameters = result.get_response()["parameters"]
+    assert parameters["executed_macs"] > 0 and "compute_reports" in parameters
+    # Model management through the client's repository calls.
+    index = {(m["name"], m["version"]) for m in client.get_model_repository_index()}
+    assert ("tiny", "1") in index
+    client.unload_model("other")
+    assert not client.is_model_ready("other")
+    client.load_model("other")
+    assert client.is_model_ready("other")
+    client.close()
+
+
+def test_concurrent_http_requests_are_batched_and_answered_correctly(repository):
+    server = Server(repository, "--max-batch-delay-ms", "20", "--max-batch-size", "32")
+    try:
+        xs = [inputs(1 + i % 3, seed=i) for i in range(48)]
+        with httpx.Client(base_url=server.url, timeout=30) as client, \
+                ThreadPoolExecutor(16) as pool:
+            responses = list(pool.map(
+                lambda x: client.post("/v1/models/tiny:predict", json={"instances": x}), xs))
+        batch_sizes = []
+        for x, response in zip(xs, responses, strict=True):
+            assert response.status_code == 200, response.text
+            body = response.json()
+            probabilities, active = reference(repository, "tiny", "2", x)
+            np.testing.assert_allclose([p["probabilities"] for p in body["predictions"]],
+                                       probabilities, atol=1e-5)
+            assert [p["compute"]["active_blocks"] for p in body["predictions"]] == \
+                active.tolist()
+            batch_sizes.append(body["timings"]["batch_size"])
+        assert max(batch_sizes) > 3  # requests shared forwards
+        metrics = httpx.get(f"{server.url}/metrics").text
+        assert 'sparsegate_examples_total{model="tiny"} ' + str(
+            float(sum(len(x) for x in xs))) in metrics
+    finally:
+        server.stop()
+
+
+def test_a_full_queue_answers_503_with_retry_after(repository):
+    server = Server(repository, "--max-queue-examples", "2", "--max-batch-size", "1",
+                    "--max-batch-delay-ms", "0", "--max-instances", "2")
+    try:
+        x = {"instances": inputs(2)}
+        with httpx.Client(base_url=server.url, timeout=30) as client, \
+                ThreadPoolExecutor(24) as pool:
+            statuses = list(pool.map(lambda _: client.post("/v1/models/tiny:predict", json=x),
+                                     range(96)))
+        codes = {r.status_code for r in statuses}
+        assert codes <= {200, 503} and 503 in codes and 200 in codes
+        refused = next(r for r in statuses if r.status_code == 503)
+        assert refused.headers["retry-after"] == "1" and "overloaded" in refused.json()["error"]
+    finally:
+        server.stop()
+
+
+def test_sigterm_lets_requests_in_flight_finish(repository):
+    # A long batching delay keeps requests in flight when the signal lands.
+    server = Server(repository, "--max-batch-delay-ms", "1500", "--max-batch-size", "64")
+    results: list[int] = []
+
+    def send(i: int) -> None:
+        response = httpx.post(f"{server.url}/v1/models/tiny:predict",
+                              json={"instances": inputs(1, seed=i)}, timeout=30)
+        results.append(response.status_code)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)  # all sent, none answered: they wait for the batch
+    server.process.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join(30)
+    output = server.stop()
+    assert results == [200] * 8, output
+    # uvicorn exits by re-raising the signal it caught, after the graceful shutdown.
+    assert server.process.returncode in (0, -signal.SIGTERM), output
+    assert "Traceback" not in output, output
+
+
+def test_cli_refuses_bad_settings(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "service.cli", "--model-repository",
+                          str(tmp_path), "--max-batch-size", "0"], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 2 and "max_batch_size" in run.stderr
+    run = subprocess.run([sys.executable, "-m", "service.cli", "--model-repository",
+                          str(tmp_path / "missing")], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 2 and "not a folder" in run.stderr
