@@ -21,8 +21,11 @@ from pathlib import Path
 
 import torch
 
-from .cases import LAYER_CASE, MODEL_CASE
-from .cases import layer_model  # noqa: F401 (re-exported: other benchmark modules use it)
+from .cases import (
+    LAYER_CASE,
+    MODEL_CASE,
+    layer_model,  # noqa: F401 (re-exported: other benchmark modules use it)
+)
 from .run_record import write_rows
 
 # What --cases accepts: the full case names and these short ones.

@@ -1,12 +1,14 @@
 """Dynamic batching: concurrent requests for one model version run as one forward.
 
 Each model version has one `Batcher`: an asyncio queue of pending requests and one worker task
-that takes the oldest request, waits up to `max_delay_s` for more (until `max_batch_size`
-examples), concatenates them, runs the forward on a worker thread (the event loop keeps
-serving), and hands each request back its own rows and compute reports. With batching off
-(`max_batch_size` 1 or `max_delay_s` 0 and one request at a time) each request runs alone; the
-forward is never entered by two threads at once, which the engine's buffers and CUDA graphs
-need.
+that takes the oldest request together with every request queued behind it (up to
+`max_batch_size` examples), optionally waits up to `max_delay_s` from the oldest's arrival for
+more, concatenates them, runs the forward on a worker thread (the event loop keeps serving),
+and hands each request back its own rows and compute reports. Under load, requests queue while
+a forward runs and the next forward takes them all, so batches form without any waiting; a
+delay only helps light, bursty load. With batching off (`max_batch_size` 1) each request runs
+alone. The forward is never entered by two threads at once, which the engine's buffers and CUDA
+graphs need.
 
 The queue is bounded in examples, not requests: a request that would take it past
 `max_queue_examples` is refused at once (`QueueFull`, a 503 with Retry-After), so an overloaded

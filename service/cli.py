@@ -35,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="dynamic batching (default on)")
     p.add_argument("--max-batch-size", type=int, help="examples per forward (default 64)")
     p.add_argument("--max-batch-delay-ms", type=float,
-                   help="how long a request waits for others (default 2)")
+                   help="how long a request that finds the model idle waits for others (default 0: "
+                        "batches form from what queues during a forward)")
     p.add_argument("--max-queue-examples", type=int,
                    help="examples waiting per model before 503 (default 4096)")
     p.add_argument("--max-body-bytes", type=int, help="request body limit (default 8 MiB)")

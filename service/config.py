@@ -26,11 +26,13 @@ class Settings(BaseSettings):
     models: list[str] = Field(default_factory=list,
                               description="model names to load at start-up (default: all)")
 
-    # Dynamic batching: requests for one model version wait up to max_batch_delay_ms for others
-    # and run together, up to max_batch_size examples.
+    # Dynamic batching: the requests for one model version that queued while its previous
+    # forward ran go into the next forward together, up to max_batch_size examples. A request
+    # that finds the model idle runs at once unless max_batch_delay_ms > 0, which makes it
+    # wait that long for company: bigger batches under light load, for that much latency.
     batching: bool = True
     max_batch_size: int = Field(64, ge=1, le=65536)
-    max_batch_delay_ms: float = Field(2.0, ge=0.0, le=10_000.0)
+    max_batch_delay_ms: float = Field(0.0, ge=0.0, le=10_000.0)
     # Examples waiting per model version beyond which requests are refused with 503.
     max_queue_examples: int = Field(4096, ge=1)
     retry_after_s: int = Field(1, ge=1, description="Retry-After on a 503")
