@@ -2,11 +2,12 @@
 
 Counted from the shapes that run, per example:
 - dense reference: the same network with every block on and no gater;
-- executed: every gater in full; each gated layer's main path for the blocks it computed
-  (the active ones, or all of them where the engine routed the example dense at that layer),
-  reading all of its input units; and each dense layer or read-out after a gated layer reading
+- executed: every gater in full (reading all of its input units); each gated layer's main path
+  for the blocks it computed (the active ones, or all of them where the engine routed the
+  example dense at that layer); and every layer after a gated layer, gated or not, reading
   only the units of the blocks that layer computed (an inactive block's units are zero and
-  their weight rows are not read).
+  their weight rows are not read). An engine whose gated layers read the whole output of a
+  gated layer before them (the Triton path) says so with `gated_reads_all_inputs`.
 Bias additions and element-wise activations are not counted: they are not multiply-adds and are
 negligible next to the matrix products.
 
@@ -66,9 +67,12 @@ def gater_macs(config: GatedNetworkConfig) -> int:
 
 
 def executed_macs(config: GatedNetworkConfig, active_blocks: Tensor,
-                  computed_blocks: Tensor | None = None) -> Tensor:
+                  computed_blocks: Tensor | None = None, *,
+                  gated_reads_all_inputs: bool = False) -> Tensor:
     """Per-example multiply-adds, (B,) int64, given the blocks each example computed per gated
-    layer (B, G); `computed_blocks` defaults to `active_blocks` (every block computed is on)."""
+    layer (B, G); `computed_blocks` defaults to `active_blocks` (every block computed is on).
+    `gated_reads_all_inputs`: a gated layer after a gated layer reads all of its input units
+    rather than those of the blocks computed."""
     computed = (active_blocks if computed_blocks is None else computed_blocks).to(torch.int64)
     gated = [layer for layer in config.layers if layer.gated]
     if computed.dim() != 2 or computed.shape[1] != len(gated):
@@ -80,8 +84,9 @@ def executed_macs(config: GatedNetworkConfig, active_blocks: Tensor,
     g = 0
     for layer in config.layers:
         if layer.gated:
-            reads = computed[:, g] * layer.block_size  # (B,)
-            total += width * reads
+            units = computed[:, g] * layer.block_size  # (B,) units computed
+            total += (width if gated_reads_all_inputs else reads) * units
+            reads = units
             g += 1
         else:
             total += reads * layer.width
@@ -91,14 +96,16 @@ def executed_macs(config: GatedNetworkConfig, active_blocks: Tensor,
 
 
 def compute_reports(config: GatedNetworkConfig, active_blocks: Tensor,
-                    computed_blocks: Tensor | None = None) -> list[ComputeReport]:
+                    computed_blocks: Tensor | None = None, *,
+                    gated_reads_all_inputs: bool = False) -> list[ComputeReport]:
     """One ComputeReport per example from active blocks per gated layer (B, G) and the blocks
-    computed (default: the active ones)."""
+    computed (default: the active ones); see `executed_macs`."""
     dense = dense_macs(config)
     gater = gater_macs(config)
     if computed_blocks is None:
         computed_blocks = active_blocks
-    executed = executed_macs(config, active_blocks, computed_blocks).tolist()
+    executed = executed_macs(config, active_blocks, computed_blocks,
+                             gated_reads_all_inputs=gated_reads_all_inputs).tolist()
     blocks = tuple(layer.blocks for layer in config.layers if layer.gated)
     active = active_blocks.to(torch.int64).tolist()
     computed = computed_blocks.to(torch.int64).tolist()

@@ -260,10 +260,10 @@ class TritonSkipNetwork:
 
 def _skip_output(logits: Tensor, active: Tensor, computed: Tensor,
                  gates: list[Tensor]) -> SkipOutput:
-    """A SkipOutput, with `computed_blocks` where the dataclass has that field."""
-    fields = {f.name for f in dataclasses.fields(SkipOutput)}
-    extra = {"computed_blocks": computed} if "computed_blocks" in fields else {}
-    return SkipOutput(logits=logits, active_blocks=active, gates=gates, **extra)
+    """A SkipOutput; this path's gated layers read all the units of a gated layer before them
+    (its reports count that)."""
+    return SkipOutput(logits=logits, active_blocks=active, computed_blocks=computed,
+                      gates=gates, gated_reads_all_inputs=True)
 
 
 @dataclass
@@ -308,7 +308,8 @@ class CudaGraphSkipNetwork:
         out = captured.output
         fields = {f.name: getattr(out, f.name) for f in dataclasses.fields(SkipOutput)}
         return SkipOutput(**{name: ([g[:batch].clone() for g in value] if name == "gates"
-                                    else value[:batch].clone())
+                                    else value[:batch].clone() if isinstance(value, Tensor)
+                                    else value)
                              for name, value in fields.items()})
 
     def captured(self, batch: int) -> CapturedForward:

@@ -43,9 +43,13 @@ class NativeKernels:
         self._accumulate.argtypes = [pointer, size, pointer, pointer, size, pointer, size,
                                      pointer]
         self._accumulate.restype = None
+        self._tiles = library.tiles_from_blocks
+        self._tiles.argtypes = [pointer, size, pointer, size, pointer, pointer, size, pointer,
+                                size, pointer]
+        self._tiles.restype = None
         self._threaded = library.grouped_products_threaded
         self._threaded.argtypes = [ctypes.c_int, pointer, size, pointer, pointer, size, pointer,
-                                   size, pointer, size]
+                                   size, pointer, size, pointer, size]
         self._threaded.restype = None
 
     def rows_times_blocks(self, x: np.ndarray, examples: np.ndarray, weights: np.ndarray,
@@ -62,6 +66,29 @@ class NativeKernels:
         out (B, N). `threads` > 1 splits the output columns over that many threads."""
         return self._launch(1, self._accumulate, values, examples, weights, spans, out, threads)
 
+    def tiles_from_blocks(self, x: np.ndarray, reads: np.ndarray, examples: np.ndarray,
+                          weights: np.ndarray, spans: np.ndarray, out: np.ndarray,
+                          threads: int = 1) -> np.ndarray:
+        """out[p] = sum over input blocks j that examples[p] reads (reads[e, j] != 0) of
+        x[e, block j] @ weights[block][rows of block j]: a gated layer reading only the input
+        blocks its previous gated layer computed. x (B, J * S_in), reads (B, J) uint8,
+        weights (K, J * S_in, S), spans (G, 3), out (P, S)."""
+        _check(x, weights, out, examples, spans)
+        if reads.dtype != np.uint8 or not reads.flags.c_contiguous or reads.ndim != 2 \
+                or reads.shape[0] != x.shape[0] or x.shape[1] % reads.shape[1]:
+            raise ValueError("reads must be a C-contiguous (B, J) uint8 array dividing x's "
+                             "columns into J blocks")
+        blocks = reads.shape[1]
+        args = (x.ctypes.data, x.shape[1] // blocks, reads.ctypes.data, blocks,
+                examples.ctypes.data, weights.ctypes.data, weights.shape[2], spans.ctypes.data,
+                spans.shape[0], out.ctypes.data)
+        if threads > 1:
+            self._threaded(2, args[0], args[1], args[4], args[5], args[6], args[7], args[8],
+                           args[9], threads, args[2], args[3])
+        else:
+            self._tiles(*args)
+        return out
+
     def _launch(self, kind: int, single, rows: np.ndarray, examples: np.ndarray,
                 weights: np.ndarray, spans: np.ndarray, out: np.ndarray, threads: int
                 ) -> np.ndarray:
@@ -70,7 +97,7 @@ class NativeKernels:
         args = (rows.ctypes.data, rows.shape[1], examples.ctypes.data, weights.ctypes.data,
                 weights.shape[2], spans.ctypes.data, spans.shape[0], out.ctypes.data)
         if threads > 1:
-            self._threaded(kind, *args, threads)
+            self._threaded(kind, *args, threads, None, 0)
         else:
             single(*args)
         return out

@@ -41,6 +41,7 @@ from torch import Tensor
 from . import native_kernels
 from .block_products import block_offsets, chunk_spans, rows_times_blocks, use_one_blas_thread
 from .compute import ComputeReport, compute_reports
+from .gated_config import GatedNetworkConfig
 from .gated_network import GatedLayer, GatedNetwork
 
 # Route an example dense at a gated layer from this fraction of its blocks on (by default; a
@@ -98,9 +99,14 @@ class SkipOutput:
     active_blocks: Tensor  # (B, G) blocks on per example and gated layer
     computed_blocks: Tensor  # (B, G) blocks computed: the active ones, or all for a dense route
     gates: list[Tensor]  # per gated layer (B, K): the gate values that multiplied the blocks
+    # A gated layer after a gated layer read all its input units (the Triton path), rather
+    # than those of the blocks computed (this module).
+    gated_reads_all_inputs: bool = False
 
-    def reports(self, network: GatedNetwork) -> list[ComputeReport]:
-        return compute_reports(network.config, self.active_blocks, self.computed_blocks)
+    def reports(self, network: GatedNetwork | GatedNetworkConfig) -> list[ComputeReport]:
+        config = network.config if isinstance(network, GatedNetwork) else network
+        return compute_reports(config, self.active_blocks, self.computed_blocks,
+                               gated_reads_all_inputs=self.gated_reads_all_inputs)
 
 
 @dataclass
@@ -112,11 +118,13 @@ class _SparseRows:
     span_array: np.ndarray  # the same as a (G, 3) int64 array, for the C kernels
     values: np.ndarray  # (P, S) the pairs' gated outputs
     dense_rows: np.ndarray  # (n,) examples routed dense at this layer
+    reads: np.ndarray  # (B, K) uint8: the blocks a reader reads per example (all where dense)
 
 
 # A gated layer's output where every example was routed dense: readers take the dense branch.
 _ALL_DENSE = _SparseRows(np.zeros(0, np.int64), [], np.zeros((0, 3), np.int64),
-                         np.zeros((0, 0), np.float32), np.zeros(0, np.int64))
+                         np.zeros((0, 0), np.float32), np.zeros(0, np.int64),
+                         np.zeros((0, 0), np.uint8))
 
 
 def _numpy(t: Tensor) -> np.ndarray:
@@ -237,7 +245,7 @@ class SkipNetwork:
                 x = self._read(linear, x, sparse, layer.config.activation)
                 sparse = None
             else:
-                x, sparse, values, on_count, ran = self._gated(layer, linear, x)
+                x, sparse, values, on_count, ran = self._gated(layer, linear, x, sparse)
                 gates.append(values)
                 active.append(on_count)
                 computed.append(ran)
@@ -248,13 +256,18 @@ class SkipNetwork:
         return SkipOutput(logits, torch.from_numpy(np.stack(active, -1).astype(np.int64)),
                           torch.from_numpy(np.stack(computed, -1)), gates)
 
-    def _gated(self, layer: GatedLayer, linear: _Linear, x: np.ndarray
+    def _gated(self, layer: GatedLayer, linear: _Linear, x: np.ndarray,
+               previous: _SparseRows | None
                ) -> tuple[np.ndarray, _SparseRows, Tensor, np.ndarray, np.ndarray]:
-        """One gated layer: the gater in full, then each example's blocks, sparse or dense."""
+        """One gated layer: the gater in full, then each example's blocks, sparse or dense.
+        `previous`: the output of the gated layer before, if this one reads one; an example
+        it routed sparse is read only in the input blocks it computed."""
         k, s = layer.config.blocks, layer.config.block_size
         act = NUMPY_ACTIVATIONS[layer.config.activation]
+        partial = previous is not None and previous is not _ALL_DENSE  # some inputs part-read
         gate_values, values, on = self._gates(layer, x)
-        if layer.estimator.binary and self.dense_fraction(x.shape[0]) <= 1.0 and on.all():
+        if (not partial and layer.estimator.binary and self.dense_fraction(x.shape[0]) <= 1.0
+                and on.all()):
             # Every gate on and worth 1: the plain dense layer. After a large product each
             # numpy call here starts with cold caches (~40 us apiece on this project's CPU),
             # so this commonest dense case makes as few as it can.
@@ -263,35 +276,80 @@ class SkipNetwork:
                     every_block, every_block)
         count = on.sum(-1)  # (B,)
         dense = count >= self.dense_fraction(x.shape[0]) * k  # (B,) routed dense
-        if dense.all():  # every example dense: one product, gated in place, no pair lists
+        ran = np.where(dense, k, count)  # (B,)
+        if not partial and dense.all():  # one product, gated in place, no pair lists
             out = linear.dense(x, layer.config.activation)  # (B, K * S)
             out.reshape(-1, k, s)[...] *= values[:, :, None]
-            return out, _ALL_DENSE, gate_values, count, np.full(x.shape[0], k)
-        dense_rows = np.flatnonzero(dense)  # (n,)
+            return out, _ALL_DENSE, gate_values, count, ran
+        # Examples routed dense that read their whole input run as rows of one dense product;
+        # every other (example, block) to compute is a pair: the blocks on of an example
+        # routed sparse, and all blocks of one routed dense whose input is read in part.
+        whole_input = previous.reads.all(-1) if partial else np.ones(x.shape[0], bool)  # (B,)
+        dense_rows = np.flatnonzero(dense & whole_input)  # (n,)
         out = np.zeros((x.shape[0], k, s), dtype=np.float32)  # (B, K, S)
         if dense_rows.size:
             h = linear.dense(x[dense_rows], layer.config.activation).reshape(-1, k, s)
             out[dense_rows] = h * values[dense_rows, :, None]
-        blocks, examples = np.nonzero(on.T & ~dense)  # pairs sorted by block, then example
+        wanted = (on & ~dense[:, None]) | (dense & ~whole_input)[:, None]  # (B, K)
+        blocks, examples = np.nonzero(wanted.T)  # pairs sorted by block, then example
         examples = np.ascontiguousarray(examples, dtype=np.int64)  # nonzero gives strided views
-        spans = block_offsets(np.bincount(blocks, minlength=k).tolist())
-        span_array = np.array(spans, dtype=np.int64).reshape(-1, 3)  # (G, 3)
         pairs = np.empty((examples.size, s), dtype=np.float32)  # (P, S)
-        if spans:
-            if self._use_native(s, examples.size, len(spans)):
-                self.native.rows_times_blocks(
-                    np.ascontiguousarray(x), examples, linear.by_out_block, span_array, pairs,
-                    self._native_threads(pairs.size * x.shape[1]))
+        if examples.size:
+            spans = block_offsets(np.bincount(blocks, minlength=k).tolist())
+            if partial:
+                self._pairs_from_blocks(linear, x, previous.reads, examples, blocks, spans,
+                                        pairs)
             else:
-                rows_times_blocks(x[examples], linear.by_out_block, spans, pairs, self.threads)
+                self._pairs_from_rows(linear, x, examples, spans, pairs)
             pairs += linear.bias.reshape(k, s)[blocks]
             act(pairs)
             pairs *= values[examples, blocks, None]
             out[examples, blocks] = pairs
-        ran = np.where(dense, k, count)  # (B,)
-        return (out.reshape(x.shape[0], k * s), _SparseRows(examples, spans, span_array, pairs,
-                                                               dense_rows),
+        # What the next layer reads: the pairs of examples routed sparse; the others whole.
+        sparse = ~dense[examples]
+        examples, blocks, pairs = examples[sparse], blocks[sparse], pairs[sparse]
+        spans = block_offsets(np.bincount(blocks, minlength=k).tolist())
+        reads = np.where(dense[:, None], True, on).astype(np.uint8)  # (B, K)
+        return (out.reshape(x.shape[0], k * s),
+                _SparseRows(examples, spans, np.array(spans, dtype=np.int64).reshape(-1, 3),
+                            np.ascontiguousarray(pairs), np.flatnonzero(dense), reads),
                 gate_values, count, ran)
+
+    def _pairs_from_rows(self, linear: _Linear, x: np.ndarray, examples: np.ndarray,
+                         spans: list[tuple[int, int, int]], pairs: np.ndarray) -> None:
+        """pairs[p] = x[example] @ W[block] for whole input rows."""
+        if self._use_native(pairs.shape[1], examples.size, len(spans)):
+            self.native.rows_times_blocks(
+                np.ascontiguousarray(x), examples, linear.by_out_block,
+                np.array(spans, dtype=np.int64).reshape(-1, 3), pairs,
+                self._native_threads(pairs.size * x.shape[1]))
+        else:
+            rows_times_blocks(x[examples], linear.by_out_block, spans, pairs, self.threads)
+
+    def _pairs_from_blocks(self, linear: _Linear, x: np.ndarray, reads: np.ndarray,
+                           examples: np.ndarray, blocks: np.ndarray,
+                           spans: list[tuple[int, int, int]], pairs: np.ndarray) -> None:
+        """pairs[p] = sum over the input blocks j its example reads of x[example, block j] @
+        W[block][rows of block j]: one tile product per (input block, output block) the
+        example has, instead of a product over its whole input."""
+        k_in = reads.shape[1]
+        if self.native is not None and native_kernels.supports(pairs.shape[1]):
+            macs = int(reads[examples].sum()) * (x.shape[1] // k_in) * pairs.shape[1]
+            self.native.tiles_from_blocks(
+                np.ascontiguousarray(x), reads, examples, linear.by_out_block,
+                np.array(spans, dtype=np.int64).reshape(-1, 3), pairs,
+                self._native_threads(macs))
+            return
+        # numpy: per example, its output blocks' rows of its input blocks, gathered.
+        s_in = x.shape[1] // k_in
+        tiles = linear.by_out_block.reshape(linear.by_out_block.shape[0], k_in, s_in, -1)
+        order = np.argsort(examples, kind="stable")  # pairs of one example together
+        bounds = np.flatnonzero(np.diff(examples[order])) + 1
+        for group in np.split(order, bounds):
+            e = examples[group[0]]
+            read = np.flatnonzero(reads[e])  # (r,)
+            inputs = x[e].reshape(k_in, s_in)[read]  # (r, S_in)
+            pairs[group] = np.einsum("ri,krio->ko", inputs, tiles[blocks[group]][:, read])
 
     def _gates(self, layer: GatedLayer, x: np.ndarray) -> tuple[Tensor, np.ndarray, np.ndarray]:
         """The gater in full, then the gate values (B, K) as a tensor and an array, and which

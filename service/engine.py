@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from models.artifact import ArtifactError
-from models.compute import ComputeReport, compute_reports, dense_macs, executed_macs
+from models.compute import ComputeReport, dense_macs, executed_macs
 from models.gated_artifact import load_gated_network
 from models.skip_inference import SkipNetwork
 
@@ -69,11 +69,10 @@ class ModelEngine:
         out = self._forward(inputs)
         logits = out.logits.float()
         probabilities = torch.softmax(logits, dim=-1)
-        active, computed = out.active_blocks.cpu(), out.computed_blocks.cpu()
+        reports = out.reports(self.config)
         logits_np, probabilities_np = logits.cpu().numpy(), probabilities.cpu().numpy()
         compute_ms = (time.perf_counter() - start) * 1e3  # .cpu() synchronised the device
-        return BatchResult(logits_np, probabilities_np,
-                           compute_reports(self.config, active, computed), compute_ms)
+        return BatchResult(logits_np, probabilities_np, reports, compute_ms)
 
     def warm_up(self, batches: tuple[int, ...]) -> None:
         """One forward per batch size on zeros: compiles the C or Triton kernels, captures the

@@ -9,7 +9,9 @@ takes `x` (batch, D) float32, batch dynamic, and returns
     computed_blocks  (batch, G) int64   blocks the graph computed per example and gated layer
 
 so a server can build compute reports from ORT alone
-(`models.compute.compute_reports(config, active_blocks, computed_blocks)`). Each gated layer's
+(`models.compute.compute_reports(config, active_blocks, computed_blocks)`; with
+`gated_reads_all_inputs=True` where a gated layer reads a gated layer and the batch is larger
+than 1, since the graph reads the batch's union of input blocks there). Each gated layer's
 threshold is the initializer `layers.<i>.threshold` (float32 scalar, logit space).
 
 Semantics: those of `GatedNetwork.eval()` (the dense masked reference) and of

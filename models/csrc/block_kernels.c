@@ -76,22 +76,72 @@ void accumulate_blocks_times_rows(const float *__restrict h, int64_t S, const in
     accumulate_columns(h, S, ex, W, N, spans, G, out, 0, N);
 }
 
-/* The same two products split over `threads` POSIX threads (the caller's included). The gated
- * layer's pairs are split by spans (each thread writes its own pair rows); the consumer's by
+/* A gated layer reading a gated layer's output, tile by tile: for every pair p of every span,
+ *   out[p, :S] = sum over input blocks j with reads[ex[p] * J + j] != 0 of
+ *                x[ex[p], j*Sin:(j+1)*Sin] @ W[block, j*Sin:(j+1)*Sin, :S]
+ * so an example reads only the input blocks its previous layer computed. x is (B, J * Sin), W
+ * (K, J * Sin, S), reads (B, J) bytes. Per (block, column tile, input block) the weight tile
+ * (Sin x T) is streamed once per R3 of the pairs that read that input block. */
+#define R3 4
+void tiles_from_blocks(const float *__restrict x, int64_t Sin, const uint8_t *reads, int64_t J,
+                       const int64_t *ex, const float *__restrict W, int64_t S,
+                       const int64_t *spans, int64_t G, float *__restrict out) {
+    int64_t D = J * Sin;
+    for (int64_t g = 0; g < G; ++g) {
+        const float *Wk = W + spans[3 * g] * D * S;
+        int64_t start = spans[3 * g + 1], end = spans[3 * g + 2];
+        for (int64_t p = start; p < end; ++p)
+            for (int64_t c = 0; c < S; ++c) out[p * S + c] = 0.0f;
+        for (int64_t c0 = 0; c0 < S; c0 += T) {
+            for (int64_t j = 0; j < J; ++j) {
+                const float *tile = Wk + j * Sin * S + c0;
+                int64_t p = start;
+                while (p < end) {
+                    int64_t rows[R3], n = 0; /* the next pairs that read input block j */
+                    for (; p < end && n < R3; ++p)
+                        if (reads[ex[p] * J + j]) rows[n++] = p;
+                    if (n == 0) break;
+                    const float *xr[R3];
+                    for (int64_t i = 0; i < R3; ++i)
+                        xr[i] = x + ex[rows[i < n ? i : 0]] * D + j * Sin;
+                    float acc[R3][T] = {{0}};
+                    for (int64_t s = 0; s < Sin; ++s) {
+                        const float *wr = tile + s * S;
+                        for (int64_t i = 0; i < R3; ++i) {
+                            float xv = xr[i][s];
+                            for (int64_t c = 0; c < T; ++c) acc[i][c] += xv * wr[c];
+                        }
+                    }
+                    for (int64_t i = 0; i < n; ++i) {
+                        float *o = out + rows[i] * S + c0;
+                        for (int64_t c = 0; c < T; ++c) o[c] += acc[i][c];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* The same three products split over `threads` POSIX threads (the caller's included). The gated
+ * layers' pairs are split by spans (each thread writes its own pair rows); the consumer's by
  * output column tiles (each thread owns its columns of every output row), so no thread ever
  * writes where another does. OpenMP is avoided on purpose: a second OpenMP runtime beside
  * torch's would keep its own workers spinning against torch's. */
 typedef struct {
-    int kind; /* 0: rows_times_blocks, 1: accumulate_blocks_times_rows */
+    int kind; /* 0: rows_times_blocks, 1: accumulate_blocks_times_rows, 2: tiles_from_blocks */
     const float *in; int64_t in_cols; const int64_t *ex; const float *W; int64_t out_cols;
     const int64_t *spans; int64_t G; float *out;
     int64_t col_begin, col_end; /* consumer: this thread's output columns */
+    const uint8_t *reads; int64_t in_blocks; /* tiles: which input blocks each example reads */
 } job_t;
 
 static void *run_job(void *arg) {
     job_t *j = (job_t *)arg;
     if (j->kind == 0)
         rows_times_blocks(j->in, j->in_cols, j->ex, j->W, j->out_cols, j->spans, j->G, j->out);
+    else if (j->kind == 2)
+        tiles_from_blocks(j->in, j->in_cols, j->reads, j->in_blocks, j->ex, j->W, j->out_cols,
+                          j->spans, j->G, j->out);
     else
         accumulate_columns(j->in, j->in_cols, j->ex, j->W, j->out_cols, j->spans, j->G, j->out,
                            j->col_begin, j->col_end);
@@ -101,19 +151,20 @@ static void *run_job(void *arg) {
 #define MAX_THREADS 64
 void grouped_products_threaded(int kind, const float *in, int64_t in_cols, const int64_t *ex,
                                const float *W, int64_t out_cols, const int64_t *spans,
-                               int64_t G, float *out, int64_t threads) {
+                               int64_t G, float *out, int64_t threads, const uint8_t *reads,
+                               int64_t in_blocks) {
     if (threads > MAX_THREADS) threads = MAX_THREADS;
     job_t jobs[MAX_THREADS];
     pthread_t ids[MAX_THREADS];
     int64_t used = 0;
-    if (kind == 0) { /* contiguous runs of spans with about equal numbers of pairs */
+    if (kind != 1) { /* contiguous runs of spans with about equal numbers of pairs */
         int64_t total = G ? spans[3 * (G - 1) + 2] - spans[1] : 0, g0 = 0;
         for (int64_t t = 0; t < threads && g0 < G; ++t) {
             int64_t target = spans[1] + total * (t + 1) / threads, g1 = g0 + 1;
             while (g1 < G && spans[3 * g1 + 1] < target) ++g1;
             if (t == threads - 1) g1 = G;
-            jobs[used++] = (job_t){0, in, in_cols, ex, W, out_cols, spans + 3 * g0, g1 - g0, out,
-                                   0, 0};
+            jobs[used++] = (job_t){kind, in, in_cols, ex, W, out_cols, spans + 3 * g0, g1 - g0,
+                                   out, 0, 0, reads, in_blocks};
             g0 = g1;
         }
     } else { /* whole column tiles per thread */
@@ -122,7 +173,7 @@ void grouped_products_threaded(int kind, const float *in, int64_t in_cols, const
             int64_t a = tiles * t / threads, b = tiles * (t + 1) / threads;
             if (b > a)
                 jobs[used++] = (job_t){1, in, in_cols, ex, W, out_cols, spans, G, out,
-                                       a * T, b * T};
+                                       a * T, b * T, NULL, 0};
         }
     }
     for (int64_t t = 1; t < used; ++t) pthread_create(&ids[t], NULL, run_job, &jobs[t]);

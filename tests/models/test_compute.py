@@ -43,11 +43,12 @@ def gated_gated_config():
 
 
 def count_by_hand(model: GatedNetwork, masks: list[torch.Tensor],
-                  routed_dense: tuple[bool, ...] = (False, False)) -> int:
-    """MACs of one example from the weight sub-matrices it touches, layer by layer: a gated
-    layer's rows of the blocks it computes (the active ones, or all where routed dense) times
-    all of its input columns; a dense layer's rows times the columns of the units computed
-    before it; every gater weight in full."""
+                  routed_dense: tuple[bool, ...] = (False, False),
+                  gated_reads_all_inputs: bool = False) -> int:
+    """MACs of one example from the weight sub-matrices it touches, layer by layer: every layer
+    reads the rows of the units it computes (a gated layer: the blocks it computes, the active
+    ones or all where routed dense) times the columns of the units computed before it (or all
+    of them, for a gated layer with `gated_reads_all_inputs`); every gater weight in full."""
     total = sum(p.numel() for name, p in model.named_parameters()
                 if ".gater." in name and name.endswith("weight"))
     computed_in = torch.ones(model.config.input_size, dtype=torch.bool)
@@ -57,7 +58,8 @@ def count_by_hand(model: GatedNetwork, masks: list[torch.Tensor],
         if layer.gater is not None:
             mask = torch.ones_like(masks[g]) if routed_dense[g] else masks[g]
             computed_out = mask.repeat_interleave(cfg.block_size)
-            total += layer.main.weight[computed_out].numel()
+            columns = torch.ones_like(computed_in) if gated_reads_all_inputs else computed_in
+            total += layer.main.weight[computed_out][:, columns].numel()
             g += 1
         else:
             computed_out = torch.ones(cfg.width, dtype=torch.bool)
@@ -69,16 +71,18 @@ def count_by_hand(model: GatedNetwork, masks: list[torch.Tensor],
 @settings(max_examples=60, deadline=None)
 @given(bits=st.lists(st.booleans(), min_size=9, max_size=9),
        routed_dense=st.tuples(st.booleans(), st.booleans()),
-       layout=st.sampled_from(["gated-dense-gated", "gated-gated"]))
-def test_executed_macs_match_the_weights_an_example_touches(bits, routed_dense, layout):
+       layout=st.sampled_from(["gated-dense-gated", "gated-gated"]),
+       reads_all=st.booleans())
+def test_executed_macs_match_the_weights_an_example_touches(bits, routed_dense, layout,
+                                                            reads_all):
     config = stack_config() if layout == "gated-dense-gated" else gated_gated_config()
     model = GatedNetwork(config)
     masks = [torch.tensor(bits[:4]), torch.tensor(bits[4:])]
     active = torch.tensor([[int(m.sum()) for m in masks]])
     computed = torch.tensor([[4 if routed_dense[0] else int(masks[0].sum()),
                               5 if routed_dense[1] else int(masks[1].sum())]])
-    assert int(executed_macs(config, active, computed)[0]) == count_by_hand(
-        model, masks, routed_dense)
+    assert int(executed_macs(config, active, computed, gated_reads_all_inputs=reads_all)[0]) \
+        == count_by_hand(model, masks, routed_dense, reads_all)
     if not any(routed_dense):
         assert int(executed_macs(config, active)[0]) == count_by_hand(model, masks)
 

@@ -56,6 +56,29 @@ def test_kernels_equal_the_per_pair_products(batch, density):
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("batch, density", [(1, 0.3), (6, 0.5), (17, 0.2), (9, 1.0)])
+def test_tiles_read_only_the_input_blocks_each_example_reads(batch, density):
+    rng = np.random.default_rng(100 + batch)
+    blocks, in_blocks, s_in, s = 5, 7, 32, 128
+    block_of, examples, spans = random_pairs(rng, batch, blocks, density)
+    reads = (rng.random((batch, in_blocks)) < 0.4).astype(np.uint8)
+    x = rng.standard_normal((batch, in_blocks * s_in), dtype=np.float32)
+    w = rng.standard_normal((blocks, in_blocks * s_in, s), dtype=np.float32)
+    got = kernels.tiles_from_blocks(x, reads, examples, w, spans,
+                                    np.full((examples.size, s), np.nan, np.float32))
+    for threads in (2, 3):
+        np.testing.assert_array_equal(kernels.tiles_from_blocks(
+            x, reads, examples, w, spans, np.empty((examples.size, s), np.float32), threads),
+            got)
+    # Input blocks an example does not read must not count, whatever they hold.
+    masked = x * np.repeat(reads, s_in, axis=1)
+    want = np.stack([masked[e] @ w[b] for e, b in zip(examples, block_of, strict=True)]) \
+        if examples.size else got
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="reads"):
+        kernels.tiles_from_blocks(x, reads.astype(bool), examples, w, spans, got)
+
+
 def test_kernels_refuse_arrays_they_cannot_read():
     x = np.zeros((2, 64), np.float64)
     with pytest.raises(ValueError, match="float32"):
@@ -110,3 +133,41 @@ def test_without_kernels_the_engine_falls_back_to_numpy(env, monkeypatch, tmp_pa
         assert SkipNetwork(model).native is None
     finally:
         native_kernels.load.cache_clear()
+
+
+@pytest.mark.parametrize("dense_from", [2.0, 0.5, None], ids=["never", "half", "default"])
+@pytest.mark.parametrize("batch", [1, 6, 30])
+def test_a_gated_layer_after_a_gated_layer_reads_only_computed_input_blocks(batch,
+                                                                            dense_from):
+    torch.manual_seed(batch)
+    config = GatedNetworkConfig.from_dict({
+        "input_size": 20, "num_classes": 3, "target_density": 0.3, "layers": [
+            {"blocks": 6, "block_size": 16, "gater_hidden": 8, "activation": "relu"},
+            {"blocks": 5, "block_size": 64, "gater_hidden": 0, "activation": "tanh"}]})
+    model = GatedNetwork(config).eval()
+    for layer in model.gated_layers:
+        layer.threshold.fill_(0.0)
+        with torch.no_grad():
+            layer.gater.out.weight.mul_(4.0)
+    x = torch.randn(batch, 20)
+    reference = model(x)
+    first_on = reference.traces[0].gates != 0  # (B, 6)
+    engine = SkipNetwork(model, dense_from=dense_from)
+    seen = []
+    tiles = engine.native.tiles_from_blocks
+    engine.native.tiles_from_blocks = lambda x_, reads, *a: seen.append(reads.copy()) or tiles(
+        x_, reads, *a)
+    try:
+        out = engine(x)
+    finally:
+        del engine.native.tiles_from_blocks
+    torch.testing.assert_close(out.logits, reference.logits, rtol=1e-4, atol=1e-4)
+    routed_dense = out.computed_blocks[:, 0] == 6
+    if not routed_dense.all():
+        # Each example reads the first layer's blocks it computed: its own blocks on, or all.
+        (reads,) = seen
+        want = np.where(routed_dense[:, None].numpy(), True, first_on.numpy())
+        np.testing.assert_array_equal(reads.astype(bool), want)
+    numpy_only = SkipNetwork(model, dense_from=dense_from, native=False)(x)
+    torch.testing.assert_close(numpy_only.logits, reference.logits, rtol=1e-4, atol=1e-4)
+    assert out.reports(model) == numpy_only.reports(model)
