@@ -15,12 +15,11 @@ batch-mates' gates are):
   dense product, gates applied after, and the next layer reads all of its units. Computing a
   few more blocks in one large product is cheaper than many small ones; the report counts them.
 
-A gated layer that reads a gated layer reads all of its input units (the zeros of blocks that
-are off included): restricting each (example, block) pair to that example's live input blocks
-needs a product per (input block, output block) tile, which costs more in dispatch than the
-zero multiply-adds it saves. The compute report counts exactly the products that run
-(`models.compute`); the output equals the dense masked forward (`GatedNetwork.eval()`) up to
-float summation order.
+A gated layer that reads a gated layer reads, per example, only the input blocks that example
+computed there: each (example, output block) pair sums one tile product per input block it
+reads (`models/csrc/block_kernels.c`, `tiles_from_blocks`; a numpy gather per example without
+a compiler). The compute report counts exactly the products that run (`models.compute`); the
+output equals the dense masked forward (`GatedNetwork.eval()`) up to float summation order.
 
 The grouped products run in small C kernels compiled on first use (`models.native_kernels`)
 where a C compiler is found, otherwise through numpy's OpenBLAS (`models.block_products`); the
@@ -118,13 +117,18 @@ class _SparseRows:
     span_array: np.ndarray  # the same as a (G, 3) int64 array, for the C kernels
     values: np.ndarray  # (P, S) the pairs' gated outputs
     dense_rows: np.ndarray  # (n,) examples routed dense at this layer
-    reads: np.ndarray  # (B, K) uint8: the blocks a reader reads per example (all where dense)
+    on: np.ndarray  # (B, K) bool: gates on
+    dense: np.ndarray  # (B,) bool: routed dense
+
+    def reads(self) -> np.ndarray:
+        """(B, K) uint8: the blocks a reader reads per example (all where routed dense)."""
+        return np.where(self.dense[:, None], True, self.on).astype(np.uint8)
 
 
 # A gated layer's output where every example was routed dense: readers take the dense branch.
 _ALL_DENSE = _SparseRows(np.zeros(0, np.int64), [], np.zeros((0, 3), np.int64),
                          np.zeros((0, 0), np.float32), np.zeros(0, np.int64),
-                         np.zeros((0, 0), np.uint8))
+                         np.zeros((0, 0), bool), np.zeros(0, bool))
 
 
 def _numpy(t: Tensor) -> np.ndarray:
@@ -284,35 +288,38 @@ class SkipNetwork:
         # Examples routed dense that read their whole input run as rows of one dense product;
         # every other (example, block) to compute is a pair: the blocks on of an example
         # routed sparse, and all blocks of one routed dense whose input is read in part.
-        whole_input = previous.reads.all(-1) if partial else np.ones(x.shape[0], bool)  # (B,)
-        dense_rows = np.flatnonzero(dense & whole_input)  # (n,)
+        reads = previous.reads() if partial else None  # (B, K_in)
+        part_read_dense = dense & ~reads.all(-1) if partial else None  # (B,)
+        dense_rows = np.flatnonzero(dense if part_read_dense is None
+                                    else dense & ~part_read_dense)  # (n,)
         out = np.zeros((x.shape[0], k, s), dtype=np.float32)  # (B, K, S)
         if dense_rows.size:
             h = linear.dense(x[dense_rows], layer.config.activation).reshape(-1, k, s)
             out[dense_rows] = h * values[dense_rows, :, None]
-        wanted = (on & ~dense[:, None]) | (dense & ~whole_input)[:, None]  # (B, K)
+        wanted = on & ~dense[:, None]  # (B, K)
+        mixed = part_read_dense is not None and part_read_dense.any()
+        if mixed:
+            wanted |= part_read_dense[:, None]
         blocks, examples = np.nonzero(wanted.T)  # pairs sorted by block, then example
         examples = np.ascontiguousarray(examples, dtype=np.int64)  # nonzero gives strided views
+        spans = block_offsets(np.bincount(blocks, minlength=k).tolist())
         pairs = np.empty((examples.size, s), dtype=np.float32)  # (P, S)
         if examples.size:
-            spans = block_offsets(np.bincount(blocks, minlength=k).tolist())
             if partial:
-                self._pairs_from_blocks(linear, x, previous.reads, examples, blocks, spans,
-                                        pairs)
+                self._pairs_from_blocks(linear, x, reads, examples, blocks, spans, pairs)
             else:
                 self._pairs_from_rows(linear, x, examples, spans, pairs)
             pairs += linear.bias.reshape(k, s)[blocks]
             act(pairs)
             pairs *= values[examples, blocks, None]
             out[examples, blocks] = pairs
-        # What the next layer reads: the pairs of examples routed sparse; the others whole.
-        sparse = ~dense[examples]
-        examples, blocks, pairs = examples[sparse], blocks[sparse], pairs[sparse]
-        spans = block_offsets(np.bincount(blocks, minlength=k).tolist())
-        reads = np.where(dense[:, None], True, on).astype(np.uint8)  # (B, K)
+        if mixed:  # the next layer reads the pairs of examples routed sparse, the others whole
+            sparse = ~dense[examples]
+            examples, blocks, pairs = examples[sparse], blocks[sparse], pairs[sparse]
+            spans = block_offsets(np.bincount(blocks, minlength=k).tolist())
         return (out.reshape(x.shape[0], k * s),
                 _SparseRows(examples, spans, np.array(spans, dtype=np.int64).reshape(-1, 3),
-                            np.ascontiguousarray(pairs), np.flatnonzero(dense), reads),
+                            pairs, np.flatnonzero(dense), on, dense),
                 gate_values, count, ran)
 
     def _pairs_from_rows(self, linear: _Linear, x: np.ndarray, examples: np.ndarray,
