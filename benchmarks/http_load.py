@@ -79,3 +79,25 @@ async def closed_loop(url: str, requests: list[bytes], clients: int, seconds: fl
     await asyncio.gather(*(user(k) for k in range(clients)))
     result.seconds = time.perf_counter() - start
     return result
+
+
+async def one_at_a_time(url: str, requests: list[bytes], count: int) -> LoadResult:
+    """One connection, `count` requests one after another (round-robin over `requests`),
+    every latency and body kept."""
+    parts = urlsplit(url)
+    result = LoadResult(0.0)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    start_all = time.perf_counter()
+    try:
+        for i in range(count):
+            start = time.perf_counter()
+            status, body = await _exchange(reader, writer, requests[i % len(requests)])
+            if not 200 <= status < 300:
+                raise RuntimeError(f"HTTP {status}: {body[:300]!r}")
+            result.latencies_ms.append((time.perf_counter() - start) * 1e3)
+            result.bodies.append(body)
+            result.ok += 1
+    finally:
+        writer.close()
+    result.seconds = time.perf_counter() - start_all
+    return result

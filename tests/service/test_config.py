@@ -12,12 +12,13 @@ def test_settings_read_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("SPARSEGATE_MODEL_REPOSITORY", str(tmp_path))
     monkeypatch.setenv("SPARSEGATE_MAX_BATCH_SIZE", "7")
     monkeypatch.setenv("SPARSEGATE_BATCHING", "false")
-    monkeypatch.setenv("SPARSEGATE_API_KEY", "k")
+    monkeypatch.setenv("SPARSEGATE_API_KEY", "s3cret-key")
     monkeypatch.setenv("SPARSEGATE_CORS_ORIGINS", '["https://a.example"]')
     settings = Settings()
     assert settings.model_repository == tmp_path
     assert (settings.max_batch_size, settings.batching) == (7, False)
-    assert settings.api_key.get_secret_value() == "k" and "k" not in repr(settings)
+    assert settings.api_key.get_secret_value() == "s3cret-key"
+    assert "s3cret-key" not in repr(settings)
     assert settings.cors_origins == ["https://a.example"]
     assert Settings(max_batch_size=3).max_batch_size == 3  # a flag wins over the environment
 

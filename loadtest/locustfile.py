@@ -1,0 +1,120 @@
+"""Locust users of a sparsegate server.
+
+    locust -f loadtest/locustfile.py --host http://127.0.0.1:8000 --model paper-st
+    locust -f loadtest/locustfile.py --headless -u 32 -r 32 -t 30s --host ... --model ... \
+        --protocol v1 --server-timings runs/server.json
+
+Each user sends real examples of the model's data set (`loadtest.data`, chosen from the model's
+input size in `GET /v2/models/{model}`), one request after another (or at `--rate-per-user`
+requests per second: a fixed arrival rate), through the JSON API (`/v1/models/{model}:predict`)
+and/or the Open Inference Protocol (`/v2/models/{model}/infer`).
+
+Locust rounds response times to whole milliseconds, so the server's own timings are collected
+from every response (total, queue and forward milliseconds, examples per forward, the saved
+fraction its compute report gives), gathered from the workers on the master, and written with
+exact percentiles to `--server-timings` when the test stops.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from pathlib import Path
+
+from locust import FastHttpUser, constant, constant_throughput, events, task
+from locust.runners import WorkerRunner
+
+from loadtest.data import examples
+from loadtest.server_timings import ServerTimings
+
+TIMINGS = ServerTimings()
+_BODIES: dict[str, list[bytes]] = {}
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    parser.add_argument("--model", default="paper-st", help="model to request")
+    parser.add_argument("--protocol", choices=["v1", "v2", "both"], default="both")
+    parser.add_argument("--rows", type=int, default=1, help="examples per request")
+    parser.add_argument("--rate-per-user", type=float, default=0.0,
+                        help="requests per second per user (0: as fast as answered)")
+    parser.add_argument("--server-timings", default="",
+                        help="write the server-side timings here (JSON) when the test stops")
+
+
+@events.test_start.add_listener
+def _prepare(environment, **_) -> None:
+    TIMINGS.clear()
+
+
+@events.report_to_master.add_listener
+def _send(client_id, data, **_) -> None:
+    data["sparsegate"] = TIMINGS.drain()
+
+
+@events.worker_report.add_listener
+def _receive(client_id, data, **_) -> None:
+    TIMINGS.extend(data.get("sparsegate", []))
+
+
+@events.test_stop.add_listener
+def _write(environment, **_) -> None:
+    path = environment.parsed_options.server_timings if environment.parsed_options else ""
+    if path and not isinstance(environment.runner, WorkerRunner):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(TIMINGS.summary(), indent=1))
+
+
+def _bodies(model: str, input_size: int, rows: int, protocol: str) -> list[bytes]:
+    data, _ = examples(input_size, 1000)
+    out = []
+    for start in range(0, len(data) - rows + 1, rows):
+        x = data[start:start + rows].round(5)
+        if protocol == "v1":
+            out.append(json.dumps({"instances": x.tolist()}).encode())
+        else:
+            out.append(json.dumps({"inputs": [{"name": "input", "shape": list(x.shape),
+                                               "datatype": "FP32",
+                                               "data": x.reshape(-1).tolist()}]}).encode())
+    return out
+
+
+class SparsegateUser(FastHttpUser):
+    """Sends one request after another; see the module docstring."""
+
+    def wait_time(self):  # decided per user from the options
+        rate = self.environment.parsed_options.rate_per_user
+        return (constant_throughput(rate) if rate > 0 else constant(0))(self)
+
+    def on_start(self) -> None:
+        options = self.environment.parsed_options
+        self.model = options.model
+        key = f"{self.model}/{options.rows}"
+        if key + "/v1" not in _BODIES:
+            with self.client.get(f"/v2/models/{self.model}", name="metadata",
+                                 catch_response=True) as response:
+                if response.status_code != 200:
+                    response.failure(f"model {self.model}: {response.text[:200]}")
+                    raise RuntimeError(f"the server has no model {self.model!r}")
+                input_size = response.json()["inputs"][0]["shape"][1]
+            for protocol in ("v1", "v2"):
+                _BODIES[f"{key}/{protocol}"] = _bodies(self.model, input_size, options.rows,
+                                                       protocol)
+        self.protocols = ["v1", "v2"] if options.protocol == "both" else [options.protocol]
+        self.next_body = {p: itertools.cycle(random.sample(_BODIES[f"{key}/{p}"],
+                                                           len(_BODIES[f"{key}/{p}"])))
+                          for p in self.protocols}
+
+    @task
+    def infer(self) -> None:
+        protocol = random.choice(self.protocols)
+        body = next(self.next_body[protocol])
+        path = (f"/v1/models/{self.model}:predict" if protocol == "v1"
+                else f"/v2/models/{self.model}/infer")
+        with self.client.post(path, data=body, name=protocol, catch_response=True,
+                              headers={"Content-Type": "application/json"}) as response:
+            if response.status_code != 200:
+                response.failure(f"{response.status_code}: {response.text[:200]}")
+                return
+            TIMINGS.record(protocol, response.json())
