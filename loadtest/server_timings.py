@@ -1,6 +1,8 @@
-"""The server's own view of a load test, from the responses: milliseconds in the server, queued
-and in the forward, examples per forward, and the fraction of multiply-adds the compute reports
-say were saved. Exact percentiles (locust's are rounded to whole milliseconds)."""
+"""What a load test measured, with exact percentiles (locust's own are rounded to whole
+milliseconds, and its CSV misses the last second of a run): the client-side latency of every
+inference request and whether it failed, and the server's own view from the responses:
+milliseconds in the server, queued and in the forward, examples per forward, and the fraction
+of multiply-adds the compute reports say were saved."""
 
 from __future__ import annotations
 
@@ -11,18 +13,24 @@ FIELDS = ("total_ms", "queue_ms", "compute_ms", "batch_size", "saved_fraction")
 
 class ServerTimings:
     def __init__(self) -> None:
-        self.samples: list[tuple[float, ...]] = []
+        self.samples: list[tuple[float, ...]] = []  # per answered request, FIELDS
+        self.client: list[tuple[float, bool]] = []  # per request: milliseconds, failed
 
     def clear(self) -> None:
-        self.samples = []
+        self.samples, self.client = [], []
 
-    def drain(self) -> list[tuple[float, ...]]:
+    def drain(self) -> dict[str, list]:
         """Hand over and forget what was gathered (a worker's report to the master)."""
-        out, self.samples = self.samples, []
+        out = {"server": self.samples, "client": self.client}
+        self.clear()
         return out
 
-    def extend(self, samples: list) -> None:
-        self.samples.extend(tuple(s) for s in samples)
+    def extend(self, drained: dict[str, list]) -> None:
+        self.samples.extend(tuple(s) for s in drained.get("server", []))
+        self.client.extend((float(ms), bool(failed)) for ms, failed in drained.get("client", []))
+
+    def record_client(self, milliseconds: float, failed: bool) -> None:
+        self.client.append((milliseconds, failed))
 
     def record(self, protocol: str, body: dict) -> None:
         """One response of either API."""
@@ -35,14 +43,25 @@ class ServerTimings:
         self.samples.append((timings["total_ms"], timings["queue_ms"], timings["compute_ms"],
                              timings["batch_size"], sum(saved) / len(saved)))
 
-    def summary(self) -> dict[str, float]:
+    def summary(self, seconds: float | None = None) -> dict[str, float]:
+        """Client: requests, failures, requests_per_s (over `seconds`), p50/p95/p99_ms of the
+        successful ones; server: server_requests and server_* percentiles and means."""
+        out: dict[str, float] = {"requests": len(self.client),
+                                 "failures": sum(failed for _, failed in self.client)}
+        ok = [ms for ms, failed in self.client if not failed]
+        if seconds:
+            out["requests_per_s"] = len(ok) / seconds
+        if ok:
+            for q in (50, 95, 99):
+                out[f"p{q}_ms"] = float(np.percentile(ok, q))
+            out["mean_ms"] = float(np.mean(ok))
+        out["server_requests"] = len(self.samples)
         if not self.samples:
-            return {"requests": 0}
+            return out
         columns = dict(zip(FIELDS, np.array(self.samples, dtype=np.float64).T, strict=True))
-        out: dict[str, float] = {"requests": len(self.samples)}
         for name in ("total_ms", "queue_ms", "compute_ms"):
             for q in (50, 95, 99):
-                out[f"{name}_p{q}"] = float(np.percentile(columns[name], q))
-        out["mean_batch_size"] = float(columns["batch_size"].mean())
-        out["saved_fraction"] = float(columns["saved_fraction"].mean())
+                out[f"server_{name}_p{q}"] = float(np.percentile(columns[name], q))
+        out["server_mean_batch_size"] = float(columns["batch_size"].mean())
+        out["server_saved_fraction"] = float(columns["saved_fraction"].mean())
         return out

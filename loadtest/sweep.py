@@ -10,7 +10,6 @@ monkey-patching stays out of this one).
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -112,35 +111,21 @@ def run(sweep: Sweep, url: str, out: Path, log: Callable[[str], None] = print) -
 
 def run_locust(url: str, model: str, users: int, rate_per_user: float, seconds: float,
                protocol: str, prefix: Path) -> dict:
-    """One headless locust run; its client-side stats and the server's timings."""
+    """One headless locust run: what `loadtest.server_timings` measured (client side and the
+    server's own timings); locust's CSVs are kept beside, for reference."""
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    server_json = prefix.with_suffix(".server.json")
+    timings = prefix.with_suffix(".timings.json")
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
                "-u", str(users), "-r", str(users), "-t", f"{seconds:g}s", "--host", url,
                "--csv", str(prefix), "--only-summary", "--stop-timeout", "10",
                "--loglevel", "WARNING", "--model", model, "--protocol", protocol,
-               "--rate-per-user", str(rate_per_user), "--server-timings", str(server_json)]
+               "--rate-per-user", str(rate_per_user), "--timings", str(timings)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
-    stats = Path(f"{prefix}_stats.csv")
-    if not stats.is_file():
-        raise RuntimeError(f"locust wrote no stats (exit {result.returncode}):\n"
-                           f"{result.stderr[-2000:]}")
-    client = _aggregated(stats, protocol)
-    server = json.loads(server_json.read_text()) if server_json.is_file() else {}
-    return {**client, **{f"server_{k}": v for k, v in server.items()}}
-
-
-def _aggregated(stats: Path, protocol: str) -> dict:
-    """Requests, failures, rate and latency percentiles of the inference requests."""
-    with stats.open() as f:
-        rows = {row["Name"]: row for row in csv.DictReader(f)}
-    row = rows.get(protocol) if protocol != "both" else rows.get("Aggregated")
-    if row is None:
-        return {"requests": 0, "failures": 0, "requests_per_s": 0.0}
-    return {"requests": int(row["Request Count"]), "failures": int(row["Failure Count"]),
-            "requests_per_s": float(row["Requests/s"]),
-            "p50_ms": float(row["50%"]), "p95_ms": float(row["95%"]),
-            "p99_ms": float(row["99%"]), "mean_ms": float(row["Average Response Time"])}
+    measured = json.loads(timings.read_text()) if timings.is_file() else {}
+    if not measured.get("requests"):
+        raise RuntimeError(f"locust sent no request to {model} (exit {result.returncode}):\n"
+                           f"{result.stderr[-3000:]}")
+    return measured
 
 
 def _tool(name: str) -> str:

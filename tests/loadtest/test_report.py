@@ -49,23 +49,29 @@ def test_update_file_keeps_the_prose_around_the_markers(tmp_path):
     assert "second" in text and "first" not in text
 
 
-def test_server_timings_summarise_both_apis_exactly():
+def test_timings_summarise_client_and_server_exactly():
     timings = ServerTimings()
     for i in range(100):
-        timings.record("v1", {"timings": {"total_ms": i + 0.25, "queue_ms": 0.5,
+        timings.record_client(i + 0.25, failed=False)
+        timings.record("v1", {"timings": {"total_ms": i + 0.5, "queue_ms": 0.5,
                                           "compute_ms": 1.0, "batch_size": 2},
                               "predictions": [{"compute": {"saved_fraction": 0.5}},
                                               {"compute": {"saved_fraction": 0.7}}]})
+    timings.record_client(500.0, failed=True)
     timings.record("v2", {"parameters": {"total_ms": 1.0, "queue_ms": 0.0, "compute_ms": 0.5,
                                          "batch_size": 1, "saved_fraction": 0.9}})
-    shipped = timings.drain()
-    assert timings.summary() == {"requests": 0}
+    shipped = timings.drain()  # a worker's report to the master
+    assert timings.summary() == {"requests": 0, "failures": 0, "server_requests": 0}
     timings.extend(shipped)
-    summary = timings.summary()
-    assert summary["requests"] == 101
-    assert summary["total_ms_p50"] == pytest.approx(np.percentile(
-        [i + 0.25 for i in range(100)] + [1.0], 50))  # not rounded to whole milliseconds
-    assert summary["saved_fraction"] == pytest.approx((100 * 0.6 + 0.9) / 101)
+    summary = timings.summary(seconds=10.0)
+    assert (summary["requests"], summary["failures"], summary["server_requests"]) == (101, 1,
+                                                                                     101)
+    assert summary["requests_per_s"] == 10.0  # successful requests only
+    # Not rounded to whole milliseconds, and the failed request's time left out.
+    assert summary["p50_ms"] == pytest.approx(np.percentile([i + 0.25 for i in range(100)], 50))
+    assert summary["server_total_ms_p50"] == pytest.approx(np.percentile(
+        [i + 0.5 for i in range(100)] + [1.0], 50))
+    assert summary["server_saved_fraction"] == pytest.approx((100 * 0.6 + 0.9) / 101)
 
 
 def test_examples_follow_the_input_size():
