@@ -25,6 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import gevent
 from locust import FastHttpUser, constant, constant_throughput, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -119,6 +120,10 @@ class SparsegateUser(FastHttpUser):
             raise RuntimeError(f"no request bodies for {self.model!r}: the test_start hook "
                                "could not read its metadata from the server")
         self.protocols = ["v1", "v2"] if options.protocol == "both" else [options.protocol]
+        if options.rate_per_user > 0:
+            # Users spawn together; without a random phase they would all fire at the same
+            # instant every period (bursts of `users` requests, not a steady arrival rate).
+            gevent.sleep(random.uniform(0.0, 1.0 / options.rate_per_user))
         self.next_body = {p: itertools.cycle(random.sample(_BODIES[f"{key}/{p}"],
                                                            len(_BODIES[f"{key}/{p}"])))
                           for p in self.protocols}
