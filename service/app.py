@@ -18,7 +18,7 @@ import torch
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import routes_admin, routes_v1, routes_v2
@@ -66,7 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     install_schemas(app)
 
-    @app.get("/metrics", include_in_schema=True, tags=["operations"])
+    @app.get("/metrics", include_in_schema=True, tags=["operations"],
+             response_class=PlainTextResponse,
+             responses={200: {"description": "Prometheus text format",
+                              "content": {CONTENT_TYPE: {"schema": {"type": "string"}}}}})
     async def metrics(request: Request) -> Response:
         return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
 

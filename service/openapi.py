@@ -34,7 +34,29 @@ def install_schemas(app: FastAPI) -> None:
                 body = model.model_json_schema(ref_template=_REF)
                 components.update(body.pop("$defs", {}))
                 components[name] = body
+            _document_errors(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_errors(schema: dict[str, Any]) -> None:
+    """Every operation may answer a 4xx with `{"error": ...}` (the app's error handlers make
+    every error that shape, and FastAPI's 422 is never sent: validation errors are 400s), and
+    the inference operations a 503 with Retry-After when their model's queue is full."""
+    error = {"description": "what is wrong, as {\"error\": message}", "content": {
+        "application/json": {"schema": {"$ref": _REF.format(model="ErrorResponse")}}}}
+    schema["components"]["schemas"]["ErrorResponse"] = {
+        "title": "ErrorResponse", "type": "object", "required": ["error"],
+        "properties": {"error": {"title": "Error", "type": "string"}}}
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            responses.setdefault("4XX", error)
+            if method == "post" and (path.endswith(":predict") or path.endswith("/infer")):
+                responses.setdefault("503", {**error, "description": "overloaded: retry after "
+                                                                     "the Retry-After header"})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schema["components"]["schemas"].pop(unused, None)

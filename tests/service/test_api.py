@@ -149,3 +149,15 @@ def test_openapi_schema_declares_the_hand_parsed_bodies(client):
     assert body["content"]["application/json"]["schema"]["$ref"].endswith("/InferenceRequest")
     assert {"InferenceRequest", "RequestInput", "PredictRequest"} <= set(
         schema["components"]["schemas"])
+
+
+def test_openapi_documents_the_errors_the_app_sends(client):
+    schema = client.get("/openapi.json").json()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert "422" not in responses and "4XX" in responses, (method, path)
+    infer = schema["paths"]["/v2/models/{name}/infer"]["post"]["responses"]
+    assert "503" in infer
+    metrics = schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert all(kind.startswith("text/plain") for kind in metrics), metrics
