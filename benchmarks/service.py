@@ -121,12 +121,12 @@ def throughput(urls: dict[str, str], model: str, inputs: np.ndarray, clients: in
     """Requests per second of each server under `clients` closed-loop clients, in alternating
     rounds after a 1 s warm-up each."""
     out: dict[str, list[dict[str, float]]] = {label: [] for label in urls}
+    requests = {label: [encode_post(url, f"/v1/models/{model}:predict", _body(row))
+                        for row in inputs] for label, url in urls.items()}
     for round_index in range(rounds + 1):
         warm_up = round_index == 0
         for label, url in urls.items():
-            requests = [encode_post(url, f"/v1/models/{model}:predict", _body(row))
-                        for row in inputs]
-            result = asyncio.run(closed_loop(url, requests, clients,
+            result = asyncio.run(closed_loop(url, requests[label], clients,
                                              1.0 if warm_up else seconds, keep_bodies=True))
             if warm_up:
                 continue

@@ -61,7 +61,7 @@ def _prepare(environment, **_) -> None:
     with urllib.request.urlopen(f"{environment.host.rstrip('/')}/v2/models/{options.model}",
                                 timeout=30) as response:
         input_size = json.loads(response.read())["inputs"][0]["shape"][1]
-    for protocol in ("v1", "v2"):
+    for protocol in ("v1", "v2") if options.protocol == "both" else (options.protocol,):
         _BODIES[f"{options.model}/{options.rows}/{protocol}"] = _bodies(
             input_size, options.rows, protocol)
 
@@ -116,10 +116,10 @@ class SparsegateUser(FastHttpUser):
         options = self.environment.parsed_options
         self.model = options.model
         key = f"{self.model}/{options.rows}"
-        if f"{key}/v1" not in _BODIES:
+        self.protocols = ["v1", "v2"] if options.protocol == "both" else [options.protocol]
+        if any(f"{key}/{p}" not in _BODIES for p in self.protocols):
             raise RuntimeError(f"no request bodies for {self.model!r}: the test_start hook "
                                "could not read its metadata from the server")
-        self.protocols = ["v1", "v2"] if options.protocol == "both" else [options.protocol]
         if options.rate_per_user > 0:
             # Users spawn together; without a random phase they would all fire at the same
             # instant every period (bursts of `users` requests, not a steady arrival rate).

@@ -124,11 +124,7 @@ class Batcher:
                 batch.append(nxt)
                 size += nxt.inputs.shape[0]
             await self._run_batch(batch, size)
-            if stop:
-                while not self._queue.empty():  # accepted after the sentinel: still served
-                    leftover = self._queue.get_nowait()
-                    if leftover is not None:
-                        await self._run_batch([leftover], leftover.inputs.shape[0])
+            if stop:  # nothing follows the sentinel: submit() refuses once closing is set
                 return
 
     async def _run_batch(self, batch: list[_Pending], size: int) -> None:

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from .batching import BatcherClosed, QueueFull, Timings
 from .engine import BatchResult, ModelEngine
 from .errors import not_found, unavailable
-from .repository import ModelNotFound, ModelRepository
+from .repository import LoadedVersion, ModelNotFound, ModelRepository
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Served:
     total_ms: float
 
 
-def find_engine(request: Request, name: str, version: str | None):
+def find_engine(request: Request, name: str, version: str | None) -> LoadedVersion:
     repository: ModelRepository = request.app.state.repository
     try:
         return repository.get(name, version)
@@ -31,11 +31,12 @@ def find_engine(request: Request, name: str, version: str | None):
         raise not_found(str(error)) from None
 
 
-async def run(request: Request, name: str, version: str | None, x: np.ndarray, api: str,
+async def run(request: Request, loaded: LoadedVersion, x: np.ndarray, api: str,
               started: float) -> Served:
-    """x (B, D) through the model's batcher; `started` is when the request's handling began."""
-    loaded = find_engine(request, name, version)
+    """x (B, D) through the batcher of `loaded` (found by `find_engine` before the body was
+    read); `started` is when the request's handling began."""
     settings = request.app.state.settings
+    name = loaded.engine.name
     try:
         result, timings = await loaded.batcher.submit(x)
     except QueueFull as error:

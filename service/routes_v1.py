@@ -55,10 +55,10 @@ async def predict_version(name: str, version: str, request: Request) -> Response
 async def _predict(request: Request, name: str, version: str | None) -> Response:
     started = time.perf_counter()
     settings = request.app.state.settings
-    engine = find_engine(request, name, version).engine  # 404 before reading a large body
+    loaded = find_engine(request, name, version)  # 404 before reading a large body
     body = validate(PredictRequest, parse_json(await read_body(request, settings.max_body_bytes)))
-    x = matrix(body.instances, engine.input_size, settings.max_instances, "instances")
-    served = await run(request, name, version, x, "v1", started)
+    x = matrix(body.instances, loaded.engine.input_size, settings.max_instances, "instances")
+    served = await run(request, loaded, x, "v1", started)
     result = served.result
     # Serialised here rather than through the response model: FastAPI's validation and
     # encoding of a few hundred floats cost more than the forward of a small model.

@@ -150,16 +150,17 @@ def _output_metadata(engine: ModelEngine) -> list[TensorMetadata]:
 async def _infer(request: Request, name: str, version: str | None) -> Response:
     started = time.perf_counter()
     settings = request.app.state.settings
-    engine = find_engine(request, name, version).engine  # 404 before reading a large body
+    loaded = find_engine(request, name, version)  # 404 before reading a large body
     body = await read_body(request, settings.max_body_bytes)
     header, binary = split_binary_body(request, body)
     payload = validate(InferenceRequest, parse_json(header))
     if len(payload.inputs) != 1:
         raise bad_request(f"this model takes exactly one input ({INPUT_NAME!r}), got "
                           f"{len(payload.inputs)}")
-    x, _ = oip_matrix(payload.inputs[0], binary, 0, engine.input_size, settings.max_instances)
+    x, _ = oip_matrix(payload.inputs[0], binary, 0, loaded.engine.input_size,
+                      settings.max_instances)
     wanted = _wanted_outputs(payload)
-    served = await run(request, name, version, x, "v2", started)
+    served = await run(request, loaded, x, "v2", started)
     return _response(payload, served, wanted)
 
 

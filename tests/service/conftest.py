@@ -60,8 +60,7 @@ def client(repository):
         yield test_client
 
 
-class Server(ServerProcess):
-    """sparsegate-serve on loopback (benchmarks.server_process), ready when built."""
+Server = ServerProcess  # sparsegate-serve on loopback, ready when built
 
 
 @pytest.fixture
