@@ -8,8 +8,9 @@ bf16, at densities 1.0, 0.5, 0.25, 0.1, 0.05 and batches 1, 16, 256, 4096. The g
 is per example: the gated layer's threshold is set at the density's quantile of the gater
 logits of the batch (as `benchmarks.skip.run` does).
 
-Dense is the same two products in bf16 (no gater), timed eagerly and as a CUDA graph; the
-faster is the baseline (`dense_baseline` says which). The skip path (`TritonSkipNetwork`: its
+Dense is the same network in bf16 with every block on and no gater (the two products and the
+2-class read-out, `dense_forward`), timed eagerly and as a CUDA graph; the faster is the
+baseline (`dense_baseline` says which). The skip path (`TritonSkipNetwork`: its
 gater, kernels and the 2-class read-out) is timed eagerly (backend "triton") and as a CUDA
 graph replay (backend "triton-graph"). Each time is the median of `repeats` calls after
 `warmup` calls, with `torch.cuda.synchronize()` before the clock is read. Before any timing,
@@ -32,7 +33,7 @@ import torch
 
 from benchmarks.run_record import write_rows
 from benchmarks.skip import layer_model
-from models.gated_network import GatedNetwork
+from models.gated_network import ACTIVATION_FUNCTIONS, GatedNetwork
 from models.gpu_skip import GEMV_MAX_BATCH, CudaGraphSkipNetwork, TritonSkipNetwork
 
 CASE = "layer-4096-128x128-4096"
@@ -95,6 +96,27 @@ def _identity_readout(model: GatedNetwork) -> GatedNetwork:
     return checked.eval()
 
 
+def dense_forward(model: GatedNetwork, dtype: torch.dtype, x: torch.Tensor
+                  ) -> Callable[[], torch.Tensor]:
+    """The network's dense forward in `dtype` on a fixed input: every block on, no gater."""
+    layers = []
+    for layer in [*model.layers, model.readout]:
+        linear = getattr(layer, "main", layer)
+        activation = (ACTIVATION_FUNCTIONS[layer.config.activation]
+                      if hasattr(layer, "config") else (lambda h: h))
+        layers.append((linear.weight.detach().to(dtype).T, linear.bias.detach().to(dtype),
+                       activation))
+    x_dense = x.to(dtype)
+
+    def forward() -> torch.Tensor:
+        h = x_dense
+        for weight_t, bias, activation in layers:
+            h = activation(torch.addmm(bias, h, weight_t))
+        return h
+
+    return forward
+
+
 def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
     scale = float(want.abs().max().clamp_min(1e-6))
     return float((got.float() - want).abs().max()) / scale
@@ -112,10 +134,8 @@ def case_rows(device: str, warmup: int, repeats: int, seed: int, *, d_in: int = 
     torch.manual_seed(seed)
     model = layer_model(d_in, blocks, block_size, d_out).to(device)
     checked_model = _identity_readout(model)
-    gated, dense_next = model.layers
+    gated = model.layers[0]
     checked_gated = checked_model.layers[0]
-    w1, b1 = gated.main.weight.detach().to(dtype), gated.main.bias.detach().to(dtype)
-    w2, b2 = dense_next.main.weight.detach().to(dtype), dense_next.main.bias.detach().to(dtype)
     variants = {"triton": {}, **(CALIBRATION if calibrate else {})}
     skips = {name: (TritonSkipNetwork(model, dtype, **options),
                     TritonSkipNetwork(checked_model, dtype, **options))
@@ -126,11 +146,7 @@ def case_rows(device: str, warmup: int, repeats: int, seed: int, *, d_in: int = 
     out = []
     for batch in batches:
         x = torch.randn(batch, d_in, device=device, generator=generator)
-        x_dense = x.to(dtype)
-
-        def dense(x_dense=x_dense):  # the same layer with every block on and no gater
-            return torch.addmm(b2, torch.relu(torch.addmm(b1, x_dense, w1.T)), w2.T)
-
+        dense = dense_forward(model, dtype, x)
         with torch.no_grad():
             logits = gated.gater(x).float().flatten()
         dense_eager = median_ms(dense, warmup, repeats, device)

@@ -102,8 +102,7 @@ def compute_reports(config: GatedNetworkConfig, active_blocks: Tensor,
     computed (default: the active ones); see `executed_macs`."""
     dense = dense_macs(config)
     gater = gater_macs(config)
-    if computed_blocks is None:
-        computed_blocks = active_blocks
+    computed_blocks = active_blocks if computed_blocks is None else computed_blocks.cpu()
     executed = executed_macs(config, active_blocks, computed_blocks,
                              gated_reads_all_inputs=gated_reads_all_inputs).tolist()
     blocks = tuple(layer.blocks for layer in config.layers if layer.gated)

@@ -10,20 +10,25 @@ example, only the weight rows of the blocks that example computed. A gated layer
 of its input units, as the compute report counts (`models.compute`).
 
 Two paths, chosen by batch size (`GEMV_MAX_BATCH`):
-- B <= 4, gather-GEMV: one program per (example, block) pair. At batch 1 a layer is memory
-  bound, and this reads each active block's weight rows once per example that has it on;
-  with a handful of examples those re-reads hit L2. A grouped tile would pad each block's
-  one or two examples to the 16 rows `tl.dot` needs.
-- B > 4, grouped GEMM: pairs sorted by block into tiles of 16 / 32 / 64 examples (by batch),
-  so a block's weights are read once per tile and multiplied on tensor cores. The consumer of
-  a gated layer adds each pair's partial product into its example's row with fp32 atomics;
-  an example with at least `dense_from` of a layer's blocks on is routed dense instead: all
-  its blocks are computed (gates applied after, so off blocks are exact zeros) and the
-  consumer reads its whole row in one tiled product, no atomics. `computed_blocks` reports
-  that, so the compute report counts what ran. The default `GROUPED_DENSE_FROM` = 1/3 is
-  where an fp32 atomic per pair and output (~4x the 128 multiply-adds of a 128-unit block's
-  partial product, an estimate) makes the sparse consumer cost as much as computing the
-  example densely; the GEMV path never routes dense (its consumer needs no atomics).
+- B <= 4, GEMV (`models.triton_gemv`): at batch 1 a layer is memory bound and a forward is a
+  handful of microsecond kernels, so the work is cut into as few launches as possible. A
+  gated layer with binary units is three kernels: the gater's hidden layer, then its logits
+  with the gate, the report's counts and the list of active (example, block) pairs in one
+  kernel, then the main path over that list only. Non-binary units (their values need the
+  estimator's own function) take their gates from torch and only the list from a kernel.
+  The consumer adds each pair's partial product into its example's fp32 row with atomics.
+  With a handful of examples each reads its own blocks' weights; shared ones hit L2.
+- B > 4, grouped GEMM (`models.triton_kernels`): pairs sorted by block into tiles of
+  16 / 32 / 64 examples (by batch), so a block's weights are read once per tile and
+  multiplied on tensor cores. The consumer of a gated layer adds each pair's partial product
+  into its example's row with fp32 atomics; an example with at least `dense_from` of a
+  layer's blocks on is routed dense instead: all its blocks are computed (gates applied
+  after, so off blocks are exact zeros) and the consumer reads its whole row in one tiled
+  product, no atomics. `computed_blocks` reports that, so the compute report counts what
+  ran. The default `GROUPED_DENSE_FROM` = 1/3 is where an fp32 atomic per pair and output
+  (~4x the 128 multiply-adds of a 128-unit block's partial product, an estimate) makes the
+  sparse consumer cost as much as computing the example densely; the GEMV path routes
+  dense only when asked to (`dense_from`).
 
 Pair lists, tiles and counts are built on the device with sort / cumsum / scatter /
 searchsorted and read by the kernels from device memory: no host sync anywhere, so a whole
@@ -44,6 +49,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from . import triton_gemv as tg
 from . import triton_kernels as tk
 from .gated_network import ACTIVATION_FUNCTIONS, GatedLayer, GatedNetwork
 from .skip_inference import SkipOutput
@@ -73,18 +79,21 @@ def pair_tiles(run: Tensor, block_m: int) -> PairTiles:
     """
     batch, blocks = run.shape
     device = run.device
-    run32 = run.to(torch.int32)
-    counts = run32.sum(0)  # (K,) pairs per block
+    # Block-major (K, B): the scans run along contiguous rows. A cumsum down the columns of
+    # (B, K) took 0.75 ms at B = 4096 on an H100 (benchmarks.cuda_profile), half the forward.
+    run_t = run.T.contiguous()  # (K, B)
+    run32 = run_t.to(torch.int32)
+    counts = run32.sum(1)  # (K,) pairs per block
     tiles = (counts + block_m - 1) // block_m  # (K,)
     tile_end = torch.cumsum(tiles, 0)  # (K,) int64: tiles up to and including block k
     first_row = (tile_end - tiles) * block_m  # (K,) first padded row of block k
-    rank = torch.cumsum(run32, 0) - 1  # (B, K) rank of example b among block k's pairs
+    rank = torch.cumsum(run32, 1) - 1  # (K, B) rank of example b among block k's pairs
     max_tiles = blocks * -(-batch // block_m)
     unused = max_tiles * block_m  # pairs that are off all land in this one slot
-    position = torch.where(run, first_row + rank, unused)  # (B, K)
+    position = torch.where(run_t, first_row.unsqueeze(1) + rank, unused)  # (K, B)
     rows = torch.full((unused + 1,), -1, dtype=torch.int32, device=device)
     examples = torch.arange(batch, dtype=torch.int32, device=device)  # (B,)
-    rows.scatter_(0, position.flatten(), examples.unsqueeze(1).expand(batch, blocks).flatten())
+    rows.scatter_(0, position.flatten(), examples.expand(blocks, batch).flatten())
     tile_ids = torch.arange(max_tiles, dtype=torch.int64, device=device)  # (T_max,)
     tile_block = torch.searchsorted(tile_end, tile_ids, right=True).to(torch.int32)
     return PairTiles(rows, tile_block, tile_end[-1:].to(torch.int32), block_m, max_tiles)
@@ -100,11 +109,15 @@ class _Step:
     kind: str  # "gated", "dense" (reads a dense input) or "read" (reads a gated layer)
     activation: str
     weight: Tensor  # gated: (K*S, D); dense: (N, D); read: (K_in*S_in, N) = W.T, contiguous
-    bias: Tensor  # fp32, except dense: dtype
+    bias: Tensor  # (N,) fp32
     layer: GatedLayer | None = None  # gated: the gater, threshold and estimator
-    blocks: int = 0  # gated: K
+    blocks: int = 0  # gated: K; read: K_in
     block_size: int = 0  # gated: S; read: S_in
     logits: bool = False  # the read-out: fp32 out
+    bias_main: Tensor | None = None  # dense: the bias in the main path's dtype (torch.addmm)
+    # gated: the gater's layers as fp32 (out, in) weights and biases; hidden absent if M = 0
+    gater_hidden: tuple[Tensor, Tensor] | None = None
+    gater_out: tuple[Tensor, Tensor] | None = None
 
 
 @dataclass
@@ -153,17 +166,25 @@ class TritonSkipNetwork:
             if isinstance(layer, GatedLayer) and layer.gater is not None:
                 cfg = layer.config
                 self.steps.append(_Step("gated", activation, weight.to(dtype).contiguous(),
-                                        bias, layer, cfg.blocks, cfg.block_size))
+                                        bias, layer, cfg.blocks, cfg.block_size,
+                                        gater_hidden=_fp32(layer.gater.hidden),
+                                        gater_out=_fp32(layer.gater.out)))
                 previous_gated = cfg
                 continue
             if previous_gated is None:
-                step = _Step("dense", activation, weight.to(dtype).contiguous(), bias.to(dtype))
+                step = _Step("dense", activation, weight.to(dtype).contiguous(), bias,
+                             bias_main=bias.to(dtype))
             else:
                 step = _Step("read", activation, weight.T.to(dtype).contiguous(), bias,
-                             block_size=previous_gated.block_size)
+                             blocks=previous_gated.blocks, block_size=previous_gated.block_size)
             step.logits = layer is model.readout
             self.steps.append(step)
             previous_gated = None
+        # Completion counters of the kernels whose last program finishes a stage (two per
+        # gated layer, `models.triton_gemv`): each resets its own, so one forward at a time
+        # per network (as the CUDA graphs and the service's batcher run them).
+        self._done = torch.zeros(2 * len(model.gated_layers), dtype=torch.int32,
+                                 device=self.device)
 
     @torch.no_grad()
     def __call__(self, x: Tensor) -> SkipOutput:
@@ -174,6 +195,120 @@ class TritonSkipNetwork:
         gemv = self.path == "gemv" or (self.path == "auto" and batch <= GEMV_MAX_BATCH)
         dense_from = (self.dense_from if self.dense_from is not None
                       else math.inf if gemv else GROUPED_DENSE_FROM)
+        if batch == 0 or not any(step.kind == "gated" for step in self.steps):
+            return self._grouped(x, math.inf)  # nothing to skip: plain products
+        if gemv:
+            return self._small_batch(x, dense_from)
+        return self._grouped(x, dense_from)
+
+    def _small_batch(self, x: Tensor, dense_from: float) -> SkipOutput:
+        """The GEMV path (`models.triton_gemv`): per gated layer a gate stage that lists the
+        active pairs, the main path over the list, and a consumer that adds into fp32 rows
+        (and runs a small dense layer after it, such as the read-out, at its end)."""
+        batch, device = x.shape[0], x.device
+        gated = [step for step in self.steps if step.kind == "gated"]
+        fused = [self._fused_gater(step, dense_from) for step in gated]
+        # (2, B, G) int64 active / computed blocks, then the G pair-list lengths as int32:
+        # fused gaters store them, the others add to them (then one memset for all).
+        alloc = torch.empty if all(fused) else torch.zeros
+        counters = alloc(2 * batch * len(gated) + len(gated), dtype=torch.int64, device=device)
+        counts = counters[:2 * batch * len(gated)].view(2, batch, len(gated))
+        totals = counters[2 * batch * len(gated):].view(torch.int32)
+        h = x.contiguous()  # the main path's input, in any float dtype: the kernels convert
+        pending = "linear"  # an activation not yet applied to h (the consumer's, in fp32)
+        gates: list[Tensor] = []
+        done = set()  # steps already run by the kernel of the step before them
+        for i, step in enumerate(self.steps):
+            if i in done:
+                continue
+            following = self.steps[i + 1] if i + 1 < len(self.steps) else None
+            if step.kind == "dense":
+                out = torch.empty(batch, step.weight.shape[0], device=device,
+                                  dtype=torch.float32 if step.logits else self.dtype)
+                tg.rows(h, step.weight, step.bias, out, step.activation, pending)
+                h, pending = out, "linear"
+                continue
+            # a gated layer, and the consumer after it when there is one
+            if pending != "linear":  # a gated layer's gater and main path read h as is
+                h = ACTIVATION_FUNCTIONS[pending](h).to(self.dtype)
+                pending = "linear"
+            g = len(gates)
+            values, pairs, total = self._gate_stage(step, h, dense_from, fused[g], totals[g:g + 1],
+                                                    counts[0, :, g], counts[1, :, g])
+            gates.append(values)
+            # Blocks that do not run stay unwritten; a gated layer next reads all units.
+            out = (torch.zeros if following.kind == "gated" else torch.empty)(
+                batch, step.blocks * step.block_size, dtype=self.dtype, device=device)
+            if following.kind != "read":
+                tg.pair_blocks(h, step.weight, step.bias, out, values, pairs, total,
+                               step.block_size, step.activation)
+                h = out
+                continue
+            out32 = torch.empty(batch, following.weight.shape[1], dtype=torch.float32,
+                                device=device)  # the consumer adds into its bias
+            tg.pair_blocks(h, step.weight, step.bias, out, values, pairs, total,
+                           step.block_size, step.activation, out32, following.bias)
+            done.add(i + 1)
+            h, pending = out32, following.activation
+            finish, after = None, (self.steps[i + 2] if i + 2 < len(self.steps) else None)
+            if (after is not None and after.kind == "dense"
+                    and tg.can_finish(*after.weight.shape)):
+                final = torch.empty(batch, after.weight.shape[0], device=device,
+                                    dtype=torch.float32 if after.logits else self.dtype)
+                finish = (after.weight, after.bias, final, pending, after.activation,
+                          self._done[2 * g + 1:2 * g + 2])
+                done.add(i + 2)
+            tg.pair_reads(out, following.weight, out32, pairs, total, following.blocks,
+                          following.block_size, finish)
+            if finish is not None:
+                h, pending = final, "linear"
+        if pending != "linear":
+            h = ACTIVATION_FUNCTIONS[pending](h)
+        return _skip_output(h.float(), counts[0], counts[1], gates)
+
+    @staticmethod
+    def _fused_gater(step: _Step, dense_from: float) -> bool:
+        """Whether a gated layer's gater runs as one launch (`triton_gemv.hidden_gates`)."""
+        return (step.layer.estimator.binary and not math.isfinite(dense_from)
+                and step.gater_hidden is not None
+                and tg.can_fuse_gater(step.blocks, step.gater_hidden[0].shape[0]))
+
+    def _gate_stage(self, step: _Step, h: Tensor, dense_from: float, fused: bool,
+                    total: Tensor, active: Tensor, computed: Tensor
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Gate values (B, K) fp32 and the list of pairs to compute with its length."""
+        layer, batch, k = step.layer, h.shape[0], step.blocks
+        pairs = torch.empty(batch * k, dtype=torch.int32, device=h.device)
+        tau = layer.threshold.float().reshape(1)
+        if fused:
+            values = torch.empty(batch, k, dtype=torch.float32, device=h.device)
+            g = sum(1 for s in self.steps[:self.steps.index(step)] if s.kind == "gated")
+            tg.hidden_gates(h, step.gater_hidden, step.gater_out, tau, values, pairs, total,
+                            active, computed, self._done[2 * g:2 * g + 1])
+            return values, pairs, total
+        if layer.estimator.binary and not math.isfinite(dense_from):
+            values = torch.empty(batch, k, dtype=torch.float32, device=h.device)
+            a = h
+            if step.gater_hidden is not None:
+                a = torch.empty(batch, step.gater_hidden[0].shape[0], dtype=torch.float32,
+                                device=h.device)
+                tg.rows(h, *step.gater_hidden, a, "tanh")
+            tg.gates(values, pairs, total, active, computed, a, *step.gater_out, tau)
+            return values, pairs, total
+        # The estimator's own function for non-binary units, as the reference computes it.
+        logits = layer.gater(h.to(layer.gater.out.weight.dtype))  # (B, K)
+        values = layer.estimator.gate_values(logits, logits > layer.threshold).float()
+        run = values != 0
+        if math.isfinite(dense_from):
+            run |= (run.sum(-1, keepdim=True) >= dense_from * k)
+        tg.gates(values.contiguous(), pairs, total, active, computed,
+                 run=run.to(torch.int8))
+        return values, pairs, total
+
+    def _grouped(self, x: Tensor, dense_from: float) -> SkipOutput:
+        """The grouped-GEMM path (`models.triton_kernels`); also any network without a gated
+        layer, and empty batches."""
+        batch = x.shape[0]
         block_m = _block_m(batch)
         h = x.to(self.dtype).contiguous()  # (B, D) the main path's input: unit stride
         full = x  # the same in the gater's precision
@@ -182,16 +317,17 @@ class TritonSkipNetwork:
         for i, step in enumerate(self.steps):
             if step.kind == "gated":
                 next_gated = i + 1 < len(self.steps) and self.steps[i + 1].kind == "gated"
-                h, state, values, ran = self._gated(step, h, full, gemv, dense_from, block_m,
+                h, state, values, ran = self._gated(step, h, full, dense_from, block_m,
                                                     zero_off=next_gated)
                 gates.append(values)
                 active.append(state.on.sum(-1))
                 computed.append(ran)
             elif step.kind == "dense":
-                h = ACTIVATION_FUNCTIONS[step.activation](torch.addmm(step.bias, h, step.weight.T))
+                h = ACTIVATION_FUNCTIONS[step.activation](
+                    torch.addmm(step.bias_main, h, step.weight.T))
                 state = None
             else:
-                h = self._read(step, h, state, gemv)
+                h = self._read(step, h, state)
                 state = None
             full = h
         logits = h.float()
@@ -201,8 +337,8 @@ class TritonSkipNetwork:
         zeros = torch.zeros(batch, 0, dtype=torch.int64, device=x.device)
         return _skip_output(logits, zeros, zeros.clone(), gates)
 
-    def _gated(self, step: _Step, h: Tensor, full: Tensor, gemv: bool, dense_from: float,
-               block_m: int, zero_off: bool) -> tuple[Tensor, _GatedState, Tensor, Tensor]:
+    def _gated(self, step: _Step, h: Tensor, full: Tensor, dense_from: float, block_m: int,
+               zero_off: bool) -> tuple[Tensor, _GatedState, Tensor, Tensor]:
         """One gated layer: its gater in full (torch), then the pairs that run (Triton)."""
         layer, k, s = step.layer, step.blocks, step.block_size
         logits = layer.gater(full.to(layer.gater.out.weight.dtype))  # (B, K)
@@ -219,29 +355,15 @@ class TritonSkipNetwork:
         alloc = torch.zeros if zero_off else torch.empty
         out = alloc(h.shape[0], k * s, dtype=self.dtype, device=h.device)  # (B, K*S)
         gate32 = values.float().contiguous()  # (B, K)
-        tiles = None
-        if gemv:
-            tk.gemv_blocks(h, step.weight, step.bias, out, run.to(torch.int8), gate32, k, s,
-                           step.activation)
-        else:
-            tiles = pair_tiles(run, block_m)
-            tk.grouped_blocks(h, step.weight, step.bias, out, tiles, gate32, s, step.activation)
+        tiles = pair_tiles(run, block_m)
+        tk.grouped_blocks(h, step.weight, step.bias, out, tiles, gate32, s, step.activation)
         return out, _GatedState(on, run, dense, tiles), values, ran
 
-    def _read(self, step: _Step, h: Tensor, state: _GatedState, gemv: bool) -> Tensor:
+    def _read(self, step: _Step, h: Tensor, state: _GatedState) -> Tensor:
         """A dense layer or the read-out after a gated layer: each example reads the weight
         rows of the blocks it computed only."""
         batch, width = h.shape[0], step.weight.shape[1]
         out_dtype = torch.float32 if step.logits else self.dtype
-        if gemv:
-            in_cnt = state.run.sum(1, dtype=torch.int32)  # (B,)
-            # computed blocks first, in block order (stable sort of "off" flags)
-            off = (~state.run).to(torch.uint8)  # (B, K_in)
-            in_idx = torch.sort(off, dim=1, stable=True).indices.to(torch.int32)
-            out = torch.empty(batch, width, dtype=out_dtype, device=h.device)  # (B, N)
-            tk.gemv_read_blocks(h, step.weight, step.bias, out, in_idx, in_cnt,
-                                step.block_size, step.activation)
-            return out
         # (B, N) fp32 holding the bias (a fresh buffer: `expand(1, N).contiguous()` would be
         # the bias itself, and the atomics would add into it)
         out32 = torch.empty(batch, width, dtype=torch.float32, device=h.device)
@@ -256,6 +378,14 @@ class TritonSkipNetwork:
             sparse_tiles = pair_tiles(state.on & ~state.dense.unsqueeze(1), block_m)
         tk.scatter_read_blocks(h, step.weight, out32, sparse_tiles, step.block_size)
         return ACTIVATION_FUNCTIONS[step.activation](out32).to(out_dtype)
+
+
+def _fp32(linear: torch.nn.Linear | None) -> tuple[Tensor, Tensor] | None:
+    """A linear layer's weight (out, in) and bias as contiguous fp32, for the gate kernels."""
+    if linear is None:
+        return None
+    return (linear.weight.detach().float().contiguous(),
+            linear.bias.detach().float().contiguous())
 
 
 def _skip_output(logits: Tensor, active: Tensor, computed: Tensor,

@@ -1,13 +1,9 @@
-"""Triton kernels for the block-skipping forward on the GPU (driven by `models.gpu_skip`).
+"""Triton kernels for the block-skipping forward on the GPU at larger batches (driven by
+`models.gpu_skip`; the small-batch kernels are in `models.triton_gemv`, which shares the
+activation helper defined here).
 
-Three kernels, each generic over "which weight rows, which input columns":
+Two kernels, each generic over "which weight rows, which input columns":
 
-- `gather_gemv` (small batches): one program per (example, output block) pair and tile of
-  the block's units; a pair that is off exits at once, so only the weight rows of blocks that
-  run are read. The same kernel is the consumer side: a dense layer or the read-out after a
-  gated layer, one program per (example, tile of outputs), looping in-kernel over that
-  example's computed input blocks only (a compacted list), so no weight is gathered into a
-  buffer and no atomics are needed.
 - `grouped_gemm` (large batches): the (example, block) pairs sorted by block, the way MoE
   kernels sort tokens by expert (ScatterMoE, vLLM's fused_moe), padded per block to whole
   tiles of BLOCK_M rows. A program takes a tile of one block's pairs, gathers their input rows
@@ -88,52 +84,6 @@ def kernels() -> SimpleNamespace:
         return acc
 
     @triton.jit
-    def gather_gemv(
-        x_ptr, stride_xb,  # (B, D) layer input
-        w_ptr, stride_wn, stride_wd,  # W[n, d]: output unit n, input unit d
-        bias_ptr,  # (N,) fp32
-        out_ptr, stride_ob,  # (B, N) output
-        run_ptr, gate_ptr, stride_gb,  # (B, K) int8 block computed, fp32 gate value (GATED)
-        in_idx_ptr, in_cnt_ptr, stride_ib,  # (B, K_in) computed input blocks first, (B,) count
-        D, K, S, S_in,
-        ACT: tl.constexpr, GATED: tl.constexpr, SPARSE_IN: tl.constexpr,
-        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    ):
-        pair = tl.program_id(0)  # b * K + k
-        b = pair // K
-        k = pair % K
-        runs = tl.load(run_ptr + b * stride_gb + k) if GATED else 1  # 0: off, read nothing
-        if runs != 0:
-            offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)  # (BN,) within block
-            mask_n = offs_n < S
-            n = (k * S + offs_n).to(tl.int64)  # (BN,) output units
-            x_row = x_ptr + b.to(tl.int64) * stride_xb
-            # Products summed along BK lanes and reduced once at the end (not per step).
-            acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)  # (BN, BK)
-            if SPARSE_IN:  # only the example's computed input blocks: their rows of W
-                count = tl.load(in_cnt_ptr + b)
-                width = S_in
-            else:  # the whole input as one block
-                count = 1
-                width = D
-            for t in range(0, count):
-                start = tl.load(in_idx_ptr + b * stride_ib + t) * S_in if SPARSE_IN else 0
-                for d0 in range(0, width, BLOCK_K):
-                    offs_d = d0 + tl.arange(0, BLOCK_K)  # (BK,)
-                    mask_d = offs_d < width
-                    d = start + offs_d
-                    xv = tl.load(x_row + d, mask=mask_d, other=0.0).to(tl.float32)  # (BK,)
-                    wv = tl.load(w_ptr + n[:, None] * stride_wn + d[None, :] * stride_wd,
-                                 mask=mask_n[:, None] & mask_d[None, :], other=0.0)  # (BN, BK)
-                    acc += wv.to(tl.float32) * xv[None, :]
-            h = tl.sum(acc, axis=1) + tl.load(bias_ptr + n, mask=mask_n, other=0.0)  # (BN,)
-            h = _activate(h, ACT)
-            if GATED:
-                h = h * tl.load(gate_ptr + b * stride_gb + k)
-            tl.store(out_ptr + b.to(tl.int64) * stride_ob + n,
-                     h.to(out_ptr.dtype.element_ty), mask=mask_n)
-
-    @triton.jit
     def grouped_gemm(
         x_ptr, stride_xb,  # (B, D) layer input
         w_ptr, stride_wn, stride_wd,  # W[n, d]
@@ -198,10 +148,11 @@ def kernels() -> SimpleNamespace:
             acc = _accumulate_rows(acc, h_ptr + offset, rows, valid, stride_hb,
                                    w_ptr + offset * stride_wd, n, mask_n, stride_wn,
                                    stride_wd, S_in, BLOCK_K, PRECISION)
+            # relaxed: the adds need no ordering among themselves, only the kernel's end
             tl.atomic_add(out_ptr + rows[:, None] * stride_ob + n[None, :], acc,
-                          mask=valid[:, None] & mask_n[None, :])
+                          mask=valid[:, None] & mask_n[None, :], sem="relaxed")
 
-    return SimpleNamespace(gather_gemv=gather_gemv, grouped_gemm=grouped_gemm,
+    return SimpleNamespace(activate=_activate, grouped_gemm=grouped_gemm,
                            scatter_gemm=scatter_gemm)
 
 
@@ -228,51 +179,6 @@ def _programs(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count * PROGRAMS_PER_SM
     return 4
-
-
-def gemv_blocks(x, weight, bias, out, runs, gates, blocks: int, block_size: int,
-                activation: str) -> None:
-    """Gated layer, small batch: out[b, k] = act(x[b] @ W_k.T + b_k) * gates[b, k] for each
-    (b, k) with runs[b, k] != 0; other blocks of out are left as they are.
-
-    x (B, D); weight (K*S, D) row-major; bias (K*S,) fp32; out (B, K*S); runs (B, K) int8;
-    gates (B, K) fp32.
-    """
-    batch, width = x.shape
-    # Memory bound: narrow tiles of a block's rows make many programs (S / 8 per pair), and
-    # long row segments (BK) make each program's loads large; (8, 512) stays in registers.
-    block_n = _pow2(block_size, 8, 8)
-    block_k = _pow2(width, 16, 512)
-    grid = (batch * blocks, _cdiv(block_size, block_n))
-    kernels().gather_gemv[grid](
-        x, x.stride(0), weight, weight.stride(0), weight.stride(1), bias, out, out.stride(0),
-        runs, gates, gates.stride(0), runs, runs, 0,  # no input-block list: dense input
-        width, blocks, block_size, width,
-        ACT=ACTIVATION_CODES[activation], GATED=True, SPARSE_IN=False,
-        BLOCK_N=block_n, BLOCK_K=block_k)
-
-
-def gemv_read_blocks(h, weight_by_input, bias, out, in_idx, in_cnt, in_block_size: int,
-                     activation: str) -> None:
-    """Consumer of a gated layer, small batch: out[b] = act(bias + sum over b's computed input
-    blocks j of h[b, j] @ Wc[j]).
-
-    h (B, K_in*S_in); weight_by_input (K_in*S_in, N) = W.T contiguous; bias (N,) fp32;
-    out (B, N); in_idx (B, K_in) int32 computed blocks first; in_cnt (B,) int32.
-    """
-    batch = h.shape[0]
-    width = weight_by_input.shape[1]
-    block_n = _pow2(width, 16, 32)  # N in narrow tiles: enough programs at batch 1
-    block_k = _pow2(in_block_size, 16, 128)
-    grid = (batch, _cdiv(width, block_n))
-    kernels().gather_gemv[grid](
-        h, h.stride(0), weight_by_input, weight_by_input.stride(1),
-        weight_by_input.stride(0), bias, out, out.stride(0),
-        in_cnt, bias, 0,  # no gate
-        in_idx, in_cnt, in_idx.stride(0),
-        h.shape[1], 1, width, in_block_size,
-        ACT=ACTIVATION_CODES[activation], GATED=False, SPARSE_IN=True,
-        BLOCK_N=block_n, BLOCK_K=block_k)
 
 
 def grouped_blocks(x, weight, bias, out, tiles, gates, block_size: int, activation: str,

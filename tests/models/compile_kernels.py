@@ -13,6 +13,7 @@ import sys
 
 import torch
 
+from models import triton_gemv as tg
 from models import triton_kernels as tk
 
 if os.environ.get("TRITON_INTERPRET") == "1":
@@ -31,25 +32,53 @@ def compile_variant(fn, pointers: dict[str, str], constexprs: dict) -> dict:
     signature = {n: pointers.get(n, "constexpr" if n in constexprs else "i32") for n in names}
     attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names)
              if n not in constexprs and n not in UNDIVISIBLE and not n.startswith("run")}
+    warps = constexprs.get("LANES", 128) // 32  # the launch's num_warps
     compiled = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=TARGET,
-                              options={"num_warps": 4})
+                              options={"num_warps": warps})
     ttgir = compiled.asm["ttgir"]
     return {"kernel": fn.__name__, **constexprs, "shared": compiled.metadata.shared,
             "pipelined": "async_copy_global_to_local" in ttgir, "wgmma": "warp_group_dot" in ttgir}
+
+
+def _shape(tile: dict) -> dict:
+    """A TILES entry's constexprs (num_warps is a launch option, not an argument)."""
+    return {name: value for name, value in tile.items() if name != "num_warps"}
 
 
 def variants(dtype: torch.dtype):
     k = tk.kernels()
     p = {torch.bfloat16: "*bf16", torch.float16: "*fp16", torch.float32: "*fp32"}[dtype]
     precision = tk._precision(dtype)
-    yield k.gather_gemv, {"x_ptr": p, "w_ptr": p, "bias_ptr": "*fp32", "out_ptr": p,
-                          "run_ptr": "*i8", "gate_ptr": "*fp32", "in_idx_ptr": "*i8",
-                          "in_cnt_ptr": "*i8"}, {
-        "ACT": 1, "GATED": True, "SPARSE_IN": False, "BLOCK_N": 8, "BLOCK_K": 512}
-    yield k.gather_gemv, {"x_ptr": p, "w_ptr": p, "bias_ptr": "*fp32", "out_ptr": "*fp32",
-                          "run_ptr": "*i32", "gate_ptr": "*fp32", "in_idx_ptr": "*i32",
-                          "in_cnt_ptr": "*i32"}, {
-        "ACT": 2, "GATED": False, "SPARSE_IN": True, "BLOCK_N": 32, "BLOCK_K": 128}
+    g = tg.kernels()
+    tiles = tg.TILES
+    for in_p, out_p, act in (("*fp32", "*fp32", 2), (p, p, 1), ("*fp32", "*fp32", 0)):
+        # the gater's hidden layer; a dense layer; the read-out after a consumer's fp32 row
+        yield g.rows_gemv, {"a_ptr": in_p, "w_ptr": "*fp32" if act == 2 else p,
+                            "bias_ptr": "*fp32", "out_ptr": out_p}, {
+            "IN_ACT": 1 if act == 0 else 0, "ACT": act, **_shape(tiles["rows"])}
+    counters = {"pairs_ptr": "*i32", "total_ptr": "*i32", "active_ptr": "*i64",
+                "computed_ptr": "*i64", "values_ptr": "*fp32"}
+    yield g.gate_gemv, {"a_ptr": "*fp32", "w_ptr": "*fp32", "bias_ptr": "*fp32",
+                        "tau_ptr": "*fp32", "run_ptr": "*fp32", **counters}, {
+        "LOGITS": True, **_shape(tiles["gate"])}
+    yield g.gate_gemv, {"a_ptr": "*fp32", "w_ptr": "*fp32", "bias_ptr": "*fp32",
+                        "tau_ptr": "*fp32", "run_ptr": "*i8", **counters}, {
+        "LOGITS": False, **_shape(tiles["gate"])}
+    yield g.pair_gemv, {"x_ptr": "*fp32", "w_ptr": p, "bias_ptr": "*fp32", "out_ptr": p,
+                        "values_ptr": "*fp32", "pairs_ptr": "*i32", "total_ptr": "*i32",
+                        "init_ptr": "*fp32", "init_src_ptr": "*fp32"}, {
+        "ACT": 1, "INIT": True, "INIT_CHUNK": tg.INIT_CHUNK, **_shape(tiles["pair"])}
+    lanes = 32 * tiles["read"]["num_warps"]
+    yield g.pair_read, {"h_ptr": p, "w_ptr": p, "out_ptr": "*fp32", "pairs_ptr": "*i32",
+                        "total_ptr": "*i32", "wf_ptr": p, "bf_ptr": "*fp32",
+                        "final_ptr": "*fp32", "done_ptr": "*i32"}, {
+        **_shape(tiles["read"]), "FINISH": True, "IN_ACT": 1, "ACT": 0, "BLOCK_C": 2,
+        "BLOCK_F": tg.FINISH_CHUNK, "LANES": lanes}
+    yield g.hidden_gate, {"x_ptr": "*fp32", "w1_ptr": "*fp32", "b1_ptr": "*fp32",
+                          "hid_ptr": "*fp32", "w2_ptr": "*fp32", "b2_ptr": "*fp32",
+                          "tau_ptr": "*fp32", "done_ptr": "*i32", **counters}, {
+        "LANES": 32 * tiles["rows"]["num_warps"], **_shape(tiles["rows"]), "BLOCK_G": 128,
+        "BLOCK_H": 64}
     grouped = {"x_ptr": p, "w_ptr": p, "bias_ptr": "*fp32", "out_ptr": p, "rows_ptr": "*i32",
                "tile_block_ptr": "*i32", "num_tiles_ptr": "*i32", "gate_ptr": "*fp32"}
     for block_m in (16, 32, 64):  # tile sizes as tk.grouped_blocks picks them for S = 128
