@@ -30,8 +30,10 @@ Two paths, chosen by batch size (`GEMV_MAX_BATCH`):
   sparse consumer cost as much as computing the example densely; the GEMV path routes
   dense only when asked to (`dense_from`).
 
-Pair lists, tiles and counts are built on the device with sort / cumsum / scatter /
-searchsorted and read by the kernels from device memory: no host sync anywhere, so a whole
+Pair lists and counts are built on the device by the gate kernels (atomics reserve the
+slots, cumsums rank within a program) and read by the kernels from device memory, which
+derive their tiles from them: no host sync anywhere, and no torch bookkeeping between the
+kernels (it was ~60 small launches, most of the time at batch 256 on an H100), so a whole
 forward can be captured as a CUDA graph (`CudaGraphSkipNetwork`, per batch-size bucket;
 eager on CPU). On CPU tensors the kernels run in Triton's interpreter, which needs
 `TRITON_INTERPRET=1` set before triton is imported; that is how CI tests them.
@@ -57,46 +59,7 @@ from .skip_inference import SkipOutput
 GEMV_MAX_BATCH = 4
 GROUPED_DENSE_FROM = 1.0 / 3.0
 PATHS = ("auto", "gemv", "grouped")
-
-
-@dataclass
-class PairTiles:
-    """(example, block) pairs sorted by block, each block padded to whole tiles of rows."""
-
-    rows: Tensor  # (T_max * BM + 1,) int32 example of each tile row; -1 pads (last: unused)
-    tile_block: Tensor  # (T_max,) int32 block of each tile; K beyond the tiles in use
-    num_tiles: Tensor  # (1,) int32 tiles in use
-    block_m: int  # BM
-    max_tiles: int  # T_max = K * ceil(B / BM): no block has more than B pairs
-
-
-def pair_tiles(run: Tensor, block_m: int) -> PairTiles:
-    """Sort the pairs (b, k) with run[b, k] by block k (examples ascending within a block)
-    and pad each block to a multiple of `block_m` rows, without a host sync: every size is
-    either known from the shapes (T_max) or left on the device (the tiles in use).
-
-    run (B, K) bool.
-    """
-    batch, blocks = run.shape
-    device = run.device
-    # Block-major (K, B): the scans run along contiguous rows. A cumsum down the columns of
-    # (B, K) took 0.75 ms at B = 4096 on an H100 (benchmarks.cuda_profile), half the forward.
-    run_t = run.T.contiguous()  # (K, B)
-    run32 = run_t.to(torch.int32)
-    counts = run32.sum(1)  # (K,) pairs per block
-    tiles = (counts + block_m - 1) // block_m  # (K,)
-    tile_end = torch.cumsum(tiles, 0)  # (K,) int64: tiles up to and including block k
-    first_row = (tile_end - tiles) * block_m  # (K,) first padded row of block k
-    rank = torch.cumsum(run32, 1) - 1  # (K, B) rank of example b among block k's pairs
-    max_tiles = blocks * -(-batch // block_m)
-    unused = max_tiles * block_m  # pairs that are off all land in this one slot
-    position = torch.where(run_t, first_row.unsqueeze(1) + rank, unused)  # (K, B)
-    rows = torch.full((unused + 1,), -1, dtype=torch.int32, device=device)
-    examples = torch.arange(batch, dtype=torch.int32, device=device)  # (B,)
-    rows.scatter_(0, position.flatten(), examples.expand(blocks, batch).flatten())
-    tile_ids = torch.arange(max_tiles, dtype=torch.int64, device=device)  # (T_max,)
-    tile_block = torch.searchsorted(tile_end, tile_ids, right=True).to(torch.int32)
-    return PairTiles(rows, tile_block, tile_end[-1:].to(torch.int32), block_m, max_tiles)
+SMALL_DENSE_WEIGHTS = 1 << 16  # a dense layer this small after a consumer runs in fp32
 
 
 def _block_m(batch: int) -> int:
@@ -115,19 +78,10 @@ class _Step:
     block_size: int = 0  # gated: S; read: S_in
     logits: bool = False  # the read-out: fp32 out
     bias_main: Tensor | None = None  # dense: the bias in the main path's dtype (torch.addmm)
+    weight32: Tensor | None = None  # a small dense layer's weight (N, D) in fp32 (read-outs)
     # gated: the gater's layers as fp32 (out, in) weights and biases; hidden absent if M = 0
     gater_hidden: tuple[Tensor, Tensor] | None = None
     gater_out: tuple[Tensor, Tensor] | None = None
-
-
-@dataclass
-class _GatedState:
-    """What a consumer needs from the gated layer it reads."""
-
-    on: Tensor  # (B, K) gate value != 0
-    run: Tensor  # (B, K) blocks computed: on, or all for an example routed dense
-    dense: Tensor | None  # (B,) routed dense; None: routing off
-    tiles: PairTiles | None  # the producer's pair tiles (grouped path)
 
 
 class TritonSkipNetwork:
@@ -174,6 +128,8 @@ class TritonSkipNetwork:
             if previous_gated is None:
                 step = _Step("dense", activation, weight.to(dtype).contiguous(), bias,
                              bias_main=bias.to(dtype))
+                if weight.numel() <= SMALL_DENSE_WEIGHTS:
+                    step.weight32 = weight.float().contiguous()
             else:
                 step = _Step("read", activation, weight.T.to(dtype).contiguous(), bias,
                              blocks=previous_gated.blocks, block_size=previous_gated.block_size)
@@ -306,78 +262,103 @@ class TritonSkipNetwork:
         return values, pairs, total
 
     def _grouped(self, x: Tensor, dense_from: float) -> SkipOutput:
-        """The grouped-GEMM path (`models.triton_kernels`); also any network without a gated
-        layer, and empty batches."""
-        batch = x.shape[0]
+        """The grouped-GEMM path (`models.triton_kernels`): per gated layer a gate stage that
+        lists each block's examples, the blocks over those lists on tensor cores, and a
+        consumer that adds each pair's partial product into fp32 rows (whole rows for the
+        examples routed dense). Also any network without a gated layer."""
+        batch, device = x.shape[0], x.device
         block_m = _block_m(batch)
-        h = x.to(self.dtype).contiguous()  # (B, D) the main path's input: unit stride
-        full = x  # the same in the gater's precision
-        state: _GatedState | None = None
-        gates, active, computed = [], [], []
+        gated = [step for step in self.steps if step.kind == "gated"]
+        # Each gated layer's per-block pair counts (K) and dense count (1): one memset.
+        zeroed = torch.zeros(sum(step.blocks + 1 for step in gated), dtype=torch.int32,
+                             device=device)
+        counts64 = torch.empty(2, batch, len(gated), dtype=torch.int64, device=device)
+        route = math.isfinite(dense_from)
+        h = x.contiguous()  # any float dtype: the kernels cast tiles to the weights' dtype
+        pending = "linear"  # an activation not yet applied to h (the consumer's, in fp32)
+        gates: list[Tensor] = []
+        done, offset = set(), 0
         for i, step in enumerate(self.steps):
-            if step.kind == "gated":
-                next_gated = i + 1 < len(self.steps) and self.steps[i + 1].kind == "gated"
-                h, state, values, ran = self._gated(step, h, full, dense_from, block_m,
-                                                    zero_off=next_gated)
-                gates.append(values)
-                active.append(state.on.sum(-1))
-                computed.append(ran)
-            elif step.kind == "dense":
-                h = ACTIVATION_FUNCTIONS[step.activation](
-                    torch.addmm(step.bias_main, h, step.weight.T))
-                state = None
-            else:
-                h = self._read(step, h, state)
-                state = None
-            full = h
-        logits = h.float()
+            if i in done:
+                continue
+            if step.kind == "dense":
+                h = self._dense(step, h, pending)
+                pending = "linear"
+                continue
+            if pending != "linear":
+                h = ACTIVATION_FUNCTIONS[pending](h)
+                pending = "linear"
+            following = self.steps[i + 1]
+            g, k, s = len(gates), step.blocks, step.block_size
+            counts = zeroed[offset:offset + k]
+            dense_count = zeroed[offset + k:offset + k + 1]
+            offset += k + 1
+            lists = torch.empty(k, batch, dtype=torch.int32, device=device)
+            dense = torch.empty(batch, dtype=torch.int32, device=device)
+            values = self._gate_lists(step, h, dense_from, lists, counts, dense, dense_count,
+                                      counts64[0, :, g], counts64[1, :, g])
+            gates.append(values)
+            # Blocks that do not run stay unwritten; a gated layer next reads all units.
+            out = (torch.zeros if following.kind == "gated" else torch.empty)(
+                batch, k * s, dtype=self.dtype, device=device)
+            out32 = None
+            if following.kind == "read":  # the consumer adds into its bias
+                out32 = torch.empty(batch, following.weight.shape[1], dtype=torch.float32,
+                                    device=device)
+            tk.grouped_blocks(h, step.weight, step.bias, out, lists, counts, dense,
+                              dense_count, values, s, step.activation, block_m, k,
+                              init=out32, init_src=following.bias)
+            h = out
+            if out32 is None:
+                continue
+            done.add(i + 1)
+            if route:  # examples routed dense: whole rows, one tiled product, no atomics
+                width = following.weight.shape[1]
+                tk.grouped_blocks(out, following.weight.T, following.bias, out32, lists[:0],
+                                  counts[:0], dense, dense_count, None, width, "linear",
+                                  block_m, 1, gated=False)
+            tk.scatter_read_blocks(out, following.weight, out32, lists, counts,
+                                   following.block_size, block_m)
+            h, pending = out32, following.activation
+        if pending != "linear":
+            h = ACTIVATION_FUNCTIONS[pending](h)
         if gates:
-            return _skip_output(logits, torch.stack(active, -1), torch.stack(computed, -1),
-                                gates)
-        zeros = torch.zeros(batch, 0, dtype=torch.int64, device=x.device)
-        return _skip_output(logits, zeros, zeros.clone(), gates)
+            return _skip_output(h.float(), counts64[0], counts64[1], gates)
+        zeros = torch.zeros(batch, 0, dtype=torch.int64, device=device)
+        return _skip_output(h.float(), zeros, zeros.clone(), gates)
 
-    def _gated(self, step: _Step, h: Tensor, full: Tensor, dense_from: float, block_m: int,
-               zero_off: bool) -> tuple[Tensor, _GatedState, Tensor, Tensor]:
-        """One gated layer: its gater in full (torch), then the pairs that run (Triton)."""
-        layer, k, s = step.layer, step.blocks, step.block_size
-        logits = layer.gater(full.to(layer.gater.out.weight.dtype))  # (B, K)
-        values = layer.estimator.gate_values(logits, logits > layer.threshold)  # (B, K)
-        on = values != 0  # a gate of value 0 multiplies nothing: its block is skipped
-        count = on.sum(-1)  # (B,)
-        if math.isfinite(dense_from):
-            dense = count >= dense_from * k  # (B,) routed dense: every block computed
-            run = on | dense.unsqueeze(1)  # (B, K)
-            ran = torch.where(dense, k, count)  # (B,)
+    def _dense(self, step: _Step, h: Tensor, pending: str) -> Tensor:
+        """A dense layer reading a dense input (or a consumer's fp32 rows, whose activation
+        is `pending`): torch's GEMM. A small one (a read-out) reads fp32 rows in fp32, with
+        no cast of its input; the others cast to the main path's dtype."""
+        h = ACTIVATION_FUNCTIONS[pending](h)
+        if h.dtype == torch.float32 and step.weight32 is not None:
+            out = torch.addmm(step.bias, h, step.weight32.T)
         else:
-            dense, run, ran = None, on, count
-        # Blocks that do not run stay unwritten; the next gated layer's gater reads all units.
-        alloc = torch.zeros if zero_off else torch.empty
-        out = alloc(h.shape[0], k * s, dtype=self.dtype, device=h.device)  # (B, K*S)
-        gate32 = values.float().contiguous()  # (B, K)
-        tiles = pair_tiles(run, block_m)
-        tk.grouped_blocks(h, step.weight, step.bias, out, tiles, gate32, s, step.activation)
-        return out, _GatedState(on, run, dense, tiles), values, ran
+            out = torch.addmm(step.bias_main, h.to(self.dtype), step.weight.T)
+        return ACTIVATION_FUNCTIONS[step.activation](out)
 
-    def _read(self, step: _Step, h: Tensor, state: _GatedState) -> Tensor:
-        """A dense layer or the read-out after a gated layer: each example reads the weight
-        rows of the blocks it computed only."""
-        batch, width = h.shape[0], step.weight.shape[1]
-        out_dtype = torch.float32 if step.logits else self.dtype
-        # (B, N) fp32 holding the bias (a fresh buffer: `expand(1, N).contiguous()` would be
-        # the bias itself, and the atomics would add into it)
-        out32 = torch.empty(batch, width, dtype=torch.float32, device=h.device)
-        out32.copy_(step.bias)
-        block_m = state.tiles.block_m
-        if state.dense is None:
-            sparse_tiles = state.tiles  # the producer's pairs are exactly the sparse ones
-        else:  # examples routed dense: whole rows, one tiled product, no atomics
-            rows = pair_tiles(state.dense.unsqueeze(1), block_m)
-            tk.grouped_blocks(h, step.weight.T, step.bias, out32, rows, None, width, "linear",
-                              gated=False)
-            sparse_tiles = pair_tiles(state.on & ~state.dense.unsqueeze(1), block_m)
-        tk.scatter_read_blocks(h, step.weight, out32, sparse_tiles, step.block_size)
-        return ACTIVATION_FUNCTIONS[step.activation](out32).to(out_dtype)
+    def _gate_lists(self, step: _Step, h: Tensor, dense_from: float, lists: Tensor,
+                    counts: Tensor, dense: Tensor, dense_count: Tensor, active: Tensor,
+                    computed: Tensor) -> Tensor:
+        """The gate stage at larger batches (`triton_kernels.gate_lists`): gate values (B, K)
+        fp32, with the block lists, the dense list and the counts filled in."""
+        layer, batch, k = step.layer, h.shape[0], step.blocks
+        dense_from_k = dense_from * k
+        if (layer.estimator.binary and step.gater_hidden is not None
+                and step.gater_hidden[0].shape[0] <= tk.FUSED_GATER_MAX_HIDDEN):
+            values = torch.empty(batch, k, dtype=torch.float32, device=h.device)
+            tk.gate_lists(values, lists, counts, dense, dense_count, active, computed,
+                          dense_from_k, h, step.gater_hidden, step.gater_out,
+                          layer.threshold.float().reshape(1))
+            return values
+        # The estimator's own function for non-binary units, as the reference computes it.
+        logits = layer.gater(h.to(layer.gater.out.weight.dtype))  # (B, K)
+        values = layer.estimator.gate_values(logits, logits > layer.threshold).float()
+        values = values.contiguous()
+        tk.gate_lists(values, lists, counts, dense, dense_count, active, computed,
+                      dense_from_k)
+        return values
 
 
 def _fp32(linear: torch.nn.Linear | None) -> tuple[Tensor, Tensor] | None:

@@ -40,6 +40,7 @@ import torch
 
 ACTIVATION_CODES = {"linear": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 PROGRAMS_PER_SM = 2  # persistent grids: enough resident programs to hide latency, no more
+FUSED_GATER_MAX_HIDDEN = 256  # gate_rows holds a (32, M) tile of gater hidden units
 
 
 def interpreting() -> bool:
@@ -49,7 +50,7 @@ def interpreting() -> bool:
 @functools.cache
 def kernels() -> SimpleNamespace:
     """Define the kernels (once): imports triton, which must be installed (`sparsegate[gpu]`)."""
-    global triton, tl, _activate, _accumulate_rows
+    global triton, tl, _activate, _accumulate_rows, _list_tiles, _list_rows, _gates_on
     import triton
     import triton.language as tl
 
@@ -76,40 +77,161 @@ def kernels() -> SimpleNamespace:
         for d0 in range(0, width, BLOCK_K):
             d = d0 + tl.arange(0, BLOCK_K)  # (BK,)
             mask_d = d < width
-            a = tl.load(x_ptr + rows[:, None] * stride_xb + d[None, :],
-                        mask=valid[:, None] & mask_d[None, :], other=0.0)  # (BM, BK)
             w = tl.load(w_ptr + n[None, :] * stride_wn + d[:, None] * stride_wd,
                         mask=mask_d[:, None] & mask_n[None, :], other=0.0)  # (BK, BN)
+            a = tl.load(x_ptr + rows[:, None] * stride_xb + d[None, :],
+                        mask=valid[:, None] & mask_d[None, :],
+                        other=0.0).to(w.dtype)  # (BM, BK), as W's dtype for the MMA
             acc = tl.dot(a, w, acc, input_precision=PRECISION)  # (BM, BN) fp32
         return acc
 
     @triton.jit
+    def _list_tiles(counts_ptr, K, BLOCK_M: tl.constexpr, BLOCK_KP: tl.constexpr):
+        """Per-block pair counts (KP,), tiles of BLOCK_M rows per block, their running end,
+        and the total: where each block's tiles lie in a flat tile index."""
+        k = tl.arange(0, BLOCK_KP)
+        counts = tl.load(counts_ptr + k, mask=k < K, other=0)
+        tiles = (counts + BLOCK_M - 1) // BLOCK_M
+        end = tl.cumsum(tiles, axis=0)
+        return k, counts, tiles, end, tl.sum(tiles, axis=0)
+
+    @triton.jit
+    def _list_rows(tile, k, counts, tiles, end, lists_ptr, stride_list,
+                   BLOCK_M: tl.constexpr):
+        """Block, example rows (BM,) and validity of flat tile `tile` of the block lists."""
+        block = tl.sum((end <= tile).to(tl.int32), axis=0)  # first block ending past tile
+        first = tl.sum(tl.where(k == block, end - tiles, 0), axis=0)
+        count = tl.sum(tl.where(k == block, counts, 0), axis=0)
+        i = (tile - first) * BLOCK_M + tl.arange(0, BLOCK_M)
+        valid = i < count
+        rows = tl.load(lists_ptr + block.to(tl.int64) * stride_list + i, mask=valid, other=0)
+        return block, rows, valid
+
+    @triton.jit
+    def gate_rows(
+        x_ptr, stride_xb, w1_ptr, b1_ptr, w2_ptr, b2_ptr, tau_ptr, D, M,  # LOGITS: the gater
+        values_ptr, stride_vb, B, K,  # (B, K) fp32 gate values: written (LOGITS) or read
+        lists_ptr, counts_ptr, stride_list,  # (K, B) int32 examples per block, (K,) counts
+        dense_ptr, dense_count_ptr,  # (B,) int32 examples routed dense, (1,) their count
+        active_ptr, computed_ptr, stride_cb,  # (B,) int64 views, stored
+        dense_from_k,  # route an example dense from this many blocks on (inf: never)
+        LOGITS: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+        BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_G: tl.constexpr,
+    ):
+        """The gate stage of a gated layer at larger batches, for a tile of examples: the
+        gater (input -> M tanh -> K, binary units: on = logit > threshold) on tensor cores
+        with fp32-accurate products (tf32x3), or gate values given; the per-example counts
+        and dense routing; then every sparse pair appended to its block's list (one atomic
+        per block and program reserves the slots, a cumsum ranks the rows) and every dense
+        example to the dense list. Replaces ~40 torch ops of sorting and bookkeeping."""
+        rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)  # (BM,)
+        mask_r = rows < B
+        rows64 = rows.to(tl.int64)
+        hid = tl.zeros((BLOCK_M, BLOCK_H), dtype=tl.float32)
+        if LOGITS:
+            h = tl.arange(0, BLOCK_H)
+            mask_h = h < M
+            for d0 in range(0, D, BLOCK_D):
+                d = d0 + tl.arange(0, BLOCK_D)
+                mask_d = d < D
+                a = tl.load(x_ptr + rows64[:, None] * stride_xb + d[None, :],
+                            mask=mask_r[:, None] & mask_d[None, :], other=0.0)
+                w = tl.load(w1_ptr + h[None, :] * D + d[:, None],
+                            mask=mask_d[:, None] & mask_h[None, :], other=0.0)  # (BD, BH)
+                hid = tl.dot(a.to(tl.float32), w, hid, input_precision=PRECISION)
+            hid = _activate(hid + tl.load(b1_ptr + h, mask=mask_h, other=0.0)[None, :], 2)
+        count = tl.zeros((BLOCK_M,), dtype=tl.int32)
+        for k0 in range(0, K, BLOCK_G):  # pass 1: blocks on per example
+            kk = k0 + tl.arange(0, BLOCK_G)
+            on = _gates_on(hid, rows64, mask_r, kk, K, M, w2_ptr, b2_ptr, tau_ptr,
+                           values_ptr, stride_vb, LOGITS, PRECISION, BLOCK_H)
+            count += tl.sum(on.to(tl.int32), axis=1)
+        dense = (count.to(tl.float32) >= dense_from_k) & mask_r
+        tl.store(active_ptr + rows64 * stride_cb, count.to(tl.int64), mask=mask_r)
+        tl.store(computed_ptr + rows64 * stride_cb, tl.where(dense, K, count).to(tl.int64),
+                 mask=mask_r)
+        ones = dense.to(tl.int32)
+        first = tl.atomic_add(dense_count_ptr, tl.sum(ones, axis=0))
+        tl.store(dense_ptr + first + tl.cumsum(ones, axis=0) - ones, rows, mask=dense)
+        for k0 in range(0, K, BLOCK_G):  # pass 2: values and the block lists
+            kk = k0 + tl.arange(0, BLOCK_G)
+            mask_k = kk < K
+            on = _gates_on(hid, rows64, mask_r, kk, K, M, w2_ptr, b2_ptr, tau_ptr,
+                           values_ptr, stride_vb, LOGITS, PRECISION, BLOCK_H)
+            if LOGITS:
+                tl.store(values_ptr + rows64[:, None] * stride_vb + kk[None, :],
+                         on.to(tl.float32), mask=mask_r[:, None] & mask_k[None, :])
+            sparse = (on & ~dense[:, None]).to(tl.int32)  # (BM, BG)
+            base = tl.atomic_add(counts_ptr + kk, tl.sum(sparse, axis=0), mask=mask_k)  # (BG,)
+            slot = base[None, :] + tl.cumsum(sparse, axis=0) - sparse
+            tl.store(lists_ptr + kk[None, :].to(tl.int64) * stride_list + slot,
+                     rows[:, None] + tl.zeros_like(slot), mask=sparse != 0)
+
+    @triton.jit
+    def _gates_on(hid, rows64, mask_r, kk, K, M, w2_ptr, b2_ptr, tau_ptr, values_ptr,
+                  stride_vb, LOGITS: tl.constexpr, PRECISION: tl.constexpr,
+                  BLOCK_H: tl.constexpr):
+        """(BM, BG) gates on for blocks kk: from the hidden units (LOGITS) or the values."""
+        mask_k = kk < K
+        mask = mask_r[:, None] & mask_k[None, :]
+        if LOGITS:
+            h = tl.arange(0, BLOCK_H)
+            w = tl.load(w2_ptr + kk[None, :] * M + h[:, None],
+                        mask=(h < M)[:, None] & mask_k[None, :], other=0.0)  # (BH, BG)
+            logit = tl.dot(hid, w, input_precision=PRECISION)
+            logit += tl.load(b2_ptr + kk, mask=mask_k, other=0.0)[None, :]
+            on = (logit > tl.load(tau_ptr)) & mask
+        else:
+            value = tl.load(values_ptr + rows64[:, None] * stride_vb + kk[None, :], mask=mask,
+                            other=0.0)
+            on = (value != 0.0) & mask
+        return on
+
+    @triton.jit
     def grouped_gemm(
-        x_ptr, stride_xb,  # (B, D) layer input
+        x_ptr, stride_xb,  # (B, D) layer input (any float dtype: tiles cast to W's)
         w_ptr, stride_wn, stride_wd,  # W[n, d]
         bias_ptr,  # (K * S,) fp32
         out_ptr, stride_ob,  # (B, K * S) output
-        rows_ptr,  # (T_max * BM,) int32: example of each tile row, -1 = padding
-        tile_block_ptr,  # (T_max,) int32: the block each tile belongs to
-        num_tiles_ptr,  # (1,) int32: tiles in use, read here so the host never syncs
+        lists_ptr, counts_ptr, K_lists, stride_list,  # sparse pairs: examples per block
+        dense_ptr, dense_count_ptr, K_dense,  # examples computing all K_dense blocks
         gate_ptr, stride_gb,  # (B, K) fp32 gate values (GATED)
+        init_ptr, init_src_ptr, init_numel, init_width,  # INIT: consumer's out32 = bias
         D, S,
-        ACT: tl.constexpr, GATED: tl.constexpr, PRECISION: tl.constexpr,
+        ACT: tl.constexpr, GATED: tl.constexpr, PRECISION: tl.constexpr, INIT: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+        BLOCK_KP: tl.constexpr, INIT_CHUNK: tl.constexpr,
     ):
+        pid = tl.program_id(0)
+        programs = tl.num_programs(0)
+        if INIT:
+            for i0 in range(pid * INIT_CHUNK, init_numel, programs * INIT_CHUNK):
+                i = i0 + tl.arange(0, INIT_CHUNK)
+                mask_i = i < init_numel
+                tl.store(init_ptr + i, tl.load(init_src_ptr + i % init_width, mask=mask_i),
+                         mask=mask_i)
+        k, counts, tiles, end, sparse_tiles = _list_tiles(counts_ptr, K_lists, BLOCK_M,
+                                                          BLOCK_KP)
+        dense_rows = tl.load(dense_count_ptr)
         tiles_n = tl.cdiv(S, BLOCK_N)
-        work = tl.load(num_tiles_ptr) * tiles_n
+        work = (sparse_tiles + tl.cdiv(dense_rows, BLOCK_M) * K_dense) * tiles_n
         # Persistent: consecutive items share a tile of rows (then a block's next tile), so
         # gathered rows and the block's weight rows are reused from L2.
-        for item in range(tl.program_id(0), work, tl.num_programs(0)):
+        for item in range(pid, work, programs):
             tile = item // tiles_n
             offs_n = (item % tiles_n) * BLOCK_N + tl.arange(0, BLOCK_N)  # (BN,)
             mask_n = offs_n < S
-            block = tl.load(tile_block_ptr + tile)
+            if tile < sparse_tiles:
+                block, rows, valid = _list_rows(tile, k, counts, tiles, end, lists_ptr,
+                                                stride_list, BLOCK_M)
+            else:  # a tile of the dense examples, one block of them
+                t = tile - sparse_tiles
+                block = t % K_dense
+                i = (t // K_dense) * BLOCK_M + tl.arange(0, BLOCK_M)
+                valid = i < dense_rows
+                rows = tl.load(dense_ptr + i, mask=valid, other=0)
+            rows = rows.to(tl.int64)
             n = (block * S + offs_n).to(tl.int64)  # (BN,)
-            rows = tl.load(rows_ptr + tile * BLOCK_M + tl.arange(0, BLOCK_M))  # (BM,)
-            valid = rows >= 0
-            rows = tl.where(valid, rows, 0).to(tl.int64)
             acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)  # (BM, BN)
             acc = _accumulate_rows(acc, x_ptr, rows, valid, stride_xb, w_ptr, n, mask_n,
                                    stride_wn, stride_wd, D, BLOCK_K, PRECISION)
@@ -126,21 +248,22 @@ def kernels() -> SimpleNamespace:
         h_ptr, stride_hb,  # (B, K_in * S_in) the gated layer's output
         w_ptr, stride_wn, stride_wd,  # Wc[d, n] = W[n, d], each input block's rows contiguous
         out_ptr, stride_ob,  # (B, N) fp32, holding the bias already
-        rows_ptr, tile_block_ptr, num_tiles_ptr,  # pairs sorted by input block, as above
+        lists_ptr, counts_ptr, K_lists, stride_list,  # sparse pairs by input block, as above
         N, S_in,
         PRECISION: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+        BLOCK_KP: tl.constexpr,
     ):
+        k, counts, tiles, end, sparse_tiles = _list_tiles(counts_ptr, K_lists, BLOCK_M,
+                                                          BLOCK_KP)
         tiles_n = tl.cdiv(N, BLOCK_N)
-        work = tl.load(num_tiles_ptr) * tiles_n
-        for item in range(tl.program_id(0), work, tl.num_programs(0)):
+        for item in range(tl.program_id(0), sparse_tiles * tiles_n, tl.num_programs(0)):
             tile = item // tiles_n
             n = (item % tiles_n) * BLOCK_N + tl.arange(0, BLOCK_N)  # (BN,)
             mask_n = n < N
-            block = tl.load(tile_block_ptr + tile)  # input block j of these pairs
-            rows = tl.load(rows_ptr + tile * BLOCK_M + tl.arange(0, BLOCK_M))  # (BM,)
-            valid = rows >= 0
-            rows = tl.where(valid, rows, 0).to(tl.int64)
+            block, rows, valid = _list_rows(tile, k, counts, tiles, end, lists_ptr,
+                                            stride_list, BLOCK_M)  # input block j
+            rows = rows.to(tl.int64)
             acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)  # (BM, BN)
             # h[rows, j*S_in:(j+1)*S_in] @ Wc[j*S_in:(j+1)*S_in, n]: offset both pointers to
             # block j and reduce over its S_in units only.
@@ -152,7 +275,7 @@ def kernels() -> SimpleNamespace:
             tl.atomic_add(out_ptr + rows[:, None] * stride_ob + n[None, :], acc,
                           mask=valid[:, None] & mask_n[None, :], sem="relaxed")
 
-    return SimpleNamespace(activate=_activate, grouped_gemm=grouped_gemm,
+    return SimpleNamespace(activate=_activate, gate_rows=gate_rows, grouped_gemm=grouped_gemm,
                            scatter_gemm=scatter_gemm)
 
 
@@ -181,41 +304,79 @@ def _programs(device: torch.device) -> int:
     return 4
 
 
-def grouped_blocks(x, weight, bias, out, tiles, gates, block_size: int, activation: str,
-                   gated: bool = True) -> None:
-    """Rows of examples times block weights, tile by tile: for each tile of `tiles` (a
-    `PairTiles`), out[rows, block] = act(x[rows] @ W_block.T + b_block) (* gates[rows, block]).
+def gate_lists(values, lists, counts, dense, dense_count, active, computed, dense_from_k,
+               x=None, hidden=None, out=None, tau=None) -> None:
+    """The gate stage at larger batches (`gate_rows`). With x: binary gates from the gater
+    (hidden, out: (weight, bias) fp32 of its two layers; tau: 1-element threshold) written
+    into values (B, K) fp32; without: values holds the gate values. lists (K, B) int32 and
+    counts (K,) int32 (zeroed) get each block's sparse pairs; dense (B,) int32 and
+    dense_count (1,) int32 (zeroed) the examples routed dense; active / computed (B,) int64
+    views (same stride) are stored."""
+    batch, blocks = values.shape
+    logits = x is not None
+    block_m = 32
+    if logits:
+        width, units = x.shape[1], hidden[0].shape[0]
+        args = (x, x.stride(0), hidden[0], hidden[1], out[0], out[1], tau, width, units)
+    else:
+        width, units = 16, 16
+        args = (values, 0, values, values, values, values, values, 1, 1)
+    kernels().gate_rows[(_cdiv(batch, block_m),)](
+        *args, values, values.stride(0), batch, blocks, lists, counts, lists.stride(0),
+        dense, dense_count, active, computed, active.stride(0), float(dense_from_k),
+        LOGITS=logits, PRECISION="tf32x3" if not interpreting() else "ieee",
+        BLOCK_M=block_m, BLOCK_D=_pow2(width, 16, 64), BLOCK_H=_pow2(units, 16, 1 << 30),
+        BLOCK_G=_pow2(blocks, 16, 128))
 
-    x (B, D); weight W[n, d] given as any 2-D strided view, (K*S, D) logically; bias (K*S,)
-    fp32; out (B, K*S); gates (B, K) fp32 or None.
+
+def grouped_blocks(x, weight, bias, out, lists, counts, dense, dense_count, gates,
+                   block_size: int, activation: str, block_m: int, dense_blocks: int,
+                   gated: bool = True, init=None, init_src=None) -> None:
+    """Rows of examples times block weights, tile by tile: for each block k's listed
+    examples (lists (K, B), counts (K,)) and each dense example (dense, dense_count) times
+    each of `dense_blocks` blocks, out[rows, block] = act(x[rows] @ W_block.T + b_block)
+    (* gates[rows, block]); with init: init (B, N) fp32 := init_src broadcast, first.
+
+    x (B, D) any float dtype; weight W[n, d] given as any 2-D strided view, (K*S, D)
+    logically; bias (K*S,) fp32; out (B, K*S); gates (B, K) fp32 or None.
     """
-    width = x.shape[1]
+    batch, width = x.shape
     # Small tiles of rows (small batch): split a block's units over two programs, for more
     # programs streaming weights; large ones: whole 128-unit blocks per tensor-core tile.
-    block_n = _pow2(block_size, 16, 64 if tiles.block_m == 16 else 128)
+    block_n = _pow2(block_size, 16, 64 if block_m == 16 else 128)
     block_k = _pow2(width, 16, 64)
-    work_max = tiles.max_tiles * _cdiv(block_size, block_n)
-    grid = (max(1, min(work_max, _programs(x.device))),)
+    lists_k = counts.numel()
+    max_tiles = (lists_k + dense_blocks) * _cdiv(batch, block_m)
+    grid = (max(1, min(max_tiles * _cdiv(block_size, block_n), _programs(x.device))),)
+    has_init = init is not None
     kernels().grouped_gemm[grid](
         x, x.stride(0), weight, weight.stride(0), weight.stride(1), bias, out, out.stride(0),
-        tiles.rows, tiles.tile_block, tiles.num_tiles,
+        lists, counts, lists_k, lists.stride(0), dense, dense_count, dense_blocks,
         gates if gated else bias, gates.stride(0) if gated else 0,
+        init if has_init else out, init_src if has_init else bias,
+        init.numel() if has_init else 0, init_src.numel() if has_init else 1,
         width, block_size,
-        ACT=ACTIVATION_CODES[activation], GATED=gated, PRECISION=_precision(x.dtype),
-        BLOCK_M=tiles.block_m, BLOCK_N=block_n, BLOCK_K=block_k)
+        ACT=ACTIVATION_CODES[activation], GATED=gated, PRECISION=_precision(weight.dtype),
+        INIT=has_init, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
+        BLOCK_KP=_pow2(lists_k, 1, 1 << 30), INIT_CHUNK=1024)
 
 
-def scatter_read_blocks(h, weight_by_input, out32, tiles, in_block_size: int) -> None:
-    """Consumer of a gated layer, pairs sorted by input block (`tiles`): out32[b] +=
-    h[b, j] @ Wc[j] for each pair (b, j), with fp32 atomics. out32 (B, N) fp32."""
+def scatter_read_blocks(h, weight_by_input, out32, lists, counts, in_block_size: int,
+                        block_m: int) -> None:
+    """Consumer of a gated layer, pairs listed by input block (lists (K_in, B), counts):
+    out32[b] += h[b, j] @ Wc[j] for each listed pair (b, j), with fp32 atomics. out32 (B, N)
+    fp32."""
+    batch = h.shape[0]
     width = weight_by_input.shape[1]
     block_n = _pow2(width, 16, 128)
     block_k = _pow2(in_block_size, 16, 64)
-    work_max = tiles.max_tiles * _cdiv(width, block_n)
+    lists_k = counts.numel()
+    work_max = lists_k * _cdiv(batch, block_m) * _cdiv(width, block_n)
     grid = (max(1, min(work_max, _programs(h.device))),)
     kernels().scatter_gemm[grid](
         h, h.stride(0), weight_by_input, weight_by_input.stride(1),
         weight_by_input.stride(0), out32, out32.stride(0),
-        tiles.rows, tiles.tile_block, tiles.num_tiles, width, in_block_size,
+        lists, counts, lists_k, lists.stride(0), width, in_block_size,
         PRECISION=_precision(h.dtype),
-        BLOCK_M=tiles.block_m, BLOCK_N=block_n, BLOCK_K=block_k)
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
+        BLOCK_KP=_pow2(lists_k, 1, 1 << 30))

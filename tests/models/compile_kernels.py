@@ -79,19 +79,29 @@ def variants(dtype: torch.dtype):
                           "tau_ptr": "*fp32", "done_ptr": "*i32", **counters}, {
         "LANES": 32 * tiles["rows"]["num_warps"], **_shape(tiles["rows"]), "BLOCK_G": 128,
         "BLOCK_H": 64}
-    grouped = {"x_ptr": p, "w_ptr": p, "bias_ptr": "*fp32", "out_ptr": p, "rows_ptr": "*i32",
-               "tile_block_ptr": "*i32", "num_tiles_ptr": "*i32", "gate_ptr": "*fp32"}
+    lists = {"lists_ptr": "*i32", "counts_ptr": "*i32"}
+    yield k.gate_rows, {"x_ptr": "*fp32", "w1_ptr": "*fp32", "b1_ptr": "*fp32",
+                        "w2_ptr": "*fp32", "b2_ptr": "*fp32", "tau_ptr": "*fp32",
+                        "values_ptr": "*fp32", "dense_ptr": "*i32", "dense_count_ptr": "*i32",
+                        "active_ptr": "*i64", "computed_ptr": "*i64", "dense_from_k": "fp32",
+                        **lists}, {
+        "LOGITS": True, "PRECISION": "tf32x3", "BLOCK_M": 32, "BLOCK_D": 64, "BLOCK_H": 64,
+        "BLOCK_G": 128}
+    grouped = {"x_ptr": "*fp32", "w_ptr": p, "bias_ptr": "*fp32", "out_ptr": p,
+               "dense_ptr": "*i32", "dense_count_ptr": "*i32", "gate_ptr": "*fp32",
+               "init_ptr": "*fp32", "init_src_ptr": "*fp32", **lists}
     for block_m in (16, 32, 64):  # tile sizes as tk.grouped_blocks picks them for S = 128
-        yield k.grouped_gemm, grouped, {"ACT": 3, "GATED": True, "PRECISION": precision,
-                                        "BLOCK_M": block_m, "BLOCK_N": 64 if block_m == 16
-                                        else 128, "BLOCK_K": 64}
-    yield k.grouped_gemm, {**grouped, "out_ptr": "*fp32"}, {
-        "ACT": 0, "GATED": False, "PRECISION": precision, "BLOCK_M": 64, "BLOCK_N": 128,
-        "BLOCK_K": 64}
+        yield k.grouped_gemm, grouped, {
+            "ACT": 3, "GATED": True, "PRECISION": precision, "INIT": True, "BLOCK_M": block_m,
+            "BLOCK_N": 64 if block_m == 16 else 128, "BLOCK_K": 64, "BLOCK_KP": 128,
+            "INIT_CHUNK": 1024}
+    yield k.grouped_gemm, {**grouped, "x_ptr": p, "out_ptr": "*fp32"}, {
+        "ACT": 0, "GATED": False, "PRECISION": precision, "INIT": False, "BLOCK_M": 64,
+        "BLOCK_N": 128, "BLOCK_K": 64, "BLOCK_KP": 1, "INIT_CHUNK": 1024}
     for block_m in (16, 64):
-        yield k.scatter_gemm, {"h_ptr": p, "w_ptr": p, "out_ptr": "*fp32", "rows_ptr": "*i32",
-                               "tile_block_ptr": "*i32", "num_tiles_ptr": "*i32"}, {
-            "PRECISION": precision, "BLOCK_M": block_m, "BLOCK_N": 128, "BLOCK_K": 64}
+        yield k.scatter_gemm, {"h_ptr": p, "w_ptr": p, "out_ptr": "*fp32", **lists}, {
+            "PRECISION": precision, "BLOCK_M": block_m, "BLOCK_N": 128, "BLOCK_K": 64,
+            "BLOCK_KP": 128}
 
 
 def main() -> int:

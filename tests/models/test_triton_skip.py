@@ -10,6 +10,7 @@ differs, as for SkipNetwork); fp16, 1e-2 of the largest |logit| (inputs, weights
 hidden layer rounded to 11 bits, sums in fp32); bf16, 3e-2 (8 bits).
 """
 
+import math
 import os
 import subprocess
 import sys
@@ -32,7 +33,6 @@ from models.gpu_skip import (  # noqa: E402
     GROUPED_DENSE_FROM,
     CudaGraphSkipNetwork,
     TritonSkipNetwork,
-    pair_tiles,
 )
 from models.skip_inference import SkipNetwork  # noqa: E402
 
@@ -197,19 +197,30 @@ def test_no_gated_layer_and_shape_errors():
         TritonSkipNetwork(model, torch.float32, path="fast")
 
 
-def test_pair_tiles_sort_pairs_by_block_and_pad_to_whole_tiles():
-    run = torch.rand(37, 5, generator=torch.Generator().manual_seed(0)) < 0.4
-    run[:, 3] = False  # a block nobody uses: no tile
-    tiles = pair_tiles(run, 16)
-    used = int(tiles.num_tiles)
-    counts = run.sum(0)
-    assert used == int(((counts + 15) // 16).sum())
-    rows = tiles.rows[:used * 16].view(used, 16)
+@pytest.mark.parametrize("dense_from_k", [math.inf, 2.0], ids=["no-routing", "routing"])
+def test_gate_lists_hold_each_blocks_sparse_examples_and_the_dense_ones(dense_from_k):
+    from models import triton_kernels as tk
+
+    generator = torch.Generator().manual_seed(0)
+    values = (torch.rand(37, 5, generator=generator) < 0.4).float()
+    values[:, 3] = 0.0  # a block nobody uses: an empty list
+    values = values.to(DEVICE)
+    lists = torch.full((5, 37), -1, dtype=torch.int32, device=DEVICE)
+    counts = torch.zeros(5, dtype=torch.int32, device=DEVICE)
+    dense = torch.full((37,), -1, dtype=torch.int32, device=DEVICE)
+    dense_count = torch.zeros(1, dtype=torch.int32, device=DEVICE)
+    blocks = torch.zeros(2, 37, dtype=torch.int64, device=DEVICE)
+    tk.gate_lists(values, lists, counts, dense, dense_count, blocks[0], blocks[1], dense_from_k)
+    on = values.cpu() != 0
+    routed = on.sum(1) >= dense_from_k
+    assert blocks[0].tolist() == on.sum(1).tolist()
+    assert blocks[1].tolist() == torch.where(routed, 5, on.sum(1)).tolist()
+    assert sorted(dense[:int(dense_count)].tolist()) == routed.nonzero().flatten().tolist()
     for block in range(5):
-        mine = tiles.tile_block[:used] == block
-        examples = rows[mine].flatten()
-        assert examples[examples >= 0].tolist() == run[:, block].nonzero().flatten().tolist()
-    assert bool((tiles.tile_block[used:] == 5).all())  # beyond the tiles in use: no block
+        mine = lists[block, :int(counts[block])].cpu()
+        want = (on[:, block] & ~routed).nonzero().flatten()
+        assert sorted(mine.tolist()) == want.tolist()  # each exactly once, in any order
+    assert int(counts[3]) == 0
 
 
 def test_cuda_graph_wrapper_falls_back_to_eager_off_cuda_or_beyond_the_buckets():
