@@ -59,7 +59,8 @@ from .skip_inference import SkipOutput
 GEMV_MAX_BATCH = 4
 GROUPED_DENSE_FROM = 1.0 / 3.0
 PATHS = ("auto", "gemv", "grouped")
-SMALL_DENSE_WEIGHTS = 1 << 16  # a dense layer this small after a consumer runs in fp32
+SMALL_DENSE_WEIGHTS = 1 << 16  # a dense layer this small runs as a row GEMV kernel
+L2_RESIDENT_BYTES = 16 << 20  # a gated layer's input beyond this is cast before gathers
 
 
 def _block_m(batch: int) -> int:
@@ -78,7 +79,7 @@ class _Step:
     block_size: int = 0  # gated: S; read: S_in
     logits: bool = False  # the read-out: fp32 out
     bias_main: Tensor | None = None  # dense: the bias in the main path's dtype (torch.addmm)
-    weight32: Tensor | None = None  # a small dense layer's weight (N, D) in fp32 (read-outs)
+    small: bool = False  # a dense layer small enough for a row GEMV kernel (read-outs)
     # gated: the gater's layers as fp32 (out, in) weights and biases; hidden absent if M = 0
     gater_hidden: tuple[Tensor, Tensor] | None = None
     gater_out: tuple[Tensor, Tensor] | None = None
@@ -128,8 +129,7 @@ class TritonSkipNetwork:
             if previous_gated is None:
                 step = _Step("dense", activation, weight.to(dtype).contiguous(), bias,
                              bias_main=bias.to(dtype))
-                if weight.numel() <= SMALL_DENSE_WEIGHTS:
-                    step.weight32 = weight.float().contiguous()
+                step.small = weight.numel() <= SMALL_DENSE_WEIGHTS
             else:
                 step = _Step("read", activation, weight.T.to(dtype).contiguous(), bias,
                              blocks=previous_gated.blocks, block_size=previous_gated.block_size)
@@ -269,15 +269,19 @@ class TritonSkipNetwork:
         batch, device = x.shape[0], x.device
         block_m = _block_m(batch)
         gated = [step for step in self.steps if step.kind == "gated"]
-        # Each gated layer's per-block pair counts (K) and dense count (1): one memset.
-        zeroed = torch.zeros(sum(step.blocks + 1 for step in gated), dtype=torch.int32,
-                             device=device)
+        # One memset for each gated layer's per-block pair counts (K) and dense count (1),
+        # int32, and the hidden sums of its gater (B x M fp32, added into by `hidden_sums`).
+        hidden = [batch * step.gater_hidden[0].shape[0] if self._fused_gate_rows(step) else 0
+                  for step in gated]
+        zeroed = torch.zeros(sum(step.blocks + 1 for step in gated) + sum(hidden),
+                             dtype=torch.int32, device=device)
+        sums = zeroed[sum(step.blocks + 1 for step in gated):].view(torch.float32)
         counts64 = torch.empty(2, batch, len(gated), dtype=torch.int64, device=device)
         route = math.isfinite(dense_from)
         h = x.contiguous()  # any float dtype: the kernels cast tiles to the weights' dtype
         pending = "linear"  # an activation not yet applied to h (the consumer's, in fp32)
         gates: list[Tensor] = []
-        done, offset = set(), 0
+        done, offset, sums_offset = set(), 0, 0
         for i, step in enumerate(self.steps):
             if i in done:
                 continue
@@ -295,8 +299,14 @@ class TritonSkipNetwork:
             offset += k + 1
             lists = torch.empty(k, batch, dtype=torch.int32, device=device)
             dense = torch.empty(batch, dtype=torch.int32, device=device)
+            hidden_sums = sums[sums_offset:sums_offset + hidden[g]]
+            sums_offset += hidden[g]
             values = self._gate_lists(step, h, dense_from, lists, counts, dense, dense_count,
-                                      counts64[0, :, g], counts64[1, :, g])
+                                      counts64[0, :, g], counts64[1, :, g], hidden_sums)
+            if h.numel() * h.element_size() > L2_RESIDENT_BYTES:
+                # Each example's row is gathered once per block it has on: from memory once
+                # it outgrows L2, so gather it in the main path's (narrower) dtype.
+                h = h.to(self.dtype)
             gates.append(values)
             # Blocks that do not run stay unwritten; a gated layer next reads all units.
             out = (torch.zeros if following.kind == "gated" else torch.empty)(
@@ -329,28 +339,38 @@ class TritonSkipNetwork:
 
     def _dense(self, step: _Step, h: Tensor, pending: str) -> Tensor:
         """A dense layer reading a dense input (or a consumer's fp32 rows, whose activation
-        is `pending`): torch's GEMM. A small one (a read-out) reads fp32 rows in fp32, with
-        no cast of its input; the others cast to the main path's dtype."""
-        h = ACTIVATION_FUNCTIONS[pending](h)
-        if h.dtype == torch.float32 and step.weight32 is not None:
-            out = torch.addmm(step.bias, h, step.weight32.T)
-        else:
-            out = torch.addmm(step.bias_main, h.to(self.dtype), step.weight.T)
-        return ACTIVATION_FUNCTIONS[step.activation](out)
+        is `pending`). A small one (a read-out) is a row GEMV kernel that reads those rows
+        as they are (torch's fp32 GEMM with 2 outputs took 88 µs at 4096 rows on an H100,
+        a bf16 cast first 32 µs); the others torch's GEMM in the main path's dtype."""
+        if step.small:
+            out = torch.empty(h.shape[0], step.weight.shape[0], device=h.device,
+                              dtype=torch.float32 if step.logits else self.dtype)
+            tg.rows(h, step.weight, step.bias, out, step.activation, pending)
+            return out
+        h = ACTIVATION_FUNCTIONS[pending](h).to(self.dtype)
+        return ACTIVATION_FUNCTIONS[step.activation](
+            torch.addmm(step.bias_main, h, step.weight.T))
+
+    @staticmethod
+    def _fused_gate_rows(step: _Step) -> bool:
+        """Whether a gated layer's gater runs in the gate kernels (binary units, a hidden
+        layer of at most FUSED_GATER_MAX_HIDDEN units), not in torch."""
+        return (step.layer.estimator.binary and step.gater_hidden is not None
+                and step.gater_hidden[0].shape[0] <= tk.FUSED_GATER_MAX_HIDDEN)
 
     def _gate_lists(self, step: _Step, h: Tensor, dense_from: float, lists: Tensor,
                     counts: Tensor, dense: Tensor, dense_count: Tensor, active: Tensor,
-                    computed: Tensor) -> Tensor:
+                    computed: Tensor, hidden_sums: Tensor) -> Tensor:
         """The gate stage at larger batches (`triton_kernels.gate_lists`): gate values (B, K)
         fp32, with the block lists, the dense list and the counts filled in."""
         layer, batch, k = step.layer, h.shape[0], step.blocks
         dense_from_k = dense_from * k
-        if (layer.estimator.binary and step.gater_hidden is not None
-                and step.gater_hidden[0].shape[0] <= tk.FUSED_GATER_MAX_HIDDEN):
+        if self._fused_gate_rows(step):
             values = torch.empty(batch, k, dtype=torch.float32, device=h.device)
             tk.gate_lists(values, lists, counts, dense, dense_count, active, computed,
                           dense_from_k, h, step.gater_hidden, step.gater_out,
-                          layer.threshold.float().reshape(1))
+                          layer.threshold.float().reshape(1),
+                          hidden_sums.view(batch, step.gater_hidden[0].shape[0]))
             return values
         # The estimator's own function for non-binary units, as the reference computes it.
         logits = layer.gater(h.to(layer.gater.out.weight.dtype))  # (B, K)

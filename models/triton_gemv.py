@@ -54,7 +54,7 @@ TILES = {
 }
 PROGRAMS_PER_SM = 4  # persistent grids: resident programs per SM
 INIT_CHUNK = 1024  # elements of the consumer's output each program fills per step
-FINISH_CHUNK = 4096  # input units per step of the dense layer a consumer's last program runs
+FINISH_CHUNK = 2048  # input units per step of the dense layer a consumer's last program runs
 FINISH_MAX_WEIGHTS = 1 << 16  # ... and its largest weight, C_pad x N (a read-out)
 FUSED_GATER_MAX_WEIGHTS = 1 << 14  # largest K_pad x M_pad gater output layer held by one
 # program (the gater is 128 x 64; the paper's 2000 x 400 takes two launches)

@@ -41,6 +41,7 @@ import torch
 ACTIVATION_CODES = {"linear": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 PROGRAMS_PER_SM = 2  # persistent grids: enough resident programs to hide latency, no more
 FUSED_GATER_MAX_HIDDEN = 256  # gate_rows holds a (32, M) tile of gater hidden units
+GATER_SPLIT = 512  # inputs per program of the gater's hidden layer (hidden_sums)
 
 
 def interpreting() -> bool:
@@ -108,37 +109,58 @@ def kernels() -> SimpleNamespace:
         return block, rows, valid
 
     @triton.jit
+    def hidden_sums(x_ptr, stride_xb, w_ptr, out_ptr, B, D, M, SPLIT,
+                    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+                    BLOCK_H: tl.constexpr):
+        """out[b, :M] += x[b, chunk] @ W[:M, chunk].T for this program's tile of examples and
+        chunk of SPLIT inputs (fp32 atomics into a zeroed buffer): the gater's hidden layer
+        split over many programs, since a few hundred examples make only a few row tiles."""
+        rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+        mask_r = rows < B
+        rows64 = rows.to(tl.int64)
+        h = tl.arange(0, BLOCK_H)
+        mask_h = h < M
+        start = tl.program_id(1) * SPLIT
+        acc = tl.zeros((BLOCK_M, BLOCK_H), dtype=tl.float32)
+        for d0 in range(start, tl.minimum(start + SPLIT, D), BLOCK_D):
+            d = d0 + tl.arange(0, BLOCK_D)
+            mask_d = d < D
+            a = tl.load(x_ptr + rows64[:, None] * stride_xb + d[None, :],
+                        mask=mask_r[:, None] & mask_d[None, :], other=0.0)
+            w = tl.load(w_ptr + h[None, :] * D + d[:, None],
+                        mask=mask_d[:, None] & mask_h[None, :], other=0.0)  # (BD, BH)
+            acc = tl.dot(a.to(tl.float32), w, acc, input_precision=PRECISION)
+        tl.atomic_add(out_ptr + rows64[:, None] * M + h[None, :], acc,
+                      mask=mask_r[:, None] & mask_h[None, :], sem="relaxed")
+
+    @triton.jit
     def gate_rows(
-        x_ptr, stride_xb, w1_ptr, b1_ptr, w2_ptr, b2_ptr, tau_ptr, D, M,  # LOGITS: the gater
+        x_ptr, stride_xb, w1_ptr, b1_ptr, w2_ptr, b2_ptr, tau_ptr, D, M,  # LOGITS: x_ptr the
+        # (B, M) hidden sums, b1 / w2 / b2 the gater's, D unused
         values_ptr, stride_vb, B, K,  # (B, K) fp32 gate values: written (LOGITS) or read
         lists_ptr, counts_ptr, stride_list,  # (K, B) int32 examples per block, (K,) counts
         dense_ptr, dense_count_ptr,  # (B,) int32 examples routed dense, (1,) their count
         active_ptr, computed_ptr, stride_cb,  # (B,) int64 views, stored
         dense_from_k,  # route an example dense from this many blocks on (inf: never)
         LOGITS: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
-        BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_G: tl.constexpr,
+        BLOCK_H: tl.constexpr, BLOCK_G: tl.constexpr,
     ):
         """The gate stage of a gated layer at larger batches, for a tile of examples: the
-        gater (input -> M tanh -> K, binary units: on = logit > threshold) on tensor cores
-        with fp32-accurate products (tf32x3), or gate values given; the per-example counts
-        and dense routing; then every sparse pair appended to its block's list (one atomic
-        per block and program reserves the slots, a cumsum ranks the rows) and every dense
-        example to the dense list. Replaces ~40 torch ops of sorting and bookkeeping."""
+        gater's output layer (tanh of the hidden sums -> K, binary units: on = logit >
+        threshold) on tensor cores with fp32-accurate products (tf32x3), or gate values
+        given; the per-example counts and dense routing; then every sparse pair appended
+        to its block's list (one atomic per block and program reserves the slots, a cumsum
+        ranks the rows) and every dense example to the dense list. Replaces ~40 torch ops
+        of sorting and bookkeeping."""
         rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)  # (BM,)
         mask_r = rows < B
         rows64 = rows.to(tl.int64)
         hid = tl.zeros((BLOCK_M, BLOCK_H), dtype=tl.float32)
-        if LOGITS:
+        if LOGITS:  # the hidden units' sums come from `hidden_sums` (x_ptr: (B, M) fp32)
             h = tl.arange(0, BLOCK_H)
             mask_h = h < M
-            for d0 in range(0, D, BLOCK_D):
-                d = d0 + tl.arange(0, BLOCK_D)
-                mask_d = d < D
-                a = tl.load(x_ptr + rows64[:, None] * stride_xb + d[None, :],
-                            mask=mask_r[:, None] & mask_d[None, :], other=0.0)
-                w = tl.load(w1_ptr + h[None, :] * D + d[:, None],
-                            mask=mask_d[:, None] & mask_h[None, :], other=0.0)  # (BD, BH)
-                hid = tl.dot(a.to(tl.float32), w, hid, input_precision=PRECISION)
+            hid = tl.load(x_ptr + rows64[:, None] * stride_xb + h[None, :],
+                          mask=mask_r[:, None] & mask_h[None, :], other=0.0)
             hid = _activate(hid + tl.load(b1_ptr + h, mask=mask_h, other=0.0)[None, :], 2)
         count = tl.zeros((BLOCK_M,), dtype=tl.int32)
         for k0 in range(0, K, BLOCK_G):  # pass 1: blocks on per example
@@ -275,7 +297,8 @@ def kernels() -> SimpleNamespace:
             tl.atomic_add(out_ptr + rows[:, None] * stride_ob + n[None, :], acc,
                           mask=valid[:, None] & mask_n[None, :], sem="relaxed")
 
-    return SimpleNamespace(activate=_activate, gate_rows=gate_rows, grouped_gemm=grouped_gemm,
+    return SimpleNamespace(activate=_activate, hidden_sums=hidden_sums, gate_rows=gate_rows,
+                           grouped_gemm=grouped_gemm,
                            scatter_gemm=scatter_gemm)
 
 
@@ -305,27 +328,34 @@ def _programs(device: torch.device) -> int:
 
 
 def gate_lists(values, lists, counts, dense, dense_count, active, computed, dense_from_k,
-               x=None, hidden=None, out=None, tau=None) -> None:
-    """The gate stage at larger batches (`gate_rows`). With x: binary gates from the gater
-    (hidden, out: (weight, bias) fp32 of its two layers; tau: 1-element threshold) written
-    into values (B, K) fp32; without: values holds the gate values. lists (K, B) int32 and
-    counts (K,) int32 (zeroed) get each block's sparse pairs; dense (B,) int32 and
-    dense_count (1,) int32 (zeroed) the examples routed dense; active / computed (B,) int64
-    views (same stride) are stored."""
+               x=None, hidden=None, out=None, tau=None, hidden_buffer=None) -> None:
+    """The gate stage at larger batches (`hidden_sums`, then `gate_rows`). With x: binary
+    gates from the gater (hidden, out: (weight, bias) fp32 of its two layers; tau: 1-element
+    threshold; hidden_buffer: zeroed (B, M) fp32) written into values (B, K) fp32; without:
+    values holds the gate values. lists (K, B) int32 and counts (K,) int32 (zeroed) get
+    each block's sparse pairs; dense (B,) int32 and dense_count (1,) int32 (zeroed) the
+    examples routed dense; active / computed (B,) int64 views (same stride) are stored."""
     batch, blocks = values.shape
     logits = x is not None
+    precision = "ieee" if interpreting() else "tf32x3"  # fp32-accurate products
     block_m = 32
     if logits:
         width, units = x.shape[1], hidden[0].shape[0]
-        args = (x, x.stride(0), hidden[0], hidden[1], out[0], out[1], tau, width, units)
+        block_h = _pow2(units, 16, 1 << 30)
+        split = GATER_SPLIT
+        kernels().hidden_sums[(_cdiv(batch, block_m), _cdiv(width, split))](
+            x, x.stride(0), hidden[0], hidden_buffer, batch, width, units, split,
+            PRECISION=precision, BLOCK_M=block_m, BLOCK_D=_pow2(width, 16, 64),
+            BLOCK_H=block_h)
+        args = (hidden_buffer, hidden_buffer.stride(0), hidden[0], hidden[1], out[0], out[1],
+                tau, width, units)
     else:
-        width, units = 16, 16
+        block_h = 16
         args = (values, 0, values, values, values, values, values, 1, 1)
     kernels().gate_rows[(_cdiv(batch, block_m),)](
         *args, values, values.stride(0), batch, blocks, lists, counts, lists.stride(0),
         dense, dense_count, active, computed, active.stride(0), float(dense_from_k),
-        LOGITS=logits, PRECISION="tf32x3" if not interpreting() else "ieee",
-        BLOCK_M=block_m, BLOCK_D=_pow2(width, 16, 64), BLOCK_H=_pow2(units, 16, 1 << 30),
+        LOGITS=logits, PRECISION=precision, BLOCK_M=block_m, BLOCK_H=block_h,
         BLOCK_G=_pow2(blocks, 16, 128))
 
 

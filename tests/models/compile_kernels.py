@@ -80,13 +80,14 @@ def variants(dtype: torch.dtype):
         "LANES": 32 * tiles["rows"]["num_warps"], **_shape(tiles["rows"]), "BLOCK_G": 128,
         "BLOCK_H": 64}
     lists = {"lists_ptr": "*i32", "counts_ptr": "*i32"}
+    yield k.hidden_sums, {"x_ptr": "*fp32", "w_ptr": "*fp32", "out_ptr": "*fp32"}, {
+        "PRECISION": "tf32x3", "BLOCK_M": 32, "BLOCK_D": 64, "BLOCK_H": 64}
     yield k.gate_rows, {"x_ptr": "*fp32", "w1_ptr": "*fp32", "b1_ptr": "*fp32",
                         "w2_ptr": "*fp32", "b2_ptr": "*fp32", "tau_ptr": "*fp32",
                         "values_ptr": "*fp32", "dense_ptr": "*i32", "dense_count_ptr": "*i32",
                         "active_ptr": "*i64", "computed_ptr": "*i64", "dense_from_k": "fp32",
                         **lists}, {
-        "LOGITS": True, "PRECISION": "tf32x3", "BLOCK_M": 32, "BLOCK_D": 64, "BLOCK_H": 64,
-        "BLOCK_G": 128}
+        "LOGITS": True, "PRECISION": "tf32x3", "BLOCK_M": 32, "BLOCK_H": 64, "BLOCK_G": 128}
     grouped = {"x_ptr": "*fp32", "w_ptr": p, "bias_ptr": "*fp32", "out_ptr": p,
                "dense_ptr": "*i32", "dense_count_ptr": "*i32", "gate_ptr": "*fp32",
                "init_ptr": "*fp32", "init_src_ptr": "*fp32", **lists}
