@@ -24,7 +24,9 @@ def render(payload: dict) -> str:
              f"threads, torch {info.get('torch', '?')}"
              + (f", GPU {info['gpu']}" if info.get("gpu") else "")
              + f"; median of {payload.get('repeats', '?')} calls after "
-             f"{payload.get('warmup', '?')} warm-up calls, in alternating rounds.", ""]
+             f"{payload.get('warmup', '?')} warm-up calls"
+             + (", the device synchronised before each clock read." if _gpu_only(rows)
+                else ", in alternating rounds."), ""]
     for device, backend, case in sorted({(r["device"], r["backend"], r["case"]) for r in rows}):
         mine = [r for r in rows if (r["device"], r["backend"], r["case"]) == (device, backend,
                                                                                case)]
@@ -45,6 +47,10 @@ def render(payload: dict) -> str:
             lines.append(f"| {batch} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _gpu_only(rows: list[dict]) -> bool:
+    return bool(rows) and all(r["device"] == "cuda" for r in rows)
 
 
 def update(document: Path, name: str, tables: str) -> None:
