@@ -61,10 +61,12 @@ async def live() -> dict[str, bool]:
     return {"live": True}
 
 
-@router.get("/health/ready", responses={503: {"description": "still loading, or no model"}})
+@router.get("/health/ready", responses={400: {"description": "still loading, or no model"}})
 async def ready(request: Request) -> Response:
+    # The protocol: 200 means ready, a 4xx not ready (KServe's and Triton's servers answer
+    # 400). A 5xx would say the server failed, which a readiness probe must not read here.
     ok = request.app.state.ready and bool(request.app.state.repository.names())
-    return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+    return JSONResponse({"ready": ok}, status_code=200 if ok else 400)
 
 
 @router.get("", response_model=ServerMetadata)
