@@ -1,4 +1,6 @@
-"""`sparsegate-loadtest sweep`: latency and throughput against sparsity, with locust.
+"""`sparsegate-loadtest`: locust load tests of sparsegate servers.
+
+`sweep`: latency and throughput against sparsity.
 
     sparsegate-loadtest sweep --model-repository model-repository --family blocks-st --prepare
     sparsegate-loadtest sweep --url http://lb:8080 --family blocks-st --users 1,8,32,64
@@ -9,18 +11,41 @@ Without --url it starts `sparsegate-serve` on the repository with the family's m
 writes the missing density variants (`sparsegate-variants`; needs sparsegate's train extra).
 Writes sweep.csv, sweep.json, sweep.png and report.md into --out; `--report FILE` also writes
 the report there (with the plot beside it).
+
+`soak`: one model under steady load for a long time (issue 7).
+
+    sparsegate-loadtest soak --model-repository model-repository [--model paper-st]
+    sparsegate-loadtest soak --url http://127.0.0.1:8000 --pid 12345 --model paper-st
+
+Locust headless for --seconds (600) at --users (32) on one model (--model, else the
+repository's or server's first), with the server's default batching, sampling the server's
+resident memory every --sample-seconds. Passes (exit 0) with no failed request, RSS growing
+less than 10 % after --warmup-seconds (60), and the last window's p99 latency within 20 % of
+the first's (windows of --window-seconds, 60). With --url, memory is measured only for a local
+--pid. Writes soak.json, soak.png, summary.md and locust's files into --out (default
+runs/soak/<time>).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from . import report, sweep
+import httpx
+
+from . import report, soak, sweep
+
+
+def _section(command: str) -> str:
+    """The part of the module docstring about one subcommand, for its --help."""
+    text = __doc__[__doc__.index(f"`{command}`:"):]
+    return text.split("\n\n`", 1)[0]
 
 
 def _ints(text: str) -> list[int]:
@@ -39,7 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sweep", help="latency and throughput against density",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=_section("sweep"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     where = s.add_mutually_exclusive_group(required=True)
     where.add_argument("--model-repository", type=Path, help="start a server on this")
     where.add_argument("--url", help="target this server or load balancer")
@@ -57,7 +83,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     s.add_argument("--server-args", default="", help="extra sparsegate-serve flags, quoted")
     s.add_argument("--out", type=Path, default=None, help="default runs/loadtest/<time>")
     s.add_argument("--report", type=Path, help="also write the Markdown report here")
+    _soak_parser(sub)
     args = p.parse_args(argv)
+    if args.command == "soak":
+        problems = _soak_plan(args).problems()
+        if problems:
+            p.error("; ".join(problems))
+        if args.pid is not None and args.url is None:
+            p.error("--pid is for --url (with --model-repository the server's PID is known)")
+        return args
     if args.seconds <= 0 or args.rate <= 0 or args.rate_users < 1:
         p.error("--seconds and --rate must be > 0 and --rate-users >= 1")
     if args.prepare and args.url:
@@ -65,8 +99,75 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _soak_parser(sub) -> None:
+    s = sub.add_parser("soak", help="one model under steady load for a long time",
+                       description=_section("soak"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = s.add_mutually_exclusive_group(required=True)
+    where.add_argument("--model-repository", type=Path, help="start a server on this")
+    where.add_argument("--url", help="target this running server")
+    s.add_argument("--model", help="default: the repository's (or server's) first model")
+    s.add_argument("--users", type=int, default=32, help="closed-loop users (default 32)")
+    s.add_argument("--seconds", type=float, default=600.0, help="of load (default 600)")
+    s.add_argument("--warmup-seconds", type=float, default=60.0,
+                   help="memory growth is counted from the end of this (default 60)")
+    s.add_argument("--window-seconds", type=float, default=60.0,
+                   help="latency percentiles per window; first against last (default 60)")
+    s.add_argument("--sample-seconds", type=float, default=5.0,
+                   help="between memory samples and progress lines (default 5)")
+    s.add_argument("--protocol", choices=["v1", "v2", "both"], default="v1")
+    s.add_argument("--pid", type=int, help="with --url: the local server process to measure")
+    s.add_argument("--server-args", default="", help="extra sparsegate-serve flags, quoted")
+    s.add_argument("--out", type=Path, default=None, help="default runs/soak/<time>")
+
+
+def _soak_plan(args: argparse.Namespace) -> soak.Plan:
+    return soak.Plan(args.users, args.seconds, args.warmup_seconds, args.window_seconds,
+                     args.sample_seconds, args.protocol)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    return _soak(args) if args.command == "soak" else _sweep(args)
+
+
+def _soak(args: argparse.Namespace) -> int:
+    plan = _soak_plan(args)
+    out = args.out or Path("runs/soak") / time.strftime("%Y%m%d-%H%M%S")
+
+    def log(message: str) -> None:
+        print(f"  {message}", flush=True)
+
+    try:
+        with contextlib.ExitStack() as stack:
+            if args.model_repository is not None:
+                model = soak.repository_model(args.model_repository, args.model)
+                server, url, output = stack.enter_context(
+                    soak.serve(args.model_repository, model, args.server_args.split()))
+                pid, where = server.pid, (f"sparsegate-serve on loopback "
+                                          f"({args.server_args or 'defaults'})")
+            else:
+                server, url, pid, where = None, args.url.rstrip("/"), args.pid, args.url
+                model = soak.server_model(url, args.model)
+            print(f"soak: {model} at {url}, {plan.users} users for {plan.seconds:g} s "
+                  f"(warm-up {plan.warmup_s:g} s, windows of {plan.window_s:g} s)", flush=True)
+            result = soak.run(plan, url, model, out, pid, log)
+            if server is not None and server.poll() is not None:
+                # Its failures are in the verdicts already; this says why.
+                print(f"sparsegate-serve exited with {server.returncode} during the soak:\n"
+                      + "".join(output)[-3000:], file=sys.stderr)
+    except (RuntimeError, OSError, ValueError, httpx.HTTPError,
+            subprocess.SubprocessError) as error:
+        print(f"sparsegate-loadtest: {error}", file=sys.stderr)
+        return 1
+    result["config"].update(server=where, machine=f"{platform.machine()} {_cpu()}")
+    paths = soak.write_outputs(result, out)
+    print((out / "summary.md").read_text())
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0 if result["passed"] else 1
+
+
+def _sweep(args: argparse.Namespace) -> int:
     plan = sweep.Sweep(args.family, args.densities, args.users, args.rate, args.rate_users,
                        args.seconds, args.protocol)
     out = args.out or Path("runs/loadtest") / time.strftime("%Y%m%d-%H%M%S")

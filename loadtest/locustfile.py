@@ -13,7 +13,8 @@ Locust rounds response times to whole milliseconds (and its CSV misses a run's l
 every inference request's client-side time and the server's own timings from every response
 (total, queue and forward milliseconds, examples per forward, the saved fraction its compute
 report gives) are collected here, gathered from the workers on the master, and written with
-exact percentiles to `--timings` when the test stops.
+exact percentiles to `--timings` when the test stops; `--requests` also writes every request
+(when it was sent, milliseconds, failed) as CSV, for percentiles per time window (the soak).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def _options(parser) -> None:
                         help="requests per second per user (0: as fast as answered)")
     parser.add_argument("--timings", default="",
                         help="write the measured timings here (JSON) when the test stops")
+    parser.add_argument("--requests", default="",
+                        help="write every request here (CSV: sent_s, ms, failed) at the stop")
 
 
 @events.test_start.add_listener
@@ -67,9 +70,9 @@ def _prepare(environment, **_) -> None:
 
 
 @events.request.add_listener
-def _on_request(name, response_time, exception, **_) -> None:
+def _on_request(name, response_time, exception, start_time=0.0, **_) -> None:
     if name in ("v1", "v2"):
-        TIMINGS.record_client(response_time, exception is not None)
+        TIMINGS.record_client(response_time, exception is not None, start_time)
 
 
 @events.report_to_master.add_listener
@@ -84,11 +87,16 @@ def _receive(client_id, data, **_) -> None:
 
 @events.test_stop.add_listener
 def _write(environment, **_) -> None:
-    path = environment.parsed_options.timings if environment.parsed_options else ""
-    if path and not isinstance(environment.runner, WorkerRunner):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    options = environment.parsed_options
+    if options is None or isinstance(environment.runner, WorkerRunner):
+        return
+    if options.timings:
+        Path(options.timings).parent.mkdir(parents=True, exist_ok=True)
         seconds = time.perf_counter() - _STARTED[0]
-        Path(path).write_text(json.dumps(TIMINGS.summary(seconds), indent=1))
+        Path(options.timings).write_text(json.dumps(TIMINGS.summary(seconds), indent=1))
+    if options.requests:
+        Path(options.requests).parent.mkdir(parents=True, exist_ok=True)
+        TIMINGS.write_requests(options.requests)
 
 
 def _bodies(input_size: int, rows: int, protocol: str) -> list[bytes]:

@@ -2,9 +2,13 @@
 milliseconds, and its CSV misses the last second of a run): the client-side latency of every
 inference request and whether it failed, and the server's own view from the responses:
 milliseconds in the server, queued and in the forward, examples per forward, and the fraction
-of multiply-adds the compute reports say were saved."""
+of multiply-adds the compute reports say were saved. Each client record also keeps when its
+request was sent, so a long run (the soak) can compute exact percentiles per time window."""
 
 from __future__ import annotations
+
+import csv
+from pathlib import Path
 
 import numpy as np
 
@@ -14,7 +18,8 @@ FIELDS = ("total_ms", "queue_ms", "compute_ms", "batch_size", "saved_fraction")
 class ServerTimings:
     def __init__(self) -> None:
         self.samples: list[tuple[float, ...]] = []  # per answered request, FIELDS
-        self.client: list[tuple[float, bool]] = []  # per request: milliseconds, failed
+        # per request: milliseconds, failed, when it was sent (epoch seconds; 0 if unknown)
+        self.client: list[tuple[float, bool, float]] = []
 
     def clear(self) -> None:
         self.samples, self.client = [], []
@@ -27,10 +32,19 @@ class ServerTimings:
 
     def extend(self, drained: dict[str, list]) -> None:
         self.samples.extend(tuple(s) for s in drained.get("server", []))
-        self.client.extend((float(ms), bool(failed)) for ms, failed in drained.get("client", []))
+        self.client.extend((float(ms), bool(failed), float(sent))
+                           for ms, failed, sent in drained.get("client", []))
 
-    def record_client(self, milliseconds: float, failed: bool) -> None:
-        self.client.append((milliseconds, failed))
+    def record_client(self, milliseconds: float, failed: bool, sent_at: float = 0.0) -> None:
+        self.client.append((milliseconds, failed, sent_at))
+
+    def write_requests(self, path: str | Path) -> None:
+        """Every client record as CSV (sent_s, ms, failed), in the order they were sent."""
+        with Path(path).open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(("sent_s", "ms", "failed"))
+            for ms, failed, sent in sorted(self.client, key=lambda r: r[2]):
+                writer.writerow((f"{sent:.6f}", f"{ms:.3f}", int(failed)))
 
     def record(self, protocol: str, body: dict) -> None:
         """One response of either API."""
@@ -47,8 +61,8 @@ class ServerTimings:
         """Client: requests, failures, requests_per_s (over `seconds`), p50/p95/p99_ms of the
         successful ones; server: server_requests and server_* percentiles and means."""
         out: dict[str, float] = {"requests": len(self.client),
-                                 "failures": sum(failed for _, failed in self.client)}
-        ok = [ms for ms, failed in self.client if not failed]
+                                 "failures": sum(failed for _, failed, _ in self.client)}
+        ok = [ms for ms, failed, _ in self.client if not failed]
         if seconds:
             out["requests_per_s"] = len(ok) / seconds
         if ok:

@@ -42,22 +42,24 @@ def prepare_models(repository: Path, sweep: Sweep, data: str, epochs: int,
                    log: Callable[[str], None] = print) -> None:
     """Train `<family>` (the `blocks` preset, straight-through, 10 %) if it is not in the
     repository, then write whatever density variants are missing."""
-    def published(name: str) -> bool:
-        folder = repository / name
-        return folder.is_dir() and any((v / "config.json").is_file() for v in folder.iterdir())
-
-    if not published(sweep.family):
+    if not published(repository, sweep.family):
         log(f"training {sweep.family} ({data}, {epochs} epochs)")
         _run([_tool("sparsegate-train"), "--preset", "blocks", "--estimator", "st",
               "--density", "0.1", "--data", data, "--epochs", str(epochs), "--repository",
               str(repository), "--name", sweep.family, "--run-dir",
               str(repository.parent / "runs" / f"train-{sweep.family}")])
-    missing = [d for d in sweep.densities if not published(sweep.model(d))]
+    missing = [d for d in sweep.densities if not published(repository, sweep.model(d))]
     if missing:
         log(f"calibrating {sweep.family} to densities {missing} %")
         _run([_tool("sparsegate-variants"), "--model-repository", str(repository), "--name",
               sweep.family, "--data", data, "--densities",
               ",".join(str(d / 100) for d in missing)])
+
+
+def published(repository: Path, name: str) -> bool:
+    """Whether the repository holds a version of `name` (a <name>/<version>/config.json)."""
+    folder = repository / name
+    return folder.is_dir() and any((v / "config.json").is_file() for v in folder.iterdir())
 
 
 def start_server(repository: Path, models: list[str], extra: list[str]) -> tuple[
@@ -110,9 +112,10 @@ def run(sweep: Sweep, url: str, out: Path, log: Callable[[str], None] = print) -
 
 
 def run_locust(url: str, model: str, users: int, rate_per_user: float, seconds: float,
-               protocol: str, prefix: Path) -> dict:
+               protocol: str, prefix: Path, requests: Path | None = None) -> dict:
     """One headless locust run: what `loadtest.server_timings` measured (client side and the
-    server's own timings); locust's CSVs are kept beside, for reference."""
+    server's own timings); locust's CSVs are kept beside, for reference. With `requests`,
+    every request is also written there (CSV: sent_s, ms, failed)."""
     prefix.parent.mkdir(parents=True, exist_ok=True)
     timings = prefix.with_suffix(".timings.json")
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
@@ -120,6 +123,8 @@ def run_locust(url: str, model: str, users: int, rate_per_user: float, seconds: 
                "--csv", str(prefix), "--only-summary", "--stop-timeout", "10",
                "--loglevel", "WARNING", "--model", model, "--protocol", protocol,
                "--rate-per-user", str(rate_per_user), "--timings", str(timings)]
+    if requests is not None:
+        command += ["--requests", str(requests)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
     measured = json.loads(timings.read_text()) if timings.is_file() else {}
     if not measured.get("requests"):
