@@ -146,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                                       if p.is_dir() and not p.name.startswith("."))
         if not models:
             parser.error(f"{args.model_repository} holds no model")
-        os.environ["SPARSEGATE_API_KEY"] = api_key  # the server reads it at start
-        process, url = start_server(args.model_repository, models, [])
+        process, url = _start_with_key(args.model_repository, models, api_key)
         try:
             summary = run(url, models[0], args.max_examples, args.seed, out, api_key,
                           server_log=lambda: _stop(process))
@@ -162,6 +161,20 @@ def main(argv: list[str] | None = None) -> int:
           f"{summary['server_tracebacks']} server tracebacks: "
           f"{'passed' if summary['passed'] else 'FAILED'}; wrote {out / 'fuzz.json'}")
     return 0 if summary["passed"] else 1
+
+
+def _start_with_key(repository: Path, models: list[str], api_key: str):
+    """The server, with the key in its environment (not on its command line, which `ps`
+    shows); this process's environment is left as it was."""
+    previous = os.environ.get("SPARSEGATE_API_KEY")
+    os.environ["SPARSEGATE_API_KEY"] = api_key
+    try:
+        return start_server(repository, models, [])
+    finally:
+        if previous is None:
+            del os.environ["SPARSEGATE_API_KEY"]
+        else:
+            os.environ["SPARSEGATE_API_KEY"] = previous
 
 
 def _first_model(url: str) -> str:

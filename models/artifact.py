@@ -17,11 +17,16 @@ and a JSON header, so reading an artifact never executes code.
 
 Names and versions are validated before they touch a path, so no request can reach outside the
 repository. Writes are atomic: everything is written and fsynced in a temporary dot-folder beside
-the final one, then renamed into place, so a reader (or a crash) never sees half an artifact.
+the final one, then renamed into place (swapped with the old folder, on an overwrite), so a
+reader (or a crash) never sees half an artifact. A crash can leave a dot-folder behind; readers
+ignore it and nothing deletes it.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import hashlib
 import json
 import math
@@ -29,6 +34,7 @@ import os
 import re
 import secrets
 import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -289,9 +295,16 @@ def _publish(temporary: Path, final: Path, *, overwrite: bool) -> None:
     if not overwrite:
         raise ArtifactError(f"{final}: version {final.name} of {model_dir.name!r} already "
                             "exists (pass overwrite=True to replace it)")
-    # Move the old folder aside, move the new one in, then delete the old one; if the second
-    # rename fails, put the old one back. Readers see the old folder or the new one, never a
-    # mixture (in between, briefly, no folder at all).
+    # Swap the new folder and the old one in one step, then delete the old one (now in the
+    # temporary's place): a reader, or a crash at any moment, finds the old version or the new.
+    if _exchange(temporary, final):
+        _fsync_dir(model_dir)
+        shutil.rmtree(temporary, ignore_errors=True)
+        return
+    # Where the system cannot swap: move the old folder aside, move the new one in, then delete
+    # the old one; if the second rename fails, put the old one back. Readers see the old folder
+    # or the new one, never a mixture; in between, briefly, no folder at all, and a crash there
+    # leaves the version only in the .old- dot-folder.
     aside = model_dir / f".old-{final.name}-{secrets.token_hex(8)}"
     os.rename(final, aside)
     try:
@@ -301,6 +314,41 @@ def _publish(temporary: Path, final: Path, *, overwrite: bool) -> None:
         raise
     _fsync_dir(model_dir)
     shutil.rmtree(aside, ignore_errors=True)
+
+
+# renameat2(2) flag and "relative to the working directory" (linux/fs.h, fcntl.h).
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+@functools.cache
+def _renameat2():
+    """The C library's renameat2 (Linux, glibc >= 2.28), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                         ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Atomically swap two existing paths (renameat2 with RENAME_EXCHANGE); False where the
+    system cannot: not Linux, an older C library or kernel, or a filesystem without it."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second),
+                 _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -447,7 +495,7 @@ def _validate_manifest(config: dict[str, Any], path: Path) -> dict[str, Any]:
         if (not isinstance(shape, list)
                 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
                            for n in shape)
-                or dtype not in _DTYPES):
+                or not isinstance(dtype, str) or dtype not in _DTYPES):  # [] is unhashable
             raise ArtifactError(f"{path}: weights.tensors[{key!r}] must be {{\"shape\": [sizes "
                                 f">= 0], \"dtype\": one of {', '.join(_DTYPES)}}}, got {entry!r}")
     return weights

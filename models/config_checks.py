@@ -23,10 +23,14 @@ def check_number(where: str, value: Any, minimum: float = 0.0, *,
                  allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None
-    if (not isinstance(value, (int, float)) or isinstance(value, bool)
-            or not math.isfinite(value) or value < minimum):
+    try:
+        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+            else math.nan
+    except OverflowError:  # an int beyond the floats, such as 10**400 from JSON
+        number = math.inf
+    if not math.isfinite(number) or number < minimum:
         raise ConfigError(f"{where} must be a finite number >= {minimum:g}, got {value!r}")
-    return float(value)
+    return number
 
 
 def check_choice(where: str, value: Any, choices: Iterable[str]) -> str:

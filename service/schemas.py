@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 # A parameter value in the protocol: a string, a number or a boolean.
 Parameter = str | int | float | bool
@@ -24,7 +24,8 @@ class _Strict(BaseModel):
 
 class RequestInput(_Strict):
     name: str
-    shape: list[int] = Field(description="[batch, input_size]")
+    # Strict: pydantic would otherwise read true, 1.0 and "1" as the dimension 1.
+    shape: list[StrictInt] = Field(description="[batch, input_size]")
     datatype: str = Field(description="FP32")
     parameters: dict[str, Parameter] | None = None
     data: Any = Field(None, description="row-major numbers, flat or nested; absent when the "

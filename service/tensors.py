@@ -15,6 +15,7 @@ Letters: B examples, D input units.
 from __future__ import annotations
 
 import json
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -30,8 +31,8 @@ INPUT_NAME = "input"
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it passes `limit` bytes (chunked bodies too)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = _byte_count(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
         raise too_large(f"request body of {declared} bytes is over the limit of {limit}")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -40,6 +41,14 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise too_large(f"request body is over the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _byte_count(header: str | None) -> int | None:
+    """A header's decimal byte count, else None. Not str.isdigit alone: it passes "²" (a header
+    is decoded as latin-1), which int() then refuses."""
+    if header is None or not (header.isascii() and header.isdigit()):
+        return None
+    return int(header)
 
 
 def _refuse_constant(name: str) -> None:
@@ -77,10 +86,11 @@ def split_binary_body(request: Request, body: bytes) -> tuple[bytes, bytes | Non
     header = request.headers.get(BINARY_HEADER)
     if header is None:
         return body, None
-    if not header.isdigit() or int(header) > len(body):
+    size = _byte_count(header)
+    if size is None or size > len(body):
         raise bad_request(f"Inference-Header-Content-Length {header!r} must be a byte count "
                           f"no larger than the body ({len(body)} bytes)")
-    return body[:int(header)], body[int(header):]
+    return body[:size], body[size:]
 
 
 def matrix(data: Any, input_size: int, max_rows: int, where: str) -> np.ndarray:
@@ -149,9 +159,20 @@ def _numbers(data: list, where: str) -> np.ndarray:
         array = np.asarray(data)
     except (ValueError, TypeError):  # ragged nesting
         raise bad_request(f"{where}: rows of different lengths or mixed nesting") from None
-    if array.dtype.kind not in "iuf":  # bool, str, object (None, dicts, mixed)
+    if array.dtype.kind not in "iuf" or _holds_booleans(data, array.ndim):
         raise bad_request(f"{where} must hold numbers only (no strings, booleans or nulls)")
     return array
+
+
+def _holds_booleans(data: list, depth: int) -> bool:
+    """Whether JSON true/false hides among numbers: numpy makes [true, 0.5] a float array.
+    `data` became a numeric array of `depth` dimensions, so it is regular and its leaves lie
+    `depth` levels down; chain and map keep the walk in C (about 20 ns a number, as much as
+    np.asarray takes)."""
+    leaves = iter(data)
+    for _ in range(depth - 1):
+        leaves = chain.from_iterable(leaves)
+    return bool in set(map(type, leaves))
 
 
 def _finite_float32(array: np.ndarray, where: str) -> np.ndarray:

@@ -216,6 +216,8 @@ def test_a_failed_overwrite_leaves_the_old_version_intact(tmp_path, monkeypatch,
             real_rename(source, target)
 
         monkeypatch.setattr(artifact.os, "rename", fail_second_rename)
+        # the two-rename path of systems that cannot swap folders in one step
+        monkeypatch.setattr(artifact, "_exchange", lambda first, second: False)
     with pytest.raises(Crash):
         write(tmp_path, "mnist", 1, config={"new": True}, overwrite=True)
     monkeypatch.undo()
@@ -235,6 +237,28 @@ def test_overwrite_replaces_the_version(tmp_path):
     assert set(loaded) == {"w"} and torch.equal(loaded["w"], new_tensors["w"])
     assert entries(folder) == ["config.json", "model.safetensors"]  # old extra file gone too
     assert entries(tmp_path / "mnist") == ["1"]
+
+
+@pytest.mark.parametrize("swap", [True, False])
+def test_overwrite_swaps_in_one_step_where_it_can(tmp_path, monkeypatch, swap):
+    write(tmp_path, "mnist", 1)
+    renames = []
+    monkeypatch.setattr(artifact.os, "rename", lambda *paths: renames.append(paths) or
+                        os.replace(*paths))
+    real_exchange, swapped = artifact._exchange, []
+
+    def exchange(first, second):
+        swapped.append(swap and real_exchange(first, second))
+        return swapped[-1]
+
+    monkeypatch.setattr(artifact, "_exchange", exchange)
+    folder = write(tmp_path, "mnist", 1, config={"new": True}, overwrite=True)
+    assert read_config(folder)["new"] is True
+    assert entries(tmp_path / "mnist") == ["1"]
+    # Swapped (Linux, on filesystems that can): no moment without a version folder.
+    assert len(renames) == (0 if swapped == [True] else 2)
+    if swap and artifact._renameat2() is not None and os.uname().sysname == "Linux":
+        assert swapped == [True], "renameat2(RENAME_EXCHANGE) refused on this filesystem"
 
 
 def test_overwrite_of_a_version_that_does_not_exist_just_writes_it(tmp_path):

@@ -6,6 +6,7 @@ per operation) is documented in docs/reliability.md."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -33,6 +34,7 @@ def test_generated_requests_get_no_server_error_and_conform_to_the_schema(tmp_pa
     assert served.get("200", 0) > 0  # the served pass reached the model, not only 404s
     assert all(int(status) < 500 for p in summary["passes"].values()
                for status in p["status_counts"])
+    assert "SPARSEGATE_API_KEY" not in os.environ  # the key went to the server only
 
 
 def test_the_summary_counts_server_errors_from_the_recording(tmp_path):

@@ -3,6 +3,8 @@ batching under concurrent HTTP load, overload, SIGTERM draining, and the command
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 import subprocess
 import sys
@@ -117,6 +119,64 @@ def test_sigterm_lets_requests_in_flight_finish(repository):
     # uvicorn exits by re-raising the signal it caught, after the graceful shutdown.
     assert server.process.returncode in (0, -signal.SIGTERM), output
     assert "Traceback" not in output, output
+
+
+def _post_outcome(url: str, seed: int) -> str:
+    """One prediction request on a new connection: "answered" (200, the whole body, one
+    prediction per instance), "refused" (no connection), "unread" (the connection closed
+    before any byte of a response: the server never took the request), or what went wrong
+    once the response had begun ("cut ...", "bad ...")."""
+    try:
+        with httpx.stream("POST", f"{url}/v1/models/tiny:predict", timeout=30,
+                          json={"instances": inputs(2, seed=seed)}) as response:
+            try:
+                body = response.read()
+            except httpx.HTTPError as error:
+                return f"cut: {type(error).__name__}: {error}"
+    except httpx.ConnectError:
+        return "refused"
+    except (httpx.ReadError, httpx.RemoteProtocolError):
+        return "unread"
+    if response.status_code != 200:
+        return f"bad: {response.status_code}"
+    whole = len(json.loads(body)["predictions"]) == 2
+    return "answered" if whole else "bad: incomplete body"
+
+
+def test_sigterm_under_continuous_load_cuts_no_response(repository):
+    # Clients keep sending, each request on a new connection, while the signal lands. Every
+    # response the server began (its access log has a line for each, written as the response
+    # starts) must reach its client whole; other requests may only be refused or closed
+    # unread (connections queued but never taken once the server stopped accepting).
+    server = Server(repository, "--max-batch-size", "16", "--log-level", "info")
+    stop = threading.Event()
+    outcomes: list[str] = []
+
+    def client(seed: int) -> None:
+        while not stop.is_set():
+            outcome = _post_outcome(server.url, seed)
+            outcomes.append(outcome)
+            if outcome != "answered":
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(2.0)
+    answered_before = outcomes.count("answered")
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(30)
+    time.sleep(0.3)  # clients see the closed port
+    stop.set()
+    for t in threads:
+        t.join(30)
+    output = server.stop()
+    assert answered_before > 20, outcomes[:5]
+    assert set(outcomes) <= {"answered", "refused", "unread"}, sorted(set(outcomes))[:5]
+    assert "refused" in outcomes  # the load really outlived the server
+    began = len(re.findall(r'"POST /v1/models/tiny(?::|%3A)predict HTTP/1.1" 200', output))
+    assert began == outcomes.count("answered"), (began, outcomes.count("answered"))
+    assert "Traceback" not in output, output[-3000:]
 
 
 def test_cli_refuses_bad_settings(tmp_path):

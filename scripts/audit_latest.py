@@ -1,0 +1,82 @@
+"""Fallback dependency audit for networks where pip-audit's vulnerability services do not
+answer (see scripts/audit): PyPI's project JSON (`/pypi/NAME/json`, which registry proxies
+serve) lists the known vulnerabilities of a project's latest release. For every installed
+distribution at its latest release, that list is exactly its own; the others are reported as
+not audited, never as clean.
+
+    .venv/bin/python scripts/audit_latest.py --json runs/audit-latest.json
+
+Exit 0: every distribution audited, none vulnerable; 1: a vulnerability found; 2: some
+distributions could not be audited (listed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+PYPI = "https://pypi.org/pypi/{name}/json"
+
+
+def installed() -> dict[str, str]:
+    """Installed distributions (name -> version), the editable project itself excluded."""
+    found = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and name.lower() != "sparsegate":
+            found[name] = dist.version
+    return found
+
+
+def check(client: httpx.Client, name: str, version: str) -> dict:
+    try:
+        response = client.get(PYPI.format(name=name), timeout=60)
+    except httpx.HTTPError as error:
+        return {"name": name, "version": version, "audited": False, "why": str(error)}
+    if response.status_code != 200:
+        return {"name": name, "version": version, "audited": False,
+                "why": f"PyPI answered {response.status_code}"}
+    project = response.json()
+    latest = project["info"]["version"]
+    if latest != version:
+        return {"name": name, "version": version, "audited": False,
+                "why": f"not the latest release ({latest}): PyPI lists only its vulnerabilities"}
+    vulns = [{"id": v.get("id"), "aliases": v.get("aliases"), "fixed_in": v.get("fixed_in"),
+              "summary": (v.get("summary") or v.get("details") or "")[:200]}
+             for v in project.get("vulnerabilities") or []]
+    return {"name": name, "version": version, "audited": True, "vulnerabilities": vulns}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", type=Path, default=Path("runs/audit-latest.json"))
+    args = parser.parse_args(argv)
+    packages = installed()
+    with httpx.Client(follow_redirects=True) as client, ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda item: check(client, *item), sorted(packages.items())))
+    vulnerable = [r for r in results if r.get("vulnerabilities")]
+    unaudited = [r for r in results if not r["audited"]]
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"packages": len(results), "audited": len(results)
+                                     - len(unaudited), "vulnerable": len(vulnerable),
+                                     "results": results}, indent=1))
+    for r in vulnerable:
+        for v in r["vulnerabilities"]:
+            print(f"{r['name']} {r['version']}: {v['id']} fixed in {v['fixed_in']}: "
+                  f"{v['summary']}")
+    for r in unaudited:
+        print(f"not audited: {r['name']} {r['version']}: {r['why']}")
+    print(f"[audit] {len(results)} distributions: {len(results) - len(unaudited)} audited, "
+          f"{len(vulnerable)} vulnerable, {len(unaudited)} not audited; wrote {args.json}")
+    return 1 if vulnerable else 2 if unaudited else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
