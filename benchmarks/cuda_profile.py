@@ -17,6 +17,7 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from benchmarks.cuda_cases import dense_forward
 from benchmarks.skip import layer_model
 from models.gpu_skip import TritonSkipNetwork
 
@@ -53,20 +54,15 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("benchmarks.cuda_profile needs a CUDA device")
     torch.manual_seed(0)
     model = layer_model(4096, 128, 128, 4096).cuda()
-    gated, dense_next = model.layers
-    w1, b1 = (gated.main.weight.detach().bfloat16(), gated.main.bias.detach().bfloat16())
-    w2, b2 = (dense_next.main.weight.detach().bfloat16(),
-              dense_next.main.bias.detach().bfloat16())
+    gated = model.layers[0]
     skip = TritonSkipNetwork(model, torch.bfloat16)
     for batch in (int(b) for b in args.batches.split(",")):
         x = torch.randn(batch, 4096, device="cuda")
         with torch.no_grad():
             logits = gated.gater(x).flatten()
         gated.threshold.fill_(float(torch.quantile(logits, 1 - args.density)))
-        xb = x.bfloat16()
-        for label, fn in (("dense", lambda xb=xb: torch.addmm(
-                b2, torch.relu(torch.addmm(b1, xb, w1.T)), w2.T)),
-                ("skip", lambda x=x: skip(x))):
+        for label, fn in (("dense", dense_forward(model, torch.bfloat16, x)),
+                          ("skip", lambda x=x: skip(x))):
             rows = kernel_times(fn, args.calls)
             total = sum(us for _, us, _ in rows)
             print(f"\n== batch {batch}, density {args.density}, {label}: "

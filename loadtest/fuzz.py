@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -39,6 +38,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from . import soak
 from .sweep import start_server
 
 EXCLUDED_CHECKS = ("positive_data_acceptance",)
@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--model-repository", type=Path, help="start a server on this")
     where.add_argument("--url", help="fuzz this running server")
     parser.add_argument("--model", action="append", default=[],
-                        help="models to serve (repeatable; default: all in the repository)")
+                        help="models to serve (repeatable; the first is fuzzed by name; "
+                             "default: the repository's first)")
     parser.add_argument("--max-examples", type=int, default=40,
                         help="generated examples per operation and phase (default 40)")
     parser.add_argument("--seed", type=int, default=0)
@@ -137,16 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out or Path("runs/fuzz") / time.strftime("%Y%m%d-%H%M%S")
     if args.url:
-        model = args.model[0] if args.model else _first_model(args.url)
+        model = soak.server_model(args.url.rstrip("/"), args.model[0] if args.model else None)
         summary = run(args.url.rstrip("/"), model, args.max_examples, args.seed, out,
                       args.api_key)
     else:
         api_key = secrets.token_hex(16)
-        models = args.model or sorted(p.name for p in args.model_repository.iterdir()
-                                      if p.is_dir() and not p.name.startswith("."))
-        if not models:
-            parser.error(f"{args.model_repository} holds no model")
-        process, url = _start_with_key(args.model_repository, models, api_key)
+        models = ([soak.repository_model(args.model_repository, m) for m in args.model]
+                  or [soak.repository_model(args.model_repository, None)])
+        process, url = start_server(args.model_repository, models, [],
+                                    env={"SPARSEGATE_API_KEY": api_key})
         try:
             summary = run(url, models[0], args.max_examples, args.seed, out, api_key,
                           server_log=lambda: _stop(process))
@@ -161,29 +161,6 @@ def main(argv: list[str] | None = None) -> int:
           f"{summary['server_tracebacks']} server tracebacks: "
           f"{'passed' if summary['passed'] else 'FAILED'}; wrote {out / 'fuzz.json'}")
     return 0 if summary["passed"] else 1
-
-
-def _start_with_key(repository: Path, models: list[str], api_key: str):
-    """The server, with the key in its environment (not on its command line, which `ps`
-    shows); this process's environment is left as it was."""
-    previous = os.environ.get("SPARSEGATE_API_KEY")
-    os.environ["SPARSEGATE_API_KEY"] = api_key
-    try:
-        return start_server(repository, models, [])
-    finally:
-        if previous is None:
-            del os.environ["SPARSEGATE_API_KEY"]
-        else:
-            os.environ["SPARSEGATE_API_KEY"] = previous
-
-
-def _first_model(url: str) -> str:
-    import httpx
-
-    models = httpx.get(f"{url.rstrip('/')}/v1/models", timeout=10).json()["models"]
-    if not models:
-        raise SystemExit(f"{url} serves no model")
-    return models[0]["name"]
 
 
 def _stop(process: subprocess.Popen) -> str:

@@ -11,6 +11,7 @@ monkey-patching stays out of this one).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -62,9 +63,11 @@ def published(repository: Path, name: str) -> bool:
     return folder.is_dir() and any((v / "config.json").is_file() for v in folder.iterdir())
 
 
-def start_server(repository: Path, models: list[str], extra: list[str]) -> tuple[
-        subprocess.Popen, str]:
-    """sparsegate-serve on a free loopback port with just these models; returns it, ready."""
+def start_server(repository: Path, models: list[str], extra: list[str],
+                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """sparsegate-serve on a free loopback port with just these models; returns it, ready.
+    env: variables added to this process's for the server (such as SPARSEGATE_API_KEY,
+    which the command line, shown by `ps`, should not carry)."""
     import socket
 
     with socket.socket() as s:
@@ -73,7 +76,8 @@ def start_server(repository: Path, models: list[str], extra: list[str]) -> tuple
     process = subprocess.Popen([_tool("sparsegate-serve"), "--model-repository",
                                 str(repository), "--port", str(port), "--log-level", "warning",
                                 "--models", *models, *extra],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, **env} if env else None)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:

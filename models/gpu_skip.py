@@ -189,8 +189,9 @@ class TritonSkipNetwork:
                 h = ACTIVATION_FUNCTIONS[pending](h).to(self.dtype)
                 pending = "linear"
             g = len(gates)
-            values, pairs, total = self._gate_stage(step, h, dense_from, fused[g], totals[g:g + 1],
-                                                    counts[0, :, g], counts[1, :, g])
+            values, pairs, total = self._gate_stage(step, g, h, dense_from, fused[g],
+                                                    totals[g:g + 1], counts[0, :, g],
+                                                    counts[1, :, g])
             gates.append(values)
             # Blocks that do not run stay unwritten; a gated layer next reads all units.
             out = (torch.zeros if following.kind == "gated" else torch.empty)(
@@ -229,16 +230,16 @@ class TritonSkipNetwork:
                 and step.gater_hidden is not None
                 and tg.can_fuse_gater(step.blocks, step.gater_hidden[0].shape[0]))
 
-    def _gate_stage(self, step: _Step, h: Tensor, dense_from: float, fused: bool,
+    def _gate_stage(self, step: _Step, g: int, h: Tensor, dense_from: float, fused: bool,
                     total: Tensor, active: Tensor, computed: Tensor
                     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Gate values (B, K) fp32 and the list of pairs to compute with its length."""
+        """Gate values (B, K) fp32 and the list of pairs to compute with its length, for
+        step, the network's g-th gated layer."""
         layer, batch, k = step.layer, h.shape[0], step.blocks
         pairs = torch.empty(batch * k, dtype=torch.int32, device=h.device)
         tau = layer.threshold.float().reshape(1)
         if fused:
             values = torch.empty(batch, k, dtype=torch.float32, device=h.device)
-            g = sum(1 for s in self.steps[:self.steps.index(step)] if s.kind == "gated")
             tg.hidden_gates(h, step.gater_hidden, step.gater_out, tau, values, pairs, total,
                             active, computed, self._done[2 * g:2 * g + 1])
             return values, pairs, total
@@ -273,9 +274,9 @@ class TritonSkipNetwork:
         # int32, and the hidden sums of its gater (B x M fp32, added into by `hidden_sums`).
         hidden = [batch * step.gater_hidden[0].shape[0] if self._fused_gate_rows(step) else 0
                   for step in gated]
-        zeroed = torch.zeros(sum(step.blocks + 1 for step in gated) + sum(hidden),
-                             dtype=torch.int32, device=device)
-        sums = zeroed[sum(step.blocks + 1 for step in gated):].view(torch.float32)
+        list_counts = sum(step.blocks + 1 for step in gated)
+        zeroed = torch.zeros(list_counts + sum(hidden), dtype=torch.int32, device=device)
+        sums = zeroed[list_counts:].view(torch.float32)
         counts64 = torch.empty(2, batch, len(gated), dtype=torch.int64, device=device)
         route = math.isfinite(dense_from)
         h = x.contiguous()  # any float dtype: the kernels cast tiles to the weights' dtype

@@ -63,11 +63,12 @@ FUSED_GATER_MAX_WEIGHTS = 1 << 14  # largest K_pad x M_pad gater output layer he
 @functools.cache
 def kernels() -> SimpleNamespace:
     """Define the kernels (once); see `models.triton_kernels.kernels`."""
-    global triton, tl, _activate, _row_dot, _last_program, _binary_gates
+    global triton, tl, _activate, _fill_broadcast, _row_dot, _last_program, _binary_gates
     import triton
     import triton.language as tl
 
-    _activate = tk.kernels().activate
+    shared = tk.kernels()
+    _activate, _fill_broadcast = shared.activate, shared.fill_broadcast
 
     @triton.jit
     def _row_dot(a_row, w_ptr, n, mask_n, stride_wn, D, IN_ACT: tl.constexpr,
@@ -197,11 +198,7 @@ def kernels() -> SimpleNamespace:
         pid = tl.program_id(0)
         programs = tl.num_programs(0)
         if INIT:
-            for i0 in range(pid * INIT_CHUNK, init_numel, programs * INIT_CHUNK):
-                i = i0 + tl.arange(0, INIT_CHUNK)
-                mask_i = i < init_numel
-                tl.store(init_ptr + i, tl.load(init_src_ptr + i % init_width, mask=mask_i),
-                         mask=mask_i)
+            _fill_broadcast(init_ptr, init_src_ptr, init_numel, init_width, INIT_CHUNK)
         tiles_n = tl.cdiv(S, BLOCK_N)
         work = tl.load(total_ptr) * tiles_n
         for item in range(pid, work, programs):

@@ -51,7 +51,8 @@ def interpreting() -> bool:
 @functools.cache
 def kernels() -> SimpleNamespace:
     """Define the kernels (once): imports triton, which must be installed (`sparsegate[gpu]`)."""
-    global triton, tl, _activate, _accumulate_rows, _list_tiles, _list_rows, _gates_on
+    global triton, tl, _activate, _accumulate_rows, _list_tiles, _list_rows, _gates_on, \
+        _fill_broadcast
     import triton
     import triton.language as tl
 
@@ -85,6 +86,16 @@ def kernels() -> SimpleNamespace:
                         other=0.0).to(w.dtype)  # (BM, BK), as W's dtype for the MMA
             acc = tl.dot(a, w, acc, input_precision=PRECISION)  # (BM, BN) fp32
         return acc
+
+    @triton.jit
+    def _fill_broadcast(out_ptr, src_ptr, numel, width, CHUNK: tl.constexpr):
+        """out[:numel] = src[i % width], spread over the grid's programs: a consumer's fp32
+        rows set to its bias by the launch before it (which the consumer adds into)."""
+        programs = tl.num_programs(0)
+        for i0 in range(tl.program_id(0) * CHUNK, numel, programs * CHUNK):
+            i = i0 + tl.arange(0, CHUNK)
+            mask = i < numel
+            tl.store(out_ptr + i, tl.load(src_ptr + i % width, mask=mask), mask=mask)
 
     @triton.jit
     def _list_tiles(counts_ptr, K, BLOCK_M: tl.constexpr, BLOCK_KP: tl.constexpr):
@@ -227,11 +238,7 @@ def kernels() -> SimpleNamespace:
         pid = tl.program_id(0)
         programs = tl.num_programs(0)
         if INIT:
-            for i0 in range(pid * INIT_CHUNK, init_numel, programs * INIT_CHUNK):
-                i = i0 + tl.arange(0, INIT_CHUNK)
-                mask_i = i < init_numel
-                tl.store(init_ptr + i, tl.load(init_src_ptr + i % init_width, mask=mask_i),
-                         mask=mask_i)
+            _fill_broadcast(init_ptr, init_src_ptr, init_numel, init_width, INIT_CHUNK)
         k, counts, tiles, end, sparse_tiles = _list_tiles(counts_ptr, K_lists, BLOCK_M,
                                                           BLOCK_KP)
         dense_rows = tl.load(dense_count_ptr)
@@ -297,7 +304,8 @@ def kernels() -> SimpleNamespace:
             tl.atomic_add(out_ptr + rows[:, None] * stride_ob + n[None, :], acc,
                           mask=valid[:, None] & mask_n[None, :], sem="relaxed")
 
-    return SimpleNamespace(activate=_activate, hidden_sums=hidden_sums, gate_rows=gate_rows,
+    return SimpleNamespace(activate=_activate, fill_broadcast=_fill_broadcast,
+                           hidden_sums=hidden_sums, gate_rows=gate_rows,
                            grouped_gemm=grouped_gemm,
                            scatter_gemm=scatter_gemm)
 
