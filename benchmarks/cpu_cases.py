@@ -31,7 +31,9 @@ DENSITIES = (1.0, 0.5, 0.25, 0.1, 0.05)
 
 
 def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DENSITIES,
-         cases=(LAYER_CASE, MODEL_CASE), progress=None) -> list[dict]:
+         cases=(LAYER_CASE, MODEL_CASE), progress=None, dense_from: float | None = None
+         ) -> list[dict]:
+    """`dense_from`: SkipNetwork's routing fraction for every batch (None: its default rule)."""
     out = []
     for case in cases:
         torch.manual_seed(seed)
@@ -43,7 +45,7 @@ def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DE
                             generator=torch.Generator().manual_seed(seed + batch))
             for density in densities:
                 set_density(model, x, density)
-                skip = SkipNetwork(model)
+                skip = SkipNetwork(model, dense_from=dense_from)
                 times = median_ms({"dense": lambda: dense(x),  # noqa: B023 (used at once)
                                    "skip": lambda: skip(x)},  # noqa: B023
                                   warmup=warmup, repeats=repeats)
@@ -57,7 +59,10 @@ def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DE
                     "saved_fraction": sum(r.saved_fraction for r in reports) / len(reports),
                     "dense_ms": times["dense"], "skip_ms": times["skip"],
                     "speedup": times["dense"] / times["skip"],
-                    "threads": torch.get_num_threads()})
+                    "threads": torch.get_num_threads(),
+                    # the routing fraction used; None: no example could be routed dense
+                    "dense_from": (skip.dense_fraction(batch)
+                                   if skip.dense_fraction(batch) <= 1.0 else None)})
                 if progress:
                     progress(out[-1])
         # The OpenBLAS dense baseline does not depend on the density; it is timed last, apart

@@ -38,7 +38,7 @@ TABLE = ("{backend:>12} {case:>30} {batch:>5} {density:>7.2f} {realised_density:
 
 def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
         backends: tuple[str, ...] = ("torch", "onnxruntime"), batches=None, densities=None,
-        cases=None) -> list[dict]:
+        cases=None, dense_from: float | None = None) -> list[dict]:
     def show(row: dict) -> None:
         print(TABLE.format(**row), flush=True)
 
@@ -62,7 +62,8 @@ def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
     if "torch" in backends:
         from . import cpu_cases
 
-        rows += cpu_cases.rows(warmup, repeats, seed, progress=show, **sizes)
+        rows += cpu_cases.rows(warmup, repeats, seed, progress=show, dense_from=dense_from,
+                               **sizes)
     if "onnxruntime" in backends:
         from . import onnx_cases
 
@@ -101,7 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=_case_names,
                         help=f"cases, comma-separated: layer, model or the full names "
                              f"{LAYER_CASE}, {MODEL_CASE} (default: both)")
+    parser.add_argument("--dense-from", type=float,
+                        help="CPU torch: route an example dense from this fraction of its "
+                             "blocks on, at every batch size (default: the engine's rule; "
+                             "> 1: never), to compare routing rules")
     args = parser.parse_args(argv)
+    if args.dense_from is not None and not args.dense_from > 0:
+        parser.error("--dense-from must be > 0")
     if args.warmup < 0 or args.repeats < 1:
         parser.error("--warmup must be >= 0 and --repeats >= 1")
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
@@ -109,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown backend(s) {sorted(unknown)}; valid: torch, onnxruntime")
     rows = run(args.device, args.warmup, args.repeats, args.seed, args.quick, backends,
-               args.batches, args.densities, args.cases)
+               args.batches, args.densities, args.cases, args.dense_from)
     if args.json:
         from .skip_plot import plot_speedups
 

@@ -1,7 +1,8 @@
 """Block-skipping inference on the CPU: blocks that are off are not computed.
 
 `SkipNetwork(model)` is an inference view of a trained `GatedNetwork` (deterministic gates, the
-calibrated thresholds), fp32. Per gated layer it runs the gater in full, then routes each
+calibrated thresholds), fp32; it copies the weights and thresholds when built, so build a new
+one after changing the model. Per gated layer it runs the gater in full, then routes each
 example one of two ways, by its own gate pattern and the batch size only (never by what its
 batch-mates' gates are):
 
@@ -14,6 +15,10 @@ batch-mates' gates are):
 - dense (at least `dense_from` of its blocks on): the example's whole layer is one row of a
   dense product, gates applied after, and the next layer reads all of its units. Computing a
   few more blocks in one large product is cheaper than many small ones; the report counts them.
+
+By default a lone example goes dense from 3/4 of its blocks on; in a batch none does where the
+C kernels run the blocks, which stream each weight once for the whole batch faster than
+torch's dense product here, even with every block on (see `dense_fraction`).
 
 A gated layer that reads a gated layer reads, per example, only the input blocks that example
 computed there: each (example, output block) pair sums one tile product per input block it
@@ -31,6 +36,7 @@ P (example, block) pairs that run sparse, G gated layers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,11 +52,20 @@ from .gated_network import GatedLayer, GatedNetwork
 # Route an example dense at a gated layer from this fraction of its blocks on (by default; a
 # `dense_from` given to SkipNetwork applies at every batch size). Measured with
 # `python -m benchmarks.skip` on this project's CPU: a lone example is memory bound, so reading
-# only its blocks' weights pays until nearly all are on (half of them: 1.2x-2x dense); in a
-# batch, a block's product has a few rows and runs at a fraction of a large product's rate:
-# all examples sparse ran 1.1x-1.6x dense at a quarter of the blocks and 0.5x-0.8x at half.
-# A batch whose examples straddle the line pays for both routes, so the line sits between.
+# only its blocks' weights pays until nearly all are on (half of them: 1.2x-2x dense).
 DENSE_FROM_SINGLE = 0.75
+# In a batch whose gated layers' blocks run in the C kernels, no example is routed dense: the
+# grouped products stream each block's weight once for all its rows, where torch's dense
+# product (MKL on this AMD CPU) runs small batches far below the memory's rate. Measured with
+# `python -m benchmarks.skip` against `--dense-from` (the rule fixed for every batch), see
+# docs/performance.md: on the issue's layer with every block on, the sparse route ran 1.6x
+# dense at batch 8 and ~1x at 256, where routing dense ran 0.9x; and any line in between makes
+# a batch whose examples straddle it pay for both routes (0.5x-0.6x at 95 % of the blocks with
+# the line at 100 %).
+# Without the C kernels a block's product of a few rows runs in numpy at a fraction of a large
+# product's rate: all examples sparse ran 1.1x-1.6x dense at a quarter of the blocks and
+# 0.5x-0.8x at half. A batch whose examples straddle the line pays for both routes, so the line
+# sits between.
 DENSE_FROM_BATCH = 0.4
 # Mean pair rows per block from which the C kernels run the grouped products.
 NATIVE_FROM_ROWS_PER_BLOCK = 4
@@ -176,6 +191,8 @@ class _Gater:
         self.hidden = ((_numpy(gater.hidden.weight.T), _numpy(gater.hidden.bias))
                        if gater.hidden is not None else None)
         self.out = (_numpy(gater.out.weight.T), _numpy(gater.out.bias))
+        # Read once, like the weights: reading a torch scalar costs ~40 us with cold caches.
+        self.threshold = float(layer.threshold)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.hidden is not None:
@@ -191,9 +208,9 @@ class SkipNetwork:
     def __init__(self, model: GatedNetwork, *, dense_from: float | None = None,
                  threads: int | None = None, native: bool = True) -> None:
         """`dense_from`: route an example dense at a gated layer from this fraction of its
-        blocks on (> 1: never; default DENSE_FROM_SINGLE for one example, DENSE_FROM_BATCH
-        for more). `threads`: threads for the grouped products (default torch's intra-op
-        thread count). `native`: use the C kernels where they build (False: numpy
+        blocks on (> 1: never; by default DENSE_FROM_SINGLE for one example, and for more as
+        `dense_fraction` says). `threads`: threads for the grouped products (default torch's
+        intra-op thread count). `native`: use the C kernels where they build (False: numpy
         only)."""
         if dense_from is not None and not dense_from > 0.0:  # NaN refused too
             raise ValueError(f"dense_from must be > 0 (a fraction of blocks, > 1 for never), "
@@ -216,6 +233,11 @@ class SkipNetwork:
                 self._gaters[id(layer)] = _Gater(layer)
             previous_blocks = out_blocks
         self._readout = _Linear(model.readout, 0, previous_blocks)
+        self._gated_layers = len(self._gaters)
+        # Whether the C kernels can run every gated layer's blocks (their column tile divides
+        # the block size): the default routing of batches depends on it.
+        self._native_blocks = self.native is not None and all(
+            native_kernels.supports(layer.config.block_size) for layer in model.gated_layers)
 
     def _use_native(self, columns: int, pairs: int, spans: int) -> bool:
         """The C kernels compute a few pair rows per pass over a weight tile; with fewer rows
@@ -229,10 +251,13 @@ class SkipNetwork:
         return self.threads if macs >= NATIVE_THREADS_FROM_MACS else 1
 
     def dense_fraction(self, batch: int) -> float:
-        """The fraction of a layer's blocks from which an example is computed densely."""
+        """The fraction of a layer's blocks from which an example is computed densely (inf:
+        never)."""
         if self.dense_from is not None:
             return self.dense_from
-        return DENSE_FROM_SINGLE if batch == 1 else DENSE_FROM_BATCH
+        if batch == 1:
+            return DENSE_FROM_SINGLE
+        return math.inf if self._native_blocks else DENSE_FROM_BATCH
 
     @torch.no_grad()
     def __call__(self, x: Tensor) -> SkipOutput:
@@ -243,29 +268,31 @@ class SkipNetwork:
 
     def _forward(self, x: np.ndarray) -> SkipOutput:
         sparse: _SparseRows | None = None  # set right after a gated layer
-        gates, active, computed = [], [], []
+        # The per-example block counts are written into these as each gater decides, while
+        # numpy's code is still in cache: after the large products every numpy or torch call
+        # costs tens of microseconds (see the module's measurements), so none is left for the
+        # end. The tensors share the arrays' memory.
+        counts = np.empty((2, x.shape[0], self._gated_layers), dtype=np.int64)
+        active, computed = torch.from_numpy(counts[0]), torch.from_numpy(counts[1])
+        gates = []
         for layer, linear in zip(self.model.layers, self._linears, strict=True):
             if layer.gater is None:
                 x = self._read(linear, x, sparse, layer.config.activation)
                 sparse = None
             else:
-                x, sparse, values, on_count, ran = self._gated(layer, linear, x, sparse)
+                x, sparse, values = self._gated(layer, linear, x, sparse,
+                                                counts[:, :, len(gates)])
                 gates.append(values)
-                active.append(on_count)
-                computed.append(ran)
-        logits = torch.from_numpy(self._read(self._readout, x, sparse))
-        if not gates:
-            zeros = torch.zeros(x.shape[0], 0, dtype=torch.int64)
-            return SkipOutput(logits, zeros, zeros.clone(), gates)
-        return SkipOutput(logits, torch.from_numpy(np.stack(active, -1).astype(np.int64)),
-                          torch.from_numpy(np.stack(computed, -1)), gates)
+        return SkipOutput(torch.from_numpy(self._read(self._readout, x, sparse)), active,
+                          computed, gates)
 
     def _gated(self, layer: GatedLayer, linear: _Linear, x: np.ndarray,
-               previous: _SparseRows | None
-               ) -> tuple[np.ndarray, _SparseRows, Tensor, np.ndarray, np.ndarray]:
+               previous: _SparseRows | None, counts: np.ndarray
+               ) -> tuple[np.ndarray, _SparseRows, Tensor]:
         """One gated layer: the gater in full, then each example's blocks, sparse or dense.
         `previous`: the output of the gated layer before, if this one reads one; an example
-        it routed sparse is read only in the input blocks it computed."""
+        it routed sparse is read only in the input blocks it computed. `counts` (2, B) is
+        filled with the blocks on and the blocks computed per example."""
         k, s = layer.config.blocks, layer.config.block_size
         act = NUMPY_ACTIVATIONS[layer.config.activation]
         partial = previous is not None and previous is not _ALL_DENSE  # some inputs part-read
@@ -275,16 +302,15 @@ class SkipNetwork:
             # Every gate on and worth 1: the plain dense layer. After a large product each
             # numpy call here starts with cold caches (~40 us apiece on this project's CPU),
             # so this commonest dense case makes as few as it can.
-            every_block = np.full(x.shape[0], k)
-            return (linear.dense(x, layer.config.activation), _ALL_DENSE, gate_values,
-                    every_block, every_block)
-        count = on.sum(-1)  # (B,)
+            counts[...] = k
+            return linear.dense(x, layer.config.activation), _ALL_DENSE, gate_values
+        count = on.sum(-1, out=counts[0])  # (B,)
         dense = count >= self.dense_fraction(x.shape[0]) * k  # (B,) routed dense
-        ran = np.where(dense, k, count)  # (B,)
+        counts[1] = np.where(dense, k, count)  # blocks computed (B,)
         if not partial and dense.all():  # one product, gated in place, no pair lists
             out = linear.dense(x, layer.config.activation)  # (B, K * S)
             out.reshape(-1, k, s)[...] *= values[:, :, None]
-            return out, _ALL_DENSE, gate_values, count, ran
+            return out, _ALL_DENSE, gate_values
         # Examples routed dense that read their whole input run as rows of one dense product;
         # every other (example, block) to compute is a pair: the blocks on of an example
         # routed sparse, and all blocks of one routed dense whose input is read in part.
@@ -306,7 +332,7 @@ class SkipNetwork:
         pairs = np.empty((examples.size, s), dtype=np.float32)  # (P, S)
         if examples.size:
             if partial:
-                self._pairs_from_blocks(linear, x, reads, examples, blocks, spans, pairs)
+                self._pairs_from_inputs(linear, x, reads, examples, blocks, spans, pairs)
             else:
                 self._pairs_from_rows(linear, x, examples, spans, pairs)
             pairs += linear.bias.reshape(k, s)[blocks]
@@ -320,7 +346,7 @@ class SkipNetwork:
         return (out.reshape(x.shape[0], k * s),
                 _SparseRows(examples, spans, np.array(spans, dtype=np.int64).reshape(-1, 3),
                             pairs, np.flatnonzero(dense), on, dense),
-                gate_values, count, ran)
+                gate_values)
 
     def _pairs_from_rows(self, linear: _Linear, x: np.ndarray, examples: np.ndarray,
                          spans: list[tuple[int, int, int]], pairs: np.ndarray) -> None:
@@ -332,6 +358,34 @@ class SkipNetwork:
                 self._native_threads(pairs.size * x.shape[1]))
         else:
             rows_times_blocks(x[examples], linear.by_out_block, spans, pairs, self.threads)
+
+    def _pairs_from_inputs(self, linear: _Linear, x: np.ndarray, reads: np.ndarray,
+                           examples: np.ndarray, blocks: np.ndarray,
+                           spans: list[tuple[int, int, int]], pairs: np.ndarray) -> None:
+        """The pairs of a gated layer that reads a gated layer. A pair whose example reads its
+        whole input (routed dense there, or every block on) runs as a whole row: that kernel
+        keeps six rows per pass over a weight tile, the per-tile one four, one input block at
+        a time, and with every block on at batches 64-256 the two-layer model ran 0.8x dense
+        per tile against ~1x by rows (`docs/performance.md`)."""
+        whole = reads.all(-1)[examples]  # (P,)
+        if whole.all():
+            self._pairs_from_rows(linear, x, examples, spans, pairs)
+            return
+        if not whole.any():
+            self._pairs_from_blocks(linear, x, reads, examples, blocks, spans, pairs)
+            return
+        for subset in (whole, ~whole):  # each subset stays sorted by block
+            chosen = np.flatnonzero(subset)
+            sub_examples, sub_blocks = examples[chosen], blocks[chosen]
+            sub_spans = block_offsets(
+                np.bincount(sub_blocks, minlength=linear.by_out_block.shape[0]).tolist())
+            part = np.empty((chosen.size, pairs.shape[1]), dtype=np.float32)
+            if subset is whole:
+                self._pairs_from_rows(linear, x, sub_examples, sub_spans, part)
+            else:
+                self._pairs_from_blocks(linear, x, reads, sub_examples, sub_blocks, sub_spans,
+                                        part)
+            pairs[chosen] = part
 
     def _pairs_from_blocks(self, linear: _Linear, x: np.ndarray, reads: np.ndarray,
                            examples: np.ndarray, blocks: np.ndarray,
@@ -363,13 +417,14 @@ class SkipNetwork:
         are on: a gate whose value is 0 multiplies nothing, so its block is skipped. Binary
         gates' values are their on/off pattern, made here in numpy (a torch call costs several
         times more at these sizes)."""
-        logits = self._gaters[id(layer)](x)  # (B, K)
+        gater = self._gaters[id(layer)]
+        logits = gater(x)  # (B, K)
         if layer.estimator.binary:
-            on = logits > float(layer.threshold)
+            on = logits > gater.threshold
             values = on.astype(np.float32)
             return torch.from_numpy(values), values, on
         logits_tensor = torch.from_numpy(logits)
-        gate_values = layer.estimator.gate_values(logits_tensor, logits_tensor > layer.threshold)
+        gate_values = layer.estimator.gate_values(logits_tensor, logits_tensor > gater.threshold)
         values = gate_values.numpy()
         return gate_values, values, values != 0
 

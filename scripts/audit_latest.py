@@ -15,11 +15,16 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import platform
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from packaging.requirements import Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 PYPI = "https://pypi.org/pypi/{name}/json"
 
@@ -46,11 +51,57 @@ def check(client: httpx.Client, name: str, version: str) -> dict:
     latest = project["info"]["version"]
     if latest != version:
         return {"name": name, "version": version, "audited": False,
-                "why": f"not the latest release ({latest}): PyPI lists only its vulnerabilities"}
+                "why": f"not the latest release ({latest}): PyPI lists only its vulnerabilities",
+                "held_by": held_by(name, version, project)}
     vulns = [{"id": v.get("id"), "aliases": v.get("aliases"), "fixed_in": v.get("fixed_in"),
               "summary": (v.get("summary") or v.get("details") or "")[:200]}
              for v in project.get("vulnerabilities") or []]
     return {"name": name, "version": version, "audited": True, "vulnerabilities": vulns}
+
+
+def held_by(name: str, version: str, project: dict) -> list[str]:
+    """Why `name` is installed below its latest release: the installed distributions whose
+    requirements exclude the latest release, and the Python versions the newer releases need.
+    Empty when nothing here holds it back (it can simply be upgraded)."""
+    latest = Version(project["info"]["version"])
+    reasons = []
+    for dist in importlib.metadata.distributions():
+        extras = [""] + (dist.metadata.get_all("Provides-Extra") or [])
+        for line in dist.requires or []:
+            requirement = Requirement(line)
+            if (canonicalize_name(requirement.name) == canonicalize_name(name)
+                    and not requirement.specifier.contains(latest, prereleases=True)
+                    and (requirement.marker is None
+                         or any(requirement.marker.evaluate({"extra": e}) for e in extras))):
+                reasons.append(f"{dist.metadata['Name']} {dist.version} requires {line}")
+    python = Version(platform.python_version())
+    newest_here = max((Version(v) for v, files in project.get("releases", {}).items()
+                       if _installable(v, files, python)), default=None)
+    if newest_here is not None and newest_here < latest:
+        reasons.append(f"{newest_here} is its newest release for Python {python} (later ones "
+                       f"require Python {project['info'].get('requires_python')})")
+    if name.lower() == "torch" and "+" in version:
+        reasons.append("this machine's torch build (scripts/install pins "
+                       "SPARSEGATE_TORCH_VERSION; pip here is capped below the latest)")
+    return sorted(set(reasons))
+
+
+def _installable(version: str, files: list[dict], python: Version) -> bool:
+    """A final, unyanked release with a file whose Requires-Python admits this Python."""
+    try:
+        if Version(version).is_prerelease:
+            return False
+    except InvalidVersion:
+        return False
+    return any(not f.get("yanked") and (not f.get("requires_python") or _admits(
+        f["requires_python"], python)) for f in files)
+
+
+def _admits(requires_python: str, python: Version) -> bool:
+    try:
+        return SpecifierSet(requires_python).contains(python, prereleases=True)
+    except InvalidSpecifier:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{v['summary']}")
     for r in unaudited:
         print(f"not audited: {r['name']} {r['version']}: {r['why']}")
+        for reason in r.get("held_by", []):
+            print(f"    held: {reason}")
+        if "held_by" in r and not r["held_by"]:
+            print("    nothing installed holds it back: upgrade it")
     print(f"[audit] {len(results)} distributions: {len(results) - len(unaudited)} audited, "
           f"{len(vulnerable)} vulnerable, {len(unaudited)} not audited; wrote {args.json}")
     return 1 if vulnerable else 2 if unaudited else 0

@@ -171,3 +171,69 @@ def test_a_gated_layer_after_a_gated_layer_reads_only_computed_input_blocks(batc
     numpy_only = SkipNetwork(model, dense_from=dense_from, native=False)(x)
     torch.testing.assert_close(numpy_only.logits, reference.logits, rtol=1e-4, atol=1e-4)
     assert out.reports(model) == numpy_only.reports(model)
+
+
+def test_batches_stay_sparse_by_default_where_the_kernels_run_the_blocks():
+    """With every gate on, a batch still runs its blocks grouped (none routed dense), equal to
+    the dense masked forward, and reports every block computed; a lone example, and any batch
+    without the kernels, keeps the dense route."""
+    torch.manual_seed(3)
+    config = GatedNetworkConfig.from_dict({
+        "input_size": 48, "num_classes": 3, "target_density": 0.3, "layers": [
+            {"blocks": 4, "block_size": 64, "gater_hidden": 8, "activation": "relu"},
+            {"blocks": 3, "block_size": 64, "gater_hidden": 0, "activation": "relu"},
+            {"blocks": 64, "block_size": 1, "activation": "tanh", "gated": False}]})
+    model = GatedNetwork(config).eval()
+    for layer in model.gated_layers:
+        layer.threshold.fill_(-1e9)  # every gate on
+    engine, numpy_only = SkipNetwork(model), SkipNetwork(model, native=False)
+    assert engine.dense_fraction(1) == 0.75 and numpy_only.dense_fraction(1) == 0.75
+    assert engine.dense_fraction(2) == engine.dense_fraction(256) == float("inf")
+    assert numpy_only.dense_fraction(2) == numpy_only.dense_fraction(256) <= 1.0
+    x = torch.randn(12, 48, generator=torch.Generator().manual_seed(4))
+    calls = []
+    kernel = engine.native.rows_times_blocks
+    engine.native.rows_times_blocks = lambda *a: calls.append(a) or kernel(*a)
+    try:
+        out = engine(x)
+    finally:
+        del engine.native.rows_times_blocks
+    assert calls  # the grouped route ran, although every block is on
+    torch.testing.assert_close(out.logits, model(x).logits, rtol=1e-4, atol=1e-4)
+    assert out.active_blocks.tolist() == out.computed_blocks.tolist() == [[4, 3]] * 12
+
+
+def test_a_gated_layer_reads_whole_inputs_by_rows_and_part_read_ones_by_tiles():
+    """After a gated layer, examples that computed every block there run the next gated layer
+    as whole rows, the others tile by tile; in one batch both, equal to the dense masked
+    forward."""
+    torch.manual_seed(5)
+    config = GatedNetworkConfig.from_dict({
+        "input_size": 32, "num_classes": 3, "target_density": 0.3, "layers": [
+            {"blocks": 3, "block_size": 64, "gater_hidden": 0, "activation": "relu"},
+            {"blocks": 4, "block_size": 64, "gater_hidden": 8, "activation": "relu"}]})
+    model = GatedNetwork(config).eval()
+    first, second = model.gated_layers
+    x = torch.randn(40, 32, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():  # half the examples get every first-layer gate on, half about half
+        first.gater.out.bias.fill_(0.0)
+        first.gater.out.weight.mul_(6.0)
+        x[:20] = x[:20].abs()
+        first.gater.out.weight.copy_(first.gater.out.weight.abs())
+        x[20:] = x[20:] * torch.where(torch.arange(32) % 2 == 0, 1.0, -1.0)
+    first.threshold.fill_(0.0)
+    second.threshold.fill_(-1e9)  # every second-layer gate on: every example has pairs
+    engine = SkipNetwork(model)
+    calls = []
+    for name in ("rows_times_blocks", "tiles_from_blocks"):
+        kernel = getattr(engine.native, name)
+        setattr(engine.native, name, lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
+    try:
+        out = engine(x)
+    finally:
+        for name in ("rows_times_blocks", "tiles_from_blocks"):
+            delattr(engine.native, name)
+    active = out.active_blocks[:, 0]
+    assert (active == 3).any() and (active < 3).any()  # both kinds of reader in the batch
+    assert calls.count("tiles_from_blocks") == 1 and calls.count("rows_times_blocks") == 2
+    torch.testing.assert_close(out.logits, model(x).logits, rtol=1e-4, atol=1e-4)
