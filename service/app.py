@@ -4,8 +4,10 @@ Models are loaded and warmed up in the lifespan, never at import; `/v2/health/re
 only once that is done and a model is serving. On shutdown (uvicorn's SIGTERM handling stops
 accepting and waits for in-flight requests) every model's queue is drained before exit.
 
-Every error is JSON `{"error": message}` with a 4xx status, or 503 with Retry-After on
-overload; an unexpected exception is logged and answered 500 with the same shape, and counted.
+Bodies a web page on another origin could send unasked (forms, text/plain) are refused with
+415 before routing (`service.form_guard`). Every error is JSON `{"error": message}` with a 4xx
+status, or 503 with Retry-After on overload; an unexpected exception is logged and answered 500
+with the same shape, and counted.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import routes_admin, routes_v1, routes_v2
 from .config import Settings
 from .errors import ApiError
+from .form_guard import FormGuard
 from .metrics import CONTENT_TYPE, Metrics
 from .openapi import install_schemas
 from .repository import ModelRepository
@@ -60,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_v2.router)
     app.include_router(routes_v1.router)
     app.include_router(routes_admin.router)
+    # Added first, so it runs inside CORS: preflights are answered, form bodies refused.
+    app.add_middleware(FormGuard, metrics=app.state.metrics)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["*"])
