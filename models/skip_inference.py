@@ -67,8 +67,6 @@ DENSE_FROM_SINGLE = 0.75
 # 0.5x-0.8x at half. A batch whose examples straddle the line pays for both routes, so the line
 # sits between.
 DENSE_FROM_BATCH = 0.4
-# Mean pair rows per block from which the C kernels run the grouped products.
-NATIVE_FROM_ROWS_PER_BLOCK = 4
 # Multiply-adds from which a C grouped product is split over `threads` threads.
 NATIVE_THREADS_FROM_MACS = 4_000_000
 # Dense products from this many multiply-adds run in torch, on all its threads.
@@ -234,17 +232,29 @@ class SkipNetwork:
             previous_blocks = out_blocks
         self._readout = _Linear(model.readout, 0, previous_blocks)
         self._gated_layers = len(self._gaters)
+        # Per gated layer: whether its reader is a dense layer whose pair sums the C kernels
+        # cannot run (their column tile does not divide its width), see `_gated`.
+        self._whole_rows_read = {}
+        readers = [*model.layers[1:], None]
+        for layer, reader in zip(model.layers, readers, strict=True):
+            if layer.gater is not None:
+                width = (model.readout.out_features if reader is None
+                         else reader.main.out_features if reader.gater is None else None)
+                self._whole_rows_read[id(layer)] = (
+                    width is not None and self.native is not None
+                    and not native_kernels.supports(width))
         # Whether the C kernels can run every gated layer's blocks (their column tile divides
         # the block size): the default routing of batches depends on it.
         self._native_blocks = self.native is not None and all(
             native_kernels.supports(layer.config.block_size) for layer in model.gated_layers)
 
-    def _use_native(self, columns: int, pairs: int, spans: int) -> bool:
-        """The C kernels compute a few pair rows per pass over a weight tile; with fewer rows
-        per block than that (small batches) OpenBLAS wastes less (measured: batch 8 at 10 %,
-        ~1 row per block, ran 1.3x slower native)."""
-        return (self.native is not None and native_kernels.supports(columns)
-                and pairs >= NATIVE_FROM_ROWS_PER_BLOCK * spans)
+    def _use_native(self, columns: int) -> bool:
+        """The C kernels run every grouped product they can (their column tile divides the
+        output), even at one row per block, where they compute padding rows: a numpy call per
+        block costs more. Measured with `python -m benchmarks.skip` (docs/performance.md):
+        below 4 rows per block they took the layer at batch 8 and 25 % from 1.74x to ~2.5x
+        dense, and at batch 64 and 5 % from ~3x to ~4.5x."""
+        return self.native is not None and native_kernels.supports(columns)
 
     def _native_threads(self, macs: int) -> int:
         """Threads for a C grouped product: starting one costs tens of microseconds."""
@@ -323,8 +333,7 @@ class SkipNetwork:
             h = linear.dense(x[dense_rows], layer.config.activation).reshape(-1, k, s)
             out[dense_rows] = h * values[dense_rows, :, None]
         wanted = on & ~dense[:, None]  # (B, K)
-        mixed = part_read_dense is not None and part_read_dense.any()
-        if mixed:
+        if part_read_dense is not None and part_read_dense.any():
             wanted |= part_read_dense[:, None]
         blocks, examples = np.nonzero(wanted.T)  # pairs sorted by block, then example
         examples = np.ascontiguousarray(examples, dtype=np.int64)  # nonzero gives strided views
@@ -339,19 +348,24 @@ class SkipNetwork:
             act(pairs)
             pairs *= values[examples, blocks, None]
             out[examples, blocks] = pairs
-        if mixed:  # the next layer reads the pairs of examples routed sparse, the others whole
-            sparse = ~dense[examples]
-            examples, blocks, pairs = examples[sparse], blocks[sparse], pairs[sparse]
+        # A dense reader reads an example routed dense whole, and one with every block on too
+        # where the C kernels cannot sum its pairs (a read-out narrower than their tile): one
+        # product over its row beats one numpy product per block. Every block computed means
+        # every row read, so the report stays exact.
+        read_whole = dense | (count == k) if self._whole_rows_read[id(layer)] else dense
+        if examples.size and read_whole[examples].any():  # it reads the others' pairs only
+            kept = ~read_whole[examples]
+            examples, blocks, pairs = examples[kept], blocks[kept], pairs[kept]
             spans = block_offsets(np.bincount(blocks, minlength=k).tolist())
         return (out.reshape(x.shape[0], k * s),
                 _SparseRows(examples, spans, np.array(spans, dtype=np.int64).reshape(-1, 3),
-                            pairs, np.flatnonzero(dense), on, dense),
+                            pairs, np.flatnonzero(read_whole), on, dense),
                 gate_values)
 
     def _pairs_from_rows(self, linear: _Linear, x: np.ndarray, examples: np.ndarray,
                          spans: list[tuple[int, int, int]], pairs: np.ndarray) -> None:
         """pairs[p] = x[example] @ W[block] for whole input rows."""
-        if self._use_native(pairs.shape[1], examples.size, len(spans)):
+        if self._use_native(pairs.shape[1]):
             self.native.rows_times_blocks(
                 np.ascontiguousarray(x), examples, linear.by_out_block,
                 np.array(spans, dtype=np.int64).reshape(-1, 3), pairs,
@@ -433,7 +447,8 @@ class SkipNetwork:
         """activation(x @ W.T + b). After a gated layer, an example routed sparse reads only
         its own active input blocks: one product per input block over the pairs that have it
         on, added into the examples' output rows; one routed dense reads all of x's units."""
-        if sparse is None or sparse is _ALL_DENSE:
+        if (sparse is None or sparse is _ALL_DENSE
+                or sparse.dense_rows.size == x.shape[0]):  # every example read whole
             return linear.dense(x, activation)
         out = np.empty((x.shape[0], linear.bias.shape[0]), dtype=np.float32)  # (B, N)
         out[:] = linear.bias
@@ -445,7 +460,7 @@ class SkipNetwork:
 
     def _accumulate_pairs(self, linear: _Linear, sparse: _SparseRows, out: np.ndarray) -> None:
         """out[example] += pair values @ that input block's rows of W.T, for every pair."""
-        if self._use_native(out.shape[1], sparse.examples.size, len(sparse.spans)):
+        if self._use_native(out.shape[1]):
             self.native.accumulate_blocks_times_rows(
                 np.ascontiguousarray(sparse.values), sparse.examples, linear.by_in_block,
                 sparse.span_array, out,

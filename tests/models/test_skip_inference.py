@@ -151,3 +151,21 @@ def test_split_spans_balances_pairs_and_keeps_order():
     chunks = list(chunk_spans(spans, 12))
     assert [(a, b) for a, b, _ in chunks] == [(0, 12), (12, 30), (30, 40)]
     assert chunks[0][2] == [(0, 0, 10), (2, 10, 12)] and chunks[1][2] == [(3, 0, 18)]
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("dense_from", [2.0, 0.5])
+def test_examples_with_every_block_on_are_read_whole(layout, dense_from):
+    """A read-out the C kernels cannot sum pairs into (4 classes) reads examples that computed
+    every block as whole rows, the rest by pairs: the same output and exact reports."""
+    model = network("st", 21, layout)
+    x = torch.randn(30, 12, generator=torch.Generator().manual_seed(22))
+    first = model.gated_layers[0]
+    with torch.no_grad():  # a third of the examples get every first-layer block on
+        logits = first.gater(x)
+        first.threshold.fill_(float(torch.quantile(logits[10:].min(-1).values, 0.5)))
+        x[:10] *= 0.0  # equal inputs, equal logits: ...
+        first.gater.out.bias.fill_(float(first.threshold) + 1.0)  # ... all above the line
+    every = (first.gater(x) > first.threshold).all(-1)
+    assert 10 <= int(every.sum()) < 30
+    assert_same(model, x, dense_from)
