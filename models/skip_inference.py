@@ -62,6 +62,14 @@ DENSE_FROM_SINGLE = 0.75
 # dense at batch 8 and ~1x at 256, where routing dense ran 0.9x; and any line in between makes
 # a batch whose examples straddle it pay for both routes (0.5x-0.6x at 95 % of the blocks with
 # the line at 100 %).
+# But an example with at least this fraction of a gated layer's blocks on, in a batch, computes
+# every block there when the next layer is gated (see `_gated`): the next layer then reads its
+# whole row with the whole-row kernel (six rows per pass over a weight tile), where reading
+# only its input blocks, tile by tile (four rows per pass, one input block at a time), is
+# slower once most are on. `python -m benchmarks.skip --cases model` at batch 64, 95 % of the
+# blocks on: 0.82x dense tile by tile, 0.94x-0.99x with the line at 0.6-0.75; 0.75 keeps
+# 2.45x at 50 %, where 0.6 (computing more blocks) gave 2.06x.
+WHOLE_BEFORE_GATED_FROM = 0.75
 # Without the C kernels a block's product of a few rows runs in numpy at a fraction of a large
 # product's rate: all examples sparse ran 1.1x-1.6x dense at a quarter of the blocks and
 # 0.5x-0.8x at half. A batch whose examples straddle the line pays for both routes, so the line
@@ -234,12 +242,13 @@ class SkipNetwork:
         self._gated_layers = len(self._gaters)
         # Per gated layer: whether its reader is a dense layer whose pair sums the C kernels
         # cannot run (their column tile does not divide its width), see `_gated`.
-        self._whole_rows_read = {}
+        self._whole_rows_read, self._gated_reader = {}, {}
         readers = [*model.layers[1:], None]
         for layer, reader in zip(model.layers, readers, strict=True):
             if layer.gater is not None:
                 width = (model.readout.out_features if reader is None
                          else reader.main.out_features if reader.gater is None else None)
+                self._gated_reader[id(layer)] = reader is not None and reader.gater is not None
                 self._whole_rows_read[id(layer)] = (
                     width is not None and self.native is not None
                     and not native_kernels.supports(width))
@@ -316,8 +325,15 @@ class SkipNetwork:
             return linear.dense(x, layer.config.activation), _ALL_DENSE, gate_values
         count = on.sum(-1, out=counts[0])  # (B,)
         dense = count >= self.dense_fraction(x.shape[0]) * k  # (B,) routed dense
+        # Before a gated layer, a batch's examples with most blocks on compute them all, as
+        # pairs in the C kernels (never torch's product: its OpenMP workers, left spinning,
+        # slow the C kernels that follow), so the next layer reads their whole rows.
+        all_as_pairs = (self._gated_reader[id(layer)] and self.dense_from is None
+                        and x.shape[0] > 1 and self._native_blocks)
+        if all_as_pairs:
+            dense = count >= WHOLE_BEFORE_GATED_FROM * k
         counts[1] = np.where(dense, k, count)  # blocks computed (B,)
-        if not partial and dense.all():  # one product, gated in place, no pair lists
+        if not partial and not all_as_pairs and dense.all():  # one product, gated in place
             out = linear.dense(x, layer.config.activation)  # (B, K * S)
             out.reshape(-1, k, s)[...] *= values[:, :, None]
             return out, _ALL_DENSE, gate_values
@@ -325,7 +341,8 @@ class SkipNetwork:
         # every other (example, block) to compute is a pair: the blocks on of an example
         # routed sparse, and all blocks of one routed dense whose input is read in part.
         reads = previous.reads() if partial else None  # (B, K_in)
-        part_read_dense = dense & ~reads.all(-1) if partial else None  # (B,)
+        part_read_dense = (dense if all_as_pairs else dense & ~reads.all(-1) if partial
+                           else None)  # (B,) routed dense but computed as pairs
         dense_rows = np.flatnonzero(dense if part_read_dense is None
                                     else dense & ~part_read_dense)  # (n,)
         out = np.zeros((x.shape[0], k, s), dtype=np.float32)  # (B, K, S)

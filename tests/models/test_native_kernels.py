@@ -238,3 +238,34 @@ def test_a_gated_layer_reads_whole_inputs_by_rows_and_part_read_ones_by_tiles():
     assert calls.count("tiles_from_blocks") == 1 and calls.count("rows_times_blocks") == 2
     torch.testing.assert_close(out.logits, model(x).logits, rtol=1e-4, atol=1e-4)
 
+
+
+def test_before_a_gated_layer_examples_with_most_blocks_on_compute_them_all():
+    """In a batch, an example with at least WHOLE_BEFORE_GATED_FROM of a gated layer's blocks
+    on computes all of them (as pairs, in C) when the next layer is gated, which then reads its
+    whole row; the reports count every block it computed, and the output is unchanged."""
+    from models.compute import compute_reports
+    from models.skip_inference import WHOLE_BEFORE_GATED_FROM
+
+    torch.manual_seed(7)
+    config = GatedNetworkConfig.from_dict({
+        "input_size": 32, "num_classes": 3, "target_density": 0.3, "layers": [
+            {"blocks": 8, "block_size": 64, "gater_hidden": 0, "activation": "relu"},
+            {"blocks": 4, "block_size": 64, "gater_hidden": 8, "activation": "relu"}]})
+    model = GatedNetwork(config).eval()
+    first, second = model.gated_layers
+    x = torch.randn(40, 32, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        logits = first.gater(x)
+        first.threshold.fill_(float(logits.median()))  # about half the gates on, spread
+    second.threshold.fill_(-1e9)
+    engine = SkipNetwork(model)
+    out = engine(x)
+    active, computed = out.active_blocks[:, 0], out.computed_blocks[:, 0]
+    most = active >= WHOLE_BEFORE_GATED_FROM * 8
+    assert most.any() and (~most).any() and (active[most] < 8).any()
+    assert computed[most].tolist() == [8] * int(most.sum())
+    assert torch.equal(computed[~most], active[~most])
+    assert out.reports(model) == compute_reports(model.config, out.active_blocks,
+                                                 out.computed_blocks)
+    torch.testing.assert_close(out.logits, model(x).logits, rtol=1e-4, atol=1e-4)
