@@ -261,8 +261,8 @@ class SkipNetwork:
         """The C kernels run every grouped product they can (their column tile divides the
         output), even at one row per block, where they compute padding rows: a numpy call per
         block costs more. Measured with `python -m benchmarks.skip` (docs/performance.md):
-        below 4 rows per block they took the layer at batch 8 and 25 % from 1.74x to ~2.5x
-        dense, and at batch 64 and 5 % from ~3x to ~4.5x."""
+        below 4 rows per block they took the layer at batch 8 and 25 % from 1.74x to 2.50x
+        dense, and at batch 64 and 5 % from 2.94x to 4.84x."""
         return self.native is not None and native_kernels.supports(columns)
 
     def _native_threads(self, macs: int) -> int:
