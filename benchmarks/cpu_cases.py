@@ -61,8 +61,8 @@ def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DE
                     "speedup": times["dense"] / times["skip"],
                     "threads": torch.get_num_threads(),
                     # the routing fraction used; None: no example could be routed dense
-                    "dense_from": (skip.dense_fraction(batch)
-                                   if skip.dense_fraction(batch) <= 1.0 else None)})
+                    "dense_from": route if (route := skip.dense_fraction(batch)) <= 1.0
+                    else None})
                 if progress:
                     progress(out[-1])
         # The OpenBLAS dense baseline does not depend on the density; it is timed last, apart

@@ -17,6 +17,7 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from benchmarks.cases import set_density
 from benchmarks.cuda_cases import dense_forward
 from benchmarks.skip import layer_model
 from models.gpu_skip import TritonSkipNetwork
@@ -54,13 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("benchmarks.cuda_profile needs a CUDA device")
     torch.manual_seed(0)
     model = layer_model(4096, 128, 128, 4096).cuda()
-    gated = model.layers[0]
     skip = TritonSkipNetwork(model, torch.bfloat16)
     for batch in (int(b) for b in args.batches.split(",")):
         x = torch.randn(batch, 4096, device="cuda")
-        with torch.no_grad():
-            logits = gated.gater(x).flatten()
-        gated.threshold.fill_(float(torch.quantile(logits, 1 - args.density)))
+        set_density(model, x, args.density)
         for label, fn in (("dense", dense_forward(model, torch.bfloat16, x)),
                           ("skip", lambda x=x: skip(x))):
             rows = kernel_times(fn, args.calls)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.cases import set_density
 from benchmarks.cuda_cases import _graph, dense_forward, median_ms, relative_error
 from benchmarks.skip import layer_model
 from models import triton_gemv as tg
@@ -57,11 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("benchmarks.cuda_tune needs a CUDA device")
     torch.manual_seed(0)
     model = layer_model(4096, 128, 128, 4096).cuda()
-    gated = model.layers[0]
     x = torch.randn(args.batch, 4096, device="cuda")
+    set_density(model, x, args.density)
     with torch.no_grad():
-        logits = gated.gater(x).flatten()
-        gated.threshold.fill_(float(torch.quantile(logits, 1 - args.density)))
         want = model(x).logits
     dense = dense_forward(model, torch.bfloat16, x)
     dense_ms = median_ms(_graph(dense).replay, args.warmup, args.repeats, "cuda")

@@ -63,12 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="sparsegate-loadtest", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("sweep", help="latency and throughput against density",
-                       description=_section("sweep"),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    where = s.add_mutually_exclusive_group(required=True)
-    where.add_argument("--model-repository", type=Path, help="start a server on this")
-    where.add_argument("--url", help="target this server or load balancer")
+    s = _command_parser(sub, "sweep", "latency and throughput against density",
+                        "target this server or load balancer")
     s.add_argument("--family", required=True, help="models are <family>-d<percent>")
     s.add_argument("--densities", type=_ints, default=[100, 50, 25, 10, 5],
                    help="percent of blocks on (default 100,50,25,10,5)")
@@ -99,13 +95,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _soak_parser(sub) -> None:
-    s = sub.add_parser("soak", help="one model under steady load for a long time",
-                       description=_section("soak"),
+def _command_parser(sub, name: str, summary: str, url_help: str) -> argparse.ArgumentParser:
+    """A subcommand that targets either a server it starts on a repository or one at a URL."""
+    s = sub.add_parser(name, help=summary, description=_section(name),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     where = s.add_mutually_exclusive_group(required=True)
     where.add_argument("--model-repository", type=Path, help="start a server on this")
-    where.add_argument("--url", help="target this running server")
+    where.add_argument("--url", help=url_help)
+    return s
+
+
+def _soak_parser(sub) -> None:
+    s = _command_parser(sub, "soak", "one model under steady load for a long time",
+                        "target this running server")
     s.add_argument("--model", help="default: the repository's (or server's) first model")
     s.add_argument("--users", type=int, default=32, help="closed-loop users (default 32)")
     s.add_argument("--seconds", type=float, default=600.0, help="of load (default 600)")

@@ -192,12 +192,7 @@ def repository_model(repository: Path, model: str | None) -> str:
     if not names:
         raise RuntimeError(f"model repository {repository} holds no model (no "
                            "<name>/<version>/config.json)")
-    if model is None:
-        return names[0]
-    if model not in names:
-        raise RuntimeError(f"model repository {repository} has no model {model!r} "
-                           f"(it has {', '.join(names)})")
-    return model
+    return _chosen(names, model, f"model repository {repository}")
 
 
 def server_model(url: str, model: str | None) -> str:
@@ -207,11 +202,15 @@ def server_model(url: str, model: str | None) -> str:
     names = [m["name"] for m in response.json()["models"]]
     if not names:
         raise RuntimeError(f"the server at {url} serves no model")
+    return _chosen(names, model, f"the server at {url}")
+
+
+def _chosen(names: list[str], model: str | None, where: str) -> str:
+    """`model` if `names` has it (an error naming `where` if not), else the first name."""
     if model is None:
         return names[0]
     if model not in names:
-        raise RuntimeError(f"the server at {url} has no model {model!r} "
-                           f"(it has {', '.join(names)})")
+        raise RuntimeError(f"{where} has no model {model!r} (it has {', '.join(names)})")
     return model
 
 

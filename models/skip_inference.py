@@ -278,6 +278,17 @@ class SkipNetwork:
             return DENSE_FROM_SINGLE
         return math.inf if self._native_blocks else DENSE_FROM_BATCH
 
+    def _route(self, layer: GatedLayer, batch: int) -> tuple[float, bool]:
+        """The fraction of the layer's blocks from which an example computes them all, and
+        whether it does so as pairs in the C kernels rather than in one dense product. Before
+        a gated layer, a batch's examples with most blocks on compute them all as pairs (never
+        torch's product: its OpenMP workers, left spinning, slow the C kernels that follow),
+        so the next layer reads their whole rows (WHOLE_BEFORE_GATED_FROM)."""
+        fraction = self.dense_fraction(batch)
+        if self.dense_from is None and math.isinf(fraction) and self._gated_reader[id(layer)]:
+            return WHOLE_BEFORE_GATED_FROM, True
+        return fraction, False
+
     @torch.no_grad()
     def __call__(self, x: Tensor) -> SkipOutput:
         if x.dim() != 2 or x.shape[1] != self.model.config.input_size:
@@ -316,7 +327,8 @@ class SkipNetwork:
         act = NUMPY_ACTIVATIONS[layer.config.activation]
         partial = previous is not None and previous is not _ALL_DENSE  # some inputs part-read
         gate_values, values, on = self._gates(layer, x)
-        if (not partial and layer.estimator.binary and self.dense_fraction(x.shape[0]) <= 1.0
+        fraction, all_as_pairs = self._route(layer, x.shape[0])
+        if (not partial and not all_as_pairs and layer.estimator.binary and fraction <= 1.0
                 and on.all()):
             # Every gate on and worth 1: the plain dense layer. After a large product each
             # numpy call here starts with cold caches (~40 us apiece on this project's CPU),
@@ -324,14 +336,7 @@ class SkipNetwork:
             counts[...] = k
             return linear.dense(x, layer.config.activation), _ALL_DENSE, gate_values
         count = on.sum(-1, out=counts[0])  # (B,)
-        dense = count >= self.dense_fraction(x.shape[0]) * k  # (B,) routed dense
-        # Before a gated layer, a batch's examples with most blocks on compute them all, as
-        # pairs in the C kernels (never torch's product: its OpenMP workers, left spinning,
-        # slow the C kernels that follow), so the next layer reads their whole rows.
-        all_as_pairs = (self._gated_reader[id(layer)] and self.dense_from is None
-                        and x.shape[0] > 1 and self._native_blocks)
-        if all_as_pairs:
-            dense = count >= WHOLE_BEFORE_GATED_FROM * k
+        dense = count >= fraction * k  # (B,) routed dense: every block computed
         counts[1] = np.where(dense, k, count)  # blocks computed (B,)
         if not partial and not all_as_pairs and dense.all():  # one product, gated in place
             out = linear.dense(x, layer.config.activation)  # (B, K * S)

@@ -13,6 +13,7 @@ distributions could not be audited (listed).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.metadata
 import json
 import platform
@@ -64,16 +65,12 @@ def held_by(name: str, version: str, project: dict) -> list[str]:
     requirements exclude the latest release, and the Python versions the newer releases need.
     Empty when nothing here holds it back (it can simply be upgraded)."""
     latest = Version(project["info"]["version"])
-    reasons = []
-    for dist in importlib.metadata.distributions():
-        extras = [""] + (dist.metadata.get_all("Provides-Extra") or [])
-        for line in dist.requires or []:
-            requirement = Requirement(line)
-            if (canonicalize_name(requirement.name) == canonicalize_name(name)
-                    and not requirement.specifier.contains(latest, prereleases=True)
-                    and (requirement.marker is None
-                         or any(requirement.marker.evaluate({"extra": e}) for e in extras))):
-                reasons.append(f"{dist.metadata['Name']} {dist.version} requires {line}")
+    reasons = [f"{owner} requires {line}"
+               for owner, line, requirement, extras in _requirements()
+               if canonicalize_name(requirement.name) == canonicalize_name(name)
+               and not requirement.specifier.contains(latest, prereleases=True)
+               and (requirement.marker is None
+                    or any(requirement.marker.evaluate({"extra": e}) for e in extras))]
     python = Version(platform.python_version())
     newest_here = max((Version(v) for v, files in project.get("releases", {}).items()
                        if _installable(v, files, python)), default=None)
@@ -84,6 +81,18 @@ def held_by(name: str, version: str, project: dict) -> list[str]:
         reasons.append("this machine's torch build (scripts/install pins "
                        "SPARSEGATE_TORCH_VERSION; pip here is capped below the latest)")
     return sorted(set(reasons))
+
+
+@functools.cache
+def _requirements() -> list[tuple[str, str, Requirement, list[str]]]:
+    """Every installed distribution's requirements, parsed once: (owner "name version", the
+    requirement as written and parsed, the owner's extras with "" for none)."""
+    found = []
+    for dist in importlib.metadata.distributions():
+        extras = [""] + (dist.metadata.get_all("Provides-Extra") or [])
+        owner = f"{dist.metadata['Name']} {dist.version}"
+        found += [(owner, line, Requirement(line), extras) for line in dist.requires or []]
+    return found
 
 
 def _installable(version: str, files: list[dict], python: Version) -> bool:

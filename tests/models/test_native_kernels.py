@@ -203,16 +203,21 @@ def test_batches_stay_sparse_by_default_where_the_kernels_run_the_blocks():
     assert out.active_blocks.tolist() == out.computed_blocks.tolist() == [[4, 3]] * 12
 
 
+def two_gated_layers(first_blocks: int, seed: int) -> GatedNetwork:
+    """32 inputs -> first_blocks x 64 -> 4 x 64 -> 3: a gated layer read by a gated layer,
+    blocks the C kernels run."""
+    torch.manual_seed(seed)
+    return GatedNetwork(GatedNetworkConfig.from_dict({
+        "input_size": 32, "num_classes": 3, "target_density": 0.3, "layers": [
+            {"blocks": first_blocks, "block_size": 64, "gater_hidden": 0, "activation": "relu"},
+            {"blocks": 4, "block_size": 64, "gater_hidden": 8, "activation": "relu"}]})).eval()
+
+
 def test_a_gated_layer_reads_whole_inputs_by_rows_and_part_read_ones_by_tiles():
     """After a gated layer, examples that computed every block there run the next gated layer
     as whole rows, the others tile by tile; in one batch both, equal to the dense masked
     forward."""
-    torch.manual_seed(5)
-    config = GatedNetworkConfig.from_dict({
-        "input_size": 32, "num_classes": 3, "target_density": 0.3, "layers": [
-            {"blocks": 3, "block_size": 64, "gater_hidden": 0, "activation": "relu"},
-            {"blocks": 4, "block_size": 64, "gater_hidden": 8, "activation": "relu"}]})
-    model = GatedNetwork(config).eval()
+    model = two_gated_layers(first_blocks=3, seed=5)
     first, second = model.gated_layers
     x = torch.randn(40, 32, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():  # half the examples get every first-layer gate on, half about half
@@ -239,7 +244,6 @@ def test_a_gated_layer_reads_whole_inputs_by_rows_and_part_read_ones_by_tiles():
     torch.testing.assert_close(out.logits, model(x).logits, rtol=1e-4, atol=1e-4)
 
 
-
 def test_before_a_gated_layer_examples_with_most_blocks_on_compute_them_all():
     """In a batch, an example with at least WHOLE_BEFORE_GATED_FROM of a gated layer's blocks
     on computes all of them (as pairs, in C) when the next layer is gated, which then reads its
@@ -247,12 +251,7 @@ def test_before_a_gated_layer_examples_with_most_blocks_on_compute_them_all():
     from models.compute import compute_reports
     from models.skip_inference import WHOLE_BEFORE_GATED_FROM
 
-    torch.manual_seed(7)
-    config = GatedNetworkConfig.from_dict({
-        "input_size": 32, "num_classes": 3, "target_density": 0.3, "layers": [
-            {"blocks": 8, "block_size": 64, "gater_hidden": 0, "activation": "relu"},
-            {"blocks": 4, "block_size": 64, "gater_hidden": 8, "activation": "relu"}]})
-    model = GatedNetwork(config).eval()
+    model = two_gated_layers(first_blocks=8, seed=7)
     first, second = model.gated_layers
     x = torch.randn(40, 32, generator=torch.Generator().manual_seed(8))
     with torch.no_grad():

@@ -379,6 +379,15 @@ def headers(draw) -> dict[str, bytes]:
     return {} if content_type is None else {"Content-Type": content_type.encode("utf-8")}
 
 
+def post_checked(app_client, data, paths: list[str], raw: bytes, valid: bool | None,
+                 body: Any) -> None:
+    """POST raw to one of paths with a drawn Content-Type, and check the answer against the
+    oracle's verdict for that body and type."""
+    path = data.draw(st.sampled_from(paths))
+    sent = headers(data.draw)
+    check(post(app_client, path, raw, sent), accepted(valid, sent), examples_in(body))
+
+
 def accepted(valid: bool | None, sent: dict[str, bytes]) -> bool | None:
     """The oracle's verdict once the Content-Type is known: form types are never served."""
     value = sent.get("Content-Type")
@@ -392,11 +401,8 @@ def accepted(valid: bool | None, sent: dict[str, bytes]) -> bool | None:
 @FUZZ
 @given(body=json_values, v1=st.booleans(), data=st.data())
 def test_any_json_body_is_a_200_or_a_4xx_error(app_client, body, v1, data):
-    path = data.draw(st.sampled_from(V1_PATHS if v1 else V2_PATHS))
-    sent = headers(data.draw)
-    response = post(app_client, path, encode(body), sent)
     valid = expected_v1(body) if v1 else expected_v2(body)
-    check(response, accepted(valid, sent), examples_in(body))
+    post_checked(app_client, data, V1_PATHS if v1 else V2_PATHS, encode(body), valid, body)
 
 
 @FUZZ
@@ -404,9 +410,7 @@ def test_any_json_body_is_a_200_or_a_4xx_error(app_client, body, v1, data):
 def test_near_valid_v1_bodies_are_served_exactly_when_valid(app_client, body, data):
     raw = encode(body)
     valid = expected_v1(body) if len(raw) <= MAX_BODY else False
-    sent = headers(data.draw)
-    response = post(app_client, data.draw(st.sampled_from(V1_PATHS)), raw, sent)
-    check(response, accepted(valid, sent), examples_in(body))
+    post_checked(app_client, data, V1_PATHS, raw, valid, body)
 
 
 @FUZZ
@@ -414,9 +418,7 @@ def test_near_valid_v1_bodies_are_served_exactly_when_valid(app_client, body, da
 def test_near_valid_v2_bodies_are_served_exactly_when_valid(app_client, body, data):
     raw = encode(body)
     valid = expected_v2(body) if len(raw) <= MAX_BODY else False
-    sent = headers(data.draw)
-    response = post(app_client, data.draw(st.sampled_from(V2_PATHS)), raw, sent)
-    check(response, accepted(valid, sent), examples_in(body))
+    post_checked(app_client, data, V2_PATHS, raw, valid, body)
 
 
 NUMBER = re.compile(rb"(?<=[\[ ])-?[0-9][0-9.eE+-]*")  # a number in a list
@@ -449,9 +451,7 @@ def raw_bodies(draw) -> bytes:
 def test_raw_bytes_and_any_content_type_never_cause_a_server_error(app_client, raw, v1, data):
     ok, body = parse(raw)
     valid = ok and len(raw) <= MAX_BODY and (expected_v1(body) if v1 else expected_v2(body))
-    path = data.draw(st.sampled_from(V1_PATHS if v1 else V2_PATHS))
-    sent = headers(data.draw)
-    check(post(app_client, path, raw, sent), accepted(valid, sent), examples_in(body))
+    post_checked(app_client, data, V1_PATHS if v1 else V2_PATHS, raw, valid, body)
 
 
 HEADER_VALUES = [b"", b" ", b"-1", b"+12", b"0x1f", b"1e2", b"\xb2", b"\xb9\xb3", b"12 ",
