@@ -59,7 +59,7 @@ DENSE_FROM_SINGLE = 0.75
 # product (MKL on this AMD CPU) runs small batches far below the memory's rate. Measured with
 # `python -m benchmarks.skip` against `--dense-from` (the rule fixed for every batch), see
 # docs/performance.md: on the layer with every block on, the sparse route ran 1.6x
-# dense at batch 8 and ~1x at 256, where routing dense ran 0.9x; and any line in between makes
+# dense at batch 8 and ~1x at 256, where routing dense ran 0.96x-0.97x; and any line between makes
 # a batch whose examples straddle it pay for both routes (0.5x-0.6x at 95 % of the blocks with
 # the line at 100 %).
 # But an example with at least this fraction of a gated layer's blocks on, in a batch, computes
