@@ -12,7 +12,10 @@ Dense is the same network in bf16 with every block on and no gater (the two prod
 2-class read-out, `dense_forward`), timed eagerly and as a CUDA graph; the faster is the
 baseline (`dense_baseline` says which). The skip path (`TritonSkipNetwork`: its
 gater, kernels and the 2-class read-out) is timed eagerly (backend "triton") and as a CUDA
-graph replay (backend "triton-graph"). Each time is the median of `repeats` calls after
+graph replay (backend "triton-graph"). From `BATCH_ROUTE_MIN_BATCH` examples eager batches
+may take the batch route (torch GEMMs once enough pairs are on, `models.gpu_skip`); the
+backend "triton-no-batch-route" times the same forward without it, so one run compares the
+two. Each time is the median of `repeats` calls after
 `warmup` calls, with `torch.cuda.synchronize()` before the clock is read. Before any timing,
 each (batch, density) is checked against the dense masked forward in fp32: the read-out is
 replaced by the identity for that check, so all 4096 outputs of the dense layer are compared.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.metadata
+import math
 import statistics
 import sys
 import time
@@ -33,8 +37,13 @@ import torch
 
 from benchmarks.run_record import write_rows
 from benchmarks.skip import layer_model
+from models import gpu_skip
 from models.gated_network import ACTIVATION_FUNCTIONS, GatedNetwork
-from models.gpu_skip import GEMV_MAX_BATCH, CudaGraphSkipNetwork, TritonSkipNetwork
+from models.gpu_skip import (
+    GEMV_MAX_BATCH,
+    CudaGraphSkipNetwork,
+    TritonSkipNetwork,
+)
 
 CASE = "layer-4096-128x128-4096"
 DENSITIES = (1.0, 0.5, 0.25, 0.1, 0.05)
@@ -44,9 +53,12 @@ CUDA_BATCHES = (1, 16, 256, 4096)
 TOLERANCE = {torch.bfloat16: 3e-2, torch.float16: 1e-2, torch.float32: 1e-4}
 # A graph replays the same kernels as eager; only the order of fp32 atomic adds may differ.
 GRAPH_TOLERANCE = 1e-2
+# The eager forward without the batch route, at the batches where it can apply.
+NO_BATCH_ROUTE = {"triton-no-batch-route": {"batch_dense_from": math.inf}}
 # Extra eager variants (`--calibrate`): the grouped path without dense routing (every
 # consumer through atomics) and the GEMV path past GEMV_MAX_BATCH, to place both rules.
-CALIBRATION = {"triton-no-route": {"dense_from": 2.0}, "triton-gemv": {"path": "gemv"}}
+CALIBRATION = {"triton-no-route": {"dense_from": 2.0, "batch_dense_from": math.inf},
+               "triton-gemv": {"path": "gemv"}}
 
 
 def rows(warmup: int, repeats: int, seed: int) -> list[dict]:
@@ -136,7 +148,7 @@ def case_rows(device: str, warmup: int, repeats: int, seed: int, *, d_in: int = 
     checked_model = _identity_readout(model)
     gated = model.layers[0]
     checked_gated = checked_model.layers[0]
-    variants = {"triton": {}, **(CALIBRATION if calibrate else {})}
+    variants = {"triton": {}, **NO_BATCH_ROUTE, **(CALIBRATION if calibrate else {})}
     skips = {name: (TritonSkipNetwork(model, dtype, **options),
                     TritonSkipNetwork(checked_model, dtype, **options))
              for name, options in variants.items()}
@@ -201,6 +213,8 @@ def case_rows(device: str, warmup: int, repeats: int, seed: int, *, d_in: int = 
 
 def _variant_applies(name: str, batch: int) -> bool:
     """Calibration variants only where they differ from the default and stay affordable."""
+    if name == "triton-no-batch-route":
+        return batch >= gpu_skip.BATCH_ROUTE_MIN_BATCH
     if name == "triton-no-route":
         return batch > GEMV_MAX_BATCH
     if name == "triton-gemv":

@@ -48,6 +48,18 @@ def test_calibration_variants_are_checked_and_timed_where_they_apply():
     assert ("triton-no-route", 1) not in by_backend
 
 
+def test_the_batch_route_is_timed_against_the_forward_without_it(monkeypatch):
+    from models import gpu_skip
+
+    monkeypatch.setattr(gpu_skip, "BATCH_ROUTE_MIN_BATCH", 9)
+    rows = cuda_cases.case_rows(DEVICE, 0, 1, 0, d_in=32, blocks=4, block_size=16, d_out=24,
+                                batches=(3, 9), densities=(0.25,), dtype=torch.float32)
+    computed = {(r["backend"], r["batch"]): r["computed_density"] for r in rows}
+    assert ("triton-no-batch-route", 3) not in computed
+    assert computed[("triton", 9)] == 1.0  # a quarter of the pairs on: every block runs
+    assert computed[("triton-no-batch-route", 9)] < 1.0
+
+
 def test_a_wrong_result_is_refused_before_timing(monkeypatch):
     monkeypatch.setitem(cuda_cases.TOLERANCE, torch.float32, -1.0)  # nothing passes
     with pytest.raises(AssertionError, match="relative error"):

@@ -26,6 +26,7 @@ DEVICE = "cpu" if INTERPRET else "cuda"
 
 pytest.importorskip("triton")
 
+from models import gpu_skip  # noqa: E402
 from models.compute import active_blocks_of, compute_reports  # noqa: E402
 from models.gated_config import GatedNetworkConfig  # noqa: E402
 from models.gated_network import GatedNetwork  # noqa: E402
@@ -197,6 +198,56 @@ def test_no_gated_layer_and_shape_errors():
         TritonSkipNetwork(model, torch.float32, path="fast")
 
 
+def all_blocks(model, out) -> torch.Tensor:
+    blocks = [layer.config.blocks for layer in model.gated_layers]
+    return torch.tensor([blocks] * out.active_blocks.shape[0], device=out.active_blocks.device)
+
+
+@pytest.mark.parametrize(("layout", "estimator"), [
+    ("gated-dense", "st"), ("gated-gated", "sts"), ("gated-dense-gated", "noisy-rectifier")])
+def test_batch_route_runs_every_block_with_the_same_result(layout, estimator, monkeypatch):
+    monkeypatch.setattr(gpu_skip, "BATCH_ROUTE_MIN_BATCH", 8)  # the interpreter is slow
+    model = network(layout, estimator, seed=4)
+    x = inputs(17, seed=4)
+    routed = TritonSkipNetwork(model, torch.float32, batch_dense_from=1e-9)(x)
+    assert_matches(model, x, routed)
+    assert torch.equal(routed.computed_blocks, all_blocks(model, routed))
+    assert bool((routed.active_blocks < routed.computed_blocks).any())  # gates did cut
+    kept = TritonSkipNetwork(model, torch.float32, batch_dense_from=math.inf)(x)
+    torch.testing.assert_close(kept.logits, routed.logits, atol=1e-5, rtol=1e-5)
+    assert not torch.equal(kept.computed_blocks, routed.computed_blocks)
+    # Below the smallest batch the route is off, whatever the fraction.
+    small = TritonSkipNetwork(model, torch.float32, batch_dense_from=1e-9)(x[:7])
+    assert not torch.equal(small.computed_blocks, all_blocks(model, small))
+
+
+def test_batch_route_starts_at_its_fraction_of_the_batchs_pairs(monkeypatch):
+    monkeypatch.setattr(gpu_skip, "BATCH_ROUTE_MIN_BATCH", 8)
+    model = network("gated-dense", "st", seed=6)
+    x = inputs(17, seed=6)
+    first = TritonSkipNetwork(model, torch.float32, batch_dense_from=math.inf)(x)
+    pairs, possible = int(first.active_blocks.sum()), first.active_blocks.numel() * 6
+    assert 0 < pairs < possible
+    at = TritonSkipNetwork(model, torch.float32, batch_dense_from=pairs / possible)(x)
+    assert torch.equal(at.computed_blocks, all_blocks(model, at))
+    above = TritonSkipNetwork(model, torch.float32,
+                              batch_dense_from=(pairs + 0.5) / possible)(x)
+    assert torch.equal(above.computed_blocks, first.computed_blocks)
+    torch.testing.assert_close(at.logits, above.logits, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="batch_dense_from"):
+        TritonSkipNetwork(model, torch.float32, batch_dense_from=0.0)
+
+
+def test_batch_route_in_fp16_within_tolerance(monkeypatch):
+    monkeypatch.setattr(gpu_skip, "BATCH_ROUTE_MIN_BATCH", 8)
+    model = network("gated-dense-gated", "sts", seed=2)
+    x = inputs(17, seed=2)
+    out = TritonSkipNetwork(model, torch.float16, batch_dense_from=1e-9)(x)
+    assert torch.equal(out.computed_blocks, all_blocks(model, out))
+    want = masked_forward(model, x, out.gates)
+    assert float((out.logits - want).abs().max()) <= 1e-2 * float(want.abs().max())
+
+
 @pytest.mark.parametrize("dense_from_k", [math.inf, 2.0], ids=["no-routing", "routing"])
 def test_gate_lists_hold_each_blocks_sparse_examples_and_the_dense_ones(dense_from_k):
     from models import triton_kernels as tk
@@ -277,19 +328,23 @@ def test_bf16_at_the_issue_size(batch, density):
 
 @pytest.mark.gpu
 @needs_compiled_cuda
-@pytest.mark.parametrize("batch", [1, 3, 16])
-def test_cuda_graph_replay_equals_eager(batch):
-    model, x = _issue_layer(batch, 0.1)
+@pytest.mark.parametrize(("batch", "density"), [(1, 0.1), (3, 0.1), (16, 0.1), (256, 0.5)])
+def test_cuda_graph_replay_equals_eager(batch, density):
+    # At 256 and 50 % eager takes the batch route (a host sync) and the capture cannot:
+    # the graph keeps the per-example routes, with the same logits within bf16's tolerance.
+    model, x = _issue_layer(batch, density)
     skip = TritonSkipNetwork(model, torch.bfloat16)
-    graphed = CudaGraphSkipNetwork(skip, buckets=(1, 4, 16))
+    graphed = CudaGraphSkipNetwork(skip, buckets=(1, 4, 16, 256))
     eager = skip(x)
+    scale = float(eager.logits.abs().max())
     for _ in range(2):  # capture on the first call, replay on both
         replayed = graphed(x)
-        torch.testing.assert_close(replayed.logits, eager.logits, atol=1e-2, rtol=1e-2)
+        assert float((replayed.logits - eager.logits).abs().max()) <= 3e-2 * scale
         assert torch.equal(replayed.active_blocks, eager.active_blocks)
     # A second input through the same graph: the replay reads the new input.
     x2 = torch.randn_like(x)
-    torch.testing.assert_close(graphed(x2).logits, skip(x2).logits, atol=1e-2, rtol=1e-2)
+    want2 = skip(x2).logits
+    assert float((graphed(x2).logits - want2).abs().max()) <= 3e-2 * float(want2.abs().max())
 
 
 @pytest.mark.gpu
