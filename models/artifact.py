@@ -35,6 +35,7 @@ import re
 import secrets
 import shutil
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,9 @@ _DTYPES = {
                   torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)
 }
 _HASH_CHUNK = 1 << 20
+# A writer's temporary folder this old was left by a process killed mid-write (a write takes
+# seconds to minutes): the next write into the same model folder deletes it.
+STALE_TEMPORARY_SECONDS = 24 * 3600
 
 
 class ArtifactError(ValueError):
@@ -159,6 +163,7 @@ def write_artifact(
                             "(pass overwrite=True to replace it)")
 
     model_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(model_dir)
     temporary = _make_sibling_dir(model_dir, f".tmp-{version}-")
     try:
         weights_path = temporary / WEIGHTS_FILE
@@ -264,6 +269,21 @@ def _prepare_extra_files(extra_files: object, final: Path) -> dict[str, bytes]:
                                 f"{type(data).__name__}")
         prepared[file_name] = bytes(data)
     return prepared
+
+
+def _remove_stale_temporaries(model_dir: Path) -> None:
+    """Delete `.tmp-` folders older than STALE_TEMPORARY_SECONDS (writes killed before their
+    own cleanup could run). Younger ones may belong to a write in progress and stay; `.old-`
+    folders stay too: after a crash between the two renames of an overwrite they hold the
+    only copy of a version."""
+    cutoff = time.time() - STALE_TEMPORARY_SECONDS
+    for entry in model_dir.iterdir():
+        try:
+            if (entry.name.startswith(".tmp-") and entry.is_dir() and not entry.is_symlink()
+                    and entry.stat().st_mtime < cutoff):
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:  # gone meanwhile (another writer's cleanup): nothing to do
+            continue
 
 
 def _make_sibling_dir(parent: Path, prefix: str) -> Path:

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -189,6 +190,22 @@ def test_an_interrupt_while_writing_also_cleans_up(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         write(tmp_path, "mnist", 1)
     assert entries(tmp_path / "mnist") == []
+
+
+def test_a_write_deletes_temporaries_left_by_killed_writes_not_live_ones(tmp_path):
+    model_dir = tmp_path / "mnist"
+    stale, live, aside = (model_dir / ".tmp-1-dead", model_dir / ".tmp-2-live",
+                          model_dir / ".old-3-kept")
+    for folder in (stale, live, aside):
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"partial")
+    old = time.time() - artifact.STALE_TEMPORARY_SECONDS - 60
+    for folder in (stale, aside):
+        os.utime(folder, (old, old))
+    write(tmp_path, "mnist", 4)
+    # The killed write's folder is gone; one that may be in progress, and an overwrite's
+    # aside folder (possibly a version's only copy), stay.
+    assert entries(model_dir) == [".old-3-kept", ".tmp-2-live", "4"]
 
 
 def test_existing_version_is_refused_without_overwrite_and_stays_intact(tmp_path):
