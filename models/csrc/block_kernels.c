@@ -12,6 +12,37 @@
 
 #define T 64 /* output columns per tile: four AVX-512 or eight AVX2 vectors */
 
+/* Row tiles: each kernel below keeps the sums of up to RMAX pair rows in registers while it
+ * streams a weight tile, and pads a short tile by repeating a row. Padding is not free: at one
+ * pair per block (batch 1) a 6-row tile does six times the multiply-adds for the same bytes.
+ * So the tile is the smallest of 1, 2, 4 and RMAX rows that holds what is left, and the row
+ * count is a constant in each copy of the inner loop (FOR_ROWS below), which the compiler
+ * unrolls and keeps in registers. */
+#define FOR_ROWS(n, rmax, CALL)                                                                \
+    do {                                                                                      \
+        if ((n) <= 1) { CALL(1); } else if ((n) <= 2) { CALL(2); }                            \
+        else if ((n) <= 4 || (rmax) == 4) { CALL(4); } else { CALL(rmax); }                   \
+    } while (0)
+#define INLINE static inline __attribute__((always_inline))
+
+/* out[p0 + i, c0:c0+T] = x[ex[p0 + i], :D] @ W[:D, c0:c0+T] for i < n, with R >= n rows. */
+INLINE void rows_tile(const float *__restrict x, int64_t D, const int64_t *ex, int64_t p0,
+                      int64_t n, const float *__restrict Wk, int64_t S, int64_t c0,
+                      float *__restrict out, const int R) {
+    float acc[6][T] = {{0}};
+    const float *xr[6];
+    for (int i = 0; i < R; ++i) xr[i] = x + ex[p0 + (i < n ? i : 0)] * D;
+    for (int64_t d = 0; d < D; ++d) {
+        const float *wr = Wk + d * S + c0;
+        for (int i = 0; i < R; ++i) {
+            float xv = xr[i][d];
+            for (int64_t c = 0; c < T; ++c) acc[i][c] += xv * wr[c];
+        }
+    }
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t c = 0; c < T; ++c) out[(p0 + i) * S + c0 + c] = acc[i][c];
+}
+
 /* out[p, :S] = x[ex[p], :D] @ W[block, :D, :S] for every pair p of every span. */
 #define R1 6 /* pair rows per pass over a weight tile: 6 x 64 sums fit the vector registers */
 void rows_times_blocks(const float *__restrict x, int64_t D, const int64_t *ex,
@@ -23,18 +54,9 @@ void rows_times_blocks(const float *__restrict x, int64_t D, const int64_t *ex,
         for (int64_t c0 = 0; c0 < S; c0 += T) {
             for (int64_t p0 = start; p0 < end; p0 += R1) {
                 int64_t n = end - p0 < R1 ? end - p0 : R1;
-                float acc[R1][T] = {{0}};
-                const float *xr[R1];
-                for (int64_t i = 0; i < R1; ++i) xr[i] = x + ex[p0 + (i < n ? i : 0)] * D;
-                for (int64_t d = 0; d < D; ++d) {
-                    const float *wr = Wk + d * S + c0;
-                    for (int64_t i = 0; i < R1; ++i) {
-                        float xv = xr[i][d];
-                        for (int64_t c = 0; c < T; ++c) acc[i][c] += xv * wr[c];
-                    }
-                }
-                for (int64_t i = 0; i < n; ++i)
-                    for (int64_t c = 0; c < T; ++c) out[(p0 + i) * S + c0 + c] = acc[i][c];
+#define ROWS_CALL(R) rows_tile(x, D, ex, p0, n, Wk, S, c0, out, R)
+                FOR_ROWS(n, R1, ROWS_CALL);
+#undef ROWS_CALL
             }
         }
     }
@@ -43,6 +65,23 @@ void rows_times_blocks(const float *__restrict x, int64_t D, const int64_t *ex,
 /* out[ex[p], c_begin:c_end] += h[p, :S] @ W[block, :S, c_begin:c_end] for every pair p of every
  * span; c_begin and c_end are multiples of T. */
 #define R2 4 /* fewer rows here: the inner dimension is short and the tile loads dominate */
+INLINE void columns_tile(const float *__restrict h, int64_t S, const int64_t *ex, int64_t p0,
+                         int64_t n, const float *__restrict Wk, int64_t N, int64_t c0,
+                         float *__restrict out, const int R) {
+    float acc[R2][T] = {{0}};
+    for (int64_t s = 0; s < S; ++s) {
+        const float *wr = Wk + s * N + c0;
+        for (int i = 0; i < R; ++i) {
+            float hv = i < n ? h[(p0 + i) * S + s] : 0.0f;
+            for (int64_t c = 0; c < T; ++c) acc[i][c] += hv * wr[c];
+        }
+    }
+    for (int64_t i = 0; i < n; ++i) {
+        float *o = out + ex[p0 + i] * N + c0;
+        for (int64_t c = 0; c < T; ++c) o[c] += acc[i][c];
+    }
+}
+
 static void accumulate_columns(const float *__restrict h, int64_t S, const int64_t *ex,
                                const float *__restrict W, int64_t N, const int64_t *spans,
                                int64_t G, float *__restrict out, int64_t c_begin, int64_t c_end) {
@@ -52,18 +91,9 @@ static void accumulate_columns(const float *__restrict h, int64_t S, const int64
         for (int64_t p0 = start; p0 < end; p0 += R2) {
             int64_t n = end - p0 < R2 ? end - p0 : R2;
             for (int64_t c0 = c_begin; c0 < c_end; c0 += T) {
-                float acc[R2][T] = {{0}};
-                for (int64_t s = 0; s < S; ++s) {
-                    const float *wr = Wk + s * N + c0;
-                    for (int64_t i = 0; i < R2; ++i) {
-                        float hv = i < n ? h[(p0 + i) * S + s] : 0.0f;
-                        for (int64_t c = 0; c < T; ++c) acc[i][c] += hv * wr[c];
-                    }
-                }
-                for (int64_t i = 0; i < n; ++i) {
-                    float *o = out + ex[p0 + i] * N + c0;
-                    for (int64_t c = 0; c < T; ++c) o[c] += acc[i][c];
-                }
+#define COLUMNS_CALL(R) columns_tile(h, S, ex, p0, n, Wk, N, c0, out, R)
+                FOR_ROWS(n, R2, COLUMNS_CALL);
+#undef COLUMNS_CALL
             }
         }
     }
@@ -83,6 +113,28 @@ void accumulate_blocks_times_rows(const float *__restrict h, int64_t S, const in
  * (K, J * Sin, S), reads (B, J) bytes. Per (block, column tile, input block) the weight tile
  * (Sin x T) is streamed once per R3 of the pairs that read that input block. */
 #define R3 4
+/* out[rows[i], c0:c0+T] += x[ex[rows[i]], :Sin] @ tile[:Sin, :T] for i < n, with R >= n rows;
+ * x points at the input block's first column, tile at its weight rows' column c0. */
+INLINE void input_block_tile(const float *__restrict x, int64_t D, int64_t Sin,
+                             const int64_t *ex, const int64_t *rows, int64_t n,
+                             const float *__restrict tile, int64_t S, int64_t c0,
+                             float *__restrict out, const int R) {
+    const float *xr[R3];
+    for (int i = 0; i < R; ++i) xr[i] = x + ex[rows[i < n ? i : 0]] * D;
+    float acc[R3][T] = {{0}};
+    for (int64_t s = 0; s < Sin; ++s) {
+        const float *wr = tile + s * S;
+        for (int i = 0; i < R; ++i) {
+            float xv = xr[i][s];
+            for (int64_t c = 0; c < T; ++c) acc[i][c] += xv * wr[c];
+        }
+    }
+    for (int64_t i = 0; i < n; ++i) {
+        float *o = out + rows[i] * S + c0;
+        for (int64_t c = 0; c < T; ++c) o[c] += acc[i][c];
+    }
+}
+
 void tiles_from_blocks(const float *__restrict x, int64_t Sin, const uint8_t *reads, int64_t J,
                        const int64_t *ex, const float *__restrict W, int64_t S,
                        const int64_t *spans, int64_t G, float *__restrict out) {
@@ -101,21 +153,9 @@ void tiles_from_blocks(const float *__restrict x, int64_t Sin, const uint8_t *re
                     for (; p < end && n < R3; ++p)
                         if (reads[ex[p] * J + j]) rows[n++] = p;
                     if (n == 0) break;
-                    const float *xr[R3];
-                    for (int64_t i = 0; i < R3; ++i)
-                        xr[i] = x + ex[rows[i < n ? i : 0]] * D + j * Sin;
-                    float acc[R3][T] = {{0}};
-                    for (int64_t s = 0; s < Sin; ++s) {
-                        const float *wr = tile + s * S;
-                        for (int64_t i = 0; i < R3; ++i) {
-                            float xv = xr[i][s];
-                            for (int64_t c = 0; c < T; ++c) acc[i][c] += xv * wr[c];
-                        }
-                    }
-                    for (int64_t i = 0; i < n; ++i) {
-                        float *o = out + rows[i] * S + c0;
-                        for (int64_t c = 0; c < T; ++c) o[c] += acc[i][c];
-                    }
+#define TILES_CALL(R) input_block_tile(x + j * Sin, D, Sin, ex, rows, n, tile, S, c0, out, R)
+                    FOR_ROWS(n, R3, TILES_CALL);
+#undef TILES_CALL
                 }
             }
         }

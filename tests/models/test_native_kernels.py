@@ -79,6 +79,44 @@ def test_tiles_read_only_the_input_blocks_each_example_reads(batch, density):
         kernels.tiles_from_blocks(x, reads.astype(bool), examples, w, spans, got)
 
 
+def test_every_row_tile_size_and_remainder():
+    # Blocks with 1 to 13 pairs each: the kernels cut a block's pairs into tiles of 6 (or 4)
+    # rows and pick the smallest tile (1, 2, 4, 6 rows) that holds the rest; every remainder
+    # and every tile size must give the same products.
+    rng = np.random.default_rng(7)
+    counts = np.arange(1, 14)
+    blocks, batch, d, s, n = counts.size, 16, 96, 64, 128
+    ends = np.cumsum(counts)
+    spans = np.stack([np.arange(blocks), ends - counts, ends], axis=1).astype(np.int64)
+    block_of = np.repeat(np.arange(blocks), counts)
+    # Distinct examples within a block, as the engine's pair lists have them.
+    examples = np.concatenate([rng.permutation(batch)[:c] for c in counts]).astype(np.int64)
+    x = rng.standard_normal((batch, d), dtype=np.float32)
+    w_in = rng.standard_normal((blocks, d, s), dtype=np.float32)
+    got = kernels.rows_times_blocks(x, examples, w_in, spans,
+                                    np.empty((examples.size, s), np.float32))
+    want = np.einsum("pd,pds->ps", x[examples], w_in[block_of])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+    h = rng.standard_normal((examples.size, s), dtype=np.float32)
+    w_out = rng.standard_normal((blocks, s, n), dtype=np.float32)
+    out = np.zeros((batch, n), np.float32)
+    kernels.accumulate_blocks_times_rows(h, examples, w_out, spans, out)
+    want = np.zeros((batch, n), np.float32)
+    np.add.at(want, examples, np.einsum("ps,psn->pn", h, w_out[block_of]))
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+
+    in_blocks, s_in = 3, 32
+    reads = (rng.random((batch, in_blocks)) < 0.7).astype(np.uint8)
+    x = rng.standard_normal((batch, in_blocks * s_in), dtype=np.float32)
+    w = rng.standard_normal((blocks, in_blocks * s_in, s), dtype=np.float32)
+    got = kernels.tiles_from_blocks(x, reads, examples, w, spans,
+                                    np.empty((examples.size, s), np.float32))
+    masked = x * np.repeat(reads, s_in, axis=1)
+    want = np.einsum("pd,pds->ps", masked[examples], w[block_of])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_kernels_refuse_arrays_they_cannot_read():
     x = np.zeros((2, 64), np.float64)
     with pytest.raises(ValueError, match="float32"):
