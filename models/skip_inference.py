@@ -263,8 +263,7 @@ class SkipNetwork:
         `python -m benchmarks.skip` (docs/performance.md): below 4 rows per block they took
         the layer at batch 8 and 25 % from 1.74x to 2.50x dense, and at batch 64 and 5 % from
         2.94x to 4.84x; with row tiles cut to the rows present (1, 2, 4 or 6, no longer six
-        rows computed for one), the layer at batch 1 and 10 % went from 7.67x to 10.1x and at
-        batch 8 from 3.21x to 5.00x."""
+        rows computed for one), the layer at batch 1 and 10 % went from 8.03x to 9.73x."""
         return self.native is not None and native_kernels.supports(columns)
 
     def _native_threads(self, macs: int) -> int:
