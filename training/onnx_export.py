@@ -93,6 +93,8 @@ from models.estimators import Estimator
 from models.gated_artifact import load_gated_network
 from models.gated_network import GatedLayer, GatedNetwork
 
+from .onnx_graph import ExportError, Graph, apply_activation, blocked
+
 ONNX_FILE = "model.onnx"
 INPUT_NAME = "x"
 OUTPUT_NAMES = ("logits", "active_blocks", "computed_blocks")
@@ -106,78 +108,6 @@ RTOL = 1e-4
 # A gate whose torch logit lies this close to the threshold (relative) may flip between torch
 # and ORT, whose sums differ in the last bits; such examples are not compared.
 TIE_RTOL = 1e-5
-
-
-class ExportError(RuntimeError):
-    """The graph could not be built, or onnxruntime disagreed with torch."""
-
-
-# --- graph building ---------------------------------------------------------------------------
-
-
-class _Graph:
-    """Nodes of one (sub)graph; constants and fresh names are shared with the root graph, so
-    If branches refer to the root's initializers and no name is defined twice."""
-
-    def __init__(self, root: _Graph | None = None) -> None:
-        self.root = root or self
-        self.nodes: list[onnx.NodeProto] = []
-        self.produced: set[str] = set()
-        if root is None:
-            self.initializers: list[onnx.TensorProto] = []
-            self._counts: dict[str, int] = {}
-            self._small: dict[tuple, str] = {}
-
-    def fresh(self, hint: str) -> str:
-        counts = self.root._counts
-        counts[hint] = counts.get(hint, -1) + 1
-        return hint if counts[hint] == 0 else f"{hint}__{counts[hint]}"
-
-    def const(self, array: np.ndarray, hint: str) -> str:
-        name = self.fresh(hint)
-        # np.array, not np.ascontiguousarray: that makes a 0-d array 1-d
-        self.root.initializers.append(numpy_helper.from_array(np.array(array, order="C"), name))
-        return name
-
-    def ints(self, *values: int) -> str:
-        """A shared int64 vector constant (axes, shapes)."""
-        return self._small_const(np.array(values, dtype=np.int64), "i64")
-
-    def scalar(self, value: float | int | bool, dtype) -> str:
-        return self._small_const(np.array(value, dtype=dtype), "scalar")
-
-    def _small_const(self, array: np.ndarray, hint: str) -> str:
-        key = (array.dtype.str, array.shape, array.tobytes())
-        cache = self.root._small
-        if key not in cache:
-            cache[key] = self.const(array, hint)
-        return cache[key]
-
-    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: int = 1,
-           name: str | None = None, **attrs: Any) -> Any:
-        """Add a node; its outputs get fresh names from `hint`, or exactly `name` (a graph
-        output)."""
-        names = [name] if name else [self.fresh(hint or op_type.lower()) for _ in range(outputs)]
-        if name:
-            self.root._counts[name] = self.root._counts.get(name, 0)
-        self.nodes.append(helper.make_node(op_type, inputs, names, **attrs))
-        self.produced.update(names)
-        return names[0] if outputs == 1 else names
-
-    def if_(self, cond: str, then_fn, else_fn, hint: str, name: str | None = None) -> str:
-        """If(cond) with branches built by then_fn(graph) / else_fn(graph), each returning the
-        name of its float output."""
-        branches = []
-        for label, fn in (("then", then_fn), ("else", else_fn)):
-            sub = _Graph(self.root)
-            out = fn(sub)
-            if out not in sub.produced:  # a branch output must be computed inside the branch
-                out = sub.op("Identity", [out], f"{hint}_{label}")
-            info = helper.make_tensor_value_info(out, TensorProto.FLOAT, None)
-            branches.append(helper.make_graph(sub.nodes, self.fresh(f"{hint}_{label}"), [],
-                                              [info]))
-        return self.op("If", [cond], hint, name=name, then_branch=branches[0],
-                       else_branch=branches[1])
 
 
 @dataclass
@@ -210,28 +140,7 @@ def _np(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().to("cpu", torch.float32).numpy()
 
 
-ACTIVATION_OPS = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}
-
-
-def _activation(g: _Graph, x: str, activation: str, name: str | None = None) -> str:
-    if activation == "linear":
-        return g.op("Identity", [x], name=name) if name else x
-    if activation not in ACTIVATION_OPS:
-        raise ExportError(f"activation {activation!r} has no ONNX export")
-    return g.op(ACTIVATION_OPS[activation], [x], name=name)
-
-
-def _blocked(g: _Graph, array: np.ndarray, blocks: int, hint: str) -> tuple[str, str]:
-    """`array` (blocks * S, ...) stored once as (blocks, S, ...) for Gather by block (one copy
-    of S contiguous rows per block), plus its 2-D view for the dense Gemm: a Reshape of the
-    initializer, which ORT folds into a constant at load time."""
-    stored = g.const(array.reshape(blocks, -1, *array.shape[1:]), f"{hint}.blocked")
-    flat = g.root.op("Reshape", [stored, g.ints(*array.shape[:1], *([-1] * (array.ndim - 1)))],
-                     hint)
-    return stored, flat
-
-
-def _linear(g: _Graph, x: _Full | _Compact, weight: np.ndarray, bias: np.ndarray, hint: str,
+def _linear(g: Graph, x: _Full | _Compact, weight: np.ndarray, bias: np.ndarray, hint: str,
             out: _Selection | None = None, activation: str = "linear",
             name: str | None = None) -> str:
     """act(x @ W.T + b), reading only what skipping allows; W is (N, D_in) as torch stores it.
@@ -240,10 +149,10 @@ def _linear(g: _Graph, x: _Full | _Compact, weight: np.ndarray, bias: np.ndarray
     rows of the selected output blocks are computed (a gated layer's main path). The activation
     sits inside each If branch, where ORT fuses it into the Gemm.
     """
-    def gemm(s: _Graph, a: str, w: str, b: str, trans_b: int) -> str:
-        return _activation(s, s.op("Gemm", [a, w, b], hint, transB=trans_b), activation)
+    def gemm(s: Graph, a: str, w: str, b: str, trans_b: int) -> str:
+        return apply_activation(s, s.op("Gemm", [a, w, b], hint, transB=trans_b), activation)
 
-    def rows(s: _Graph, blocked: str, idx: str, width: int | None, label: str) -> str:
+    def rows(s: Graph, blocked: str, idx: str, width: int | None, label: str) -> str:
         """The selected blocks' rows of a (K, S, ...) weight, as (n*S, width)."""
         picked = s.op("Gather", [blocked, idx], f"{hint}.{label}", axis=0)  # (n, 1, S, ...)
         return s.op("Reshape", [picked, s.ints(-1) if width is None else s.ints(-1, width)])
@@ -251,37 +160,37 @@ def _linear(g: _Graph, x: _Full | _Compact, weight: np.ndarray, bias: np.ndarray
     if isinstance(x, _Full) and out is None:
         w, b = g.const(weight, f"{hint}.weight"), g.const(bias, f"{hint}.bias")
         pre = g.op("Gemm", [x.name, w, b], hint, transB=1)  # (B, N)
-        return _activation(g, pre, activation, name)
+        return apply_activation(g, pre, activation, name)
     if isinstance(x, _Full):
-        w3, w = _blocked(g, weight, out.blocks, f"{hint}.weight")  # (K, S, D), (K*S, D)
-        b3, b = _blocked(g, bias, out.blocks, f"{hint}.bias")  # (K, S), (K*S,)
+        w3, w = blocked(g, weight, out.blocks, f"{hint}.weight")  # (K, S, D), (K*S, D)
+        b3, b = blocked(g, bias, out.blocks, f"{hint}.bias")  # (K, S), (K*S,)
 
-        def rows_only(s: _Graph) -> str:  # the selected blocks' output rows
+        def rows_only(s: Graph) -> str:  # the selected blocks' output rows
             ws = rows(s, w3, out.idx, weight.shape[1], "rows")  # (n*S, D)
             return gemm(s, x.name, ws, rows(s, b3, out.idx, None, "bias_rows"), 1)  # (B, n*S)
 
         return g.if_(out.dense, lambda s: gemm(s, x.name, w, b, 1), rows_only, hint, name)
     inp = x.selection
     if out is None:  # a dense layer, a gater or the read-out after a gated layer
-        wt3, wt = _blocked(g, np.ascontiguousarray(weight.T), inp.blocks,
+        wt3, wt = blocked(g, np.ascontiguousarray(weight.T), inp.blocks,
                            f"{hint}.weight_t")  # (K_in, S_in, N), (D_in, N)
         b = g.const(bias, f"{hint}.bias")
 
-        def input_rows(s: _Graph) -> str:  # only the rows of the active input blocks
+        def input_rows(s: Graph) -> str:  # only the rows of the active input blocks
             ws = rows(s, wt3, inp.idx, weight.shape[0], "input_rows")  # (n*S_in, N)
             return gemm(s, x.name, ws, b, 0)  # (B, N)
 
         return g.if_(inp.dense, lambda s: gemm(s, x.name, wt, b, 0), input_rows, hint, name)
     # A gated layer after a gated layer: select output rows and input blocks.
-    w3, w = _blocked(g, weight, out.blocks, f"{hint}.weight")
-    b3, b = _blocked(g, bias, out.blocks, f"{hint}.bias")
+    w3, w = blocked(g, weight, out.blocks, f"{hint}.weight")
+    b3, b = blocked(g, bias, out.blocks, f"{hint}.bias")
     k_in, s_in = inp.blocks, inp.block_size
 
-    def out_sparse(s: _Graph) -> str:
+    def out_sparse(s: Graph) -> str:
         ws = rows(s, w3, out.idx, weight.shape[1], "rows")  # (n_out*S_out, D_in)
         bs = rows(s, b3, out.idx, None, "bias_rows")
 
-        def both(t: _Graph) -> str:
+        def both(t: Graph) -> str:
             w3_in = t.op("Reshape", [ws, t.ints(0, k_in, s_in)])  # (n_out*S_out, K_in, S_in)
             w4 = t.op("Gather", [w3_in, inp.idx], f"{hint}.input_blocks",
                       axis=1)  # (n_out*S_out, n_in, 1, S_in)
@@ -292,7 +201,7 @@ def _linear(g: _Graph, x: _Full | _Compact, weight: np.ndarray, bias: np.ndarray
 
         return s.if_(inp.dense, lambda t: gemm(t, x.name, ws, bs, 1), both, hint)
 
-    def out_dense(s: _Graph) -> str:
+    def out_dense(s: Graph) -> str:
         # The input is full width already, or (rarely: this layer's union is wide, the previous
         # one's narrow) is put back to full width. One Gemm reads W here: ORT prepacks a weight
         # that two Gemm nodes share in different branches for neither (measured: 2x slower).
@@ -302,7 +211,7 @@ def _linear(g: _Graph, x: _Full | _Compact, weight: np.ndarray, bias: np.ndarray
     return g.if_(out.dense, out_dense, out_sparse, hint, name)
 
 
-def _to_full(g: _Graph, x: _Compact) -> str:
+def _to_full(g: Graph, x: _Compact) -> str:
     """(B, n*S) -> (B, K*S) with zeros in the unselected blocks (rows are distinct, so the
     ScatterND has no duplicate indices)."""
     sel = x.selection
@@ -318,7 +227,7 @@ def _to_full(g: _Graph, x: _Compact) -> str:
     return g.op("Transpose", [full])  # (B, K*S)
 
 
-def _gate_values(g: _Graph, estimator: Estimator, logits: str, on: str, hint: str) -> str:
+def _gate_values(g: Graph, estimator: Estimator, logits: str, on: str, hint: str) -> str:
     """The ONNX form of `estimator.gate_values(logits, on)`: (B, K) float, zero where off."""
     if type(estimator).gate_values is not Estimator.gate_values:
         raise ExportError(f"estimator {estimator.name!r} overrides gate_values; its ONNX form is "
@@ -340,7 +249,7 @@ def _gate_values(g: _Graph, estimator: Estimator, logits: str, on: str, hint: st
     return g.op("Where", [on, value, g.scalar(0.0, np.float32)], f"{hint}.gate_values")
 
 
-def _hard_concrete_mean(g: _Graph, estimator, logits: str) -> str:
+def _hard_concrete_mean(g: Graph, estimator, logits: str) -> str:
     """E[h | a] by the estimator's own quadrature (models/estimators/relaxation.py)."""
     from models.estimators.relaxation import QUADRATURE_POINTS
 
@@ -356,7 +265,7 @@ def _hard_concrete_mean(g: _Graph, estimator, logits: str) -> str:
     return g.op("ReduceMean", [clipped, g.ints(-1)], keepdims=0)  # (B, K)
 
 
-def _gated_layer(g: _Graph, x: _Full | _Compact, layer: GatedLayer, i: int, cut: int,
+def _gated_layer(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int, cut: int,
                  active_name: str | None) -> tuple[_Compact, str, str]:
     cfg = layer.config
     k, s = cfg.blocks, cfg.block_size
@@ -398,12 +307,12 @@ def _gated_layer(g: _Graph, x: _Full | _Compact, layer: GatedLayer, i: int, cut:
     return _Compact(out, selection), active, computed
 
 
-def _dense_layer(g: _Graph, x: _Full | _Compact, layer: GatedLayer, i: int) -> _Full:
+def _dense_layer(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int) -> _Full:
     return _Full(_linear(g, x, _np(layer.main.weight), _np(layer.main.bias), f"layers.{i}.main",
                          activation=layer.config.activation), layer.config.width)
 
 
-def _finish(g: _Graph, inputs, outputs, opset: int, name: str) -> onnx.ModelProto:
+def _finish(g: Graph, inputs, outputs, opset: int, name: str) -> onnx.ModelProto:
     graph = helper.make_graph(g.nodes, name, inputs, outputs, g.initializers)
     opsets = [helper.make_opsetid("", opset)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="sparsegate",
@@ -436,7 +345,7 @@ def export_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET, *,
     (the tests run both paths through the same builder).
     """
     check_opset(opset)
-    g = _Graph()
+    g = Graph()
     x: _Full | _Compact = _Full(INPUT_NAME, model.config.input_size)
     num_gated = len(model.gated_layers)
     actives, computed = [], []
@@ -478,7 +387,7 @@ def export_dense_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET) -> onnx.M
     """The same network run densely: every block, no gater, no gate values (the cost baseline
     of the benchmark; its logits are not the gated model's). `x` -> `logits`."""
     check_opset(opset)
-    g = _Graph()
+    g = Graph()
     x = _Full(INPUT_NAME, model.config.input_size)
     with torch.no_grad():
         for i, layer in enumerate(model.layers):

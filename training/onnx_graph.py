@@ -1,0 +1,112 @@
+"""Building ONNX graphs with `onnx.helper`: named nodes, shared constants, If branches.
+
+`Graph` collects the nodes of a graph or of an If branch; branches share the root's
+initializers and name counter, so they refer to the root's constants and no name is defined
+twice. Used by `training.onnx_export` (the skipping graph) and `training.onnx_grouped` (its
+grouped branch for large batches).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+class ExportError(RuntimeError):
+    """The graph could not be built, or onnxruntime disagreed with torch."""
+
+
+# --- graph building ---------------------------------------------------------------------------
+
+
+class Graph:
+    """Nodes of one (sub)graph; constants and fresh names are shared with the root graph, so
+    If branches refer to the root's initializers and no name is defined twice."""
+
+    def __init__(self, root: Graph | None = None) -> None:
+        self.root = root or self
+        self.nodes: list[onnx.NodeProto] = []
+        self.produced: set[str] = set()
+        if root is None:
+            self.initializers: list[onnx.TensorProto] = []
+            self._counts: dict[str, int] = {}
+            self._small: dict[tuple, str] = {}
+            self._blocked: dict[str, tuple[str, str]] = {}
+
+    def fresh(self, hint: str) -> str:
+        counts = self.root._counts
+        counts[hint] = counts.get(hint, -1) + 1
+        return hint if counts[hint] == 0 else f"{hint}__{counts[hint]}"
+
+    def const(self, array: np.ndarray, hint: str) -> str:
+        name = self.fresh(hint)
+        # np.array, not np.ascontiguousarray: that makes a 0-d array 1-d
+        self.root.initializers.append(numpy_helper.from_array(np.array(array, order="C"), name))
+        return name
+
+    def ints(self, *values: int) -> str:
+        """A shared int64 vector constant (axes, shapes)."""
+        return self._small_const(np.array(values, dtype=np.int64), "i64")
+
+    def scalar(self, value: float | int | bool, dtype) -> str:
+        return self._small_const(np.array(value, dtype=dtype), "scalar")
+
+    def _small_const(self, array: np.ndarray, hint: str) -> str:
+        key = (array.dtype.str, array.shape, array.tobytes())
+        cache = self.root._small
+        if key not in cache:
+            cache[key] = self.const(array, hint)
+        return cache[key]
+
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: int = 1,
+           name: str | None = None, **attrs: Any) -> Any:
+        """Add a node; its outputs get fresh names from `hint`, or exactly `name` (a graph
+        output)."""
+        names = [name] if name else [self.fresh(hint or op_type.lower()) for _ in range(outputs)]
+        if name:
+            self.root._counts[name] = self.root._counts.get(name, 0)
+        self.nodes.append(helper.make_node(op_type, inputs, names, **attrs))
+        self.produced.update(names)
+        return names[0] if outputs == 1 else names
+
+    def if_(self, cond: str, then_fn, else_fn, hint: str, name: str | None = None) -> str:
+        """If(cond) with branches built by then_fn(graph) / else_fn(graph), each returning the
+        name of its float output."""
+        branches = []
+        for label, fn in (("then", then_fn), ("else", else_fn)):
+            sub = Graph(self.root)
+            out = fn(sub)
+            if out not in sub.produced:  # a branch output must be computed inside the branch
+                out = sub.op("Identity", [out], f"{hint}_{label}")
+            info = helper.make_tensor_value_info(out, TensorProto.FLOAT, None)
+            branches.append(helper.make_graph(sub.nodes, self.fresh(f"{hint}_{label}"), [],
+                                              [info]))
+        return self.op("If", [cond], hint, name=name, then_branch=branches[0],
+                       else_branch=branches[1])
+
+
+ACTIVATION_OPS = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}
+
+
+def apply_activation(g: Graph, x: str, activation: str, name: str | None = None) -> str:
+    if activation == "linear":
+        return g.op("Identity", [x], name=name) if name else x
+    if activation not in ACTIVATION_OPS:
+        raise ExportError(f"activation {activation!r} has no ONNX export")
+    return g.op(ACTIVATION_OPS[activation], [x], name=name)
+
+
+def blocked(g: Graph, array: np.ndarray, blocks: int, hint: str) -> tuple[str, str]:
+    """`array` (blocks * S, ...) stored once as (blocks, S, ...) for Gather by block (one copy
+    of S contiguous rows per block), plus its 2-D view for the dense Gemm: a Reshape of the
+    initializer, which ORT folds into a constant at load time."""
+    cache = g.root._blocked
+    if hint not in cache:  # once per weight: two copies would double the model file
+        stored = g.const(array.reshape(blocks, -1, *array.shape[1:]), f"{hint}.blocked")
+        flat = g.root.op("Reshape",
+                         [stored, g.ints(*array.shape[:1], *([-1] * (array.ndim - 1)))], hint)
+        cache[hint] = (stored, flat)
+    return cache[hint]
