@@ -32,6 +32,14 @@ masked product on the stored weights instead: ONNX has no views, so a Gather cop
 selects, and past that point the copies cost more than the rows they save. `computed_blocks`
 reports which ran (the union size, or K, for every example of the batch).
 
+Large batches: with independent per-example gates the union is soon every block, so a gated
+layer that reads a whole input and is read by a layer that is not gated (a dense layer or the
+read-out) has a third branch, `training.onnx_grouped`: each (example, block) pair on is
+computed, sorted by block, MoE style, and each example sums its own pairs' products in the
+reading layer. An If takes it from `GROUPED_FROM_BATCH` examples while at most
+`GROUPED_MAX_FRACTION` of the batch's pairs are on; `computed_blocks` is then each example's
+own count. Gated layers read by gated layers keep the union path.
+
 ORT details the layout relies on: the dense branch's 2-D weight is a Reshape of the blocked
 initializer, which ORT's constant folding (on by default) turns into a constant; with graph
 optimisations off, that Reshape copies the weight on every dense-branch run. A weight read by
@@ -50,12 +58,9 @@ machine's memory bandwidth varied by 4x during the day, so take the figures as r
   runs: 0.92-1x. The whole `blocks` model (two gated layers), batch 1 at 10 %: 5.4-6.6x.
 - Gather by row (weights kept 2-D, unit indices): 20-30 % slower than by block at batch 1.
 - Compress instead of NonZero + Gather: slower at every density (ORT's Compress kernel).
-- Grouping examples by block with a capacity (MoE style: TopK of each block's examples, Gather
-  of their inputs, one batched MatMul over all blocks, products summed back per example by a
-  Gather of each example's rows): exact per-pair compute plus padding, 1.3-2.8x at batch 64-256
-  and 5-10 %, but 0.1-0.4x at batch 1-8; a candidate third branch for large batches (not built:
-  it would need its own form of every reader of a gated layer). Its scatter-add form is the
-  racy ScatterND above. A Loop over active blocks would carry a full-size state per iteration
+- Grouping examples by block with a capacity (MoE style): built as the grouped branch above,
+  for large batches only: 0.1-0.4x at batch 1-8 when first measured. Its scatter-add form is
+  the racy ScatterND above. A Loop over active blocks would carry a full-size state per iteration
   (ONNX values are immutable), copying (B, N) floats once per block.
 
 `export_dense_onnx(model)` is the baseline the benchmark compares against: the same network run
@@ -94,6 +99,12 @@ from models.gated_artifact import load_gated_network
 from models.gated_network import GatedLayer, GatedNetwork
 
 from .onnx_graph import ExportError, Graph, apply_activation, blocked
+from .onnx_grouped import (
+    GROUPED_FROM_BATCH,
+    GROUPED_MAX_FRACTION,
+    grouped_condition,
+    grouped_layer_and_reader,
+)
 
 ONNX_FILE = "model.onnx"
 INPUT_NAME = "x"
@@ -265,8 +276,19 @@ def _hard_concrete_mean(g: Graph, estimator, logits: str) -> str:
     return g.op("ReduceMean", [clipped, g.ints(-1)], keepdims=0)  # (B, K)
 
 
-def _gated_layer(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int, cut: int,
-                 active_name: str | None) -> tuple[_Compact, str, str]:
+@dataclass
+class _Gates:
+    """A gated layer's gate stage: its gater run in full over the batch."""
+
+    on: str  # (B, K) bool
+    values: str  # (B, K) float, 0 where off
+    selection: _Selection  # the union path's blocks (all of them under the fallback)
+    union: str  # (1,) int64 blocks on in some example
+    active: str  # (B, 1) int64 blocks on per example
+
+
+def _gate_stage(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int, cut: int,
+                active_name: str | None) -> _Gates:
     cfg = layer.config
     k, s = cfg.blocks, cfg.block_size
     hint = f"layers.{i}"
@@ -289,22 +311,68 @@ def _gated_layer(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int, cut: 
     # Under the fallback every block is selected: NonZero of (needed or dense), no If needed.
     selected = g.op("Or", [needed, dense])  # (K,)
     idx = g.op("Transpose", [g.op("NonZero", [selected])], f"{hint}.blocks")  # (n, 1)
-    selection = _Selection(dense, idx, k, s)
+    active = g.op("ReduceSum", [g.op("Cast", [on], to=TensorProto.INT64), g.ints(1)],
+                  f"{hint}.active", keepdims=1, name=active_name)  # (B, 1)
+    return _Gates(on, values, _Selection(dense, idx, k, s), count, active)
+
+
+def _union_computed(g: Graph, gates: _Gates) -> str:
+    """(B, 1): what the union path computes for every example (the union, or all blocks)."""
+    sel = gates.selection
+    per_batch = g.op("Where", [sel.dense, g.ints(sel.blocks), gates.union])  # (1,)
+    return g.op("Expand", [per_batch, g.op("Shape", [gates.active])])
+
+
+def _union_layer(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int,
+                 gates: _Gates) -> _Compact:
+    """The gated layer on the union path: the selected blocks for the whole batch, each
+    example's off blocks zeroed by its gate values."""
+    sel, s = gates.selection, layer.config.block_size
+    hint = f"layers.{i}"
     act = _linear(g, x, _np(layer.main.weight), _np(layer.main.bias), f"{hint}.main",
-                  out=selection, activation=cfg.activation)  # (B, n*S)
+                  out=sel, activation=layer.config.activation)  # (B, n*S)
     if s == 1:
-        flat = g.op("Reshape", [idx, g.ints(-1)])  # (n,)
-        gate = g.op("Gather", [values, flat], f"{hint}.selected_gates", axis=1)  # (B, n)
+        flat = g.op("Reshape", [sel.idx, g.ints(-1)])  # (n,)
+        gate = g.op("Gather", [gates.values, flat], f"{hint}.selected_gates", axis=1)  # (B, n)
         out = g.op("Mul", [act, gate], f"{hint}.out")
     else:
-        gate = g.op("Gather", [values, idx], f"{hint}.selected_gates", axis=1)  # (B, n, 1)
+        gate = g.op("Gather", [gates.values, sel.idx], f"{hint}.selected_gates",
+                    axis=1)  # (B, n, 1)
         blocks = g.op("Reshape", [act, g.ints(0, -1, s)])  # (B, n, S)
         out = g.op("Reshape", [g.op("Mul", [blocks, gate]), g.ints(0, -1)],
                    f"{hint}.out")  # (B, n*S)
-    active = g.op("ReduceSum", [g.op("Cast", [on], to=TensorProto.INT64), g.ints(1)],
-                  f"{hint}.active", keepdims=1, name=active_name)  # (B, 1)
-    computed = g.op("Where", [dense, g.ints(k), count], f"{hint}.computed")  # (1,)
-    return _Compact(out, selection), active, computed
+    return _Compact(out, sel)
+
+
+def _grouped_or_union(g: Graph, x: _Full, layer: GatedLayer, i: int, gates: _Gates,
+                      reader: torch.nn.Linear, reader_hint: str, reader_activation: str,
+                      grouped: tuple[int, float], name: str | None) -> tuple[str, str]:
+    """A gated layer and the dense layer (or read-out) reading it, in an If: the grouped
+    branch (`training.onnx_grouped`) for large sparse batches, else the union path. Returns
+    the reader's output (B, N) and the layer's computed blocks per example (B, 1)."""
+    k = layer.config.blocks
+    hint = f"layers.{i}"
+    cond = grouped_condition(g, x.name, gates.on, k, *grouped, hint)
+    weight, bias = _np(reader.weight), _np(reader.bias)
+
+    def grouped_branch(s: Graph) -> str:
+        main_blocked, _ = blocked(s, _np(layer.main.weight), k, f"{hint}.main.weight")
+        bias_blocked, _ = blocked(s, _np(layer.main.bias), k, f"{hint}.main.bias")
+        reader_blocked, _ = blocked(s, np.ascontiguousarray(weight.T), k,
+                                    f"{reader_hint}.weight_t")
+        return grouped_layer_and_reader(
+            s, x.name, gates.on, gates.values, main_blocked, bias_blocked,
+            layer.config.activation, reader_blocked, s.const(bias, f"{reader_hint}.bias"),
+            reader_activation, k, f"{hint}.grouped")
+
+    def union_branch(s: Graph) -> str:
+        compact = _union_layer(s, x, layer, i, gates)
+        return _linear(s, compact, weight, bias, reader_hint, activation=reader_activation)
+
+    out = g.if_(cond, grouped_branch, union_branch, f"{hint}.read", name)
+    computed = g.op("Where", [cond, gates.active, _union_computed(g, gates)],
+                    f"{hint}.computed")  # (B, 1): exactly its own blocks when grouped
+    return out, computed
 
 
 def _dense_layer(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int) -> _Full:
@@ -337,37 +405,66 @@ def _input_info(model: GatedNetwork) -> onnx.ValueInfoProto:
 
 
 def export_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET, *,
-                dense_fallback: float = DENSE_FALLBACK_FRACTION) -> onnx.ModelProto:
+                dense_fallback: float = DENSE_FALLBACK_FRACTION,
+                grouped: tuple[int, float] | None = (GROUPED_FROM_BATCH, GROUPED_MAX_FRACTION)
+                ) -> onnx.ModelProto:
     """The skipping graph of `model` (deterministic gates at its current thresholds).
 
     `dense_fallback`: a gated layer runs dense masked when more than this fraction of its blocks
     is on somewhere in the batch; 1.0 always takes the union path, a negative value never does
-    (the tests run both paths through the same builder).
+    (the tests run both paths through the same builder). `grouped`: (from batch, max fraction
+    of pairs on) for the grouped branch of a gated layer whose reader is not gated (None: no
+    such branch; (1, 1.0): always, where it applies).
     """
     check_opset(opset)
     g = Graph()
     x: _Full | _Compact = _Full(INPUT_NAME, model.config.input_size)
     num_gated = len(model.gated_layers)
     actives, computed = [], []
+    layers = list(model.layers)
+    read_out = False  # the read-out already built, by a grouped branch
     with torch.no_grad():
-        for i, layer in enumerate(model.layers):
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
             if layer.gater is None:
                 x = _dense_layer(g, x, layer, i)
+                i += 1
                 continue
             # One gated layer: its count is the graph's output, no Concat.
             name = "active_blocks" if num_gated == 1 else None
             cut = int(np.floor(dense_fallback * layer.config.blocks + 1e-9))
-            x, active, done = _gated_layer(g, x, layer, i, cut, name)
-            actives.append(active)
-            computed.append(done)
-        _linear(g, x, _np(model.readout.weight), _np(model.readout.bias), "readout",
-                name="logits")
+            gates = _gate_stage(g, x, layer, i, cut, name)
+            actives.append(gates.active)
+            reader = layers[i + 1] if i + 1 < len(layers) else None
+            if (grouped is not None and isinstance(x, _Full)
+                    and (reader is None or reader.gater is None)):
+                # The next layer (or the read-out) reads only what this one computes: the
+                # grouped branch can compute both, pair by pair.
+                if reader is None:
+                    y, done = _grouped_or_union(g, x, layer, i, gates, model.readout,
+                                                "readout", "linear", grouped, "logits")
+                    read_out = True
+                    i += 1
+                else:
+                    y, done = _grouped_or_union(g, x, layer, i, gates, reader.main,
+                                                f"layers.{i + 1}.main",
+                                                reader.config.activation, grouped, None)
+                    x = _Full(y, reader.config.width)
+                    i += 2
+                computed.append(done)
+                continue
+            x = _union_layer(g, x, layer, i, gates)
+            computed.append(_union_computed(g, gates))
+            i += 1
+        if not read_out:
+            _linear(g, x, _np(model.readout.weight), _np(model.readout.bias), "readout",
+                    name="logits")
     if num_gated > 1:
         g.op("Concat", actives, name="active_blocks", axis=1)  # (B, G)
-    if num_gated:  # every example of the batch computed the same blocks
-        per_layer = computed[0] if num_gated == 1 else g.op("Concat", computed, axis=0)  # (G,)
-        g.op("Expand", [per_layer, g.op("Shape", ["active_blocks"])],
-             name="computed_blocks")  # (B, G)
+    if num_gated:
+        g.op("Concat" if num_gated > 1 else "Identity", computed, name="computed_blocks",
+             **({"axis": 1} if num_gated > 1 else {}))  # (B, G)
     else:  # (B, 0) twice
         batch = g.op("Slice", [g.op("Shape", [INPUT_NAME]), g.ints(0), g.ints(1)])
         shape = g.op("Concat", [batch, g.ints(0)], axis=0)
@@ -435,9 +532,10 @@ def verify_onnx(model: GatedNetwork, onnx_model: onnx.ModelProto | bytes,
                 batches: list[torch.Tensor]) -> dict[str, Any]:
     """Run the graph in onnxruntime on each batch and compare with torch; raise ExportError on
     a mismatch: logits beyond RTOL * max(1, max |torch logit| over all batches), active blocks
-    not equal, or computed blocks that are not one count per layer for the whole batch covering
-    every example's active blocks. Examples with a gate logit within TIE_RTOL of its threshold
-    are left out (a legitimate flip). Returns what was measured."""
+    not equal, or computed blocks that are neither one count per layer for the whole batch nor
+    each example's own, covering every example's active blocks. Examples with a gate logit
+    within TIE_RTOL of its threshold are left out (a legitimate flip). Returns what was
+    measured."""
     try:
         session = ort_session(onnx_model)
     except Exception as err:  # onnxruntime raises its own exception types
@@ -456,10 +554,14 @@ def verify_onnx(model: GatedNetwork, onnx_model: onnx.ModelProto | bytes,
         if got_logits.shape != logits.shape or not torch.isfinite(got_logits).all():
             raise ExportError(f"onnxruntime's logits are not finite or have shape "
                               f"{tuple(got_logits.shape)}, not {tuple(logits.shape)}")
+        # Per gated layer: one count for the whole batch (the union path), or each example's
+        # own (the grouped branch, checked against its active blocks below).
+        uniform = (got_computed == got_computed[:1]).all(0) | (got_computed == got_active).all(0)
         if got_computed.shape != active.shape or not (
-                (got_computed == got_computed[:1]).all() and (got_computed <= blocks).all()):
-            raise ExportError(f"onnxruntime's computed blocks are not one count per gated layer "
-                              f"for the batch: {got_computed.tolist()}")
+                uniform.all() and (got_computed <= blocks).all()):
+            raise ExportError(f"onnxruntime's computed blocks are neither one count per gated "
+                              f"layer for the batch nor each example's active blocks: "
+                              f"{got_computed.tolist()}")
         keep = torch.ones(x.shape[0], dtype=torch.bool)
         for margin in margins:
             keep &= (margin > TIE_RTOL).all(-1)
@@ -483,9 +585,9 @@ def verify_onnx(model: GatedNetwork, onnx_model: onnx.ModelProto | bytes,
 
 def verification_batches(model: GatedNetwork, real: torch.Tensor | None = None,
                          seed: int = 0) -> list[torch.Tensor]:
-    """Batches that exercise the graph: whole batches (wide unions: the dense fallback) and
-    single examples (the union path), random normal and uniform [0, 1) inputs, plus real inputs
-    where given."""
+    """Batches that exercise the graph: whole batches (wide unions: the dense fallback, or the
+    grouped branch where few pairs are on) and single examples (the union path), random normal
+    and uniform [0, 1) inputs, plus real inputs where given."""
     gen = torch.Generator().manual_seed(seed)
     d = model.config.input_size
     pools = [torch.randn(64, d, generator=gen), torch.rand(64, d, generator=gen)]
@@ -575,11 +677,17 @@ def export_to_artifact(repository: str | Path, name: str, version: str | int | N
         ],
         "skipping": {
             "strategy": "union of the batch's active blocks gathered (NonZero + Gather); dense "
-                        "masked fallback (If) above the fraction",
+                        "masked fallback (If) above the fraction; for a gated layer read by a "
+                        "layer that is not gated, a grouped branch (If) computing each "
+                        "(example, block) pair on, from the batch size and below the fraction "
+                        "of pairs on",
             "dense_fallback_fraction": DENSE_FALLBACK_FRACTION,
+            "grouped_from_batch": GROUPED_FROM_BATCH,
+            "grouped_max_fraction": GROUPED_MAX_FRACTION,
             "computed_blocks": "blocks of each gated layer computed, per example: the union of "
-                               "the batch's active blocks (the example's own at batch 1), or "
-                               "all of them under the fallback",
+                               "the batch's active blocks (the example's own at batch 1), all "
+                               "of them under the fallback, or the example's own under the "
+                               "grouped branch",
         },
         "verification": {**measured, "inputs": f"random normal and uniform; real: {real_note}",
                          "reference": "GatedNetwork.eval() (dense masked)"},

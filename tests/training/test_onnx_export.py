@@ -91,24 +91,54 @@ def assert_matches(model, graph, x):
     scale = max(1.0, float(want_logits.abs().max()))
     assert np.abs(logits - want_logits.numpy()).max() <= TOL * scale
     assert computed.shape == active.shape
-    # Every example of a batch computes the same blocks (the union, or all): at least its own.
-    assert (computed == computed[:1]).all() and (computed >= active).all()
+    # Per gated layer, every example of the batch computes the same blocks (the union, or all),
+    # or (the grouped branch) exactly its own: at least its own either way.
+    assert (computed >= active).all()
+    for j in range(computed.shape[1]):
+        assert (computed[:, j] == computed[:1, j]).all() or (computed[:, j] == active[:, j]).all()
     return logits, active, computed
 
 
+# Layouts whose every gated layer reads a whole input and is read by a layer that is not
+# gated: the grouped branch can take all of them.
+GROUPED_LAYOUTS = {"gated", "gated-no-hidden-unit-blocks", "gated-dense", "dense-gated"}
+ALWAYS_GROUPED = (1, 1.0)
+
+
 @pytest.mark.parametrize("fallback", [1.0, -1.0, 0.3], ids=["union", "dense", "auto"])
+@pytest.mark.parametrize("grouped", [None, ALWAYS_GROUPED], ids=["no-grouped", "grouped"])
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_ort_matches_torch_for_every_layout_and_batch(layout, fallback):
+def test_ort_matches_torch_for_every_layout_and_batch(layout, fallback, grouped):
     model = make_net(LAYOUTS[layout])
-    graph = export_onnx(model, dense_fallback=fallback)  # one graph for every batch size
+    graph = export_onnx(model, dense_fallback=fallback, grouped=grouped)  # every batch size
     for batch in (1, 3, 17):
         x = torch.randn(batch, D)
         _, active, computed = assert_matches(model, graph, x)
-        if fallback < 0:  # the fallback computes every block
+        if grouped and layout in GROUPED_LAYOUTS:  # pair by pair: exactly its own blocks
+            assert np.array_equal(computed, active)
+        elif fallback < 0 and not grouped:  # the fallback computes every block
             assert computed.tolist() == [[layer.config.blocks for layer in model.gated_layers]
                                          ] * batch
         if fallback == 1.0 and batch == 1:  # one example: exactly its own blocks
             assert np.array_equal(computed, active)
+
+
+@pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
+def test_grouped_branch_for_every_estimator_and_gate_pattern(estimator):
+    # A sigmoid block is not 0 where off: padding rows and off gates must still add nothing.
+    model = make_net([dense(9, "relu"), gated(6, 3, 2, "sigmoid"), dense(5, "tanh")],
+                     estimator)
+    graph = export_onnx(model, grouped=ALWAYS_GROUPED)
+    for batch in (1, 5, 17):
+        _, active, computed = assert_matches(model, graph, torch.randn(batch, D))
+        assert np.array_equal(computed, active)
+    for tau, want in ((-1e30, 6), (1e30, 0)):  # all on; all off (no pair at all)
+        with torch.no_grad():
+            model.layers[1].threshold.fill_(tau)
+        _, active, computed = assert_matches(model, export_onnx(model, grouped=ALWAYS_GROUPED),
+                                             torch.randn(7, D))
+        if estimator != "rectifier" or want == 0:  # max(0, a) may be 0 where the gate is on
+            assert active.tolist() == computed.tolist() == [[want]] * 7
 
 
 @pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
@@ -172,7 +202,12 @@ def test_compute_reports_from_ort_outputs():
                                 torch.from_numpy(computed))
     assert report.computed_blocks == report.active_blocks  # batch 1: exactly the active ones
     assert report.executed_macs < dense_macs(model.config)
-    _, active, computed = run(graph, torch.randn(64, D))  # wide union: the dense fallback
+    x = torch.randn(64, D)
+    _, active, computed = run(graph, x)  # a large sparse batch: the grouped branch, pair by pair
+    reports = compute_reports(model.config, torch.from_numpy(active), torch.from_numpy(computed))
+    assert all(r.computed_blocks == r.active_blocks for r in reports)
+    assert sum(r.executed_macs for r in reports) < 64 * dense_macs(model.config)
+    _, active, computed = run(export_onnx(model, grouped=None), x)  # wide union: dense fallback
     reports = compute_reports(model.config, torch.from_numpy(active), torch.from_numpy(computed))
     assert all(r.computed_blocks == (16,) for r in reports)
 
@@ -213,15 +248,16 @@ def test_dense_baseline_runs_every_block_without_gates():
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), density=st.floats(0.0, 1.0), batch=st.integers(1, 20),
-       fallback=st.sampled_from([1.0, -1.0, 0.3]))
-def test_any_gate_pattern(seed, density, batch, fallback):
+       fallback=st.sampled_from([1.0, -1.0, 0.3]),
+       grouped=st.sampled_from([None, ALWAYS_GROUPED, (8, 0.3)]))
+def test_any_gate_pattern(seed, density, batch, fallback, grouped):
     model = make_net(LAYOUTS["gated-gated-dense-gated"], "sts", density=density, seed=seed)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, D, generator=gen)
     _, _, margins = reference(model, x)
     if any(bool((m <= onnx_export.TIE_RTOL).any()) for m in margins):
         return  # a gate on its threshold may flip between torch and ORT
-    assert_matches(model, export_onnx(model, dense_fallback=fallback), x)
+    assert_matches(model, export_onnx(model, dense_fallback=fallback, grouped=grouped), x)
 
 
 def test_verification_refuses_a_wrong_graph():

@@ -1,0 +1,108 @@
+"""The grouped branch of the skipping graph: a gated layer and the layer reading it, computed
+per (example, block) pair, for large batches (`training.onnx_export` builds it in an If).
+
+At batch 64-256 with independent per-example gates the union of the batch's blocks is nearly
+all of them, so the union path cannot skip; this branch sorts the work by block instead, the
+way mixture-of-experts layers sort tokens by expert:
+
+1. Per block k, the examples with gate k on, in example order, padded to the batch's largest
+   count C (TopK over a score that is B - e for an on example e and 0 for an off one).
+2. Their input rows gathered, (K, C, D), and one batched MatMul against the blocked weight,
+   (K, C, D) @ (K, D, S); the activation, then the gate values, which are 0 on padding rows.
+3. The reading layer's product per pair, (K, C, S) @ (K, S, N): each pair's partial output.
+4. Per example, its own pairs' partial rows summed: its on blocks listed (TopK again, padded
+   to the largest count per example M, the padding pointing at a row of zeros), gathered,
+   (B, M, N), and summed. No scatter-add: ORT 1.32's ScatterND with reduction="add" gives
+   wrong sums where indices repeat on two threads.
+
+Each example computes exactly its own blocks (the reports count them per example), at the
+cost of padding to C and M and of the gathers. Measured on the issue's layer (1024 -> 64 x 64
+-> 1024, ORT 1.32, 2 cores; `python -m benchmarks.skip --backends onnxruntime`): see
+docs/performance.md. It loses to the dense product below ~48 examples (the gathers and the
+per-block products of a few rows) and above ~30 % of pairs on; the If runs it only in
+between (`GROUPED_FROM_BATCH`, `GROUPED_MAX_FRACTION`).
+
+Letters: B examples, D inputs of the gated layer, K blocks of S units, N outputs of the
+reading layer, C and M the paddings above.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto
+
+from .onnx_graph import Graph, apply_activation
+
+GROUPED_FROM_BATCH = 48
+GROUPED_MAX_FRACTION = 0.3
+
+
+def grouped_condition(g: Graph, x: str, on: str, blocks: int, from_batch: int,
+                      max_fraction: float, hint: str) -> str:
+    """A (1,) bool: the batch has at least `from_batch` examples and at most `max_fraction`
+    of its (example, block) pairs on."""
+    batch = g.op("Shape", [x], start=0, end=1)  # (1,) int64
+    big = g.op("GreaterOrEqual", [batch, g.ints(from_batch)])
+    pairs = g.op("ReduceSum", [g.op("Cast", [on], to=TensorProto.FLOAT)], keepdims=0)  # ()
+    limit = g.op("Mul", [g.op("Cast", [batch], to=TensorProto.FLOAT),
+                         g.scalar(max_fraction * blocks, np.float32)])  # (1,)
+    sparse = g.op("LessOrEqual", [pairs, limit])
+    return g.op("And", [big, sparse], f"{hint}.grouped")
+
+
+def grouped_layer_and_reader(s: Graph, x: str, on: str, values: str, main_blocked: str,
+                             main_bias_blocked: str, activation: str, reader_blocked: str,
+                             reader_bias: str, reader_activation: str, blocks: int,
+                             hint: str) -> str:
+    """The reading layer's output (B, N), after its activation, built into branch `s`.
+
+    x (B, D) the gated layer's whole input; on (B, K) bool and values (B, K) float its gates;
+    main_blocked (K, S, D) and main_bias_blocked (K, S) its weight and bias as stored by block;
+    reader_blocked (K, S, N) the reading layer's weight, transposed and stored by block;
+    reader_bias (N,)."""
+    onf = s.op("Cast", [on], f"{hint}.on_float", to=TensorProto.FLOAT)  # (B, K)
+    # 1. Each block's examples, in example order, padded to C.
+    capacity = s.op("Cast", [s.op("ReduceMax", [s.op("ReduceSum", [onf, s.ints(0)],
+                                                     keepdims=0)], keepdims=1)],
+                    f"{hint}.capacity", to=TensorProto.INT64)  # (1,) C
+    batch = s.op("Cast", [s.op("Shape", [x], start=0, end=1)], to=TensorProto.FLOAT)  # (1,)
+    countdown = s.op("Range", [s.op("Squeeze", [batch]), s.scalar(0.0, np.float32),
+                               s.scalar(-1.0, np.float32)])  # (B,) B, B-1, ..., 1
+    score = s.op("Mul", [onf, s.op("Unsqueeze", [countdown, s.ints(1)])])  # (B, K)
+    _, examples = s.op("TopK", [s.op("Transpose", [score]), capacity], f"{hint}.examples",
+                       outputs=2, axis=1, largest=1, sorted=1)  # (K, C)
+    gates = s.op("GatherElements", [s.op("Transpose", [values]), examples],
+                 axis=1)  # (K, C): 0 on padding rows (their gates are off)
+    # 2. The gated layer's blocks over their examples.
+    rows = s.op("Gather", [x, examples], f"{hint}.rows", axis=0)  # (K, C, D)
+    weight = s.op("Transpose", [main_blocked], perm=[0, 2, 1])  # (K, D, S), folded by ORT
+    bias = s.op("Unsqueeze", [main_bias_blocked, s.ints(1)])  # (K, 1, S)
+    hidden = apply_activation(s, s.op("Add", [s.op("MatMul", [rows, weight]), bias]),
+                              activation)
+    hidden = s.op("Mul", [hidden, s.op("Unsqueeze", [gates, s.ints(-1)])])  # (K, C, S)
+    # 3. The reading layer's product per pair, plus a zero row for padding to point at.
+    partial = s.op("MatMul", [hidden, reader_blocked], f"{hint}.partial")  # (K, C, N)
+    width = s.op("Shape", [reader_blocked], start=2, end=3)  # (1,) N
+    flat = s.op("Reshape", [partial, s.op("Concat", [s.ints(-1), width], axis=0)])
+    zero = s.op("ConstantOfShape", [s.op("Concat", [s.ints(1), width], axis=0)])  # (1, N)
+    table = s.op("Concat", [flat, zero], f"{hint}.partials", axis=0)  # (K*C + 1, N)
+    # 4. Each example's pairs: row k*C + (its rank among block k's examples), or the zero row.
+    rank = s.op("Cast", [s.op("CumSum", [onf, s.scalar(0, np.int64)], exclusive=1)],
+                to=TensorProto.INT64)  # (B, K)
+    block_ids = s.const(np.arange(blocks, dtype=np.int64).reshape(1, blocks),
+                        f"{hint}.block_ids")
+    position = s.op("Add", [s.op("Mul", [block_ids, capacity]), rank])  # (B, K)
+    padding = s.op("Mul", [capacity, s.ints(blocks)])  # (1,) the zero row
+    position = s.op("Where", [on, position, padding])
+    per_example = s.op("Cast", [s.op("ReduceMax", [s.op("ReduceSum", [onf, s.ints(1)],
+                                                        keepdims=0)], keepdims=1)],
+                       to=TensorProto.INT64)  # (1,) M
+    countdown_k = s.const(np.arange(blocks, 0, -1, dtype=np.float32).reshape(1, blocks),
+                          f"{hint}.block_countdown")
+    _, mine = s.op("TopK", [s.op("Mul", [onf, countdown_k]), per_example], outputs=2, axis=1,
+                   largest=1, sorted=1)  # (B, M): the example's on blocks first
+    picked = s.op("GatherElements", [position, mine], axis=1)  # (B, M)
+    summed = s.op("ReduceSum", [s.op("Gather", [table, picked], axis=0), s.ints(1)],
+                  keepdims=0)  # (B, N)
+    return apply_activation(s, s.op("Add", [summed, reader_bias], f"{hint}.read"),
+                            reader_activation)
