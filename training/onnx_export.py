@@ -76,6 +76,7 @@ n blocks selected (union over the batch), G gated layers, C classes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -331,16 +332,15 @@ def _union_layer(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int,
     hint = f"layers.{i}"
     act = _linear(g, x, _np(layer.main.weight), _np(layer.main.bias), f"{hint}.main",
                   out=sel, activation=layer.config.activation)  # (B, n*S)
-    if s == 1:
-        flat = g.op("Reshape", [sel.idx, g.ints(-1)])  # (n,)
-        gate = g.op("Gather", [gates.values, flat], f"{hint}.selected_gates", axis=1)  # (B, n)
-        out = g.op("Mul", [act, gate], f"{hint}.out")
-    else:
-        gate = g.op("Gather", [gates.values, sel.idx], f"{hint}.selected_gates",
-                    axis=1)  # (B, n, 1)
-        blocks = g.op("Reshape", [act, g.ints(0, -1, s)])  # (B, n, S)
-        out = g.op("Reshape", [g.op("Mul", [blocks, gate]), g.ints(0, -1)],
-                   f"{hint}.out")  # (B, n*S)
+    # Each selected unit's block, then each example's gate value per unit: no Reshape of a
+    # batch-sized tensor (a -1 beside a batch of 0 rows, which the union path gets when the
+    # grouped branch takes the batch, cannot be inferred).
+    block_of_unit = g.const(np.repeat(np.arange(sel.blocks, dtype=np.int64), s).reshape(
+        sel.blocks, s), f"{hint}.block_of_unit")  # (K, S)
+    units = g.op("Reshape", [g.op("Gather", [block_of_unit, sel.idx], axis=0),
+                             g.ints(-1)])  # (n*S,)
+    gate = g.op("Gather", [gates.values, units], f"{hint}.selected_gates", axis=1)  # (B, n*S)
+    out = g.op("Mul", [act, gate], f"{hint}.out")
     return _Compact(out, sel)
 
 
@@ -352,7 +352,8 @@ def _grouped_or_union(g: Graph, x: _Full, layer: GatedLayer, i: int, gates: _Gat
     the reader's output (B, N) and the layer's computed blocks per example (B, 1)."""
     k = layer.config.blocks
     hint = f"layers.{i}"
-    cond = grouped_condition(g, x.name, gates.on, k, *grouped, hint)
+    batch = g.op("Shape", [x.name], start=0, end=1)  # (1,)
+    cond = grouped_condition(g, batch, gates.active, k, *grouped, hint)
     weight, bias = _np(reader.weight), _np(reader.bias)
 
     def grouped_branch(s: Graph) -> str:
@@ -365,11 +366,19 @@ def _grouped_or_union(g: Graph, x: _Full, layer: GatedLayer, i: int, gates: _Gat
             layer.config.activation, reader_blocked, s.const(bias, f"{reader_hint}.bias"),
             reader_activation, k, f"{hint}.grouped")
 
-    def union_branch(s: Graph) -> str:
-        compact = _union_layer(s, x, layer, i, gates)
-        return _linear(s, compact, weight, bias, reader_hint, activation=reader_activation)
+    def no_rows(s: Graph) -> str:  # (0, N)
+        return s.op("ConstantOfShape", [s.ints(0, weight.shape[0])])
 
-    out = g.if_(cond, grouped_branch, union_branch, f"{hint}.read", name)
+    # The union path stays outside the If, over the batch's rows or none of them: nested in an
+    # If branch, its dense fallback's Gemm lost its prepacked weight (2x slower at batch 8).
+    rows = g.op("Where", [cond, g.ints(0), batch])
+    x_rows = g.op("Slice", [x.name, g.ints(0), rows, g.ints(0)], f"{hint}.union_rows")
+    values = g.op("Slice", [gates.values, g.ints(0), rows, g.ints(0)])
+    compact = _union_layer(g, _Full(x_rows, x.width), layer, i,
+                           dataclasses.replace(gates, values=values))
+    union = _linear(g, compact, weight, bias, reader_hint, activation=reader_activation)
+    grouped_out = g.if_(cond, grouped_branch, no_rows, f"{hint}.grouped_read")
+    out = g.op("Concat", [union, grouped_out], f"{hint}.read", name=name, axis=0)  # (B, N)
     computed = g.op("Where", [cond, gates.active, _union_computed(g, gates)],
                     f"{hint}.computed")  # (B, 1): exactly its own blocks when grouped
     return out, computed

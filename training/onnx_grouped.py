@@ -37,16 +37,18 @@ GROUPED_FROM_BATCH = 48
 GROUPED_MAX_FRACTION = 0.3
 
 
-def grouped_condition(g: Graph, x: str, on: str, blocks: int, from_batch: int,
+def grouped_condition(g: Graph, batch: str, active: str, blocks: int, from_batch: int,
                       max_fraction: float, hint: str) -> str:
-    """A (1,) bool: the batch has at least `from_batch` examples and at most `max_fraction`
-    of its (example, block) pairs on."""
-    batch = g.op("Shape", [x], start=0, end=1)  # (1,) int64
+    """A (1,) bool: the batch (its size `batch`, (1,) int64) has at least `from_batch`
+    examples and at most `max_fraction` of its (example, block) pairs on (`active`, (B, 1)
+    int64 blocks on per example). Integer arithmetic: a few nodes, run at every batch size."""
     big = g.op("GreaterOrEqual", [batch, g.ints(from_batch)])
-    pairs = g.op("ReduceSum", [g.op("Cast", [on], to=TensorProto.FLOAT)], keepdims=0)  # ()
-    limit = g.op("Mul", [g.op("Cast", [batch], to=TensorProto.FLOAT),
-                         g.scalar(max_fraction * blocks, np.float32)])  # (1,)
-    sparse = g.op("LessOrEqual", [pairs, limit])
+    pairs = g.op("ReduceSum", [active], keepdims=0)  # ()
+    # pairs <= max_fraction * B * K, exactly: pairs * den <= B * num with max_fraction * K as
+    # the fraction num / den (den a power of ten).
+    num, den = round(max_fraction * blocks * 1000), 1000
+    sparse = g.op("LessOrEqual", [g.op("Mul", [pairs, g.scalar(den, np.int64)]),
+                                  g.op("Mul", [batch, g.ints(num)])])
     return g.op("And", [big, sparse], f"{hint}.grouped")
 
 
