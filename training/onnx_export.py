@@ -340,8 +340,8 @@ def _union_layer(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int,
                 axis=1)  # (B, n, 1)
     # Shapes spelt out: Reshape cannot infer a -1 beside a batch of 0 rows, which the union path
     # gets where the grouped branch takes the batch. (Gathering a gate per unit instead, (B,
-    # n*S), avoids the Reshape but was 13-15 % slower at batch 64-256: ORT gathers one float at
-    # a time along axis 1.)
+    # n*S), avoids the Reshape but was slower at batch 64-256: ORT gathers one float at a time
+    # along axis 1.)
     flat_shape = g.op("Shape", [act])  # (2,): B, n*S
     n = g.op("Shape", [sel.idx], start=0, end=1)
     blocks = g.op("Reshape", [act, g.op("Concat", [g.op("Shape", [act], start=0, end=1), n,
@@ -376,7 +376,7 @@ def _grouped_or_union(g: Graph, x: _Full, layer: GatedLayer, i: int, gates: _Gat
         return s.op("ConstantOfShape", [s.ints(0, weight.shape[0])])
 
     # The union path stays outside the If, over the batch's rows or none of them: nested in an
-    # If branch, its dense fallback's Gemm lost its prepacked weight (2x slower at batch 8).
+    # If branch, its dense fallback's Gemm lost its prepacked weight (much slower at batch 8).
     rows = g.op("Where", [cond, g.ints(0), batch])
     x_rows = g.op("Slice", [x.name, g.ints(0), rows, g.ints(0)], f"{hint}.union_rows")
     values = g.op("Slice", [gates.values, g.ints(0), rows, g.ints(0)])
