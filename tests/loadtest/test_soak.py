@@ -132,7 +132,11 @@ def test_short_soak_end_to_end(repository, tmp_path, capsys):
     with (out / result["config"]["requests_file"]).open() as f:
         assert sum(1 for _ in csv.reader(f)) == totals["requests"] + 1  # and a header
     windows = result["windows"]
-    assert len(windows) == 4 and sum(w["requests"] for w in windows) == totals["requests"]
+    # ~12 s of sends in windows of 3 s: 4 windows, or 3 where a busy machine delays locust's
+    # first or last sends by more than 1.5 s (a CI run saw that); the count follows the span.
+    sent = soak.read_requests(out / result["config"]["requests_file"])[:, 0]
+    assert len(windows) == max(1, round(float(sent.max() - sent.min()) / 3)) in (3, 4)
+    assert sum(w["requests"] for w in windows) == totals["requests"]
     assert all(w["p99_ms"] >= w["p50_ms"] > 0 for w in windows)
     memory = result["memory"]
     assert memory["samples_after_warmup"] >= 5
