@@ -328,8 +328,8 @@ class TritonSkipNetwork:
             sums_offset += hidden[g]
             values = self._gate_lists(step, h, dense_from, lists, counts, dense, dense_count,
                                       counts64[0, :, g], counts64[1, :, g], hidden_sums)
+            gates.append(values)
             if self._batch_dense(h, counts64[0, :, g], k):
-                gates.append(values)
                 counts64[1, :, g].fill_(k)  # every block of every example runs
                 h = self._dense_gated(step, h, values)
                 if following.kind == "read":
@@ -341,7 +341,6 @@ class TritonSkipNetwork:
                 # Each example's row is gathered once per block it has on: from memory once
                 # it outgrows L2, so gather it in the main path's (narrower) dtype.
                 h = h.to(self.dtype)
-            gates.append(values)
             # Blocks that do not run stay unwritten; a gated layer next reads all units.
             out = (torch.zeros if following.kind == "gated" else torch.empty)(
                 batch, k * s, dtype=self.dtype, device=device)

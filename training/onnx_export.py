@@ -317,11 +317,11 @@ def _gate_stage(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int, cut: i
     return _Gates(on, values, _Selection(dense, idx, k, s), count, active)
 
 
-def _union_computed(g: Graph, gates: _Gates) -> str:
+def _union_computed(g: Graph, gates: _Gates, name: str | None = None) -> str:
     """(B, 1): what the union path computes for every example (the union, or all blocks)."""
     sel = gates.selection
     per_batch = g.op("Where", [sel.dense, g.ints(sel.blocks), gates.union])  # (1,)
-    return g.op("Expand", [per_batch, g.op("Shape", [gates.active])])
+    return g.op("Expand", [per_batch, g.op("Shape", [gates.active])], name=name)
 
 
 def _union_layer(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int,
@@ -352,10 +352,12 @@ def _union_layer(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int,
 
 def _grouped_or_union(g: Graph, x: _Full, layer: GatedLayer, i: int, gates: _Gates,
                       reader: torch.nn.Linear, reader_hint: str, reader_activation: str,
-                      grouped: tuple[int, float], name: str | None) -> tuple[str, str]:
+                      grouped: tuple[int, float], name: str | None,
+                      computed_name: str | None) -> tuple[str, str]:
     """A gated layer and the dense layer (or read-out) reading it, in an If: the grouped
     branch (`training.onnx_grouped`) for large sparse batches, else the union path. Returns
-    the reader's output (B, N) and the layer's computed blocks per example (B, 1)."""
+    the reader's output (B, N) (named `name`) and the layer's computed blocks per example
+    (B, 1) (named `computed_name`)."""
     k = layer.config.blocks
     hint = f"layers.{i}"
     batch = g.op("Shape", [x.name], start=0, end=1)  # (1,)
@@ -386,7 +388,7 @@ def _grouped_or_union(g: Graph, x: _Full, layer: GatedLayer, i: int, gates: _Gat
     grouped_out = g.if_(cond, grouped_branch, no_rows, f"{hint}.grouped_read")
     out = g.op("Concat", [union, grouped_out], f"{hint}.read", name=name, axis=0)  # (B, N)
     computed = g.op("Where", [cond, gates.active, _union_computed(g, gates)],
-                    f"{hint}.computed")  # (B, 1): exactly its own blocks when grouped
+                    f"{hint}.computed", name=computed_name)  # (B, 1): its own when grouped
     return out, computed
 
 
@@ -446,8 +448,9 @@ def export_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET, *,
                 x = _dense_layer(g, x, layer, i)
                 i += 1
                 continue
-            # One gated layer: its count is the graph's output, no Concat.
+            # One gated layer: its counts are the graph's outputs, no Concat.
             name = "active_blocks" if num_gated == 1 else None
+            computed_name = "computed_blocks" if num_gated == 1 else None
             cut = int(np.floor(dense_fallback * layer.config.blocks + 1e-9))
             gates = _gate_stage(g, x, layer, i, cut, name)
             actives.append(gates.active)
@@ -456,31 +459,26 @@ def export_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET, *,
                     and (reader is None or reader.gater is None)):
                 # The next layer (or the read-out) reads only what this one computes: the
                 # grouped branch can compute both, pair by pair.
-                if reader is None:
-                    y, done = _grouped_or_union(g, x, layer, i, gates, model.readout,
-                                                "readout", "linear", grouped, "logits")
-                    read_out = True
-                    i += 1
-                else:
-                    y, done = _grouped_or_union(g, x, layer, i, gates, reader.main,
-                                                f"layers.{i + 1}.main",
-                                                reader.config.activation, grouped, None)
-                    x = _Full(y, reader.config.width)
-                    i += 2
+                read_out = reader is None
+                linear, reader_hint, activation, out_name = (
+                    (model.readout, "readout", "linear", "logits") if read_out else
+                    (reader.main, f"layers.{i + 1}.main", reader.config.activation, None))
+                y, done = _grouped_or_union(g, x, layer, i, gates, linear, reader_hint,
+                                            activation, grouped, out_name, computed_name)
+                x = _Full(y, linear.out_features)
                 computed.append(done)
+                i += 2  # past the reader (or the end)
                 continue
             x = _union_layer(g, x, layer, i, gates)
-            computed.append(_union_computed(g, gates))
+            computed.append(_union_computed(g, gates, computed_name))
             i += 1
         if not read_out:
             _linear(g, x, _np(model.readout.weight), _np(model.readout.bias), "readout",
                     name="logits")
     if num_gated > 1:
         g.op("Concat", actives, name="active_blocks", axis=1)  # (B, G)
-    if num_gated:
-        g.op("Concat" if num_gated > 1 else "Identity", computed, name="computed_blocks",
-             **({"axis": 1} if num_gated > 1 else {}))  # (B, G)
-    else:  # (B, 0) twice
+        g.op("Concat", computed, name="computed_blocks", axis=1)  # (B, G)
+    elif not num_gated:  # (B, 0) twice
         batch = g.op("Slice", [g.op("Shape", [INPUT_NAME]), g.ints(0), g.ints(1)])
         shape = g.op("Concat", [batch, g.ints(0)], axis=0)
         for output in ("active_blocks", "computed_blocks"):

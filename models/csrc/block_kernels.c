@@ -25,12 +25,13 @@
     } while (0)
 #define INLINE static inline __attribute__((always_inline))
 
+#define R1 6 /* pair rows per pass over a weight tile: 6 x 64 sums fit the vector registers */
 /* out[p0 + i, c0:c0+T] = x[ex[p0 + i], :D] @ W[:D, c0:c0+T] for i < n, with R >= n rows. */
 INLINE void rows_tile(const float *__restrict x, int64_t D, const int64_t *ex, int64_t p0,
                       int64_t n, const float *__restrict Wk, int64_t S, int64_t c0,
                       float *__restrict out, const int R) {
-    float acc[6][T] = {{0}};
-    const float *xr[6];
+    float acc[R1][T] = {{0}};
+    const float *xr[R1];
     for (int i = 0; i < R; ++i) xr[i] = x + ex[p0 + (i < n ? i : 0)] * D;
     for (int64_t d = 0; d < D; ++d) {
         const float *wr = Wk + d * S + c0;
@@ -44,7 +45,6 @@ INLINE void rows_tile(const float *__restrict x, int64_t D, const int64_t *ex, i
 }
 
 /* out[p, :S] = x[ex[p], :D] @ W[block, :D, :S] for every pair p of every span. */
-#define R1 6 /* pair rows per pass over a weight tile: 6 x 64 sums fit the vector registers */
 void rows_times_blocks(const float *__restrict x, int64_t D, const int64_t *ex,
                        const float *__restrict W, int64_t S, const int64_t *spans, int64_t G,
                        float *__restrict out) {
