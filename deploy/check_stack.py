@@ -33,6 +33,11 @@ def say(message: str) -> None:
 
 def fail(message: str) -> None:
     say(f"FAILED: {message}")
+    # What the containers said is what tells a failed check's cause: the check tears the stack
+    # down when it exits, so the logs are printed now.
+    logs = subprocess.run([*COMPOSE, "logs", "--no-color", "--tail", "40"],
+                          capture_output=True, text=True, timeout=120)
+    print(logs.stdout[-12000:] + logs.stderr[-2000:], flush=True)
     sys.exit(1)
 
 
@@ -58,10 +63,15 @@ def wait_for(what: str, check, seconds: float = 300) -> None:
         try:
             if check():
                 return
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, StopIteration):
             pass
         time.sleep(1)
     fail(f"{what} not within {seconds:.0f} s")
+
+
+def _aggregated() -> dict:
+    stats = json.loads(http("GET", f"{LOCUST}/stats/requests")[2])
+    return next(s for s in stats["stats"] if s["name"] == "Aggregated")
 
 
 def main() -> None:
@@ -104,6 +114,10 @@ def main() -> None:
         "user_count": 8, "spawn_rate": 8, "host": "http://lb:8080"})
     if status != 200:
         fail(f"locust /swarm answered {status}: {raw[:300]!r}")
+    # The workers read the model's metadata and encode their request bodies before their users
+    # start (loadtest/locustfile.py), and report every 3 s: on a busy machine the first
+    # requests show up late, so the 15-second window starts when they do.
+    wait_for("the locust swarm's first requests", lambda: _aggregated()["num_requests"] > 0, 120)
     time.sleep(15)
     stats = json.loads(http("GET", f"{LOCUST}/stats/requests")[2])
     http("GET", f"{LOCUST}/stop")

@@ -23,7 +23,6 @@ import itertools
 import json
 import random
 import time
-import urllib.request
 from pathlib import Path
 
 import gevent
@@ -31,6 +30,7 @@ from locust import FastHttpUser, constant, constant_throughput, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtest.data import examples
+from loadtest.server_metadata import model_input_size
 from loadtest.server_timings import ServerTimings
 
 TIMINGS = ServerTimings()
@@ -61,9 +61,7 @@ def _prepare(environment, **_) -> None:
     options = environment.parsed_options
     if options is None or isinstance(environment.runner, MasterRunner) or not environment.host:
         return
-    with urllib.request.urlopen(f"{environment.host.rstrip('/')}/v2/models/{options.model}",
-                                timeout=30) as response:
-        input_size = json.loads(response.read())["inputs"][0]["shape"][1]
+    input_size = model_input_size(environment.host, options.model)
     for protocol in ("v1", "v2") if options.protocol == "both" else (options.protocol,):
         _BODIES[f"{options.model}/{options.rows}/{protocol}"] = _bodies(
             input_size, options.rows, protocol)
