@@ -32,13 +32,17 @@ masked product on the stored weights instead: ONNX has no views, so a Gather cop
 selects, and past that point the copies cost more than the rows they save. `computed_blocks`
 reports which ran (the union size, or K, for every example of the batch).
 
-Large batches: with independent per-example gates the union is soon every block, so a gated
-layer that reads a whole input and is read by a layer that is not gated (a dense layer or the
-read-out) has a third branch, `training.onnx_grouped`: each (example, block) pair on is
-computed, sorted by block, MoE style, and each example sums its own pairs' products in the
-reading layer. An If takes it from `GROUPED_FROM_BATCH` examples while at most
-`GROUPED_MAX_FRACTION` of the batch's pairs are on; `computed_blocks` is then each example's
-own count. Gated layers read by gated layers keep the union path.
+Large batches: with independent per-example gates the union is soon every block, so a chain
+of gated layers (each reading the one before, the first a whole input) and the layer that reads
+the last one (a dense layer or the read-out) has a third branch, `training.onnx_grouped`: each
+(example, block) pair on is computed, sorted by block, MoE style; a layer read by a gated layer
+puts its pairs' rows back in place (zeros elsewhere) for the next one's gater and pairs, and
+each example sums its own pairs' products in the final reading layer. An If takes it from
+`GROUPED_FROM_BATCH` examples while at most `GROUPED_MAX_FRACTION` of the first layer's
+(example, block) pairs are on; inside it, a later layer whose own pairs exceed that fraction is
+computed densely instead (masked by its gates). `computed_blocks` is then each example's own
+count (or every block, for a layer computed densely); a later layer of the chain reads its
+input whole (zeros included), which the reports count with `gated_reads_all_inputs=True`.
 
 ORT details the layout relies on: the dense branch's 2-D weight is a Reshape of the blocked
 initializer, which ORT's constant folding (on by default) turns into a constant; with graph
@@ -104,7 +108,10 @@ from .onnx_grouped import (
     GROUPED_FROM_BATCH,
     GROUPED_MAX_FRACTION,
     grouped_condition,
+    grouped_layer,
     grouped_layer_and_reader,
+    masked_layer,
+    masked_reader,
 )
 
 ONNX_FILE = "model.onnx"
@@ -288,10 +295,10 @@ class _Gates:
     active: str  # (B, 1) int64 blocks on per example
 
 
-def _gate_stage(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int, cut: int,
-                active_name: str | None) -> _Gates:
-    cfg = layer.config
-    k, s = cfg.blocks, cfg.block_size
+def _gates(g: Graph, x: _Full | _Compact, layer: GatedLayer,
+           i: int) -> tuple[str, str, str, str]:
+    """The layer's gater over the batch: logits (B, K), on (B, K) bool, values (B, K) float
+    (0 where off) and the threshold."""
     hint = f"layers.{i}"
     gater = layer.gater
     h = x
@@ -300,9 +307,24 @@ def _gate_stage(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int, cut: i
                           f"{hint}.gater.hidden", activation="tanh"), gater.hidden.out_features)
     logits = _linear(g, h, _np(gater.out.weight), _np(gater.out.bias),
                      f"{hint}.gater.out")  # (B, K)
-    tau = g.const(np.array(float(layer.threshold), np.float32), f"{hint}.threshold")
+    tau = g.named_const(np.array(float(layer.threshold), np.float32),
+                        f"{hint}.threshold")  # one per layer, set by name
     on = g.op("Greater", [logits, tau], f"{hint}.on")  # (B, K)
-    values = _gate_values(g, layer.estimator, logits, on, hint)  # (B, K)
+    return logits, on, _gate_values(g, layer.estimator, logits, on, hint), tau
+
+
+def _active(g: Graph, on: str, hint: str, name: str | None = None) -> str:
+    """(B, 1) int64: blocks on per example."""
+    return g.op("ReduceSum", [g.op("Cast", [on], to=TensorProto.INT64), g.ints(1)],
+                f"{hint}.active", keepdims=1, name=name)
+
+
+def _gate_stage(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int, cut: int,
+                active_name: str | None) -> _Gates:
+    cfg = layer.config
+    k, s = cfg.blocks, cfg.block_size
+    hint = f"layers.{i}"
+    logits, on, values, tau = _gates(g, x, layer, i)
     # Union over the batch: block k is needed if its largest logit passes the threshold.
     top = g.op("ReduceMax", [logits, g.ints(0)], keepdims=0)  # (K,)
     needed = g.op("Greater", [top, tau], f"{hint}.needed")  # (K,)
@@ -312,9 +334,8 @@ def _gate_stage(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int, cut: i
     # Under the fallback every block is selected: NonZero of (needed or dense), no If needed.
     selected = g.op("Or", [needed, dense])  # (K,)
     idx = g.op("Transpose", [g.op("NonZero", [selected])], f"{hint}.blocks")  # (n, 1)
-    active = g.op("ReduceSum", [g.op("Cast", [on], to=TensorProto.INT64), g.ints(1)],
-                  f"{hint}.active", keepdims=1, name=active_name)  # (B, 1)
-    return _Gates(on, values, _Selection(dense, idx, k, s), count, active)
+    return _Gates(on, values, _Selection(dense, idx, k, s), count,
+                  _active(g, on, hint, active_name))
 
 
 def _union_computed(g: Graph, gates: _Gates, name: str | None = None) -> str:
@@ -350,46 +371,117 @@ def _union_layer(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int,
     return _Compact(out, sel)
 
 
-def _grouped_or_union(g: Graph, x: _Full, layer: GatedLayer, i: int, gates: _Gates,
-                      reader: torch.nn.Linear, reader_hint: str, reader_activation: str,
-                      grouped: tuple[int, float], name: str | None,
-                      computed_name: str | None) -> tuple[str, str]:
-    """A gated layer and the dense layer (or read-out) reading it, in an If: the grouped
-    branch (`training.onnx_grouped`) for large sparse batches, else the union path. Returns
-    the reader's output (B, N) (named `name`) and the layer's computed blocks per example
-    (B, 1) (named `computed_name`)."""
+def _main_blocked(g: Graph, layer: GatedLayer, i: int) -> tuple[str, str]:
+    """The layer's weight (K, S, D) and bias (K, S) as stored by block."""
     k = layer.config.blocks
+    return (blocked(g, _np(layer.main.weight), k, f"layers.{i}.main.weight")[0],
+            blocked(g, _np(layer.main.bias), k, f"layers.{i}.main.bias")[0])
+
+
+def _grouped_chain(s: Graph, x: _Full, chain: list[tuple[GatedLayer, int]], gates: _Gates,
+                   reader_weight: np.ndarray, reader_hint: str, reader_parts: tuple[str, str],
+                   max_fraction: float) -> list[str]:
+    """The grouped branch of `_grouped_or_union`, built into `s`: the reader's output (B, N),
+    then the active and the computed blocks (B, 1) of each later layer of the chain. The first
+    layer is grouped (the If's condition holds for its pairs); each later one is grouped where
+    its own pairs are few enough, else computed densely: grouping a layer with most of its
+    pairs on would copy its input once per block."""
+    h, actives, computed = x.name, [], []
+    for n, (layer, j) in enumerate(chain):
+        k = layer.config.blocks
+        own = None
+        if n:  # gates from the whole (zero-filled) output of the layer before
+            _, on, values, _ = _gates(s, _Full(h, chain[n - 1][0].config.width), layer, j)
+            active = _active(s, on, f"layers.{j}.grouped")
+            own = grouped_condition(s, s.op("Shape", [h], start=0, end=1), active, k, 1,
+                                    max_fraction, f"layers.{j}.grouped")
+            actives.append(active)
+            computed.append(s.op("Where", [own, active, s.ints(k)]))
+        else:
+            on, values = gates.on, gates.values
+        reader = None
+        if n == len(chain) - 1:
+            reader_blocked, _ = blocked(s, np.ascontiguousarray(reader_weight.T), k,
+                                        f"{reader_hint}.weight_t")
+            reader = (reader_blocked, *reader_parts)
+        h = _grouped_step(s, h, on, values, own, layer, j, reader)
+    return [h, *actives, *computed]
+
+
+def _grouped_step(s: Graph, x: str, on: str, values: str, own: str | None, layer: GatedLayer,
+                  i: int, reader: tuple[str, str, str] | None) -> str:
+    """One layer of a grouped chain over its whole input x: its whole output (B, K*S), or with
+    `reader` (blocked weight, bias, activation) the reader's output (B, N). Grouped pair by
+    pair, or where `own` (a (1,) bool) is given, in an If on it, else densely."""
+    k, act, hint = layer.config.blocks, layer.config.activation, f"layers.{i}.grouped"
+    w3, b3 = _main_blocked(s, layer, i)
+
+    def grouped_fn(t: Graph) -> str:
+        if reader is None:
+            return grouped_layer(t, x, on, values, w3, b3, act, k, hint)
+        return grouped_layer_and_reader(t, x, on, values, w3, b3, act, *reader, k, hint)
+
+    def masked_fn(t: Graph) -> str:
+        full = masked_layer(t, x, values, w3, b3, act)
+        return full if reader is None else masked_reader(t, full, k, *reader)
+
+    return grouped_fn(s) if own is None else s.if_(own, grouped_fn, masked_fn, hint)
+
+
+def _grouped_or_union(g: Graph, x: _Full, chain: list[tuple[GatedLayer, int]], gates: _Gates,
+                      reader: torch.nn.Linear, reader_hint: str, reader_activation: str,
+                      grouped: tuple[int, float], cut: float, name: str | None,
+                      computed_name: str | None) -> tuple[str, list[str], list[str]]:
+    """A chain of gated layers, each reading the one before (the first a whole input), and the
+    dense layer (or read-out) reading the last, in an If: the grouped branch
+    (`training.onnx_grouped`) for large sparse batches, else the union path. `gates`: the first
+    layer's gate stage over the whole batch; the If decides on its pairs. Returns the reader's
+    output (B, N) (named `name`), the active blocks (B, 1) of the chain's later layers and the
+    computed blocks (B, 1) of every layer of the chain (the first named `computed_name`)."""
+    first, i = chain[0]
     hint = f"layers.{i}"
     batch = g.op("Shape", [x.name], start=0, end=1)  # (1,)
-    cond = grouped_condition(g, batch, gates.active, k, *grouped, hint)
+    cond = grouped_condition(g, batch, gates.active, first.config.blocks, *grouped, hint)
     weight, bias = _np(reader.weight), _np(reader.bias)
+    later = len(chain) - 1
 
-    def grouped_branch(s: Graph) -> str:
-        main_blocked, _ = blocked(s, _np(layer.main.weight), k, f"{hint}.main.weight")
-        bias_blocked, _ = blocked(s, _np(layer.main.bias), k, f"{hint}.main.bias")
-        reader_blocked, _ = blocked(s, np.ascontiguousarray(weight.T), k,
-                                    f"{reader_hint}.weight_t")
-        return grouped_layer_and_reader(
-            s, x.name, gates.on, gates.values, main_blocked, bias_blocked,
-            layer.config.activation, reader_blocked, s.const(bias, f"{reader_hint}.bias"),
-            reader_activation, k, f"{hint}.grouped")
+    def grouped_branch(s: Graph) -> list[str]:
+        reader_parts = (s.const(bias, f"{reader_hint}.bias"), reader_activation)
+        return _grouped_chain(s, x, chain, gates, weight, reader_hint, reader_parts,
+                              grouped[1])
 
-    def no_rows(s: Graph) -> str:  # (0, N)
-        return s.op("ConstantOfShape", [s.ints(0, weight.shape[0])])
+    def no_rows(s: Graph) -> list[str]:  # (0, N), then (0, 1) twice per later layer
+        empty = s.op("ConstantOfShape", [s.ints(0, 1)], value=numpy_helper.from_array(
+            np.zeros(1, np.int64)))
+        return [s.op("ConstantOfShape", [s.ints(0, weight.shape[0])]), *[empty] * (2 * later)]
 
     # The union path stays outside the If, over the batch's rows or none of them: nested in an
     # If branch, its dense fallback's Gemm lost its prepacked weight (much slower at batch 8).
     rows = g.op("Where", [cond, g.ints(0), batch])
     x_rows = g.op("Slice", [x.name, g.ints(0), rows, g.ints(0)], f"{hint}.union_rows")
     values = g.op("Slice", [gates.values, g.ints(0), rows, g.ints(0)])
-    compact = _union_layer(g, _Full(x_rows, x.width), layer, i,
+    compact = _union_layer(g, _Full(x_rows, x.width), first, i,
                            dataclasses.replace(gates, values=values))
+    union_active, union_computed = [], []
+    for layer, j in chain[1:]:
+        stage = _gate_stage(g, compact, layer, j, int(np.floor(cut * layer.config.blocks
+                                                               + 1e-9)), None)
+        compact = _union_layer(g, compact, layer, j, stage)
+        union_active.append(stage.active)
+        union_computed.append(_union_computed(g, stage))
     union = _linear(g, compact, weight, bias, reader_hint, activation=reader_activation)
-    grouped_out = g.if_(cond, grouped_branch, no_rows, f"{hint}.grouped_read")
-    out = g.op("Concat", [union, grouped_out], f"{hint}.read", name=name, axis=0)  # (B, N)
-    computed = g.op("Where", [cond, gates.active, _union_computed(g, gates)],
-                    f"{hint}.computed", name=computed_name)  # (B, 1): its own when grouped
-    return out, computed
+    types = [TensorProto.FLOAT] + [TensorProto.INT64] * (2 * later)
+    grouped_out = g.if_outputs(cond, grouped_branch, no_rows, types, f"{hint}.grouped_read")
+    out = g.op("Concat", [union, grouped_out[0]], f"{hint}.read", name=name, axis=0)  # (B, N)
+    computed = [g.op("Where", [cond, gates.active, _union_computed(g, gates)],
+                     f"{hint}.computed", name=computed_name)]  # (B, 1): its own when grouped
+    actives = []
+    for (_, j), mine, done, union_a, union_c in zip(
+            chain[1:], grouped_out[1:1 + later], grouped_out[1 + later:], union_active,
+            union_computed, strict=True):
+        actives.append(g.op("Concat", [union_a, mine], f"layers.{j}.active", axis=0))
+        computed.append(g.op("Concat", [union_c, done], f"layers.{j}.computed", axis=0))
+    return out, actives, computed
 
 
 def _dense_layer(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int) -> _Full:
@@ -454,20 +546,25 @@ def export_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET, *,
             cut = int(np.floor(dense_fallback * layer.config.blocks + 1e-9))
             gates = _gate_stage(g, x, layer, i, cut, name)
             actives.append(gates.active)
-            reader = layers[i + 1] if i + 1 < len(layers) else None
-            if (grouped is not None and isinstance(x, _Full)
-                    and (reader is None or reader.gater is None)):
-                # The next layer (or the read-out) reads only what this one computes: the
-                # grouped branch can compute both, pair by pair.
-                read_out = reader is None
+            end = i + 1  # the chain of gated layers from here, each reading the one before
+            while end < len(layers) and layers[end].gater is not None:
+                end += 1
+            if grouped is not None and isinstance(x, _Full):
+                # The next layer (or the read-out) reads only what the chain computes: the
+                # grouped branch can compute all of it, pair by pair.
+                read_out = end == len(layers)
                 linear, reader_hint, activation, out_name = (
                     (model.readout, "readout", "linear", "logits") if read_out else
-                    (reader.main, f"layers.{i + 1}.main", reader.config.activation, None))
-                y, done = _grouped_or_union(g, x, layer, i, gates, linear, reader_hint,
-                                            activation, grouped, out_name, computed_name)
+                    (layers[end].main, f"layers.{end}.main", layers[end].config.activation,
+                     None))
+                chain = [(layers[j], j) for j in range(i, end)]
+                y, later_active, done = _grouped_or_union(
+                    g, x, chain, gates, linear, reader_hint, activation, grouped,
+                    dense_fallback, out_name, computed_name)
                 x = _Full(y, linear.out_features)
-                computed.append(done)
-                i += 2  # past the reader (or the end)
+                actives.extend(later_active)
+                computed.extend(done)
+                i = end + 1  # past the reader (or the end)
                 continue
             x = _union_layer(g, x, layer, i, gates)
             computed.append(_union_computed(g, gates, computed_name))

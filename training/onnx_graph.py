@@ -47,6 +47,13 @@ class Graph:
         self.root.initializers.append(numpy_helper.from_array(np.array(array, order="C"), name))
         return name
 
+    def named_const(self, array: np.ndarray, name: str) -> str:
+        """An initializer named exactly `name`, made at the first call; later calls (from any
+        branch) return it: a value that tools look up by name must exist once."""
+        if name not in self.root._counts:
+            self.const(array, name)
+        return name
+
     def ints(self, *values: int) -> str:
         """A shared int64 vector constant (axes, shapes)."""
         return self._small_const(np.array(values, dtype=np.int64), "i64")
@@ -75,17 +82,31 @@ class Graph:
     def if_(self, cond: str, then_fn, else_fn, hint: str, name: str | None = None) -> str:
         """If(cond) with branches built by then_fn(graph) / else_fn(graph), each returning the
         name of its float output."""
+        return self.if_outputs(cond, lambda s: [then_fn(s)], lambda s: [else_fn(s)],
+                               [TensorProto.FLOAT], hint, [name])[0]
+
+    def if_outputs(self, cond: str, then_fn, else_fn, types: list[int], hint: str,
+                   names: list[str | None] | None = None) -> list[str]:
+        """If(cond) with several outputs: each branch function returns a list of names, one
+        per element type in `types`; `names` (optional) names the If's outputs."""
         branches = []
         for label, fn in (("then", then_fn), ("else", else_fn)):
             sub = Graph(self.root)
-            out = fn(sub)
-            if out not in sub.produced:  # a branch output must be computed inside the branch
-                out = sub.op("Identity", [out], f"{hint}_{label}")
-            info = helper.make_tensor_value_info(out, TensorProto.FLOAT, None)
+            infos = []
+            for out, elem_type in zip(fn(sub), types, strict=True):
+                if out not in sub.produced:  # a branch output must be computed inside it
+                    out = sub.op("Identity", [out], f"{hint}_{label}")
+                infos.append(helper.make_tensor_value_info(out, elem_type, None))
             branches.append(helper.make_graph(sub.nodes, self.fresh(f"{hint}_{label}"), [],
-                                              [info]))
-        return self.op("If", [cond], hint, name=name, then_branch=branches[0],
-                       else_branch=branches[1])
+                                              infos))
+        outs = [name or self.fresh(hint) for name in (names or [None] * len(types))]
+        for name in names or []:
+            if name:
+                self.root._counts[name] = self.root._counts.get(name, 0)
+        self.nodes.append(helper.make_node("If", [cond], outs, then_branch=branches[0],
+                                           else_branch=branches[1]))
+        self.produced.update(outs)
+        return outs
 
 
 ACTIVATION_OPS = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}

@@ -1,5 +1,6 @@
-"""The grouped branch of the skipping graph: a gated layer and the layer reading it, computed
-per (example, block) pair, for large batches (`training.onnx_export` builds it in an If).
+"""The grouped branch of the skipping graph: gated layers and the layer reading the last of them,
+computed per (example, block) pair, for large batches (`training.onnx_export` builds it in an
+If).
 
 At batch 64-256 with independent per-example gates the union of the batch's blocks is nearly
 all of them, so the union path cannot skip; this branch sorts the work by block instead, the
@@ -15,12 +16,17 @@ way mixture-of-experts layers sort tokens by expert:
    (B, M, N), and summed. No scatter-add: ORT 1.32's ScatterND with reduction="add" gives
    wrong sums where indices repeat on two threads.
 
-Each example computes exactly its own blocks (the reports count them per example), at the
-cost of padding to C and M and of the gathers. Measured on the issue's layer (1024 -> 64 x 64
--> 1024, ORT 1.32, 2 cores; `python -m benchmarks.skip --backends onnxruntime`): see
-docs/performance.md. It loses to the dense product below ~48 examples (the gathers and the
-per-block products of a few rows) and above ~30 % of pairs on; the If runs it only in
-between (`GROUPED_FROM_BATCH`, `GROUPED_MAX_FRACTION`).
+A gated layer read by another gated layer stops after step 2: `grouped_layer` puts each pair's
+row back in its example's place (one Gather from the pairs' rows plus a zero row), giving the
+whole (B, K*S) output, zeros in off blocks, that the next layer's gater and pairs read. Where
+that next layer has most of its pairs on, `masked_layer` (and `masked_reader`) compute it
+densely instead. Each example computes exactly its own blocks (the reports count them per
+example), at the cost of padding to C and M and of the gathers. Measured on the issue's
+layer (1024 -> 64 x 64 -> 1024) and the `blocks` model (two gated layers in a chain; ORT 1.32,
+2 cores; `python -m benchmarks.skip --backends onnxruntime`): see docs/performance.md. It
+loses to the dense product below ~48 examples (the gathers and the per-block products of a few
+rows) and above ~30 % of pairs on; the If runs it only in between (`GROUPED_FROM_BATCH`,
+`GROUPED_MAX_FRACTION`).
 
 Letters: B examples, D inputs of the gated layer, K blocks of S units, N outputs of the
 reading layer, C and M the paddings above.
@@ -52,16 +58,11 @@ def grouped_condition(g: Graph, batch: str, active: str, blocks: int, from_batch
     return g.op("And", [big, sparse], f"{hint}.grouped")
 
 
-def grouped_layer_and_reader(s: Graph, x: str, on: str, values: str, main_blocked: str,
-                             main_bias_blocked: str, activation: str, reader_blocked: str,
-                             reader_bias: str, reader_activation: str, blocks: int,
-                             hint: str) -> str:
-    """The reading layer's output (B, N), after its activation, built into branch `s`.
-
-    x (B, D) the gated layer's whole input; on (B, K) bool and values (B, K) float its gates;
-    main_blocked (K, S, D) and main_bias_blocked (K, S) its weight and bias as stored by block;
-    reader_blocked (K, S, N) the reading layer's weight, transposed and stored by block;
-    reader_bias (N,)."""
+def _grouped_blocks(s: Graph, x: str, on: str, values: str, main_blocked: str,
+                    main_bias_blocked: str, activation: str, hint: str) -> tuple[str, str, str]:
+    """Steps 1-2: the gated layer's blocks over their own examples. Returns the activations
+    times the gate values (K, C, S) (0 on padding rows), the padding C (1,) int64 and the
+    gates as float (B, K)."""
     onf = s.op("Cast", [on], f"{hint}.on_float", to=TensorProto.FLOAT)  # (B, K)
     # 1. Each block's examples, in example order, padded to C.
     capacity = s.op("Cast", [s.op("ReduceMax", [s.op("ReduceSum", [onf, s.ints(0)],
@@ -81,21 +82,60 @@ def grouped_layer_and_reader(s: Graph, x: str, on: str, values: str, main_blocke
     bias = s.op("Unsqueeze", [main_bias_blocked, s.ints(1)])  # (K, 1, S)
     hidden = apply_activation(s, s.op("Add", [s.op("MatMul", [rows, weight]), bias]),
                               activation)
-    hidden = s.op("Mul", [hidden, s.op("Unsqueeze", [gates, s.ints(-1)])])  # (K, C, S)
-    # 3. The reading layer's product per pair, plus a zero row for padding to point at.
-    partial = s.op("MatMul", [hidden, reader_blocked], f"{hint}.partial")  # (K, C, N)
-    width = s.op("Shape", [reader_blocked], start=2, end=3)  # (1,) N
-    flat = s.op("Reshape", [partial, s.op("Concat", [s.ints(-1), width], axis=0)])
-    zero = s.op("ConstantOfShape", [s.op("Concat", [s.ints(1), width], axis=0)])  # (1, N)
-    table = s.op("Concat", [flat, zero], f"{hint}.partials", axis=0)  # (K*C + 1, N)
-    # 4. Each example's pairs: row k*C + (its rank among block k's examples), or the zero row.
+    return s.op("Mul", [hidden, s.op("Unsqueeze", [gates, s.ints(-1)])]), capacity, onf
+
+
+def _pair_table(s: Graph, per_pair: str, hint: str) -> str:
+    """(K, C, W) per-pair rows as a (K*C + 1, W) table whose last row is zeros, for padding
+    to point at."""
+    width = s.op("Shape", [per_pair], start=2, end=3)  # (1,) W
+    flat = s.op("Reshape", [per_pair, s.op("Concat", [s.ints(-1), width], axis=0)])
+    zero = s.op("ConstantOfShape", [s.op("Concat", [s.ints(1), width], axis=0)])  # (1, W)
+    return s.op("Concat", [flat, zero], f"{hint}.partials", axis=0)
+
+
+def _pair_rows(s: Graph, on: str, onf: str, capacity: str, blocks: int, hint: str) -> str:
+    """(B, K) int64: where example e's pair with block k sits in the table of `_pair_table`,
+    row k*C + (e's rank among block k's examples), or the zero row where the gate is off."""
     rank = s.op("Cast", [s.op("CumSum", [onf, s.scalar(0, np.int64)], exclusive=1)],
                 to=TensorProto.INT64)  # (B, K)
     block_ids = s.const(np.arange(blocks, dtype=np.int64).reshape(1, blocks),
                         f"{hint}.block_ids")
     position = s.op("Add", [s.op("Mul", [block_ids, capacity]), rank])  # (B, K)
     padding = s.op("Mul", [capacity, s.ints(blocks)])  # (1,) the zero row
-    position = s.op("Where", [on, position, padding])
+    return s.op("Where", [on, position, padding])
+
+
+def grouped_layer(s: Graph, x: str, on: str, values: str, main_blocked: str,
+                  main_bias_blocked: str, activation: str, blocks: int, hint: str) -> str:
+    """The gated layer's whole output (B, K*S), zeros in each example's off blocks, computed
+    pair by pair (steps 1-2), each pair's row then put in its place by one Gather: for a gated
+    layer read by a gated layer, whose own pairs are grouped by its blocks again."""
+    hidden, capacity, onf = _grouped_blocks(s, x, on, values, main_blocked, main_bias_blocked,
+                                            activation, hint)
+    table = _pair_table(s, hidden, hint)  # (K*C + 1, S)
+    picked = s.op("Gather", [table, _pair_rows(s, on, onf, capacity, blocks, hint)],
+                  axis=0)  # (B, K, S)
+    return s.op("Flatten", [picked], f"{hint}.full", axis=1)  # (B, K*S)
+
+
+def grouped_layer_and_reader(s: Graph, x: str, on: str, values: str, main_blocked: str,
+                             main_bias_blocked: str, activation: str, reader_blocked: str,
+                             reader_bias: str, reader_activation: str, blocks: int,
+                             hint: str) -> str:
+    """The reading layer's output (B, N), after its activation, built into branch `s`.
+
+    x (B, D) the gated layer's whole input; on (B, K) bool and values (B, K) float its gates;
+    main_blocked (K, S, D) and main_bias_blocked (K, S) its weight and bias as stored by block;
+    reader_blocked (K, S, N) the reading layer's weight, transposed and stored by block;
+    reader_bias (N,)."""
+    hidden, capacity, onf = _grouped_blocks(s, x, on, values, main_blocked, main_bias_blocked,
+                                            activation, hint)
+    # 3. The reading layer's product per pair, plus a zero row for padding to point at.
+    partial = s.op("MatMul", [hidden, reader_blocked], f"{hint}.partial")  # (K, C, N)
+    table = _pair_table(s, partial, hint)  # (K*C + 1, N)
+    # 4. Each example's pairs, its on blocks first (TopK, padded to M with the zero row).
+    position = _pair_rows(s, on, onf, capacity, blocks, hint)  # (B, K)
     per_example = s.op("Cast", [s.op("ReduceMax", [s.op("ReduceSum", [onf, s.ints(1)],
                                                         keepdims=0)], keepdims=1)],
                        to=TensorProto.INT64)  # (1,) M
@@ -108,3 +148,27 @@ def grouped_layer_and_reader(s: Graph, x: str, on: str, values: str, main_blocke
                   keepdims=0)  # (B, N)
     return apply_activation(s, s.op("Add", [summed, reader_bias], f"{hint}.read"),
                             reader_activation)
+
+
+def masked_layer(s: Graph, x: str, values: str, main_blocked: str, main_bias_blocked: str,
+                 activation: str) -> str:
+    """The gated layer's whole output (B, K*S) computed densely, each example's off blocks
+    zeroed by its gate values: a later layer of a grouped chain whose own pairs are too many
+    for grouping. The blocked weight (K, S, D) is the first operand of the product, which ORT
+    does not pack, so the union path's Gemm keeps its prepacked copy of the 2-D view."""
+    pre = s.op("MatMul", [main_blocked, s.op("Transpose", [x])])  # (K, S, B)
+    pre = s.op("Add", [pre, s.op("Unsqueeze", [main_bias_blocked, s.ints(-1)])])
+    out = s.op("Transpose", [apply_activation(s, pre, activation)], perm=[2, 0, 1])  # (B, K, S)
+    out = s.op("Mul", [out, s.op("Unsqueeze", [values, s.ints(-1)])])
+    return s.op("Flatten", [out], axis=1)  # (B, K*S)
+
+
+def masked_reader(s: Graph, x: str, blocks: int, reader_blocked: str, reader_bias: str,
+                  reader_activation: str) -> str:
+    """The reading layer's output (B, N) over a whole gated output x (B, K*S): per block
+    (K, B, S) @ (K, S, N), summed over blocks (the blocked weight, unpacked, as above)."""
+    per_block = s.op("Transpose", [s.op("Reshape", [x, s.ints(0, blocks, -1)])],
+                     perm=[1, 0, 2])  # (K, B, S)
+    summed = s.op("ReduceSum", [s.op("MatMul", [per_block, reader_blocked]), s.ints(0)],
+                  keepdims=0)  # (B, N)
+    return apply_activation(s, s.op("Add", [summed, reader_bias]), reader_activation)

@@ -99,9 +99,10 @@ def assert_matches(model, graph, x):
     return logits, active, computed
 
 
-# Layouts whose every gated layer reads a whole input and is read by a layer that is not
-# gated: the grouped branch can take all of them.
-GROUPED_LAYOUTS = {"gated", "gated-no-hidden-unit-blocks", "gated-dense", "dense-gated"}
+# Layouts whose every chain of gated layers reads a whole input and is read by a layer that is
+# not gated: the grouped branch can take all of them (every layout with a gated layer).
+GROUPED_LAYOUTS = {"gated", "gated-no-hidden-unit-blocks", "gated-dense", "dense-gated",
+                   "gated-gated", "gated-gated-dense-gated"}
 ALWAYS_GROUPED = (1, 1.0)
 
 
@@ -150,6 +151,63 @@ def test_ort_matches_torch_for_every_estimator(estimator):
         graph = export_onnx(model, dense_fallback=fallback)
         for batch in (1, 5):
             assert_matches(model, graph, torch.randn(batch, D))
+
+
+@pytest.mark.parametrize("later", ["mostly-on", "all-off", "sparse"])
+def test_grouped_chain_of_gated_layers(later):
+    # Two gated layers, the second reading the first, then a dense layer: in the grouped
+    # branch the first is computed pair by pair; the second too where its own pairs are few
+    # (sparse, all off), and densely where they are not (mostly on: every block computed).
+    model = make_net([gated(8, 4, 5, "relu"), gated(6, 3, 4, "sigmoid"), dense()],
+                     density=0.25)
+    with torch.no_grad():
+        if later == "mostly-on":
+            logits = model(torch.randn(256, D)).traces[1].logits
+            model.layers[1].threshold.fill_(float(torch.quantile(logits.flatten(), 0.2)))
+        elif later == "all-off":
+            model.layers[1].threshold.fill_(1e30)
+    graph = export_onnx(model, grouped=(16, 0.3))
+    for batch in (1, 15, 16, 40):  # 15: the union path; from 16: the grouped branch
+        _, active, computed = assert_matches(model, graph, torch.randn(batch, D))
+        if batch >= 16:
+            assert np.array_equal(computed[:, 0], active[:, 0])
+            want = {"mostly-on": np.full(batch, 6), "all-off": np.zeros(batch),
+                    "sparse": active[:, 1]}[later]
+            assert np.array_equal(computed[:, 1], want)
+        elif batch > 1:  # the union path: one count for the whole batch per layer
+            assert (computed == computed[:1]).all()
+
+
+def _nodes(graph):
+    """Every node of a graph and of its If branches, depth first."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _nodes(attr.g)
+
+
+def test_a_chain_grouped_branch_chooses_per_later_layer():
+    # The later layer's If: grouped pairs, or the dense masked product straight from the
+    # blocked weight (the outputs agree either way, so the structure is what is checked).
+    model = make_net([gated(8, 4, 5, "relu"), gated(6, 3, 4, "sigmoid"), dense()])
+    graph = export_onnx(model).graph
+    choices = [n for n in _nodes(graph) if n.op_type == "If"
+               and n.output[0].startswith("layers.1.grouped")]
+    assert len(choices) == 1
+    branches = {a.name: a.g for a in choices[0].attribute}
+    assert any(n.op_type == "MatMul" and "layers.1.main.weight.blocked" in n.input
+               for n in branches["else_branch"].node)
+    assert any(n.op_type == "TopK" for n in branches["then_branch"].node)
+
+
+def test_each_threshold_is_one_initializer_named_by_its_layer():
+    # Benchmarks and tools set thresholds by name: a chain's gaters, built both on the union
+    # path and in the grouped branch, must share one initializer per layer.
+    model = make_net(LAYOUTS["gated-gated-dense-gated"])
+    names = [init.name for init in export_onnx(model).graph.initializer]
+    thresholds = sorted(n for n in names if ".threshold" in n)
+    assert thresholds == ["layers.0.threshold", "layers.1.threshold", "layers.3.threshold"]
 
 
 def test_active_blocks_equal_the_skip_path():
