@@ -319,10 +319,13 @@ def _active(g: Graph, on: str, hint: str, name: str | None = None) -> str:
                 f"{hint}.active", keepdims=1, name=name)
 
 
-def _gate_stage(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int, cut: int,
-                active_name: str | None) -> _Gates:
+def _gate_stage(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int,
+                dense_fallback: float, active_name: str | None) -> _Gates:
+    """The gater over the batch and the union path's selection: the dense fallback runs where
+    more than `dense_fallback` of the blocks are on in some example."""
     cfg = layer.config
     k, s = cfg.blocks, cfg.block_size
+    cut = int(np.floor(dense_fallback * k + 1e-9))
     hint = f"layers.{i}"
     logits, on, values, tau = _gates(g, x, layer, i)
     # Union over the batch: block k is needed if its largest logit passes the threshold.
@@ -378,14 +381,14 @@ def _main_blocked(g: Graph, layer: GatedLayer, i: int) -> tuple[str, str]:
             blocked(g, _np(layer.main.bias), k, f"layers.{i}.main.bias")[0])
 
 
-def _grouped_chain(s: Graph, x: _Full, chain: list[tuple[GatedLayer, int]], gates: _Gates,
-                   reader_weight: np.ndarray, reader_hint: str, reader_parts: tuple[str, str],
-                   max_fraction: float) -> list[str]:
-    """The grouped branch of `_grouped_or_union`, built into `s`: the reader's output (B, N),
-    then the active and the computed blocks (B, 1) of each later layer of the chain. The first
-    layer is grouped (the If's condition holds for its pairs); each later one is grouped where
-    its own pairs are few enough, else computed densely: grouping a layer with most of its
-    pairs on would copy its input once per block."""
+def _grouped_chain(s: Graph, x: _Full, batch: str, chain: list[tuple[GatedLayer, int]],
+                   gates: _Gates, reader_weight: np.ndarray, reader_hint: str,
+                   reader_parts: tuple[str, str], max_fraction: float) -> list[str]:
+    """The grouped branch of `_grouped_or_union`, built into `s` (`batch`: B as (1,) int64):
+    the reader's output (B, N), then the active and the computed blocks (B, 1) of each later
+    layer of the chain. The first layer is grouped (the If's condition holds for its pairs);
+    each later one is grouped where its own pairs are few enough, else computed densely:
+    grouping a layer with most of its pairs on would copy its input once per block."""
     h, actives, computed = x.name, [], []
     for n, (layer, j) in enumerate(chain):
         k = layer.config.blocks
@@ -393,8 +396,8 @@ def _grouped_chain(s: Graph, x: _Full, chain: list[tuple[GatedLayer, int]], gate
         if n:  # gates from the whole (zero-filled) output of the layer before
             _, on, values, _ = _gates(s, _Full(h, chain[n - 1][0].config.width), layer, j)
             active = _active(s, on, f"layers.{j}.grouped")
-            own = grouped_condition(s, s.op("Shape", [h], start=0, end=1), active, k, 1,
-                                    max_fraction, f"layers.{j}.grouped")
+            own = grouped_condition(s, batch, active, k, 1, max_fraction,
+                                    f"layers.{j}.grouped")
             actives.append(active)
             computed.append(s.op("Where", [own, active, s.ints(k)]))
         else:
@@ -430,7 +433,7 @@ def _grouped_step(s: Graph, x: str, on: str, values: str, own: str | None, layer
 
 def _grouped_or_union(g: Graph, x: _Full, chain: list[tuple[GatedLayer, int]], gates: _Gates,
                       reader: torch.nn.Linear, reader_hint: str, reader_activation: str,
-                      grouped: tuple[int, float], cut: float, name: str | None,
+                      grouped: tuple[int, float], dense_fallback: float, name: str | None,
                       computed_name: str | None) -> tuple[str, list[str], list[str]]:
     """A chain of gated layers, each reading the one before (the first a whole input), and the
     dense layer (or read-out) reading the last, in an If: the grouped branch
@@ -447,7 +450,7 @@ def _grouped_or_union(g: Graph, x: _Full, chain: list[tuple[GatedLayer, int]], g
 
     def grouped_branch(s: Graph) -> list[str]:
         reader_parts = (s.const(bias, f"{reader_hint}.bias"), reader_activation)
-        return _grouped_chain(s, x, chain, gates, weight, reader_hint, reader_parts,
+        return _grouped_chain(s, x, batch, chain, gates, weight, reader_hint, reader_parts,
                               grouped[1])
 
     def no_rows(s: Graph) -> list[str]:  # (0, N), then (0, 1) twice per later layer
@@ -464,8 +467,7 @@ def _grouped_or_union(g: Graph, x: _Full, chain: list[tuple[GatedLayer, int]], g
                            dataclasses.replace(gates, values=values))
     union_active, union_computed = [], []
     for layer, j in chain[1:]:
-        stage = _gate_stage(g, compact, layer, j, int(np.floor(cut * layer.config.blocks
-                                                               + 1e-9)), None)
+        stage = _gate_stage(g, compact, layer, j, dense_fallback, None)
         compact = _union_layer(g, compact, layer, j, stage)
         union_active.append(stage.active)
         union_computed.append(_union_computed(g, stage))
@@ -543,8 +545,7 @@ def export_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET, *,
             # One gated layer: its counts are the graph's outputs, no Concat.
             name = "active_blocks" if num_gated == 1 else None
             computed_name = "computed_blocks" if num_gated == 1 else None
-            cut = int(np.floor(dense_fallback * layer.config.blocks + 1e-9))
-            gates = _gate_stage(g, x, layer, i, cut, name)
+            gates = _gate_stage(g, x, layer, i, dense_fallback, name)
             actives.append(gates.active)
             end = i + 1  # the chain of gated layers from here, each reading the one before
             while end < len(layers) and layers[end].gater is not None:

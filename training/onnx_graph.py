@@ -99,10 +99,11 @@ class Graph:
                 infos.append(helper.make_tensor_value_info(out, elem_type, None))
             branches.append(helper.make_graph(sub.nodes, self.fresh(f"{hint}_{label}"), [],
                                               infos))
-        outs = [name or self.fresh(hint) for name in (names or [None] * len(types))]
-        for name in names or []:
-            if name:
+        outs = []
+        for name in names or [None] * len(types):
+            if name:  # a graph output: its name is taken, as in `op`
                 self.root._counts[name] = self.root._counts.get(name, 0)
+            outs.append(name or self.fresh(hint))
         self.nodes.append(helper.make_node("If", [cond], outs, then_branch=branches[0],
                                            else_branch=branches[1]))
         self.produced.update(outs)
