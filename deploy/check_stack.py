@@ -2,7 +2,7 @@
 with the host's python3). Prints what it saw and exits non-zero at the first failed check.
 
 Environment: API_REPLICAS, LB_PORT, LOCUST_PORT, PROMETHEUS_PORT, LOCUST_WORKERS (2),
-COMPOSE_PROJECT_NAME; the model is paper-st (the trainer's default).
+COMPOSE_PROJECT_NAME; the model is blocks-digits-st (the trainer's default).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ LB = f"http://127.0.0.1:{os.environ.get('LB_PORT', '8080')}"
 LOCUST = f"http://127.0.0.1:{os.environ.get('LOCUST_PORT', '8089')}"
 PROMETHEUS = f"http://127.0.0.1:{os.environ.get('PROMETHEUS_PORT', '9090')}"
 WORKERS = int(os.environ.get("LOCUST_WORKERS", "2"))
-MODEL = os.environ.get("LOADTEST_MODEL", "paper-st")
+MODEL = os.environ.get("LOADTEST_MODEL", "blocks-digits-st")
 COMPOSE = (["docker-compose"] if shutil.which("docker-compose") else ["docker", "compose"])
 
 

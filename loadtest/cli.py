@@ -14,8 +14,8 @@ the report there (with the plot beside it).
 
 `soak`: one model under steady load for a long time (issue 7).
 
-    sparsegate-loadtest soak --model-repository model-repository [--model paper-st]
-    sparsegate-loadtest soak --url http://127.0.0.1:8000 --pid 12345 --model paper-st
+    sparsegate-loadtest soak --model-repository model-repository [--model blocks-digits-st]
+    sparsegate-loadtest soak --url http://127.0.0.1:8000 --pid 12345 --model blocks-digits-st
 
 Locust headless for --seconds (600) at --users (32) on one model (--model, else the
 repository's or server's first), with the server's default batching, sampling the server's

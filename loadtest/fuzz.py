@@ -1,6 +1,6 @@
 """Fuzz a running sparsegate-serve from its own OpenAPI schema with schemathesis.
 
-    python -m loadtest.fuzz --model-repository model-repository --model paper-st \\
+    python -m loadtest.fuzz --model-repository model-repository --model blocks-digits-st \\
         --max-examples 40 --out docs/reliability
     python -m loadtest.fuzz --url http://127.0.0.1:8000 --max-examples 40
 

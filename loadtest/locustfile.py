@@ -1,6 +1,6 @@
 """Locust users of a sparsegate server.
 
-    locust -f loadtest/locustfile.py --host http://127.0.0.1:8000 --model paper-st
+    locust -f loadtest/locustfile.py --host http://127.0.0.1:8000 --model blocks-digits-st
     locust -f loadtest/locustfile.py --headless -u 32 -r 32 -t 30s --host ... --model ... \
         --protocol v1 --timings runs/timings.json
 
@@ -40,7 +40,7 @@ _STARTED = [0.0]  # when the test started (perf_counter), for requests per secon
 
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
-    parser.add_argument("--model", default="paper-st", help="model to request")
+    parser.add_argument("--model", default="blocks-digits-st", help="model to request")
     parser.add_argument("--protocol", choices=["v1", "v2", "both"], default="both")
     parser.add_argument("--rows", type=int, default=1, help="examples per request")
     parser.add_argument("--rate-per-user", type=float, default=0.0,

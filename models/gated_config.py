@@ -108,6 +108,12 @@ class GatedNetworkConfig:
     def from_dict(cls, data: Any) -> GatedNetworkConfig:
         return from_mapping(cls, data, "config")
 
+    def every_block_on(self) -> GatedNetworkConfig:
+        """The same network with every block on and no gater: the dense reference it is
+        compared with (same widths, activations and read-out)."""
+        layers = [{**asdict(layer), "gated": False} for layer in self.layers]
+        return self.replace(layers=layers, target_density=1.0)
+
     def replace(self, **changes: Any) -> GatedNetworkConfig:
         data = self.to_dict()
         data.update(changes)
@@ -132,6 +138,27 @@ def blocks_preset(input_size: int = 784, num_classes: int = 10, estimator: str =
                               target_density=target_density)
 
 
+def narrow_blocks_preset(input_size: int = 784, num_classes: int = 10, estimator: str = "st",
+                         target_density: float = 0.1) -> GatedNetworkConfig:
+    """Two gated layers of 32 blocks x 32 units, each gated by one linear map from its input.
+
+    At 10 % on (input 784) it executes ~8 % of the dense multiply-adds, gater included, and an
+    epoch of Fashion-MNIST trains in ~11 s on one core (the 64 x 64 stack takes ~200 s)."""
+    layer = GatedLayerConfig(blocks=32, block_size=32, gater_hidden=0, activation="relu")
+    return GatedNetworkConfig(input_size, num_classes, (layer, layer), estimator,
+                              target_density=target_density)
+
+
+def digits_blocks_preset(input_size: int = 64, num_classes: int = 10, estimator: str = "st",
+                         target_density: float = 0.125) -> GatedNetworkConfig:
+    """One gated layer of 32 blocks x 32 units for 8 x 8 inputs, gated by one linear map: the
+    main job's model. At 12.5 % (4 blocks) it executes ~15 % of the dense multiply-adds, gater
+    included."""
+    layer = GatedLayerConfig(blocks=32, block_size=32, gater_hidden=0, activation="relu")
+    return GatedNetworkConfig(input_size, num_classes, (layer,), estimator,
+                              target_density=target_density)
+
+
 def dense_preset(width: int, activation: str, input_size: int = 784,
                  num_classes: int = 10) -> GatedNetworkConfig:
     """A plain MLP with one hidden layer: the paper's dense baselines."""
@@ -142,6 +169,8 @@ def dense_preset(width: int, activation: str, input_size: int = 784,
 PRESETS = {
     "paper": paper_preset,
     "blocks": blocks_preset,
+    "blocks-narrow": narrow_blocks_preset,
+    "blocks-digits": digits_blocks_preset,
     "dense-200-sigmoid": lambda **kw: dense_preset(200, "sigmoid", **kw),
     "dense-2000-relu": lambda **kw: dense_preset(2000, "relu", **kw),
 }

@@ -69,10 +69,37 @@ def logit_for_on_probability(estimator: Estimator, target: float) -> float:
     return _crossing_logit(estimator.on_probability, target, -30.0, 30.0)
 
 
+def density_threshold(logits: Tensor, density: float) -> Tensor:
+    """tau such that the fraction of `logits` strictly above tau is `density` (up to ties).
+
+    kthvalue rather than a sort: this runs on every training batch of the deterministic phase.
+    """
+    flat = logits.detach().reshape(-1)
+    n = flat.numel()
+    n_on = round(density * n)
+    if n_on >= n:
+        return flat.min() - 1.0
+    if n_on == 0:
+        return flat.max()
+    return flat.kthvalue(n - n_on).values
+
+
 def _default_logit_threshold(estimator: Estimator) -> float:
     """The logit where smooth(a) crosses the estimator's default threshold."""
     return float(estimator.logit_threshold(
         _crossing_logit(estimator.smooth, estimator.default_threshold)))
+
+
+# How a gated layer gates while training (evaluation always thresholds the logits):
+# - "stochastic": the estimator's draw, with its own gradient (the paper's training);
+# - "deterministic": the served gates, on where the logit passes the layer's threshold, with
+#   the straight-through gradient dL/da := dL/dh to the gater (the paper's section 4 applied to
+#   the threshold instead of a draw); the threshold follows each batch's target-density
+#   quantile by an exponential moving average, so the density holds while the gater learns and
+#   the gates of the last step are exactly those served;
+# - "frozen": the served gates, thresholds fixed (the gaters' parameters are frozen by the
+#   trainer): fine-tuning the main path alone.
+GATE_MODES = ("stochastic", "deterministic", "frozen")
 
 
 class GatedLayer(nn.Module):
@@ -80,6 +107,7 @@ class GatedLayer(nn.Module):
                  settings: dict, target_density: float) -> None:
         super().__init__()
         self.config = config
+        self.target_density = target_density
         self.activation = ACTIVATION_FUNCTIONS[config.activation]
         self.main = nn.Linear(in_features, config.width)
         self.gater: Gater | None = None
@@ -97,8 +125,8 @@ class GatedLayer(nn.Module):
             # smooth threshold; calibration replaces it.
             self.register_buffer("threshold", torch.tensor(_default_logit_threshold(
                 self.estimator)))
-        # True while fine-tuning the main path under the calibrated deterministic gates.
-        self.deterministic_gates = False
+        self.gate_mode = "stochastic"  # one of GATE_MODES; used in training mode only
+        self.threshold_momentum = 0.05  # the deterministic mode's step toward a batch quantile
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None
                 ) -> tuple[Tensor, LayerTrace | None]:
@@ -106,13 +134,32 @@ class GatedLayer(nn.Module):
         if self.gater is None:
             return main, None
         logits = self.gater(x)  # (..., K)
-        if self.training and not self.deterministic_gates:
+        if self.training and self.gate_mode == "stochastic":
             gates = self.estimator.sample(logits, generator)  # (..., K)
+        elif self.training and self.gate_mode == "deterministic":
+            gates = self._learning_served_gates(logits)  # (..., K)
         else:
             gates = self.estimator.gate_values(logits, logits > self.threshold)  # (..., K)
         k, s = self.config.blocks, self.config.block_size
         out = (main.unflatten(-1, (k, s)) * gates.unsqueeze(-1)).flatten(-2)  # (..., N)
         return out, LayerTrace(logits, gates)
+
+    def _learning_served_gates(self, logits: Tensor) -> Tensor:
+        """The served gates in the forward pass, straight-through to the logits backward; then
+        the threshold takes a step toward this batch's target-density quantile."""
+        gates = self.estimator.gate_values(logits, logits > self.threshold)  # (..., K)
+        # Value of the served gate, gradient of the identity (the paper's ST) with its mean over
+        # the blocks removed per example: raising every logit together changes no gate once
+        # the threshold follows, so that direction gets no gradient (without it the logits
+        # and the threshold drift up together and the density lags above the target).
+        carrier = logits - logits.mean(-1, keepdim=True)
+        gates = gates.detach() + (carrier - carrier.detach())
+        with torch.no_grad():
+            quantile = self.estimator.logit_threshold(
+                density_threshold(logits, self.target_density))
+            self.threshold.lerp_(torch.as_tensor(quantile, dtype=self.threshold.dtype),
+                                 self.threshold_momentum)
+        return gates
 
 
 class GatedNetwork(nn.Module):
@@ -167,10 +214,19 @@ class GatedNetwork(nn.Module):
                 traces.append(trace)
         return NetworkOutput(self.readout(x), traces)
 
-    def use_deterministic_gates(self, on: bool = True) -> None:
-        """Gate with the calibrated thresholds in training mode too (for fine-tuning)."""
+    def set_gate_mode(self, mode: str, threshold_momentum: float | None = None) -> None:
+        """How every gated layer gates in training mode (see GATE_MODES)."""
+        if mode not in GATE_MODES:
+            raise ValueError(f"gate mode must be one of {', '.join(GATE_MODES)}, got {mode!r}")
         for layer in self.gated_layers:
-            layer.deterministic_gates = on
+            layer.gate_mode = mode
+            if threshold_momentum is not None:
+                layer.threshold_momentum = float(threshold_momentum)
+
+    @property
+    def gate_mode(self) -> str:
+        layers = self.gated_layers
+        return layers[0].gate_mode if layers else "stochastic"
 
     def thresholds(self) -> list[float]:
         return [float(layer.threshold) for layer in self.gated_layers]

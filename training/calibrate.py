@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from models.compute import active_blocks_of, dense_macs, executed_macs
 from models.gated_network import GatedNetwork
 
 
@@ -57,16 +58,24 @@ def calibrate_thresholds(model: GatedNetwork, x: Tensor, density: float,
 
 @torch.no_grad()
 def evaluate(model: GatedNetwork, x: Tensor, y: Tensor, batch_size: int = 1024) -> dict:
-    """Deterministic error rate and per-layer density (fraction of blocks on) on (x, y)."""
+    """Deterministic error rate, per-layer density (fraction of blocks on) and the mean
+    multiply-adds per example that a skipping engine executes (models.compute: gaters
+    included, only the active blocks) against the dense network's, on (x, y)."""
     was_training = model.training
     model.eval()
-    errors = 0
+    errors, macs = 0, 0
     on = torch.zeros(len(model.gated_layers), dtype=torch.float64)  # summed per-example density
     for start in range(0, x.shape[0], batch_size):
         out = model(x[start:start + batch_size])
         errors += int((out.logits.argmax(-1) != y[start:start + batch_size]).sum())
         for i, trace in enumerate(out.traces):
             on[i] += float((trace.gates != 0).double().mean(-1).sum())
+        if out.traces:
+            active = active_blocks_of([t.gates for t in out.traces]).cpu()  # (B, G)
+            macs += int(executed_macs(model.config, active).sum())
+        else:
+            macs += dense_macs(model.config) * out.logits.shape[0]
     model.train(was_training)
     n = x.shape[0]
-    return {"error": errors / n, "density": (on / n).tolist()}
+    return {"error": errors / n, "density": (on / n).tolist(), "executed_macs": macs / n,
+            "dense_macs": dense_macs(model.config)}

@@ -41,6 +41,18 @@ def l1_sparsity(gates: Tensor) -> Tensor:
     return gates.abs().sum(-1).mean()
 
 
+def count_balance(logits: Tensor, threshold: Tensor, density: float) -> Tensor:
+    """How far each example's count of gates on is from the target count, relative to it,
+    squared and averaged over examples; (..., K) -> scalar.
+
+    The count is soft (sigm(a - tau) per gate) so it has a gradient. A layer-wide threshold
+    holds the mean density only: without this, examples of one batch at 10 % spread from zero
+    blocks on (an example the read-out cannot classify) to a third of them."""
+    target = density * logits.shape[-1]
+    soft_count = torch.sigmoid(logits - threshold).sum(-1)  # (...,)
+    return ((soft_count - target) / target).square().mean()
+
+
 def realised_density(gates: Tensor) -> Tensor:
     """Fraction of gates that are non-zero, i.e. blocks that would be computed."""
     return (gates.detach() != 0).float().mean()

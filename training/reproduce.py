@@ -15,13 +15,12 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from .jobs import Job, run_jobs
 
 
 @dataclass(frozen=True)
@@ -130,37 +129,17 @@ def run(args: argparse.Namespace) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     summary_path = Path(args.summary or work / "summary.json")
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
-                                                       os.environ.get("PYTHONPATH")]))}
-    pending, active, status = list(specs), {}, {}
     started = time.time()
-    last_write = 0.0
-    while pending or active:
-        while pending and len(active) < args.jobs:
-            spec = pending.pop(0)
-            run_dir = work / spec.name
-            run_dir.mkdir(parents=True, exist_ok=True)
-            # Stays open while the child writes to it; closed when the child exits.
-            log = open(run_dir / "train.log", "a")  # noqa: SIM115
-            active[spec.name] = (subprocess.Popen(_command(spec, args, run_dir), cwd=ROOT,
-                                                  env=env, stdout=log, stderr=log), log)
-            status[spec.name] = "running"
-            print(f"[reproduce] started {spec.name}", flush=True)
-        for name, (proc, log) in list(active.items()):
-            if proc.poll() is not None:
-                log.close()
-                status[name] = "done" if proc.returncode == 0 else f"failed ({proc.returncode})"
-                print(f"[reproduce] {name}: {status[name]} after "
-                      f"{time.time() - started:.0f} s", flush=True)
-                del active[name]
-        if time.time() - last_write > 10 or not (pending or active):
-            summary = _collect(specs, work, status, args, started)
-            tmp = summary_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(summary))
-            os.replace(tmp, summary_path)
-            last_write = time.time()
-        time.sleep(0.5)
+
+    def write_summary(status: dict[str, str]) -> None:
+        summary = _collect(specs, work, status, args, started)
+        tmp = summary_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(summary))
+        os.replace(tmp, summary_path)
+
+    jobs = [Job(spec.name, _command(spec, args, work / spec.name), work / spec.name)
+            for spec in specs]
+    status = run_jobs(jobs, args.jobs, args.threads, write_summary, label="reproduce")
     failed = [n for n, s in status.items() if s != "done"]
     print(f"[reproduce] finished in {time.time() - started:.0f} s; summary {summary_path}"
           + (f"; failed: {', '.join(failed)}" if failed else ""))

@@ -34,20 +34,48 @@ class TrainSettings:
     device: str = "cpu"
     eval_batch_size: int = 1024
     max_seconds: float | None = None  # stop after the epoch that passes this wall time
-    # Epochs after `epochs` that train the main path under the calibrated deterministic gates,
-    # gaters frozen: the network then learns the gating it will be served with.
+    # Epochs after `epochs` that train with the gates it will be served with: thresholded
+    # logits forward, straight-through to the gaters backward, each layer's threshold following
+    # the target-density quantile of its batches (models.gated_network.GATE_MODES). With
+    # epochs = 0 the network trains this way from the start.
+    deterministic_epochs: int = 0
+    threshold_momentum: float = 0.05  # the threshold's step toward each batch's quantile
+    # Weight of the deterministic epochs' count balance (training.objectives.count_balance),
+    # which keeps every example near the target number of blocks on.
+    balance_weight: float = 1.0
+    # Epochs after those that train the main path under the deterministic gates, gaters and
+    # thresholds frozen.
     finetune_epochs: int = 0
 
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.deterministic_epochs + self.finetune_epochs
+
+    def phase_of(self, epoch: int) -> str:
+        """'train' (stochastic gates), 'deterministic' or 'finetune' for epoch 1, 2, ..."""
+        if epoch <= self.epochs:
+            return "train"
+        if epoch <= self.epochs + self.deterministic_epochs:
+            return "deterministic"
+        return "finetune"
+
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size"):
+        for name in ("batch_size", "eval_batch_size"):
             check_int(name, getattr(self, name))
-        check_int("finetune_epochs", self.finetune_epochs, minimum=0)
+        for name in ("epochs", "deterministic_epochs", "finetune_epochs"):
+            check_int(name, getattr(self, name), minimum=0)
+        if self.epochs + self.deterministic_epochs == 0:
+            raise ConfigError("epochs: need at least one epoch that trains the gaters (epochs "
+                              "or deterministic_epochs)")
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         for name in ("lr", "momentum", "weight_decay", "sparsity_weight", "l1_initial",
-                     "l1_rate"):
+                     "l1_rate", "threshold_momentum", "balance_weight"):
             check_number(name, getattr(self, name))
         for name in ("gater_lr", "max_norm", "max_seconds"):
             check_number(name, getattr(self, name), allow_none=True)
+        if not 0 < self.threshold_momentum <= 1:
+            raise ConfigError(f"threshold_momentum must lie in (0, 1], got "
+                              f"{self.threshold_momentum!r}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr!r}")
         if self.momentum >= 1:

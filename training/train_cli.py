@@ -29,6 +29,7 @@ from models.gated_artifact import save_gated_network
 from models.gated_config import PRESETS, ConfigError, GatedNetworkConfig, preset
 
 from .data import DatasetError, load_data
+from .recipes import recipe
 from .settings import TrainSettings
 from .trainer import Trainer, TrainingError, init_distributed_from_env
 
@@ -62,6 +63,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("--sparsity-weight", float, "weight of the KL sparsity penalty"),
         ("--seed", int, "random seed"),
         ("--max-seconds", float, "stop after the epoch that passes this wall time"),
+        ("--deterministic-epochs", int, "epochs after --epochs training with the served "
+         "gates (thresholded forward, straight-through to the gaters, moving thresholds); "
+         "with --epochs 0, from the start"),
+        ("--threshold-momentum", float, "the deterministic epochs' threshold step toward each "
+         "batch's target-density quantile"),
+        ("--balance-weight", float, "the deterministic epochs' penalty on each example's "
+         "count of blocks on away from the target"),
         ("--finetune-epochs", int, "extra epochs training the main path under the calibrated "
          "deterministic gates, gaters frozen"),
     ]:
@@ -121,10 +129,13 @@ def build_configs(args: argparse.Namespace, input_size: int, num_classes: int
     if model.input_size != input_size or model.num_classes != num_classes:
         raise ConfigError(f"input_size/num_classes ({model.input_size}, {model.num_classes}) do "
                           f"not match the data ({input_size}, {num_classes})")
-    training = dict(file.get("training", {}))
+    # The preset's recipe, then the config file's training part, then the options.
+    training = {**(recipe(args.preset) if args.config is None else {}),
+                **file.get("training", {})}
     for key in ("epochs", "batch_size", "optimizer", "lr", "gater_lr", "momentum",
                 "weight_decay", "max_norm", "sparsity_weight", "seed", "nesterov", "device",
-                "max_seconds", "finetune_epochs"):
+                "max_seconds", "deterministic_epochs", "threshold_momentum", "balance_weight",
+                "finetune_epochs"):
         value = getattr(args, key)
         if value is not None:
             training[key] = value

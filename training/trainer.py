@@ -31,9 +31,18 @@ from models.gated_network import GatedNetwork
 from .calibrate import calibrate_thresholds, evaluate
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .data import DataBundle
-from .objectives import AdaptiveL1, per_example_task_loss, realised_density, sparsity_penalty
+from .objectives import (
+    AdaptiveL1,
+    count_balance,
+    per_example_task_loss,
+    realised_density,
+    sparsity_penalty,
+)
 from .optim import apply_max_norm, build_optimizer
 from .settings import TrainSettings
+
+# Training examples that place the moving thresholds at the start of the deterministic phase.
+CALIBRATION_EXAMPLES = 8192
 
 
 class TrainingError(RuntimeError):
@@ -43,18 +52,23 @@ class TrainingError(RuntimeError):
 class TrainingStep(nn.Module):
     """One batch's objective as a module, so DistributedDataParallel can wrap it whole."""
 
-    def __init__(self, model: GatedNetwork, target_density: float, sparsity_weight: float):
+    def __init__(self, model: GatedNetwork, target_density: float, sparsity_weight: float,
+                 balance_weight: float = 0.0):
         super().__init__()
         self.model = model
         self.target = target_density
         self.sparsity_weight = sparsity_weight
+        self.balance_weight = balance_weight
 
     def forward(self, x: Tensor, y: Tensor, l1_weights: list[float],
                 generator: torch.Generator | None) -> tuple[Tensor, ...]:
         gated = self.model.gated_layers
-        # Fine-tuning under frozen deterministic gates: one draw, and no gater objectives.
-        frozen = bool(gated) and gated[0].deterministic_gates
-        c = 1 if frozen else self.model.draws_per_estimate
+        # Gates the network will be served with (deterministic or frozen): one draw, no
+        # score-function surrogate, and no sparsity penalty (the thresholds hold the mean
+        # density); while the gaters learn, the count balance evens it out over examples.
+        served = self.model.gate_mode != "stochastic"
+        balance = self.model.gate_mode == "deterministic" and self.balance_weight > 0
+        c = 1 if served else self.model.draws_per_estimate
         inputs = x.expand(c, *x.shape) if c > 1 else x  # (C, B, D) for multi-draw estimators
         out = self.model(inputs, generator)
         losses = per_example_task_loss(out.logits, y)  # (C, B) or (B,)
@@ -64,8 +78,11 @@ class TrainingStep(nn.Module):
         for layer, trace, l1 in zip(gated, out.traces, l1_weights, strict=True):
             est = layer.estimator
             densities.append(realised_density(trace.gates))
-            if frozen:
-                penalties.append(torch.zeros((), device=task.device))
+            if served:
+                penalty = (count_balance(trace.logits, layer.threshold, self.target) if balance
+                           else torch.zeros((), device=task.device))
+                total = total + self.balance_weight * penalty
+                penalties.append(penalty.detach())
                 continue
             # Score-function gaters learn from per-example losses only (zero for the others).
             total = total + est.surrogate(trace.logits, trace.gates, losses.detach()).mean()
@@ -134,7 +151,8 @@ class Trainer:
                                          settings.gater_lr, settings.momentum, settings.nesterov,
                                          settings.weight_decay)
         self.step_module: nn.Module = TrainingStep(self.model, config.target_density,
-                                                   settings.sparsity_weight)
+                                                   settings.sparsity_weight,
+                                                   settings.balance_weight)
         if self.world > 1:
             # Fine-tuning freezes the gaters mid-run: DDP must then not wait for their grads.
             self.step_module = nn.parallel.DistributedDataParallel(
@@ -170,17 +188,17 @@ class Trainer:
                                 "continue that run, or choose another run directory")
         start = self._restore() if resume else 0
         started = time.perf_counter()
-        last = self.settings.epochs + self.settings.finetune_epochs
+        last = self.settings.total_epochs
         for epoch in range(start + 1, last + 1):
-            finetuning = epoch > self.settings.epochs
-            if finetuning and self.model.gated_layers:
-                self._enter_finetuning()
+            phase = self.settings.phase_of(epoch)
+            if self.model.gated_layers:
+                self._enter_phase(phase, epoch)
             row = self._train_epoch(epoch)
-            row["phase"] = "finetune" if finetuning else "train"
+            row["phase"] = phase
             # Recalibrated after fine-tuning epochs too: in a stack, a later layer's gater reads
             # an earlier layer's output, which fine-tuning changes (a frozen gater alone does
-            # not keep its density).
-            row.update(self._validate())
+            # not keep its density). Deterministic epochs keep the thresholds they trained with.
+            row.update(self._validate(calibrate=phase != "deterministic"))
             self.history.append(row)
             if self.rank == 0:
                 save_checkpoint(self.run_dir, epoch, self.model, self.optimizer,
@@ -207,7 +225,7 @@ class Trainer:
         batches = math.ceil(len(order) / s.batch_size)
         self.model.train()
         started = time.perf_counter()
-        bar = _progress(batches, f"epoch {epoch}/{s.epochs}", self.progress)
+        bar = _progress(batches, f"epoch {epoch}/{s.total_epochs}", self.progress)
         for b in range(batches):
             index = order[b * s.batch_size:(b + 1) * s.batch_size]
             x, y = x_all[index], y_all[index]
@@ -250,26 +268,42 @@ class Trainer:
             "epoch_seconds": time.perf_counter() - started,
         }
 
+    def _enter_phase(self, phase: str, epoch: int) -> None:
+        if phase == "train":
+            self.model.set_gate_mode("stochastic")
+        elif phase == "deterministic":
+            if epoch == self.settings.epochs + 1:
+                # The moving thresholds start where the target density lies on training data
+                # (at a later epoch they are the checkpoint's, so a resumed run is identical).
+                x = self.data.train.x[:CALIBRATION_EXAMPLES].to(self.device)
+                calibrate_thresholds(self.model, x, self.config.target_density,
+                                     self.settings.eval_batch_size)
+                self.log("training with the served gates: thresholded forward, "
+                         "straight-through to the gaters")
+            self.model.set_gate_mode("deterministic", self.settings.threshold_momentum)
+        elif self.model.gate_mode != "frozen":
+            self._enter_finetuning()
+
     def _enter_finetuning(self) -> None:
         """Freeze the gaters at thresholds calibrated now; the main path trains on under them."""
-        if not self.model.gated_layers[0].deterministic_gates:
-            x = self.data.valid.x.to(self.device)
-            calibrate_thresholds(self.model, x, self.config.target_density,
-                                 self.settings.eval_batch_size)
-            self.model.use_deterministic_gates(True)
-            for p in self.model.gater_parameters():
-                p.requires_grad_(False)
-            self.log("fine-tuning the main path under the calibrated deterministic gates")
-
-    def _validate(self) -> dict[str, Any]:
         x = self.data.valid.x.to(self.device)
-        y = self.data.valid.y.to(self.device)
         calibrate_thresholds(self.model, x, self.config.target_density,
                              self.settings.eval_batch_size)
+        self.model.set_gate_mode("frozen")
+        for p in self.model.gater_parameters():
+            p.requires_grad_(False)
+        self.log("fine-tuning the main path under the calibrated deterministic gates")
+
+    def _validate(self, calibrate: bool = True) -> dict[str, Any]:
+        x = self.data.valid.x.to(self.device)
+        y = self.data.valid.y.to(self.device)
+        if calibrate:
+            calibrate_thresholds(self.model, x, self.config.target_density,
+                                 self.settings.eval_batch_size)
         thresholds = self.model.thresholds()
         result = evaluate(self.model, x, y, self.settings.eval_batch_size)
         return {"valid_error": result["error"], "valid_density": result["density"],
-                "thresholds": thresholds}
+                "valid_executed_macs": result["executed_macs"], "thresholds": thresholds}
 
     def _final(self) -> dict[str, Any]:
         # The last epoch already calibrated on validation data (its thresholds are in the
@@ -281,6 +315,7 @@ class Trainer:
                         self.data.test.y.to(self.device), self.settings.eval_batch_size)
         seconds = [row["epoch_seconds"] for row in self.history]
         return {**valid, "test_error": test["error"], "test_density": test["density"],
+                "test_executed_macs": test["executed_macs"], "dense_macs": test["dense_macs"],
                 "epochs": len(self.history),
                 "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else None}
 

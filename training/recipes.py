@@ -1,0 +1,37 @@
+"""Each preset's default training recipe: what `sparsegate-train --preset NAME` trains with.
+
+A recipe is a partial TrainSettings; a config file's "training" part and command-line options
+override it. The figures behind each choice, measured on validation splits, are in
+docs/accuracy-vs-compute.md with the commands that made them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The paper's recipe (SGD, learning rate 0.1, batch 32, max-norm 2) for its own layer and its
+# dense baselines: the reproduction compares estimators under the paper's settings.
+PAPER = {"optimizer": "sgd", "lr": 0.1, "batch_size": 32, "max_norm": 2.0, "epochs": 10}
+
+# Block-gated stacks: Adam at 1e-3 without max-norm (max-norm 2 caps a wide stack's weights far
+# below a working scale), half the epochs with stochastic straight-through gates, then half
+# with the served gates (thresholded forward, straight-through to the gaters, moving
+# thresholds), so the network ends training on exactly the gates it is served with.
+BLOCKS = {"optimizer": "adam", "lr": 1e-3, "batch_size": 128, "max_norm": None,
+          "epochs": 10, "deterministic_epochs": 10}
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": PAPER,
+    "dense-200-sigmoid": PAPER,
+    "dense-2000-relu": PAPER,
+    "blocks": BLOCKS,
+    "blocks-narrow": BLOCKS,
+    # 1 437 training digits: small batches and more passes for the same number of steps.
+    "blocks-digits": {"optimizer": "adam", "lr": 3e-3, "batch_size": 32, "max_norm": None,
+                      "epochs": 10, "deterministic_epochs": 30},
+}
+
+
+def recipe(preset: str | None) -> dict[str, Any]:
+    """The preset's recipe (a copy); {} for no preset or a config file."""
+    return dict(RECIPES.get(preset or "", {}))

@@ -1,0 +1,208 @@
+"""Accuracy against compute: a block-gated preset at several densities, the training variants
+that end on the served gates, and dense MLPs of several widths, all with one recipe.
+
+    python -m training.study run --stage variants      # choose the variant (validation, 1 seed)
+    python -m training.study run --stage grid --variant deterministic-phase --seeds 0,1,2
+    python -m training.study report            # docs/accuracy-vs-compute-<data>.md and plot
+
+Every training is a `sparsegate-train --config` subprocess with its own run directory under
+--work; a run with final.json is done and skipped, one with checkpoints resumes, so a study cut
+short by a session's end goes on where it stopped. `summary.json` is kept up to date while they
+train.
+
+Variants (all train the preset's total epochs E of its recipe):
+- stochastic: E epochs with stochastic gates, thresholds calibrated on validation after;
+- finetune: E/2 stochastic, then E/2 training the main path under frozen calibrated gates;
+- deterministic-phase: E/2 stochastic, then E/2 with the served gates, gaters learning;
+- deterministic: E epochs with the served gates from the start;
+- ...-unbalanced: the same without the count balance (training.objectives.count_balance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.gated_config import GatedLayerConfig, GatedNetworkConfig, preset
+
+from .jobs import Job, run_jobs
+from .recipes import recipe
+
+VARIANTS = ("stochastic", "finetune", "deterministic-phase", "deterministic",
+            "deterministic-phase-unbalanced", "deterministic-unbalanced")
+DENSITIES = (0.05, 0.1, 0.25, 0.5, 1.0)
+# Dense MLP widths: from one that costs what the 10 % gated preset executes up to its full width.
+DENSE_WIDTHS = (32, 64, 128, 256, 512, 1024)
+DENSE_DEPTHS = (1, 2)
+DATA_SHAPES = {"fashion-mnist": (784, 10), "digits": (64, 10)}
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    name: str
+    kind: str  # "gated", "every-block-on" (the preset, no gater) or "mlp"
+    seed: int
+    model: dict[str, Any]
+    training: dict[str, Any]
+    variant: str = ""
+    density: float = 1.0
+    widths: tuple[int, ...] = field(default_factory=tuple)
+
+
+def variant_training(base: dict[str, Any], variant: str) -> dict[str, Any]:
+    """The recipe's total epochs split as the variant trains them."""
+    total = base.get("epochs", 10) + base.get("deterministic_epochs", 0) + base.get(
+        "finetune_epochs", 0)
+    half = total // 2
+    name = variant.removesuffix("-unbalanced")
+    split = {"stochastic": (total, 0, 0), "finetune": (total - half, 0, half),
+             "deterministic-phase": (total - half, half, 0),
+             "deterministic": (0, total, 0)}[name]
+    balance = {"balance_weight": 0.0} if variant.endswith("-unbalanced") else {}
+    return {**base, "epochs": split[0], "deterministic_epochs": split[1],
+            "finetune_epochs": split[2], **balance}
+
+
+def mlp_config(widths: tuple[int, ...], input_size: int, num_classes: int
+               ) -> GatedNetworkConfig:
+    layers = tuple(GatedLayerConfig(blocks=w, block_size=1, activation="relu", gated=False)
+                   for w in widths)
+    return GatedNetworkConfig(input_size, num_classes, layers, target_density=1.0)
+
+
+def plan(stage: str, preset_name: str, data: str, seeds: list[int], variant: str
+         ) -> list[StudyRun]:
+    input_size, classes = DATA_SHAPES[data]
+    base = recipe(preset_name)
+    gated = preset(preset_name, input_size=input_size, num_classes=classes)
+    train = variant_training(base, variant)
+    runs: list[StudyRun] = []
+    if stage == "variants":
+        for seed in seeds:
+            runs += [StudyRun(f"variant-{v}-s{seed}", "gated", seed, gated.to_dict(),
+                              variant_training(base, v), v, gated.target_density)
+                     for v in VARIANTS]
+            runs.append(StudyRun(f"every-block-on-s{seed}", "every-block-on", seed,
+                                 gated.every_block_on().to_dict(), train))
+        return runs
+    # The preset's own density too: the model its recipe makes by default.
+    densities = sorted({*DENSITIES, gated.target_density})
+    for seed in seeds:
+        for density in densities:
+            config = gated.replace(target_density=density)
+            runs.append(StudyRun(f"gated-{density * 100:g}-s{seed}", "gated", seed,
+                                 config.to_dict(), train, variant, density))
+        runs.append(StudyRun(f"every-block-on-s{seed}", "every-block-on", seed,
+                             gated.every_block_on().to_dict(), train))
+        for depth in DENSE_DEPTHS:
+            for width in DENSE_WIDTHS:
+                widths = (width,) * depth
+                runs.append(StudyRun(f"mlp-{'x'.join(map(str, widths))}-s{seed}", "mlp", seed,
+                                     mlp_config(widths, input_size, classes).to_dict(), train,
+                                     widths=widths))
+    return runs
+
+
+def _command(run: StudyRun, data: str, run_dir: Path, device: str) -> list[str]:
+    config_path = run_dir / "config.json"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(json.dumps({"model": run.model, "training": run.training}, indent=1))
+    cmd = [sys.executable, "-m", "training.train_cli", "--config", str(config_path),
+           "--data", data, "--seed", str(run.seed), "--device", device, "--run-dir",
+           str(run_dir), "--no-export", "--no-progress", "--name", run.name]
+    if (run_dir / "checkpoints" / "latest.json").exists():
+        cmd.append("--resume")
+    return cmd
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def collect(runs: list[StudyRun], work: Path, status: dict[str, str], meta: dict) -> dict:
+    out = {}
+    for run in runs:
+        run_dir = work / run.name
+        final = _read_json(run_dir / "final.json")
+        out[run.name] = {"spec": asdict(run), "status": "done" if final else
+                         status.get(run.name, "pending"),
+                         "history": _read_json(run_dir / "metrics.json") or [],
+                         "final": final}
+    return {"settings": meta, "runs": out}
+
+
+def run(args: argparse.Namespace) -> int:
+    work = Path(args.work)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    runs = plan(args.stage, args.preset, args.data, seeds, args.variant)
+    if args.only:
+        runs = [r for r in runs if any(r.name.startswith(p) for p in args.only.split(","))]
+    summary_path = work / f"summary-{args.stage}.json"
+    meta = {"data": args.data, "preset": args.preset, "stage": args.stage,
+            "variant": args.variant, "seeds": seeds, "command": args.command_line}
+    previous = (_read_json(summary_path) or {}).get("runs", {})
+    todo = [r for r in runs if not (work / r.name / "final.json").exists()]
+    print(f"[study] {len(runs)} runs, {len(runs) - len(todo)} already done", flush=True)
+    started = time.time()
+
+    def write_summary(status: dict[str, str]) -> None:
+        summary = collect(runs, work, status, {**meta, "seconds": time.time() - started})
+        # Runs of an earlier plan (other seeds, say) stay in the summary.
+        summary["runs"] = {**{k: v for k, v in previous.items() if k not in summary["runs"]},
+                           **summary["runs"]}
+        work.mkdir(parents=True, exist_ok=True)
+        tmp = summary_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(summary))
+        os.replace(tmp, summary_path)
+
+    jobs = [Job(r.name, _command(r, args.data, work / r.name, args.device), work / r.name)
+            for r in todo]
+    status = run_jobs(jobs, args.jobs, args.threads, write_summary, label="study")
+    write_summary(status)
+    failed = [n for n, s in status.items() if s != "done"]
+    print(f"[study] finished in {time.time() - started:.0f} s; summary {summary_path}"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.study", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="train the study's models (resumable)")
+    r.add_argument("--stage", choices=("variants", "grid"), required=True)
+    r.add_argument("--preset", default="blocks-narrow")
+    r.add_argument("--data", default="fashion-mnist", choices=sorted(DATA_SHAPES))
+    r.add_argument("--variant", default="deterministic-phase", choices=VARIANTS,
+                   help="the grid's training variant (chosen on the variants stage)")
+    r.add_argument("--seeds", default="0", help="comma-separated seeds")
+    r.add_argument("--jobs", type=int, default=2, help="trainings at a time")
+    r.add_argument("--threads", type=int, default=1, help="torch threads per training")
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--only", help="comma-separated prefixes of run names")
+    r.add_argument("--work", default="runs/study", help="run directories and summaries")
+    rep = sub.add_parser("report", help="write the accuracy-against-compute page and plot")
+    rep.add_argument("--work", default="runs/study")
+    rep.add_argument("--docs", default="docs")
+    args = parser.parse_args(argv)
+    args.command_line = "python -m training.study " + shlex.join(
+        sys.argv[1:] if argv is None else argv)
+    if args.command == "run":
+        return run(args)
+    from .study_report import write_report
+
+    return write_report(Path(args.work), Path(args.docs))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
