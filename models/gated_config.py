@@ -140,10 +140,22 @@ def blocks_preset(input_size: int = 784, num_classes: int = 10, estimator: str =
 
 def narrow_blocks_preset(input_size: int = 784, num_classes: int = 10, estimator: str = "st",
                          target_density: float = 0.1) -> GatedNetworkConfig:
-    """Two gated layers of 32 blocks x 32 units, each gated by one linear map from its input.
+    """Two gated layers of 128 blocks x 8 rectifier units, each gated through a 32-unit tanh
+    bottleneck.
 
-    At 10 % on (input 784) it executes ~8 % of the dense multiply-adds, gater included, and an
-    epoch of Fashion-MNIST trains in ~11 s on one core (the 64 x 64 stack takes ~200 s)."""
+    At 10 % on (input 784) it executes ~8.5 % of the dense multiply-adds, gater included, and
+    an epoch of Fashion-MNIST trains in ~12 s on one core (the 64 x 64 stack takes ~200 s).
+    Small blocks let each example combine many of them: on Fashion-MNIST's validation split
+    they learned faster than 32 blocks x 32 units at the same cost."""
+    layer = GatedLayerConfig(blocks=128, block_size=8, gater_hidden=32, activation="relu")
+    return GatedNetworkConfig(input_size, num_classes, (layer, layer), estimator,
+                              target_density=target_density)
+
+
+def wide_blocks_preset(input_size: int = 784, num_classes: int = 10, estimator: str = "st",
+                       target_density: float = 0.1) -> GatedNetworkConfig:
+    """The same widths as blocks-narrow in 32 blocks x 32 units, each layer gated by one linear
+    map: fewer, larger blocks (the skipping kernels' favourite), ~8 % of dense at 10 %."""
     layer = GatedLayerConfig(blocks=32, block_size=32, gater_hidden=0, activation="relu")
     return GatedNetworkConfig(input_size, num_classes, (layer, layer), estimator,
                               target_density=target_density)
@@ -170,6 +182,7 @@ PRESETS = {
     "paper": paper_preset,
     "blocks": blocks_preset,
     "blocks-narrow": narrow_blocks_preset,
+    "blocks-32x32": wide_blocks_preset,
     "blocks-digits": digits_blocks_preset,
     "dense-200-sigmoid": lambda **kw: dense_preset(200, "sigmoid", **kw),
     "dense-2000-relu": lambda **kw: dense_preset(2000, "relu", **kw),

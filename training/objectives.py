@@ -42,15 +42,18 @@ def l1_sparsity(gates: Tensor) -> Tensor:
 
 
 def count_balance(logits: Tensor, threshold: Tensor, density: float) -> Tensor:
-    """How far each example's count of gates on is from the target count, relative to it,
-    squared and averaged over examples; (..., K) -> scalar.
+    """How unevenly the examples' counts of gates on spread around their batch mean, relative
+    to the target count, squared and averaged over examples; (..., K) -> scalar.
 
-    The count is soft (sigm(a - tau) per gate) so it has a gradient. A layer-wide threshold
-    holds the mean density only: without this, examples of one batch at 10 % spread from zero
-    blocks on (an example the read-out cannot classify) to a third of them."""
+    A layer-wide threshold holds the mean density only: without this, examples of one batch at
+    10 % spread from zero blocks on (an example the read-out cannot classify) to a third of
+    them. The count is soft (sigm(a - tau) per gate) so it has a gradient; it is compared with
+    the batch's mean soft count, not with the target, because the soft count of the off gates
+    is not zero: pulled to the target, every logit would drift down, the moving threshold
+    behind them, and the density would lag below the target."""
     target = density * logits.shape[-1]
     soft_count = torch.sigmoid(logits - threshold).sum(-1)  # (...,)
-    return ((soft_count - target) / target).square().mean()
+    return ((soft_count - soft_count.mean()) / target).square().mean()
 
 
 def realised_density(gates: Tensor) -> Tensor:

@@ -7,8 +7,9 @@ that end on the served gates, and dense MLPs of several widths, all with one rec
 
 Every training is a `sparsegate-train --config` subprocess with its own run directory under
 --work; a run with final.json is done and skipped, one with checkpoints resumes, so a study cut
-short by a session's end goes on where it stopped. `summary.json` is kept up to date while they
-train.
+short by a session's end goes on where it stopped; runs that `report` saved under docs/ as
+finished are restored rather than trained again in a new checkout. `summary-<stage>.json` is
+kept up to date while they train.
 
 Variants (all train the preset's total epochs E of its recipe):
 - stochastic: E epochs with stochastic gates, thresholds calibrated on validation after;
@@ -141,12 +142,35 @@ def collect(runs: list[StudyRun], work: Path, status: dict[str, str], meta: dict
     return {"settings": meta, "runs": out}
 
 
+def restore_finished(runs: list[StudyRun], work: Path, saved: Path) -> int:
+    """Put back the results of runs that a saved summary (docs/, committed) holds as finished
+    but `work` does not (a new checkout): the study then goes on from there. Returns how many."""
+    previous = (_read_json(saved) or {}).get("runs", {})
+    restored = 0
+    for run in runs:
+        entry = previous.get(run.name)
+        run_dir = work / run.name
+        if not entry or not entry.get("final") or (run_dir / "final.json").exists():
+            continue
+        if entry["spec"] != json.loads(json.dumps(asdict(run))):
+            continue  # planned differently since: train it again
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.json").write_text(json.dumps(entry["history"]))
+        (run_dir / "final.json").write_text(json.dumps(entry["final"]))
+        restored += 1
+    return restored
+
+
 def run(args: argparse.Namespace) -> int:
     work = Path(args.work)
     seeds = [int(s) for s in args.seeds.split(",")]
     runs = plan(args.stage, args.preset, args.data, seeds, args.variant)
     if args.only:
         runs = [r for r in runs if any(r.name.startswith(p) for p in args.only.split(","))]
+    saved = Path(args.docs) / f"accuracy-vs-compute-{args.data}" / f"summary-{args.stage}.json"
+    restored = restore_finished(runs, work, saved)
+    if restored:
+        print(f"[study] {restored} finished runs restored from {saved}", flush=True)
     summary_path = work / f"summary-{args.stage}.json"
     meta = {"data": args.data, "preset": args.preset, "stage": args.stage,
             "variant": args.variant, "seeds": seeds, "command": args.command_line}
@@ -191,9 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--device", default="cpu")
     r.add_argument("--only", help="comma-separated prefixes of run names")
     r.add_argument("--work", default="runs/study", help="run directories and summaries")
+    r.add_argument("--docs", default="docs", help="where `report` saved earlier summaries: "
+                   "their finished runs are not trained again")
     rep = sub.add_parser("report", help="write the accuracy-against-compute page and plot")
     rep.add_argument("--work", default="runs/study")
     rep.add_argument("--docs", default="docs")
+    rep.add_argument("--page", help="the page's name (default: accuracy-vs-compute-<data>)")
     args = parser.parse_args(argv)
     args.command_line = "python -m training.study " + shlex.join(
         sys.argv[1:] if argv is None else argv)
@@ -201,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     from .study_report import write_report
 
-    return write_report(Path(args.work), Path(args.docs))
+    return write_report(Path(args.work), Path(args.docs), args.page)
 
 
 if __name__ == "__main__":

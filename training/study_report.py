@@ -101,10 +101,12 @@ def variant_table(runs: list[dict[str, Any]]) -> list[str]:
             f"{100 * statistics.fmean(d):.1f} %" for d in zip(
                 *[m["final"]["valid_density"] for m in members], strict=True)) or "-"
         balance = t.get("balance_weight", 1.0) if t.get("deterministic_epochs") else "-"
-        if members[0]["spec"]["kind"] != "gated":
-            balance = "-"
-        rows.append((error, f"| {name} | {t['epochs']} | {t.get('deterministic_epochs', 0)} | "
-                            f"{t.get('finetune_epochs', 0)} | {balance} | {len(members)} | "
+        phases = f"{t['epochs']} | {t.get('deterministic_epochs', 0)} | " \
+                 f"{t.get('finetune_epochs', 0)}"
+        if members[0]["spec"]["kind"] != "gated":  # no gates: every epoch is the same
+            total = t["epochs"] + t.get("deterministic_epochs", 0) + t.get("finetune_epochs", 0)
+            balance, phases = "-", f"{total} (no gates) | - | -"
+        rows.append((error, f"| {name} | {phases} | {balance} | {len(members)} | "
                             f"{error[0]:.2f} ± {error[1]:.2f} | {density} |"))
     return lines + [row for _, row in sorted(rows, key=lambda r: r[0][0])]
 
@@ -145,7 +147,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def write_report(work: Path, docs: Path) -> int:
+def write_report(work: Path, docs: Path, page: str | None = None) -> int:
     variants, grid = _load(work, "variants"), _load(work, "grid")
     grid_runs = _done(grid)
     if not grid_runs and not _done(variants):
@@ -153,7 +155,7 @@ def write_report(work: Path, docs: Path) -> int:
         return 1
     settings = grid["settings"] or variants["settings"]
     data, preset = settings.get("data", "?"), settings.get("preset", "?")
-    page = f"accuracy-vs-compute-{data}"
+    page = page or f"accuracy-vs-compute-{data}"
     saved = docs / page
     saved.mkdir(parents=True, exist_ok=True)
     for stage in ("variants", "grid"):

@@ -98,3 +98,25 @@ def test_reinforce_gaters_get_no_gradient_from_the_main_path():
     model = GatedNetwork(tiny(estimator="reinforce")).train()
     model(torch.randn(6, 12)).logits.sum().backward()
     assert all(p.grad is None for p in model.gater_parameters())
+
+
+@pytest.mark.parametrize(("name", "input_size", "most"), [("blocks-narrow", 784, 0.09),
+                                                          ("blocks-digits", 64, 0.16)])
+def test_block_presets_execute_a_small_share_of_dense_at_their_density(name, input_size, most):
+    from models.compute import dense_macs, executed_macs
+
+    config = preset(name, input_size=input_size)
+    blocks = [layer.blocks for layer in config.gated_layers]
+    on = torch.tensor([[round(config.target_density * k) for k in blocks]])  # (1, G)
+    share = float(executed_macs(config, on)[0]) / dense_macs(config)
+    assert share < most, share
+
+
+def test_every_block_on_is_the_same_network_without_gaters():
+    config = preset("blocks-narrow", target_density=0.05)
+    dense = config.every_block_on()
+    assert not dense.gated_layers and dense.target_density == 1.0
+    assert [(d.blocks, d.block_size, d.activation) for d in dense.layers] == [
+        (g.blocks, g.block_size, g.activation) for g in config.layers]
+    model = GatedNetwork(dense)
+    assert not model.gater_parameters()

@@ -145,3 +145,21 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     assert two_cfg["training"]["processes"] == 2
     for key in one:
         torch.testing.assert_close(one[key], two[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_a_preset_trains_with_its_recipe_unless_told_otherwise(tmp_path):
+    from training.recipes import RECIPES
+    from training.train_cli import build_configs, parse_args
+
+    _, settings = build_configs(parse_args(["--preset", "blocks-digits"]), 64, 10)
+    for key, value in RECIPES["blocks-digits"].items():
+        assert getattr(settings, key) == value, key
+    _, settings = build_configs(parse_args(["--preset", "blocks-digits", "--epochs", "3",
+                                            "--lr", "0.05"]), 64, 10)
+    assert (settings.epochs, settings.lr) == (3, 0.05)
+    assert settings.deterministic_epochs == RECIPES["blocks-digits"]["deterministic_epochs"]
+    # A config file's training part is the whole recipe: no preset's is mixed in.
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"model": TINY_MODEL, "training": {"epochs": 2}}))
+    _, settings = build_configs(parse_args(["--config", str(path)]), 64, 10)
+    assert (settings.epochs, settings.optimizer, settings.deterministic_epochs) == (2, "sgd", 0)
