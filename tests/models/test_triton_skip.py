@@ -372,3 +372,21 @@ def test_last_program_stages_agree_over_many_replays(batch):
         assert torch.equal(again.active_blocks, first.active_blocks)
         torch.testing.assert_close(again.logits, first.logits, atol=1e-3, rtol=1e-3)
     assert int(skip._done.abs().sum()) == 0
+
+
+def test_a_model_trained_on_the_served_gates_runs_on_triton(tmp_path):
+    from tests.training.conftest import make_bundle
+    from training.settings import TrainSettings
+    from training.trainer import Trainer
+
+    bundle = make_bundle()
+    layer = {"blocks": 16, "block_size": 8, "gater_hidden": 4, "activation": "relu"}
+    config = GatedNetworkConfig.from_dict({"input_size": 12, "num_classes": 3,
+                                           "target_density": 0.25, "layers": [layer] * 2})
+    settings = TrainSettings(epochs=1, deterministic_epochs=2, batch_size=32,
+                             optimizer="adam", lr=0.01)
+    model = Trainer(config, settings, bundle, tmp_path, progress=False,
+                    log=lambda *a, **k: None).fit().model.eval().to(DEVICE)
+    for path in ("gemv", "grouped"):
+        x = bundle.test.x[:17].to(DEVICE)
+        assert_matches(model, x, TritonSkipNetwork(model, torch.float32, path=path)(x))

@@ -440,3 +440,25 @@ def test_real_inputs_are_used_where_the_data_set_loads(tmp_path):
     _, meta = onnx_export.export_to_artifact(tmp_path, "digits")
     assert "digits test split" in meta["verification"]["inputs"]
     shutil.rmtree(tmp_path / "digits")
+
+
+def test_a_model_trained_on_the_served_gates_exports_and_matches(tmp_path):
+    # Two gated layers of 8-unit blocks through a gater bottleneck (the blocks-narrow shape,
+    # small), trained with stochastic then served-gate epochs.
+    from training.settings import TrainSettings
+    from training.trainer import Trainer
+
+    from .conftest import make_bundle
+
+    bundle = make_bundle(d=D, classes=C)
+    config = GatedNetworkConfig.from_dict({
+        "input_size": D, "num_classes": C, "target_density": 0.25,
+        "layers": [gated(blocks=16, block_size=8, hidden=4)] * 2})
+    settings = TrainSettings(epochs=1, deterministic_epochs=2, batch_size=32,
+                             optimizer="adam", lr=0.01)
+    model = Trainer(config, settings, bundle, tmp_path, progress=False,
+                    log=lambda *a, **k: None).fit().model.eval()
+    for grouped in (None, ALWAYS_GROUPED):
+        graph = export_onnx(model, grouped=grouped)
+        for batch in (1, 17, 64):
+            assert_matches(model, graph, bundle.test.x[:batch])
