@@ -85,7 +85,10 @@ def _command(spec: RunSpec, args: argparse.Namespace, run_dir: Path) -> list[str
     cmd = [sys.executable, "-m", "training.train_cli", "--preset", spec.preset,
            "--data", args.data, "--epochs", str(args.epochs), "--seed", str(args.seed),
            "--device", args.device, "--run-dir", str(run_dir), "--no-export", "--no-progress",
-           "--name", spec.name]
+           "--name", spec.name,
+           # The comparison's own settings, whatever the presets' default recipes say: the
+           # paper's batch, and stochastic gates for every training epoch.
+           "--batch-size", "32", "--deterministic-epochs", "0"]
     if spec.preset not in ("dense-200-sigmoid", "dense-2000-relu"):
         cmd += ["--estimator", spec.estimator, "--density", str(spec.density)]
     if args.limit:

@@ -102,9 +102,12 @@ def plan(stage: str, preset_name: str, data: str, seeds: list[int], variant: str
                                  config.to_dict(), train, variant, density))
         runs.append(StudyRun(f"every-block-on-s{seed}", "every-block-on", seed,
                              gated.every_block_on().to_dict(), train))
+        same_as_every_block_on = tuple(layer.width for layer in gated.layers)
         for depth in DENSE_DEPTHS:
             for width in DENSE_WIDTHS:
                 widths = (width,) * depth
+                if widths == same_as_every_block_on:
+                    continue  # that run is the every-block-on one
                 runs.append(StudyRun(f"mlp-{'x'.join(map(str, widths))}-s{seed}", "mlp", seed,
                                      mlp_config(widths, input_size, classes).to_dict(), train,
                                      widths=widths))

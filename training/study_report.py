@@ -52,7 +52,8 @@ def group_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def verdicts(rows: list[dict[str, Any]]) -> list[str]:
     """For each gated model: the best dense MLP that costs no more, and who wins."""
-    mlps = [r for r in rows if r["spec"]["kind"] == "mlp"]
+    # Dense competitors: the MLPs and the gated network itself with every block on.
+    mlps = [r for r in rows if r["spec"]["kind"] in ("mlp", "every-block-on")]
     lines = []
     for row in rows:
         if row["spec"]["kind"] != "gated":
@@ -66,8 +67,8 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
         gap = row["test"][0] - best["test"][0]
         verdict = ("beats" if gap < 0 else "does **not** beat")
         lines.append(f"- **{row['label']}** ({row['macs'] / 1e3:.0f} k multiply-adds, "
-                     f"{row['test'][0]:.2f} % error) {verdict} the best dense MLP that costs no "
-                     f"more: {best['label']} ({best['macs'] / 1e3:.0f} k, "
+                     f"{row['test'][0]:.2f} % error) {verdict} the best dense model that costs "
+                     f"no more: {best['label']} ({best['macs'] / 1e3:.0f} k, "
                      f"{best['test'][0]:.2f} %), by {abs(gap):.2f} points.")
     return lines
 
