@@ -25,7 +25,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def _label(spec: dict[str, Any]) -> str:
     if spec["kind"] == "gated":
-        return f"gated, {round(100 * spec['density'])} % of blocks"
+        return f"gated, {100 * spec['density']:g} % of blocks"
     if spec["kind"] == "every-block-on":
         return "the same network, every block on (no gater)"
     return f"dense MLP {' x '.join(map(str, spec['widths']))}"
@@ -66,10 +66,12 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
         best = min(cheaper, key=lambda m: m["test"][0])
         gap = row["test"][0] - best["test"][0]
         verdict = ("beats" if gap < 0 else "does **not** beat")
+        spread = max(row["test"][1], best["test"][1])
+        noise = ", within the spread over seeds" if abs(gap) <= spread else ""
         lines.append(f"- **{row['label']}** ({row['macs'] / 1e3:.0f} k multiply-adds, "
                      f"{row['test'][0]:.2f} % error) {verdict} the best dense model that costs "
                      f"no more: {best['label']} ({best['macs'] / 1e3:.0f} k, "
-                     f"{best['test'][0]:.2f} %), by {abs(gap):.2f} points.")
+                     f"{best['test'][0]:.2f} %), by {abs(gap):.2f} points{noise}.")
     return lines
 
 
