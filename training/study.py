@@ -66,8 +66,10 @@ def variant_training(base: dict[str, Any], variant: str) -> dict[str, Any]:
     split = {"stochastic": (total, 0, 0), "finetune": (total - half, 0, half),
              "deterministic-phase": (total - half, half, 0),
              "deterministic": (0, total, 0)}[name]
+    # A variant says whether it balances: the recipe's own choice is one of the variants.
+    rest = {k: v for k, v in base.items() if k != "balance_weight"}
     balance = {"balance_weight": 0.0} if variant.endswith("-unbalanced") else {}
-    return {**base, "epochs": split[0], "deterministic_epochs": split[1],
+    return {**rest, "epochs": split[0], "deterministic_epochs": split[1],
             "finetune_epochs": split[2], **balance}
 
 
