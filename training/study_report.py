@@ -183,8 +183,9 @@ def write_report(work: Path, docs: Path, page: str | None = None) -> int:
                   f"    {grid['settings'].get('command', '')}",
                   f"    python -m training.study report --work {work}", "",
                   f"![test error against multiply-adds]({page}.png)", "",
-                  *_table(rows, "test"), "", "### Where the gated model is worth serving", "",
-                  *verdicts(rows), ""]
+                  *_table(rows, "test"), ""]
+        if any(r["spec"]["kind"] != "gated" for r in rows):  # dense models to judge against
+            lines += ["### Where the gated model is worth serving", "", *verdicts(rows), ""]
     lines += [f"The summaries behind these tables are saved in `docs/{page}/`.", ""]
     (docs / f"{page}.md").write_text("\n".join(lines))
     print(f"wrote {docs / f'{page}.md'}")
