@@ -1,4 +1,4 @@
-"""Where onnxruntime's time goes in the skipping graph at batch 1 (issue 4's ONNX target).
+"""Where onnxruntime's time goes in the skipping graph at batch 1.
 
     python -m benchmarks.onnx_anatomy --json docs/performance/onnx-anatomy.json
 

@@ -12,7 +12,7 @@ writes the missing density variants (`sparsegate-variants`; needs sparsegate's t
 Writes sweep.csv, sweep.json, sweep.png and report.md into --out; `--report FILE` also writes
 the report there (with the plot beside it).
 
-`soak`: one model under steady load for a long time (issue 7).
+`soak`: one model under steady load for a long time.
 
     sparsegate-loadtest soak --model-repository model-repository [--model blocks-digits-st]
     sparsegate-loadtest soak --url http://127.0.0.1:8000 --pid 12345 --model blocks-digits-st

@@ -2,7 +2,7 @@
 server's default batching), to catch what short load tests miss: failed requests, a server
 whose resident memory keeps growing, latency that drifts upwards.
 
-Verdicts (issue 7): no failed request; resident memory (the server process and its children)
+Verdicts: no failed request; resident memory (the server process and its children)
 growing less than 10 % between the end of the warm-up and its highest point after it; p99
 latency of the last window within 20 % of the first window's. A "window" is a minute by default
 (`window_s`), so a short CI run can use windows of seconds. Latencies are exact: every request

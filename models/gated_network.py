@@ -72,7 +72,8 @@ def logit_for_on_probability(estimator: Estimator, target: float) -> float:
 def density_threshold(logits: Tensor, density: float) -> Tensor:
     """tau such that the fraction of `logits` strictly above tau is `density` (up to ties).
 
-    kthvalue rather than a sort: this runs on every training batch of the deterministic phase.
+    kthvalue rather than a sort: this runs on every training batch of the deterministic phase
+    (and once per layer in calibration).
     """
     flat = logits.detach().reshape(-1)
     n = flat.numel()

@@ -13,17 +13,12 @@ import torch
 from torch import Tensor
 
 from models.compute import active_blocks_of, dense_macs, executed_macs
-from models.gated_network import GatedNetwork
+from models.gated_network import GatedNetwork, density_threshold
 
 
 def threshold_for_density(values: Tensor, density: float) -> float:
     """tau such that the fraction of `values` strictly above tau is `density` (up to ties)."""
-    flat = values.reshape(-1).float()
-    n_on = round(density * flat.numel())
-    if n_on >= flat.numel():
-        return float(flat.min()) - 1.0
-    ordered = flat.sort(descending=True).values
-    return float(ordered[n_on])
+    return float(density_threshold(values.float(), density))
 
 
 def _batches(x: Tensor, batch_size: int):
@@ -64,6 +59,7 @@ def evaluate(model: GatedNetwork, x: Tensor, y: Tensor, batch_size: int = 1024) 
     was_training = model.training
     model.eval()
     errors, macs = 0, 0
+    dense = dense_macs(model.config)
     on = torch.zeros(len(model.gated_layers), dtype=torch.float64)  # summed per-example density
     for start in range(0, x.shape[0], batch_size):
         out = model(x[start:start + batch_size])
@@ -74,8 +70,8 @@ def evaluate(model: GatedNetwork, x: Tensor, y: Tensor, batch_size: int = 1024) 
             active = active_blocks_of([t.gates for t in out.traces]).cpu()  # (B, G)
             macs += int(executed_macs(model.config, active).sum())
         else:
-            macs += dense_macs(model.config) * out.logits.shape[0]
+            macs += dense * out.logits.shape[0]
     model.train(was_training)
     n = x.shape[0]
     return {"error": errors / n, "density": (on / n).tolist(), "executed_macs": macs / n,
-            "dense_macs": dense_macs(model.config)}
+            "dense_macs": dense}

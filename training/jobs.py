@@ -7,14 +7,24 @@ this module only runs the commands.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file a training writes as it goes, or None while it is missing or half-written."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Export a gated network to ONNX with block skipping inside the graph (issue 4).
+"""Export a gated network to ONNX with block skipping inside the graph.
 
 `export_onnx(model)` builds the graph with `onnx.helper` straight from the weights (tracing
 data-dependent skipping through torch.onnx bakes in the shapes of the example it saw). The graph

@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .jobs import Job, run_jobs
+from .jobs import Job, read_json, run_jobs
 
 
 @dataclass(frozen=True)
@@ -102,13 +102,6 @@ def _command(spec: RunSpec, args: argparse.Namespace, run_dir: Path) -> list[str
     return [*cmd, *spec.extra]
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def _collect(specs, work: Path, status: dict, args: argparse.Namespace, started: float) -> dict:
     runs = {}
     for spec in specs:
@@ -116,8 +109,8 @@ def _collect(specs, work: Path, status: dict, args: argparse.Namespace, started:
         log = run_dir / "train.log"
         tail = log.read_text()[-1500:] if log.exists() else ""
         runs[spec.name] = {"spec": asdict(spec), "status": status.get(spec.name, "pending"),
-                           "history": _read_json(run_dir / "metrics.json") or [],
-                           "final": _read_json(run_dir / "final.json"), "log_tail": tail}
+                           "history": read_json(run_dir / "metrics.json") or [],
+                           "final": read_json(run_dir / "final.json"), "log_tail": tail}
     return {"settings": {"data": args.data, "epochs": args.epochs, "seed": args.seed,
                          "device": args.device, "jobs": args.jobs, "limit": args.limit,
                          "finetune_epochs": args.finetune_epochs,

@@ -41,7 +41,7 @@ class TrainSettings:
     deterministic_epochs: int = 0
     threshold_momentum: float = 0.05  # the threshold's step toward each batch's quantile
     # Weight of the deterministic epochs' count balance (training.objectives.count_balance),
-    # which keeps every example near the target number of blocks on.
+    # which evens out the number of blocks on across the examples of a batch.
     balance_weight: float = 1.0
     # Epochs after those that train the main path under the deterministic gates, gaters and
     # thresholds frozen.

@@ -33,7 +33,7 @@ from typing import Any
 
 from models.gated_config import GatedLayerConfig, GatedNetworkConfig, preset
 
-from .jobs import Job, run_jobs
+from .jobs import Job, read_json, run_jobs
 from .recipes import recipe
 
 VARIANTS = ("stochastic", "finetune", "deterministic-phase", "deterministic",
@@ -128,21 +128,14 @@ def _command(run: StudyRun, data: str, run_dir: Path, device: str) -> list[str]:
     return cmd
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def collect(runs: list[StudyRun], work: Path, status: dict[str, str], meta: dict) -> dict:
     out = {}
     for run in runs:
         run_dir = work / run.name
-        final = _read_json(run_dir / "final.json")
+        final = read_json(run_dir / "final.json")
         out[run.name] = {"spec": asdict(run), "status": "done" if final else
                          status.get(run.name, "pending"),
-                         "history": _read_json(run_dir / "metrics.json") or [],
+                         "history": read_json(run_dir / "metrics.json") or [],
                          "final": final}
     return {"settings": meta, "runs": out}
 
@@ -150,7 +143,7 @@ def collect(runs: list[StudyRun], work: Path, status: dict[str, str], meta: dict
 def restore_finished(runs: list[StudyRun], work: Path, saved: Path) -> int:
     """Put back the results of runs that a saved summary (docs/, committed) holds as finished
     but `work` does not (a new checkout): the study then goes on from there. Returns how many."""
-    previous = (_read_json(saved) or {}).get("runs", {})
+    previous = (read_json(saved) or {}).get("runs", {})
     restored = 0
     for run in runs:
         entry = previous.get(run.name)
@@ -179,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     summary_path = work / f"summary-{args.stage}.json"
     meta = {"data": args.data, "preset": args.preset, "stage": args.stage,
             "variant": args.variant, "seeds": seeds, "command": args.command_line}
-    previous = (_read_json(summary_path) or {}).get("runs", {})
+    previous = (read_json(summary_path) or {}).get("runs", {})
     todo = [r for r in runs if not (work / r.name / "final.json").exists()]
     print(f"[study] {len(runs)} runs, {len(runs) - len(todo)} already done", flush=True)
     started = time.time()

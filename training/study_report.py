@@ -51,14 +51,14 @@ def group_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def verdicts(rows: list[dict[str, Any]]) -> list[str]:
-    """For each gated model: the best dense MLP that costs no more, and who wins."""
+    """For each gated model: the best dense model that costs no more, and who wins."""
     # Dense competitors: the MLPs and the gated network itself with every block on.
-    mlps = [r for r in rows if r["spec"]["kind"] in ("mlp", "every-block-on")]
+    dense = [r for r in rows if r["spec"]["kind"] in ("mlp", "every-block-on")]
     lines = []
     for row in rows:
         if row["spec"]["kind"] != "gated":
             continue
-        cheaper = [m for m in mlps if m["macs"] <= row["macs"]]
+        cheaper = [m for m in dense if m["macs"] <= row["macs"]]
         if not cheaper:
             lines.append(f"- **{row['label']}** ({row['macs'] / 1e3:.0f} k multiply-adds): no "
                          "dense MLP of this study costs as little.")
