@@ -31,7 +31,7 @@ from models.gated_config import PRESETS, ConfigError, GatedNetworkConfig, preset
 from .data import DatasetError, load_data
 from .recipes import recipe
 from .settings import TrainSettings
-from .trainer import Trainer, TrainingError, init_distributed_from_env
+from .trainer import Trainer, TrainingError, close_distributed, init_distributed_from_env
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -200,8 +200,13 @@ def main(argv: list[str] | None = None) -> int:
             folder = save_gated_network(result.model, args.repository, name, version, metadata)
             log(f"wrote artifact {folder}")
     except (ConfigError, DatasetError, ArtifactError, TrainingError) as err:
+        close_distributed(wait=False)
         print(f"sparsegate-train: {err}", file=sys.stderr)
         return 2 if isinstance(err, (ConfigError, DatasetError)) else 1
+    except BaseException:
+        close_distributed(wait=False)
+        raise
+    close_distributed(wait=True)
     return 0
 
 

@@ -124,6 +124,21 @@ def init_distributed_from_env(device: str) -> tuple[int, int, str]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
+def close_distributed(*, wait: bool) -> None:
+    """Leave the process group so its communication threads stop before the interpreter exits.
+
+    Without this, a process that finishes first can abort in the group's destructor while
+    another is still writing the artifact. `wait` makes every process wait for the others
+    first (the normal end); after an error a process leaves at once, since its peers may never
+    reach the barrier.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if wait:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def _seed_for(seed: int, *parts: int) -> int:
     value = seed
     for part in parts:
