@@ -13,7 +13,7 @@ from models.config_checks import (
     from_mapping,
 )
 
-from .optim import OPTIMIZERS
+from .optim import LR_SCHEDULES, OPTIMIZERS
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class TrainSettings:
     momentum: float = 0.0
     nesterov: bool = False
     weight_decay: float = 0.0
+    lr_schedule: str = "constant"  # training.optim.LR_SCHEDULES, over all of the run's epochs
     max_norm: float | None = 2.0  # the paper's max-norm on incoming weights; None disables
     sparsity_weight: float = 1.0  # weight of the KL penalty (Eq. 14)
     l1_initial: float = 1e-3  # starting lambda of the adaptive L1 penalty (Eq. 15)
@@ -76,6 +77,9 @@ class TrainSettings:
         if not 0 < self.threshold_momentum <= 1:
             raise ConfigError(f"threshold_momentum must lie in (0, 1], got "
                               f"{self.threshold_momentum!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got "
+                              f"{self.lr_schedule!r}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr!r}")
         if self.momentum >= 1:

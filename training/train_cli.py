@@ -59,6 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("--gater-lr", float, "learning rate of the gaters (default: --lr)"),
         ("--momentum", float, "SGD momentum"),
         ("--weight-decay", float, "L2 weight decay"),
+        ("--lr-schedule", str, "constant, or cosine (decayed to zero over the whole run)"),
         ("--max-norm", float, "max norm of each unit's incoming weights; 0 disables"),
         ("--sparsity-weight", float, "weight of the KL sparsity penalty"),
         ("--seed", int, "random seed"),
@@ -133,9 +134,9 @@ def build_configs(args: argparse.Namespace, input_size: int, num_classes: int
     training = {**(recipe(args.preset) if args.config is None else {}),
                 **file.get("training", {})}
     for key in ("epochs", "batch_size", "optimizer", "lr", "gater_lr", "momentum",
-                "weight_decay", "max_norm", "sparsity_weight", "seed", "nesterov", "device",
-                "max_seconds", "deterministic_epochs", "threshold_momentum", "balance_weight",
-                "finetune_epochs"):
+                "weight_decay", "lr_schedule", "max_norm", "sparsity_weight", "seed", "nesterov",
+                "device", "max_seconds", "deterministic_epochs", "threshold_momentum",
+                "balance_weight", "finetune_epochs"):
         value = getattr(args, key)
         if value is not None:
             training[key] = value

@@ -38,7 +38,7 @@ from .objectives import (
     realised_density,
     sparsity_penalty,
 )
-from .optim import apply_max_norm, build_optimizer
+from .optim import apply_max_norm, build_optimizer, lr_factor, set_learning_rates
 from .settings import TrainSettings
 
 # Training examples that place the moving thresholds at the start of the deterministic phase.
@@ -244,6 +244,9 @@ class Trainer:
         for b in range(batches):
             index = order[b * s.batch_size:(b + 1) * s.batch_size]
             x, y = x_all[index], y_all[index]
+            # From (epoch, batch) alone, so a resumed run follows the same schedule.
+            set_learning_rates(self.optimizer, s.lr, s.gater_lr, lr_factor(
+                s.lr_schedule, (epoch - 1 + b / batches) / s.total_epochs))
             loss, stats = self.step_module(x, y, [p.value for p in self.l1], gates)
             if not torch.isfinite(loss):
                 last = latest_checkpoint(self.run_dir)

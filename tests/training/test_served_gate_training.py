@@ -110,13 +110,14 @@ def test_the_threshold_moves_toward_the_batch_quantile():
 def test_resume_inside_the_deterministic_phase_ends_with_the_same_weights(bundle, tmp_path):
     def settings(**kw):
         return TrainSettings(epochs=1, deterministic_epochs=2, finetune_epochs=1, **SETTINGS,
-                             **kw)
+                             lr_schedule="cosine", **kw)
 
     straight = Trainer(tiny_config("st", layers=2), settings(), bundle, tmp_path / "a",
                        **QUIET)
     straight.fit()
     # max_seconds=0 stops after every epoch: three stops, each resumed (the second one inside
-    # the deterministic phase, whose moving thresholds must come back from the checkpoint).
+    # the deterministic phase, whose moving thresholds must come back from the checkpoint; the
+    # learning rate's cosine must pick up where it stopped).
     for _ in range(3):
         Trainer(tiny_config("st", layers=2), settings(max_seconds=0), bundle, tmp_path / "b",
                 **QUIET).fit(resume=(tmp_path / "b" / "checkpoints").exists())

@@ -125,6 +125,7 @@ def test_data_that_does_not_fit_the_model_is_refused(tmp_path):
     ({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr"), ({"optimizer": "lbfgs"}, "optimizer"),
     ({"momentum": 1.0}, "momentum"), ({"nesterov": True}, "nesterov"),
     ({"max_norm": float("inf")}, "max_norm"), ({"device": "tpu"}, "device"),
+    ({"lr_schedule": "step"}, "lr_schedule"),
 ])
 def test_invalid_training_settings_name_the_field(changes, field):
     from models.gated_config import ConfigError
