@@ -16,7 +16,10 @@ Variants (all train the preset's total epochs E of its recipe):
 - finetune: E/2 stochastic, then E/2 training the main path under frozen calibrated gates;
 - deterministic-phase: E/2 stochastic, then E/2 with the served gates, gaters learning;
 - deterministic: E epochs with the served gates from the start;
-- ...-unbalanced: the same without the count balance (training.objectives.count_balance).
+- ...-unbalanced: the same without the count balance (training.objectives.count_balance);
+- ...-constant-lr: the same at a constant learning rate instead of the recipe's schedule.
+The variants stage trains the network with every block on under both learning-rate schedules
+too: a schedule is only chosen for the gated model if the dense one is not left weaker by it.
 """
 
 from __future__ import annotations
@@ -37,7 +40,10 @@ from .jobs import Job, read_json, run_jobs
 from .recipes import recipe
 
 VARIANTS = ("stochastic", "finetune", "deterministic-phase", "deterministic",
-            "deterministic-phase-unbalanced", "deterministic-unbalanced")
+            "deterministic-phase-unbalanced", "deterministic-unbalanced",
+            "deterministic-constant-lr", "deterministic-phase-constant-lr")
+CONSTANT_LR = "-constant-lr"
+UNBALANCED = "-unbalanced"
 DENSITIES = (0.05, 0.1, 0.25, 0.5, 1.0)
 # Dense MLP widths: from one that costs what the 10 % gated preset executes up to its full width.
 DENSE_WIDTHS = (32, 64, 128, 256, 512, 1024)
@@ -62,15 +68,16 @@ def variant_training(base: dict[str, Any], variant: str) -> dict[str, Any]:
     total = base.get("epochs", 10) + base.get("deterministic_epochs", 0) + base.get(
         "finetune_epochs", 0)
     half = total // 2
-    name = variant.removesuffix("-unbalanced")
+    name = variant.removesuffix(CONSTANT_LR).removesuffix(UNBALANCED)
     split = {"stochastic": (total, 0, 0), "finetune": (total - half, 0, half),
              "deterministic-phase": (total - half, half, 0),
              "deterministic": (0, total, 0)}[name]
     # A variant says whether it balances: the recipe's own choice is one of the variants.
     rest = {k: v for k, v in base.items() if k != "balance_weight"}
-    balance = {"balance_weight": 0.0} if variant.endswith("-unbalanced") else {}
+    balance = {"balance_weight": 0.0} if UNBALANCED in variant else {}
+    schedule = {"lr_schedule": "constant"} if variant.endswith(CONSTANT_LR) else {}
     return {**rest, "epochs": split[0], "deterministic_epochs": split[1],
-            "finetune_epochs": split[2], **balance}
+            "finetune_epochs": split[2], **balance, **schedule}
 
 
 def mlp_config(widths: tuple[int, ...], input_size: int, num_classes: int
@@ -94,6 +101,10 @@ def plan(stage: str, preset_name: str, data: str, seeds: list[int], variant: str
                      for v in VARIANTS]
             runs.append(StudyRun(f"every-block-on-s{seed}", "every-block-on", seed,
                                  gated.every_block_on().to_dict(), train))
+            if train.get("lr_schedule", "constant") != "constant":
+                runs.append(StudyRun(f"every-block-on{CONSTANT_LR}-s{seed}", "every-block-on",
+                                     seed, gated.every_block_on().to_dict(),
+                                     {**train, "lr_schedule": "constant"}, CONSTANT_LR[1:]))
         return runs
     # The preset's own density too: the model its recipe makes by default.
     densities = sorted({*DENSITIES, gated.target_density})

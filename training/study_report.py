@@ -91,11 +91,15 @@ def _table(rows: list[dict[str, Any]], metric: str) -> list[str]:
 def variant_table(runs: list[dict[str, Any]]) -> list[str]:
     """One row per variant, its seeds pooled, best validation error first."""
     lines = ["| variant | stochastic epochs | served-gate epochs | fine-tune epochs | count "
-             "balance | seeds | validation error % (mean ± std) | validation density |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+             "balance | learning rate | seeds | validation error % (mean ± std) | validation "
+             "density |",
+             "|---|---:|---:|---:|---:|---|---:|---:|---|"]
     groups: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
-        groups.setdefault(run["spec"]["variant"] or _label(run["spec"]), []).append(run)
+        spec = run["spec"]
+        name = spec["variant"] if spec["kind"] == "gated" else (
+            _label(spec) + (f", {spec['variant']}" if spec["variant"] else ""))
+        groups.setdefault(name, []).append(run)
     rows = []
     for name, members in groups.items():
         t = members[0]["spec"]["training"]
@@ -109,7 +113,8 @@ def variant_table(runs: list[dict[str, Any]]) -> list[str]:
         if members[0]["spec"]["kind"] != "gated":  # no gates: every epoch is the same
             total = t["epochs"] + t.get("deterministic_epochs", 0) + t.get("finetune_epochs", 0)
             balance, phases = "-", f"{total} (no gates) | - | -"
-        rows.append((error, f"| {name} | {phases} | {balance} | {len(members)} | "
+        schedule = t.get("lr_schedule", "constant")
+        rows.append((error, f"| {name} | {phases} | {balance} | {schedule} | {len(members)} | "
                             f"{error[0]:.2f} ± {error[1]:.2f} | {density} |"))
     return lines + [row for _, row in sorted(rows, key=lambda r: r[0][0])]
 
