@@ -11,6 +11,7 @@ itself rather than through `training`:
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 from pathlib import Path
@@ -20,6 +21,13 @@ import numpy as np
 FASHION_MNIST = Path(os.environ.get("SPARSEGATE_FASHION_MNIST",
                                     "/usr/share/datasets/fashion-mnist"))
 IMAGE_MAGIC = 2051  # IDX: unsigned bytes, 3 dimensions
+
+
+def import_readers() -> None:
+    """Import the optional data set readers now: scikit-learn takes seconds to import on a busy
+    machine, which a caller that starts a clock before its first `examples` call would count."""
+    with contextlib.suppress(ImportError):
+        import sklearn.datasets  # noqa: F401
 
 
 def examples(input_size: int, count: int = 1000, seed: int = 0) -> tuple[np.ndarray, str]:
