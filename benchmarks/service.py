@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -69,9 +70,9 @@ def build_repository(root: Path, source: Path, seed: int) -> dict[str, np.ndarra
     inputs = {}
     versions = list_versions(source, DEFAULT_MODEL) if source.is_dir() else []
     if versions:
-        (root / DEFAULT_MODEL).mkdir(parents=True)
-        (root / DEFAULT_MODEL / versions[-1]).symlink_to((source / DEFAULT_MODEL /
-                                                          versions[-1]).resolve())
+        # A copy, not a symlink: the server refuses files that resolve outside its repository.
+        shutil.copytree(source / DEFAULT_MODEL / versions[-1],
+                        root / DEFAULT_MODEL / versions[-1])
         provenance = f"trained ({source / DEFAULT_MODEL / versions[-1]})"
     else:
         torch.manual_seed(seed)

@@ -4,9 +4,11 @@
         --max-examples 40 --out docs/reliability
     python -m loadtest.fuzz --url http://127.0.0.1:8000 --max-examples 40
 
-Starts `sparsegate-serve` on the repository (with an admin API key) or targets --url, then
-runs `schemathesis run <url>/openapi.json` twice, with every check except
-`positive_data_acceptance` (why: below), a fixed seed, and a HAR recording of every request:
+Starts `sparsegate-serve` on the repository (model control on, with an admin API key) or
+targets --url (started with `--model-control explicit`, or the admin pass only meets the 403 of
+model control being off), then runs `schemathesis run <url>/openapi.json` twice, with every
+check except `positive_data_acceptance` (why: below), a fixed seed, and a HAR recording of
+every request:
 - "served": every `{name}` in a path is the served model (a schemathesis config file), so
   metadata and inference are fuzzed past the 404 of an unknown model; no API key, so the
   repository endpoints answer 401 and the model stays loaded.
@@ -145,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         api_key = secrets.token_hex(16)
         models = ([soak.repository_model(args.model_repository, m) for m in args.model]
                   or [soak.repository_model(args.model_repository, None)])
-        process, url = start_server(args.model_repository, models, [],
+        process, url = start_server(args.model_repository, models,
+                                    ["--model-control", "explicit"],
                                     env={"SPARSEGATE_API_KEY": api_key})
         try:
             summary = run(url, models[0], args.max_examples, args.seed, out, api_key,

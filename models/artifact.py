@@ -15,6 +15,11 @@ This module is generic over content: callers pass any JSON-serialisable config d
 tensors (a state dict). Weights are read only through safetensors, which stores raw tensor bytes
 and a JSON header, so reading an artifact never executes code.
 
+Reading trusts nothing in the folder (see "reading" below): each file must be a regular file
+that resolves inside the repository, its size is bounded before it is read, every JSON number
+must be finite and within int64, and the safetensors header is checked against the manifest
+before any tensor is built. The sha256 in messages is only ever the one a config records.
+
 Names and versions are validated before they touch a path, so no request can reach outside the
 repository. Writes are atomic: everything is written and fsynced in a temporary dot-folder beside
 the final one, then renamed into place (swapped with the old folder, on an overwrite), so a
@@ -36,12 +41,29 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import safetensors.torch
 import torch
+
+from .artifact_errors import ArtifactError
+from .artifact_files import ArtifactFile, read_artifact_file, shown_path
+from .config_checks import shown_value
+from .safetensors_header import (
+    MAX_HEADER_BYTES,
+    check_against_manifest,
+    parse_header,
+    tensor_bytes,
+)
+
+__all__ = [
+    "CONFIG_FILE", "FORMAT_VERSION", "MAX_CONFIG_BYTES", "MAX_WEIGHTS_BYTES", "RESERVED_KEYS",
+    "WEIGHTS_FILE", "ArtifactError", "artifact_path", "list_versions", "read_artifact",
+    "read_config", "read_extra_file", "shown_path", "validate_name", "validate_version",
+    "write_artifact",
+]
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -64,11 +86,6 @@ _HASH_CHUNK = 1 << 20
 # A writer's temporary folder this old was left by a process killed mid-write (a write takes
 # seconds to minutes): the next write into the same model folder deletes it.
 STALE_TEMPORARY_SECONDS = 24 * 3600
-
-
-class ArtifactError(ValueError):
-    """An artifact, or a request for one, that is refused; the message names the folder or file
-    and what is wrong with it."""
 
 
 # --- names, versions, paths -------------------------------------------------------------------
@@ -116,15 +133,19 @@ def list_versions(repository: str | Path, name: object) -> list[str]:
     Only folders with a canonical version name and a config.json count: temporary dot-folders
     of writes in progress (or of crashed ones) and anything else in the folder are ignored."""
     model_dir = Path(repository) / validate_name(name)
-    if not model_dir.is_dir():
-        return []
     versions = []
-    for entry in model_dir.iterdir():
-        if (entry.name.startswith(".") or _VERSION_PATTERN.fullmatch(entry.name) is None
-                or str(int(entry.name)) != entry.name or int(entry.name) == 0):
-            continue
-        if entry.is_dir() and (entry / CONFIG_FILE).is_file():
-            versions.append(entry.name)
+    try:
+        if not model_dir.is_dir():
+            return []
+        for entry in model_dir.iterdir():
+            if (entry.name.startswith(".") or _VERSION_PATTERN.fullmatch(entry.name) is None
+                    or str(int(entry.name)) != entry.name or int(entry.name) == 0):
+                continue
+            if entry.is_dir() and (entry / CONFIG_FILE).is_file():
+                versions.append(entry.name)
+    except OSError as error:  # e.g. a folder the server may not read: not an absolute path
+        raise ArtifactError(f"{name}: cannot list the model's versions: "
+                            f"{error.strerror or type(error).__name__}") from None
     return sorted(versions, key=int)
 
 
@@ -404,88 +425,129 @@ def _sha256_of_file(path: Path) -> str:
 
 
 # --- reading ----------------------------------------------------------------------------------
+#
+# Everything read is untrusted: a repository may hold folders copied from anywhere. Each file is
+# opened as a regular file inside the repository (artifact_files.ArtifactFile: no symlink out,
+# no FIFO or device, never a blocking open), its size is bounded before a byte is read, every
+# JSON number is a finite float or an integer within int64, and the weights' header is checked
+# against the manifest before safetensors builds a tensor. Messages name files relative to the
+# repository when the caller passes one (a server does), so no error shows where files live,
+# and never give the hash of what a file holds (only the one its config records).
+
+# config.json describes a model and lists its tensors: a few kilobytes for every model trained
+# here; this bound leaves room for thousands of tensors and long provenance.
+MAX_CONFIG_BYTES = 1 << 20
+# The largest weights file (and extra file) a reader accepts: 4 GiB is a billion float32
+# weights, far beyond the networks served here. A file is further bounded by what its manifest
+# (checked by the caller against the architecture) says it holds.
+MAX_WEIGHTS_BYTES = 4 << 30
+_INT64_LIMIT = 2**63
 
 
 def read_artifact(
-    folder: str | Path, *, device: str | torch.device = "cpu"
+    folder: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    repository: str | Path | None = None,
+    check_config: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Read an artifact folder: its config as stored, and its tensors on ``device``.
 
-    Refuses (ArtifactError) a missing folder or file, a config that is not valid JSON, a
-    format_version that is missing or newer than FORMAT_VERSION, a malformed weights manifest,
-    a weights file whose sha256 differs from the manifest or that safetensors cannot parse, and
-    any tensor missing, unexpected, or of another shape or dtype than the manifest says.
+    ``repository``: the model repository the folder lies in. Files must resolve inside it (by
+    default inside the folder itself), and messages name paths relative to it.
+    ``check_config``: called with the config before the weights file is opened, to refuse (with
+    ArtifactError) a config whose manifest does not describe what the caller will build.
+
+    Refuses (ArtifactError) a missing folder or file, a file that is not a regular file inside
+    the repository, a config that is too large or not valid JSON, a format_version that is
+    missing or newer than FORMAT_VERSION, a malformed weights manifest, a weights file larger
+    than its manifest needs, whose sha256 differs from the manifest's or whose safetensors
+    header is malformed, and any tensor missing, unexpected, or of another shape or dtype than
+    the manifest says.
     """
     folder = Path(folder)
-    config = read_config(folder)
-    weights = _validate_manifest(config, folder / CONFIG_FILE)
-    weights_path = folder / WEIGHTS_FILE
-    try:
-        data = weights_path.read_bytes()
-    except FileNotFoundError as error:
-        raise ArtifactError(f"{weights_path}: weights file is missing") from error
-    except OSError as error:
-        raise ArtifactError(f"{weights_path}: cannot read the weights file: {error}") from error
+    root = folder if repository is None else Path(repository)
+    config = read_config(folder, repository=repository)
+    config_shown = shown_path(folder / CONFIG_FILE, repository)
+    weights, needed = _validate_manifest(config, config_shown)
+    if check_config is not None:
+        check_config(config)
+    weights_shown = shown_path(folder / WEIGHTS_FILE, repository)
+    with ArtifactFile(folder / WEIGHTS_FILE, root=root, shown=weights_shown,
+                      what="weights file") as file:
+        # The header is the only part the manifest does not size.
+        limit = 8 + MAX_HEADER_BYTES + needed
+        if file.size > limit:
+            raise ArtifactError(
+                f"{weights_shown}: weights file holds {file.size} bytes, more than the "
+                f"{needed} bytes of tensors its manifest lists need (plus a header of at most "
+                f"{MAX_HEADER_BYTES}); refused without reading it")
+        data = file.read(limit)
     # Hash and parse the same bytes, so the weights checked are the weights returned even if the
     # folder is replaced while we read.
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != weights["sha256"]:
+    if hashlib.sha256(data).hexdigest() != weights["sha256"]:
         raise ArtifactError(
-            f"{weights_path}: sha256 {actual} does not match {weights['sha256']} recorded in "
-            f"{folder / CONFIG_FILE}; the weights file is corrupt or was changed after writing")
+            f"{weights_shown}: sha256 of the file does not match {weights['sha256']} recorded "
+            f"in {CONFIG_FILE}; the weights file is corrupt or was changed after writing")
+    check_against_manifest(parse_header(data, weights_shown), weights["tensors"], weights_shown)
     try:
         tensors = safetensors.torch.load(data)
     except Exception as error:  # safetensors raises SafetensorError, or others on odd headers
-        raise ArtifactError(f"{weights_path}: not a readable safetensors file: {error}") from error
-    _check_tensors_against_manifest(tensors, weights["tensors"], weights_path)
+        raise ArtifactError(f"{weights_shown}: not a readable safetensors file: "
+                            f"{error}") from error
+    _check_tensors_against_manifest(tensors, weights["tensors"], weights_shown)
     if torch.device(device).type != "cpu":
         tensors = {key: tensor.to(device) for key, tensor in tensors.items()}
     return config, tensors
 
 
-def read_config(folder: str | Path) -> dict[str, Any]:
+def read_config(folder: str | Path, *, repository: str | Path | None = None) -> dict[str, Any]:
     """The config.json of an artifact folder, as stored, after checking that it is a JSON object
-    of a format this reader supports. Does not read or verify the weights."""
+    of a format this reader supports. Does not read or verify the weights. ``repository``: as
+    for read_artifact."""
     folder = Path(folder)
+    shown = shown_path(folder, repository)
     if not folder.is_dir():
-        raise ArtifactError(f"{folder}: artifact folder does not exist"
-                            if not folder.exists() else f"{folder}: not a folder")
-    path = folder / CONFIG_FILE
+        raise ArtifactError(f"{shown}: artifact folder does not exist"
+                            if not folder.exists() else f"{shown}: not a folder")
+    shown = shown_path(folder / CONFIG_FILE, repository)
+    data = read_artifact_file(folder / CONFIG_FILE, root=folder if repository is None
+                              else repository, shown=shown, what="config file",
+                              max_bytes=MAX_CONFIG_BYTES)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as error:
-        raise ArtifactError(f"{path}: config file is missing") from error
+        text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ArtifactError(f"{path}: config is not UTF-8 text: {error}") from error
-    except OSError as error:
-        raise ArtifactError(f"{path}: cannot read the config: {error}") from error
+        raise ArtifactError(f"{shown}: config is not UTF-8 text: {error}") from error
     try:
-        config = json.loads(text, parse_constant=_refuse_json_constant)
+        config = json.loads(text, parse_constant=_refuse_json_constant,
+                            parse_float=_finite_json_float, parse_int=_int64_json_int)
     except json.JSONDecodeError as error:
-        raise ArtifactError(f"{path}: invalid JSON at line {error.lineno} column {error.colno} "
+        raise ArtifactError(f"{shown}: invalid JSON at line {error.lineno} column {error.colno} "
                             f"(character {error.pos}): {error.msg}") from error
     except ValueError as error:
-        raise ArtifactError(f"{path}: invalid JSON: {error}") from error
+        raise ArtifactError(f"{shown}: invalid JSON: {error}") from error
+    except RecursionError:
+        raise ArtifactError(f"{shown}: invalid JSON: nested too deeply") from None
     if not isinstance(config, dict):
-        raise ArtifactError(f"{path}: config must be a JSON object, got "
+        raise ArtifactError(f"{shown}: config must be a JSON object, got "
                             f"{type(config).__name__}")
     if "format_version" not in config:
-        raise ArtifactError(f"{path}: no format_version; not a sparsegate artifact config")
+        raise ArtifactError(f"{shown}: no format_version; not a sparsegate artifact config")
     format_version = config["format_version"]
     if not isinstance(format_version, int) or isinstance(format_version, bool) \
             or format_version < 1:
-        raise ArtifactError(f"{path}: format_version must be a positive integer, got "
-                            f"{format_version!r}")
+        raise ArtifactError(f"{shown}: format_version must be a positive integer, got "
+                            f"{shown_value(format_version)}")
     if format_version > FORMAT_VERSION:
-        raise ArtifactError(f"{path}: format_version {format_version} is newer than this reader "
-                            f"supports ({FORMAT_VERSION}); upgrade sparsegate to read it")
+        raise ArtifactError(f"{shown}: format_version {format_version} is newer than this "
+                            f"reader supports ({FORMAT_VERSION}); upgrade sparsegate to read it")
     for key, check in (("name", validate_name), ("version", validate_version)):
         if key not in config:
-            raise ArtifactError(f"{path}: config has no {key!r}")
+            raise ArtifactError(f"{shown}: config has no {key!r}")
         try:
             check(config[key])
         except ArtifactError as error:
-            raise ArtifactError(f"{path}: {error}") from error
+            raise ArtifactError(f"{shown}: {error}") from error
     return config
 
 
@@ -493,22 +555,42 @@ def _refuse_json_constant(constant: str) -> None:
     raise ValueError(f"{constant} is not allowed (only finite numbers)")
 
 
-def _validate_manifest(config: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The weights manifest of ``config``, after checking its structure."""
+def _finite_json_float(text: str) -> float:
+    """JSON reads 1e400 as infinity: refuse it, like the NaN and Infinity tokens."""
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:40]} is beyond the floats (only finite numbers)")
+    return number
+
+
+def _int64_json_int(text: str) -> int:
+    """Integers within int64: every count, size and version an artifact holds is; a larger one
+    (10**400 is valid JSON) is an edited config, refused before any field check sees it."""
+    number = int(text)  # more than 4,300 digits: ValueError from Python itself
+    if not -_INT64_LIMIT <= number < _INT64_LIMIT:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits is out of range "
+                         "(only integers within int64)")
+    return number
+
+
+def _validate_manifest(config: dict[str, Any], shown: str) -> tuple[dict[str, Any], int]:
+    """The weights manifest of ``config``, after checking its structure, and the bytes its
+    tensors need (at most MAX_WEIGHTS_BYTES)."""
     weights = config.get("weights")
     if not isinstance(weights, dict):
-        raise ArtifactError(f"{path}: config has no 'weights' manifest object")
+        raise ArtifactError(f"{shown}: config has no 'weights' manifest object")
     if weights.get("file") != WEIGHTS_FILE:
-        raise ArtifactError(f"{path}: weights.file must be {WEIGHTS_FILE!r}, got "
-                            f"{weights.get('file')!r}")
+        raise ArtifactError(f"{shown}: weights.file must be {WEIGHTS_FILE!r}, got "
+                            f"{shown_value(weights.get('file'))}")
     sha256 = weights.get("sha256")
     if not isinstance(sha256, str) or _SHA256_PATTERN.fullmatch(sha256) is None:
-        raise ArtifactError(f"{path}: weights.sha256 must be 64 lowercase hex digits, got "
-                            f"{sha256!r}")
+        raise ArtifactError(f"{shown}: weights.sha256 must be 64 lowercase hex digits, got "
+                            f"{shown_value(sha256)}")
     entries = weights.get("tensors")
     if not isinstance(entries, dict):
-        raise ArtifactError(f"{path}: weights.tensors must be an object of name -> "
+        raise ArtifactError(f"{shown}: weights.tensors must be an object of name -> "
                             "{shape, dtype}")
+    needed = 0
     for key, entry in entries.items():
         shape = entry.get("shape") if isinstance(entry, dict) else None
         dtype = entry.get("dtype") if isinstance(entry, dict) else None
@@ -516,56 +598,65 @@ def _validate_manifest(config: dict[str, Any], path: Path) -> dict[str, Any]:
                 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
                            for n in shape)
                 or not isinstance(dtype, str) or dtype not in _DTYPES):  # [] is unhashable
-            raise ArtifactError(f"{path}: weights.tensors[{key!r}] must be {{\"shape\": [sizes "
-                                f">= 0], \"dtype\": one of {', '.join(_DTYPES)}}}, got {entry!r}")
-    return weights
+            raise ArtifactError(f"{shown}: weights.tensors[{key!r}] must be {{\"shape\": [sizes "
+                                f">= 0], \"dtype\": one of {', '.join(_DTYPES)}}}, got "
+                                f"{shown_value(entry)}")
+        size = tensor_bytes(dtype, shape, MAX_WEIGHTS_BYTES - needed)
+        if size is None:
+            raise ArtifactError(f"{shown}: weights.tensors need more than {MAX_WEIGHTS_BYTES} "
+                                f"bytes (at {key!r}), more than an artifact may hold")
+        needed += size
+    return weights, needed
 
 
 def _check_tensors_against_manifest(
-    tensors: dict[str, torch.Tensor], manifest: dict[str, dict[str, Any]], path: Path
+    tensors: dict[str, torch.Tensor], manifest: dict[str, dict[str, Any]], shown: str
 ) -> None:
-    missing = sorted(set(manifest) - set(tensors))
-    if missing:
-        raise ArtifactError(f"{path}: tensor(s) {', '.join(map(repr, missing))} listed in the "
-                            "manifest are missing from the weights file")
-    unexpected = sorted(set(tensors) - set(manifest))
-    if unexpected:
-        raise ArtifactError(f"{path}: tensor(s) {', '.join(map(repr, unexpected))} in the "
-                            "weights file are not in the manifest")
+    """What safetensors built is what the header (checked against the manifest) declared."""
     for key, entry in manifest.items():
-        tensor = tensors[key]
-        if list(tensor.shape) != entry["shape"]:
-            raise ArtifactError(f"{path}: tensor {key!r} has shape {list(tensor.shape)}, the "
-                                f"manifest says {entry['shape']}")
-        dtype_name = str(tensor.dtype).removeprefix("torch.")
-        if dtype_name != entry["dtype"]:
-            raise ArtifactError(f"{path}: tensor {key!r} has dtype {dtype_name}, the manifest "
-                                f"says {entry['dtype']}")
+        tensor = tensors.get(key)
+        if (tensor is None or list(tensor.shape) != entry["shape"]
+                or str(tensor.dtype).removeprefix("torch.") != entry["dtype"]):
+            raise ArtifactError(f"{shown}: tensor {key!r} read from the weights file differs "
+                                "from its manifest entry")
+    if set(tensors) != set(manifest):
+        raise ArtifactError(f"{shown}: the weights file holds other tensors than its manifest "
+                            "lists")
 
 
-def read_extra_file(folder: str | Path, file_name: str) -> bytes:
+def read_extra_file(folder: str | Path, file_name: str, *,
+                    repository: str | Path | None = None) -> bytes:
     """The bytes of an extra file of an artifact (e.g. "model.onnx"), verified against the
-    sha256 recorded in its config."""
+    size and sha256 recorded in its config. ``repository``: as for read_artifact."""
     folder = Path(folder)
-    config = read_config(folder)
-    path = folder / CONFIG_FILE
+    config = read_config(folder, repository=repository)
+    shown = shown_path(folder / CONFIG_FILE, repository)
     extras = config.get("extra_files", {})
     if not isinstance(extras, dict):
-        raise ArtifactError(f"{path}: extra_files must be an object")
+        raise ArtifactError(f"{shown}: extra_files must be an object")
     entry = extras.get(file_name) if isinstance(file_name, str) else None
     if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-        raise ArtifactError(f"{path}: no extra file {file_name!r} recorded (recorded: "
-                            f"{', '.join(sorted(extras)) or 'none'})")
+        raise ArtifactError(f"{shown}: no extra file {shown_value(file_name)} recorded "
+                            f"(recorded: {', '.join(sorted(extras)) or 'none'})")
     # Recorded names were validated by the writer; validate again, the config may be edited.
     if _NAME_PATTERN.fullmatch(file_name) is None or file_name in (CONFIG_FILE, WEIGHTS_FILE):
-        raise ArtifactError(f"{path}: invalid extra file name {file_name!r}")
-    file_path = folder / file_name
-    try:
-        data = file_path.read_bytes()
-    except OSError as error:
-        raise ArtifactError(f"{file_path}: cannot read the extra file: {error}") from error
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != entry["sha256"]:
-        raise ArtifactError(f"{file_path}: sha256 {actual} does not match {entry['sha256']} "
-                            f"recorded in {path}; the file is corrupt or was changed")
+        raise ArtifactError(f"{shown}: invalid extra file name {file_name!r}")
+    recorded_size = entry.get("size")
+    if recorded_size is not None and not (isinstance(recorded_size, int)
+                                          and not isinstance(recorded_size, bool)
+                                          and 0 <= recorded_size <= MAX_WEIGHTS_BYTES):
+        raise ArtifactError(f"{shown}: extra_files[{file_name!r}].size must be a size in bytes "
+                            f"up to {MAX_WEIGHTS_BYTES}, got {shown_value(recorded_size)}")
+    file_shown = shown_path(folder / file_name, repository)
+    with ArtifactFile(folder / file_name, root=folder if repository is None else repository,
+                      shown=file_shown, what="extra file") as file:
+        if recorded_size is not None and file.size != recorded_size:
+            raise ArtifactError(f"{file_shown}: extra file holds {file.size} bytes, "
+                                f"{CONFIG_FILE} records {recorded_size}; the file is corrupt "
+                                "or was changed")
+        data = file.read(MAX_WEIGHTS_BYTES if recorded_size is None else recorded_size)
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise ArtifactError(f"{file_shown}: sha256 of the file does not match "
+                            f"{shown_value(entry['sha256'])} recorded in {CONFIG_FILE}; the "
+                            "file is corrupt or was changed")
     return data

@@ -12,12 +12,21 @@ from typing import Any
 
 import torch
 
-from .artifact import ArtifactError, read_artifact, write_artifact
+from .artifact import (
+    MAX_WEIGHTS_BYTES,
+    ArtifactError,
+    read_artifact,
+    shown_path,
+    write_artifact,
+)
 from .compute import dense_macs, gater_macs
+from .config_checks import finite_float, shown_value
 from .gated_config import GatedNetworkConfig
 from .gated_network import GatedNetwork
+from .safetensors_header import tensor_bytes
 
 KIND = "sparsegate.gated-network"
+FLOAT32_BYTES = 4
 
 
 def save_gated_network(model: GatedNetwork, repository: str | Path, name: str,
@@ -36,37 +45,111 @@ def save_gated_network(model: GatedNetwork, repository: str | Path, name: str,
     return write_artifact(repository, name, version, config, tensors, overwrite=overwrite)
 
 
-def load_gated_network(folder: str | Path, device: str | torch.device = "cpu"
+def load_gated_network(folder: str | Path, device: str | torch.device = "cpu", *,
+                       repository: str | Path | None = None
                        ) -> tuple[GatedNetwork, dict[str, Any]]:
     """Build the network an artifact describes, in eval mode, with its thresholds; also return
-    the stored config. Incompatible artifacts raise ArtifactError naming the problem."""
-    config, tensors = read_artifact(folder, device=str(device))
-    if config.get("kind") != KIND:
-        raise ArtifactError(f"{folder}: not a gated-network artifact (kind = "
-                            f"{config.get('kind')!r}, expected {KIND!r})")
-    try:
-        architecture = GatedNetworkConfig.from_dict(config["architecture"])
-    except (KeyError, ValueError, TypeError) as err:  # ConfigError, or odd JSON in a field
-        raise ArtifactError(f"{folder}: invalid architecture in config.json: {err}") from None
-    # Each weight matrix holds one element per multiply-add of the dense forward or a gater, and
-    # all of them are in the (verified) weights file: an architecture needing more was edited,
-    # and is refused here before building it could allocate any amount of memory.
-    needed, stored = dense_macs(architecture) + gater_macs(architecture), sum(
-        tensor.numel() for tensor in tensors.values())
-    if needed > stored:
-        raise ArtifactError(f"{folder}: weights do not fit the architecture: it has {needed} "
-                            f"weights, the weights file holds {stored} numbers")
-    thresholds = _thresholds(config.get("thresholds"), len(architecture.gated_layers), folder)
-    model = GatedNetwork(architecture).to(device)
+    the stored config. Incompatible artifacts raise ArtifactError naming the problem.
+
+    ``repository``: the model repository the folder lies in (see read_artifact): files must
+    resolve inside it, and messages name paths relative to it.
+
+    Everything config.json says is checked before the weights file is opened: the architecture
+    (every size and estimator setting in range), the fields a server reports, and the manifest
+    against the state the architecture needs, name by name, shape and dtype. So a weights file
+    is read only up to the bytes this network needs, and the network is built only from weights
+    that were verified to be exactly its own.
+    """
+    shown = shown_path(folder, repository)
+    checked: dict[str, Any] = {}
+
+    def check_config(config: dict[str, Any]) -> None:
+        checked.update(_check_config(config, shown))
+
+    config, tensors = read_artifact(folder, device=str(device), repository=repository,
+                                    check_config=check_config)
+    model = GatedNetwork(checked["architecture"]).to(device)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as err:
-        raise ArtifactError(f"{folder}: weights do not fit the architecture: {err}") from None
-    model.set_thresholds(thresholds)
+        raise ArtifactError(f"{shown}: weights do not fit the architecture: {err}") from None
+    model.set_thresholds(checked["thresholds"])
     return model.eval(), config
 
 
-def _thresholds(values: Any, gated_layers: int, folder: str | Path) -> list[float]:
+def _check_config(config: dict[str, Any], shown: str) -> dict[str, Any]:
+    """The architecture and thresholds of a gated-network config, after every check that needs
+    no weights; refuses (ArtifactError) anything else."""
+    if config.get("kind") != KIND:
+        raise ArtifactError(f"{shown}: not a gated-network artifact (kind = "
+                            f"{shown_value(config.get('kind'))}, expected {KIND!r})")
+    try:
+        architecture = GatedNetworkConfig.from_dict(config["architecture"])
+    except (KeyError, ValueError, TypeError) as err:  # ConfigError, or odd JSON in a field
+        raise ArtifactError(f"{shown}: invalid architecture in config.json: {err}") from None
+    check_served_fields(config, shown)
+    thresholds = _thresholds(config.get("thresholds"), len(architecture.gated_layers), shown)
+    _check_manifest_fits(architecture, config["weights"]["tensors"], shown)
+    return {"architecture": architecture, "thresholds": thresholds}
+
+
+def _check_manifest_fits(architecture: GatedNetworkConfig, manifest: dict[str, Any],
+                         shown: str) -> None:
+    """The manifest lists exactly the state the architecture has: the same names, shapes and
+    dtypes. Checked on a network built on the meta device, which holds shapes and no memory,
+    after a bound on its size: each weight matrix holds one float32 per multiply-add of the
+    dense forward or a gater, so an architecture needing more bytes than the manifest lists was
+    edited (10**9 blocks), and is refused before even its shapes are built."""
+    listed = sum(tensor_bytes(entry["dtype"], entry["shape"], MAX_WEIGHTS_BYTES) or 0
+                 for entry in manifest.values())
+    needed = FLOAT32_BYTES * (dense_macs(architecture) + gater_macs(architecture))
+    if needed > listed:
+        raise ArtifactError(f"{shown}: weights do not fit the architecture: its weight "
+                            f"matrices need {needed} bytes of float32, the manifest lists "
+                            f"{listed} bytes")
+    with torch.device("meta"):
+        expected = {key: {"shape": list(value.shape),
+                          "dtype": str(value.dtype).removeprefix("torch.")}
+                    for key, value in GatedNetwork(architecture).state_dict().items()}
+    for key in sorted(set(expected) | set(manifest)):
+        if manifest.get(key) != expected.get(key):
+            raise ArtifactError(
+                f"{shown}: weights do not fit the architecture: tensor {key!r} is "
+                f"{_described(manifest.get(key))} in the manifest, the architecture needs "
+                f"{_described(expected.get(key))}")
+
+
+def _described(entry: dict[str, Any] | None) -> str:
+    return "absent" if entry is None else f"{entry['dtype']} {entry['shape']}"
+
+
+def check_served_fields(config: dict[str, Any], shown: str) -> None:
+    """The provenance fields a server reports as they are (its estimator's name, its test
+    error) have the types its answers promise, or are absent: an edited config must not turn a
+    model listing into an error. (The measured density is checked where it is used, and
+    replaced by the target density where it does not fit.)"""
+    estimator, metrics = config.get("estimator"), config.get("metrics")
+    if estimator is not None and not (isinstance(estimator, dict) and isinstance(
+            estimator.get("name", ""), str)):
+        raise ArtifactError(f"{shown}: config.json 'estimator' must be an object with a string "
+                            f"'name', got {shown_value(estimator)}")
+    if metrics is None:
+        return
+    if not isinstance(metrics, dict):
+        raise ArtifactError(f"{shown}: config.json 'metrics' must be an object, got "
+                            f"{shown_value(metrics)}")
+    error = metrics.get("test_error")
+    if error is not None and not _within(error, 0, 1):
+        raise ArtifactError(f"{shown}: metrics.test_error must be a number in [0, 1], got "
+                            f"{shown_value(error)}")
+
+
+def _within(value: Any, low: float, high: float) -> bool:
+    number = finite_float(value)
+    return number is not None and low <= number <= high
+
+
+def _thresholds(values: Any, gated_layers: int, shown: str) -> list[float]:
     """One number per gated layer, within float32 (the thresholds are float32 buffers)."""
     limit = torch.finfo(torch.float32).max
     # abs(t) <= limit refuses NaN and infinities too, and compares an int of any size (JSON
@@ -74,6 +157,7 @@ def _thresholds(values: Any, gated_layers: int, folder: str | Path) -> list[floa
     if not (isinstance(values, list) and len(values) == gated_layers and all(
             isinstance(t, int | float) and not isinstance(t, bool) and abs(t) <= limit
             for t in values)):
-        raise ArtifactError(f"{folder}: config.json needs one threshold per gated layer "
-                            f"({gated_layers}), each a number within float32, got {values!r}")
+        raise ArtifactError(f"{shown}: config.json needs one threshold per gated layer "
+                            f"({gated_layers}), each a number within float32, got "
+                            f"{shown_value(values)}")
     return [float(t) for t in values]

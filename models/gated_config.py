@@ -15,12 +15,23 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .config_checks import ConfigError, check_choice, check_int, from_mapping
+from .config_checks import (
+    MAX_SIZE,
+    ConfigError,
+    check_choice,
+    check_int,
+    from_mapping,
+    shown_value,
+)
 from .estimators import ESTIMATORS, make_estimator
 
 __all__ = ["ConfigError", "GatedLayerConfig", "GatedNetworkConfig", "preset"]
 
 ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid")
+# Layers a network may stack: building one costs a few milliseconds per gated layer (its
+# default threshold is found by bisection), so an edited config of thousands of layers would
+# hold a loading server for seconds; no network we train comes near this.
+MAX_LAYERS = 256
 
 
 @dataclass(frozen=True)
@@ -36,9 +47,9 @@ class GatedLayerConfig:
         return self.blocks * self.block_size
 
     def validate(self, where: str) -> None:
-        check_int(f"{where}.blocks", self.blocks)
-        check_int(f"{where}.block_size", self.block_size)
-        check_int(f"{where}.gater_hidden", self.gater_hidden, minimum=0)
+        check_int(f"{where}.blocks", self.blocks, maximum=MAX_SIZE)
+        check_int(f"{where}.block_size", self.block_size, maximum=MAX_SIZE)
+        check_int(f"{where}.gater_hidden", self.gater_hidden, minimum=0, maximum=MAX_SIZE)
         check_choice(f"{where}.activation", self.activation, ACTIVATIONS)
         if not isinstance(self.gated, bool):
             raise ConfigError(f"{where}.gated must be true or false, got {self.gated!r}")
@@ -56,17 +67,23 @@ class GatedNetworkConfig:
     def __post_init__(self) -> None:
         # Accept plain dicts/lists (from JSON) for the layers, then validate everything.
         layers = self.layers
-        if not isinstance(layers, (list, tuple)) or not layers:
-            raise ConfigError(f"layers must be a non-empty list of layer configs, got {layers!r}")
+        if not isinstance(layers, (list, tuple)) or not layers or len(layers) > MAX_LAYERS:
+            raise ConfigError(f"layers must be a list of 1 to {MAX_LAYERS} layer configs, got "
+                              f"{shown_value(layers)}")
         built = []
         for i, layer in enumerate(layers):
             if isinstance(layer, dict):
                 layer = from_mapping(GatedLayerConfig, layer, f"layers[{i}]")
             if not isinstance(layer, GatedLayerConfig):
-                raise ConfigError(f"layers[{i}] must be a layer config, got {layer!r}")
+                raise ConfigError(f"layers[{i}] must be a layer config, got {shown_value(layer)}")
             built.append(layer)
         object.__setattr__(self, "layers", tuple(built))
-        object.__setattr__(self, "estimator_settings", dict(self.estimator_settings or {}))
+        settings = self.estimator_settings
+        if settings is not None and not (isinstance(settings, dict)
+                                         and all(isinstance(key, str) for key in settings)):
+            raise ConfigError(f"estimator_settings must be a mapping of setting names to "
+                              f"values, got {shown_value(settings)}")
+        object.__setattr__(self, "estimator_settings", dict(settings or {}))
         self.validate()
 
     @property
@@ -74,8 +91,8 @@ class GatedNetworkConfig:
         return tuple(layer for layer in self.layers if layer.gated)
 
     def validate(self) -> None:
-        check_int("input_size", self.input_size)
-        check_int("num_classes", self.num_classes)
+        check_int("input_size", self.input_size, maximum=MAX_SIZE)
+        check_int("num_classes", self.num_classes, maximum=MAX_SIZE)
         if self.num_classes < 2:
             raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
         for i, layer in enumerate(self.layers):

@@ -54,10 +54,14 @@ class Gater(nn.Module):
 
 
 def _crossing_logit(fn, level: float, lo: float = -60.0, hi: float = 60.0) -> float:
-    """The smallest logit a with fn(a) > level, for fn non-decreasing (bisection)."""
+    """The smallest logit a with fn(a) > level, for fn non-decreasing (bisection).
+
+    On the CPU whatever the default device: the artifact reader builds a network on the meta
+    device to learn the shapes of its state without allocating it, and meta tensors hold no
+    value to compare."""
     for _ in range(80):
         mid = (lo + hi) / 2
-        if float(fn(torch.tensor([mid], dtype=torch.float64))) > level:
+        if float(fn(torch.tensor([mid], dtype=torch.float64, device="cpu"))) > level:
             hi = mid
         else:
             lo = mid

@@ -4,10 +4,12 @@ Models are loaded and warmed up in the lifespan, never at import; `/v2/health/re
 only once that is done and a model is serving. On shutdown (uvicorn's SIGTERM handling stops
 accepting and waits for in-flight requests) every model's queue is drained before exit.
 
-Bodies a web page on another origin could send unasked (forms, text/plain) are refused with
-415 before routing (`service.form_guard`). Every error is JSON `{"error": message}` with a 4xx
-status, or 503 with Retry-After on overload; an unexpected exception is logged and answered 500
-with the same shape, and counted.
+Before routing: a Host that is neither an address nor listed is refused with 400
+(`service.host_guard`, DNS rebinding), a state-changing request from another site's page with
+403 unless CORS allows its origin (`service.origin_guard`), and bodies a web page could send
+unasked (forms, text/plain) with 415 (`service.form_guard`). Every error is JSON
+`{"error": message}` with a 4xx status, or 503 with Retry-After on overload; an unexpected
+exception is logged and answered 500 with the same shape, and counted.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import routes_admin, routes_v1, routes_v2
 from .config import Settings
+from .docs_pages import install_docs
 from .errors import ApiError
 from .form_guard import FormGuard
+from .host_guard import HostGuard
 from .metrics import CONTENT_TYPE, Metrics
 from .openapi import install_schemas
+from .origin_guard import OriginGuard
 from .repository import ModelRepository
 
 log = logging.getLogger("sparsegate.service")
@@ -53,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.ready = False
             await app.state.repository.close()
 
-    app = FastAPI(title="sparsegate", lifespan=lifespan,
+    app = FastAPI(title="sparsegate", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Serves sparsely gated networks; every response says how much "
                               "compute its request saved.")
     app.state.settings = settings
@@ -63,11 +68,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_v2.router)
     app.include_router(routes_v1.router)
     app.include_router(routes_admin.router)
-    # Added first, so it runs inside CORS: preflights are answered, form bodies refused.
+    # The last added runs first: Host, then CORS (preflights answered, and refusals to an
+    # allowed origin readable by its page), then the cross-site and form guards.
     app.add_middleware(FormGuard, metrics=app.state.metrics)
+    app.add_middleware(OriginGuard, cors_origins=settings.cors_origins,
+                       metrics=app.state.metrics)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["*"])
+    app.add_middleware(HostGuard, allowed_hosts=settings.allowed_hosts,
+                       metrics=app.state.metrics)
+    if settings.docs:
+        install_docs(app)
+    if settings.model_control == "explicit" and settings.admin_open:
+        log.warning("model control is open (--allow-open-admin): anyone who can reach this "
+                    "server may load and unload its models")
     _install_error_handlers(app)
     install_schemas(app)
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from .app import create_app
 from .config import Settings
+from .http_protocol import ConnectionLimits, bounded_protocol, reserve_file_descriptors
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,8 +42,29 @@ def _parser() -> argparse.ArgumentParser:
                    help="examples waiting per model before 503 (default 4096)")
     p.add_argument("--max-body-bytes", type=int, help="request body limit (default 8 MiB)")
     p.add_argument("--max-instances", type=int, help="examples per request (default 1024)")
-    p.add_argument("--api-key", help="admin endpoints need it (better: SPARSEGATE_API_KEY)")
+    p.add_argument("--max-connections", type=int,
+                   help=fields["max_connections"].description + " (default 512)")
+    p.add_argument("--max-header-bytes", type=int,
+                   help=fields["max_header_bytes"].description + " (default 32 KiB)")
+    p.add_argument("--header-timeout-s", type=float,
+                   help=fields["header_timeout_s"].description + " (default 10)")
+    p.add_argument("--body-timeout-s", type=float,
+                   help=fields["body_timeout_s"].description + " (default 60)")
+    p.add_argument("--keep-alive-timeout-s", type=float,
+                   help=fields["keep_alive_timeout_s"].description + " (default 5)")
+    p.add_argument("--max-receiving-body-bytes", type=int,
+                   help=fields["max_receiving_body_bytes"].description + " (default 256 MiB)")
+    p.add_argument("--model-control", choices=["none", "explicit"],
+                   help="explicit: enable load, unload and the repository index, with the API "
+                        "key (default none: they answer 403)")
+    p.add_argument("--api-key", help="model control needs it (better: SPARSEGATE_API_KEY, "
+                                     "which `ps` does not show)")
+    p.add_argument("--allow-open-admin", dest="admin_open", action="store_true",
+                   help=fields["admin_open"].description)
     p.add_argument("--cors-origins", nargs="+", help=fields["cors_origins"].description)
+    p.add_argument("--allowed-hosts", nargs="+", help=fields["allowed_hosts"].description)
+    p.add_argument("--docs", action=argparse.BooleanOptionalAction,
+                   help=fields["docs"].description + " (default on)")
     p.add_argument("--threads", type=int, help=fields["threads"].description)
     p.add_argument("--graceful-shutdown-s", type=float,
                    help="how long SIGTERM waits for requests in flight (default 30)")
@@ -56,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(**given)
     except ValidationError as error:
         for item in error.errors(include_url=False):
-            where = ".".join(str(p) for p in item["loc"])
+            where = ".".join(str(p) for p in item["loc"]) or "settings"
             print(f"sparsegate-serve: {where}: {item['msg']}", file=sys.stderr)
         return 2
     if not settings.model_repository.is_dir():
@@ -64,11 +86,18 @@ def main(argv: list[str] | None = None) -> int:
               "folder (train one with scripts/main, or pass --model-repository)",
               file=sys.stderr)
         return 2
+    problem = reserve_file_descriptors(settings.max_connections)
+    if problem:
+        print(f"sparsegate-serve: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level=settings.log_level,
-                timeout_graceful_shutdown=settings.graceful_shutdown_s or None)
+                timeout_graceful_shutdown=settings.graceful_shutdown_s or None,
+                # uvicorn's own protocol lacks most connection limits (see http_protocol).
+                http=bounded_protocol(ConnectionLimits.from_settings(settings)),
+                timeout_keep_alive=settings.keep_alive_timeout_s)  # type: ignore[arg-type]
     return 0
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.artifact import ArtifactError
+from models.artifact import ArtifactError, shown_path
 from models.compute import ComputeReport, dense_macs, executed_macs
 from models.gated_artifact import load_gated_network
 from models.skip_inference import SkipNetwork
@@ -37,10 +37,14 @@ class ModelEngine:
     over later (the artifact's integrity, its architecture, one forward on zeros), so a broken
     artifact is refused at load, never at the first request."""
 
-    def __init__(self, folder: str | Path, device: str = "cpu") -> None:
+    def __init__(self, folder: str | Path, device: str = "cpu", *,
+                 repository: str | Path | None = None) -> None:
+        """``repository``: the model repository ``folder`` lies in; the artifact's files must
+        resolve inside it, and errors name paths relative to it."""
         folder = Path(folder)
-        model, config = load_gated_network(folder)
+        model, config = load_gated_network(folder, repository=repository)
         self.folder = folder
+        self.shown = shown_path(folder, repository)  # how errors name this artifact
         self.name: str = config["name"]
         self.version: str = config["version"]
         self.config = model.config
@@ -81,7 +85,7 @@ class ModelEngine:
         for batch in batches:
             result = self.infer(np.zeros((batch, self.input_size), dtype=np.float32))
             if not np.isfinite(result.logits).all():
-                raise ArtifactError(f"{self.folder}: the model gives non-finite outputs on "
+                raise ArtifactError(f"{self.shown}: the model gives non-finite outputs on "
                                     "zeros; its weights are unusable")
 
     def describe(self) -> dict[str, Any]:

@@ -3,11 +3,14 @@
 A browser sends a cross-origin POST without first asking the server (no CORS preflight) only
 when its Content-Type is one of the three a plain HTML form can produce:
 application/x-www-form-urlencoded, multipart/form-data and text/plain. The server parses its
-bodies as JSON (or the binary tensor extension) whatever the header says, so without this
-guard any page a user visits could make the server run inferences, or, where no API key is
-set, load and unload models; CORS being off only stops the page from reading the answer.
-These requests are answered 415 before any route runs. Requests without a Content-Type
-(tritonclient sends none) and with any other type are served as before.
+bodies as JSON (or the binary tensor extension) whatever the header says, so such a form
+could make the server run inferences, or, where model control is open, load and unload models;
+CORS being off only stops the page from reading the answer. The origin guard
+(`service.origin_guard`) already refuses cross-site requests by their Origin and
+Sec-Fetch-Site headers; this one also covers browsers too old to send either on a form post,
+and pages whose origin CORS allows. These requests are answered 415 before any route runs.
+Requests without a Content-Type (tritonclient sends none) and with any other type are served
+as before.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ def install_schemas(app: FastAPI) -> None:
                 components.update(body.pop("$defs", {}))
                 components[name] = body
             _document_errors(schema)
+            _document_admin_key(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -60,3 +61,21 @@ def _document_errors(schema: dict[str, Any]) -> None:
                                                                      "the Retry-After header"})
     for unused in ("HTTPValidationError", "ValidationError"):
         schema["components"]["schemas"].pop(unused, None)
+
+
+ADMIN_PREFIX = "/v2/repository/"
+
+
+def _document_admin_key(schema: dict[str, Any]) -> None:
+    """The model management operations take the API key as `X-API-Key` or a Bearer token
+    (`service.admin_access`): declared, Swagger UI's Authorize button sends it."""
+    schema["components"]["securitySchemes"] = {
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        "bearer": {"type": "http", "scheme": "bearer"}}
+    for path, operations in schema.get("paths", {}).items():
+        if path.startswith(ADMIN_PREFIX):
+            for operation in operations.values():
+                operation["security"] = [{"apiKey": []}, {"bearer": []}]
+                operation["description"] = (
+                    "Off unless the server runs with --model-control explicit (403); then "
+                    "needs the API key (401 without it, 403 wrong).")

@@ -13,11 +13,19 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.artifact import ArtifactError, artifact_path, list_versions, validate_name
+from models.artifact import (
+    ArtifactError,
+    artifact_path,
+    list_versions,
+    shown_path,
+    validate_name,
+    validate_version,
+)
 
 from .batching import Batcher
 from .config import Settings
 from .engine import ModelEngine
+from .keyed_locks import KeyedLocks
 from .metrics import Metrics
 
 log = logging.getLogger("sparsegate.service")
@@ -32,6 +40,31 @@ class LoadError(Exception):
     serving)."""
 
 
+class InvalidName(LoadError):
+    """A model name or version that no model can have (400), refused before any work."""
+
+
+def check_reference(name: str, version: str | None) -> None:
+    """Refuse a name or version that is not one a model folder can have. A version must be
+    written as its folder is ("1", not "0001" or "+1"): the folder "1" would otherwise be read,
+    built and warmed up only to be refused because it says it is version 1."""
+    try:
+        validate_name(name)
+        if version is not None and validate_version(version) != version:
+            raise ArtifactError(f"model version {version!r} is not written as a version "
+                                f"folder is: write {validate_version(version)!r}")
+    except ArtifactError as error:
+        raise InvalidName(str(error)) from None
+
+
+def _is_model_name(name: str) -> bool:
+    try:
+        validate_name(name)
+    except ArtifactError:
+        return False
+    return True
+
+
 @dataclass
 class LoadedVersion:
     engine: ModelEngine
@@ -44,7 +77,7 @@ class ModelRepository:
         self.root = Path(settings.model_repository)
         self.metrics = metrics
         self._models: dict[str, dict[str, LoadedVersion]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = KeyedLocks()  # one per model name being loaded or unloaded
 
     # --- queries ---------------------------------------------------------------------------
 
@@ -86,38 +119,52 @@ class ModelRepository:
 
     async def load_all(self) -> None:
         """At start-up: every model named in the settings (default: every model folder), each at
-        its newest version. A model that fails to load is logged and left out."""
-        names = self.settings.models or [e["name"] for e in self.available()]
+        its newest version. A model that fails to load is logged and left out, and so is a
+        model folder without a version that can be read (its config.json is not a regular
+        file, say), so that the log says what is not served."""
+        names = self.settings.models or self._model_folders()
         for name in dict.fromkeys(names):
             try:
                 await self.load(name)
             except (LoadError, ModelNotFound) as error:
                 log.error("not serving %s: %s", name, error)
+            except Exception:  # one bad model must never stop the others from serving
+                log.exception("not serving %s: unexpected error while loading it", name)
+
+    def _model_folders(self) -> list[str]:
+        """The folders of the repository that a model may be named after."""
+        if not self.root.is_dir():
+            return []
+        return sorted(entry.name for entry in self.root.iterdir()
+                      if entry.is_dir() and not entry.name.startswith(".")
+                      and _is_model_name(entry.name))
 
     async def load(self, name: str, version: str | None = None) -> ModelEngine:
         """Load (or reload) a version, default the newest on disk; returns its engine."""
-        try:
-            name = validate_name(name)
-        except ArtifactError as error:
-            raise ModelNotFound(str(error)) from None
-        async with self._locks.setdefault(name, asyncio.Lock()):
+        check_reference(name, version)
+        async with self._locks.hold(name):
             if version is None:
-                versions = list_versions(self.root, name)
+                try:
+                    versions = list_versions(self.root, name)
+                except ArtifactError as error:  # its folder cannot be listed
+                    raise LoadError(str(error)) from None
                 if not versions:
-                    raise ModelNotFound(f"no published version of model {name!r} in "
-                                        f"{self.root}")
+                    # Messages never name the repository's path: clients need not know it.
+                    raise ModelNotFound(f"no published version of model {name!r} in the "
+                                        "model repository")
                 version = versions[-1]
             try:
                 folder = artifact_path(self.root, name, version)
             except ArtifactError as error:
                 raise ModelNotFound(str(error)) from None
             if not folder.is_dir():
-                raise ModelNotFound(f"version {version!r} of model {name!r} is not in "
-                                    f"{self.root}")
+                raise ModelNotFound(f"version {version!r} of model {name!r} is not in the "
+                                    "model repository")
             engine = await asyncio.to_thread(self._build, folder)
             if engine.name != name or engine.version != version:
-                raise LoadError(f"{folder}: its config.json says it is {engine.name!r} version "
-                                f"{engine.version!r}, not {name!r} version {version!r}")
+                raise LoadError(f"{engine.shown}: its config.json says it is {engine.name!r} "
+                                f"version {engine.version!r}, not {name!r} version "
+                                f"{version!r}")
             settings = self.settings
             batcher = Batcher(engine.infer,
                               max_batch_size=settings.max_batch_size if settings.batching else 1,
@@ -136,7 +183,8 @@ class ModelRepository:
     async def unload(self, name: str, version: str | None = None) -> list[str]:
         """Unload one version, or every version of the model; returns the versions unloaded.
         Requests already accepted finish first."""
-        async with self._locks.setdefault(name, asyncio.Lock()):
+        check_reference(name, version)
+        async with self._locks.hold(name):
             versions = self._models.get(name)
             if not versions or (version is not None and version not in versions):
                 raise ModelNotFound(f"model {name!r}" + (f" version {version!r}" if version
@@ -155,9 +203,20 @@ class ModelRepository:
             await self.unload(name)
 
     def _build(self, folder: Path) -> ModelEngine:
+        """Read, build and warm up an artifact. Every failure is a LoadError (answered 400), so
+        no artifact, however it is broken, gives a 500 or stops the server starting; messages
+        name files relative to the repository (an OSError's own text names absolute paths)."""
         try:
-            engine = ModelEngine(folder, self.settings.device)
+            engine = ModelEngine(folder, self.settings.device, repository=self.root)
             engine.warm_up(self.settings.warmup_batches)
-        except (ArtifactError, ValueError, KeyError, TypeError, RuntimeError, OSError) as error:
+        except ArtifactError as error:
             raise LoadError(str(error)) from error
+        except OSError as error:
+            raise LoadError(f"{shown_path(folder, self.root)}: "
+                            f"{error.strerror or type(error).__name__}") from error
+        except Exception as error:  # a bug, a setting or an exhausted resource
+            # Its text may name server paths (a kernel build's, say): the log has it.
+            log.exception("loading %s failed", shown_path(folder, self.root))
+            raise LoadError(f"{shown_path(folder, self.root)}: could not be loaded "
+                            f"({type(error).__name__}; the server log says why)") from error
         return engine

@@ -5,47 +5,31 @@
                                                  {"version": "N"}}, default the newest)
     POST /v2/repository/models/{name}/unload     unload (a version, or all)
 
-Loading and unloading need the API key when one is configured (`X-API-Key: KEY` or
-`Authorization: Bearer KEY`), compared in constant time. A refused artifact answers 400 with
-the reason, and the version already loaded keeps serving.
+All three are off unless the server runs with `--model-control explicit`, and then need the API
+key (`service.admin_access`). A name or version no model can have (`..`, `0001`) is refused
+with 400 before anything is read; a refused artifact answers 400 with the reason, and the
+version already loaded keeps serving.
 """
 
 from __future__ import annotations
 
-import hmac
-
 from fastapi import APIRouter, Depends, Request
 
-from .errors import ApiError, bad_request, not_found
+from .admin_access import require_admin
+from .errors import bad_request, not_found
 from .openapi import json_body
-from .repository import LoadError, ModelNotFound, ModelRepository
+from .repository import InvalidName, LoadError, ModelNotFound, ModelRepository
 from .schemas import ErrorResponse, LoadRequest, RepositoryIndexEntry
 from .tensors import parse_json, read_body, validate
 
 router = APIRouter(prefix="/v2/repository", tags=["model management"])
 
-
-def require_api_key(request: Request) -> None:
-    key = request.app.state.settings.api_key
-    if key is None:
-        return
-    given = request.headers.get("x-api-key")
-    if given is None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        given = token if scheme.lower() == "bearer" else None
-    if given is None:
-        raise ApiError(401, "this endpoint needs the API key (X-API-Key or Authorization: "
-                            "Bearer)", {"WWW-Authenticate": "Bearer"})
-    if not hmac.compare_digest(given.encode(), key.get_secret_value().encode()):
-        raise ApiError(403, "wrong API key")
-
-
-ADMIN = {"dependencies": [Depends(require_api_key)],
+ADMIN = {"dependencies": [Depends(require_admin)],
          "responses": {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse},
                        403: {"model": ErrorResponse}, 404: {"model": ErrorResponse}}}
 
 
-@router.post("/index", response_model=list[RepositoryIndexEntry])
+@router.post("/index", response_model=list[RepositoryIndexEntry], **ADMIN)
 async def index(request: Request) -> list[dict[str, object]]:
     return request.app.state.repository.available()
 
@@ -57,6 +41,8 @@ async def load(name: str, request: Request) -> dict[str, object]:
     repository: ModelRepository = request.app.state.repository
     try:
         engine = await repository.load(name, version)
+    except InvalidName as error:
+        raise bad_request(str(error)) from None
     except ModelNotFound as error:
         raise not_found(str(error)) from None
     except LoadError as error:
@@ -72,6 +58,8 @@ async def unload(name: str, request: Request) -> dict[str, object]:
     repository: ModelRepository = request.app.state.repository
     try:
         versions = await repository.unload(name, version)
+    except InvalidName as error:
+        raise bad_request(str(error)) from None
     except ModelNotFound as error:
         raise not_found(str(error)) from None
     count_loaded(request.app)

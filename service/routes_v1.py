@@ -14,7 +14,9 @@ import time
 
 from fastapi import APIRouter, Request, Response
 
-from .inference import find_engine, run
+from .inference import Served, find_engine, run
+from .json_budget import JsonValueCounter, budget_reason, input_budget
+from .off_loop import INLINE_EXAMPLES, cheap_to_decode, run_off_loop
 from .openapi import json_body
 from .repository import ModelRepository
 from .schemas import (
@@ -24,7 +26,7 @@ from .schemas import (
     PredictRequest,
     PredictResponse,
 )
-from .tensors import matrix, parse_json, read_body, validate
+from .tensors import decode_predict, read_body
 
 router = APIRouter(prefix="/v1", tags=["JSON API"])
 
@@ -56,9 +58,18 @@ async def _predict(request: Request, name: str, version: str | None) -> Response
     started = time.perf_counter()
     settings = request.app.state.settings
     loaded = find_engine(request, name, version)  # 404 before reading a large body
-    body = validate(PredictRequest, parse_json(await read_body(request, settings.max_body_bytes)))
-    x = matrix(body.instances, loaded.engine.input_size, settings.max_instances, "instances")
+    input_size, max_rows = loaded.engine.input_size, settings.max_instances
+    counter = JsonValueCounter(input_budget(input_size, max_rows), budget_reason(
+        input_size, max_rows))
+    raw = await read_body(request, settings.max_body_bytes, counter,
+                          settings.max_receiving_body_bytes, settings.retry_after_s)
+    x = await run_off_loop(decode_predict, raw, input_size, max_rows,
+                           inline=cheap_to_decode(counter.values, len(raw)))
     served = await run(request, loaded, x, "v1", started)
+    return await run_off_loop(_response, served, inline=len(x) <= INLINE_EXAMPLES)
+
+
+def _response(served: Served) -> Response:
     result = served.result
     # Serialised here rather than through the response model: FastAPI's validation and
     # encoding of a few hundred floats cost more than the forward of a small model.

@@ -22,6 +22,8 @@ from fastapi.responses import JSONResponse
 from .engine import ModelEngine
 from .errors import bad_request
 from .inference import Served, find_engine, run
+from .json_budget import JsonValueCounter, budget_reason, input_budget
+from .off_loop import INLINE_EXAMPLES, cheap_to_decode, run_off_loop
 from .openapi import json_body
 from .repository import ModelRepository
 from .schemas import (
@@ -35,12 +37,10 @@ from .schemas import (
 from .tensors import (
     BINARY_HEADER,
     INPUT_NAME,
+    binary_json_bytes,
     binary_output,
-    oip_matrix,
-    parse_json,
+    decode_infer,
     read_body,
-    split_binary_body,
-    validate,
 )
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
@@ -153,17 +153,18 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     started = time.perf_counter()
     settings = request.app.state.settings
     loaded = find_engine(request, name, version)  # 404 before reading a large body
-    body = await read_body(request, settings.max_body_bytes)
-    header, binary = split_binary_body(request, body)
-    payload = validate(InferenceRequest, parse_json(header))
-    if len(payload.inputs) != 1:
-        raise bad_request(f"this model takes exactly one input ({INPUT_NAME!r}), got "
-                          f"{len(payload.inputs)}")
-    x, _ = oip_matrix(payload.inputs[0], binary, 0, loaded.engine.input_size,
-                      settings.max_instances)
+    input_size, max_rows = loaded.engine.input_size, settings.max_instances
+    json_bytes = binary_json_bytes(request)
+    counter = JsonValueCounter(input_budget(input_size, max_rows),
+                               budget_reason(input_size, max_rows), json_bytes)
+    body = await read_body(request, settings.max_body_bytes, counter,
+                           settings.max_receiving_body_bytes, settings.retry_after_s)
+    payload, x = await run_off_loop(decode_infer, body, json_bytes, input_size, max_rows,
+                                    inline=cheap_to_decode(counter.values, len(body)))
     wanted = _wanted_outputs(payload)
     served = await run(request, loaded, x, "v2", started)
-    return _response(payload, served, wanted)
+    return await run_off_loop(_response, payload, served, wanted,
+                              inline=len(x) <= INLINE_EXAMPLES)
 
 
 def _wanted_outputs(payload: InferenceRequest) -> dict[str, bool]:

@@ -8,6 +8,8 @@ request's data must pass before it reaches a model, each failure a 400 or 413 th
   this by default.
 - Data must be numbers (no booleans, strings or nulls), of the declared shape, finite in
   float32 (1e39 is finite in JSON but infinite in float32).
+- Bodies are bounded while they are read, in bytes and in JSON values (`service.json_budget`),
+  and decoded (`decode_predict`, `decode_infer`) off the event loop (`service.off_loop`).
 
 Letters: B examples, D input units.
 """
@@ -20,26 +22,50 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
+from .body_memory import RECEIVING
 from .errors import bad_request, too_large
-from .schemas import RequestInput
+from .json_budget import JsonValueCounter
+from .schemas import InferenceRequest, PredictRequest, RequestInput
 
 BINARY_HEADER = "inference-header-content-length"
 INPUT_NAME = "input"
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes `limit` bytes (chunked bodies too)."""
+# JSON values a body may hold where the caller sets no budget: far more than any small
+# control body needs, few enough to parse in a few milliseconds.
+DEFAULT_JSON_VALUES = 4096
+
+
+async def read_body(request: Request, limit: int, counter: JsonValueCounter | None = None,
+                    receiving_limit: int | None = None, retry_after_s: int = 1) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` bytes (chunked bodies too) or
+    `counter`'s budget of JSON values (`service.json_budget`; by default DEFAULT_JSON_VALUES),
+    which then holds the count; with `receiving_limit`, refused with 503 where the bodies being
+    received at once would pass it (`service.body_memory`). The rest of a refused body is not
+    read: the server's protocol lingers and closes (`service.http_protocol`)."""
     declared = _byte_count(request.headers.get("content-length"))
     if declared is not None and declared > limit:
         raise too_large(f"request body of {declared} bytes is over the limit of {limit}")
+    counter = counter or JsonValueCounter(DEFAULT_JSON_VALUES, "send a smaller body")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            if receiving_limit is not None:
+                RECEIVING.take(len(chunk), receiving_limit, retry_after_s)
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > limit:
+                raise too_large(f"request body is over the limit of {limit} bytes")
+            counter.feed(chunk)
+    except ClientDisconnect:
+        # Gone (or closed by the server's body timeout): nobody reads the answer, but it must
+        # not count as a server error.
+        raise bad_request("the client disconnected before the body was complete") from None
+    finally:
+        if receiving_limit is not None:
+            RECEIVING.give_back(size)
     return b"".join(chunks)
 
 
@@ -81,16 +107,45 @@ def validate(model: type[BaseModel], payload: Any, what: str = "request body"):
         raise bad_request(f"invalid {what}: " + "; ".join(problems)) from None
 
 
-def split_binary_body(request: Request, body: bytes) -> tuple[bytes, bytes | None]:
-    """(JSON part, binary part or None) of a body, per the binary tensor extension."""
+def binary_json_bytes(request: Request) -> int | None:
+    """The JSON part's length under the binary tensor extension, None without it."""
     header = request.headers.get(BINARY_HEADER)
     if header is None:
-        return body, None
+        return None
     size = _byte_count(header)
-    if size is None or size > len(body):
-        raise bad_request(f"Inference-Header-Content-Length {header!r} must be a byte count "
-                          f"no larger than the body ({len(body)} bytes)")
-    return body[:size], body[size:]
+    if size is None:
+        raise bad_request(f"Inference-Header-Content-Length {header!r} must be a byte count")
+    return size
+
+
+def split_binary_body(json_bytes: int | None, body: bytes) -> tuple[bytes, bytes | None]:
+    """(JSON part, binary part or None) of a body, per the binary tensor extension."""
+    if json_bytes is None:
+        return body, None
+    if json_bytes > len(body):
+        raise bad_request(f"Inference-Header-Content-Length {json_bytes} must be no larger "
+                          f"than the body ({len(body)} bytes)")
+    return body[:json_bytes], body[json_bytes:]
+
+
+def decode_predict(body: bytes, input_size: int, max_rows: int) -> np.ndarray:
+    """A JSON API body as its (B, D) input matrix. Costly for large bodies: run it through
+    `service.off_loop`."""
+    request = validate(PredictRequest, parse_json(body))
+    return matrix(request.instances, input_size, max_rows, "instances")
+
+
+def decode_infer(body: bytes, json_bytes: int | None, input_size: int,
+                 max_rows: int) -> tuple[InferenceRequest, np.ndarray]:
+    """An Open Inference Protocol body as (the request, its (B, D) input matrix). Costly for
+    large bodies: run it through `service.off_loop`."""
+    header, binary = split_binary_body(json_bytes, body)
+    payload = validate(InferenceRequest, parse_json(header))
+    if len(payload.inputs) != 1:
+        raise bad_request(f"this model takes exactly one input ({INPUT_NAME!r}), got "
+                          f"{len(payload.inputs)}")
+    x, _ = oip_matrix(payload.inputs[0], binary, 0, input_size, max_rows)
+    return payload, x
 
 
 def matrix(data: Any, input_size: int, max_rows: int, where: str) -> np.ndarray:

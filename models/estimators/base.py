@@ -22,6 +22,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from ..config_checks import finite_float, shown_value
+
 FAMILIES = (
     "deterministic",
     "score-function",
@@ -187,15 +189,31 @@ class Estimator(nn.Module):
             )
 
 
+# Settings arrive from config.json files, where 10**400 is a valid integer and true a valid
+# value: every check goes through finite_float, which refuses both (and NaN, infinities) with
+# the ValueError a refused setting raises, never float()'s OverflowError.
+
+
 def check_positive(name: str, value: float) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
+    number = finite_float(value)
+    if number is None or not number > 0:
+        raise ValueError(f"{name} must be a finite positive number, got {shown_value(value)}")
+    return number
 
 
 def check_probability(name: str, value: float, *, open_interval: bool = True) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and (0 < value < 1 if open_interval else 0 <= value <= 1)
+    number = finite_float(value)
+    ok = number is not None and (0 < number < 1 if open_interval else 0 <= number <= 1)
     if not ok:
-        raise ValueError(f"{name} must lie in (0, 1), got {value!r}")
-    return float(value)
+        interval = "(0, 1)" if open_interval else "[0, 1]"
+        raise ValueError(f"{name} must lie in {interval}, got {shown_value(value)}")
+    return number
+
+
+def check_count(name: str, value: int, minimum: int, maximum: int) -> int:
+    """An integer setting that sizes tensors drawn in training (draws, uniforms per draw):
+    bounded, so an edited config cannot ask for more memory than exists."""
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be an int from {minimum} to {maximum}, got "
+                         f"{shown_value(value)}")
+    return value

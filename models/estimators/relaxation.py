@@ -17,6 +17,7 @@ import math
 import torch
 from torch import Tensor
 
+from ..config_checks import finite_float, shown_value
 from .base import Estimator, check_positive, uniform_like
 
 QUADRATURE_POINTS = 64
@@ -55,11 +56,18 @@ class HardConcrete(Estimator):
                  zeta: float = 1.1) -> None:
         super().__init__(num_units, temperature=temperature, gamma=gamma, zeta=zeta)
         self.temperature = check_positive("temperature", temperature)
-        if not (isinstance(gamma, (int, float)) and isinstance(zeta, (int, float))
-                and gamma < 0 and zeta > 1):
-            raise ValueError(f"hard concrete needs gamma < 0 < 1 < zeta, got gamma={gamma!r}, "
-                             f"zeta={zeta!r}")
-        self.gamma, self.zeta = float(gamma), float(zeta)
+        low, high = finite_float(gamma), finite_float(zeta)
+        # The stretch width and the L0 shift are computed from these: both must be finite too,
+        # or evaluation gives NaN gates (gamma = -1e308 with zeta = 1e308 overflows the width).
+        ok = low is not None and high is not None and low < 0 and high > 1
+        if ok:
+            ratio = -low / high  # underflows to 0 for gamma = -1e-320, zeta = 1e10
+            ok = math.isfinite(high - low) and ratio > 0 and math.isfinite(
+                self.temperature * math.log(ratio))
+        if not ok:
+            raise ValueError(f"hard concrete needs finite gamma < 0 < 1 < zeta with a finite "
+                             f"stretch, got gamma={shown_value(gamma)}, zeta={shown_value(zeta)}")
+        self.gamma, self.zeta = low, high
 
     def _stretch(self, s: Tensor) -> Tensor:
         return (s * (self.zeta - self.gamma) + self.gamma).clamp(0.0, 1.0)

@@ -22,7 +22,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Estimator, bernoulli_draw, check_probability, uniform_like
+from .base import Estimator, bernoulli_draw, check_count, check_probability, uniform_like
+
+# Draws per estimate: each is a forward of the whole network in training.
+MAX_SAMPLES = 1024
 
 
 class _ScoreFunction(Estimator):
@@ -120,8 +123,7 @@ class LeaveOneOut(_ScoreFunction):
     summary = "leave-one-out REINFORCE over C draws (Kool et al. 2019)"
 
     def __init__(self, num_units: int, *, samples: int = 4) -> None:
-        if not isinstance(samples, int) or isinstance(samples, bool) or samples < 2:
-            raise ValueError(f"samples must be an int >= 2, got {samples!r}")
+        check_count("samples", samples, 2, MAX_SAMPLES)
         super().__init__(num_units, samples=samples)
         self.draws_per_estimate = samples
 

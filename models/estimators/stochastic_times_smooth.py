@@ -16,7 +16,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..config_checks import shown_value
 from .base import Estimator, bernoulli_draw, check_positive
+
+MAX_BETA_UNIFORMS = 1024
 
 
 def beta_integer_draw(shape: torch.Size, alpha: int, beta: int, like: Tensor,
@@ -43,12 +46,16 @@ class StochasticTimesSmooth(Estimator):
     def __init__(self, num_units: int, *, beta_noise: tuple[int, int] | list[int] | None = None,
                  beta_noise_scale: float = 1.0) -> None:
         if beta_noise is not None:
+            # alpha + beta - 1 uniforms are drawn per unit and draw: bounded, so an edited
+            # config cannot make training allocate without limit.
             ok = (isinstance(beta_noise, (tuple, list)) and len(beta_noise) == 2
                   and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
-                          for v in beta_noise))
+                          for v in beta_noise)
+                  and sum(beta_noise) - 1 <= MAX_BETA_UNIFORMS)
             if not ok:
-                raise ValueError("beta_noise must be two positive integers (alpha, beta), got "
-                                 f"{beta_noise!r}")
+                raise ValueError(f"beta_noise must be two positive integers (alpha, beta) with "
+                                 f"alpha + beta - 1 <= {MAX_BETA_UNIFORMS}, got "
+                                 f"{shown_value(beta_noise)}")
             beta_noise = [int(beta_noise[0]), int(beta_noise[1])]
         super().__init__(num_units, beta_noise=beta_noise, beta_noise_scale=beta_noise_scale)
         self.beta_noise = beta_noise

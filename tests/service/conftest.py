@@ -51,7 +51,19 @@ def repository(tmp_path) -> Path:
 
 
 def settings(repository: Path, **changes) -> Settings:
+    # TestClient sends `Host: testserver`, a name, which the host guard refuses unless listed.
+    changes.setdefault("allowed_hosts", ["testserver"])
     return Settings(model_repository=repository, warmup_batches=(1, 2), **changes)
+
+
+def admin_settings(repository: Path, **changes) -> Settings:
+    """Settings with model control on and keyed by `ADMIN_KEY`."""
+    changes.setdefault("api_key", ADMIN_KEY)
+    return settings(repository, model_control="explicit", **changes)
+
+
+ADMIN_KEY = "test-admin-key"
+ADMIN_HEADERS = {"X-API-Key": ADMIN_KEY}
 
 
 @pytest.fixture
@@ -60,11 +72,28 @@ def client(repository):
         yield test_client
 
 
+@pytest.fixture
+def admin_client(repository):
+    """The app with model control on; every request carries the key."""
+    with TestClient(create_app(admin_settings(repository)), headers=ADMIN_HEADERS) as client:
+        yield client
+
+
 Server = ServerProcess  # sparsegate-serve on loopback, ready when built
 
 
 @pytest.fixture
 def server(repository):
     running = Server(repository)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def admin_server(repository):
+    """sparsegate-serve with model control on, keyed by ADMIN_KEY (given in the environment,
+    as the README says to)."""
+    running = Server(repository, "--model-control", "explicit",
+                     env={"SPARSEGATE_API_KEY": ADMIN_KEY})
     yield running
     running.stop()

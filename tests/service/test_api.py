@@ -74,7 +74,8 @@ def test_v1_predict_matches_the_model_and_reports_each_example(client, repositor
     assert timings["batch_size"] >= rows and timings["total_ms"] >= timings["compute_ms"] > 0
 
 
-def test_v1_and_v2_address_versions(client, repository):
+def test_v1_and_v2_address_versions(admin_client, repository):
+    client = admin_client
     x = inputs(2)
     assert client.post("/v2/repository/models/tiny/load",
                        json={"parameters": {"version": "1"}}).status_code == 200

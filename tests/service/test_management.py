@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from models.gated_artifact import save_gated_network
 from service.app import create_app
 
-from .conftest import INPUT_SIZE, settings, tiny_network
+from .conftest import INPUT_SIZE, admin_settings, settings, tiny_network
 
 BODY = {"instances": [[0.25] * INPUT_SIZE]}
 
@@ -21,7 +21,8 @@ def predict_version(client, name="tiny") -> str:
     return response.json()["model_version"]
 
 
-def test_load_unload_and_reload(client, repository):
+def test_load_unload_and_reload(admin_client, repository):
+    client = admin_client
     assert client.post("/v2/repository/models/tiny/load",
                        json={"parameters": {"version": 1}}).json()["version"] == "1"
     index = {(e["name"], e["version"]): e["state"]
@@ -81,7 +82,8 @@ def wrong_name(folder):
     (wrong_name, "someone-else"),
 ])
 def test_a_broken_artifact_is_refused_and_the_loaded_version_keeps_serving(
-        client, repository, breakage, words):
+        admin_client, repository, breakage, words):
+    client = admin_client
     save_gated_network(tiny_network(7), repository, "tiny", 3)
     breakage(repository / "tiny" / "3")
     response = client.post("/v2/repository/models/tiny/load")
@@ -105,22 +107,47 @@ def test_no_model_means_not_ready(tmp_path):
         assert client.get("/v2/health/ready").status_code == 400  # the protocol: 4xx
 
 
-@pytest.mark.parametrize("name", ["..", "a b", "../etc", "%2e%2e"])
-def test_names_cannot_leave_the_repository(client, name):
-    response = client.post(f"/v2/repository/models/{name}/load")
+@pytest.mark.parametrize("name", ["%2e%2e", "a b", ".hidden", "-x", "x" * 129, "caf%C3%A9"])
+@pytest.mark.parametrize("action", ["load", "unload"])
+def test_invalid_names_are_a_400(admin_client, name, action):
+    response = admin_client.post(f"/v2/repository/models/{name}/{action}")
+    assert response.status_code == 400, response.text
+    assert "invalid model name" in response.json()["error"]
+
+
+@pytest.mark.parametrize("name", ["..", "../etc"])
+def test_dot_segments_never_reach_a_route_with_the_name(admin_client, name):
+    # The client resolves them away, so the path names another (missing) route.
+    response = admin_client.post(f"/v2/repository/models/{name}/load")
     assert response.status_code in (404, 405), response.text
-    assert "error" in response.json()
 
 
-def test_versions_cannot_leave_the_repository(client):
-    for version in ("../../x", "-1", "1e3", "0"):
-        response = client.post("/v2/repository/models/tiny/load",
-                               json={"parameters": {"version": version}})
-        assert response.status_code == 404, response.text
+@pytest.mark.parametrize("version", ["../../x", "-1", "1e3", "0", " 1", "1 ", "10" * 10])
+@pytest.mark.parametrize("action", ["load", "unload"])
+def test_versions_cannot_leave_the_repository(admin_client, version, action):
+    response = admin_client.post(f"/v2/repository/models/tiny/{action}",
+                                 json={"parameters": {"version": version}})
+    assert response.status_code == 400, response.text
+    assert "model version" in response.json()["error"]
+
+
+@pytest.mark.parametrize("version", ["0001", "02", "+2", "\u0662"])
+def test_a_version_not_written_as_its_folder_is_refused_before_any_work(
+        admin_client, monkeypatch, version):
+    built = []
+    monkeypatch.setattr(admin_client.app.state.repository, "_build", built.append)
+    response = admin_client.post("/v2/repository/models/tiny/load",
+                                 json={"parameters": {"version": version}})
+    assert response.status_code == 400, response.text
+    assert "model version" in response.json()["error"] and built == []
+    response = admin_client.post("/v2/repository/models/tiny/unload",
+                                 json={"parameters": {"version": version}})
+    assert response.status_code == 400, response.text
+    assert predict_version(admin_client) == "2"  # nothing was unloaded
 
 
 def test_admin_endpoints_need_the_api_key(repository):
-    with TestClient(create_app(settings(repository, api_key="s3cret"))) as client:
+    with TestClient(create_app(admin_settings(repository, api_key="s3cret"))) as client:
         path = "/v2/repository/models/tiny/load"
         assert client.post(path).status_code == 401
         assert client.post(path, headers={"X-API-Key": "wrong"}).status_code == 403
@@ -128,9 +155,9 @@ def test_admin_endpoints_need_the_api_key(repository):
         assert client.post(path, headers={"X-API-Key": "s3cret"}).status_code == 200
         assert client.post(path, headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert client.post("/v2/repository/models/tiny/unload").status_code == 401
+        assert client.post("/v2/repository/index").status_code == 401
         # Inference and reads stay open.
         assert predict_version(client) == "2"
-        assert client.post("/v2/repository/index").status_code == 200
 
 
 def test_cors_is_off_unless_configured(repository):

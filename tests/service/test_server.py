@@ -16,15 +16,15 @@ import httpx
 import numpy as np
 import pytest
 
-from .conftest import CLASSES, INPUT_SIZE, Server
+from .conftest import ADMIN_HEADERS, CLASSES, INPUT_SIZE, Server
 from .test_api import inputs, reference
 
 tritonclient_http = pytest.importorskip("tritonclient.http")
 
 
 @pytest.mark.parametrize("binary", [True, False])
-def test_tritonclient_round_trip(server, repository, binary):
-    client = tritonclient_http.InferenceServerClient(server.url.removeprefix("http://"))
+def test_tritonclient_round_trip(admin_server, repository, binary):
+    client = tritonclient_http.InferenceServerClient(admin_server.url.removeprefix("http://"))
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready("tiny") and client.is_model_ready("tiny", "2")
     assert not client.is_model_ready("tiny", "1")
@@ -44,12 +44,13 @@ def test_tritonclient_round_trip(server, repository, binary):
     assert result.as_numpy("active_blocks").tolist() == active.tolist()
     parameters = result.get_response()["parameters"]
     assert parameters["executed_macs"] > 0 and "compute_reports" in parameters
-    # Model management through the client's repository calls.
-    index = {(m["name"], m["version"]) for m in client.get_model_repository_index()}
+    # Model management through the client's repository calls, with the key.
+    index = {(m["name"], m["version"])
+             for m in client.get_model_repository_index(headers=ADMIN_HEADERS)}
     assert ("tiny", "1") in index
-    client.unload_model("other")
+    client.unload_model("other", headers=ADMIN_HEADERS)
     assert not client.is_model_ready("other")
-    client.load_model("other")
+    client.load_model("other", headers=ADMIN_HEADERS)
     assert client.is_model_ready("other")
     client.close()
 
