@@ -64,7 +64,8 @@ class Plan:
 
 @dataclass
 class Limits:
-    """Issue 7's thresholds."""
+    """When a soak run fails: any failed request, memory that keeps growing, or a tail latency
+    that drifts upward over the run."""
     failures: int = 0  # at most
     rss_growth: float = 0.10  # fraction, strictly less than
     p99_ratio: float = 1.20  # last window's p99 / first window's, at most

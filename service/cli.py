@@ -22,6 +22,14 @@ from .config import Settings
 from .http_protocol import ConnectionLimits, bounded_protocol, reserve_file_descriptors
 
 
+def _readable(value: float) -> str:
+    """A default as a person reads it: byte counts in KiB or MiB when they divide evenly."""
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if isinstance(value, int) and value >= size and value % size == 0:
+            return f"{value // size} {unit}"
+    return f"{value:g}"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sparsegate-serve", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -42,18 +50,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="examples waiting per model before 503 (default 4096)")
     p.add_argument("--max-body-bytes", type=int, help="request body limit (default 8 MiB)")
     p.add_argument("--max-instances", type=int, help="examples per request (default 1024)")
-    p.add_argument("--max-connections", type=int,
-                   help=fields["max_connections"].description + " (default 512)")
-    p.add_argument("--max-header-bytes", type=int,
-                   help=fields["max_header_bytes"].description + " (default 32 KiB)")
-    p.add_argument("--header-timeout-s", type=float,
-                   help=fields["header_timeout_s"].description + " (default 10)")
-    p.add_argument("--body-timeout-s", type=float,
-                   help=fields["body_timeout_s"].description + " (default 60)")
-    p.add_argument("--keep-alive-timeout-s", type=float,
-                   help=fields["keep_alive_timeout_s"].description + " (default 5)")
-    p.add_argument("--max-receiving-body-bytes", type=int,
-                   help=fields["max_receiving_body_bytes"].description + " (default 256 MiB)")
+    # The connection limits' help shows the default from Settings, so the two cannot disagree.
+    for name in ("max_connections", "max_header_bytes", "header_timeout_s", "body_timeout_s",
+                 "keep_alive_timeout_s", "max_receiving_body_bytes"):
+        field = fields[name]
+        p.add_argument("--" + name.replace("_", "-"), type=field.annotation,
+                       help=f"{field.description} (default {_readable(field.default)})")
     p.add_argument("--model-control", choices=["none", "explicit"],
                    help="explicit: enable load, unload and the repository index, with the API "
                         "key (default none: they answer 403)")

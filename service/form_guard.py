@@ -15,27 +15,23 @@ as before.
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .metrics import Metrics
+from .refusal import first_header, refuse
 
 # The CORS "simple request" content types (Fetch standard, CORS-safelisted request-header).
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data",
                         "text/plain"})
 # Methods that carry a body or change state; GET and HEAD cannot trigger work here.
 GUARDED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# Refusals happen before routing, so they are counted under one route label (a raw path as a
-# label would let any client grow the metrics without bound).
 ROUTE_LABEL = "(form content type)"
 
 
 def media_type(headers: list[tuple[bytes, bytes]]) -> str | None:
     """The Content-Type's media type, lower-cased without parameters; None when absent."""
-    for name, value in headers:
-        if name.lower() == b"content-type":
-            return value.decode("latin-1").split(";", 1)[0].strip().lower()
-    return None
+    value = first_header(headers, b"content-type")
+    return None if value is None else value.split(";", 1)[0].strip().lower()
 
 
 class FormGuard:
@@ -49,12 +45,10 @@ class FormGuard:
         if scope["type"] == "http" and scope["method"] in GUARDED_METHODS:
             media = media_type(scope["headers"])
             if media in FORM_TYPES:
-                self.metrics.observe_error(ROUTE_LABEL, 415)
-                response = JSONResponse(
-                    {"error": f"Content-Type {media} is refused: browsers send it from any web "
-                              "page without asking; send JSON as application/json (or no "
-                              "Content-Type), the binary tensor extension as "
-                              "application/octet-stream"}, status_code=415)
-                await response(scope, receive, send)
+                await refuse(scope, receive, send, self.metrics, ROUTE_LABEL, 415,
+                             f"Content-Type {media} is refused: browsers send it from any web "
+                             "page without asking; send JSON as application/json (or no "
+                             "Content-Type), the binary tensor extension as "
+                             "application/octet-stream")
                 return
         await self.app(scope, receive, send)

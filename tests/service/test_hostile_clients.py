@@ -11,11 +11,13 @@ connections stay open and the tests fail at the upper bound.
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -142,18 +144,23 @@ def test_a_connection_that_sends_nothing_is_closed(server):
     assert response == b"" and seconds >= TIMEOUT_S / 2
 
 
+def trickle_bytes(sock: socket.socket, byte: bytes) -> None:
+    """Send `byte` every 0.2 s until the server closes or the longest wait has passed."""
+    try:
+        for _ in range(int((TIMEOUT_S + LATE_S) / 0.2)):
+            time.sleep(0.2)
+            sock.sendall(byte)
+    except OSError:
+        pass
+
+
 @pytest.mark.parametrize("trickle", [False, True], ids=["stalled", "trickling"])
 def test_unfinished_headers_are_closed_after_the_header_timeout(server, trickle):
     with connect(server) as sock:
         start = time.monotonic()
         sock.sendall(HEALTH)
         if trickle:  # a byte every 0.2 s: the deadline is a total, not an idle time
-            try:
-                for _ in range(int((TIMEOUT_S + LATE_S) / 0.2)):
-                    time.sleep(0.2)
-                    sock.sendall(b"X")
-            except OSError:
-                pass
+            trickle_bytes(sock, b"X")
         response, _ = until_closed(sock, TIMEOUT_S + LATE_S)
         seconds = time.monotonic() - start
     assert status_of(response) == 408, response
@@ -168,12 +175,7 @@ def test_unfinished_bodies_are_closed_after_the_body_timeout(server, trickle):
                      b"Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
                      + b"[" * 1000)
         if trickle:
-            try:
-                for _ in range(int((TIMEOUT_S + LATE_S) / 0.2)):
-                    time.sleep(0.2)
-                    sock.sendall(b" ")
-            except OSError:
-                pass
+            trickle_bytes(sock, b" ")
         response, _ = until_closed(sock, TIMEOUT_S + LATE_S)
         seconds = time.monotonic() - start
     assert status_of(response) == 408, response
@@ -191,34 +193,40 @@ def test_idle_kept_alive_connections_are_closed(server):
     assert response == b"" and seconds >= TIMEOUT_S / 2
 
 
-def stalled_uploads(server: Server, count: int, sent: int) -> list[socket.socket]:
-    """`count` connections, each having sent `sent` bytes of a 1 MB body, one after another."""
+@contextlib.contextmanager
+def stalled_uploads(server: Server, count: int, sent: int) -> Iterator[list[socket.socket]]:
+    """`count` connections, each having sent `sent` bytes of a 1 MB body, one after another;
+    closed on leaving."""
     socks = []
-    for _ in range(count):
-        socks.append(connect(server))
-        socks[-1].sendall(PREDICT + b"Content-Length: 1000000\r\n\r\n" + b" " * sent)
-        time.sleep(0.05)  # received in this order
-    return socks
-
-
-def test_many_stalled_uploads_are_all_closed(server):
-    # Connections up to the limit, each with part of a body sent: all closed by the body
-    # timeout, and the server serves again afterwards (the autouse check).
-    socks = stalled_uploads(server, MAX_CONNECTIONS - 2, RECEIVING_LIMIT // MAX_CONNECTIONS)
     try:
-        for sock in socks:
-            response, _ = until_closed(sock, TIMEOUT_S + LATE_S)
-            assert status_of(response) == 408, response
+        for _ in range(count):
+            socks.append(connect(server))
+            socks[-1].sendall(PREDICT + b"Content-Length: 1000000\r\n\r\n" + b" " * sent)
+            time.sleep(0.05)  # received in this order
+        yield socks
     finally:
         for sock in socks:
             sock.close()
 
 
+def assert_closed_by_body_timeout(socks: list[socket.socket]) -> None:
+    for sock in socks:
+        response, _ = until_closed(sock, TIMEOUT_S + LATE_S)
+        assert status_of(response) == 408, response
+
+
+def test_many_stalled_uploads_are_all_closed(server):
+    # Connections up to the limit, each with part of a body sent: all closed by the body
+    # timeout, and the server serves again afterwards (the autouse check).
+    with stalled_uploads(server, MAX_CONNECTIONS - 2,
+                         RECEIVING_LIMIT // MAX_CONNECTIONS) as socks:
+        assert_closed_by_body_timeout(socks)
+
+
 def test_bodies_being_received_are_capped_in_total(server):
     # Five uploads of 800 kB fit under the 4 MiB being received at once; the sixth does not
     # and is answered 503 at once, not after the body timeout.
-    socks = stalled_uploads(server, 5, 800_000)
-    try:
+    with stalled_uploads(server, 5, 800_000) as socks:
         with connect(server) as sock:
             start = time.monotonic()
             sock.sendall(PREDICT + b"Content-Length: 1000000\r\n\r\n" + b" " * 800_000)
@@ -226,12 +234,7 @@ def test_bodies_being_received_are_capped_in_total(server):
             assert status_of(response) == 503, response
             assert b"retry-after: 1" in response.lower(), response
             assert time.monotonic() - start < TIMEOUT_S, "refused only by the body timeout"
-        for sock in socks:
-            response, _ = until_closed(sock, TIMEOUT_S + LATE_S)
-            assert status_of(response) == 408, response
-    finally:
-        for sock in socks:
-            sock.close()
+        assert_closed_by_body_timeout(socks)
 
 
 def test_a_connection_cap_over_the_open_file_limit_is_refused_at_start(tmp_path):
