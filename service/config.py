@@ -44,8 +44,10 @@ class Settings(BaseSettings):
     # Connection limits (service/http_protocol.py): every connection, header and wait bounded,
     # so idle, half-open or stalled clients cannot hold memory or file descriptors for long.
     max_connections: int = Field(
-        512, ge=1, le=1_000_000, description="open connections; past it a new one is "
-                                             "answered 503 with Retry-After and closed")
+        512, ge=1, le=1_000_000, description="open connections; past it a new one closes "
+                                             "the one idle longest, or where every one is "
+                                             "being served, is answered 503 with "
+                                             "Retry-After and closed")
     max_header_bytes: int = Field(32 * 1024, ge=1024, le=16 * 1024 * 1024,
                                   description="request line and headers (431 past it)")
     header_timeout_s: float = Field(

@@ -7,8 +7,12 @@ may stall forever holding what it sent, and every connection accepted costs a fi
 (`limit_concurrency` answers 503 only once a request's headers are complete, so sockets that
 send nothing still pile up). This subclass adds, per connection:
 
-- a connection cap: past `max_connections` open connections, a new one is answered 503 with
-  Retry-After at once and closed;
+- a connection cap: past `max_connections` open connections, a new one takes the place of the
+  connection that has waited longest without a request in progress (idle between requests,
+  or its first headers still unfinished), which is closed; where every connection has a
+  request in progress, the new one is answered 503 with Retry-After at once and closed. So
+  sockets left idle, however many, cannot lock out a health probe or a client that sends its
+  request: a connection holds its slot against newcomers only while it is being served;
 - a header deadline: the request line and headers must be complete within `header_timeout_s`
   of the connection opening, or of the first byte of a later request on it (408, or a silent
   close where not a byte of a request came);
@@ -110,12 +114,34 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0       # the end of its headers; bytes read meanwhile
         self._after_head_bytes = 0  # bytes read after the current request's headers
         self._deadline: TimerHandle | None = None
-        if len(self.connections) > self.limits.max_connections:
-            self._refuse(503, f"too many connections (limit {self.limits.max_connections}); "
-                              f"retry after {self.limits.retry_after_s} s",
-                         (f"retry-after: {self.limits.retry_after_s}",))
-            return
+        self._waiting_since = self.loop.time()  # since the connection or the last response
+        if self._open_connections() > self.limits.max_connections:
+            victim = self._longest_waiting()
+            if victim is None:
+                self._refuse(503, f"too many connections (limit "
+                                  f"{self.limits.max_connections}), every one of them being "
+                                  f"served; retry after {self.limits.retry_after_s} s",
+                             (f"retry-after: {self.limits.retry_after_s}",))
+                return
+            log.debug("connection cap reached: closing the connection waiting longest")
+            victim.transport.close()
         self._arm(self.limits.header_timeout_s, self._head_timed_out)
+
+    def _open_connections(self) -> int:
+        """Connections not already closing (a closed one leaves the set only a loop turn
+        later)."""
+        return sum(1 for c in self.connections if not c.transport.is_closing())
+
+    def _waiting(self) -> bool:
+        """No request in progress: idle, or reading a request's headers."""
+        busy = self._lingering or self.transport.is_closing() or self.pipeline or (
+            self.cycle is not None and not self.cycle.response_complete)
+        return not busy
+
+    def _longest_waiting(self) -> BoundedHttpProtocol | None:
+        waiting = [c for c in self.connections
+                   if c is not self and isinstance(c, BoundedHttpProtocol) and c._waiting()]
+        return min(waiting, key=lambda c: c._waiting_since, default=None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -182,6 +208,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self.server_state.total_requests += 1
             self._linger()
             return
+        self._waiting_since = self.loop.time()
         super().on_response_complete()
 
     # deadlines and refusals

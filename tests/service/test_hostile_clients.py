@@ -123,18 +123,58 @@ def test_a_body_refused_before_its_end_is_answered_then_closed(server):
     assert status_of(response) == 413 and b"values" in response, response
 
 
-def test_connections_over_the_limit_get_503(server):
-    idle = [connect(server) for _ in range(MAX_CONNECTIONS)]
+@pytest.fixture(scope="module")
+def patient_server(tmp_path_factory):
+    """The same cap with header and body timeouts far longer than a test: what closes a
+    connection there is the cap, not the clock."""
+    running = Server(write_repository(tmp_path_factory.mktemp("repo")),
+                     "--header-timeout-s", "60", "--body-timeout-s", "60",
+                     "--max-connections", str(MAX_CONNECTIONS))
+    yield running
+    running.stop()
+
+
+def test_idle_sockets_in_every_slot_do_not_lock_out_a_request(patient_server):
+    # Every slot held by a socket that sent nothing, or half a request's headers: a new
+    # connection takes the place of the one waiting longest, and its request is served; once
+    # it has closed, the next one finds a free slot.
+    server = patient_server
+    idle, half = [], []
     try:
-        time.sleep(0.1)  # all accepted
-        with connect(server) as sock:
+        for i in range(MAX_CONNECTIONS):
+            idle.append(connect(server)) if i < MAX_CONNECTIONS // 2 else half.append(
+                connect(server))
+            time.sleep(0.02)  # accepted in this order
+        for sock in half:
+            sock.sendall(HEALTH)
+        time.sleep(0.2)
+        for _ in range(3):
+            with connect(server) as sock:
+                sock.sendall(HEALTH + b"Connection: close\r\n\r\n")
+                response, _ = until_closed(sock, 10)
+            assert status_of(response) == 200, response
+            time.sleep(0.1)  # the server sees it close
+        assert until_closed(idle[0], 5)[0] == b""  # the oldest made room
+        half[-1].sendall(b"Connection: close\r\n\r\n")  # the newest still held on
+        response, _ = until_closed(half[-1], 10)
+        assert status_of(response) == 200, response
+    finally:
+        for sock in idle + half:
+            sock.close()
+
+
+def test_connections_over_the_limit_get_503_when_every_one_is_being_served(patient_server):
+    # Uploads in progress are being served: none is closed for a newcomer, who gets 503.
+    with stalled_uploads(patient_server, MAX_CONNECTIONS, 10) as socks:
+        with connect(patient_server) as sock:
             sock.sendall(HEALTH + b"\r\n")
             response, _ = until_closed(sock, 10)
         assert status_of(response) == 503
         assert b"retry-after: " in response.lower() and b"too many connections" in response
-    finally:
-        for sock in idle:
-            sock.close()
+        for upload in socks:  # still open, still being served
+            upload.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                upload.recv(1)
     time.sleep(0.2)  # the server sees them close
 
 
