@@ -17,7 +17,9 @@ Variants (all train the preset's total epochs E of its recipe):
 - deterministic-phase: E/2 stochastic, then E/2 with the served gates, gaters learning;
 - deterministic: E epochs with the served gates from the start;
 - ...-unbalanced: the same without the count balance (training.objectives.count_balance);
-- ...-constant-lr: the same at a constant learning rate instead of the recipe's schedule.
+- ...-constant-lr: the same at a constant learning rate instead of the recipe's schedule;
+- ...-st: the same with binary straight-through gates instead of the preset's (blocks-narrow's
+  are rectifier gates: served value max(0, a) where the logit a passes the threshold).
 The variants stage trains the network with every block on under both learning-rate schedules
 too: a schedule is only chosen for the gated model if the dense one is not left weaker by it.
 """
@@ -41,9 +43,12 @@ from .recipes import recipe
 
 VARIANTS = ("stochastic", "finetune", "deterministic-phase", "deterministic",
             "deterministic-phase-unbalanced", "deterministic-unbalanced",
-            "deterministic-constant-lr", "deterministic-phase-constant-lr")
+            "deterministic-constant-lr", "deterministic-phase-constant-lr",
+            "deterministic-st")
 CONSTANT_LR = "-constant-lr"
 UNBALANCED = "-unbalanced"
+# Variant suffixes that train another gate estimator than the preset's.
+GATE_SUFFIXES = {"-st": "st"}
 DENSITIES = (0.05, 0.1, 0.25, 0.5, 1.0)
 # Dense MLP widths: from one that costs what the 10 % gated preset executes up to its full width.
 DENSE_WIDTHS = (32, 64, 128, 256, 512, 1024)
@@ -69,6 +74,8 @@ def variant_training(base: dict[str, Any], variant: str) -> dict[str, Any]:
         "finetune_epochs", 0)
     half = total // 2
     name = variant.removesuffix(CONSTANT_LR).removesuffix(UNBALANCED)
+    for suffix in GATE_SUFFIXES:
+        name = name.removesuffix(suffix)
     split = {"stochastic": (total, 0, 0), "finetune": (total - half, 0, half),
              "deterministic-phase": (total - half, half, 0),
              "deterministic": (0, total, 0)}[name]
@@ -78,6 +85,14 @@ def variant_training(base: dict[str, Any], variant: str) -> dict[str, Any]:
     schedule = {"lr_schedule": "constant"} if variant.endswith(CONSTANT_LR) else {}
     return {**rest, "epochs": split[0], "deterministic_epochs": split[1],
             "finetune_epochs": split[2], **balance, **schedule}
+
+
+def variant_model(gated: GatedNetworkConfig, variant: str) -> GatedNetworkConfig:
+    """The preset's network, with the gate estimator the variant names (if it names one)."""
+    for suffix, estimator in GATE_SUFFIXES.items():
+        if variant.endswith(suffix):
+            return gated.replace(estimator=estimator, estimator_settings={})
+    return gated
 
 
 def mlp_config(widths: tuple[int, ...], input_size: int, num_classes: int
@@ -96,8 +111,9 @@ def plan(stage: str, preset_name: str, data: str, seeds: list[int], variant: str
     runs: list[StudyRun] = []
     if stage == "variants":
         for seed in seeds:
-            runs += [StudyRun(f"variant-{v}-s{seed}", "gated", seed, gated.to_dict(),
-                              variant_training(base, v), v, gated.target_density)
+            runs += [StudyRun(f"variant-{v}-s{seed}", "gated", seed,
+                              variant_model(gated, v).to_dict(), variant_training(base, v), v,
+                              gated.target_density)
                      for v in VARIANTS]
             runs.append(StudyRun(f"every-block-on-s{seed}", "every-block-on", seed,
                                  gated.every_block_on().to_dict(), train))
@@ -110,7 +126,7 @@ def plan(stage: str, preset_name: str, data: str, seeds: list[int], variant: str
     densities = sorted({*DENSITIES, gated.target_density})
     for seed in seeds:
         for density in densities:
-            config = gated.replace(target_density=density)
+            config = variant_model(gated, variant).replace(target_density=density)
             runs.append(StudyRun(f"gated-{density * 100:g}-s{seed}", "gated", seed,
                                  config.to_dict(), train, variant, density))
         runs.append(StudyRun(f"every-block-on-s{seed}", "every-block-on", seed,
@@ -181,9 +197,14 @@ def run(args: argparse.Namespace) -> int:
     if restored:
         print(f"[study] {restored} finished runs restored from {saved}", flush=True)
     summary_path = work / f"summary-{args.stage}.json"
+    earlier = read_json(summary_path) or {}
+    # Every invocation that trained runs of this summary, so its page can say how to make it.
+    commands = earlier.get("settings", {}).get("commands") or [
+        c for c in [earlier.get("settings", {}).get("command")] if c]
     meta = {"data": args.data, "preset": args.preset, "stage": args.stage,
-            "variant": args.variant, "seeds": seeds, "command": args.command_line}
-    previous = (read_json(summary_path) or {}).get("runs", {})
+            "variant": args.variant, "seeds": seeds, "command": args.command_line,
+            "commands": [*[c for c in commands if c != args.command_line], args.command_line]}
+    previous = earlier.get("runs", {})
     todo = [r for r in runs if not (work / r.name / "final.json").exists()]
     print(f"[study] {len(runs)} runs, {len(runs) - len(todo)} already done", flush=True)
     started = time.time()

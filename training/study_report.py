@@ -9,6 +9,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from models.gated_config import ConfigError, preset
+
+from .study import GATE_SUFFIXES
+
 
 def _load(work: Path, stage: str) -> dict[str, Any]:
     path = work / f"summary-{stage}.json"
@@ -88,12 +92,53 @@ def _table(rows: list[dict[str, Any]], metric: str) -> list[str]:
     return lines
 
 
+def density_notes(rows: list[dict[str, Any]], tolerance: float = 0.02) -> list[str]:
+    """A line for each gated model whose measured density is off its target: rectifier gates
+    are off wherever their logit is not positive, so a target no threshold can reach (100 %)
+    runs fewer blocks than it names."""
+    lines = []
+    for row in rows:
+        spec = row["spec"]
+        if spec["kind"] != "gated" or all(abs(d - spec["density"]) <= tolerance
+                                           for d in row["density"]):
+            continue
+        measured = ", ".join(f"{100 * d:.1f} %" for d in row["density"])
+        lines.append(f"- **{row['label']}** runs {measured} of its blocks on the test set: its "
+                     f"{spec['model']['estimator']} gates are off wherever the gater's logit is "
+                     "below the threshold, and the threshold cannot go below where the gate "
+                     "value is 0.")
+    return lines
+
+
+def stale_gates_note(runs: list[dict[str, Any]], preset_name: str) -> list[str]:
+    """A note when variants were trained with gates the preset no longer has (and do not name
+    theirs): the page's commands would now train them with the preset's current gates."""
+    try:
+        current = preset(preset_name).estimator
+    except ConfigError:
+        return []
+    stale = sorted({r["spec"]["variant"] for r in runs if r["spec"]["kind"] == "gated"
+                    and r["spec"]["model"]["estimator"] != current
+                    and not any(r["spec"]["variant"].endswith(s) for s in GATE_SUFFIXES)})
+    if not stale:
+        return []
+    return [f"The variants {', '.join(f'`{v}`' for v in stale)} were trained when the "
+            f"preset's gates were those in their row; the commands above now train them with "
+            f"its `{current}` gates.", ""]
+
+
+def _commands(settings: dict[str, Any]) -> list[str]:
+    """The study invocations behind a summary, as indented command lines."""
+    commands = settings.get("commands") or [settings.get("command", "")]
+    return [f"    {command}" for command in commands]
+
+
 def variant_table(runs: list[dict[str, Any]]) -> list[str]:
     """One row per variant, its seeds pooled, best validation error first."""
-    lines = ["| variant | stochastic epochs | served-gate epochs | fine-tune epochs | count "
-             "balance | learning rate | seeds | validation error % (mean ± std) | validation "
-             "density |",
-             "|---|---:|---:|---:|---:|---|---:|---:|---|"]
+    lines = ["| variant | gates | stochastic epochs | served-gate epochs | fine-tune epochs | "
+             "count balance | learning rate | seeds | validation error % (mean ± std) | "
+             "validation density |",
+             "|---|---|---:|---:|---:|---:|---|---:|---:|---|"]
     groups: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         spec = run["spec"]
@@ -114,7 +159,10 @@ def variant_table(runs: list[dict[str, Any]]) -> list[str]:
             total = t["epochs"] + t.get("deterministic_epochs", 0) + t.get("finetune_epochs", 0)
             balance, phases = "-", f"{total} (no gates) | - | -"
         schedule = t.get("lr_schedule", "constant")
-        rows.append((error, f"| {name} | {phases} | {balance} | {schedule} | {len(members)} | "
+        spec = members[0]["spec"]
+        gates = spec["model"]["estimator"] if spec["kind"] == "gated" else "-"
+        rows.append((error, f"| {name} | {gates} | {phases} | {balance} | {schedule} | "
+                            f"{len(members)} | "
                             f"{error[0]:.2f} ± {error[1]:.2f} | {density} |"))
     return lines + [row for _, row in sorted(rows, key=lambda r: r[0][0])]
 
@@ -162,7 +210,7 @@ def write_report(work: Path, docs: Path, page: str | None = None) -> int:
         print(f"no finished runs under {work}")
         return 1
     settings = grid["settings"] or variants["settings"]
-    data, preset = settings.get("data", "?"), settings.get("preset", "?")
+    data, preset_name = settings.get("data", "?"), settings.get("preset", "?")
     page = page or f"accuracy-vs-compute-{data}"
     saved = docs / page
     saved.mkdir(parents=True, exist_ok=True)
@@ -170,7 +218,7 @@ def write_report(work: Path, docs: Path, page: str | None = None) -> int:
         source = work / f"summary-{stage}.json"
         if source.exists():
             shutil.copyfile(source, saved / f"summary-{stage}.json")
-    lines = [f"# Accuracy against compute: `{preset}` on {data}", "",
+    lines = [f"# Accuracy against compute: `{preset_name}` on {data}", "",
              "What a block-gated model is worth: its test error beside the multiply-adds a "
              "skipping engine executes for it per example (gaters included, counted by "
              "`models.compute` from the gates of every test example), against dense MLPs "
@@ -179,16 +227,20 @@ def write_report(work: Path, docs: Path, page: str | None = None) -> int:
     if _done(variants):
         density = next(iter(variants["runs"].values()))["spec"]["density"]
         lines += [f"## Training variants (validation split, {100 * density:g} % of blocks)", "",
-                  f"    {variants['settings'].get('command', '')}", "",
-                  *variant_table(_done(variants)), ""]
+                  *_commands(variants["settings"]), "",
+                  *variant_table(_done(variants)), "",
+                  *stale_gates_note(_done(variants), preset_name)]
     if grid_runs:
         rows = group_runs(grid_runs)
-        plot(rows, docs / f"{page}.png", f"{preset} on {data}: error against compute")
+        plot(rows, docs / f"{page}.png", f"{preset_name} on {data}: error against compute")
         lines += ["## Test error against executed multiply-adds", "",
-                  f"    {grid['settings'].get('command', '')}",
+                  *_commands(grid["settings"]),
                   f"    python -m training.study report --work {work}", "",
                   f"![test error against multiply-adds]({page}.png)", "",
                   *_table(rows, "test"), ""]
+        notes = density_notes(rows)
+        if notes:
+            lines += [*notes, ""]
         if any(r["spec"]["kind"] != "gated" for r in rows):  # dense models to judge against
             lines += ["### Where the gated model is worth serving", "", *verdicts(rows), ""]
     lines += [f"The summaries behind these tables are saved in `docs/{page}/`.", ""]

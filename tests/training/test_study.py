@@ -5,7 +5,7 @@ from dataclasses import asdict
 
 from training.recipes import recipe
 from training.study import DENSITIES, VARIANTS, plan, restore_finished, variant_training
-from training.study_report import group_runs, verdicts, write_report
+from training.study_report import density_notes, group_runs, verdicts, write_report
 
 
 def test_every_variant_trains_the_recipes_total_epochs():
@@ -50,7 +50,7 @@ def test_finished_runs_come_back_from_a_saved_summary(tmp_path):
 def _run(kind, macs, error, seed, density=1.0, widths=()):
     spec = {"kind": kind, "seed": seed, "density": density, "widths": list(widths),
             "variant": "deterministic" if kind == "gated" else "",
-            "training": {"epochs": 0, "deterministic_epochs": 4}}
+            "training": {"epochs": 0, "deterministic_epochs": 4}, "model": {"estimator": "st"}}
     final = {"test_error": error, "valid_error": error, "test_executed_macs": macs,
              "dense_macs": 1000, "test_density": [density] if kind == "gated" else [],
              "valid_density": [density] if kind == "gated" else []}
@@ -82,3 +82,24 @@ def test_a_gated_model_is_judged_against_every_dense_model_that_costs_no_more(tm
     assert "| gated, 10 % of blocks | 2 | 12.00 ± 0.00 | 150 (15.0 % of dense) |" in page
     assert (tmp_path / "docs" / "accuracy-vs-compute-digits.png").stat().st_size > 1000
     assert (tmp_path / "docs" / "accuracy-vs-compute-digits" / "summary-grid.json").exists()
+
+
+def test_a_gate_variant_trains_its_own_estimator_with_the_same_recipe():
+    runs = {r.name: r for r in plan("variants", "blocks-narrow", "fashion-mnist", [0],
+                                    "deterministic")}
+    binary = runs["variant-deterministic-st-s0"]
+    preset_gates = runs["variant-deterministic-s0"]
+    assert binary.model["estimator"] == "st" and preset_gates.model["estimator"] == "rectifier"
+    assert binary.training == preset_gates.training
+    grid = plan("grid", "blocks-narrow", "fashion-mnist", [0], "deterministic-st")
+    assert {r.model["estimator"] for r in grid if r.kind == "gated"} == {"st"}
+    assert all(not layer["gated"] for r in grid if r.kind != "gated"
+               for layer in r.model["layers"])
+
+
+def test_a_gated_model_short_of_its_target_density_is_pointed_out():
+    on_target = _run("gated", 100, 0.1, 0, density=0.25)
+    short = _run("gated", 600, 0.09, 0, density=1.0)
+    short["final"]["test_density"] = [0.6]
+    notes = density_notes(group_runs([on_target, short]))
+    assert len(notes) == 1 and "100 % of blocks** runs 60.0 %" in notes[0], notes
