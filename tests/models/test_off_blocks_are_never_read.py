@@ -1,0 +1,130 @@
+"""The CPU engine really skips: an off block's weights are never read.
+
+Equality with the dense masked forward (test_skip_inference.py) would also hold for an engine
+that computed every block and then masked. Here the weights an off block owns are set to NaN
+before the engine is built: its rows of the layer's main path (weights and bias) and the columns
+of the next layer's main path or read-out that read its units. NaN times the zero of a masked
+unit is NaN, so one read of a poisoned weight makes the logits NaN, or wrong (a NaN that
+reaches a later gater turns its gates off). The gaters keep their weights: they run in full by
+design (models.compute counts them so). Examples are taken where every gated layer has blocks
+both on and off, so that a read would reach the logits.
+
+Tolerance against the clean network: 1e-5 absolute and relative on the logits.
+"""
+
+import pytest
+import torch
+
+from models.gated_config import GatedNetworkConfig
+from models.gated_network import GatedNetwork
+from models.native_kernels import TILE
+from models.native_kernels import load as load_native
+from models.skip_inference import SkipNetwork
+from training.calibrate import calibrate_thresholds
+
+from .test_skip_inference import LAYOUTS
+from .test_skip_inference import network as untuned_network
+
+# Blocks as wide as the C kernels' column tile, so the grouped products run in C (where they
+# build) rather than numpy.
+NATIVE_LAYOUT = [
+    {"blocks": 4, "block_size": TILE, "gater_hidden": 5, "activation": "relu"},
+    {"blocks": 4, "block_size": TILE, "gater_hidden": 0, "activation": "relu"},
+]
+
+
+def calibration_inputs(seed: int) -> torch.Tensor:
+    """Other inputs than the tests': a threshold calibrated on an example the test then runs
+    sits exactly on one of its logits, where torch and the engine may round either way."""
+    return torch.rand(256, 12, generator=torch.Generator().manual_seed(10_000 + seed))
+
+
+def network(estimator: str, seed: int, layout: str) -> GatedNetwork:
+    """The engine tests' network, its thresholds put where about 40 % of blocks are on, so
+    every layer has blocks on and off."""
+    model = untuned_network(estimator, seed, layout)
+    calibrate_thresholds(model, calibration_inputs(seed), 0.4)
+    return model
+
+
+def native_network(seed: int) -> GatedNetwork:
+    torch.manual_seed(seed)
+    config = GatedNetworkConfig.from_dict({
+        "input_size": 12, "num_classes": 4, "estimator": "st", "target_density": 0.5,
+        "layers": NATIVE_LAYOUT})
+    model = GatedNetwork(config).eval()
+    calibrate_thresholds(model, calibration_inputs(seed), 0.4)
+    return model
+
+
+@torch.no_grad()
+def poisoned(model: GatedNetwork, x: torch.Tensor) -> GatedNetwork:
+    """A copy of `model` whose blocks that are off for every example of `x` own NaN weights."""
+    out = model(x)
+    copy = GatedNetwork(model.config).eval()
+    copy.load_state_dict(model.state_dict())
+    gates = iter(out.traces)
+    readers = [*copy.layers[1:], None]
+    for layer, reader in zip(copy.layers, readers, strict=True):
+        if layer.gater is None:
+            continue
+        off = (next(gates).gates != 0).sum(0) == 0  # (K,): off for the whole batch
+        units = off.repeat_interleave(layer.config.block_size)  # (N,)
+        layer.main.weight[units] = float("nan")
+        layer.main.bias[units] = float("nan")
+        reading = copy.readout if reader is None else reader.main
+        reading.weight[:, units] = float("nan")
+    return copy
+
+
+def off_blocks(model: GatedNetwork, x: torch.Tensor) -> int:
+    with torch.no_grad():
+        return sum(int(((t.gates != 0).sum(0) == 0).sum()) for t in model(x).traces)
+
+
+def mixed(model: GatedNetwork, example: torch.Tensor) -> bool:
+    """Whether every gated layer has blocks both on and off for this one example."""
+    with torch.no_grad():
+        on = [int((t.gates != 0).sum()) for t in model(example).traces]
+    return all(0 < n < layer.config.blocks
+               for n, layer in zip(on, model.gated_layers, strict=True))
+
+
+CASES = [(layout, seed) for layout in sorted(LAYOUTS) for seed in range(4)]
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["numpy", "c-kernels"])
+@pytest.mark.parametrize(("layout", "seed"), CASES)
+def test_one_example_never_reads_the_weights_of_its_off_blocks(layout, seed, native):
+    model = network("st", seed, layout)
+    x = torch.rand(16, 12, generator=torch.Generator().manual_seed(seed))
+    checked = [example for example in x.split(1) if mixed(model, example)]
+    assert len(checked) >= 2, "too few examples with blocks on and off in every layer"
+    for example in checked:
+        got = SkipNetwork(poisoned(model, example), dense_from=2.0, native=native)(example)
+        assert torch.isfinite(got.logits).all(), "an off block's weights were read"
+        torch.testing.assert_close(got.logits, model(example).logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_batch_in_the_c_kernels_never_reads_blocks_off_for_all_of_it(seed):
+    if load_native() is None:
+        pytest.skip("the C kernels did not build here")
+    model = native_network(seed)
+    x = torch.rand(8, 12, generator=torch.Generator().manual_seed(seed))
+    for batch in (x[:1], x[:3], x):
+        if off_blocks(model, batch) == 0:
+            continue
+        got = SkipNetwork(poisoned(model, batch), dense_from=2.0)(batch).logits
+        assert torch.isfinite(got).all(), "an off block's weights were read"
+        torch.testing.assert_close(got, model(batch).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_the_poison_is_seen_by_an_engine_that_computes_every_block():
+    # The same poisoned network routed dense (every block computed, then masked): the logits
+    # come out NaN or wrong, so the tests above would catch an engine that did this.
+    model = network("st", 0, "gated-gated")
+    x = next(e for e in torch.rand(100, 12, generator=torch.Generator().manual_seed(0)).split(1)
+             if mixed(model, e))
+    got = SkipNetwork(poisoned(model, x), dense_from=1e-6)(x).logits
+    assert not torch.allclose(got, model(x).logits, atol=1e-5, rtol=1e-5)
