@@ -120,6 +120,11 @@ def _soak_parser(sub) -> None:
     s.add_argument("--protocol", choices=["v1", "v2", "both"], default="v1")
     s.add_argument("--pid", type=int, help="with --url: the local server process to measure")
     s.add_argument("--server-args", default="", help="extra sparsegate-serve flags, quoted")
+    s.add_argument("--max-p99-ratio", type=float, default=soak.Limits().p99_ratio,
+                   help="the last window's p99 over the first's, at most (default %(default)g)")
+    s.add_argument("--max-rss-growth", type=float, default=soak.Limits().rss_growth,
+                   help="memory growth after the warm-up, as a fraction, below "
+                        "(default %(default)g)")
     s.add_argument("--out", type=Path, default=None, help="default runs/soak/<time>")
 
 
@@ -153,7 +158,8 @@ def _soak(args: argparse.Namespace) -> int:
                 model = soak.server_model(url, args.model)
             print(f"soak: {model} at {url}, {plan.users} users for {plan.seconds:g} s "
                   f"(warm-up {plan.warmup_s:g} s, windows of {plan.window_s:g} s)", flush=True)
-            result = soak.run(plan, url, model, out, pid, log)
+            limits = soak.Limits(rss_growth=args.max_rss_growth, p99_ratio=args.max_p99_ratio)
+            result = soak.run(plan, url, model, out, pid, log, limits)
             if server is not None and server.poll() is not None:
                 # Its failures are in the verdicts already; this says why.
                 print(f"sparsegate-serve exited with {server.returncode} during the soak:\n"

@@ -274,9 +274,10 @@ def served_requests(url: str, model: str) -> int | None:
 
 
 def run(plan: Plan, url: str, model: str, out: Path, pid: int | None,
-        log: Callable[[str], None] = print) -> dict:
+        log: Callable[[str], None] = print, limits: Limits | None = None) -> dict:
     """Locust for plan.seconds against `model` at `url`, the RSS of `pid` sampled meanwhile
-    (when given); returns `analyse`'s result with the run's settings and locust's summary."""
+    (when given); returns `analyse`'s result (judged by `limits`, default Limits()) with the
+    run's settings and locust's summary."""
     if pid is not None:
         _psutil()  # before locust starts, not after the first sample
     out.mkdir(parents=True, exist_ok=True)
@@ -288,7 +289,8 @@ def run(plan: Plan, url: str, model: str, out: Path, pid: int | None,
     samples = _sample_memory(locust, pid, url, model, plan.sample_s, started, log)
     summary = locust.result()  # raises what run_locust raised
     rows, t0 = relative_requests(read_requests(requests_csv))
-    result = analyse(rows, None if pid is None else [(t - t0, r) for t, r in samples], plan)
+    result = analyse(rows, None if pid is None else [(t - t0, r) for t, r in samples], plan,
+                     limits)
     return {"config": {"url": url, "model": model, "pid": pid, **asdict(plan),
                        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)),
                        "requests_file": str(requests_csv.relative_to(out))},

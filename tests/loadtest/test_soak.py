@@ -117,11 +117,15 @@ def repository(tmp_path):
 
 def test_short_soak_end_to_end(repository, tmp_path, capsys):
     out = tmp_path / "out"
+    # Loose latency and memory limits: a 12 s run on a busy CI machine can drift past the
+    # real ones (the verdicts themselves are tested above); failures are still judged at 0.
     code = main(["soak", "--model-repository", str(repository), "--users", "8",
                  "--seconds", "12", "--warmup-seconds", "3", "--window-seconds", "3",
-                 "--sample-seconds", "0.5", "--out", str(out)])
+                 "--sample-seconds", "0.5", "--max-p99-ratio", "1000",
+                 "--max-rss-growth", "10", "--out", str(out)])
     printed = capsys.readouterr().out
-    assert code in (0, 1), printed  # the timing verdicts may fail on a busy CI machine
+    assert code == 0, printed
+    assert result_limits(out) == {"p99_ratio": 1000.0, "rss_growth": 10.0, "failures": 0}
     result = json.loads((out / "soak.json").read_text())
     assert result["config"]["model"] == "tiny"  # the repository's only model, by default
     assert result["config"]["users"] == 8 and result["config"]["pid"] > 0
@@ -154,12 +158,18 @@ def test_soak_of_a_running_server_measures_the_pid_it_is_given(repository, tmp_p
     with Server(repository) as server:
         code = main(["soak", "--url", server.url, "--pid", str(server.process.pid),
                      "--users", "2", "--seconds", "4", "--warmup-seconds", "1",
-                     "--window-seconds", "2", "--sample-seconds", "0.5", "--out", str(out)])
-    assert code in (0, 1)
+                     "--window-seconds", "2", "--sample-seconds", "0.5",
+                     "--max-p99-ratio", "1000", "--max-rss-growth", "10", "--out", str(out)])
+    assert code == 0
     result = json.loads((out / "soak.json").read_text())
     assert result["config"]["model"] == "tiny" and result["totals"]["failures"] == 0
     assert result["memory"]["samples_after_warmup"] >= 3
     assert len(result["windows"]) == 2
+
+
+def result_limits(out) -> dict:
+    verdicts = json.loads((out / "soak.json").read_text())["verdicts"]
+    return {name: check["limit"] for name, check in verdicts.items()}
 
 
 def test_a_repository_without_models_is_refused(tmp_path, capsys):
