@@ -97,13 +97,15 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return path if (path / "state.json").exists() else None
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
-                    ) -> tuple[int, dict[str, Any]]:
-    """Restore model and optimiser in place; return (epoch, trainer_state)."""
+def load_checkpoint(path: Path, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer | None) -> tuple[int, dict[str, Any]]:
+    """Restore model and optimiser (None: the model alone, to inspect it) in place; return
+    (epoch, trainer_state)."""
     tensors = load_file(str(Path(path) / "state.safetensors"))
     tree = _join_tensors(json.loads((Path(path) / "state.json").read_text()), tensors)
     model.load_state_dict(tree["model"])
-    optimizer.load_state_dict(_optimizer_state_from_tree(tree["optimizer"]))
+    if optimizer is not None:
+        optimizer.load_state_dict(_optimizer_state_from_tree(tree["optimizer"]))
     return int(tree["epoch"]), tree["trainer"]
 
 
