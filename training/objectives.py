@@ -56,6 +56,24 @@ def count_balance(logits: Tensor, threshold: Tensor, density: float) -> Tensor:
     return ((soft_count - soft_count.mean()) / target).square().mean()
 
 
+def usage_balance(logits: Tensor, threshold: Tensor, density: float) -> Tensor:
+    """How unevenly a layer's blocks share the gates that are on, as mixture-of-experts routers
+    measure it: sum over blocks of (the fraction of the batch's examples it is on for, less the
+    blocks' mean fraction) times (its mean soft gate, sigm(a - tau)), over density^2 * K;
+    (..., K) -> scalar, 0 for an even spread.
+
+    The fractions carry no gradient; the soft gates do, so a block on for more examples than the
+    average is pushed down, through the gater's weights as well as its bias, and one on for
+    fewer is pushed up, and the moving threshold hands examples from the first to the second.
+    Centred on the mean fraction so that it does not push every logit down (a rectifier gate's
+    threshold cannot follow them below 0, and the density would fall). Without it the gaters
+    settle on the few blocks that learned first and a gated layer works as a fixed narrow one."""
+    flat = logits.reshape(-1, logits.shape[-1])  # (B, K)
+    on = (flat > threshold).float().mean(0).detach()  # (K,)
+    soft = torch.sigmoid(flat - threshold).mean(0)  # (K,)
+    return ((on - on.mean()) * soft).sum() / (density ** 2 * flat.shape[-1])
+
+
 def realised_density(gates: Tensor) -> Tensor:
     """Fraction of gates that are non-zero, i.e. blocks that would be computed."""
     return (gates.detach() != 0).float().mean()

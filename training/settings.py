@@ -44,6 +44,9 @@ class TrainSettings:
     # Weight of the deterministic epochs' count balance (training.objectives.count_balance),
     # which evens out the number of blocks on across the examples of a batch.
     balance_weight: float = 1.0
+    # Weight of the deterministic epochs' usage balance (training.objectives.usage_balance),
+    # which evens out how many examples each block is on for; 0 disables.
+    usage_balance_weight: float = 0.0
     # Epochs after those that train the main path under the deterministic gates, gaters and
     # thresholds frozen.
     finetune_epochs: int = 0
@@ -70,7 +73,7 @@ class TrainSettings:
                               "or deterministic_epochs)")
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         for name in ("lr", "momentum", "weight_decay", "sparsity_weight", "l1_initial",
-                     "l1_rate", "threshold_momentum", "balance_weight"):
+                     "l1_rate", "threshold_momentum", "balance_weight", "usage_balance_weight"):
             check_number(name, getattr(self, name))
         for name in ("gater_lr", "max_norm", "max_seconds"):
             check_number(name, getattr(self, name), allow_none=True)

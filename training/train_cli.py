@@ -71,6 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
          "batch's target-density quantile"),
         ("--balance-weight", float, "the deterministic epochs' penalty on each example's "
          "count of blocks on away from the target"),
+        ("--usage-balance-weight", float, "the deterministic epochs' penalty on blocks on "
+         "for more of the batch's examples than the others (0: off)"),
         ("--finetune-epochs", int, "extra epochs training the main path under the calibrated "
          "deterministic gates, gaters frozen"),
     ]:

@@ -37,6 +37,7 @@ from .objectives import (
     per_example_task_loss,
     realised_density,
     sparsity_penalty,
+    usage_balance,
 )
 from .optim import apply_max_norm, build_optimizer, lr_factor, set_learning_rates
 from .settings import TrainSettings
@@ -53,12 +54,13 @@ class TrainingStep(nn.Module):
     """One batch's objective as a module, so DistributedDataParallel can wrap it whole."""
 
     def __init__(self, model: GatedNetwork, target_density: float, sparsity_weight: float,
-                 balance_weight: float = 0.0):
+                 balance_weight: float = 0.0, usage_weight: float = 0.0):
         super().__init__()
         self.model = model
         self.target = target_density
         self.sparsity_weight = sparsity_weight
         self.balance_weight = balance_weight
+        self.usage_weight = usage_weight
 
     def forward(self, x: Tensor, y: Tensor, l1_weights: list[float],
                 generator: torch.Generator | None) -> tuple[Tensor, ...]:
@@ -82,6 +84,9 @@ class TrainingStep(nn.Module):
                 penalty = (count_balance(trace.logits, layer.threshold, self.target) if balance
                            else torch.zeros((), device=task.device))
                 total = total + self.balance_weight * penalty
+                if self.usage_weight > 0 and self.model.gate_mode == "deterministic":
+                    total = total + self.usage_weight * usage_balance(
+                        trace.logits, layer.threshold, self.target)
                 penalties.append(penalty.detach())
                 continue
             # Score-function gaters learn from per-example losses only (zero for the others).
@@ -167,7 +172,8 @@ class Trainer:
                                          settings.weight_decay)
         self.step_module: nn.Module = TrainingStep(self.model, config.target_density,
                                                    settings.sparsity_weight,
-                                                   settings.balance_weight)
+                                                   settings.balance_weight,
+                                                   settings.usage_balance_weight)
         if self.world > 1:
             # Fine-tuning freezes the gaters mid-run: DDP must then not wait for their grads.
             self.step_module = nn.parallel.DistributedDataParallel(

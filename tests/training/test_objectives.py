@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from models.gated_network import GatedNetwork
-from training.objectives import AdaptiveL1, kl_sparsity, l1_sparsity, per_example_task_loss
+from training.objectives import (
+    AdaptiveL1,
+    kl_sparsity,
+    l1_sparsity,
+    per_example_task_loss,
+    usage_balance,
+)
 from training.optim import apply_max_norm, build_optimizer
 
 from .conftest import tiny_config
@@ -76,3 +82,20 @@ def test_max_norm_caps_each_units_incoming_weights():
         norms = linear.weight.detach().norm(dim=1)
         assert (norms <= 2.0 + 1e-5).all()
         assert norms.max() == pytest.approx(2.0, rel=1e-5)
+
+
+def test_the_usage_balance_scores_an_even_spread_0_and_moves_busy_blocks_down_idle_ones_up():
+    high, low = 8.0, -8.0
+    threshold = torch.tensor(0.0)
+    even = torch.full((8, 8), low)
+    for example in range(8):  # each block on for 2 of the 8 examples
+        even[example, [example, (example + 1) % 8]] = high
+    assert float(usage_balance(even, threshold, 0.25)) == pytest.approx(0.0, abs=0.01)
+    collapsed = torch.full((8, 8), low)
+    collapsed[:, :2] = high  # the same 2 blocks for every example
+    collapsed.requires_grad_(True)
+    score = usage_balance(collapsed, threshold, 0.25)
+    assert float(score) == pytest.approx(3.0, abs=0.01)
+    score.backward()
+    grad = collapsed.grad.sum(0)
+    assert (grad[:2] > 0).all() and (grad[2:] < 0).all()  # descent: busy down, idle up
