@@ -186,7 +186,10 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
                     yerr=[r["test"][1] for r in chosen], fmt=style, capsize=3, label=name)
         if kind == "gated":
             for r in chosen:
-                ax.annotate(f"{round(100 * r['spec']['density'])} %", (r["macs"], r["test"][0]),
+                target = round(100 * r["spec"]["density"])
+                ran = round(100 * statistics.fmean(r["density"]))
+                text = f"{target} %" if ran == target else f"{target} % (runs {ran} %)"
+                ax.annotate(text, (r["macs"], r["test"][0]),
                             textcoords="offset points", xytext=(4, 6), fontsize=8)
     on = [r for r in rows if r["spec"]["kind"] == "every-block-on"]
     for r in on:
