@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from models.compute import active_blocks_of, compute_reports
 from models.gated_config import GatedNetworkConfig
 from models.gated_network import GatedNetwork
+from models.native_kernels import TILE
 from models.skip_inference import SkipNetwork
 
 ESTIMATORS = ["st", "reinforce", "sts", "noisy-rectifier", "hard-concrete", "noisy-sigmoid"]
@@ -28,6 +29,14 @@ LAYOUTS = {
     "gated-gated": [
         {"blocks": 6, "block_size": 3, "gater_hidden": 5, "activation": "relu"},
         {"blocks": 4, "block_size": 2, "gater_hidden": 0, "activation": "tanh"},
+    ],
+    # Blocks as wide as the C kernels' column tile, so the grouped products, the tiles of a
+    # gated layer reading a gated one and the pair sums into a 64-wide dense layer run in C
+    # where the kernels build (the layouts above run numpy only).
+    "c-kernels": [
+        {"blocks": 3, "block_size": TILE, "gater_hidden": 5, "activation": "relu"},
+        {"blocks": 2, "block_size": TILE, "gater_hidden": 0, "activation": "tanh"},
+        {"blocks": TILE, "block_size": 1, "activation": "relu", "gated": False},
     ],
 }
 
