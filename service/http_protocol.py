@@ -115,7 +115,10 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._after_head_bytes = 0  # bytes read after the current request's headers
         self._deadline: TimerHandle | None = None
         self._waiting_since = self.loop.time()  # since the connection or the last response
-        if self._open_connections() > self.limits.max_connections:
+        # The set's size first: counting the connections not already closing walks the set,
+        # which only matters once it is over the cap.
+        if (len(self.connections) > self.limits.max_connections
+                and self._open_connections() > self.limits.max_connections):
             victim = self._longest_waiting()
             if victim is None:
                 self._refuse(503, f"too many connections (limit "
@@ -139,8 +142,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         return not busy
 
     def _longest_waiting(self) -> BoundedHttpProtocol | None:
-        waiting = [c for c in self.connections
-                   if c is not self and isinstance(c, BoundedHttpProtocol) and c._waiting()]
+        waiting = [c for c in self.connections if c is not self and c._waiting()]
         return min(waiting, key=lambda c: c._waiting_since, default=None)
 
     def connection_lost(self, exc: Exception | None) -> None:

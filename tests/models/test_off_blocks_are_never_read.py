@@ -15,22 +15,13 @@ Tolerance against the clean network: 1e-5 absolute and relative on the logits.
 import pytest
 import torch
 
-from models.gated_config import GatedNetworkConfig
 from models.gated_network import GatedNetwork
-from models.native_kernels import TILE
 from models.native_kernels import load as load_native
 from models.skip_inference import SkipNetwork
 from training.calibrate import calibrate_thresholds
 
 from .test_skip_inference import LAYOUTS
 from .test_skip_inference import network as untuned_network
-
-# Blocks as wide as the C kernels' column tile, so the grouped products run in C (where they
-# build) rather than numpy.
-NATIVE_LAYOUT = [
-    {"blocks": 4, "block_size": TILE, "gater_hidden": 5, "activation": "relu"},
-    {"blocks": 4, "block_size": TILE, "gater_hidden": 0, "activation": "relu"},
-]
 
 
 def calibration_inputs(seed: int) -> torch.Tensor:
@@ -43,16 +34,6 @@ def network(estimator: str, seed: int, layout: str) -> GatedNetwork:
     """The engine tests' network, its thresholds put where about 40 % of blocks are on, so
     every layer has blocks on and off."""
     model = untuned_network(estimator, seed, layout)
-    calibrate_thresholds(model, calibration_inputs(seed), 0.4)
-    return model
-
-
-def native_network(seed: int) -> GatedNetwork:
-    torch.manual_seed(seed)
-    config = GatedNetworkConfig.from_dict({
-        "input_size": 12, "num_classes": 4, "estimator": "st", "target_density": 0.5,
-        "layers": NATIVE_LAYOUT})
-    model = GatedNetwork(config).eval()
     calibrate_thresholds(model, calibration_inputs(seed), 0.4)
     return model
 
@@ -110,7 +91,7 @@ def test_one_example_never_reads_the_weights_of_its_off_blocks(layout, seed, nat
 def test_a_batch_in_the_c_kernels_never_reads_blocks_off_for_all_of_it(seed):
     if load_native() is None:
         pytest.skip("the C kernels did not build here")
-    model = native_network(seed)
+    model = network("st", seed, "c-kernels")
     x = torch.rand(8, 12, generator=torch.Generator().manual_seed(seed))
     for batch in (x[:1], x[:3], x):
         if off_blocks(model, batch) == 0:
