@@ -50,6 +50,12 @@ class TrainSettings:
     # Epochs after those that train the main path under the deterministic gates, gaters and
     # thresholds frozen.
     finetune_epochs: int = 0
+    # A trained run directory (config.json and checkpoints/) whose predictions the network also
+    # learns from: the task loss becomes (1 - distill_weight) * cross-entropy + distill_weight
+    # * T^2 * KL(teacher's softened probabilities || the network's), T the temperature.
+    distill_from: str | None = None
+    distill_weight: float = 0.5
+    distill_temperature: float = 4.0
 
     @property
     def total_epochs(self) -> int:
@@ -73,13 +79,22 @@ class TrainSettings:
                               "or deterministic_epochs)")
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         for name in ("lr", "momentum", "weight_decay", "sparsity_weight", "l1_initial",
-                     "l1_rate", "threshold_momentum", "balance_weight", "usage_balance_weight"):
+                     "l1_rate", "threshold_momentum", "balance_weight", "usage_balance_weight",
+                     "distill_weight", "distill_temperature"):
             check_number(name, getattr(self, name))
         for name in ("gater_lr", "max_norm", "max_seconds"):
             check_number(name, getattr(self, name), allow_none=True)
         if not 0 < self.threshold_momentum <= 1:
             raise ConfigError(f"threshold_momentum must lie in (0, 1], got "
                               f"{self.threshold_momentum!r}")
+        if not 0 <= self.distill_weight <= 1:
+            raise ConfigError(f"distill_weight must lie in [0, 1], got {self.distill_weight!r}")
+        if self.distill_temperature <= 0:
+            raise ConfigError(f"distill_temperature must be > 0, got "
+                              f"{self.distill_temperature!r}")
+        if self.distill_from is not None and not isinstance(self.distill_from, str):
+            raise ConfigError(f"distill_from must be a run directory, got "
+                              f"{self.distill_from!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got "
                               f"{self.lr_schedule!r}")

@@ -75,6 +75,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
          "for more of the batch's examples than the others (0: off)"),
         ("--finetune-epochs", int, "extra epochs training the main path under the calibrated "
          "deterministic gates, gaters frozen"),
+        ("--distill-from", str, "a finished run directory whose network's predictions are "
+         "learned from as well as the labels (e.g. the same network with every block on)"),
+        ("--distill-weight", float, "share of the loss given to the teacher's predictions"),
+        ("--distill-temperature", float, "temperature softening the teacher's and the "
+         "network's probabilities"),
     ]:
         train.add_argument(flag, type=kind, help=helptext)
     train.add_argument("--nesterov", action="store_true", default=None)
@@ -135,11 +140,9 @@ def build_configs(args: argparse.Namespace, input_size: int, num_classes: int
     # The preset's recipe, then the config file's training part, then the options.
     training = {**(recipe(args.preset) if args.config is None else {}),
                 **file.get("training", {})}
-    for key in ("epochs", "batch_size", "optimizer", "lr", "gater_lr", "momentum",
-                "weight_decay", "lr_schedule", "max_norm", "sparsity_weight", "seed", "nesterov",
-                "device", "max_seconds", "deterministic_epochs", "threshold_momentum",
-                "balance_weight", "finetune_epochs"):
-        value = getattr(args, key)
+    # Every setting that has an option: a new setting's flag cannot be parsed and then dropped.
+    for key in TrainSettings.__dataclass_fields__:
+        value = getattr(args, key, None)
         if value is not None:
             training[key] = value
     if training.get("max_norm") == 0:

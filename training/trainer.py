@@ -31,6 +31,7 @@ from models.gated_network import GatedNetwork
 from .calibrate import calibrate_thresholds, evaluate
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .data import DataBundle
+from .distill import load_teacher, per_example_distillation_loss, soft_targets
 from .objectives import (
     AdaptiveL1,
     count_balance,
@@ -54,8 +55,11 @@ class TrainingStep(nn.Module):
     """One batch's objective as a module, so DistributedDataParallel can wrap it whole."""
 
     def __init__(self, model: GatedNetwork, target_density: float, sparsity_weight: float,
-                 balance_weight: float = 0.0, usage_weight: float = 0.0):
+                 balance_weight: float = 0.0, usage_weight: float = 0.0,
+                 distill_weight: float = 0.0, distill_temperature: float = 1.0):
         super().__init__()
+        self.distill_weight = distill_weight
+        self.distill_temperature = distill_temperature
         self.model = model
         self.target = target_density
         self.sparsity_weight = sparsity_weight
@@ -63,7 +67,8 @@ class TrainingStep(nn.Module):
         self.usage_weight = usage_weight
 
     def forward(self, x: Tensor, y: Tensor, l1_weights: list[float],
-                generator: torch.Generator | None) -> tuple[Tensor, ...]:
+                generator: torch.Generator | None,
+                teacher: Tensor | None = None) -> tuple[Tensor, ...]:
         gated = self.model.gated_layers
         # Gates the network will be served with (deterministic or frozen): one draw, no
         # score-function surrogate, and no sparsity penalty (the thresholds hold the mean
@@ -75,7 +80,12 @@ class TrainingStep(nn.Module):
         out = self.model(inputs, generator)
         losses = per_example_task_loss(out.logits, y)  # (C, B) or (B,)
         task = losses.mean()
-        total = task
+        if teacher is not None:
+            # Per example, so score-function gaters learn from the same loss as the network.
+            w = self.distill_weight
+            losses = (1 - w) * losses + w * per_example_distillation_loss(
+                out.logits, teacher, self.distill_temperature)
+        total = losses.mean()
         penalties, densities = [], []
         for layer, trace, l1 in zip(gated, out.traces, l1_weights, strict=True):
             est = layer.estimator
@@ -173,7 +183,9 @@ class Trainer:
         self.step_module: nn.Module = TrainingStep(self.model, config.target_density,
                                                    settings.sparsity_weight,
                                                    settings.balance_weight,
-                                                   settings.usage_balance_weight)
+                                                   settings.usage_balance_weight,
+                                                   settings.distill_weight,
+                                                   settings.distill_temperature)
         if self.world > 1:
             # Fine-tuning freezes the gaters mid-run: DDP must then not wait for their grads.
             self.step_module = nn.parallel.DistributedDataParallel(
@@ -184,6 +196,19 @@ class Trainer:
         # The training set lives on the device for the whole run: one copy, no per-batch
         # host-to-device transfers.
         self._train_on_device = (data.train.x.to(self.device), data.train.y.to(self.device))
+        self._teacher = None
+        if settings.distill_from is not None:
+            teacher = load_teacher(settings.distill_from, self.device)
+            if (teacher.config.input_size, teacher.config.num_classes) != (
+                    config.input_size, config.num_classes):
+                raise TrainingError(f"the teacher in {settings.distill_from} does not fit the "
+                                    "data (input size or classes differ)")
+            self._teacher = soft_targets(teacher, self._train_on_device[0],
+                                         settings.distill_temperature,
+                                         settings.eval_batch_size)
+            self.log(f"distilling from {settings.distill_from} (weight "
+                     f"{settings.distill_weight:g}, temperature "
+                     f"{settings.distill_temperature:g})")
 
     # -- state -----------------------------------------------------------------------------
     def _trainer_state(self) -> dict[str, Any]:
@@ -253,7 +278,8 @@ class Trainer:
             # From (epoch, batch) alone, so a resumed run follows the same schedule.
             set_learning_rates(self.optimizer, s.lr, s.gater_lr, lr_factor(
                 s.lr_schedule, (epoch - 1 + b / batches) / s.total_epochs))
-            loss, stats = self.step_module(x, y, [p.value for p in self.l1], gates)
+            teacher = self._teacher[index] if self._teacher is not None else None
+            loss, stats = self.step_module(x, y, [p.value for p in self.l1], gates, teacher)
             if not torch.isfinite(loss):
                 last = latest_checkpoint(self.run_dir)
                 kept = f"the last good checkpoint is {last}" if last else "no checkpoint yet"
