@@ -86,6 +86,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     install_schemas(app)
 
+    @app.get("/", tags=["operations"])
+    async def alive() -> dict[str, str]:
+        """Liveness as KServe's v1 protocol answers it (its clients' is_server_live)."""
+        return {"status": "alive"}
+
     @app.get("/metrics", include_in_schema=True, tags=["operations"],
              response_class=PlainTextResponse,
              responses={200: {"description": "Prometheus text format",

@@ -3,6 +3,7 @@
     POST /v1/models/{name}:predict                      {"instances": [[...], ...]}
     POST /v1/models/{name}/versions/{version}:predict
     GET  /v1/models                                      models, versions, expected saving
+    GET  /v1/models/{name}                               {"name", "version", "ready": true}
 
 Each prediction carries its own compute report; `timings` are the server's.
 """
@@ -52,6 +53,15 @@ async def predict(name: str, request: Request) -> Response:
              response_model_by_alias=True, openapi_extra=json_body(PredictRequest))
 async def predict_version(name: str, version: str, request: Request) -> Response:
     return await _predict(request, name, version)
+
+
+# After the predict routes: "/models/{name}" also matches "tiny:predict", and for a method
+# neither allows, the first route that matches the path names the allowed methods.
+@router.get("/models/{name}", responses={404: {"description": "not loaded"}})
+async def model_ready(name: str, request: Request) -> dict[str, object]:
+    """KServe's v1 model readiness, as its clients' is_model_ready reads it."""
+    engine = find_engine(request, name, None).engine
+    return {"name": name, "version": engine.version, "ready": True}
 
 
 async def _predict(request: Request, name: str, version: str | None) -> Response:

@@ -161,10 +161,22 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
                            settings.max_receiving_body_bytes, settings.retry_after_s)
     payload, x = await run_off_loop(decode_infer, body, json_bytes, input_size, max_rows,
                                     inline=cheap_to_decode(counter.values, len(body)))
+    _check_named_model(payload, loaded.engine)
     wanted = _wanted_outputs(payload)
     served = await run(request, loaded, x, "v2", started)
     return await run_off_loop(_response, payload, served, wanted,
                               inline=len(x) <= INLINE_EXAMPLES)
+
+
+def _check_named_model(payload: InferenceRequest, engine: ModelEngine) -> None:
+    if payload.model_name is not None and payload.model_name != engine.name:
+        raise bad_request(f"the body names model {payload.model_name!r}, the path "
+                          f"{engine.name!r}")
+    if payload.model_version is not None and payload.model_version != engine.version:
+        raise bad_request(f"the body asks for version {payload.model_version!r} of "
+                          f"{engine.name!r}, the path serves version {engine.version!r}; name "
+                          f"the version in the path: /v2/models/{engine.name}/versions/"
+                          f"{payload.model_version}/infer")
 
 
 def _wanted_outputs(payload: InferenceRequest) -> dict[str, bool]:

@@ -38,6 +38,10 @@ class RequestOutput(_Strict):
 
 
 class InferenceRequest(_Strict):
+    # KServe's clients name the model in the body as well as the path; a body that names
+    # another model or version than the one the path serves is refused, not silently rerouted.
+    model_name: str | None = Field(None, description="if given, the path's model")
+    model_version: str | None = Field(None, description="if given, the version that serves")
     id: str | None = None
     parameters: dict[str, Parameter] | None = None
     inputs: list[RequestInput] = Field(min_length=1)

@@ -162,3 +162,24 @@ def test_openapi_documents_the_errors_the_app_sends(client):
     assert "503" in infer
     metrics = schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert all(kind.startswith("text/plain") for kind in metrics), metrics
+
+
+def test_kserve_v1_liveness_and_model_readiness(client):
+    assert client.get("/").json() == {"status": "alive"}
+    assert client.get("/v1/models/tiny").json() == {"name": "tiny", "version": "2",
+                                                   "ready": True}
+    missing = client.get("/v1/models/absent")
+    assert missing.status_code == 404 and "absent" in missing.json()["error"]
+
+
+def test_the_body_may_name_the_model_the_path_serves_and_no_other(client):
+    body = {"model_name": "tiny", "model_version": "2",
+            "inputs": [{"name": "input", "shape": [1, INPUT_SIZE], "datatype": "FP32",
+                        "data": inputs(1)[0]}]}
+    assert client.post("/v2/models/tiny/infer", json=body).status_code == 200
+    assert client.post("/v2/models/tiny/versions/2/infer", json=body).status_code == 200
+    other = client.post("/v2/models/tiny/infer", json={**body, "model_name": "other"})
+    assert other.status_code == 400 and "'other'" in other.json()["error"]
+    old = client.post("/v2/models/tiny/infer", json={**body, "model_version": "1"})
+    assert old.status_code == 400
+    assert "/v2/models/tiny/versions/1/infer" in old.json()["error"]
