@@ -12,6 +12,8 @@
 3. **Throughput at 32 concurrent clients**, batching on against off (`--no-batching`), for the
    default and the widened model: requests per second over a fixed time, in alternating rounds
    of the two servers.
+4. **Backends** (with `--backends torch,onnxruntime`): the same artifacts served by one server
+   per backend, 1 client, in alternating rounds: client-side p50 against the first backend's.
 
 All requests go through `benchmarks.http_load` (raw asyncio HTTP/1.1 on keep-alive connections:
 a Python HTTP client's own ~1 ms of CPU per request would be counted as the server's overhead
@@ -100,20 +102,28 @@ def sequential(url: str, models: list[str], inputs: dict, requests: int, rounds:
                warmup: int) -> dict[str, dict[str, list[float]]]:
     """One client; models requested in alternating rounds. Per model: client-side ms, server
     total_ms and compute_ms per request, and the saved fraction reported."""
-    out = {m: {"client": [], "server": [], "compute": [], "saved": []} for m in models}
-    bodies = {m: [encode_post(url, f"/v1/models/{m}:predict", _body(row))
-                  for row in inputs[m]] for m in models}
-    for m in models:
-        asyncio.run(one_at_a_time(url, bodies[m], warmup))
+    return sequential_targets({m: (url, m) for m in models}, inputs, requests, rounds, warmup)
+
+
+def sequential_targets(targets: dict[str, tuple[str, str]], inputs: dict, requests: int,
+                       rounds: int, warmup: int) -> dict[str, dict[str, list[float]]]:
+    """`sequential` over (server URL, model) targets by label: one server per backend serving
+    the same artifact, say."""
+    out = {label: {"client": [], "server": [], "compute": [], "saved": []} for label in targets}
+    bodies = {label: [encode_post(url, f"/v1/models/{m}:predict", _body(row))
+                      for row in inputs[m]] for label, (url, m) in targets.items()}
+    for label, (url, _) in targets.items():
+        asyncio.run(one_at_a_time(url, bodies[label], warmup))
     for _ in range(rounds):
-        for m in models:
-            result = asyncio.run(one_at_a_time(url, bodies[m], requests))
+        for label, (url, _) in targets.items():
+            result = asyncio.run(one_at_a_time(url, bodies[label], requests))
             for elapsed, raw in zip(result.latencies_ms, result.bodies, strict=True):
                 data = json.loads(raw)
-                out[m]["client"].append(elapsed)
-                out[m]["server"].append(data["timings"]["total_ms"])
-                out[m]["compute"].append(data["timings"]["compute_ms"])
-                out[m]["saved"].append(data["predictions"][0]["compute"]["saved_fraction"])
+                out[label]["client"].append(elapsed)
+                out[label]["server"].append(data["timings"]["total_ms"])
+                out[label]["compute"].append(data["timings"]["compute_ms"])
+                out[label]["saved"].append(
+                    data["predictions"][0]["compute"]["saved_fraction"])
     return out
 
 
@@ -192,6 +202,42 @@ def run(args: argparse.Namespace) -> list[dict]:
                              "mean_batch_size": statistics.median(
                                  r["mean_batch_size"] for r in result["on"]),
                              "rounds": result})
+        if len(args.backends) > 1:
+            rows += compare_backends(repository, args, common, inputs)
+    return rows
+
+
+def compare_backends(repository: Path, args: argparse.Namespace, common: list[str],
+                     inputs: dict) -> list[dict]:
+    """The same artifacts served by one server per backend, 1 client, alternating rounds."""
+    if "onnxruntime" in args.backends:
+        from training.onnx_export import export_to_artifact
+
+        for model in (DEFAULT_MODEL, "wide-10", "wide-dense"):
+            export_to_artifact(repository, model)
+    rows = []
+    servers: list[ServerProcess] = []
+    try:
+        for backend in args.backends:
+            servers.append(ServerProcess(repository, *common, "--backend", backend))
+        for model in (DEFAULT_MODEL, "wide-10", "wide-dense"):
+            print(f"1 client, {model} on {', '.join(args.backends)} ...", flush=True)
+            targets = {b: (server.url, model) for b, server in zip(args.backends, servers,
+                                                                   strict=True)}
+            lat = sequential_targets(targets, inputs, args.requests, args.rounds, args.warmup)
+            first = args.backends[0]
+            for backend in args.backends:
+                rows.append({"kind": "backend", "model": model, "backend": backend,
+                             "clients": 1, "requests": len(lat[backend]["client"]),
+                             "client_p50_ms": percentile(lat[backend]["client"], 50),
+                             "client_p99_ms": percentile(lat[backend]["client"], 99),
+                             "compute_p50_ms": percentile(lat[backend]["compute"], 50),
+                             "speedup_vs_" + first: percentile(lat[first]["client"], 50)
+                             / percentile(lat[backend]["client"], 50),
+                             "saved_fraction": statistics.mean(lat[backend]["saved"])})
+    finally:
+        for server in servers:
+            server.stop()
     return rows
 
 
@@ -207,6 +253,11 @@ def show(rows: list[dict]) -> None:
             print(f"{row['model']} vs {row['baseline']} at 1 client: p50 "
                   f"{row['skip_p50_ms']:.2f} ms vs {row['dense_p50_ms']:.2f} ms = "
                   f"{row['speedup']:.2f}x (saved {row['saved_fraction']:.1%} of the MACs)")
+        elif row["kind"] == "backend":
+            ratio = next(v for k, v in row.items() if k.startswith("speedup_vs_"))
+            print(f"{row['model']} on {row['backend']} at 1 client: client p50 "
+                  f"{row['client_p50_ms']:.2f} ms ({ratio:.2f}x the first backend), forward "
+                  f"p50 {row['compute_p50_ms']:.2f} ms, saved {row['saved_fraction']:.1%}")
         else:
             print(f"{row['model']} at {row['clients']} clients: batching "
                   f"{row['batching_rps']:.0f} req/s (mean batch {row['mean_batch_size']:.1f}) "
@@ -227,7 +278,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="per throughput round")
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backends", default="torch",
+                        help="comma-separated server backends; with more than one, each "
+                             "model is also served by one server per backend and compared "
+                             "(onnxruntime exports the models first)")
     args = parser.parse_args(argv)
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    known = {"torch", "onnxruntime", "triton", "auto"}
+    if not args.backends or not set(args.backends) <= known:
+        parser.error(f"--backends takes a comma-separated list of {', '.join(sorted(known))}")
     if min(args.requests, args.rounds, args.clients) < 1 or args.seconds <= 0:
         parser.error("--requests, --rounds, --clients must be >= 1 and --seconds > 0")
     rows = run(args)

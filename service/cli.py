@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help=fields["device"].description)
+    p.add_argument("--backend", choices=["auto", "torch", "onnxruntime", "triton"],
+                   help=fields["backend"].description)
     p.add_argument("--models", nargs="+", help=fields["models"].description)
     p.add_argument("--batching", action=argparse.BooleanOptionalAction,
                    help="dynamic batching (default on)")

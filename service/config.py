@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     device: Literal["auto", "cpu", "cuda"] = Field(
         "cpu", description="cpu (default); cuda runs the Triton path; auto picks cuda if present")
+    backend: Literal["auto", "torch", "onnxruntime", "triton"] = Field(
+        "auto", description="the engine that runs the models: torch (the CPU skipping engine: "
+        "numpy and C kernels), triton (the GPU one, needs cuda), onnxruntime (the artifact's "
+        "model.onnx, from sparsegate-export), or auto: triton on cuda, else torch")
     models: list[str] = Field(default_factory=list,
                               description="model names to load at start-up (default: all)")
 

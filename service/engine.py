@@ -1,5 +1,6 @@
-"""One loaded model version and its forward: the artifact's network run by the block-skipping
-engine of `models` (CPU: `SkipNetwork`; CUDA: the Triton path under CUDA graphs), with a compute
+"""One loaded model version and its forward: the artifact's network run by one of the
+block-skipping engines of `models` (the backend: "torch", the CPU `SkipNetwork`; "triton", the
+CUDA path under CUDA graphs; "onnxruntime", the artifact's exported model.onnx), with a compute
 report per example.
 
 Letters: B examples, D input units, C classes, G gated layers.
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.artifact import ArtifactError, shown_path
+from models.artifact import ArtifactError, read_extra_file, shown_path
 from models.compute import ComputeReport, dense_macs, executed_macs
 from models.gated_artifact import load_gated_network
 from models.skip_inference import SkipNetwork
@@ -38,9 +39,10 @@ class ModelEngine:
     artifact is refused at load, never at the first request."""
 
     def __init__(self, folder: str | Path, device: str = "cpu", *,
-                 repository: str | Path | None = None) -> None:
+                 repository: str | Path | None = None, backend: str = "auto") -> None:
         """``repository``: the model repository ``folder`` lies in; the artifact's files must
-        resolve inside it, and errors name paths relative to it."""
+        resolve inside it, and errors name paths relative to it. ``backend``: see
+        `service.config.Settings.backend`."""
         folder = Path(folder)
         model, config = load_gated_network(folder, repository=repository)
         self.folder = folder
@@ -50,25 +52,43 @@ class ModelEngine:
         self.config = model.config
         self.metadata: dict[str, Any] = config
         self.device = _resolve_device(device)
+        self.backend = _resolve_backend(backend, self.device)
         self.input_size = model.config.input_size
         self.num_classes = model.config.num_classes
         self.gated_layers = len(model.gated_layers)
         self.blocks = [layer.config.blocks for layer in model.gated_layers]
         self.dense_macs = dense_macs(model.config)
-        if self.device == "cuda":
+        if self.backend == "triton":
             from models.gpu_skip import CudaGraphSkipNetwork, TritonSkipNetwork
 
             self._forward = CudaGraphSkipNetwork(TritonSkipNetwork(model.to("cuda")))
+        elif self.backend == "onnxruntime":
+            self._forward = self._onnx_session(repository)
         else:
             self._forward = SkipNetwork(model)
         self.expected_density = _expected_density(config, self.gated_layers)
         self.expected_saved_fraction = self._expected_saving()
 
+    def _onnx_session(self, repository: str | Path | None):
+        from models.onnx_runtime import OnnxModelError, OnnxRuntimeSkipNetwork
+
+        if "model.onnx" not in (self.metadata.get("extra_files") or {}):
+            raise ArtifactError(f"{self.shown}: the onnxruntime backend serves the artifact's "
+                                "model.onnx, and this version has none: write it with "
+                                "`sparsegate-export --model-repository REPOSITORY --name "
+                                f"{self.name} --version {self.version}`, or serve with "
+                                "--backend torch")
+        data = read_extra_file(self.folder, "model.onnx", repository=repository)
+        try:
+            return OnnxRuntimeSkipNetwork(data, self.config, device=self.device)
+        except OnnxModelError as error:
+            raise ArtifactError(f"{self.shown}/model.onnx: {error}") from None
+
     def infer(self, x: np.ndarray) -> BatchResult:
         """x (B, D) float32, finite: the caller (the HTTP layer) has checked it."""
         start = time.perf_counter()
         inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        if self.device == "cuda":
+        if self.backend == "triton":
             inputs = inputs.to("cuda", non_blocking=True)
         out = self._forward(inputs)
         logits = out.logits.float()
@@ -91,6 +111,7 @@ class ModelEngine:
     def describe(self) -> dict[str, Any]:
         """What `GET /v1/models` and the v2 metadata say about this version."""
         return {"name": self.name, "version": self.version, "device": self.device,
+                "backend": self.backend,
                 "input_size": self.input_size, "num_classes": self.num_classes,
                 "gated_layers": self.gated_layers, "blocks": self.blocks,
                 "dense_macs": self.dense_macs, "expected_density": self.expected_density,
@@ -105,8 +126,8 @@ class ModelEngine:
             return None
         active = torch.tensor([[max(0, round(d * k)) for d, k in
                                 zip(self.expected_density, self.blocks, strict=True)]])
-        executed = executed_macs(self.config, active,
-                                 gated_reads_all_inputs=self.device == "cuda")  # see SkipOutput
+        executed = executed_macs(self.config, active,  # see SkipOutput
+                                 gated_reads_all_inputs=self.backend == "triton")
         return 1.0 - int(executed[0]) / self.dense_macs
 
 
@@ -116,6 +137,17 @@ def _resolve_device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for but torch finds no CUDA GPU")
     return device
+
+
+def _resolve_backend(backend: str, device: str) -> str:
+    if backend == "auto":
+        return "triton" if device == "cuda" else "torch"
+    if backend == "triton" and device != "cuda":
+        raise RuntimeError("backend 'triton' runs on a CUDA GPU: serve with --device cuda")
+    if backend == "torch" and device == "cuda":
+        raise RuntimeError("backend 'torch' is the CPU engine: serve with --device cpu, or "
+                           "with --backend triton on the GPU")
+    return backend
 
 
 def _expected_density(config: dict[str, Any], gated_layers: int) -> list[float] | None:

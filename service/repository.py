@@ -207,7 +207,8 @@ class ModelRepository:
         no artifact, however it is broken, gives a 500 or stops the server starting; messages
         name files relative to the repository (an OSError's own text names absolute paths)."""
         try:
-            engine = ModelEngine(folder, self.settings.device, repository=self.root)
+            engine = ModelEngine(folder, self.settings.device, repository=self.root,
+                                 backend=self.settings.backend)
             engine.warm_up(self.settings.warmup_batches)
         except ArtifactError as error:
             raise LoadError(str(error)) from error

@@ -144,6 +144,7 @@ class PredictResponse(BaseModel):
 class ModelVersionInfo(BaseModel):
     version: str
     device: str
+    backend: str = Field(description="the engine serving it: torch, triton or onnxruntime")
     input_size: int
     num_classes: int
     gated_layers: int

@@ -1,0 +1,122 @@
+"""The server on each CPU backend: the same requests answered with the same predictions, gates
+and compute-report contract, whether the models run in the CPU skipping engine (`--backend
+torch`) or from their exported model.onnx in onnxruntime (`--backend onnxruntime`); and an ONNX
+model that cannot serve is refused at load with the reason."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from models.artifact import ArtifactError, read_artifact, write_artifact
+from models.gated_artifact import save_gated_network
+from models.gated_config import GatedNetworkConfig
+from models.gated_network import GatedNetwork
+from service.app import create_app
+from service.engine import ModelEngine
+
+from .conftest import INPUT_SIZE, settings, tiny_network
+from .test_api import inputs
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+
+def chained_network(seed: int) -> GatedNetwork:
+    """Two gated layers back to back: the second reads the first's blocks."""
+    torch.manual_seed(seed)
+    config = GatedNetworkConfig.from_dict({
+        "input_size": INPUT_SIZE, "num_classes": 3, "estimator": "rectifier",
+        "target_density": 0.5, "layers": [
+            {"blocks": 4, "block_size": 4, "gater_hidden": 6, "activation": "relu"},
+            {"blocks": 4, "block_size": 4, "gater_hidden": 0, "activation": "relu"}]})
+    model = GatedNetwork(config).eval()
+    with torch.no_grad():
+        for layer in model.gated_layers:
+            layer.gater.out.weight.mul_(4.0)
+    model.set_thresholds([0.5] * len(model.gated_layers))
+    return model
+
+
+@pytest.fixture(scope="module")
+def onnx_repository(tmp_path_factory):
+    from training.onnx_export import export_to_artifact
+
+    root = tmp_path_factory.mktemp("onnx") / "repo"
+    for name, model in (("tiny", tiny_network(1)), ("chained", chained_network(3))):
+        save_gated_network(model, root, name, 1, {"metrics": {"test_density": [0.5, 0.5]}})
+        export_to_artifact(root, name, 1)
+    save_gated_network(tiny_network(2), root, "unexported", 1)
+    return root
+
+
+def answers(repository, backend: str, model: str, rows: list[list[float]]) -> dict:
+    app = create_app(settings(repository, backend=backend, models=[model]))
+    with TestClient(app) as client:
+        listed = client.get("/v1/models").json()["models"][0]["versions"][0]
+        response = client.post(f"/v1/models/{model}:predict", json={"instances": rows})
+        assert response.status_code == 200, response.text
+        return {"backend": listed["backend"], "predictions": response.json()["predictions"]}
+
+
+@pytest.mark.parametrize("model", ["tiny", "chained"])
+def test_both_backends_answer_the_same_requests_alike(onnx_repository, model):
+    for rows in (inputs(1, seed=5), inputs(7, seed=6)):
+        native = answers(onnx_repository, "torch", model, rows)
+        ort = answers(onnx_repository, "onnxruntime", model, rows)
+        assert (native["backend"], ort["backend"]) == ("torch", "onnxruntime")
+        for a, b in zip(native["predictions"], ort["predictions"], strict=True):
+            np.testing.assert_allclose(a["probabilities"], b["probabilities"], atol=1e-5)
+            assert a["class"] == b["class"]
+            assert a["compute"]["active_blocks"] == b["compute"]["active_blocks"]
+            assert a["compute"]["dense_macs"] == b["compute"]["dense_macs"]
+            # Each report counts what its engine ran: the graph computes a batch's union of
+            # blocks, or every block past its fallback line, so never fewer.
+            assert all(x >= y for x, y in zip(b["compute"]["computed_blocks"],
+                                              a["compute"]["computed_blocks"], strict=True))
+            assert b["compute"]["executed_macs"] >= a["compute"]["executed_macs"]
+
+
+def test_a_version_without_model_onnx_is_refused_with_the_command_that_writes_it(
+        onnx_repository):
+    with pytest.raises(ArtifactError, match="sparsegate-export --model-repository"):
+        ModelEngine(onnx_repository / "unexported" / "1", backend="onnxruntime",
+                    repository=onnx_repository)
+
+
+@pytest.mark.parametrize("where", ["absolute", "relative"])
+def test_an_onnx_model_that_reads_files_outside_the_artifact_is_refused(
+        onnx_repository, tmp_path, monkeypatch, where):
+    """A model.onnx whose weights live in "external data" would make onnxruntime open the
+    file the model names (a relative name from the server's working directory); the server
+    confines that to an empty folder."""
+    from onnx import external_data_helper
+
+    monkeypatch.chdir(tmp_path)
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(4096, dtype=np.float32).tobytes())
+    config, tensors = read_artifact(onnx_repository / "tiny" / "1")
+    graph = onnx.load_from_string((onnx_repository / "tiny" / "1" / "model.onnx").read_bytes())
+    weight = graph.graph.initializer[0]
+    location = str(secret) if where == "absolute" else secret.name
+    external_data_helper.set_external_data(weight, location=location, offset=0,
+                                           length=len(weight.raw_data))
+    weight.ClearField("raw_data")
+    weight.data_location = onnx.TensorProto.EXTERNAL
+    root = tmp_path / "repo"
+    stored = {k: v for k, v in config.items() if k != "extra_files"}
+    write_artifact(root, "tiny", "1", stored, tensors,
+                   extra_files={"model.onnx": graph.SerializeToString()})
+    with pytest.raises(ArtifactError, match="onnxruntime cannot load the model"):
+        ModelEngine(root / "tiny" / "1", backend="onnxruntime", repository=root)
+
+
+@pytest.mark.parametrize(("backend", "device", "message"), [
+    ("triton", "cpu", "runs on a CUDA GPU"),
+])
+def test_a_backend_the_device_cannot_run_is_refused(onnx_repository, backend, device, message):
+    with pytest.raises(RuntimeError, match=message):
+        ModelEngine(onnx_repository / "tiny" / "1", device, backend=backend,
+                    repository=onnx_repository)
