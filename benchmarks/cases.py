@@ -23,7 +23,7 @@ from torch import Tensor
 from models.gated_artifact import load_gated_network, save_gated_network
 from models.gated_config import GatedNetworkConfig, preset
 from models.gated_network import GatedNetwork
-from models.skip_inference import NUMPY_ACTIVATIONS
+from models.skip.cpu import NUMPY_ACTIVATIONS
 
 LAYER_CASE = "layer-1024-64x64-1024"
 MODEL_CASE = "model-blocks-784-2x(64x64)-10"

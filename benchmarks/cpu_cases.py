@@ -1,4 +1,4 @@
-"""CPU rows of the skip benchmark: torch dense versus `models.skip_inference.SkipNetwork`.
+"""CPU rows of the skip benchmark: torch dense versus `models.skip.cpu.SkipNetwork`.
 
 For each case, batch and density: the dense network in torch (the baseline of `speedup`), the
 same dense network through numpy's OpenBLAS (`dense_openblas_ms`, since the skip path's
@@ -13,7 +13,7 @@ import time
 import torch
 from threadpoolctl import threadpool_limits
 
-from models.skip_inference import SkipNetwork
+from models.skip.cpu import SkipNetwork
 
 from .cases import (
     LAYER_CASE,

@@ -13,7 +13,7 @@ Dense is the same network in bf16 with every block on and no gater (the two prod
 baseline (`dense_baseline` says which). The skip path (`TritonSkipNetwork`: its
 gater, kernels and the 2-class read-out) is timed eagerly (backend "triton") and as a CUDA
 graph replay (backend "triton-graph"). From `BATCH_ROUTE_MIN_BATCH` examples eager batches
-may take the batch route (torch GEMMs once enough pairs are on, `models.gpu_skip`); the
+may take the batch route (torch GEMMs once enough pairs are on, `models.skip.cuda`); the
 backend "triton-no-batch-route" times the same forward without it, so one run compares the
 two. Each time is the median of `repeats` calls after
 `warmup` calls, with `torch.cuda.synchronize()` before the clock is read. Before any timing,
@@ -37,9 +37,9 @@ import torch
 
 from benchmarks.run_record import write_rows
 from benchmarks.skip import layer_model
-from models import gpu_skip
 from models.gated_network import ACTIVATION_FUNCTIONS, GatedNetwork
-from models.gpu_skip import (
+from models.skip import cuda as gpu_skip
+from models.skip.cuda import (
     GEMV_MAX_BATCH,
     CudaGraphSkipNetwork,
     TritonSkipNetwork,

@@ -20,7 +20,7 @@ from torch.profiler import ProfilerActivity, profile
 from benchmarks.cases import set_density
 from benchmarks.cuda_cases import dense_forward
 from benchmarks.skip import layer_model
-from models.gpu_skip import TritonSkipNetwork
+from models.skip.cuda import TritonSkipNetwork
 
 
 def kernel_times(fn, calls: int) -> list[tuple[str, float, int]]:

@@ -1,4 +1,4 @@
-"""Choose the small-batch kernels' tile shapes (`models.triton_gemv.TILES`) on a GPU.
+"""Choose the small-batch kernels' tile shapes (`models.skip.triton_gemv.TILES`) on a GPU.
 
     python -m benchmarks.cuda_tune --json runs/bench/tune.json
 
@@ -24,8 +24,8 @@ import torch
 from benchmarks.cases import set_density
 from benchmarks.cuda_cases import _graph, dense_forward, median_ms, relative_error
 from benchmarks.skip import layer_model
-from models import triton_gemv as tg
-from models.gpu_skip import CudaGraphSkipNetwork, TritonSkipNetwork
+from models.skip import triton_gemv as tg
+from models.skip.cuda import CudaGraphSkipNetwork, TritonSkipNetwork
 
 CANDIDATES = {
     "pair": [(4, 2048, 8), (2, 2048, 8), (1, 4096, 8), (2, 4096, 8), (8, 1024, 8),

@@ -211,7 +211,7 @@ def compare_backends(repository: Path, args: argparse.Namespace, common: list[st
                      inputs: dict) -> list[dict]:
     """The same artifacts served by one server per backend, 1 client, alternating rounds."""
     if "onnxruntime" in args.backends:
-        from training.onnx_export import export_to_artifact
+        from models.skip.onnx_export import export_to_artifact
 
         for model in (DEFAULT_MODEL, "wide-10", "wide-dense"):
             export_to_artifact(repository, model)

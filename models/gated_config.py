@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .activations import ACTIVATIONS as ACTIVATION_TABLE
 from .config_checks import (
     MAX_SIZE,
     ConfigError,
@@ -27,7 +28,7 @@ from .estimators import ESTIMATORS, make_estimator
 
 __all__ = ["ConfigError", "GatedLayerConfig", "GatedNetworkConfig", "preset"]
 
-ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid")
+ACTIVATIONS = tuple(ACTIVATION_TABLE)
 # Layers a network may stack: building one costs a few milliseconds per gated layer (its
 # default threshold is found by bisection), so an edited config of thousands of layers would
 # hold a loading server for seconds; no network we train comes near this.

@@ -14,15 +14,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .activations import ACTIVATIONS
 from .estimators import Estimator, make_estimator
 from .gated_config import GatedLayerConfig, GatedNetworkConfig
 
-ACTIVATION_FUNCTIONS = {
-    "linear": lambda x: x,
-    "relu": torch.relu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-}
+ACTIVATION_FUNCTIONS = {name: a.torch for name, a in ACTIVATIONS.items()}
 
 
 @dataclass

@@ -19,7 +19,7 @@ import torch
 from models.artifact import ArtifactError, read_extra_file, shown_path
 from models.compute import ComputeReport, dense_macs, executed_macs
 from models.gated_artifact import load_gated_network
-from models.skip_inference import SkipNetwork
+from models.skip.cpu import SkipNetwork
 
 
 @dataclass
@@ -59,7 +59,7 @@ class ModelEngine:
         self.blocks = [layer.config.blocks for layer in model.gated_layers]
         self.dense_macs = dense_macs(model.config)
         if self.backend == "triton":
-            from models.gpu_skip import CudaGraphSkipNetwork, TritonSkipNetwork
+            from models.skip.cuda import CudaGraphSkipNetwork, TritonSkipNetwork
 
             self._forward = CudaGraphSkipNetwork(TritonSkipNetwork(model.to("cuda")))
         elif self.backend == "onnxruntime":
@@ -70,7 +70,7 @@ class ModelEngine:
         self.expected_saved_fraction = self._expected_saving()
 
     def _onnx_session(self, repository: str | Path | None):
-        from models.onnx_runtime import OnnxModelError, OnnxRuntimeSkipNetwork
+        from models.skip.onnx_runtime import OnnxModelError, OnnxRuntimeSkipNetwork
 
         if "model.onnx" not in (self.metadata.get("extra_files") or {}):
             raise ArtifactError(f"{self.shown}: the onnxruntime backend serves the artifact's "

@@ -21,15 +21,9 @@ import sys
 from pathlib import Path
 
 from models.artifact import ArtifactError, artifact_path, validate_name, validate_version
+from models.skip.onnx_export import DEFAULT_OPSET, ExportError, check_opset, export_dense_onnx
 
-from .onnx_export import (
-    DEFAULT_OPSET,
-    ExportError,
-    check_opset,
-    export_dense_onnx,
-    export_to_artifact,
-    resolve_version,
-)
+from .onnx_export import export_to_artifact, resolve_version
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -49,7 +49,7 @@ def test_calibration_variants_are_checked_and_timed_where_they_apply():
 
 
 def test_the_batch_route_is_timed_against_the_forward_without_it(monkeypatch):
-    from models import gpu_skip
+    from models.skip import cuda as gpu_skip
 
     monkeypatch.setattr(gpu_skip, "BATCH_ROUTE_MIN_BATCH", 9)
     rows = cuda_cases.case_rows(DEVICE, 0, 1, 0, d_in=32, blocks=4, block_size=16, d_out=24,

@@ -4,7 +4,7 @@ import json
 
 from benchmarks.cases import set_density, whole_model
 from benchmarks.skip import main
-from models.skip_inference import SkipNetwork
+from models.skip.cpu import SkipNetwork
 
 FIELDS = {"device", "backend", "case", "batch", "density", "dense_ms", "skip_ms", "speedup"}
 

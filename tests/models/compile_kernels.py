@@ -13,8 +13,8 @@ import sys
 
 import torch
 
-from models import triton_gemv as tg
-from models import triton_kernels as tk
+from models.skip import triton_gemv as tg
+from models.skip import triton_kernels as tk
 
 if os.environ.get("TRITON_INTERPRET") == "1":
     raise SystemExit("run without TRITON_INTERPRET=1: this checks the compiled kernels")

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from models import native_kernels
 from models.gated_config import GatedNetworkConfig
 from models.gated_network import GatedNetwork
-from models.skip_inference import SkipNetwork
+from models.skip import c_kernels as native_kernels
+from models.skip.cpu import SkipNetwork
 
 kernels = native_kernels.load()
 pytestmark = pytest.mark.skipif(kernels is None, reason="no C compiler built the kernels")
@@ -287,7 +287,7 @@ def test_before_a_gated_layer_examples_with_most_blocks_on_compute_them_all():
     on computes all of them (as pairs, in C) when the next layer is gated, which then reads its
     whole row; the reports count every block it computed, and the output is unchanged."""
     from models.compute import compute_reports
-    from models.skip_inference import WHOLE_BEFORE_GATED_FROM
+    from models.skip.cpu import WHOLE_BEFORE_GATED_FROM
 
     model = two_gated_layers(first_blocks=8, seed=7)
     first, second = model.gated_layers

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from models.gated_network import GatedNetwork
-from models.native_kernels import load as load_native
-from models.skip_inference import SkipNetwork
+from models.skip.c_kernels import load as load_native
+from models.skip.cpu import SkipNetwork
 from training.calibrate import calibrate_thresholds
 
 from .test_skip_inference import LAYOUTS
@@ -112,7 +112,7 @@ def test_the_poison_is_seen_by_an_engine_that_computes_every_block():
 
 
 def onnx_logits(model: GatedNetwork, x: torch.Tensor, **export) -> torch.Tensor:
-    from training.onnx_export import export_onnx, ort_session
+    from models.skip.onnx_export import export_onnx, ort_session
 
     logits = ort_session(export_onnx(model, **export)).run(None, {"x": x.numpy()})[0]
     return torch.from_numpy(logits)

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from models.compute import active_blocks_of, compute_reports
 from models.gated_config import GatedNetworkConfig
 from models.gated_network import GatedNetwork
-from models.native_kernels import TILE
-from models.skip_inference import SkipNetwork
+from models.skip.c_kernels import TILE
+from models.skip.cpu import SkipNetwork
 
 ESTIMATORS = ["st", "reinforce", "sts", "noisy-rectifier", "hard-concrete", "noisy-sigmoid"]
 
@@ -135,8 +135,8 @@ def test_each_example_is_routed_by_its_own_gates_not_its_batch_mates():
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_grouped_products_split_over_threads_give_the_same_output(threads, monkeypatch):
     """Threads write disjoint pair rows, consumer chunks sum in any order: same output."""
-    import models.block_products as block_products
-    import models.skip_inference as skip_inference
+    import models.skip.cpu as skip_inference
+    import models.skip.numpy_products as block_products
 
     monkeypatch.setattr(block_products, "PARALLEL_FROM_MACS", 0)  # split even tiny work
     monkeypatch.setattr(skip_inference, "PARTS_BUFFER_ELEMENTS", 8)  # many consumer chunks
@@ -150,7 +150,7 @@ def test_grouped_products_split_over_threads_give_the_same_output(threads, monke
 
 
 def test_split_spans_balances_pairs_and_keeps_order():
-    from models.block_products import chunk_spans, split_spans
+    from models.skip.numpy_products import chunk_spans, split_spans
 
     spans = [(0, 0, 10), (2, 10, 12), (3, 12, 30), (5, 30, 31), (7, 31, 40)]
     runs = split_spans(spans, 2)

@@ -1,4 +1,4 @@
-"""The Triton skip path (models.gpu_skip) equals the dense masked forward and SkipNetwork.
+"""The Triton skip path (models.skip.cuda) equals the dense masked forward and SkipNetwork.
 
 Without a GPU the kernels run in Triton's interpreter on CPU tensors: TRITON_INTERPRET=1 is
 set here, before anything imports triton (nothing else in the suite imports it, and models/
@@ -26,16 +26,16 @@ DEVICE = "cpu" if INTERPRET else "cuda"
 
 pytest.importorskip("triton")
 
-from models import gpu_skip  # noqa: E402
 from models.compute import active_blocks_of, compute_reports  # noqa: E402
 from models.gated_config import GatedNetworkConfig  # noqa: E402
 from models.gated_network import GatedNetwork  # noqa: E402
-from models.gpu_skip import (  # noqa: E402
+from models.skip import cuda as gpu_skip  # noqa: E402
+from models.skip.cpu import SkipNetwork  # noqa: E402
+from models.skip.cuda import (  # noqa: E402
     GROUPED_DENSE_FROM,
     CudaGraphSkipNetwork,
     TritonSkipNetwork,
 )
-from models.skip_inference import SkipNetwork  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_compiled_cuda = pytest.mark.skipif(
@@ -250,7 +250,7 @@ def test_batch_route_in_fp16_within_tolerance(monkeypatch):
 
 @pytest.mark.parametrize("dense_from_k", [math.inf, 2.0], ids=["no-routing", "routing"])
 def test_gate_lists_hold_each_blocks_sparse_examples_and_the_dense_ones(dense_from_k):
-    from models import triton_kernels as tk
+    from models.skip import triton_kernels as tk
 
     generator = torch.Generator().manual_seed(0)
     values = (torch.rand(37, 5, generator=generator) < 0.4).float()

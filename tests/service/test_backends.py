@@ -42,7 +42,7 @@ def chained_network(seed: int) -> GatedNetwork:
 
 @pytest.fixture(scope="module")
 def onnx_repository(tmp_path_factory):
-    from training.onnx_export import export_to_artifact
+    from models.skip.onnx_export import export_to_artifact
 
     root = tmp_path_factory.mktemp("onnx") / "repo"
     for name, model in (("tiny", tiny_network(1)), ("chained", chained_network(3))):

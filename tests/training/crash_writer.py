@@ -13,7 +13,8 @@ that hangs anyway is killed after CHILD_TIMEOUT_S and reported "hung".
 MODE: "new" writes version 3 of model "tiny" (v1's config and weights, NEW_ONNX); "overwrite"
 rewrites version 2 with a marker in its config and NEW_ONNX, as the ONNX export does;
 "two-renames" is "overwrite" on a system that cannot swap folders in one step; "export" runs
-`training.onnx_export.export_to_artifact` on version 2.
+`training.onnx_export.export_to_artifact` on version 2 (whose writer is
+`models.skip.onnx_export.write_artifact`).
 
 A filesystem operation is a Python audit event (docs.python.org/3/library/audit_events.html) that
 touches the filesystem: an open (for reading too), a mkdir, a rename, a removal, the
@@ -92,7 +93,8 @@ def write_half(path: Path, data: bytes) -> None:
 def write(repository: Path, mode: str, arm) -> None:
     """Write as `mode` says, calling `arm()` just before the writer starts."""
     if mode == "export":
-        from training import onnx_export
+        from models.skip import onnx_export
+        from training.onnx_export import export_to_artifact
 
         real_write_artifact = onnx_export.write_artifact
 
@@ -101,7 +103,7 @@ def write(repository: Path, mode: str, arm) -> None:
             return real_write_artifact(*args, **kwargs)
 
         onnx_export.write_artifact = armed_write_artifact
-        onnx_export.export_to_artifact(repository, "tiny", 2)
+        export_to_artifact(repository, "tiny", 2)
         return
     source, version = (1, 3) if mode == "new" else (2, 2)
     config, tensors = artifact.read_artifact(repository / "tiny" / str(source))

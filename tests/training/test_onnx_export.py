@@ -21,10 +21,9 @@ from models.estimators import ESTIMATORS
 from models.gated_artifact import load_gated_network, save_gated_network
 from models.gated_config import GatedNetworkConfig
 from models.gated_network import GatedNetwork
-from models.skip_inference import SkipNetwork
-from training import onnx_export
-from training.export_cli import main
-from training.onnx_export import (
+from models.skip import onnx_export
+from models.skip.cpu import SkipNetwork
+from models.skip.onnx_export import (
     ExportError,
     export_dense_onnx,
     export_onnx,
@@ -32,6 +31,8 @@ from training.onnx_export import (
     reference,
     verify_onnx,
 )
+from training.export_cli import main
+from training.onnx_export import export_to_artifact
 
 TOL = 1e-4
 D, C = 12, 3
@@ -424,7 +425,7 @@ def test_export_writes_nothing_when_verification_fails(repo, monkeypatch):
     monkeypatch.setattr(onnx_export, "export_onnx", lambda model, opset: export_onnx(other))
     before = (repo / "tiny" / "2" / "config.json").read_bytes()
     with pytest.raises(ExportError, match="differ"):
-        onnx_export.export_to_artifact(repo, "tiny")
+        export_to_artifact(repo, "tiny")
     assert (repo / "tiny" / "2" / "config.json").read_bytes() == before
     assert not (repo / "tiny" / "2" / "model.onnx").exists()
 
@@ -437,7 +438,7 @@ def test_real_inputs_are_used_where_the_data_set_loads(tmp_path):
     model = GatedNetwork(config).eval()
     save_gated_network(model, tmp_path, "digits", 1, {"data": {"name": "digits",
                                                                "source": "sklearn"}})
-    _, meta = onnx_export.export_to_artifact(tmp_path, "digits")
+    _, meta = export_to_artifact(tmp_path, "digits")
     assert "digits test split" in meta["verification"]["inputs"]
     shutil.rmtree(tmp_path / "digits")
 

@@ -8,7 +8,7 @@ import torch
 
 from models.compute import active_blocks_of, compute_reports
 from models.gated_network import GatedNetwork, density_threshold
-from models.skip_inference import SkipNetwork
+from models.skip.cpu import SkipNetwork
 from training.calibrate import evaluate
 from training.settings import ConfigError, TrainSettings
 from training.trainer import Trainer

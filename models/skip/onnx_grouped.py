@@ -1,5 +1,5 @@
 """The grouped branch of the skipping graph: gated layers and the layer reading the last of them,
-computed per (example, block) pair, for large batches (`training.onnx_export` builds it in an
+computed per (example, block) pair, for large batches (`models.skip.onnx_export` builds it in an
 If).
 
 At batch 64-256 with independent per-example gates the union of the batch's blocks is nearly
@@ -38,9 +38,6 @@ import numpy as np
 from onnx import TensorProto
 
 from .onnx_graph import Graph, apply_activation
-
-GROUPED_FROM_BATCH = 48
-GROUPED_MAX_FRACTION = 0.3
 
 
 def grouped_condition(g: Graph, batch: str, active: str, blocks: int, from_batch: int,

@@ -1,6 +1,6 @@
-"""Block-skipping inference on the GPU: the Triton kernels of `models.triton_kernels`.
+"""Block-skipping inference on the GPU: the Triton kernels of `models.skip.triton_kernels`.
 
-`TritonSkipNetwork(model)` has the call contract of `models.skip_inference.SkipNetwork`:
+`TritonSkipNetwork(model)` has the call contract of `models.skip.cpu.SkipNetwork`:
 x (B, D) in, `SkipOutput` out, the logits equal to the dense masked forward
 (`GatedNetwork.eval()`) up to the precision of `dtype` (fp32 accumulation throughout). Per
 gated layer the gater runs in full with plain torch ops in the model's own precision (so the
@@ -10,7 +10,7 @@ example, only the weight rows of the blocks that example computed. A gated layer
 of its input units, as the compute report counts (`models.compute`).
 
 Two paths, chosen by batch size (`GEMV_MAX_BATCH`):
-- B <= 4, GEMV (`models.triton_gemv`): at batch 1 a layer is memory bound and a forward is a
+- B <= 4, GEMV (`models.skip.triton_gemv`): at batch 1 a layer is memory bound and a forward is a
   handful of microsecond kernels, so the work is cut into as few launches as possible. A
   gated layer with binary units is three kernels: the gater's hidden layer, then its logits
   with the gate, the report's counts and the list of active (example, block) pairs in one
@@ -18,7 +18,7 @@ Two paths, chosen by batch size (`GEMV_MAX_BATCH`):
   estimator's own function) take their gates from torch and only the list from a kernel.
   The consumer adds each pair's partial product into its example's fp32 row with atomics.
   With a handful of examples each reads its own blocks' weights; shared ones hit L2.
-- B > 4, grouped GEMM (`models.triton_kernels`): pairs sorted by block into tiles of
+- B > 4, grouped GEMM (`models.skip.triton_kernels`): pairs sorted by block into tiles of
   16 / 32 / 64 examples (by batch), so a block's weights are read once per tile and
   multiplied on tensor cores. The consumer of a gated layer adds each pair's partial product
   into its example's row with fp32 atomics; an example with at least `dense_from` of a
@@ -64,17 +64,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..gated_network import ACTIVATION_FUNCTIONS, GatedLayer, GatedNetwork
 from . import triton_gemv as tg
 from . import triton_kernels as tk
-from .gated_network import ACTIVATION_FUNCTIONS, GatedLayer, GatedNetwork
-from .skip_inference import SkipOutput
+from .output import SkipOutput
+from .routing import (
+    BATCH_DENSE_FROM,
+    BATCH_ROUTE_MIN_BATCH,
+    GEMV_MAX_BATCH,
+    GROUPED_DENSE_FROM,
+    SMALL_DENSE_WEIGHTS,
+)
 
-GEMV_MAX_BATCH = 4
-GROUPED_DENSE_FROM = 1.0 / 3.0
-BATCH_ROUTE_MIN_BATCH = 64
-BATCH_DENSE_FROM = 0.25
 PATHS = ("auto", "gemv", "grouped")
-SMALL_DENSE_WEIGHTS = 1 << 16  # a dense layer this small runs as a row GEMV kernel
 L2_RESIDENT_BYTES = 16 << 20  # a gated layer's input beyond this is cast before gathers
 
 
@@ -161,7 +163,7 @@ class TritonSkipNetwork:
             self.steps.append(step)
             previous_gated = None
         # Completion counters of the kernels whose last program finishes a stage (two per
-        # gated layer, `models.triton_gemv`): each resets its own, so one forward at a time
+        # gated layer, `models.skip.triton_gemv`): each resets its own, so one forward at a time
         # per network (as the CUDA graphs and the service's batcher run them).
         self._done = torch.zeros(2 * len(model.gated_layers), dtype=torch.int32,
                                  device=self.device)
@@ -182,7 +184,7 @@ class TritonSkipNetwork:
         return self._grouped(x, dense_from)
 
     def _small_batch(self, x: Tensor, dense_from: float) -> SkipOutput:
-        """The GEMV path (`models.triton_gemv`): per gated layer a gate stage that lists the
+        """The GEMV path (`models.skip.triton_gemv`): per gated layer a gate stage that lists the
         active pairs, the main path over the list, and a consumer that adds into fp32 rows
         (and runs a small dense layer after it, such as the read-out, at its end)."""
         batch, device = x.shape[0], x.device
@@ -287,7 +289,7 @@ class TritonSkipNetwork:
         return values, pairs, total
 
     def _grouped(self, x: Tensor, dense_from: float) -> SkipOutput:
-        """The grouped-GEMM path (`models.triton_kernels`): per gated layer a gate stage that
+        """The grouped-GEMM path (`models.skip.triton_kernels`): per gated layer a gate stage that
         lists each block's examples, the blocks over those lists on tensor cores, and a
         consumer that adds each pair's partial product into fp32 rows (whole rows for the
         examples routed dense). Also any network without a gated layer."""

@@ -1,7 +1,7 @@
 """Serving an artifact's exported `model.onnx` through onnxruntime, with the same output as the
 other skipping engines (`SkipOutput`: logits, blocks on and blocks computed per example).
 
-The graph (written by `sparsegate-export`, see `training.onnx_export`) skips blocks itself and
+The graph (written by `sparsegate-export`, see `models.skip.onnx_export`) skips blocks itself and
 returns `active_blocks` and `computed_blocks`; the compute report follows from them and the
 network's config. Where a gated layer reads a gated layer and the batch holds more than one
 example, the graph reads the batch's union of input blocks (or all of them), so the report
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .gated_config import GatedNetworkConfig
-from .skip_inference import SkipOutput
+from ..gated_config import GatedNetworkConfig
+from .output import SkipOutput
 
 INPUT = "x"
 OUTPUTS = ("logits", "active_blocks", "computed_blocks")

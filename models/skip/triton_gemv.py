@@ -27,7 +27,7 @@ consumer one, and every kernel is sized so that all its weight loads are in flig
 
 The pair list's length stays on the device (the kernels read it), so a whole forward can be
 captured as a CUDA graph. `triton` is imported inside `kernels()` only (see
-`models.triton_kernels`, whose activation helper these kernels share).
+`models.skip.triton_kernels`, whose activation helper these kernels share).
 
 Letters: B examples, D input units, K blocks of S units, K_in blocks of S_in units of the
 gated layer a consumer reads, N outputs, M gater hidden units, P pairs, BN / BK / BR tile
@@ -62,7 +62,7 @@ FUSED_GATER_MAX_WEIGHTS = 1 << 14  # largest K_pad x M_pad gater output layer he
 
 @functools.cache
 def kernels() -> SimpleNamespace:
-    """Define the kernels (once); see `models.triton_kernels.kernels`."""
+    """Define the kernels (once); see `models.skip.triton_kernels.kernels`."""
     global triton, tl, _activate, _fill_broadcast, _row_dot, _last_program, _binary_gates
     import triton
     import triton.language as tl

@@ -1,4 +1,4 @@
-/* Grouped products of the CPU skipping forward (models/native_kernels.py builds and loads this).
+/* Grouped products of the CPU skipping forward (models/skip/c_kernels.py builds and loads this).
  *
  * Pairs (example, block) arrive sorted by block; `spans` holds (block, start, end) triples, one
  * per block present. Each kernel streams a block's weight tile by tile exactly once per few pair

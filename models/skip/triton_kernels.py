@@ -1,5 +1,5 @@
 """Triton kernels for the block-skipping forward on the GPU at larger batches (driven by
-`models.gpu_skip`; the small-batch kernels are in `models.triton_gemv`, which shares the
+`models.skip.cuda`; the small-batch kernels are in `models.skip.triton_gemv`, which shares the
 activation helper defined here).
 
 Two kernels, each generic over "which weight rows, which input columns":
@@ -38,7 +38,9 @@ from types import SimpleNamespace
 
 import torch
 
-ACTIVATION_CODES = {"linear": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
+from ..activations import ACTIVATIONS
+
+ACTIVATION_CODES = {name: a.triton_code for name, a in ACTIVATIONS.items()}
 PROGRAMS_PER_SM = 2  # persistent grids: enough resident programs to hide latency, no more
 FUSED_GATER_MAX_HIDDEN = 256  # gate_rows holds a (32, M) tile of gater hidden units
 GATER_SPLIT = 512  # inputs per program of the gater's hidden layer (hidden_sums)

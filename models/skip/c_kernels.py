@@ -1,4 +1,4 @@
-"""The C grouped-product kernels (models/csrc/block_kernels.c), compiled on first use.
+"""The C grouped-product kernels (models/skip/csrc/block_kernels.c), compiled on first use.
 
 At a block's handful of rows (batch 64 at 10 %: ~6 rows per block), a BLAS call spends much of
 its time packing the block's weight into its own layout before multiplying; these kernels

@@ -22,12 +22,12 @@ torch's dense product here, even with every block on (see `dense_fraction`).
 
 A gated layer that reads a gated layer reads, per example, only the input blocks that example
 computed there: each (example, output block) pair sums one tile product per input block it
-reads (`models/csrc/block_kernels.c`, `tiles_from_blocks`; a numpy gather per example without
+reads (`models/skip/csrc/block_kernels.c`, `tiles_from_blocks`; a numpy gather per example without
 a compiler). The compute report counts exactly the products that run (`models.compute`); the
 output equals the dense masked forward (`GatedNetwork.eval()`) up to float summation order.
 
-The grouped products run in small C kernels compiled on first use (`models.native_kernels`)
-where a C compiler is found, otherwise through numpy's OpenBLAS (`models.block_products`); the
+The grouped products run in small C kernels compiled on first use (`models.skip.c_kernels`)
+where a C compiler is found, otherwise through numpy's OpenBLAS (`models.skip.numpy_products`); the
 large dense products run in torch.
 
 Letters: B examples, D input units of a layer, K blocks, S units per block, N output units,
@@ -43,90 +43,29 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import native_kernels
-from .block_products import block_offsets, chunk_spans, rows_times_blocks, use_one_blas_thread
-from .compute import ComputeReport, compute_reports
-from .gated_config import GatedNetworkConfig
-from .gated_network import GatedLayer, GatedNetwork
+from ..activations import ACTIVATIONS
+from ..gated_network import GatedLayer, GatedNetwork
+from . import c_kernels as native_kernels
+from .numpy_products import block_offsets, chunk_spans, rows_times_blocks, use_one_blas_thread
+from .output import SkipOutput
+from .routing import (
+    DENSE_FROM_BATCH,
+    DENSE_FROM_SINGLE,
+    NATIVE_THREADS_FROM_MACS,
+    TORCH_DENSE_FROM_MACS,
+    WHOLE_BEFORE_GATED_FROM,
+)
 
-# Route an example dense at a gated layer from this fraction of its blocks on (by default; a
-# `dense_from` given to SkipNetwork applies at every batch size). Measured with
-# `python -m benchmarks.skip` on this project's CPU: a lone example is memory bound, so reading
-# only its blocks' weights pays until nearly all are on (half of them: 1.2x-2x dense).
-DENSE_FROM_SINGLE = 0.75
-# In a batch whose gated layers' blocks run in the C kernels, no example is routed dense: the
-# grouped products stream each block's weight once for all its rows, where torch's dense
-# product (MKL on this AMD CPU) runs small batches far below the memory's rate. Measured with
-# `python -m benchmarks.skip` against `--dense-from` (the rule fixed for every batch), see
-# docs/performance.md: on the issue's layer with every block on, the sparse route ran 1.6x
-# dense at batch 8 and ~1x at 256, where routing dense ran 0.96x-0.97x; and any line between makes
-# a batch whose examples straddle it pay for both routes (0.5x-0.6x at 95 % of the blocks with
-# the line at 100 %).
-# But an example with at least this fraction of a gated layer's blocks on, in a batch, computes
-# every block there when the next layer is gated (see `_gated`): the next layer then reads its
-# whole row with the whole-row kernel (six rows per pass over a weight tile), where reading
-# only its input blocks, tile by tile (four rows per pass, one input block at a time), is
-# slower once most are on. `python -m benchmarks.skip --cases model` at batch 64, 95 % of the
-# blocks on: 0.82x dense tile by tile, 0.94x-0.99x with the line at 0.6-0.75; 0.75 keeps
-# 2.45x at 50 %, where 0.6 (computing more blocks) gave 2.06x.
-WHOLE_BEFORE_GATED_FROM = 0.75
-# Without the C kernels a block's product of a few rows runs in numpy at a fraction of a large
-# product's rate: all examples sparse ran 1.1x-1.6x dense at a quarter of the blocks and
-# 0.5x-0.8x at half. A batch whose examples straddle the line pays for both routes, so the line
-# sits between.
-DENSE_FROM_BATCH = 0.4
-# Multiply-adds from which a C grouped product is split over `threads` threads.
-NATIVE_THREADS_FROM_MACS = 4_000_000
-# Dense products from this many multiply-adds run in torch, on all its threads.
-TORCH_DENSE_FROM_MACS = 8_000_000
 # A consumer's partial products are summed into output rows a few thousand (pair, output)
 # values at a time, so the buffer they pass through stays cache-sized (4 MB of float32).
 PARTS_BUFFER_ELEMENTS = 1 << 20
 
 
-def _sigmoid_(x: np.ndarray) -> np.ndarray:
-    """In place; through tanh, which cannot overflow the way exp(-x) can."""
-    np.multiply(x, 0.5, out=x)
-    np.tanh(x, out=x)
-    np.add(x, 1.0, out=x)
-    return np.multiply(x, 0.5, out=x)
-
-
-# The network's activations (models.gated_network.ACTIVATION_FUNCTIONS) in numpy, in place: the
-# bookkeeping between products runs in numpy, a few times cheaper per call than torch's dispatch
-# at these sizes.
-NUMPY_ACTIVATIONS = {
-    "linear": lambda x: x,
-    "relu": lambda x: np.maximum(x, 0.0, out=x),
-    "tanh": lambda x: np.tanh(x, out=x),
-    "sigmoid": _sigmoid_,
-}
-
-
-# The same, in place on torch tensors: applied inside `_Linear.dense` right after a torch
-# product, while torch's threads and the output are still hot (measured: half of numpy's time).
-TORCH_ACTIVATIONS_ = {
-    "linear": lambda x: x,
-    "relu": torch.relu_,
-    "tanh": torch.tanh_,
-    "sigmoid": torch.sigmoid_,
-}
-
-
-@dataclass
-class SkipOutput:
-    logits: Tensor  # (B, C)
-    active_blocks: Tensor  # (B, G) blocks on per example and gated layer
-    computed_blocks: Tensor  # (B, G) blocks computed: the active ones, or all for a dense route
-    gates: list[Tensor]  # per gated layer (B, K): the gate values that multiplied the blocks
-    # A gated layer after a gated layer read all its input units (the Triton path), rather
-    # than those of the blocks computed (this module).
-    gated_reads_all_inputs: bool = False
-
-    def reports(self, network: GatedNetwork | GatedNetworkConfig) -> list[ComputeReport]:
-        config = network.config if isinstance(network, GatedNetwork) else network
-        return compute_reports(config, self.active_blocks, self.computed_blocks,
-                               gated_reads_all_inputs=self.gated_reads_all_inputs)
+# The network's activations in numpy and in torch, in place: the bookkeeping between products
+# runs in numpy (a few times cheaper per call than torch's dispatch at these sizes); torch's
+# form is applied right after a torch product, while its threads and output are still hot.
+NUMPY_ACTIVATIONS = {name: a.numpy_ for name, a in ACTIVATIONS.items()}
+TORCH_ACTIVATIONS_ = {name: a.torch_ for name, a in ACTIVATIONS.items()}
 
 
 @dataclass
@@ -227,7 +166,7 @@ class SkipNetwork:
         self.dense_from = dense_from
         self.threads = threads or torch.get_num_threads()
         self.native = native_kernels.load() if native else None
-        use_one_blas_thread()  # see models.block_products
+        use_one_blas_thread()  # see models.skip.numpy_products
         self._linears: list[_Linear] = []
         self._gaters: dict[int, _Gater] = {}
         previous_blocks = 0  # blocks of the previous layer if it was gated

@@ -2,7 +2,7 @@
 
 `Graph` collects the nodes of a graph or of an If branch; branches share the root's
 initializers and name counter, so they refer to the root's constants and no name is defined
-twice. Used by `training.onnx_export` (the skipping graph) and `training.onnx_grouped` (its
+twice. Used by `models.skip.onnx_export` (the skipping graph) and `models.skip.onnx_grouped` (its
 grouped branch for large batches).
 """
 
@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from ..activations import ACTIVATIONS
 
 
 class ExportError(RuntimeError):
@@ -110,7 +112,7 @@ class Graph:
         return outs
 
 
-ACTIVATION_OPS = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}
+ACTIVATION_OPS = {name: a.onnx_op for name, a in ACTIVATIONS.items() if a.onnx_op}
 
 
 def apply_activation(g: Graph, x: str, activation: str, name: str | None = None) -> str:

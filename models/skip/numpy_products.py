@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .routing import PARALLEL_FROM_MACS
+
 
 @functools.cache
 def _openblas_controllers() -> list:
@@ -47,12 +49,6 @@ def use_one_blas_thread() -> None:
     for controller in _openblas_controllers():
         controller.set_num_threads(1)
 
-
-# Mean multiply-adds per product below which the grouped products stay on the calling thread.
-# Each product hands the GIL back and forth around its BLAS call; measured here, two threads
-# gained nothing at a block's ~6 rows (batch 64 at 10 %: 0.42 M multiply-adds a product) and
-# halved the time at 64 rows (4 M).
-PARALLEL_FROM_MACS = 2_000_000
 
 
 @functools.cache

@@ -1,0 +1,27 @@
+"""What every skipping engine returns for a batch, and how its compute report is made."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from ..compute import ComputeReport, compute_reports
+from ..gated_config import GatedNetworkConfig
+from ..gated_network import GatedNetwork
+
+
+@dataclass
+class SkipOutput:
+    logits: Tensor  # (B, C)
+    active_blocks: Tensor  # (B, G) blocks on per example and gated layer
+    computed_blocks: Tensor  # (B, G) blocks computed: the active ones, or all for a dense route
+    gates: list[Tensor]  # per gated layer (B, K): the gate values that multiplied the blocks
+    # A gated layer after a gated layer read all its input units (the Triton path), rather
+    # than those of the blocks computed (this module).
+    gated_reads_all_inputs: bool = False
+
+    def reports(self, network: GatedNetwork | GatedNetworkConfig) -> list[ComputeReport]:
+        config = network.config if isinstance(network, GatedNetwork) else network
+        return compute_reports(config, self.active_blocks, self.computed_blocks,
+                               gated_reads_all_inputs=self.gated_reads_all_inputs)

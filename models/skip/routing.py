@@ -1,0 +1,51 @@
+"""Every line the skipping engines route by, each with why it sits there and the command that
+measures it. Fractions are of a gated layer's blocks; sizes are per batch.
+
+The CPU figures come from `python -m benchmarks.skip --device cpu` (2-core AMD EPYC), the GPU
+ones from `python -m benchmarks.skip --device cuda` and `python -m benchmarks.cuda_tune`
+(H100/H200), the ONNX ones from `python -m benchmarks.onnx_cases`; docs/performance.md holds
+the current tables.
+"""
+
+# --- CPU (models.skip.cpu) ----------------------------------------------------------------
+# A lone example reads only its blocks' weights until nearly all are on: memory-bound, so
+# skipping pays even at half of the blocks; it computes them all from three quarters.
+DENSE_FROM_SINGLE = 0.75
+# Without the C kernels (no compiler), a few rows per block run in numpy far below a large
+# product's rate: examples with this many blocks on run as one dense product instead.
+DENSE_FROM_BATCH = 0.4
+# Before a gated layer, an example of a batch with this many blocks on computes them all, so
+# the next layer reads its whole row with the whole-row kernel (faster than per-tile then).
+WHOLE_BEFORE_GATED_FROM = 0.75
+# Multiply-adds from which one C grouped product is split over threads (a thread start costs
+# tens of microseconds).
+NATIVE_THREADS_FROM_MACS = 4_000_000
+# Multiply-adds from which a dense product runs in torch on all its threads rather than in
+# numpy on the calling one.
+TORCH_DENSE_FROM_MACS = 8_000_000
+# Mean multiply-adds per numpy grouped product from which they are spread over threads (each
+# hands the GIL back and forth around its BLAS call).
+PARALLEL_FROM_MACS = 2_000_000
+
+# --- CUDA (models.skip.cuda) --------------------------------------------------------------
+# Up to this batch a gated layer runs as per-example GEMV kernels over the blocks on.
+GEMV_MAX_BATCH = 4
+# Grouped path: an example computes every block from this fraction on (its blocks' tiles cost
+# more than the dense row past it).
+GROUPED_DENSE_FROM = 1.0 / 3.0
+# From this batch an uncaptured forward may route the whole batch dense when its mean density
+# passes BATCH_DENSE_FROM (cuBLAS beats the grouped kernels on dense-ish large batches).
+BATCH_ROUTE_MIN_BATCH = 64
+BATCH_DENSE_FROM = 0.25
+# A dense layer with at most this many weights runs as a row GEMV kernel, not through cuBLAS.
+SMALL_DENSE_WEIGHTS = 1 << 16
+
+# --- ONNX graph (models.skip.onnx_export) ---------------------------------------------------
+# The graph gathers the batch's union of blocks on; past this fraction the Gather copies cost
+# more than the rows they save and an If takes the dense masked product.
+DENSE_FALLBACK_FRACTION = 0.3
+# From this batch, while at most GROUPED_MAX_FRACTION of the first layer's (example, block)
+# pairs are on, a grouped branch computes each example's own blocks (the union is then
+# nearly every block).
+GROUPED_FROM_BATCH = 48
+GROUPED_MAX_FRACTION = 0.3
