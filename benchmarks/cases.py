@@ -1,6 +1,6 @@
 """The networks the skip benchmarks time, and how their gates are set to a density.
 
-- `layer_model`: the issue's layer, D -> K blocks x S -> N, as a one-gated-layer network whose
+- `layer_model`: the benchmark layer, D -> K blocks x S -> N, as a one-gated-layer network whose
   read-out is 2 classes (negligible next to the layer).
 - `whole_model`: the `blocks` preset (784 -> 64 x 64 -> 64 x 64 -> 10, two gated layers with a
   64-unit gater each), written as an artifact and loaded back, the way a server loads it.
@@ -31,7 +31,7 @@ MODEL_CASE = "model-blocks-784-2x(64x64)-10"
 
 def layer_model(d_in: int = 1024, blocks: int = 64, block_size: int = 64,
                 d_out: int = 1024) -> GatedNetwork:
-    """The issue's layer as a one-gated-layer network; the read-out is 2 classes (negligible)."""
+    """The benchmark layer as a one-gated-layer network; the read-out is 2 classes (negligible)."""
     config = GatedNetworkConfig.from_dict({
         "input_size": d_in, "num_classes": 2, "target_density": 0.1, "layers": [
             {"blocks": blocks, "block_size": block_size, "gater_hidden": 64,

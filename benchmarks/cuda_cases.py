@@ -2,7 +2,7 @@
 
     python -m benchmarks.cuda_cases --json runs/bench/skip-cuda.json
 
-The case is the issue's layer, 4096 -> 128 blocks x 128 -> 4096 (`benchmarks.skip.layer_model`:
+The case is the benchmark layer, 4096 -> 128 blocks x 128 -> 4096 (`benchmarks.skip.layer_model`:
 a gated relu layer, then a dense linear layer that reads only the active blocks' rows), in
 bf16, at densities 1.0, 0.5, 0.25, 0.1, 0.05 and batches 1, 16, 256, 4096. The gate pattern
 is per example: the gated layer's threshold is set at the density's quantile of the gater
@@ -62,7 +62,7 @@ CALIBRATION = {"triton-no-route": {"dense_from": 2.0, "batch_dense_from": math.i
 
 
 def rows(warmup: int, repeats: int, seed: int) -> list[dict]:
-    """The issue's case on CUDA, one row per (batch, density, backend)."""
+    """The benchmark layer's case on CUDA, one row per (batch, density, backend)."""
     if not torch.cuda.is_available():
         raise RuntimeError("benchmarks.cuda_cases needs a CUDA device")
     return case_rows("cuda", warmup, repeats, seed)

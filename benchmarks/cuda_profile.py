@@ -2,7 +2,7 @@
 
     python -m benchmarks.cuda_profile --batches 1,256,4096 --density 0.1
 
-For each batch, the issue's layer (`benchmarks.cuda_cases`) at one density: torch's profiler
+For each batch, the benchmark layer (`benchmarks.cuda_cases`) at one density: torch's profiler
 records `--calls` eager forwards of `TritonSkipNetwork` after a warm-up, and the table lists
 each kernel's total device time per forward (the gater's GEMMs, the pair sorting, the Triton
 kernels), with the dense baseline's two GEMMs beside it. This is what decides which kernel

@@ -2,7 +2,7 @@
 
     python -m benchmarks.cuda_tune --json runs/bench/tune.json
 
-On the issue's layer (`benchmarks.cuda_cases`: 4096 -> 128 x 128 -> 4096, bf16) at the given
+On the benchmark layer (`benchmarks.cuda_cases`: 4096 -> 128 x 128 -> 4096, bf16) at the given
 batch and density, each candidate is a whole forward captured as a CUDA graph and replayed
 (median of `--repeats` replays after warm-up, synchronised), checked against the eager fp32
 reference first. The search is coordinate-wise: each kernel's candidates are tried with the

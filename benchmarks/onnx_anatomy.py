@@ -2,7 +2,7 @@
 
     python -m benchmarks.onnx_anatomy --json docs/performance/onnx-anatomy.json
 
-On the issue's layer (`benchmarks.cases.layer_model`, gates at `--density` of the blocks for
+On the benchmark layer (`benchmarks.cases.layer_model`, gates at `--density` of the blocks for
 one input, the torch rows' input at batch 1), it times in alternating rounds
 (`benchmarks.timing.median_ms`, one intra-op thread, as the skipping graph runs fastest):
 

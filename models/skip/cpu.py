@@ -198,11 +198,8 @@ class SkipNetwork:
 
     def _use_native(self, columns: int) -> bool:
         """The C kernels run every grouped product they can (their column tile divides the
-        output), even at one row per block: a numpy call per block costs more. Measured with
-        `python -m benchmarks.skip` (docs/performance.md): below 4 rows per block they took
-        the layer at batch 8 and 25 % from 1.74x to 2.50x dense, and at batch 64 and 5 % from
-        2.94x to 4.84x; with row tiles cut to the rows present (1, 2, 4 or 6, no longer six
-        rows computed for one), the layer at batch 1 and 10 % went from 8.03x to 9.73x."""
+        output), even at one row per block: a numpy call per block costs more than the kernel's
+        pass over that block's weight (`python -m benchmarks.skip --device cpu`)."""
         return self.native is not None and native_kernels.supports(columns)
 
     def _native_threads(self, macs: int) -> int:

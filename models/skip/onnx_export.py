@@ -51,7 +51,7 @@ two Gemm nodes in different If branches is prepacked for neither (measured 2x sl
 8), so every weight feeds exactly one Gemm. ScatterND with reduction="add" is racy in ORT 1.32
 with 2 threads (wrong sums where indices repeat), so no graph here adds by scatter.
 
-Alternatives measured on the issue's layer (1024 -> 64 x 64 relu -> 1024, ORT 1.32, 2-core AMD
+Alternatives measured on the layer 1024 -> 64 x 64 relu -> 1024 (ORT 1.32, 2-core AMD
 EPYC shared with other jobs; speed-up over the dense graph, medians of interleaved runs; the
 machine's memory bandwidth varied by 4x during the day, so take the figures as ranges):
 - union + Gather by block (this module; `python -m benchmarks.onnx_cases`): batch 1 at 10 %
@@ -63,7 +63,7 @@ machine's memory bandwidth varied by 4x during the day, so take the figures as r
 - Gather by row (weights kept 2-D, unit indices): 20-30 % slower than by block at batch 1.
 - Compress instead of NonZero + Gather: slower at every density (ORT's Compress kernel).
 - Grouping examples by block with a capacity (MoE style): built as the grouped branch above,
-  for large batches only: 0.1-0.4x at batch 1-8 when first measured. Its scatter-add form is
+  for large batches only: 0.1-0.4x at batch 1-8. Its scatter-add form is
   the racy ScatterND above. A Loop over active blocks would carry a full-size state per iteration
   (ONNX values are immutable), copying (B, N) floats once per block.
 

@@ -21,8 +21,8 @@ row back in its example's place (one Gather from the pairs' rows plus a zero row
 whole (B, K*S) output, zeros in off blocks, that the next layer's gater and pairs read. Where
 that next layer has most of its pairs on, `masked_layer` (and `masked_reader`) compute it
 densely instead. Each example computes exactly its own blocks (the reports count them per
-example), at the cost of padding to C and M and of the gathers. Measured on the issue's
-layer (1024 -> 64 x 64 -> 1024) and the `blocks` model (two gated layers in a chain; ORT 1.32,
+example), at the cost of padding to C and M and of the gathers. Measured on the
+layer 1024 -> 64 x 64 -> 1024 and the `blocks` model (two gated layers in a chain; ORT 1.32,
 2 cores; `python -m benchmarks.skip --backends onnxruntime`): see docs/performance.md. It
 loses to the dense product below ~48 examples (the gathers and the per-block products of a few
 rows) and above ~30 % of pairs on; the If runs it only in between (`GROUPED_FROM_BATCH`,

@@ -43,9 +43,8 @@ import torch
 
 from . import triton_kernels as tk
 
-# Tile shapes and warps, chosen on an H100 at the size, batch 1, 10 % density
-# (`python -m benchmarks.cuda_tune`, each a whole forward under a CUDA graph: the winner
-# 31.3 µs against 36.5 µs for the first guesses, when the stages were separate launches).
+# Tile shapes and warps, chosen on an H100 for the layer 4096 -> 128 x 128 -> 4096, batch 1,
+# 10 % density (`python -m benchmarks.cuda_tune`, each a whole forward under a CUDA graph).
 TILES = {
     "rows": {"BLOCK_N": 1, "BLOCK_K": 4096, "num_warps": 8},
     "gate": {"BLOCK_N": 16, "BLOCK_K": 64, "num_warps": 4},
@@ -57,7 +56,7 @@ INIT_CHUNK = 1024  # elements of the consumer's output each program fills per st
 FINISH_CHUNK = 2048  # input units per step of the dense layer a consumer's last program runs
 FINISH_MAX_WEIGHTS = 1 << 16  # ... and its largest weight, C_pad x N (a read-out)
 FUSED_GATER_MAX_WEIGHTS = 1 << 14  # largest K_pad x M_pad gater output layer held by one
-# program (the gater is 128 x 64; the paper's 2000 x 400 takes two launches)
+# program (the benchmark layer's gater is 128 x 64; the paper's 2000 x 400 takes two launches)
 
 
 @functools.cache
