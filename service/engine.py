@@ -126,8 +126,8 @@ class ModelEngine:
             return None
         active = torch.tensor([[max(0, round(d * k)) for d, k in
                                 zip(self.expected_density, self.blocks, strict=True)]])
-        executed = executed_macs(self.config, active,  # see SkipOutput
-                                 gated_reads_all_inputs=self.backend == "triton")
+        executed = executed_macs(self.config, active, gated_reads_all_inputs=(
+            self._forward.reads_all_gated_inputs(1)))
         return 1.0 - int(executed[0]) / self.dense_macs
 
 

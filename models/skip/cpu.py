@@ -226,6 +226,12 @@ class SkipNetwork:
             return WHOLE_BEFORE_GATED_FROM, True
         return fraction, False
 
+    @staticmethod
+    def reads_all_gated_inputs(batch: int) -> bool:
+        """A gated layer after a gated layer reads, per example, only the input blocks that
+        example computed."""
+        return False
+
     @torch.no_grad()
     def __call__(self, x: Tensor) -> SkipOutput:
         if x.dim() != 2 or x.shape[1] != self.model.config.input_size:

@@ -169,6 +169,11 @@ class TritonSkipNetwork:
                                  device=self.device)
 
     @torch.no_grad()
+    @staticmethod
+    def reads_all_gated_inputs(batch: int) -> bool:
+        """A gated layer after a gated layer reads all of its input units, at any batch."""
+        return True
+
     def __call__(self, x: Tensor) -> SkipOutput:
         if x.dim() != 2 or x.shape[1] != self.model.config.input_size:
             raise ValueError(f"x must be (B, {self.model.config.input_size}), got "
@@ -479,6 +484,10 @@ class CudaGraphSkipNetwork:
         self.skip = skip
         self.buckets = tuple(sorted(set(buckets)))
         self._captured: dict[int, CapturedForward] = {}
+
+    @staticmethod
+    def reads_all_gated_inputs(batch: int) -> bool:
+        return TritonSkipNetwork.reads_all_gated_inputs(batch)
 
     def __call__(self, x: Tensor) -> SkipOutput:
         batch = x.shape[0] if x.dim() == 2 else 0

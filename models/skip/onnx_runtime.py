@@ -80,6 +80,11 @@ class OnnxRuntimeSkipNetwork:
             raise OnnxModelError(f"the model's input {INPUT!r} has shape {shape}, the network "
                                  f"takes [batch, {self.config.input_size}]")
 
+    def reads_all_gated_inputs(self, batch: int) -> bool:
+        """The graph reads a batch's union of input blocks (or all of them) at a gated layer
+        after a gated layer; a lone example's union is its own blocks."""
+        return self._chained and batch > 1
+
     def __call__(self, x: Tensor) -> SkipOutput:
         if x.dim() != 2 or x.shape[1] != self.config.input_size:
             raise ValueError(f"x must be (B, {self.config.input_size}), got {tuple(x.shape)}")
@@ -87,7 +92,7 @@ class OnnxRuntimeSkipNetwork:
         logits, active, computed = self.session.run(list(OUTPUTS), {INPUT: feed})
         return SkipOutput(torch.from_numpy(logits), torch.from_numpy(active),
                           torch.from_numpy(computed), gates=[],
-                          gated_reads_all_inputs=self._chained and x.shape[0] > 1)
+                          gated_reads_all_inputs=self.reads_all_gated_inputs(x.shape[0]))
 
     def describe(self) -> dict[str, Any]:
         return {"providers": self.session.get_providers()}

@@ -17,8 +17,9 @@ class SkipOutput:
     active_blocks: Tensor  # (B, G) blocks on per example and gated layer
     computed_blocks: Tensor  # (B, G) blocks computed: the active ones, or all for a dense route
     gates: list[Tensor]  # per gated layer (B, K): the gate values that multiplied the blocks
-    # A gated layer after a gated layer read all its input units (the Triton path), rather
-    # than those of the blocks computed (this module).
+    # Whether a gated layer after a gated layer read all of its input units rather than those
+    # of the blocks computed: the backend's `reads_all_gated_inputs(batch)`, which every
+    # backend has, so the server can also price an example before it runs.
     gated_reads_all_inputs: bool = False
 
     def reports(self, network: GatedNetwork | GatedNetworkConfig) -> list[ComputeReport]:
