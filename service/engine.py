@@ -21,6 +21,9 @@ from models.compute import ComputeReport, dense_macs, executed_macs
 from models.gated_artifact import load_gated_network
 from models.skip.cpu import SkipNetwork
 
+# Backends an artifact may ask for; the server's own setting, when not "auto", overrides it.
+ARTIFACT_BACKENDS = ("torch", "onnxruntime", "triton")
+
 
 @dataclass
 class BatchResult:
@@ -52,7 +55,7 @@ class ModelEngine:
         self.config = model.config
         self.metadata: dict[str, Any] = config
         self.device = _resolve_device(device)
-        self.backend = _resolve_backend(backend, self.device)
+        self.backend = _resolve_backend(self._chosen_backend(backend), self.device)
         self.input_size = model.config.input_size
         self.num_classes = model.config.num_classes
         self.gated_layers = len(model.gated_layers)
@@ -68,6 +71,22 @@ class ModelEngine:
             self._forward = SkipNetwork(model)
         self.expected_density = _expected_density(config, self.gated_layers)
         self.expected_saved_fraction = self._expected_saving()
+
+    def _chosen_backend(self, setting: str) -> str:
+        """The server's backend, unless it is "auto" and the artifact names one (config.json
+        "serving": {"backend": ...}, written by `sparsegate-export --serve-with`)."""
+        serving = self.metadata.get("serving")
+        if setting != "auto" or serving is None:
+            return setting
+        chosen = serving.get("backend") if isinstance(serving, dict) else None
+        if chosen not in ARTIFACT_BACKENDS:
+            raise ArtifactError(f"{self.shown}: config.json serving.backend must be one of "
+                                f"{', '.join(ARTIFACT_BACKENDS)}, got {chosen!r}")
+        if chosen == "triton" and self.device != "cuda":
+            raise ArtifactError(f"{self.shown}: config.json asks for the triton backend, which "
+                                "runs on a CUDA GPU; serve with --device cuda, or choose a "
+                                "--backend for every model")
+        return chosen
 
     def _onnx_session(self, repository: str | Path | None):
         from models.skip.onnx_runtime import OnnxModelError, OnnxRuntimeSkipNetwork

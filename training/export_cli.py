@@ -35,6 +35,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--version", help="version to export (default: the latest)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                    help="ONNX opset of the graph (default: %(default)s)")
+    p.add_argument("--serve-with", choices=["onnxruntime", "torch"],
+                   help="record the backend a server left on --backend auto serves this "
+                        "version with (default: the server's own choice)")
     p.add_argument("--dense-baseline", type=Path, metavar="FILE",
                    help="also write the dense baseline graph (no gater, every block) here")
     return p.parse_args(argv)
@@ -54,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.model_repository.is_dir():
             raise ArtifactError(f"{args.model_repository}: model repository does not exist")
         version = resolve_version(args.model_repository, name, args.version)
-        folder, meta = export_to_artifact(args.model_repository, name, version, args.opset)
+        folder, meta = export_to_artifact(args.model_repository, name, version, args.opset,
+                                          args.serve_with)
         if args.dense_baseline is not None:
             from models.gated_artifact import load_gated_network
 

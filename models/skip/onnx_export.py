@@ -727,12 +727,15 @@ def resolve_version(repository: str | Path, name: str, version: str | int | None
 
 def export_to_artifact(repository: str | Path, name: str, version: str | int | None = None,
                        opset: int = DEFAULT_OPSET, *, real: torch.Tensor | None = None,
-                       real_note: str = "none given") -> tuple[Path, dict[str, Any]]:
+                       real_note: str = "none given", serve_with: str | None = None
+                       ) -> tuple[Path, dict[str, Any]]:
     """Export the artifact's network to model.onnx, verify it against torch (on random inputs,
     and on `real` ones where given, described by `real_note`), and rewrite the version
     atomically with the file and its metadata (config.json "onnx"); config, weights and other
     extra files are kept. Returns the folder and the metadata. `training.onnx_export` passes
-    the test inputs of the data set the artifact was trained on."""
+    the test inputs of the data set the artifact was trained on. `serve_with` records the
+    backend ("onnxruntime" or "torch") that a server left on `--backend auto` serves this
+    version with (config.json "serving")."""
     import onnxruntime as ort
 
     check_opset(opset)
@@ -784,6 +787,8 @@ def export_to_artifact(repository: str | Path, name: str, version: str | int | N
     json.dumps(metadata, allow_nan=False)
     stored = {key: value for key, value in config.items() if key != "onnx"}
     stored["onnx"] = metadata
+    if serve_with is not None:  # the backend a server left on "auto" serves this version with
+        stored["serving"] = {**(stored.get("serving") or {}), "backend": serve_with}
     folder = write_artifact(repository, name, version, stored, tensors,
                             extra_files={**extras, ONNX_FILE: data}, overwrite=True)
     return folder, metadata

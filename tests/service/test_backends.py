@@ -120,3 +120,33 @@ def test_a_backend_the_device_cannot_run_is_refused(onnx_repository, backend, de
     with pytest.raises(RuntimeError, match=message):
         ModelEngine(onnx_repository / "tiny" / "1", device, backend=backend,
                     repository=onnx_repository)
+
+
+def test_an_artifact_may_name_its_backend_and_the_server_setting_overrides_it(tmp_path):
+    from models.skip.onnx_export import export_to_artifact
+
+    root = tmp_path / "repo"
+    save_gated_network(tiny_network(1), root, "ort", 1)
+    export_to_artifact(root, "ort", 1, serve_with="onnxruntime")
+    save_gated_network(tiny_network(2), root, "plain", 1)
+    assert read_artifact(root / "ort" / "1")[0]["serving"] == {"backend": "onnxruntime"}
+
+    def backends(setting: str) -> dict[str, str]:
+        with TestClient(create_app(settings(root, backend=setting))) as client:
+            return {m["name"]: m["versions"][0]["backend"]
+                    for m in client.get("/v1/models").json()["models"]}
+
+    assert backends("auto") == {"ort": "onnxruntime", "plain": "torch"}
+    assert backends("torch") == {"ort": "torch", "plain": "torch"}
+
+
+@pytest.mark.parametrize(("serving", "message"), [
+    ({"backend": "tensorrt"}, "serving.backend must be one of"),
+    ("onnxruntime", "serving.backend must be one of"),
+    ({"backend": "triton"}, "runs on a CUDA GPU"),
+])
+def test_a_backend_an_artifact_cannot_have_is_refused_at_load(tmp_path, serving, message):
+    root = tmp_path / "repo"
+    save_gated_network(tiny_network(1), root, "tiny", 1, {"serving": serving})
+    with pytest.raises(ArtifactError, match=message):
+        ModelEngine(root / "tiny" / "1", backend="auto", repository=root)
