@@ -33,8 +33,9 @@ from models.artifact import (
     write_artifact,
 )
 from models.gated_artifact import load_gated_network, save_gated_network
-from models.gated_config import GatedNetworkConfig
 from models.gated_network import GatedNetwork
+
+from ..tiny_networks import tiny_network as tiny_network_of
 
 FUZZ = settings(max_examples=200, derandomize=True, database=None, deadline=None,
                 suppress_health_check=list(HealthCheck))
@@ -51,11 +52,10 @@ def tensors() -> dict[str, torch.Tensor]:
 
 
 def tiny_network() -> GatedNetwork:
-    torch.manual_seed(0)
-    return GatedNetwork(GatedNetworkConfig.from_dict({
-        "input_size": 6, "num_classes": 3, "estimator": "st", "layers": [
-            {"blocks": 3, "block_size": 2, "gater_hidden": 4, "activation": "relu"},
-            {"blocks": 4, "block_size": 1, "gated": False, "activation": "tanh"}]})).eval()
+    return tiny_network_of(
+        [{"blocks": 3, "block_size": 2, "gater_hidden": 4, "activation": "relu"},
+         {"blocks": 4, "block_size": 1, "gated": False, "activation": "tanh"}],
+        input_size=6, num_classes=3, density=0.1, gate_spread=1.0)
 
 
 @pytest.fixture(scope="module")

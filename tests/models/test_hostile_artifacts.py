@@ -17,20 +17,19 @@ import models.gated_artifact as gated_artifact
 from models.artifact import ArtifactError, read_artifact
 from models.estimators import ESTIMATORS
 from models.gated_artifact import load_gated_network, save_gated_network
-from models.gated_config import GatedNetworkConfig
 from models.gated_network import GatedNetwork
 from tests.hostile_artifacts import attacks, copy_model, within
+
+from ..tiny_networks import tiny_network as tiny_network_of
 
 ATTACK_NAMES = [attack.name for attack in attacks(Path("outside"))]
 
 
 def tiny_network(estimator: str = "st") -> GatedNetwork:
-    torch.manual_seed(0)
-    return GatedNetwork(GatedNetworkConfig.from_dict({
-        "input_size": 12, "num_classes": 3, "estimator": estimator, "target_density": 0.5,
-        "layers": [{"blocks": 4, "block_size": 4, "gater_hidden": 6, "activation": "relu"},
-                   {"blocks": 8, "block_size": 1, "activation": "tanh", "gated": False}]})
-    ).eval()
+    return tiny_network_of(
+        [{"blocks": 4, "block_size": 4, "gater_hidden": 6, "activation": "relu"},
+         {"blocks": 8, "block_size": 1, "activation": "tanh", "gated": False}],
+        estimator=estimator, num_classes=3, density=0.5, gate_spread=1.0)
 
 
 @pytest.fixture(scope="module")

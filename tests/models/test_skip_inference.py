@@ -10,10 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.compute import active_blocks_of, compute_reports
-from models.gated_config import GatedNetworkConfig
 from models.gated_network import GatedNetwork
 from models.skip.c_kernels import TILE
 from models.skip.cpu import SkipNetwork
+
+from ..tiny_networks import tiny_network
 
 ESTIMATORS = ["st", "reinforce", "sts", "noisy-rectifier", "hard-concrete", "noisy-sigmoid"]
 
@@ -42,15 +43,7 @@ LAYOUTS = {
 
 
 def network(estimator: str, seed: int, layout: str = "gated-dense-gated") -> GatedNetwork:
-    torch.manual_seed(seed)
-    config = GatedNetworkConfig.from_dict({
-        "input_size": 12, "num_classes": 4, "estimator": estimator, "target_density": 0.3,
-        "layers": LAYOUTS[layout]})
-    model = GatedNetwork(config).eval()
-    with torch.no_grad():  # spread the gate logits so thresholds cut anywhere
-        for layer in model.gated_layers:
-            layer.gater.out.weight.mul_(4.0)
-    return model
+    return tiny_network(LAYOUTS[layout], estimator=estimator, seed=seed)
 
 
 # Never dense, the default rule, and dense for every example with any block on.

@@ -37,6 +37,8 @@ from models.skip.cuda import (  # noqa: E402
     TritonSkipNetwork,
 )
 
+from ..tiny_networks import tiny_network  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 needs_compiled_cuda = pytest.mark.skipif(
     INTERPRET or not torch.cuda.is_available(), reason="needs CUDA, kernels compiled")
@@ -59,15 +61,9 @@ LAYOUTS = {
 
 
 def network(layout: str, estimator: str = "st", seed: int = 0) -> GatedNetwork:
-    torch.manual_seed(seed)
-    config = GatedNetworkConfig.from_dict({
-        "input_size": 12, "num_classes": 4, "estimator": estimator, "target_density": 0.3,
-        "layers": LAYOUTS[layout]})
-    model = GatedNetwork(config).eval()
-    with torch.no_grad():  # spread the gate logits so that a threshold of 0 cuts anywhere
-        for layer in model.gated_layers:
-            layer.gater.out.weight.mul_(4.0)
-            layer.threshold.fill_(float(layer.estimator.logit_threshold(0.0)))
+    model = tiny_network(LAYOUTS[layout], estimator=estimator, seed=seed)
+    for layer in model.gated_layers:  # with the spread logits, a threshold of 0 cuts anywhere
+        layer.threshold.fill_(float(layer.estimator.logit_threshold(0.0)))
     return model.to(DEVICE)
 
 

@@ -6,33 +6,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
 from benchmarks.server_process import ServerProcess
 from models.gated_artifact import save_gated_network
-from models.gated_config import GatedNetworkConfig
 from models.gated_network import GatedNetwork
 from service.app import create_app
 from service.config import Settings
+
+from ..tiny_networks import tiny_network as tiny_network_of
 
 INPUT_SIZE = 12
 CLASSES = 3
 
 
+SERVED_LAYERS = [
+    {"blocks": 4, "block_size": 4, "gater_hidden": 6, "activation": "relu"},
+    {"blocks": 8, "block_size": 1, "activation": "tanh", "gated": False},
+    {"blocks": 4, "block_size": 2, "gater_hidden": 0, "activation": "relu"}]
+
+
 def tiny_network(seed: int, estimator: str = "st") -> GatedNetwork:
     """A gated layer (4 blocks of 4), a dense layer reading it, a second gated layer."""
-    torch.manual_seed(seed)
-    config = GatedNetworkConfig.from_dict({
-        "input_size": INPUT_SIZE, "num_classes": CLASSES, "estimator": estimator,
-        "target_density": 0.5, "layers": [
-            {"blocks": 4, "block_size": 4, "gater_hidden": 6, "activation": "relu"},
-            {"blocks": 8, "block_size": 1, "activation": "tanh", "gated": False},
-            {"blocks": 4, "block_size": 2, "gater_hidden": 0, "activation": "relu"}]})
-    model = GatedNetwork(config).eval()
-    with torch.no_grad():  # spread the gate logits so thresholds at 0 cut anywhere
-        for layer in model.gated_layers:
-            layer.gater.out.weight.mul_(4.0)
+    model = tiny_network_of(SERVED_LAYERS, estimator=estimator, seed=seed,
+                            input_size=INPUT_SIZE, num_classes=CLASSES, density=0.5)
     model.set_thresholds([0.0] * len(model.gated_layers))
     return model
 
