@@ -2,7 +2,8 @@
 
 Every backend takes a trained `GatedNetwork` (or its exported graph) and returns a `SkipOutput`
 (`output.py`): logits, blocks on and blocks computed per example, from which
-`models.compute` builds each example's compute report.
+`models.compute` builds each example's compute report. The CPU and CUDA engines read the
+network through one layer plan (`plan.py`); `routing.py` holds every line they route by.
 
 - `cpu.py`: numpy with the C kernels of `c_kernels.py` (`csrc/`), or numpy's BLAS
   (`numpy_products.py`) where no compiler is found;

@@ -48,6 +48,7 @@ from ..gated_network import GatedLayer, GatedNetwork
 from . import c_kernels as native_kernels
 from .numpy_products import block_offsets, chunk_spans, rows_times_blocks, use_one_blas_thread
 from .output import SkipOutput
+from .plan import PlannedLayer, plan_layers
 from .routing import (
     DENSE_FROM_BATCH,
     DENSE_FROM_SINGLE,
@@ -149,6 +150,28 @@ class _Gater:
         return logits
 
 
+@dataclass
+class _Stage:
+    """One layer of the plan with the CPU engine's copies of its weights."""
+
+    plan: PlannedLayer
+    linear: _Linear
+    gater: _Gater | None
+    # A gated layer whose dense reader's pair sums the C kernels cannot run (their column tile
+    # does not divide its width): examples with every block on are read as whole rows.
+    whole_rows_read: bool
+
+    @classmethod
+    def of(cls, step: PlannedLayer, native) -> _Stage:
+        gated = step.gated
+        linear = _Linear(step.linear, gated.config.blocks if gated is not None else 0,
+                         step.reads_blocks_of.blocks
+                         if gated is None and step.reads_blocks_of is not None else 0)
+        whole = (gated is not None and step.reader_width is not None and native is not None
+                 and not native_kernels.supports(step.reader_width))
+        return cls(step, linear, _Gater(gated) if gated is not None else None, whole)
+
+
 class SkipNetwork:
     def __init__(self, model: GatedNetwork, *, dense_from: float | None = None,
                  threads: int | None = None, native: bool = True) -> None:
@@ -167,30 +190,9 @@ class SkipNetwork:
         self.threads = threads or torch.get_num_threads()
         self.native = native_kernels.load() if native else None
         use_one_blas_thread()  # see models.skip.numpy_products
-        self._linears: list[_Linear] = []
-        self._gaters: dict[int, _Gater] = {}
-        previous_blocks = 0  # blocks of the previous layer if it was gated
-        for layer in model.layers:
-            out_blocks = layer.config.blocks if layer.gater is not None else 0
-            reads_by_block = previous_blocks if layer.gater is None else 0
-            self._linears.append(_Linear(layer.main, out_blocks, reads_by_block))
-            if layer.gater is not None:
-                self._gaters[id(layer)] = _Gater(layer)
-            previous_blocks = out_blocks
-        self._readout = _Linear(model.readout, 0, previous_blocks)
-        self._gated_layers = len(self._gaters)
-        # Per gated layer: whether its reader is a dense layer whose pair sums the C kernels
-        # cannot run (their column tile does not divide its width), see `_gated`.
-        self._whole_rows_read, self._gated_reader = {}, {}
-        readers = [*model.layers[1:], None]
-        for layer, reader in zip(model.layers, readers, strict=True):
-            if layer.gater is not None:
-                width = (model.readout.out_features if reader is None
-                         else reader.main.out_features if reader.gater is None else None)
-                self._gated_reader[id(layer)] = reader is not None and reader.gater is not None
-                self._whole_rows_read[id(layer)] = (
-                    width is not None and self.native is not None
-                    and not native_kernels.supports(width))
+        *self._stages, readout = (_Stage.of(step, self.native) for step in plan_layers(model))
+        self._readout = readout.linear
+        self._gated_layers = len(model.gated_layers)
         # Whether the C kernels can run every gated layer's blocks (their column tile divides
         # the block size): the default routing of batches depends on it.
         self._native_blocks = self.native is not None and all(
@@ -215,14 +217,14 @@ class SkipNetwork:
             return DENSE_FROM_SINGLE
         return math.inf if self._native_blocks else DENSE_FROM_BATCH
 
-    def _route(self, layer: GatedLayer, batch: int) -> tuple[float, bool]:
+    def _route(self, stage: _Stage, batch: int) -> tuple[float, bool]:
         """The fraction of the layer's blocks from which an example computes them all, and
         whether it does so as pairs in the C kernels rather than in one dense product. Before
         a gated layer, a batch's examples with most blocks on compute them all as pairs (never
         torch's product: its OpenMP workers, left spinning, slow the C kernels that follow),
         so the next layer reads their whole rows (WHOLE_BEFORE_GATED_FROM)."""
         fraction = self.dense_fraction(batch)
-        if self.dense_from is None and math.isinf(fraction) and self._gated_reader[id(layer)]:
+        if self.dense_from is None and math.isinf(fraction) and stage.plan.read_by_gated:
             return WHOLE_BEFORE_GATED_FROM, True
         return fraction, False
 
@@ -248,29 +250,29 @@ class SkipNetwork:
         counts = np.empty((2, x.shape[0], self._gated_layers), dtype=np.int64)
         active, computed = torch.from_numpy(counts[0]), torch.from_numpy(counts[1])
         gates = []
-        for layer, linear in zip(self.model.layers, self._linears, strict=True):
-            if layer.gater is None:
-                x = self._read(linear, x, sparse, layer.config.activation)
+        for stage in self._stages:
+            if stage.plan.gated is None:
+                x = self._read(stage.linear, x, sparse, stage.plan.activation)
                 sparse = None
             else:
-                x, sparse, values = self._gated(layer, linear, x, sparse,
-                                                counts[:, :, len(gates)])
+                x, sparse, values = self._gated(stage, x, sparse, counts[:, :, len(gates)])
                 gates.append(values)
         return SkipOutput(torch.from_numpy(self._read(self._readout, x, sparse)), active,
                           computed, gates)
 
-    def _gated(self, layer: GatedLayer, linear: _Linear, x: np.ndarray,
+    def _gated(self, stage: _Stage, x: np.ndarray,
                previous: _SparseRows | None, counts: np.ndarray
                ) -> tuple[np.ndarray, _SparseRows, Tensor]:
         """One gated layer: the gater in full, then each example's blocks, sparse or dense.
         `previous`: the output of the gated layer before, if this one reads one; an example
         it routed sparse is read only in the input blocks it computed. `counts` (2, B) is
         filled with the blocks on and the blocks computed per example."""
+        layer, linear = stage.plan.gated, stage.linear
         k, s = layer.config.blocks, layer.config.block_size
         act = NUMPY_ACTIVATIONS[layer.config.activation]
         partial = previous is not None and previous is not _ALL_DENSE  # some inputs part-read
-        gate_values, values, on = self._gates(layer, x)
-        fraction, all_as_pairs = self._route(layer, x.shape[0])
+        gate_values, values, on = self._gates(stage, x)
+        fraction, all_as_pairs = self._route(stage, x.shape[0])
         if (not partial and not all_as_pairs and layer.estimator.binary and fraction <= 1.0
                 and on.all()):
             # Every gate on and worth 1: the plain dense layer. After a large product each
@@ -317,7 +319,7 @@ class SkipNetwork:
         # where the C kernels cannot sum its pairs (a read-out narrower than their tile): one
         # product over its row beats one numpy product per block. Every block computed means
         # every row read, so the report stays exact.
-        read_whole = dense | (count == k) if self._whole_rows_read[id(layer)] else dense
+        read_whole = dense | (count == k) if stage.whole_rows_read else dense
         if examples.size and read_whole[examples].any():  # it reads the others' pairs only
             kept = ~read_whole[examples]
             examples, blocks, pairs = examples[kept], blocks[kept], pairs[kept]
@@ -391,12 +393,12 @@ class SkipNetwork:
             inputs = x[e].reshape(k_in, s_in)[read]  # (r, S_in)
             pairs[group] = np.einsum("ri,krio->ko", inputs, tiles[blocks[group]][:, read])
 
-    def _gates(self, layer: GatedLayer, x: np.ndarray) -> tuple[Tensor, np.ndarray, np.ndarray]:
+    def _gates(self, stage: _Stage, x: np.ndarray) -> tuple[Tensor, np.ndarray, np.ndarray]:
         """The gater in full, then the gate values (B, K) as a tensor and an array, and which
         are on: a gate whose value is 0 multiplies nothing, so its block is skipped. Binary
         gates' values are their on/off pattern, made here in numpy (a torch call costs several
         times more at these sizes)."""
-        gater = self._gaters[id(layer)]
+        layer, gater = stage.plan.gated, stage.gater
         logits = gater(x)  # (B, K)
         if layer.estimator.binary:
             on = logits > gater.threshold

@@ -68,6 +68,7 @@ from ..gated_network import ACTIVATION_FUNCTIONS, GatedLayer, GatedNetwork
 from . import triton_gemv as tg
 from . import triton_kernels as tk
 from .output import SkipOutput
+from .plan import plan_layers
 from .routing import (
     BATCH_DENSE_FROM,
     BATCH_ROUTE_MIN_BATCH,
@@ -136,32 +137,29 @@ class TritonSkipNetwork:
         self.dtype, self.path, self.dense_from = dtype, path, dense_from
         self.batch_dense_from = batch_dense_from
         self.steps: list[_Step] = []
-        previous_gated = None
-        for layer in [*model.layers, model.readout]:
-            linear = layer.main if isinstance(layer, GatedLayer) else layer
-            weight = linear.weight.detach()
-            bias = linear.bias.detach().float().contiguous()
-            activation = layer.config.activation if isinstance(layer, GatedLayer) else "linear"
-            if isinstance(layer, GatedLayer) and layer.gater is not None:
+        for planned in plan_layers(model):
+            weight = planned.linear.weight.detach()
+            bias = planned.linear.bias.detach().float().contiguous()
+            activation, layer = planned.activation, planned.gated
+            if layer is not None:
                 cfg = layer.config
                 self.steps.append(_Step("gated", activation, weight.to(dtype).contiguous(),
                                         bias, layer, cfg.blocks, cfg.block_size,
                                         bias_main=bias.to(dtype),
                                         gater_hidden=_fp32(layer.gater.hidden),
                                         gater_out=_fp32(layer.gater.out)))
-                previous_gated = cfg
                 continue
-            if previous_gated is None:
+            source = planned.reads_blocks_of
+            if source is None:
                 step = _Step("dense", activation, weight.to(dtype).contiguous(), bias,
                              bias_main=bias.to(dtype))
                 step.small = weight.numel() <= SMALL_DENSE_WEIGHTS
             else:
                 step = _Step("read", activation, weight.T.to(dtype).contiguous(), bias,
-                             blocks=previous_gated.blocks, block_size=previous_gated.block_size,
+                             blocks=source.blocks, block_size=source.block_size,
                              bias_main=bias.to(dtype))
-            step.logits = layer is model.readout
+            step.logits = planned.readout
             self.steps.append(step)
-            previous_gated = None
         # Completion counters of the kernels whose last program finishes a stage (two per
         # gated layer, `models.skip.triton_gemv`): each resets its own, so one forward at a time
         # per network (as the CUDA graphs and the service's batcher run them).
