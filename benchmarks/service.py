@@ -41,6 +41,7 @@ from models.artifact import list_versions
 from models.gated_artifact import save_gated_network
 from models.gated_config import GatedNetworkConfig, preset
 from models.gated_network import GatedNetwork
+from service.config import BACKENDS
 
 from .cases import set_density
 from .http_load import closed_loop, encode_post, one_at_a_time
@@ -284,9 +285,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(onnxruntime exports the models first)")
     args = parser.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    known = {"torch", "onnxruntime", "triton", "auto"}
-    if not args.backends or not set(args.backends) <= known:
-        parser.error(f"--backends takes a comma-separated list of {', '.join(sorted(known))}")
+    if not args.backends or not set(args.backends) <= set(BACKENDS):
+        parser.error(f"--backends takes a comma-separated list of {', '.join(BACKENDS)}")
     if min(args.requests, args.rounds, args.clients) < 1 or args.seconds <= 0:
         parser.error("--requests, --rounds, --clients must be >= 1 and --seconds > 0")
     rows = run(args)

@@ -18,7 +18,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from .app import create_app
-from .config import Settings
+from .config import BACKENDS, Settings
 from .http_protocol import ConnectionLimits, bounded_protocol, reserve_file_descriptors
 
 
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help=fields["device"].description)
-    p.add_argument("--backend", choices=["auto", "torch", "onnxruntime", "triton"],
+    p.add_argument("--backend", choices=BACKENDS,
                    help=fields["backend"].description)
     p.add_argument("--models", nargs="+", help=fields["models"].description)
     p.add_argument("--batching", action=argparse.BooleanOptionalAction,

@@ -12,6 +12,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The engines a server can run its models on ("auto": triton on CUDA, else torch).
+BACKENDS = ("auto", "torch", "onnxruntime", "triton")
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SPARSEGATE_", extra="forbid",
@@ -23,7 +26,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     device: Literal["auto", "cpu", "cuda"] = Field(
         "cpu", description="cpu (default); cuda runs the Triton path; auto picks cuda if present")
-    backend: Literal["auto", "torch", "onnxruntime", "triton"] = Field(
+    backend: Literal[BACKENDS] = Field(
         "auto", description="the engine that runs the models: torch (the CPU skipping engine: "
         "numpy and C kernels), triton (the GPU one, needs cuda), onnxruntime (the artifact's "
         "model.onnx, from sparsegate-export), or auto: triton on cuda, else torch")

@@ -21,8 +21,10 @@ from models.compute import ComputeReport, dense_macs, executed_macs
 from models.gated_artifact import load_gated_network
 from models.skip.cpu import SkipNetwork
 
+from .config import BACKENDS
+
 # Backends an artifact may ask for; the server's own setting, when not "auto", overrides it.
-ARTIFACT_BACKENDS = ("torch", "onnxruntime", "triton")
+ARTIFACT_BACKENDS = tuple(b for b in BACKENDS if b != "auto")
 
 
 @dataclass
@@ -55,7 +57,7 @@ class ModelEngine:
         self.config = model.config
         self.metadata: dict[str, Any] = config
         self.device = _resolve_device(device)
-        self.backend = _resolve_backend(self._chosen_backend(backend), self.device)
+        self.backend = self._chosen_backend(backend)
         self.input_size = model.config.input_size
         self.num_classes = model.config.num_classes
         self.gated_layers = len(model.gated_layers)
@@ -74,19 +76,21 @@ class ModelEngine:
 
     def _chosen_backend(self, setting: str) -> str:
         """The server's backend, unless it is "auto" and the artifact names one (config.json
-        "serving": {"backend": ...}, written by `sparsegate-export --serve-with`)."""
+        "serving": {"backend": ...}, written by `sparsegate-export --serve-with`), resolved
+        for the device. A backend the device cannot run is the server's error when the setting
+        names it, the artifact's (refused at load) when the artifact does."""
         serving = self.metadata.get("serving")
         if setting != "auto" or serving is None:
-            return setting
+            return _resolve_backend(setting, self.device)
         chosen = serving.get("backend") if isinstance(serving, dict) else None
         if chosen not in ARTIFACT_BACKENDS:
             raise ArtifactError(f"{self.shown}: config.json serving.backend must be one of "
                                 f"{', '.join(ARTIFACT_BACKENDS)}, got {chosen!r}")
-        if chosen == "triton" and self.device != "cuda":
-            raise ArtifactError(f"{self.shown}: config.json asks for the triton backend, which "
-                                "runs on a CUDA GPU; serve with --device cuda, or choose a "
-                                "--backend for every model")
-        return chosen
+        try:
+            return _resolve_backend(chosen, self.device)
+        except RuntimeError as error:
+            raise ArtifactError(f"{self.shown}: config.json asks for {error}; or choose a "
+                                "--backend for every model") from None
 
     def _onnx_session(self, repository: str | Path | None):
         from models.skip.onnx_runtime import OnnxModelError, OnnxRuntimeSkipNetwork

@@ -31,6 +31,13 @@ def find_engine(request: Request, name: str, version: str | None) -> LoadedVersi
         raise not_found(str(error)) from None
 
 
+def readiness(request: Request, name: str, version: str | None) -> dict[str, object]:
+    """The readiness answer of a loaded version (404 if it is not), as the v1 and v2
+    protocols' clients read it."""
+    engine = find_engine(request, name, version).engine
+    return {"name": name, "version": engine.version, "ready": True}
+
+
 async def run(request: Request, loaded: LoadedVersion, x: np.ndarray, api: str,
               started: float) -> Served:
     """x (B, D) through the batcher of `loaded` (found by `find_engine` before the body was

@@ -15,7 +15,7 @@ import time
 
 from fastapi import APIRouter, Request, Response
 
-from .inference import Served, find_engine, run
+from .inference import Served, find_engine, readiness, run
 from .json_budget import JsonValueCounter, budget_reason, input_budget
 from .off_loop import INLINE_EXAMPLES, cheap_to_decode, run_off_loop
 from .openapi import json_body
@@ -60,8 +60,7 @@ async def predict_version(name: str, version: str, request: Request) -> Response
 @router.get("/models/{name}", responses={404: {"description": "not loaded"}})
 async def model_ready(name: str, request: Request) -> dict[str, object]:
     """KServe's v1 model readiness, as its clients' is_model_ready reads it."""
-    engine = find_engine(request, name, None).engine
-    return {"name": name, "version": engine.version, "ready": True}
+    return readiness(request, name, None)
 
 
 async def _predict(request: Request, name: str, version: str | None) -> Response:

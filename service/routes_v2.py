@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 
 from .engine import ModelEngine
 from .errors import bad_request
-from .inference import Served, find_engine, run
+from .inference import Served, find_engine, readiness, run
 from .json_budget import JsonValueCounter, budget_reason, input_budget
 from .off_loop import INLINE_EXAMPLES, cheap_to_decode, run_off_loop
 from .openapi import json_body
@@ -87,14 +87,12 @@ async def model_version_metadata(name: str, version: str, request: Request) -> M
 
 @router.get("/models/{name}/ready", responses=NOT_READY)
 async def model_ready(name: str, request: Request) -> dict[str, object]:
-    engine = find_engine(request, name, None).engine
-    return {"name": name, "version": engine.version, "ready": True}
+    return readiness(request, name, None)
 
 
 @router.get("/models/{name}/versions/{version}/ready", responses=NOT_READY)
 async def model_version_ready(name: str, version: str, request: Request) -> dict[str, object]:
-    find_engine(request, name, version)
-    return {"name": name, "version": version, "ready": True}
+    return readiness(request, name, version)
 
 
 @router.get("/models/{name}/config", responses=NOT_READY)

@@ -34,43 +34,39 @@ FORBIDDEN = {
 }
 
 
-def imported_modules(source: str, package: str) -> list[tuple[str, bool]]:
-    """Top-level names of every module imported by ``source``, each with whether the import
-    statement sits at module top level (outside any function). Relative imports resolve to
-    ``package``."""
+def import_statements(source: str) -> list[tuple[ast.Import | ast.ImportFrom, bool]]:
+    """Every import statement of ``source``, each with whether it sits at module top level
+    (outside any function)."""
     tree = ast.parse(source)
     in_function: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
             in_function.update(id(child) for child in ast.walk(node) if child is not node)
+    return [(node, id(node) not in in_function) for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)]
+
+
+def imported_modules(source: str, package: str) -> list[tuple[str, bool]]:
+    """Top-level names of every module imported by ``source``, each with whether the import
+    statement sits at module top level. Relative imports resolve to ``package``."""
     found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            names = [package if node.level else node.module]
-        else:
-            continue
-        found += [(name.split(".")[0], id(node) not in in_function) for name in names]
+    for node, top_level in import_statements(source):
+        names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                 else [package if node.level else node.module])
+        found += [(name.split(".")[0], top_level) for name in names]
     return found
 
 
 def graph_modules_imported_at_top(source: str) -> list[str]:
     """The ONNX graph-builder modules that ``source`` imports outside any function."""
-    tree = ast.parse(source)
-    nested = {id(child) for node in ast.walk(tree)
-              if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
-              for child in ast.walk(node) if child is not node}
     found = []
-    for node in ast.walk(tree):
-        if id(node) in nested:
+    for node, top_level in import_statements(source):
+        if not top_level:
             continue
         if isinstance(node, ast.ImportFrom):
             names = [node.module or ""] + [f"{node.module or ''}.{a.name}" for a in node.names]
-        elif isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
         else:
-            continue
+            names = [alias.name for alias in node.names]
         found += [n for n in names if n.rsplit(".", 1)[-1] in ONNX_GRAPH_MODULES]
     return found
 

@@ -12,17 +12,15 @@ gaters are not routing.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from models.gated_config import GatedNetworkConfig
 from models.gated_network import GatedNetwork
 
-from .checkpoint import latest_checkpoint, load_checkpoint
+from .checkpoint import load_run_network
 from .data import DatasetError, load_data
 
 
@@ -55,14 +53,12 @@ def main(argv: list[str] | None = None) -> int:
                                               "checkpoints/)")
     p.add_argument("--data", required=True, help="the data set it was trained on")
     args = p.parse_args(argv)
-    checkpoint = latest_checkpoint(args.run_dir)
-    if checkpoint is None or not (args.run_dir / "config.json").is_file():
+    loaded = load_run_network(args.run_dir)
+    if loaded is None:
         print(f"block_usage: no config.json and checkpoint in {args.run_dir}", file=sys.stderr)
         return 1
-    config = GatedNetworkConfig.from_dict(
-        json.loads((args.run_dir / "config.json").read_text())["model"])
-    model = GatedNetwork(config)
-    epoch, _ = load_checkpoint(checkpoint, model, None)
+    model, epoch = loaded
+    config = model.config
     try:
         data = load_data(args.data)
     except DatasetError as error:

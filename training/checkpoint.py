@@ -19,6 +19,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from models.gated_config import GatedNetworkConfig
+from models.gated_network import GatedNetwork
+
 KEEP = 2  # checkpoints kept per run: the newest and the one before it
 
 
@@ -122,3 +125,17 @@ def _fsync_dir(folder: Path) -> None:
     for child in folder.iterdir():
         with open(child, "rb") as f:
             os.fsync(f.fileno())
+
+
+def load_run_network(run_dir: Path) -> tuple[GatedNetwork, int] | None:
+    """The network a training run directory holds (its config.json's model, with the latest
+    checkpoint's weights) and that checkpoint's epoch; None when it holds no run."""
+    run_dir = Path(run_dir)
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None or not (run_dir / "config.json").is_file():
+        return None
+    config = GatedNetworkConfig.from_dict(
+        json.loads((run_dir / "config.json").read_text())["model"])
+    model = GatedNetwork(config)
+    epoch, _ = load_checkpoint(checkpoint, model, None)
+    return model, epoch

@@ -10,7 +10,6 @@ one it is; that is extra signal for the few units each example trains.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -18,25 +17,19 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from models.config_checks import ConfigError
-from models.gated_config import GatedNetworkConfig
 from models.gated_network import GatedNetwork
 
-from .checkpoint import latest_checkpoint, load_checkpoint
+from .checkpoint import load_run_network
 
 
 def load_teacher(run_dir: str | Path, device: torch.device) -> GatedNetwork:
     """The network of a finished run directory, in evaluation mode (a gated teacher serves with
     its calibrated deterministic gates)."""
-    run_dir = Path(run_dir)
-    checkpoint = latest_checkpoint(run_dir)
-    config_path = run_dir / "config.json"
-    if checkpoint is None or not config_path.is_file():
+    loaded = load_run_network(Path(run_dir))
+    if loaded is None:
         raise ConfigError(f"distill_from: {run_dir} holds no config.json and checkpoint of a "
                           "training run")
-    config = GatedNetworkConfig.from_dict(json.loads(config_path.read_text())["model"])
-    teacher = GatedNetwork(config)
-    load_checkpoint(checkpoint, teacher, None)
-    return teacher.to(device).eval()
+    return loaded[0].to(device).eval()
 
 
 @torch.no_grad()

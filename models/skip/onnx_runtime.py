@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import tempfile
 from itertools import pairwise
-from typing import Any
 
 import numpy as np
 import torch
@@ -93,9 +92,6 @@ class OnnxRuntimeSkipNetwork:
         return SkipOutput(torch.from_numpy(logits), torch.from_numpy(active),
                           torch.from_numpy(computed), gates=[],
                           gated_reads_all_inputs=self.reads_all_gated_inputs(x.shape[0]))
-
-    def describe(self) -> dict[str, Any]:
-        return {"providers": self.session.get_providers()}
 
 
 def _first_line(error: Exception) -> str:
