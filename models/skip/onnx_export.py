@@ -101,7 +101,7 @@ from models.artifact import (
 )
 from models.estimators import Estimator
 from models.gated_artifact import load_gated_network
-from models.gated_network import GatedLayer, GatedNetwork
+from models.gated_network import GatedNetwork
 
 from .onnx_graph import ExportError, Graph, apply_activation, blocked
 from .onnx_grouped import (
@@ -111,6 +111,7 @@ from .onnx_grouped import (
     masked_layer,
     masked_reader,
 )
+from .plan import PlannedLayer, plan_layers
 from .routing import DENSE_FALLBACK_FRACTION, GROUPED_FROM_BATCH, GROUPED_MAX_FRACTION
 
 ONNX_FILE = "model.onnx"
@@ -291,11 +292,10 @@ class _Gates:
     active: str  # (B, 1) int64 blocks on per example
 
 
-def _gates(g: Graph, x: _Full | _Compact, layer: GatedLayer,
-           i: int) -> tuple[str, str, str, str]:
+def _gates(g: Graph, x: _Full | _Compact, step: PlannedLayer) -> tuple[str, str, str, str]:
     """The layer's gater over the batch: logits (B, K), on (B, K) bool, values (B, K) float
     (0 where off) and the threshold."""
-    hint = f"layers.{i}"
+    hint, layer = f"layers.{step.index}", step.gated
     gater = layer.gater
     h = x
     if gater.hidden is not None:
@@ -315,15 +315,14 @@ def _active(g: Graph, on: str, hint: str, name: str | None = None) -> str:
                 f"{hint}.active", keepdims=1, name=name)
 
 
-def _gate_stage(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int,
-                dense_fallback: float, active_name: str | None) -> _Gates:
+def _gate_stage(g: Graph, x: _Full | _Compact, step: PlannedLayer, dense_fallback: float,
+                active_name: str | None) -> _Gates:
     """The gater over the batch and the union path's selection: the dense fallback runs where
     more than `dense_fallback` of the blocks are on in some example."""
-    cfg = layer.config
-    k, s = cfg.blocks, cfg.block_size
+    k, s = step.gated.config.blocks, step.gated.config.block_size
     cut = int(np.floor(dense_fallback * k + 1e-9))
-    hint = f"layers.{i}"
-    logits, on, values, tau = _gates(g, x, layer, i)
+    hint = f"layers.{step.index}"
+    logits, on, values, tau = _gates(g, x, step)
     # Union over the batch: block k is needed if its largest logit passes the threshold.
     top = g.op("ReduceMax", [logits, g.ints(0)], keepdims=0)  # (K,)
     needed = g.op("Greater", [top, tau], f"{hint}.needed")  # (K,)
@@ -344,14 +343,13 @@ def _union_computed(g: Graph, gates: _Gates, name: str | None = None) -> str:
     return g.op("Expand", [per_batch, g.op("Shape", [gates.active])], name=name)
 
 
-def _union_layer(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int,
-                 gates: _Gates) -> _Compact:
+def _union_layer(g: Graph, x: _Full | _Compact, step: PlannedLayer, gates: _Gates) -> _Compact:
     """The gated layer on the union path: the selected blocks for the whole batch, each
     example's off blocks zeroed by its gate values."""
-    sel, s = gates.selection, layer.config.block_size
-    hint = f"layers.{i}"
-    act = _linear(g, x, _np(layer.main.weight), _np(layer.main.bias), f"{hint}.main",
-                  out=sel, activation=layer.config.activation)  # (B, n*S)
+    sel, s = gates.selection, step.gated.config.block_size
+    hint = f"layers.{step.index}"
+    act = _linear(g, x, _np(step.linear.weight), _np(step.linear.bias), step.path,
+                  out=sel, activation=step.activation)  # (B, n*S)
     if s == 1:
         flat = g.op("Reshape", [sel.idx, g.ints(-1)])  # (n,)
         gate = g.op("Gather", [gates.values, flat], f"{hint}.selected_gates", axis=1)  # (B, n)
@@ -370,50 +368,49 @@ def _union_layer(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int,
     return _Compact(out, sel)
 
 
-def _main_blocked(g: Graph, layer: GatedLayer, i: int) -> tuple[str, str]:
-    """The layer's weight (K, S, D) and bias (K, S) as stored by block."""
-    k = layer.config.blocks
-    return (blocked(g, _np(layer.main.weight), k, f"layers.{i}.main.weight")[0],
-            blocked(g, _np(layer.main.bias), k, f"layers.{i}.main.bias")[0])
+def _main_blocked(g: Graph, step: PlannedLayer) -> tuple[str, str]:
+    """The gated layer's weight (K, S, D) and bias (K, S) as stored by block."""
+    k = step.gated.config.blocks
+    return (blocked(g, _np(step.linear.weight), k, f"{step.path}.weight")[0],
+            blocked(g, _np(step.linear.bias), k, f"{step.path}.bias")[0])
 
 
-def _grouped_chain(s: Graph, x: _Full, batch: str, chain: list[tuple[GatedLayer, int]],
-                   gates: _Gates, reader_weight: np.ndarray, reader_hint: str,
-                   reader_parts: tuple[str, str], max_fraction: float) -> list[str]:
+def _grouped_chain(s: Graph, x: _Full, batch: str, chain: list[PlannedLayer], gates: _Gates,
+                   reader: PlannedLayer, reader_bias: str, max_fraction: float) -> list[str]:
     """The grouped branch of `_grouped_or_union`, built into `s` (`batch`: B as (1,) int64):
     the reader's output (B, N), then the active and the computed blocks (B, 1) of each later
     layer of the chain. The first layer is grouped (the If's condition holds for its pairs);
     each later one is grouped where its own pairs are few enough, else computed densely:
     grouping a layer with most of its pairs on would copy its input once per block."""
     h, actives, computed = x.name, [], []
-    for n, (layer, j) in enumerate(chain):
-        k = layer.config.blocks
+    for n, step in enumerate(chain):
+        k = step.gated.config.blocks
         own = None
         if n:  # gates from the whole (zero-filled) output of the layer before
-            _, on, values, _ = _gates(s, _Full(h, chain[n - 1][0].config.width), layer, j)
-            active = _active(s, on, f"layers.{j}.grouped")
+            _, on, values, _ = _gates(s, _Full(h, chain[n - 1].gated.config.width), step)
+            active = _active(s, on, f"layers.{step.index}.grouped")
             own = grouped_condition(s, batch, active, k, 1, max_fraction,
-                                    f"layers.{j}.grouped")
+                                    f"layers.{step.index}.grouped")
             actives.append(active)
             computed.append(s.op("Where", [own, active, s.ints(k)]))
         else:
             on, values = gates.on, gates.values
-        reader = None
+        reads = None
         if n == len(chain) - 1:
-            reader_blocked, _ = blocked(s, np.ascontiguousarray(reader_weight.T), k,
-                                        f"{reader_hint}.weight_t")
-            reader = (reader_blocked, *reader_parts)
-        h = _grouped_step(s, h, on, values, own, layer, j, reader)
+            reader_blocked, _ = blocked(s, np.ascontiguousarray(_np(reader.linear.weight).T), k,
+                                        f"{reader.path}.weight_t")
+            reads = (reader_blocked, reader_bias, reader.activation)
+        h = _grouped_step(s, h, on, values, own, step, reads)
     return [h, *actives, *computed]
 
 
-def _grouped_step(s: Graph, x: str, on: str, values: str, own: str | None, layer: GatedLayer,
-                  i: int, reader: tuple[str, str, str] | None) -> str:
+def _grouped_step(s: Graph, x: str, on: str, values: str, own: str | None, step: PlannedLayer,
+                  reader: tuple[str, str, str] | None) -> str:
     """One layer of a grouped chain over its whole input x: its whole output (B, K*S), or with
     `reader` (blocked weight, bias, activation) the reader's output (B, N). Grouped pair by
     pair, or where `own` (a (1,) bool) is given, in an If on it, else densely."""
-    k, act, hint = layer.config.blocks, layer.config.activation, f"layers.{i}.grouped"
-    w3, b3 = _main_blocked(s, layer, i)
+    k, act, hint = step.gated.config.blocks, step.activation, f"layers.{step.index}.grouped"
+    w3, b3 = _main_blocked(s, step)
 
     def grouped_fn(t: Graph) -> str:
         if reader is None:
@@ -427,27 +424,26 @@ def _grouped_step(s: Graph, x: str, on: str, values: str, own: str | None, layer
     return grouped_fn(s) if own is None else s.if_(own, grouped_fn, masked_fn, hint)
 
 
-def _grouped_or_union(g: Graph, x: _Full, chain: list[tuple[GatedLayer, int]], gates: _Gates,
-                      reader: torch.nn.Linear, reader_hint: str, reader_activation: str,
-                      grouped: tuple[int, float], dense_fallback: float, name: str | None,
+def _grouped_or_union(g: Graph, x: _Full, chain: list[PlannedLayer], gates: _Gates,
+                      reader: PlannedLayer, grouped: tuple[int, float], dense_fallback: float,
                       computed_name: str | None) -> tuple[str, list[str], list[str]]:
     """A chain of gated layers, each reading the one before (the first a whole input), and the
     dense layer (or read-out) reading the last, in an If: the grouped branch
-    (`models.skip.onnx_grouped`) for large sparse batches, else the union path. `gates`: the first
-    layer's gate stage over the whole batch; the If decides on its pairs. Returns the reader's
-    output (B, N) (named `name`), the active blocks (B, 1) of the chain's later layers and the
-    computed blocks (B, 1) of every layer of the chain (the first named `computed_name`)."""
-    first, i = chain[0]
-    hint = f"layers.{i}"
+    (`models.skip.onnx_grouped`) for large sparse batches, else the union path. `gates`: the
+    first layer's gate stage over the whole batch; the If decides on its pairs. Returns the
+    reader's output (B, N) (named "logits" where the reader is the read-out), the active blocks
+    (B, 1) of the chain's later layers and the computed blocks (B, 1) of every layer of the
+    chain (the first named `computed_name`)."""
+    first = chain[0]
+    hint = f"layers.{first.index}"
     batch = g.op("Shape", [x.name], start=0, end=1)  # (1,)
-    cond = grouped_condition(g, batch, gates.active, first.config.blocks, *grouped, hint)
-    weight, bias = _np(reader.weight), _np(reader.bias)
+    cond = grouped_condition(g, batch, gates.active, first.gated.config.blocks, *grouped, hint)
+    weight, bias = _np(reader.linear.weight), _np(reader.linear.bias)
     later = len(chain) - 1
 
     def grouped_branch(s: Graph) -> list[str]:
-        reader_parts = (s.const(bias, f"{reader_hint}.bias"), reader_activation)
-        return _grouped_chain(s, x, batch, chain, gates, weight, reader_hint, reader_parts,
-                              grouped[1])
+        return _grouped_chain(s, x, batch, chain, gates, reader,
+                              s.const(bias, f"{reader.path}.bias"), grouped[1])
 
     def no_rows(s: Graph) -> list[str]:  # (0, N), then (0, 1) twice per later layer
         empty = s.op("ConstantOfShape", [s.ints(0, 1)], value=numpy_helper.from_array(
@@ -459,32 +455,37 @@ def _grouped_or_union(g: Graph, x: _Full, chain: list[tuple[GatedLayer, int]], g
     rows = g.op("Where", [cond, g.ints(0), batch])
     x_rows = g.op("Slice", [x.name, g.ints(0), rows, g.ints(0)], f"{hint}.union_rows")
     values = g.op("Slice", [gates.values, g.ints(0), rows, g.ints(0)])
-    compact = _union_layer(g, _Full(x_rows, x.width), first, i,
+    compact = _union_layer(g, _Full(x_rows, x.width), first,
                            dataclasses.replace(gates, values=values))
     union_active, union_computed = [], []
-    for layer, j in chain[1:]:
-        stage = _gate_stage(g, compact, layer, j, dense_fallback, None)
-        compact = _union_layer(g, compact, layer, j, stage)
+    for step in chain[1:]:
+        stage = _gate_stage(g, compact, step, dense_fallback, None)
+        compact = _union_layer(g, compact, step, stage)
         union_active.append(stage.active)
         union_computed.append(_union_computed(g, stage))
-    union = _linear(g, compact, weight, bias, reader_hint, activation=reader_activation)
+    union = _linear(g, compact, weight, bias, reader.path, activation=reader.activation)
     types = [TensorProto.FLOAT] + [TensorProto.INT64] * (2 * later)
     grouped_out = g.if_outputs(cond, grouped_branch, no_rows, types, f"{hint}.grouped_read")
-    out = g.op("Concat", [union, grouped_out[0]], f"{hint}.read", name=name, axis=0)  # (B, N)
+    out = g.op("Concat", [union, grouped_out[0]], f"{hint}.read",
+               name="logits" if reader.readout else None, axis=0)  # (B, N)
     computed = [g.op("Where", [cond, gates.active, _union_computed(g, gates)],
                      f"{hint}.computed", name=computed_name)]  # (B, 1): its own when grouped
     actives = []
-    for (_, j), mine, done, union_a, union_c in zip(
+    for step, mine, done, union_a, union_c in zip(
             chain[1:], grouped_out[1:1 + later], grouped_out[1 + later:], union_active,
             union_computed, strict=True):
-        actives.append(g.op("Concat", [union_a, mine], f"layers.{j}.active", axis=0))
-        computed.append(g.op("Concat", [union_c, done], f"layers.{j}.computed", axis=0))
+        actives.append(g.op("Concat", [union_a, mine], f"layers.{step.index}.active", axis=0))
+        computed.append(g.op("Concat", [union_c, done], f"layers.{step.index}.computed",
+                             axis=0))
     return out, actives, computed
 
 
-def _dense_layer(g: Graph, x: _Full | _Compact, layer: GatedLayer, i: int) -> _Full:
-    return _Full(_linear(g, x, _np(layer.main.weight), _np(layer.main.bias), f"layers.{i}.main",
-                         activation=layer.config.activation), layer.config.width)
+def _dense_layer(g: Graph, x: _Full | _Compact, step: PlannedLayer,
+                 name: str | None = None) -> _Full:
+    """A layer that is not gated (or the read-out, named `name`), reading what skipping
+    allows of its input."""
+    return _Full(_linear(g, x, _np(step.linear.weight), _np(step.linear.bias), step.path,
+                         activation=step.activation, name=name), step.linear.out_features)
 
 
 def _finish(g: Graph, inputs, outputs, opset: int, name: str) -> onnx.ModelProto:
@@ -528,47 +529,37 @@ def export_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET, *,
     x: _Full | _Compact = _Full(INPUT_NAME, model.config.input_size)
     num_gated = len(model.gated_layers)
     actives, computed = [], []
-    layers = list(model.layers)
-    read_out = False  # the read-out already built, by a grouped branch
+    plan = plan_layers(model)  # the read-out last, never gated
     with torch.no_grad():
         i = 0
-        while i < len(layers):
-            layer = layers[i]
-            if layer.gater is None:
-                x = _dense_layer(g, x, layer, i)
+        while i < len(plan):
+            step = plan[i]
+            if step.gated is None:
+                x = _dense_layer(g, x, step, "logits" if step.readout else None)
                 i += 1
                 continue
             # One gated layer: its counts are the graph's outputs, no Concat.
             name = "active_blocks" if num_gated == 1 else None
             computed_name = "computed_blocks" if num_gated == 1 else None
-            gates = _gate_stage(g, x, layer, i, dense_fallback, name)
+            gates = _gate_stage(g, x, step, dense_fallback, name)
             actives.append(gates.active)
-            end = i + 1  # the chain of gated layers from here, each reading the one before
-            while end < len(layers) and layers[end].gater is not None:
+            end = i + 1  # past the chain of gated layers from here, each reading the one before
+            while plan[end - 1].read_by_gated:
                 end += 1
             if grouped is not None and isinstance(x, _Full):
-                # The next layer (or the read-out) reads only what the chain computes: the
-                # grouped branch can compute all of it, pair by pair.
-                read_out = end == len(layers)
-                linear, reader_hint, activation, out_name = (
-                    (model.readout, "readout", "linear", "logits") if read_out else
-                    (layers[end].main, f"layers.{end}.main", layers[end].config.activation,
-                     None))
-                chain = [(layers[j], j) for j in range(i, end)]
+                # The layer after the chain (or the read-out) reads only what the chain
+                # computes: the grouped branch can compute all of it, pair by pair.
+                reader = plan[end]
                 y, later_active, done = _grouped_or_union(
-                    g, x, chain, gates, linear, reader_hint, activation, grouped,
-                    dense_fallback, out_name, computed_name)
-                x = _Full(y, linear.out_features)
+                    g, x, plan[i:end], gates, reader, grouped, dense_fallback, computed_name)
+                x = _Full(y, reader.linear.out_features)
                 actives.extend(later_active)
                 computed.extend(done)
-                i = end + 1  # past the reader (or the end)
+                i = end + 1  # past the reader
                 continue
-            x = _union_layer(g, x, layer, i, gates)
+            x = _union_layer(g, x, step, gates)
             computed.append(_union_computed(g, gates, computed_name))
             i += 1
-        if not read_out:
-            _linear(g, x, _np(model.readout.weight), _np(model.readout.bias), "readout",
-                    name="logits")
     if num_gated > 1:
         g.op("Concat", actives, name="active_blocks", axis=1)  # (B, G)
         g.op("Concat", computed, name="computed_blocks", axis=1)  # (B, G)
@@ -594,10 +585,8 @@ def export_dense_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET) -> onnx.M
     g = Graph()
     x = _Full(INPUT_NAME, model.config.input_size)
     with torch.no_grad():
-        for i, layer in enumerate(model.layers):
-            x = _dense_layer(g, x, layer, i)
-        _linear(g, x, _np(model.readout.weight), _np(model.readout.bias), "readout",
-                name="logits")
+        for step in plan_layers(model):
+            x = _dense_layer(g, x, step, "logits" if step.readout else None)
     out = helper.make_tensor_value_info("logits", TensorProto.FLOAT,
                                         ["batch", model.config.num_classes])
     return _finish(g, [_input_info(model)], [out], opset, "sparsegate_dense")

@@ -26,6 +26,11 @@ class PlannedLayer:
     reader_width: int | None = None  # gated: output units of the dense layer reading it
     readout: bool = False
 
+    @property
+    def path(self) -> str:
+        """Where `linear` lies in the network's state dict ("layers.<i>.main" or "readout")."""
+        return "readout" if self.readout else f"layers.{self.index}.main"
+
 
 def plan_layers(model: GatedNetwork) -> list[PlannedLayer]:
     """The network's layers then its read-out (activation "linear"), in order."""

@@ -23,3 +23,13 @@ def test_the_plan_says_who_reads_a_gated_layers_blocks():
     assert [p.reader_width for p in plan] == [None, 6, None, 4, None]
     assert [p.activation for p in plan] == ["relu", "relu", "tanh", "relu", "linear"]
     assert plan[4].linear is model.readout
+
+
+def test_each_planned_layer_names_its_weights_as_the_state_dict_does():
+    model = tiny_network([GATED, DENSE, GATED])
+    state = model.state_dict()
+    for step in plan_layers(model):
+        assert state[f"{step.path}.weight"] is step.linear.weight.data or (
+            state[f"{step.path}.weight"].data_ptr() == step.linear.weight.data_ptr())
+    assert [step.path for step in plan_layers(model)] == [
+        "layers.0.main", "layers.1.main", "layers.2.main", "readout"]
