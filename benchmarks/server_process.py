@@ -21,11 +21,13 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(self, repository: str | Path, *args: str, env: dict[str, str] | None = None,
-                 ready_timeout_s: float = 120.0) -> None:
+                 ready_timeout_s: float = 120.0, launcher: list[str] | None = None) -> None:
+        """`launcher`: what runs the server's module (default: this interpreter's `-m`)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "--model-repository", str(repository),
+            [*(launcher or [sys.executable, "-m"]), "service.cli",
+             "--model-repository", str(repository),
              "--port", str(self.port), "--log-level", "warning", *args],
             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def _numpy_sigmoid_(x: np.ndarray) -> np.ndarray:
@@ -23,22 +25,39 @@ def _numpy_sigmoid_(x: np.ndarray) -> np.ndarray:
     return np.multiply(x, 0.5, out=x)
 
 
-@dataclass(frozen=True)
-class Activation:
-    torch: Callable[[Tensor], Tensor]  # out of place: training and the dense reference
-    torch_: Callable[[Tensor], Tensor]  # in place, right after a product (the CPU engine)
-    numpy_: Callable[[np.ndarray], np.ndarray]  # in place (the CPU engine's bookkeeping)
-    onnx_op: str | None  # the ONNX operator; None: the identity, no node
-    triton_code: int  # what the Triton kernels branch on
-
-
 def _identity(x):
     return x
 
 
+@dataclass(frozen=True)
+class Activation:
+    # torch.<torch_name> out of place (training, the dense reference) and torch.<torch_name>_
+    # in place (the CPU engine, right after a product); None: the identity. Looked up when
+    # used, so that reading a config needs no torch (a server of ONNX graphs runs without it).
+    torch_name: str | None
+    numpy_: Callable[[np.ndarray], np.ndarray]  # in place (the CPU engine's bookkeeping)
+    onnx_op: str | None  # the ONNX operator; None: the identity, no node
+    triton_code: int  # what the Triton kernels branch on
+
+    @property
+    def torch(self) -> Callable[[Tensor], Tensor]:
+        return self._torch_function("")
+
+    @property
+    def torch_(self) -> Callable[[Tensor], Tensor]:
+        return self._torch_function("_")
+
+    def _torch_function(self, suffix: str) -> Callable[[Tensor], Tensor]:
+        if self.torch_name is None:
+            return _identity
+        import torch
+
+        return getattr(torch, self.torch_name + suffix)
+
+
 ACTIVATIONS: dict[str, Activation] = {
-    "linear": Activation(_identity, _identity, _identity, None, 0),
-    "relu": Activation(torch.relu, torch.relu_, lambda x: np.maximum(x, 0.0, out=x), "Relu", 1),
-    "tanh": Activation(torch.tanh, torch.tanh_, lambda x: np.tanh(x, out=x), "Tanh", 2),
-    "sigmoid": Activation(torch.sigmoid, torch.sigmoid_, _numpy_sigmoid_, "Sigmoid", 3),
+    "linear": Activation(None, _identity, None, 0),
+    "relu": Activation("relu", lambda x: np.maximum(x, 0.0, out=x), "Relu", 1),
+    "tanh": Activation("tanh", lambda x: np.tanh(x, out=x), "Tanh", 2),
+    "sigmoid": Activation("sigmoid", _numpy_sigmoid_, "Sigmoid", 3),
 }

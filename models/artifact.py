@@ -43,10 +43,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
-
-import safetensors.torch
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .artifact_errors import ArtifactError
 from .artifact_files import ArtifactFile, read_artifact_file, shown_path
@@ -65,6 +62,9 @@ __all__ = [
     "write_artifact",
 ]
 
+if TYPE_CHECKING:
+    import torch
+
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -77,11 +77,10 @@ _VERSION_PATTERN = re.compile(r"[0-9]{1,18}", re.ASCII)  # 18 digits: a version 
 _SHA256_PATTERN = re.compile(r"[0-9a-f]{64}", re.ASCII)
 # safetensors stores these; the float types cover model weights in every precision we train and
 # serve in (float64 for the REINFORCE baseline moving averages), the others cover counters/masks.
-_DTYPES = {
-    str(dtype).removeprefix("torch."): dtype
-    for dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64,
-                  torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)
-}
+# Named as torch names them. torch itself is imported only where tensors are written or built:
+# reading a config and an artifact's extra files (a server serving model.onnx) needs no torch.
+_DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8",
+           "uint8", "bool")
 _HASH_CHUNK = 1 << 20
 # A writer's temporary folder this old was left by a process killed mid-write (a write takes
 # seconds to minutes): the next write into the same model folder deletes it.
@@ -187,6 +186,8 @@ def write_artifact(
     _remove_stale_temporaries(model_dir)
     temporary = _make_sibling_dir(model_dir, f".tmp-{version}-")
     try:
+        import safetensors.torch
+
         weights_path = temporary / WEIGHTS_FILE
         safetensors.torch.save_file(cpu_tensors, str(weights_path), metadata={"format": "pt"})
         _fsync_file(weights_path)
@@ -248,6 +249,8 @@ def _prepare_tensors(
     tensors: object, final: Path
 ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, Any]]]:
     """CPU, contiguous, unshared copies of ``tensors`` and their manifest entries."""
+    import torch
+
     if not isinstance(tensors, Mapping):
         raise ArtifactError(f"{final}: tensors must be a dict of name -> torch.Tensor, got "
                             f"{type(tensors).__name__}")
@@ -490,6 +493,9 @@ def read_artifact(
             f"{weights_shown}: sha256 of the file does not match {weights['sha256']} recorded "
             f"in {CONFIG_FILE}; the weights file is corrupt or was changed after writing")
     check_against_manifest(parse_header(data, weights_shown), weights["tensors"], weights_shown)
+    import safetensors.torch
+    import torch
+
     try:
         tensors = safetensors.torch.load(data)
     except Exception as error:  # safetensors raises SafetensorError, or others on odd headers

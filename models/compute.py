@@ -11,17 +11,24 @@ Counted from the shapes that run, per example:
 Bias additions and element-wise activations are not counted: they are not multiply-adds and are
 negligible next to the matrix products.
 
+Counts come in as any array of integers (torch tensors on any device, numpy arrays, lists) and
+are worked out with numpy, so that a server with no torch (one serving ONNX graphs) counts them
+by the same code.
+
 Letters: B examples, L layers (gated or not), G gated layers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
+import numpy as np
 
 from .gated_config import GatedNetworkConfig
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -66,21 +73,28 @@ def gater_macs(config: GatedNetworkConfig) -> int:
     return total
 
 
-def executed_macs(config: GatedNetworkConfig, active_blocks: Tensor,
-                  computed_blocks: Tensor | None = None, *,
-                  gated_reads_all_inputs: bool = False) -> Tensor:
+def _int64(counts: Any) -> np.ndarray:
+    """Block counts as a numpy int64 array, from a torch tensor on any device or an array."""
+    if hasattr(counts, "detach"):  # a torch tensor, perhaps on a GPU
+        counts = counts.detach().cpu().numpy()
+    return np.asarray(counts).astype(np.int64, copy=False)
+
+
+def executed_macs(config: GatedNetworkConfig, active_blocks: Tensor | np.ndarray,
+                  computed_blocks: Tensor | np.ndarray | None = None, *,
+                  gated_reads_all_inputs: bool = False) -> np.ndarray:
     """Per-example multiply-adds, (B,) int64, given the blocks each example computed per gated
     layer (B, G); `computed_blocks` defaults to `active_blocks` (every block computed is on).
     `gated_reads_all_inputs`: a gated layer after a gated layer reads all of its input units
     rather than those of the blocks computed."""
-    computed = (active_blocks if computed_blocks is None else computed_blocks).to(torch.int64)
+    computed = _int64(active_blocks if computed_blocks is None else computed_blocks)
     gated = [layer for layer in config.layers if layer.gated]
-    if computed.dim() != 2 or computed.shape[1] != len(gated):
+    if computed.ndim != 2 or computed.shape[1] != len(gated):
         raise ValueError(f"blocks per example must be (B, {len(gated)}), got "
                          f"{tuple(computed.shape)}")
-    total = torch.full(computed.shape[:1], gater_macs(config), dtype=torch.int64)
+    total = np.full(computed.shape[:1], gater_macs(config), dtype=np.int64)
     width = config.input_size  # units the previous layer outputs
-    reads = torch.full_like(total, width)  # of those, units a dense layer reads, (B,)
+    reads = np.full_like(total, width)  # of those, units a dense layer reads, (B,)
     g = 0
     for layer in config.layers:
         if layer.gated:
@@ -90,24 +104,25 @@ def executed_macs(config: GatedNetworkConfig, active_blocks: Tensor,
             g += 1
         else:
             total += reads * layer.width
-            reads = torch.full_like(total, layer.width)
+            reads = np.full_like(total, layer.width)
         width = layer.width
     return total + reads * config.num_classes
 
 
-def compute_reports(config: GatedNetworkConfig, active_blocks: Tensor,
-                    computed_blocks: Tensor | None = None, *,
+def compute_reports(config: GatedNetworkConfig, active_blocks: Tensor | np.ndarray,
+                    computed_blocks: Tensor | np.ndarray | None = None, *,
                     gated_reads_all_inputs: bool = False) -> list[ComputeReport]:
     """One ComputeReport per example from active blocks per gated layer (B, G) and the blocks
     computed (default: the active ones); see `executed_macs`."""
     dense = dense_macs(config)
     gater = gater_macs(config)
-    computed_blocks = active_blocks if computed_blocks is None else computed_blocks.cpu()
+    active_blocks = _int64(active_blocks)
+    computed_blocks = active_blocks if computed_blocks is None else _int64(computed_blocks)
     executed = executed_macs(config, active_blocks, computed_blocks,
                              gated_reads_all_inputs=gated_reads_all_inputs).tolist()
     blocks = tuple(layer.blocks for layer in config.layers if layer.gated)
-    active = active_blocks.to(torch.int64).tolist()
-    computed = computed_blocks.to(torch.int64).tolist()
+    active = active_blocks.tolist()
+    computed = computed_blocks.tolist()
     return [ComputeReport(dense, e, gater, tuple(a), blocks, tuple(c))
             for e, a, c in zip(executed, active, computed, strict=True)]
 
@@ -116,4 +131,6 @@ def active_blocks_of(gates: list[Tensor]) -> Tensor:
     """Active blocks per example and gated layer, (B, G), from each layer's gates (B, K)."""
     if not gates:
         raise ValueError("the network has no gated layer")
+    import torch
+
     return torch.stack([(g != 0).sum(-1) for g in gates], dim=-1)

@@ -8,22 +8,27 @@ it), `thresholds` (calibrated, per gated layer), and whatever provenance the tra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 
 from .artifact import (
     MAX_WEIGHTS_BYTES,
     ArtifactError,
     read_artifact,
+    read_config,
     shown_path,
     write_artifact,
 )
 from .compute import dense_macs, gater_macs
 from .config_checks import finite_float, shown_value
 from .gated_config import GatedNetworkConfig
-from .gated_network import GatedNetwork
 from .safetensors_header import tensor_bytes
+
+if TYPE_CHECKING:
+    import torch
+
+    from .gated_network import GatedNetwork
 
 KIND = "sparsegate.gated-network"
 FLOAT32_BYTES = 4
@@ -60,11 +65,14 @@ def load_gated_network(folder: str | Path, device: str | torch.device = "cpu", *
     is read only up to the bytes this network needs, and the network is built only from weights
     that were verified to be exactly its own.
     """
+    from .gated_network import GatedNetwork
+
     shown = shown_path(folder, repository)
     checked: dict[str, Any] = {}
 
     def check_config(config: dict[str, Any]) -> None:
         checked.update(_check_config(config, shown))
+        _check_manifest_fits(checked["architecture"], config["weights"]["tensors"], shown)
 
     config, tensors = read_artifact(folder, device=str(device), repository=repository,
                                     check_config=check_config)
@@ -75,6 +83,16 @@ def load_gated_network(folder: str | Path, device: str | torch.device = "cpu", *
         raise ArtifactError(f"{shown}: weights do not fit the architecture: {err}") from None
     model.set_thresholds(checked["thresholds"])
     return model.eval(), config
+
+
+def load_gated_config(folder: str | Path, *, repository: str | Path | None = None
+                      ) -> tuple[GatedNetworkConfig, dict[str, Any]]:
+    """The architecture an artifact describes and its stored config, after every check of
+    config.json that needs no weights (those of `load_gated_network` but the manifest's fit to
+    the network's tensors). Reads no weights and needs no torch: what serves an exported
+    graph (model.onnx, read with `read_extra_file`, which verifies it) needs nothing else."""
+    config = read_config(folder, repository=repository)
+    return _check_config(config, shown_path(folder, repository))["architecture"], config
 
 
 def _check_config(config: dict[str, Any], shown: str) -> dict[str, Any]:
@@ -89,7 +107,6 @@ def _check_config(config: dict[str, Any], shown: str) -> dict[str, Any]:
         raise ArtifactError(f"{shown}: invalid architecture in config.json: {err}") from None
     check_served_fields(config, shown)
     thresholds = _thresholds(config.get("thresholds"), len(architecture.gated_layers), shown)
-    _check_manifest_fits(architecture, config["weights"]["tensors"], shown)
     return {"architecture": architecture, "thresholds": thresholds}
 
 
@@ -100,6 +117,10 @@ def _check_manifest_fits(architecture: GatedNetworkConfig, manifest: dict[str, A
     after a bound on its size: each weight matrix holds one float32 per multiply-add of the
     dense forward or a gater, so an architecture needing more bytes than the manifest lists was
     edited (10**9 blocks), and is refused before even its shapes are built."""
+    import torch
+
+    from .gated_network import GatedNetwork
+
     listed = sum(tensor_bytes(entry["dtype"], entry["shape"], MAX_WEIGHTS_BYTES) or 0
                  for entry in manifest.values())
     needed = FLOAT32_BYTES * (dense_macs(architecture) + gater_macs(architecture))
@@ -151,7 +172,7 @@ def _within(value: Any, low: float, high: float) -> bool:
 
 def _thresholds(values: Any, gated_layers: int, shown: str) -> list[float]:
     """One number per gated layer, within float32 (the thresholds are float32 buffers)."""
-    limit = torch.finfo(torch.float32).max
+    limit = float(np.finfo(np.float32).max)
     # abs(t) <= limit refuses NaN and infinities too, and compares an int of any size (JSON
     # allows 10**400, which float() cannot convert) exactly.
     if not (isinstance(values, list) and len(values) == gated_layers and all(

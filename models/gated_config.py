@@ -24,7 +24,6 @@ from .config_checks import (
     from_mapping,
     shown_value,
 )
-from .estimators import ESTIMATORS, make_estimator
 
 __all__ = ["ConfigError", "GatedLayerConfig", "GatedNetworkConfig", "preset"]
 
@@ -98,11 +97,6 @@ class GatedNetworkConfig:
             raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
         for i, layer in enumerate(self.layers):
             layer.validate(f"layers[{i}]")
-        check_choice("estimator", self.estimator, sorted(ESTIMATORS))
-        try:  # the estimator validates its own settings
-            probe = make_estimator(self.estimator, 1, **self.estimator_settings)
-        except ValueError as err:
-            raise ConfigError(f"estimator_settings: {err}") from None
         # No math.isfinite: it overflows on an int like 10**400 (valid JSON); NaN and the
         # infinities fail the comparison anyway.
         ok = (isinstance(self.target_density, (int, float))
@@ -110,6 +104,27 @@ class GatedNetworkConfig:
               and 0 < self.target_density <= 1)
         if not ok:
             raise ConfigError(f"target_density must lie in (0, 1], got {self.target_density!r}")
+        self._check_estimator()
+
+    def _check_estimator(self) -> None:
+        """The estimator's name and settings, checked by building one. Without torch no
+        estimator can be built, nor anything that would use one: such a process (a server of
+        exported ONNX graphs, whose gates are fixed in the graph) checks only that the name is
+        a string."""
+        try:
+            from .estimators import ESTIMATORS, make_estimator
+        except ModuleNotFoundError as error:
+            if error.name != "torch":
+                raise
+            if not isinstance(self.estimator, str):
+                raise ConfigError(f"estimator must be a string, got "
+                                  f"{shown_value(self.estimator)}") from None
+            return
+        check_choice("estimator", self.estimator, sorted(ESTIMATORS))
+        try:  # the estimator validates its own settings
+            probe = make_estimator(self.estimator, 1, **self.estimator_settings)
+        except ValueError as err:
+            raise ConfigError(f"estimator_settings: {err}") from None
         if probe.draws_per_estimate > 1 and self.estimator == "disarm" and len(
                 self.gated_layers) > 1:
             # DisARM's two draws must share their logits; a second gated layer's logits depend

@@ -18,7 +18,6 @@ import logging
 import time
 from contextlib import asynccontextmanager
 
-import torch
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -44,8 +43,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
         started = time.perf_counter()
         await app.state.repository.load_all()
         routes_admin.count_loaded(app)

@@ -90,7 +90,8 @@ class Settings(BaseSettings):
     docs: bool = Field(True, description="Swagger UI at /docs and ReDoc at /redoc, from files "
                                          "the server ships (no CDN)")
     warmup_batches: tuple[int, ...] = (1, 8)
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
+    threads: int | None = Field(None, ge=1, description="CPU threads of a forward, torch's or "
+                                "onnxruntime's (default: theirs)")
     graceful_shutdown_s: float = Field(30.0, ge=0.0)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 

@@ -3,6 +3,9 @@ block-skipping engines of `models` (the backend: "torch", the CPU `SkipNetwork`;
 CUDA path under CUDA graphs; "onnxruntime", the artifact's exported model.onnx), with a compute
 report per example.
 
+torch is imported only by the torch and Triton backends: a server whose models are all served
+through onnxruntime runs without torch installed (nor `onnx`, nor the training code).
+
 Letters: B examples, D input units, C classes, G gated layers.
 """
 
@@ -14,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from models.artifact import ArtifactError, read_extra_file, shown_path
 from models.compute import ComputeReport, dense_macs, executed_macs
-from models.gated_artifact import load_gated_network
-from models.skip.cpu import SkipNetwork
+from models.gated_artifact import load_gated_config
+from models.skip.output import SkipOutput
 
 from .config import BACKENDS
 
@@ -44,33 +46,32 @@ class ModelEngine:
     artifact is refused at load, never at the first request."""
 
     def __init__(self, folder: str | Path, device: str = "cpu", *,
-                 repository: str | Path | None = None, backend: str = "auto") -> None:
+                 repository: str | Path | None = None, backend: str = "auto",
+                 threads: int | None = None) -> None:
         """``repository``: the model repository ``folder`` lies in; the artifact's files must
         resolve inside it, and errors name paths relative to it. ``backend``: see
-        `service.config.Settings.backend`."""
+        `service.config.Settings.backend`. ``threads``: CPU threads of a forward (torch's
+        setting, or the onnxruntime session's), None for the library's default."""
         folder = Path(folder)
-        model, config = load_gated_network(folder, repository=repository)
+        architecture, config = load_gated_config(folder, repository=repository)
         self.folder = folder
         self.shown = shown_path(folder, repository)  # how errors name this artifact
         self.name: str = config["name"]
         self.version: str = config["version"]
-        self.config = model.config
+        self.config = architecture
         self.metadata: dict[str, Any] = config
         self.device = _resolve_device(device)
         self.backend = self._chosen_backend(backend)
-        self.input_size = model.config.input_size
-        self.num_classes = model.config.num_classes
-        self.gated_layers = len(model.gated_layers)
-        self.blocks = [layer.config.blocks for layer in model.gated_layers]
-        self.dense_macs = dense_macs(model.config)
-        if self.backend == "triton":
-            from models.skip.cuda import CudaGraphSkipNetwork, TritonSkipNetwork
-
-            self._forward = CudaGraphSkipNetwork(TritonSkipNetwork(model.to("cuda")))
-        elif self.backend == "onnxruntime":
-            self._forward = self._onnx_session(repository)
+        self.input_size = architecture.input_size
+        self.num_classes = architecture.num_classes
+        gated = architecture.gated_layers
+        self.gated_layers = len(gated)
+        self.blocks = [layer.blocks for layer in gated]
+        self.dense_macs = dense_macs(architecture)
+        if self.backend == "onnxruntime":
+            self._forward = self._onnx_session(repository, threads)
         else:
-            self._forward = SkipNetwork(model)
+            self._forward = self._torch_engine(repository, threads)
         self.expected_density = _expected_density(config, self.gated_layers)
         self.expected_saved_fraction = self._expected_saving()
 
@@ -92,7 +93,28 @@ class ModelEngine:
             raise ArtifactError(f"{self.shown}: config.json asks for {error}; or choose a "
                                 "--backend for every model") from None
 
-    def _onnx_session(self, repository: str | Path | None):
+    def _torch_engine(self, repository: str | Path | None, threads: int | None):
+        """The network built from the verified weights, run by the CPU engine or, on a GPU,
+        by the Triton kernels under CUDA graphs; it takes numpy inputs like onnxruntime's."""
+        import torch
+
+        from models.gated_artifact import load_gated_network
+
+        if threads:
+            torch.set_num_threads(threads)
+        model, config = load_gated_network(self.folder, repository=repository)
+        if config.get("weights") != self.metadata.get("weights"):
+            raise ArtifactError(f"{self.shown}: the artifact changed while it was loading")
+        if self.backend == "triton":
+            from models.skip.cuda import CudaGraphSkipNetwork, TritonSkipNetwork
+
+            engine = CudaGraphSkipNetwork(TritonSkipNetwork(model.to("cuda")))
+            return _TorchInputs(engine, "cuda")
+        from models.skip.cpu import SkipNetwork
+
+        return _TorchInputs(SkipNetwork(model), "cpu")
+
+    def _onnx_session(self, repository: str | Path | None, threads: int | None):
         from models.skip.onnx_runtime import OnnxModelError, OnnxRuntimeSkipNetwork
 
         if "model.onnx" not in (self.metadata.get("extra_files") or {}):
@@ -103,23 +125,19 @@ class ModelEngine:
                                 "--backend torch")
         data = read_extra_file(self.folder, "model.onnx", repository=repository)
         try:
-            return OnnxRuntimeSkipNetwork(data, self.config, device=self.device)
+            return OnnxRuntimeSkipNetwork(data, self.config, device=self.device,
+                                          threads=threads)
         except OnnxModelError as error:
             raise ArtifactError(f"{self.shown}/model.onnx: {error}") from None
 
     def infer(self, x: np.ndarray) -> BatchResult:
         """x (B, D) float32, finite: the caller (the HTTP layer) has checked it."""
         start = time.perf_counter()
-        inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        if self.backend == "triton":
-            inputs = inputs.to("cuda", non_blocking=True)
-        out = self._forward(inputs)
-        logits = out.logits.float()
-        probabilities = torch.softmax(logits, dim=-1)
+        out = self._forward(np.ascontiguousarray(x, dtype=np.float32))
+        logits = out.logits  # numpy on the CPU: a GPU's output was copied back, synchronising
         reports = out.reports(self.config)
-        logits_np, probabilities_np = logits.cpu().numpy(), probabilities.cpu().numpy()
-        compute_ms = (time.perf_counter() - start) * 1e3  # .cpu() synchronised the device
-        return BatchResult(logits_np, probabilities_np, reports, compute_ms)
+        compute_ms = (time.perf_counter() - start) * 1e3
+        return BatchResult(logits, _softmax(logits), reports, compute_ms)
 
     def warm_up(self, batches: tuple[int, ...]) -> None:
         """One forward per batch size on zeros: compiles the C or Triton kernels, captures the
@@ -147,17 +165,54 @@ class ModelEngine:
         layer (the blocks rounded to whole ones), routed as a lone example would be."""
         if self.expected_density is None:
             return None
-        active = torch.tensor([[max(0, round(d * k)) for d, k in
-                                zip(self.expected_density, self.blocks, strict=True)]])
+        active = np.array([[max(0, round(d * k)) for d, k in
+                            zip(self.expected_density, self.blocks, strict=True)]])
         executed = executed_macs(self.config, active, gated_reads_all_inputs=(
             self._forward.reads_all_gated_inputs(1)))
         return 1.0 - int(executed[0]) / self.dense_macs
 
 
+class _TorchInputs:
+    """A torch engine fed numpy inputs (on `device`), giving numpy logits and counts."""
+
+    def __init__(self, engine, device: str) -> None:
+        self.engine, self.device = engine, device
+        self.reads_all_gated_inputs = engine.reads_all_gated_inputs
+
+    def __call__(self, x: np.ndarray) -> SkipOutput:
+        import torch
+
+        inputs = torch.from_numpy(x)
+        if self.device != "cpu":
+            inputs = inputs.to(self.device, non_blocking=True)
+        out = self.engine(inputs)
+        # .cpu() waits for the GPU, so the forward's time includes the kernels'.
+        return SkipOutput(out.logits.float().cpu().numpy(), out.active_blocks.cpu().numpy(),
+                          out.computed_blocks.cpu().numpy(), out.gates,
+                          out.gated_reads_all_inputs)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _cuda_available() -> bool:
+    """Whether torch finds a CUDA GPU; False where torch is not installed (a server of ONNX
+    graphs on the CPU)."""
+    try:
+        import torch
+    except ModuleNotFoundError as error:
+        if error.name != "torch":
+            raise
+        return False
+    return torch.cuda.is_available()
+
+
 def _resolve_device(device: str) -> str:
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
+        return "cuda" if _cuda_available() else "cpu"
+    if device == "cuda" and not _cuda_available():
         raise RuntimeError("device 'cuda' was asked for but torch finds no CUDA GPU")
     return device
 

@@ -208,7 +208,7 @@ class ModelRepository:
         name files relative to the repository (an OSError's own text names absolute paths)."""
         try:
             engine = ModelEngine(folder, self.settings.device, repository=self.root,
-                                 backend=self.settings.backend)
+                                 backend=self.settings.backend, threads=self.settings.threads)
             engine.warm_up(self.settings.warmup_batches)
         except ArtifactError as error:
             raise LoadError(str(error)) from error

@@ -8,8 +8,9 @@ example, the graph reads the batch's union of input blocks (or all of them), so 
 counts every input unit as read there (`gated_reads_all_inputs`); a lone example's union is its
 own blocks, counted exactly.
 
-Only onnxruntime is needed here, not the `onnx` package that builds graphs. The model is read
-from verified bytes; external data, which would make onnxruntime open other files named inside
+Only onnxruntime and numpy are needed here: neither torch nor the `onnx` package that builds
+graphs, so a server of exported graphs runs without either. The model is read from verified
+bytes; external data, which would make onnxruntime open other files named inside
 the model, is confined to an empty folder, so a model that refers to any is refused at load.
 """
 
@@ -19,8 +20,6 @@ import tempfile
 from itertools import pairwise
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from ..gated_config import GatedNetworkConfig
 from .output import SkipOutput
@@ -84,13 +83,16 @@ class OnnxRuntimeSkipNetwork:
         after a gated layer; a lone example's union is its own blocks."""
         return self._chained and batch > 1
 
-    def __call__(self, x: Tensor) -> SkipOutput:
-        if x.dim() != 2 or x.shape[1] != self.config.input_size:
+    def __call__(self, x: np.ndarray) -> SkipOutput:
+        """x (B, D) float32 (a CPU torch tensor is read as one); the output holds numpy
+        arrays."""
+        if hasattr(x, "detach"):
+            x = x.detach().cpu().numpy()
+        if x.ndim != 2 or x.shape[1] != self.config.input_size:
             raise ValueError(f"x must be (B, {self.config.input_size}), got {tuple(x.shape)}")
-        feed = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        feed = np.ascontiguousarray(x, dtype=np.float32)
         logits, active, computed = self.session.run(list(OUTPUTS), {INPUT: feed})
-        return SkipOutput(torch.from_numpy(logits), torch.from_numpy(active),
-                          torch.from_numpy(computed), gates=[],
+        return SkipOutput(logits, active, computed, gates=[],
                           gated_reads_all_inputs=self.reads_all_gated_inputs(x.shape[0]))
 
 

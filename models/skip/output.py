@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import Tensor
+import numpy as np
 
 from ..compute import ComputeReport, compute_reports
 from ..gated_config import GatedNetworkConfig
-from ..gated_network import GatedNetwork
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from ..gated_network import GatedNetwork
 
 
 @dataclass
 class SkipOutput:
-    logits: Tensor  # (B, C)
-    active_blocks: Tensor  # (B, G) blocks on per example and gated layer
-    computed_blocks: Tensor  # (B, G) blocks computed: the active ones, or all for a dense route
+    """torch tensors from the torch and Triton engines; numpy arrays from onnxruntime, which
+    serves without torch."""
+
+    logits: Tensor | np.ndarray  # (B, C)
+    active_blocks: Tensor | np.ndarray  # (B, G) blocks on per example and gated layer
+    # (B, G) blocks computed: the active ones, or all for a dense route
+    computed_blocks: Tensor | np.ndarray
     gates: list[Tensor]  # per gated layer (B, K): the gate values that multiplied the blocks
     # Whether a gated layer after a gated layer read all of its input units rather than those
     # of the blocks computed: the backend's `reads_all_gated_inputs(batch)`, which every
@@ -23,6 +32,6 @@ class SkipOutput:
     gated_reads_all_inputs: bool = False
 
     def reports(self, network: GatedNetwork | GatedNetworkConfig) -> list[ComputeReport]:
-        config = network.config if isinstance(network, GatedNetwork) else network
+        config = network if isinstance(network, GatedNetworkConfig) else network.config
         return compute_reports(config, self.active_blocks, self.computed_blocks,
                                gated_reads_all_inputs=self.gated_reads_all_inputs)

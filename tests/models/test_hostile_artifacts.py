@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import models.gated_artifact as gated_artifact
+import models.gated_network as gated_network
 from models.artifact import ArtifactError, read_artifact
 from models.estimators import ESTIMATORS
 from models.gated_artifact import load_gated_network, save_gated_network
@@ -57,13 +57,14 @@ def outside(tmp_path, saved) -> Path:
 def networks_built(monkeypatch) -> list[str]:
     """The device of every GatedNetwork the reader builds ("meta" holds no memory)."""
     built: list[str] = []
-    real = gated_artifact.GatedNetwork
+    real = gated_network.GatedNetwork
 
     def recording(config):
         built.append(torch.empty(()).device.type)
         return real(config)
 
-    monkeypatch.setattr(gated_artifact, "GatedNetwork", recording)
+    # The reader imports the class when it builds one, so patching its module reaches it.
+    monkeypatch.setattr(gated_network, "GatedNetwork", recording)
     return built
 
 

@@ -42,6 +42,32 @@ def write_repository(root: Path) -> Path:
     return root
 
 
+def chained_network(seed: int) -> GatedNetwork:
+    """Two gated layers back to back: the second reads the first's blocks."""
+    model = tiny_network_of(
+        [{"blocks": 4, "block_size": 4, "gater_hidden": 6, "activation": "relu"},
+         {"blocks": 4, "block_size": 4, "gater_hidden": 0, "activation": "relu"}],
+        estimator="rectifier", seed=seed, input_size=INPUT_SIZE, num_classes=CLASSES,
+        density=0.5)
+    model.set_thresholds([0.5] * len(model.gated_layers))
+    return model
+
+
+@pytest.fixture(scope="package")
+def onnx_repository(tmp_path_factory) -> Path:
+    """tiny and chained (version 1 each) exported to model.onnx; unexported without it."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from models.skip.onnx_export import export_to_artifact
+
+    root = tmp_path_factory.mktemp("onnx") / "repo"
+    for name, model in (("tiny", tiny_network(1)), ("chained", chained_network(3))):
+        save_gated_network(model, root, name, 1, {"metrics": {"test_density": [0.5, 0.5]}})
+        export_to_artifact(root, name, 1)
+    save_gated_network(tiny_network(2), root, "unexported", 1)
+    return root
+
+
 @pytest.fixture
 def repository(tmp_path) -> Path:
     return write_repository(tmp_path / "repo")

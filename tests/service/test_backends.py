@@ -7,49 +7,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
 from models.artifact import ArtifactError, read_artifact, write_artifact
 from models.gated_artifact import save_gated_network
-from models.gated_config import GatedNetworkConfig
-from models.gated_network import GatedNetwork
 from service.app import create_app
 from service.engine import ModelEngine
 
-from .conftest import INPUT_SIZE, settings, tiny_network
+from .conftest import settings, tiny_network
 from .test_api import inputs
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-
-
-def chained_network(seed: int) -> GatedNetwork:
-    """Two gated layers back to back: the second reads the first's blocks."""
-    torch.manual_seed(seed)
-    config = GatedNetworkConfig.from_dict({
-        "input_size": INPUT_SIZE, "num_classes": 3, "estimator": "rectifier",
-        "target_density": 0.5, "layers": [
-            {"blocks": 4, "block_size": 4, "gater_hidden": 6, "activation": "relu"},
-            {"blocks": 4, "block_size": 4, "gater_hidden": 0, "activation": "relu"}]})
-    model = GatedNetwork(config).eval()
-    with torch.no_grad():
-        for layer in model.gated_layers:
-            layer.gater.out.weight.mul_(4.0)
-    model.set_thresholds([0.5] * len(model.gated_layers))
-    return model
-
-
-@pytest.fixture(scope="module")
-def onnx_repository(tmp_path_factory):
-    from models.skip.onnx_export import export_to_artifact
-
-    root = tmp_path_factory.mktemp("onnx") / "repo"
-    for name, model in (("tiny", tiny_network(1)), ("chained", chained_network(3))):
-        save_gated_network(model, root, name, 1, {"metrics": {"test_density": [0.5, 0.5]}})
-        export_to_artifact(root, name, 1)
-    save_gated_network(tiny_network(2), root, "unexported", 1)
-    return root
 
 
 def answers(repository, backend: str, model: str, rows: list[list[float]]) -> dict:

@@ -11,34 +11,19 @@ SPARSEGATE_REQUIRE_KSERVE=1 (CI) it fails instead.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 
+from .environments import KSERVE
 from .test_api import inputs, reference
 
-ROOT = Path(__file__).resolve().parents[2]
 CALLS = Path(__file__).with_name("kserve_calls.py")
 
 
-def kserve_python() -> str:
-    python = os.environ.get("SPARSEGATE_KSERVE_PYTHON") or str(ROOT / ".venv-kserve/bin/python")
-    found = Path(python).is_file() and subprocess.run(
-        [python, "-c", "import kserve"], capture_output=True).returncode == 0
-    if not found:
-        message = (f"no interpreter with KServe's SDK at {python}: make one with `python3 -m "
-                   "venv .venv-kserve && .venv-kserve/bin/pip install kserve==0.21.0`")
-        if os.environ.get("SPARSEGATE_REQUIRE_KSERVE") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return python
-
-
 def test_kserve_rest_client_v1_and_v2_json_and_binary(server, repository):
-    python = kserve_python()
+    python = KSERVE.python()
     rows = inputs(3, seed=4)
     done = subprocess.run([python, str(CALLS), server.url, "tiny", json.dumps(rows)],
                           capture_output=True, text=True, timeout=120)
