@@ -53,19 +53,22 @@ def chained_network(seed: int) -> GatedNetwork:
     return model
 
 
-@pytest.fixture(scope="package")
-def onnx_repository(tmp_path_factory) -> Path:
+def write_onnx_repository(root: Path) -> Path:
     """tiny and chained (version 1 each) exported to model.onnx; unexported without it."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from models.skip.onnx_export import export_to_artifact
 
-    root = tmp_path_factory.mktemp("onnx") / "repo"
     for name, model in (("tiny", tiny_network(1)), ("chained", chained_network(3))):
         save_gated_network(model, root, name, 1, {"metrics": {"test_density": [0.5, 0.5]}})
         export_to_artifact(root, name, 1)
     save_gated_network(tiny_network(2), root, "unexported", 1)
     return root
+
+
+@pytest.fixture(scope="package")
+def onnx_repository(tmp_path_factory) -> Path:
+    return write_onnx_repository(tmp_path_factory.mktemp("onnx") / "repo")
 
 
 @pytest.fixture
