@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until_ready(url: str, timeout_s: float, check: Callable[[], None] = lambda: None
+                     ) -> bool:
+    """Poll `url`/v2/health/ready until it answers 200 (True) or `timeout_s` passes (False);
+    `check` runs before each poll and may raise to give up early."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        check()
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
 
 
 class ServerProcess:
@@ -31,20 +48,16 @@ class ServerProcess:
              "--port", str(self.port), "--log-level", "warning", *args],
             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + ready_timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"sparsegate-serve exited with {self.process.returncode}:\n"
-                                   f"{self.process.stdout.read()}")
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        if wait_until_ready(self.url, ready_timeout_s, self._still_running):
+            return
         output = self.stop()
         raise RuntimeError(f"sparsegate-serve was not ready in {ready_timeout_s:.0f} s:\n"
                            f"{output}")
+
+    def _still_running(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"sparsegate-serve exited with {self.process.returncode}:\n"
+                               f"{self.process.stdout.read()}")
 
     def stop(self) -> str:
         """SIGTERM, then wait (SIGKILL after 30 s); returns everything the server printed."""

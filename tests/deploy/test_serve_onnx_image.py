@@ -5,13 +5,12 @@ Docker engine answers (CI starts one: .ci/run); skipped elsewhere."""
 from __future__ import annotations
 
 import subprocess
-import time
 
 import httpx
 import numpy as np
 import pytest
 
-from benchmarks.server_process import free_port
+from benchmarks.server_process import free_port, wait_until_ready
 
 from ..service.conftest import write_onnx_repository
 from ..service.test_api import inputs, reference
@@ -52,14 +51,7 @@ def test_the_serve_onnx_image_serves_exported_models_without_torch(image, tmp_pa
     container = started.stdout.strip()
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+        assert wait_until_ready(url, 120), docker("logs", container).stderr[-3000:]
         rows = inputs(4, seed=21)
         answer = httpx.post(f"{url}/v1/models/tiny:predict", json={"instances": rows},
                             timeout=30)
