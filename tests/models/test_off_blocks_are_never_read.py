@@ -1,4 +1,5 @@
-"""The CPU engine and the ONNX graph really skip: an off block's weights are never read.
+"""The CPU engine and the ONNX graph really skip: an off block's weights are never read (the
+Triton kernels' own test of this is in test_triton_skip.py, which runs them interpreted).
 
 Equality with the dense masked forward (test_skip_inference.py) would also hold for an engine
 that computed every block and then masked. Here the weights an off block owns are set to NaN

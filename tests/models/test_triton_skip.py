@@ -390,3 +390,40 @@ def test_a_model_trained_on_the_served_gates_runs_on_triton(tmp_path):
     for path in ("gemv", "grouped"):
         x = bundle.test.x[:17].to(DEVICE)
         assert_matches(model, x, TritonSkipNetwork(model, torch.float32, path=path)(x))
+
+
+# An off block's weights poisoned with NaN (see test_off_blocks_are_never_read.py) must not
+# reach the logits: the kernels compute only the (example, block) pairs that are on. A gated
+# layer that reads a gated layer multiplies its whole input, zeros of off blocks included (the
+# reports count it so: gated_reads_all_inputs), so its input columns of off blocks are read.
+@pytest.mark.parametrize("path", ["gemv", "grouped"])
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_the_kernels_never_read_the_weights_of_off_blocks(layout, path, request):
+    from .test_off_blocks_are_never_read import mixed, poisoned
+
+    if layout == "gated-gated":
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="a gated layer reads every input unit of the gated layer "
+                                "before it"))
+    model = network(layout, seed=2).cpu()
+    x = torch.randn(200, 12, generator=torch.Generator().manual_seed(2))
+    checked = [example for example in x.split(1) if mixed(model, example)][:3]
+    assert len(checked) >= 2, "too few examples with blocks on and off in every layer"
+    for example in checked:
+        engine = TritonSkipNetwork(poisoned(model, example).to(DEVICE), torch.float32,
+                                   path=path, dense_from=2.0)
+        got = engine(example.to(DEVICE)).logits.cpu()
+        assert torch.isfinite(got).all(), "an off block's weights were read"
+        torch.testing.assert_close(got, model(example).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_the_poison_is_seen_by_the_kernels_dense_route():
+    from .test_off_blocks_are_never_read import mixed, poisoned
+
+    model = network("gated-dense", seed=2).cpu()
+    x = next(e for e in torch.randn(100, 12, generator=torch.Generator().manual_seed(2)).split(1)
+             if mixed(model, e))
+    engine = TritonSkipNetwork(poisoned(model, x).to(DEVICE), torch.float32, path="grouped",
+                               dense_from=1e-9)
+    got = engine(x.to(DEVICE)).logits.cpu()
+    assert not torch.allclose(got, model(x).logits, atol=1e-5, rtol=1e-5)
