@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import tempfile
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from models.gated_artifact import load_gated_network, save_gated_network
 from models.gated_config import GatedNetworkConfig, preset
 from models.gated_network import GatedNetwork
-from models.skip.cpu import NUMPY_ACTIVATIONS
 
 LAYER_CASE = "layer-1024-64x64-1024"
 MODEL_CASE = "model-blocks-784-2x(64x64)-10"
@@ -75,22 +73,5 @@ def dense_forward(model: GatedNetwork):
         for weight, bias, act in layers:
             x = act(torch.addmm(bias, x, weight.T))
         return torch.addmm(readout[1], x, readout[0].T)
-
-    return forward
-
-
-def dense_forward_numpy(model: GatedNetwork):
-    """The dense baseline again through numpy's OpenBLAS, which the skip path's grouped
-    products use, so its speed-up can be read against the faster of the two BLAS libraries."""
-    layers = [(lay.main.weight.detach().T.contiguous().numpy(), lay.main.bias.detach().numpy(),
-               lay.config.activation) for lay in model.layers]
-    readout = (model.readout.weight.detach().T.contiguous().numpy(),
-               model.readout.bias.detach().numpy())
-    def forward(x: np.ndarray) -> np.ndarray:
-        for weight, bias, act in layers:
-            h = x @ weight
-            h += bias
-            x = NUMPY_ACTIVATIONS[act](h)
-        return x @ readout[0] + readout[1]
 
     return forward

@@ -1,29 +1,32 @@
-"""CPU rows of the skip benchmark: torch dense versus `models.skip.cpu.SkipNetwork`.
+"""CPU rows of the skip benchmark: `models.skip.cpu.SkipNetwork` against the fastest dense
+implementation of the same network on this machine.
 
-For each case, batch and density: the dense network in torch (the baseline of `speedup`), the
-same dense network through numpy's OpenBLAS (`dense_openblas_ms`, since the skip path's
-grouped products run there; `speedup_vs_openblas` reads the skip path against it), and the skip
-path, with the fraction of multiply-adds its compute reports say it saved.
+For each case, batch and density: the dense network in torch (`dense_ms`, `speedup`, timed in
+alternating rounds with the skip path), and per case and batch every other dense implementation
+of `benchmarks.dense_baselines` (numpy's OpenBLAS here and in a fresh process without the
+OPENBLAS_ overrides, onnxruntime's dense graph). `best_dense` names the fastest of them all and
+`speedup_vs_best` reads the skip path against it. Rates in G multiply-adds per second:
+`dense_gmacs` of the fastest dense implementation (the network's dense multiply-adds), and
+`skip_gmacs` of the skip path (the multiply-adds its compute reports say it executed, gaters
+included); `skip_rate_vs_dense` is their ratio, how near the skipping kernels run to the dense
+GEMM's speed.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 
+import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from models.compute import dense_macs
 from models.skip.cpu import SkipNetwork
 
-from .cases import (
-    LAYER_CASE,
-    MODEL_CASE,
-    dense_forward,
-    dense_forward_numpy,
-    layer_model,
-    set_density,
-    whole_model,
-)
+from . import dense_numpy
+from .cases import LAYER_CASE, MODEL_CASE, dense_forward, layer_model, set_density, whole_model
+from .dense_baselines import blas_in_fresh_process, fastest, onnxruntime_dense
 from .timing import median_ms
 
 CPU_BATCHES = (1, 8, 64, 256)
@@ -35,11 +38,12 @@ def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DE
          ) -> list[dict]:
     """`dense_from`: SkipNetwork's routing fraction for every batch (None: its default rule)."""
     out = []
+    threads = torch.get_num_threads()
     for case in cases:
         torch.manual_seed(seed)
         model = layer_model() if case == LAYER_CASE else whole_model(seed)
         dense = dense_forward(model)
-        dense_np = dense_forward_numpy(model)
+        mine = []
         for batch in batches:
             x = torch.randn(batch, model.config.input_size,
                             generator=torch.Generator().manual_seed(seed + batch))
@@ -52,32 +56,59 @@ def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DE
                 result = skip(x)
                 reports = result.reports(model)
                 blocks = torch.tensor([lay.config.blocks for lay in model.gated_layers])
-                out.append({
+                mine.append({
                     "device": "cpu", "backend": "torch", "case": case, "batch": batch,
                     "density": density,
                     "realised_density": float((result.active_blocks / blocks).mean()),
                     "saved_fraction": sum(r.saved_fraction for r in reports) / len(reports),
+                    "executed_macs": sum(r.executed_macs for r in reports),
                     "dense_ms": times["dense"], "skip_ms": times["skip"],
-                    "speedup": times["dense"] / times["skip"],
-                    "threads": torch.get_num_threads(),
+                    "speedup": times["dense"] / times["skip"], "threads": threads,
                     # the routing fraction used; None: no example could be routed dense
                     "dense_from": route if (route := skip.dense_fraction(batch)) <= 1.0
                     else None})
                 if progress:
-                    progress(out[-1])
-        # The OpenBLAS dense baseline does not depend on the density; it is timed last, apart
-        # from everything else: OpenBLAS's worker threads keep spinning for ~0.1 s after each
-        # of its multi-threaded products and would slow whatever ran next on these cores.
-        for batch in batches:
-            x_np = torch.randn(batch, model.config.input_size, generator=torch.Generator()
-                               .manual_seed(seed + batch)).numpy()
-            # At OpenBLAS's full thread count: the engine leaves it single-threaded.
-            with threadpool_limits(torch.get_num_threads(), user_api="blas"):
-                ms = median_ms({"dense_openblas": lambda: dense_np(x_np)},  # noqa: B023
-                               warmup=warmup, repeats=repeats, rounds=1)["dense_openblas"]
-            for row in out:
-                if row["case"] == case and row["batch"] == batch:
-                    row["dense_openblas_ms"] = ms
-                    row["speedup_vs_openblas"] = ms / row["skip_ms"]
-        time.sleep(0.25)  # let those threads park before the next case is timed
+                    progress(mine[-1])
+        _add_dense_baselines(model, mine, batches, threads, warmup, repeats, seed)
+        out += mine
     return out
+
+
+def _add_dense_baselines(model, rows: list[dict], batches, threads: int, warmup: int,
+                         repeats: int, seed: int) -> None:
+    """The other dense implementations, timed per batch after the case's rows (they do not
+    depend on the density) and one at a time: OpenBLAS's worker threads keep spinning for
+    ~0.1 s after each of its multi-threaded products and would slow whatever ran beside them."""
+    numpy_dense = dense_numpy.forward(dense_numpy.dense_layers(model))
+    ort_dense = onnxruntime_dense(model, threads)
+    fresh, blas = blas_in_fresh_process(model, batches, threads=threads, warmup=warmup,
+                                        repeats=repeats, seed=seed)
+    macs = dense_macs(model.config)
+    for batch in batches:
+        x = np.random.default_rng(seed + batch).standard_normal(
+            (batch, model.config.input_size), dtype=np.float32)
+        # At torch's thread count: the engine leaves OpenBLAS single-threaded.
+        with threadpool_limits(threads, user_api="blas"):
+            openblas = median_ms({"dense": lambda: numpy_dense(x)},  # noqa: B023
+                                 warmup=warmup, repeats=repeats, rounds=1)["dense"]
+        time.sleep(0.25)  # let those threads park
+        onnx = None if ort_dense is None else median_ms(
+            {"dense": lambda: ort_dense(x)}, warmup=warmup, repeats=repeats,  # noqa: B023
+            rounds=1)["dense"]
+        mine = [row for row in rows if row["batch"] == batch]
+        # torch's dense time of the batch: the median over its rows (one per density), where
+        # it was timed in rounds alternating with the skip path.
+        torch_ms = statistics.median(row["dense_ms"] for row in mine)
+        for row in mine:
+            candidates = {"torch": torch_ms, "openblas": openblas,
+                          "openblas-fresh": fresh[batch], "onnxruntime": onnx}
+            name, best = fastest(candidates)
+            row.update({f"dense_{key.replace('-', '_')}_ms": ms
+                        for key, ms in candidates.items() if key != "torch"})
+            row.update(best_dense=name, best_dense_ms=best,
+                       speedup_vs_best=best / row["skip_ms"],
+                       dense_gmacs=macs * batch / (best * 1e6),
+                       skip_gmacs=row["executed_macs"] / (row["skip_ms"] * 1e6),
+                       fresh_process_blas=blas)
+            row["skip_rate_vs_dense"] = row["skip_gmacs"] / row["dense_gmacs"]
+    time.sleep(0.25)

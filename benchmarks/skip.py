@@ -36,6 +36,14 @@ TABLE = ("{backend:>12} {case:>30} {batch:>5} {density:>7.2f} {realised_density:
          "{dense_ms:>9.3f} {skip_ms:>9.3f} {speedup:>7.2f}")
 
 
+# The CPU engine against the fastest dense implementation timed (benchmarks.dense_baselines),
+# with both sides' G multiply-adds per second.
+BEST_TABLE = ("{case:>30} {batch:>5} {density:>7.2f} {best_dense:>14} {best_dense_ms:>9.3f} "
+              "{skip_ms:>9.3f} {speedup_vs_best:>7.2f} {dense_gmacs:>7.1f} {skip_gmacs:>7.1f}")
+BEST_HEADER = (f"{'case':>30} {'batch':>5} {'density':>7} {'best dense':>14} {'dense ms':>9} "
+               f"{'skip ms':>9} {'vs best':>7} {'dense G':>7} {'skip G':>7}")
+
+
 def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
         backends: tuple[str, ...] = ("torch", "onnxruntime"), batches=None, densities=None,
         cases=None, dense_from: float | None = None) -> list[dict]:
@@ -62,8 +70,12 @@ def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
     if "torch" in backends:
         from . import cpu_cases
 
-        rows += cpu_cases.rows(warmup, repeats, seed, progress=show, dense_from=dense_from,
-                               **sizes)
+        torch_rows = cpu_cases.rows(warmup, repeats, seed, progress=show,
+                                    dense_from=dense_from, **sizes)
+        print(BEST_HEADER)
+        for row in torch_rows:
+            print(BEST_TABLE.format(**row))
+        rows += torch_rows
     if "onnxruntime" in backends:
         from . import onnx_cases
 

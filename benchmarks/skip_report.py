@@ -46,7 +46,28 @@ def render(payload: dict) -> str:
                              f"{row['skip_ms']:.3g})")
             lines.append(f"| {batch} | " + " | ".join(cells) + " |")
         lines.append("")
+        if all("speedup_vs_best" in r for r in mine):
+            lines += _against_best(case, mine, batches, densities)
     return "\n".join(lines)
+
+
+def _against_best(case: str, rows: list[dict], batches, densities) -> list[str]:
+    """The CPU engine against the fastest dense implementation of each batch, and its rate of
+    multiply-adds as a fraction of that implementation's."""
+    lines = [f"**cpu / torch / `{case}` against the fastest dense**: speed-up (the skip path's "
+             "G multiply-adds per second as a fraction of the dense one's)", "",
+             "| batch | fastest dense | " + " | ".join(f"density {d:g}" for d in densities)
+             + " |", "|---:|---|" + "---:|" * len(densities)]
+    for batch in batches:
+        mine = {r["density"]: r for r in rows if r["batch"] == batch}
+        first = next(iter(mine.values()))
+        best = (f"{first['best_dense']} {first['best_dense_ms']:.3g} ms, "
+                f"{first['dense_gmacs']:.3g} G/s")
+        cells = ["" if (r := mine.get(d)) is None else
+                 f"{r['speedup_vs_best']:.2f}x ({r['skip_rate_vs_dense']:.2f})"
+                 for d in densities]
+        lines.append(f"| {batch} | {best} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _gpu_only(rows: list[dict]) -> bool:

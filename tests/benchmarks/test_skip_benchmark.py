@@ -2,7 +2,10 @@
 
 import json
 
-from benchmarks.cases import set_density, whole_model
+import numpy as np
+import torch
+
+from benchmarks.cases import dense_forward, set_density, whole_model
 from benchmarks.skip import main
 from models.skip.cpu import SkipNetwork
 
@@ -24,6 +27,41 @@ def test_benchmark_writes_every_row_and_a_plot(tmp_path):
     assert all(abs(r["realised_density"] - r["density"]) < 0.02 for r in rows)
     assert all(r["saved_fraction"] < 0 for r in rows if r["density"] == 1.0)
     assert all(r["saved_fraction"] > 0.5 for r in rows if r["density"] == 0.1)
+    # Every dense implementation was timed, and the baseline is the fastest of them, one per
+    # case and batch; the rates follow from the multiply-adds.
+    names = {"torch", "openblas", "openblas-fresh", "onnxruntime"}
+    for r in rows:
+        timed = {"openblas": r["dense_openblas_ms"], "openblas-fresh": r["dense_openblas_fresh_ms"],
+                 "onnxruntime": r["dense_onnxruntime_ms"]}
+        assert r["best_dense"] in names and all(ms > 0 for ms in timed.values())
+        assert r["best_dense_ms"] <= min(timed.values())
+        assert r["speedup_vs_best"] == r["best_dense_ms"] / r["skip_ms"]
+        assert r["skip_gmacs"] == r["executed_macs"] / (r["skip_ms"] * 1e6)
+        assert abs(r["skip_rate_vs_dense"] - r["skip_gmacs"] / r["dense_gmacs"]) < 1e-12
+        assert r["fresh_process_blas"]
+    for case in {r["case"] for r in rows}:
+        for batch in (1, 8):
+            same = {(r["best_dense"], r["best_dense_ms"]) for r in rows
+                    if (r["case"], r["batch"]) == (case, batch)}
+            assert len(same) == 1
+
+
+def test_the_fresh_blas_process_runs_without_the_openblas_overrides(monkeypatch):
+    from benchmarks.dense_baselines import blas_in_fresh_process
+    from benchmarks.dense_numpy import dense_layers, forward
+
+    model = whole_model(0)
+    # Set, this pins OpenBLAS to its oldest kernels (threadpoolctl then names them "Katmai").
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Prescott")
+    times, blas = blas_in_fresh_process(model, [1, 3], threads=1, warmup=0, repeats=2, seed=0)
+    assert set(times) == {1, 3} and all(ms > 0 for ms in times.values())
+    assert blas and blas[0]["internal_api"] == "openblas"
+    assert blas[0]["architecture"] not in ("Prescott", "Katmai")
+    x = np.random.default_rng(0).standard_normal((3, 784), dtype=np.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(forward(dense_layers(model))(x)),
+                                   dense_forward(model)(torch.from_numpy(x)),
+                                   rtol=1e-4, atol=1e-4)
 
 
 def test_cases_take_short_names_and_refuse_unknown_ones(tmp_path, capsys):
