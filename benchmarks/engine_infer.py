@@ -30,8 +30,6 @@ from models.gated_config import preset
 from models.gated_network import GatedNetwork
 from service.engine import ModelEngine
 
-INPUT_SIZES = {"blocks-digits": 64}
-
 
 def median_ms(engine: ModelEngine, x: np.ndarray, repeats: int, warmup: int) -> float:
     for _ in range(warmup):
@@ -58,7 +56,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as repository:
         for name in args.presets.split(","):
             torch.manual_seed(0)
-            config = preset(name, input_size=INPUT_SIZES.get(name, 784))
+            config = preset(name)  # each preset's own input size
             save_gated_network(GatedNetwork(config).eval(), repository, name, 1)
             engine = ModelEngine(f"{repository}/{name}/1", "cpu", repository=repository,
                                  backend=args.backend)

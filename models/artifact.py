@@ -453,6 +453,7 @@ def read_artifact(
     device: str | torch.device = "cpu",
     repository: str | Path | None = None,
     check_config: Callable[[dict[str, Any]], None] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Read an artifact folder: its config as stored, and its tensors on ``device``.
 
@@ -460,6 +461,8 @@ def read_artifact(
     default inside the folder itself), and messages name paths relative to it.
     ``check_config``: called with the config before the weights file is opened, to refuse (with
     ArtifactError) a config whose manifest does not describe what the caller will build.
+    ``config``: the folder's config.json as ``read_config`` returned it, where the caller read
+    it already; the weights are then verified against that very config, not a second reading.
 
     Refuses (ArtifactError) a missing folder or file, a file that is not a regular file inside
     the repository, a config that is too large or not valid JSON, a format_version that is
@@ -470,7 +473,8 @@ def read_artifact(
     """
     folder = Path(folder)
     root = folder if repository is None else Path(repository)
-    config = read_config(folder, repository=repository)
+    if config is None:
+        config = read_config(folder, repository=repository)
     config_shown = shown_path(folder / CONFIG_FILE, repository)
     weights, needed = _validate_manifest(config, config_shown)
     if check_config is not None:

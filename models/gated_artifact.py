@@ -51,13 +51,16 @@ def save_gated_network(model: GatedNetwork, repository: str | Path, name: str,
 
 
 def load_gated_network(folder: str | Path, device: str | torch.device = "cpu", *,
-                       repository: str | Path | None = None
+                       repository: str | Path | None = None,
+                       config: dict[str, Any] | None = None
                        ) -> tuple[GatedNetwork, dict[str, Any]]:
     """Build the network an artifact describes, in eval mode, with its thresholds; also return
     the stored config. Incompatible artifacts raise ArtifactError naming the problem.
 
     ``repository``: the model repository the folder lies in (see read_artifact): files must
-    resolve inside it, and messages name paths relative to it.
+    resolve inside it, and messages name paths relative to it. ``config``: config.json as the
+    caller read it already (with `load_gated_config` or `read_artifact`), so that the weights
+    are verified against the same config rather than a second reading of the file.
 
     Everything config.json says is checked before the weights file is opened: the architecture
     (every size and estimator setting in range), the fields a server reports, and the manifest
@@ -75,7 +78,7 @@ def load_gated_network(folder: str | Path, device: str | torch.device = "cpu", *
         _check_manifest_fits(checked["architecture"], config["weights"]["tensors"], shown)
 
     config, tensors = read_artifact(folder, device=str(device), repository=repository,
-                                    check_config=check_config)
+                                    check_config=check_config, config=config)
     model = GatedNetwork(checked["architecture"]).to(device)
     try:
         model.load_state_dict(tensors, strict=True)

@@ -102,9 +102,7 @@ class ModelEngine:
 
         if threads:
             torch.set_num_threads(threads)
-        model, config = load_gated_network(self.folder, repository=repository)
-        if config.get("weights") != self.metadata.get("weights"):
-            raise ArtifactError(f"{self.shown}: the artifact changed while it was loading")
+        model, _ = load_gated_network(self.folder, repository=repository, config=self.metadata)
         if self.backend == "triton":
             from models.skip.cuda import CudaGraphSkipNetwork, TritonSkipNetwork
 

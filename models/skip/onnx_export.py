@@ -731,9 +731,7 @@ def export_to_artifact(repository: str | Path, name: str, version: str | int | N
     version = resolve_version(repository, name, version)
     folder = artifact_path(repository, name, version)
     config, tensors = read_artifact(folder)
-    model, loaded_config = load_gated_network(folder)
-    if loaded_config.get("weights") != config.get("weights"):
-        raise ArtifactError(f"{folder}: the artifact changed while it was being exported")
+    model, _ = load_gated_network(folder, config=config)
     extras = {}
     for file_name in config.get("extra_files") or {}:
         if file_name != ONNX_FILE:

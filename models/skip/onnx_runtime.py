@@ -84,10 +84,7 @@ class OnnxRuntimeSkipNetwork:
         return self._chained and batch > 1
 
     def __call__(self, x: np.ndarray) -> SkipOutput:
-        """x (B, D) float32 (a CPU torch tensor is read as one); the output holds numpy
-        arrays."""
-        if hasattr(x, "detach"):
-            x = x.detach().cpu().numpy()
+        """x (B, D) float32; the output holds numpy arrays."""
         if x.ndim != 2 or x.shape[1] != self.config.input_size:
             raise ValueError(f"x must be (B, {self.config.input_size}), got {tuple(x.shape)}")
         feed = np.ascontiguousarray(x, dtype=np.float32)
