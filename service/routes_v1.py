@@ -10,9 +10,9 @@ Each prediction carries its own compute report; `timings` are the server's.
 
 from __future__ import annotations
 
-import json
 import time
 
+import orjson
 from fastapi import APIRouter, Request, Response
 
 from .inference import Served, find_engine, readiness, run
@@ -91,4 +91,4 @@ def _response(served: Served) -> Response:
         "timings": {"queue_ms": served.timings.queue_ms,
                     "compute_ms": served.timings.compute_ms, "total_ms": served.total_ms,
                     "batch_size": served.timings.batch_size}}
-    return Response(json.dumps(body), media_type="application/json")
+    return Response(orjson.dumps(body), media_type="application/json")

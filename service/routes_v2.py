@@ -16,6 +16,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -223,14 +224,14 @@ def _response(payload: InferenceRequest, served: Served, wanted: dict[str, bool]
         "parameters": {
             "dense_macs": dense * len(reports), "executed_macs": executed,
             "saved_fraction": 1.0 - executed / (dense * len(reports)),
-            "compute_reports": json.dumps([r.as_dict() for r in reports]),
+            "compute_reports": orjson.dumps([r.as_dict() for r in reports]).decode(),
             "queue_ms": served.timings.queue_ms, "compute_ms": served.timings.compute_ms,
             "total_ms": served.total_ms, "batch_size": served.timings.batch_size},
         "outputs": outputs,
     }
     if payload.id is None:
         del body["id"]
-    text = json.dumps(body).encode()
+    text = orjson.dumps(body)
     if not blobs:
         return Response(text, media_type="application/json")
     return Response(text + b"".join(blobs), media_type="application/octet-stream",

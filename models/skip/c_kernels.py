@@ -1,17 +1,21 @@
 """The C grouped-product kernels (models/skip/csrc/block_kernels.c), compiled on first use.
 
 At a block's handful of rows (batch 64 at 10 %: ~6 rows per block), a BLAS call spends much of
-its time packing the block's weight into its own layout before multiplying; these kernels
-stream the weight once instead, keeping the partial sums in vector registers, and read input
-rows by example index. Measured here (`python -m benchmarks.skip`, and per kernel against
-numpy's OpenBLAS): the consumer product (inner dimension 64) ran ~1.6x faster, the gated
-layer's product (inner dimension 1024) as fast at batch 64 and ~1.8x faster at batch 256.
+its time packing the block's weight into its own layout before multiplying. These kernels take
+weights packed once, at load (`Panels`: panels of 8 to 32 columns, each contiguous),
+and run register-blocked micro-kernels over each block's pairs in row groups of up to six,
+reading input rows by example index.
 
-The library is compiled with the system C compiler (`cc`, or $CC) at `-O3 -march=native` into
-a cache folder ($SPARSEGATE_CACHE, default ~/.cache/sparsegate), keyed by the source's hash,
-the flags and the CPU's features, and loaded through ctypes (standard library). Where no
-compiler is found or the build fails, `load()` returns None and the caller uses numpy;
-SPARSEGATE_NATIVE=0 forces that.
+The micro-kernels are compiled for every instruction set the compiler targets (AVX-512, AVX2
+with FMA, and a portable copy in 16-byte vectors: SSE2 on x86-64, NEON on ARM), and the best one
+the CPU runs is chosen when the library loads; SPARSEGATE_KERNEL_SET=generic|avx2|avx512 asks for
+another (refused, with the sets there are, where the CPU cannot run it). Every set computes the
+same products up to float summation order.
+
+The library is compiled with the system C compiler (`cc`, or $CC) at `-O3` into a cache folder
+($SPARSEGATE_CACHE, default ~/.cache/sparsegate), keyed by the sources' hash and the flags, and
+loaded through ctypes (standard library). Where no compiler is found or the build fails, `load()`
+returns None and the caller uses numpy; SPARSEGATE_NATIVE=0 forces that.
 """
 
 from __future__ import annotations
@@ -23,14 +27,43 @@ import os
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-SOURCE = Path(__file__).with_name("csrc") / "block_kernels.c"
-FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-funroll-loops", "-shared", "-fPIC",
-         "-pthread")
-TILE = 64  # the kernels' column tile (T in the source): column counts must be multiples
+SOURCES = tuple(Path(__file__).with_name("csrc") / name
+                for name in ("block_kernels.c", "block_kernels_isa.h"))
+SOURCE = SOURCES[0]
+FLAGS = ("-O3", "-ffp-contract=fast", "-funroll-loops", "-shared", "-fPIC", "-pthread")
+TILE = 64  # column counts the kernels take are multiples of this (COLUMNS in the source)
+# The instruction sets, by the numbers the library uses.
+KERNEL_SETS = ("generic", "avx2", "avx512")
+
+
+@dataclass(frozen=True)
+class Panels:
+    """A stack of K matrices (K, R, C) packed for the kernels: (K, C / W, R, W) for the chosen
+    instruction set's panel width W, so each row of a panel is contiguous, and so is the panel.
+    Built once, when a model is loaded; `source` (the unpacked stack, usually a view the caller
+    keeps anyway) lets the kernels repack it for another set."""
+
+    array: np.ndarray  # (K, C / width, R, width) float32, C-contiguous
+    shape: tuple[int, int, int]  # (K, R, C): the matrices it holds
+    width: int
+    source: np.ndarray
+
+    @classmethod
+    def pack(cls, weights: np.ndarray, width: int) -> Panels:
+        if weights.ndim != 3 or not supports(weights.shape[2]) or TILE % width:
+            raise ValueError(f"panels need (K, R, C) weights with C a multiple of {TILE}, "
+                             f"and a width dividing {TILE}; got shape {weights.shape}, width "
+                             f"{width}")
+        k, r, c = weights.shape
+        array = np.ascontiguousarray(
+            np.asarray(weights, dtype=np.float32).reshape(k, r, c // width, width)
+            .transpose(0, 2, 1, 3))
+        return cls(array, (k, r, c), width, weights)
 
 
 class NativeKernels:
@@ -51,37 +84,83 @@ class NativeKernels:
         self._threaded.argtypes = [ctypes.c_int, pointer, size, pointer, pointer, size, pointer,
                                    size, pointer, size, pointer, size]
         self._threaded.restype = None
+        self._available = library.kernel_sets_available
+        self._available.restype = ctypes.c_int
+        self._choose = library.choose_kernel_set
+        self._choose.argtypes = [ctypes.c_int]
+        self._choose.restype = ctypes.c_int
+        self._panel_width = library.kernel_panel_width
+        self._panel_width.argtypes = [ctypes.c_int]
+        self._panel_width.restype = ctypes.c_int64
+        self._chosen = library.kernel_set_chosen
+        self._chosen.restype = ctypes.c_int
 
-    def rows_times_blocks(self, x: np.ndarray, examples: np.ndarray, weights: np.ndarray,
-                          spans: np.ndarray, out: np.ndarray, threads: int = 1) -> np.ndarray:
-        """out[p] = x[examples[p]] @ weights[block]; x (B, D), weights (K, D, S), spans (G, 3)
-        int64 (block, start, end), out (P, S); all C-contiguous. `threads` > 1 splits the
-        spans over that many threads inside C (the GIL is released by ctypes)."""
-        return self._launch(0, self._rows, x, examples, weights, spans, out, threads)
+    @property
+    def kernel_set(self) -> str:
+        """The instruction set in use. The library holds it, once per process: every
+        `NativeKernels` over it sees the same."""
+        return KERNEL_SETS[self._chosen()]
+
+    @property
+    def panel_width(self) -> int:
+        """The width of the weight panels the chosen set reads (`Panels.pack`)."""
+        return int(self._panel_width(self._chosen()))
+
+    def pack(self, weights: np.ndarray) -> Panels:
+        """(K, R, C) weights packed for the chosen set."""
+        return Panels.pack(weights, self.panel_width)
+
+    def _panels(self, weights: Panels | np.ndarray) -> Panels:
+        if isinstance(weights, Panels):
+            return weights if weights.width == self.panel_width else self.pack(weights.source)
+        return self.pack(weights)
+
+    @property
+    def kernel_sets(self) -> tuple[str, ...]:
+        """The instruction sets this CPU runs, best last."""
+        bits = self._available()
+        return tuple(name for i, name in enumerate(KERNEL_SETS) if bits & (1 << i))
+
+    def choose(self, name: str) -> None:
+        """Run every product with instruction set `name` from now on (for this process)."""
+        if name not in KERNEL_SETS or self._choose(KERNEL_SETS.index(name)) < 0:
+            raise ValueError(f"kernel set {name!r} cannot run on this CPU; it runs "
+                             f"{', '.join(self.kernel_sets)}")
+
+    def rows_times_blocks(self, x: np.ndarray, examples: np.ndarray,
+                          weights: Panels | np.ndarray, spans: np.ndarray, out: np.ndarray,
+                          threads: int = 1) -> np.ndarray:
+        """out[p] = x[examples[p]] @ weights[block]; x (B, D), weights (K, D, S) (packed or
+        not), spans (G, 3) int64 (block, start, end), out (P, S); all C-contiguous. `threads`
+        > 1 splits the spans over that many threads inside C (ctypes releases the GIL)."""
+        return self._launch(0, self._rows, x, examples, self._panels(weights), spans, out, threads)
 
     def accumulate_blocks_times_rows(self, values: np.ndarray, examples: np.ndarray,
-                                     weights: np.ndarray, spans: np.ndarray, out: np.ndarray,
-                                     threads: int = 1) -> np.ndarray:
-        """out[examples[p]] += values[p] @ weights[block]; values (P, S), weights (K, S, N),
-        out (B, N). `threads` > 1 splits the output columns over that many threads."""
-        return self._launch(1, self._accumulate, values, examples, weights, spans, out, threads)
+                                     weights: Panels | np.ndarray, spans: np.ndarray,
+                                     out: np.ndarray, threads: int = 1) -> np.ndarray:
+        """out[examples[p]] += values[p] @ weights[block]; values (P, S), weights (K, S, N)
+        (packed or not), out (B, N). `threads` > 1 splits the output columns over that many
+        threads."""
+        return self._launch(1, self._accumulate, values, examples, self._panels(weights), spans,
+                            out, threads)
 
     def tiles_from_blocks(self, x: np.ndarray, reads: np.ndarray, examples: np.ndarray,
-                          weights: np.ndarray, spans: np.ndarray, out: np.ndarray,
+                          weights: Panels | np.ndarray, spans: np.ndarray, out: np.ndarray,
                           threads: int = 1) -> np.ndarray:
         """out[p] = sum over input blocks j that examples[p] reads (reads[e, j] != 0) of
         x[e, block j] @ weights[block][rows of block j]: a gated layer reading only the input
         blocks its previous gated layer computed. x (B, J * S_in), reads (B, J) uint8,
-        weights (K, J * S_in, S), spans (G, 3), out (P, S)."""
-        _check(x, weights, out, examples, spans)
+        weights (K, J * S_in, S) (packed or not), spans (G, 3), out (P, S)."""
+        panels = self._panels(weights)
+        _check(x, panels, out, examples, spans)
         if reads.dtype != np.uint8 or not reads.flags.c_contiguous or reads.ndim != 2 \
                 or reads.shape[0] != x.shape[0] or x.shape[1] % reads.shape[1]:
             raise ValueError("reads must be a C-contiguous (B, J) uint8 array dividing x's "
                              "columns into J blocks")
         blocks = reads.shape[1]
         args = (x.ctypes.data, x.shape[1] // blocks, reads.ctypes.data, blocks,
-                examples.ctypes.data, weights.ctypes.data, weights.shape[2], spans.ctypes.data,
-                spans.shape[0], out.ctypes.data)
+                examples.ctypes.data, panels.array.ctypes.data, panels.shape[2],
+                spans.ctypes.data, spans.shape[0], out.ctypes.data)
         if threads > 1:
             self._threaded(2, args[0], args[1], args[4], args[5], args[6], args[7], args[8],
                            args[9], threads, args[2], args[3])
@@ -90,11 +169,11 @@ class NativeKernels:
         return out
 
     def _launch(self, kind: int, single, rows: np.ndarray, examples: np.ndarray,
-                weights: np.ndarray, spans: np.ndarray, out: np.ndarray, threads: int
+                weights: Panels, spans: np.ndarray, out: np.ndarray, threads: int
                 ) -> np.ndarray:
         """Check the arrays, then run kernel `kind` on this thread or split over `threads`."""
         _check(rows, weights, out, examples, spans)
-        args = (rows.ctypes.data, rows.shape[1], examples.ctypes.data, weights.ctypes.data,
+        args = (rows.ctypes.data, rows.shape[1], examples.ctypes.data, weights.array.ctypes.data,
                 weights.shape[2], spans.ctypes.data, spans.shape[0], out.ctypes.data)
         if threads > 1:
             self._threaded(kind, *args, threads, None, 0)
@@ -103,27 +182,23 @@ class NativeKernels:
         return out
 
 
-def _check(*arrays: np.ndarray) -> None:
-    """The kernels read raw pointers: refuse anything but C-contiguous arrays of their types."""
-    *floats, examples, spans = arrays
-    for array in floats:
+def _check(rows: np.ndarray, weights: Panels, out: np.ndarray, *indices: np.ndarray) -> None:
+    """The kernels read raw pointers: refuse anything but C-contiguous arrays of their types,
+    and shapes that disagree (a wrong shape would read past an array's end)."""
+    for array in (rows, weights.array, out):
         if array.dtype != np.float32 or not array.flags.c_contiguous:
             raise ValueError("native kernels need C-contiguous float32 arrays")
-    for array in (examples, spans):
+    for array in indices:
         if array.dtype != np.int64 or not array.flags.c_contiguous:
             raise ValueError("native kernels need C-contiguous int64 indices")
+    if rows.ndim != 2 or out.ndim != 2 or out.shape[1] % TILE:
+        raise ValueError(f"native kernels need 2-D inputs and outputs whose columns are a "
+                         f"multiple of {TILE}")
 
 
-def _cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return line
-    except OSError:
-        pass
-    import platform
-
-    return platform.machine() + platform.processor()
+def _build_key(compiler: str) -> str:
+    sources = b"".join(path.read_bytes() for path in SOURCES)
+    return hashlib.sha256(sources + " ".join((compiler, *FLAGS)).encode()).hexdigest()[:16]
 
 
 def supports(columns: int) -> bool:
@@ -132,19 +207,16 @@ def supports(columns: int) -> bool:
 
 @functools.cache
 def load() -> NativeKernels | None:
-    """The compiled kernels, or None (no compiler, a failed build, or SPARSEGATE_NATIVE=0)."""
+    """The compiled kernels with the best instruction set this CPU runs (or the one
+    SPARSEGATE_KERNEL_SET names), or None (no compiler, a failed build, or
+    SPARSEGATE_NATIVE=0)."""
     if os.environ.get("SPARSEGATE_NATIVE", "1") == "0":
         return None
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
         return None
-    source = SOURCE.read_bytes()
-    # -march=native: a library built on one CPU may not run on another (a shared home folder),
-    # so the CPU's feature flags are part of the key.
-    key = hashlib.sha256(source + " ".join((compiler, *FLAGS, _cpu_flags())).encode()
-                         ).hexdigest()[:16]
     cache = Path(os.environ.get("SPARSEGATE_CACHE", Path.home() / ".cache" / "sparsegate"))
-    library = cache / f"block_kernels-{key}.so"
+    library = cache / f"block_kernels-{_build_key(compiler)}.so"
     try:
         if not library.exists():
             cache.mkdir(parents=True, exist_ok=True)
@@ -154,6 +226,8 @@ def load() -> NativeKernels | None:
                 subprocess.run([compiler, *FLAGS, "-o", str(built), str(SOURCE)], check=True,
                                capture_output=True, timeout=120)
                 os.replace(built, library)
-        return NativeKernels(ctypes.CDLL(str(library)))
+        kernels = NativeKernels(ctypes.CDLL(str(library)))
     except (OSError, subprocess.SubprocessError):
         return None
+    kernels.choose(os.environ.get("SPARSEGATE_KERNEL_SET") or kernels.kernel_sets[-1])
+    return kernels

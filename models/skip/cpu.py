@@ -101,9 +101,11 @@ def _numpy(t: Tensor) -> np.ndarray:
 class _Linear:
     """A linear map in the layouts the skipping forward reads: (N, D) for torch's dense
     products; for a gated layer (K, D, S), each block's matrix contiguous; for a consumer of a
-    gated layer's output (K_in, S_in, N), each input block's rows contiguous."""
+    gated layer's output (K_in, S_in, N), each input block's rows contiguous. Where the C
+    kernels run a product, its weights are also packed in their panels, once, here."""
 
-    def __init__(self, linear: torch.nn.Linear, out_blocks: int = 0, in_blocks: int = 0):
+    def __init__(self, linear: torch.nn.Linear, out_blocks: int = 0, in_blocks: int = 0,
+                 native: native_kernels.NativeKernels | None = None):
         self.weight = linear.weight.detach().to(torch.float32)  # (N, D)
         self.bias_tensor = linear.bias.detach().to(torch.float32).clone()  # (N,)
         self.bias = self.bias_tensor.numpy()
@@ -113,6 +115,11 @@ class _Linear:
                                     .transpose(1, 2)) if out_blocks else None)
         self.by_in_block = (self.transposed.reshape(in_blocks, d // in_blocks, n)
                             if in_blocks else None)  # (K_in, S_in, N), a view
+        self.out_panels = (native.pack(self.by_out_block)
+                           if native and out_blocks and native_kernels.supports(n // out_blocks)
+                           else None)
+        self.in_panels = (native.pack(self.by_in_block)
+                          if native and in_blocks and native_kernels.supports(n) else None)
 
     def dense(self, x: np.ndarray, activation: str = "linear") -> np.ndarray:
         """activation(x @ W.T + b) for full rows, (B, N). A large product goes to torch
@@ -166,7 +173,8 @@ class _Stage:
         gated = step.gated
         linear = _Linear(step.linear, gated.config.blocks if gated is not None else 0,
                          step.reads_blocks_of.blocks
-                         if gated is None and step.reads_blocks_of is not None else 0)
+                         if gated is None and step.reads_blocks_of is not None else 0,
+                         native)
         whole = (gated is not None and step.reader_width is not None and native is not None
                  and not native_kernels.supports(step.reader_width))
         return cls(step, linear, _Gater(gated) if gated is not None else None, whole)
@@ -334,7 +342,7 @@ class SkipNetwork:
         """pairs[p] = x[example] @ W[block] for whole input rows."""
         if self._use_native(pairs.shape[1]):
             self.native.rows_times_blocks(
-                np.ascontiguousarray(x), examples, linear.by_out_block,
+                np.ascontiguousarray(x), examples, linear.out_panels,
                 np.array(spans, dtype=np.int64).reshape(-1, 3), pairs,
                 self._native_threads(pairs.size * x.shape[1]))
         else:
@@ -378,7 +386,7 @@ class SkipNetwork:
         if self.native is not None and native_kernels.supports(pairs.shape[1]):
             macs = int(reads[examples].sum()) * (x.shape[1] // k_in) * pairs.shape[1]
             self.native.tiles_from_blocks(
-                np.ascontiguousarray(x), reads, examples, linear.by_out_block,
+                np.ascontiguousarray(x), reads, examples, linear.out_panels,
                 np.array(spans, dtype=np.int64).reshape(-1, 3), pairs,
                 self._native_threads(macs))
             return
@@ -429,7 +437,7 @@ class SkipNetwork:
         """out[example] += pair values @ that input block's rows of W.T, for every pair."""
         if self._use_native(out.shape[1]):
             self.native.accumulate_blocks_times_rows(
-                np.ascontiguousarray(sparse.values), sparse.examples, linear.by_in_block,
+                np.ascontiguousarray(sparse.values), sparse.examples, linear.in_panels,
                 sparse.span_array, out,
                 self._native_threads(sparse.values.size * out.shape[1]))
             return

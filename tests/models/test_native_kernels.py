@@ -13,6 +13,22 @@ from models.skip.cpu import SkipNetwork
 
 kernels = native_kernels.load()
 pytestmark = pytest.mark.skipif(kernels is None, reason="no C compiler built the kernels")
+KERNEL_SETS = kernels.kernel_sets if kernels is not None else ()
+
+
+@pytest.fixture(autouse=True, params=KERNEL_SETS or ["none"])
+def kernel_set(request):
+    """Every test runs once per instruction set this CPU runs (the portable copy included), and
+    the set chosen at load is restored after."""
+    if kernels is None:
+        yield None
+        return
+    chosen = kernels.kernel_set
+    kernels.choose(request.param)
+    try:
+        yield request.param
+    finally:
+        kernels.choose(chosen)
 
 
 def random_pairs(rng, batch, blocks, density):
@@ -79,10 +95,10 @@ def test_tiles_read_only_the_input_blocks_each_example_reads(batch, density):
         kernels.tiles_from_blocks(x, reads.astype(bool), examples, w, spans, got)
 
 
-def test_every_row_tile_size_and_remainder():
-    # Blocks with 1 to 13 pairs each: the kernels cut a block's pairs into tiles of 6 (or 4)
-    # rows and pick the smallest tile (1, 2, 4, 6 rows) that holds the rest; every remainder
-    # and every tile size must give the same products.
+def test_every_row_group_size_and_remainder():
+    # Blocks with 1 to 13 pairs each: the kernels cut a block's pairs into groups of up to 6
+    # rows, as even as possible, each with its own micro-kernel shape (1 to 6 rows); every
+    # group size and every split must give the same products.
     rng = np.random.default_rng(7)
     counts = np.arange(1, 14)
     blocks, batch, d, s, n = counts.size, 16, 96, 64, 128
@@ -306,3 +322,43 @@ def test_before_a_gated_layer_examples_with_most_blocks_on_compute_them_all():
     assert out.reports(model) == compute_reports(model.config, out.active_blocks,
                                                  out.computed_blocks)
     torch.testing.assert_close(out.logits, model(x).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_panels_pack_each_matrix_in_column_panels():
+    w = np.arange(2 * 3 * 128, dtype=np.float32).reshape(2, 3, 128)
+    panels = native_kernels.Panels.pack(w, 16)
+    assert panels.shape == (2, 3, 128) and panels.array.shape == (2, 8, 3, 16)
+    np.testing.assert_array_equal(panels.array[1, 5, 2], w[1, 2, 80:96])
+    with pytest.raises(ValueError, match="multiple of 64"):
+        native_kernels.Panels.pack(np.zeros((1, 3, 96), np.float32), 16)
+
+
+def test_weights_packed_for_another_set_are_repacked():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 32), dtype=np.float32)
+    w = rng.standard_normal((1, 32, 64), dtype=np.float32)
+    other = native_kernels.Panels.pack(w, 64 if kernels.panel_width != 64 else 32)
+    spans, examples = np.array([[0, 0, 2]], np.int64), np.arange(2, dtype=np.int64)
+    got = kernels.rows_times_blocks(x, examples, other, spans, np.empty((2, 64), np.float32))
+    np.testing.assert_allclose(got, x @ w[0], rtol=1e-4, atol=1e-4)
+
+
+def test_a_kernel_set_the_cpu_cannot_run_is_refused():
+    with pytest.raises(ValueError, match="cannot run on this CPU"):
+        kernels.choose("sse9")
+    assert "generic" in kernels.kernel_sets
+
+
+def test_every_kernel_source_ships_in_the_package():
+    # An installed package without one of them would fail to build the kernels and fall back
+    # to numpy without a word.
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["models.skip"]
+    for source in native_kernels.SOURCES:
+        shipped = source.relative_to(root / "models" / "skip").as_posix()
+        assert any(fnmatch.fnmatch(shipped, p) for p in patterns), shipped

@@ -32,6 +32,11 @@ CASES = [
      "NaN"),
     ("/v1/models/tiny:predict", '{"instances": [[Infinity' + ', 1' * (INPUT_SIZE - 1) + ']]}',
      400, "Infinity"),
+    ("/v1/models/tiny:predict", '{"instances": [[-Infinity' + ', 1' * (INPUT_SIZE - 1) + ']]}',
+     400, "Infinity is not a number JSON allows"),
+    ("/v1/models/tiny:predict", '{"instances": [[1e400' + ', 1' * (INPUT_SIZE - 1) + ']]}',
+     400, "infinity"),
+    ("/v1/models/tiny:predict", b'{"instances": [[\xff]]}', 400, "not UTF-8"),
     ("/v1/models/tiny:predict", '{"instances": [[1, 2,', 400, "not valid JSON"),
     ("/v1/models/tiny:predict", "", 400, "empty"),
     ("/v1/models/tiny:predict", [ROW], 400, "invalid request body"),
@@ -47,6 +52,7 @@ CASES = [
     ("/v2/models/tiny/infer", v2(ROW, shape=(2, INPUT_SIZE)), 400, "needs"),
     ("/v2/models/tiny/infer", v2(ROW, name="x"), 400, "unknown input"),
     ("/v2/models/tiny/infer", v2(None), 400, "no data"),
+    ("/v2/models/tiny/infer", v2([0.5] * (INPUT_SIZE - 1) + [False]), 400, "numbers only"),
     ("/v2/models/tiny/infer", v2([[0.5] * 4] * 3), 400, "does not match"),
     ("/v2/models/tiny/infer", v2(ROW, outputs=[{"name": "nope"}]), 400, "unknown output"),
     ("/v2/models/tiny/infer", {"inputs": []}, 400, "inputs"),
@@ -70,7 +76,7 @@ def strict_client(tmp_path_factory):
 
 @pytest.mark.parametrize(("path", "body", "status", "words"), CASES)
 def test_bad_request_is_a_4xx_that_says_why(strict_client, path, body, status, words):
-    content = body if isinstance(body, str) else json.dumps(body)
+    content = body if isinstance(body, str | bytes) else json.dumps(body)
     response = strict_client.post(path, content=content,
                                   headers={"Content-Type": "application/json"})
     assert response.status_code == status, response.text

@@ -1,0 +1,153 @@
+/* The grouped products for one instruction set, included once per set by block_kernels.c with
+ * these defined:
+ *   ISA(name)       the name with the set's suffix
+ *   ATTR            the function attribute that lets the compiler use the set
+ *   VEC, VW         the vector type and its width in floats
+ *   PW              the set's weight panel width in floats, a multiple of VW dividing 64
+ *   LOAD(p), STORE(p, v), BCAST(f), ZERO(), FMA(a, b, c) = a * b + c, ADD(a, b)
+ *   V_FOR(r)        vectors per row of a micro-kernel tile of r rows (r = 1..RMAX): each
+ *                   copy keeps r * V_FOR(r) partial sums in registers, as many as the set has
+ *                   room for beside the weights' vectors and a broadcast; V_FOR(r) * VW is a
+ *                   multiple of PW dividing 64
+ *
+ * Weights come packed in panels of PW columns (block_kernels.c): each row of a panel is
+ * contiguous, and so is the panel, so a micro-kernel tile one panel wide streams one
+ * contiguous run of memory, which the hardware prefetchers follow.
+ */
+
+#define VP (PW / VW) /* vectors per panel row */
+
+/* A micro-kernel tile: for i < R, o[i][0 : V * VW] (+)= in[i][0 : K] @ w[0 : K, 0 : V * VW],
+ * where w holds V / VP consecutive panels (or one), `panel` floats apart. R and V are constants
+ * in every copy (the callers switch on them), so the sums live in registers and every loop
+ * below is unrolled but the one over K. */
+ATTR static inline __attribute__((always_inline)) void
+ISA(tile)(const float *const *in, int64_t K, const float *__restrict w, int64_t panel,
+          float *const *o, int accumulate, const int R, const int V) {
+    VEC acc[RMAX][VMAX];
+    for (int i = 0; i < R; ++i)
+        for (int v = 0; v < V; ++v) acc[i][v] = ZERO();
+    for (int64_t k = 0; k < K; ++k) {
+        const float *wr = w + k * PW;
+        VEC wv[VMAX];
+        for (int v = 0; v < V; ++v) wv[v] = LOAD(wr + (v / VP) * panel + (v % VP) * VW);
+        for (int i = 0; i < R; ++i) {
+            VEC b = BCAST(in[i][k]);
+            for (int v = 0; v < V; ++v) acc[i][v] = FMA(b, wv[v], acc[i][v]);
+        }
+    }
+    for (int i = 0; i < R; ++i)
+        for (int v = 0; v < V; ++v) {
+            float *dst = o[i] + v * VW;
+            STORE(dst, accumulate ? ADD(LOAD(dst), acc[i][v]) : acc[i][v]);
+        }
+}
+
+/* One row group (r <= RMAX rows) across `columns` columns (a multiple of 64): strips of
+ * V_FOR(r) vectors, each one or more whole panels. w: the panel of the first column. */
+#define ISA_STRIPS(R)                                                                         \
+    do {                                                                                      \
+        float *o_[RMAX];                                                                      \
+        for (int64_t c = 0; c < columns; c += V_FOR(R) * VW) {                                \
+            for (int i = 0; i < (R); ++i) o_[i] = o[i] + c;                                   \
+            ISA(tile)(in, K, w + (c / PW) * panel, panel, o_, accumulate, (R), V_FOR(R));     \
+        }                                                                                     \
+    } while (0)
+
+ATTR static void ISA(group)(const float *const *in, int64_t K, const float *__restrict w,
+                            int64_t panel, float *const *o, int accumulate, int r,
+                            int64_t columns) {
+    switch (r) {
+    case 1: ISA_STRIPS(1); break;
+    case 2: ISA_STRIPS(2); break;
+    case 3: ISA_STRIPS(3); break;
+    case 4: ISA_STRIPS(4); break;
+    case 5: ISA_STRIPS(5); break;
+    default: ISA_STRIPS(6); break;
+    }
+}
+#undef ISA_STRIPS
+
+/* out[p, :S] = x[ex[p], :D] @ W[block, :D, :S] for every pair p of every span; W in panels
+ * (K, S / PW, D, PW). */
+ATTR static void ISA(rows_times_blocks)(const float *__restrict x, int64_t D, const int64_t *ex,
+                                        const float *__restrict W, int64_t S,
+                                        const int64_t *spans, int64_t G,
+                                        float *__restrict out) {
+    for (int64_t g = 0; g < G; ++g) {
+        const float *Wk = W + spans[3 * g] * D * S;
+        int64_t start = spans[3 * g + 1], end = spans[3 * g + 2];
+        for (int64_t p0 = start, r; p0 < end; p0 += r) {
+            r = group_rows(end - p0);
+            const float *in[RMAX];
+            float *o[RMAX];
+            for (int i = 0; i < r; ++i) {
+                in[i] = x + ex[p0 + i] * D;
+                o[i] = out + (p0 + i) * S;
+            }
+            ISA(group)(in, D, Wk, D * PW, o, 0, (int)r, S);
+        }
+    }
+}
+
+/* out[ex[p], c_begin : c_end] += h[p, :S] @ W[block, :S, c_begin : c_end] for every pair p of
+ * every span; W in panels (K, N / PW, S, PW); c_begin and c_end multiples of 64. */
+ATTR static void ISA(accumulate_columns)(const float *__restrict h, int64_t S, const int64_t *ex,
+                                         const float *__restrict W, int64_t N,
+                                         const int64_t *spans, int64_t G,
+                                         float *__restrict out, int64_t c_begin,
+                                         int64_t c_end) {
+    for (int64_t g = 0; g < G; ++g) {
+        const float *Wk = W + spans[3 * g] * S * N + (c_begin / PW) * S * PW;
+        int64_t start = spans[3 * g + 1], end = spans[3 * g + 2];
+        for (int64_t p0 = start, r; p0 < end; p0 += r) {
+            r = group_rows(end - p0);
+            const float *in[RMAX];
+            float *o[RMAX];
+            for (int i = 0; i < r; ++i) {
+                in[i] = h + (p0 + i) * S;
+                o[i] = out + ex[p0 + i] * N + c_begin;
+            }
+            ISA(group)(in, S, Wk, S * PW, o, 1, (int)r, c_end - c_begin);
+        }
+    }
+}
+
+/* A gated layer reading a gated layer's output: for every pair p of every span,
+ *   out[p, :S] = sum over input blocks j with reads[ex[p] * J + j] != 0 of
+ *                x[ex[p], j*Sin:(j+1)*Sin] @ W[block, j*Sin:(j+1)*Sin, :S]
+ * W in panels (K, S / PW, J * Sin, PW). Per (block, input block) the weight tile (Sin x S) is
+ * read once per row group of the pairs that read that input block. */
+ATTR static void ISA(tiles_from_blocks)(const float *__restrict x, int64_t Sin,
+                                        const uint8_t *reads, int64_t J, const int64_t *ex,
+                                        const float *__restrict W, int64_t S,
+                                        const int64_t *spans, int64_t G,
+                                        float *__restrict out) {
+    int64_t D = J * Sin;
+    for (int64_t g = 0; g < G; ++g) {
+        const float *Wk = W + spans[3 * g] * D * S;
+        int64_t start = spans[3 * g + 1], end = spans[3 * g + 2];
+        for (int64_t p = start; p < end; ++p)
+            for (int64_t c = 0; c < S; ++c) out[p * S + c] = 0.0f;
+        for (int64_t j = 0; j < J; ++j) {
+            int64_t p = start;
+            while (p < end) {
+                int64_t rows[RMAX], n = 0; /* the next pairs that read input block j */
+                for (; p < end && n < RMAX; ++p)
+                    if (reads[ex[p] * J + j]) rows[n++] = p;
+                if (n == 0) break;
+                const float *in[RMAX];
+                float *o[RMAX];
+                for (int64_t i = 0; i < n; ++i) {
+                    in[i] = x + ex[rows[i]] * D + j * Sin;
+                    o[i] = out + rows[i] * S;
+                }
+                ISA(group)(in, Sin, Wk + j * Sin * PW, D * PW, o, 1, (int)n, S);
+            }
+        }
+    }
+}
+
+static const kernel_set ISA(set) = {ISA(rows_times_blocks), ISA(accumulate_columns),
+                                    ISA(tiles_from_blocks), PW};
+#undef VP
