@@ -30,10 +30,16 @@ class LoadResult:
 
 
 def encode_post(url: str, path: str, body: object) -> bytes:
+    return encode_request(url, path, json.dumps(body).encode())
+
+
+def encode_request(url: str, path: str, data: bytes, content_type: str = "application/json",
+                   headers: dict[str, str] | None = None) -> bytes:
+    """A POST of `data` to `path` as raw HTTP/1.1 bytes."""
     parts = urlsplit(url)
-    data = json.dumps(body).encode()
-    return (f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json"
-            f"\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    return (f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: {content_type}"
+            f"\r\n{extra}Content-Length: {len(data)}\r\n\r\n").encode() + data
 
 
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
