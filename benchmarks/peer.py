@@ -155,16 +155,26 @@ def measure(targets: dict[str, tuple[str, str]], inputs: np.ndarray, batches: li
         for (label, _), bodies in cells.items():
             asyncio.run(one_at_a_time(targets[label][0], bodies, warmup))
         latencies: dict[tuple[str, str], list[float]] = {cell: [] for cell in cells}
+        server: dict[tuple[str, str], list[tuple[float, float]]] = {cell: [] for cell in cells}
         for _ in range(rounds):
             for (label, encoding), bodies in cells.items():
                 result = asyncio.run(one_at_a_time(targets[label][0], bodies, requests))
                 latencies[label, encoding] += result.latencies_ms
+                if label != PEER:  # sparsegate's own timings: (forward, whole request)
+                    server[label, encoding] += [
+                        (p["compute_ms"], p["total_ms"]) for p in
+                        (json.loads(b)["parameters"] for b in result.bodies)]
         peer = float(np.percentile(latencies[PEER, "json"], 50))
         for (label, encoding), values in latencies.items():
             p50 = float(np.percentile(values, 50))
-            rows.append({"batch": batch, "encoding": encoding, "server": label,
-                         "p50_ms": p50, "p99_ms": float(np.percentile(values, 99)),
-                         "speedup_vs_peer_json": peer / p50, "requests": len(values)})
+            row = {"batch": batch, "encoding": encoding, "server": label,
+                   "p50_ms": p50, "p99_ms": float(np.percentile(values, 99)),
+                   "speedup_vs_peer_json": peer / p50, "requests": len(values)}
+            if server[label, encoding]:
+                forward, total = np.median(np.array(server[label, encoding]), axis=0)
+                row |= {"server_forward_p50_ms": float(forward),
+                        "server_total_p50_ms": float(total)}
+            rows.append(row)
     return rows
 
 
@@ -183,10 +193,12 @@ def check_same_answers(targets: dict[str, tuple[str, str]], x: np.ndarray) -> No
 
 def show(rows: list[dict]) -> None:
     print(f"{'batch':>5} {'encoding':>8} {'server':>16} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'vs MLServer JSON':>16}")
+          f"{'vs MLServer JSON':>16} {'forward / server ms':>19}")
     for r in rows:
+        own = (f"{r['server_forward_p50_ms']:.2f} / {r['server_total_p50_ms']:.2f}"
+               if "server_forward_p50_ms" in r else "-")
         print(f"{r['batch']:>5} {r['encoding']:>8} {r['server']:>16} {r['p50_ms']:>8.2f} "
-              f"{r['p99_ms']:>8.2f} {r['speedup_vs_peer_json']:>15.2f}x")
+              f"{r['p99_ms']:>8.2f} {r['speedup_vs_peer_json']:>15.2f}x {own:>19}")
 
 
 def main(argv: list[str] | None = None) -> int:
