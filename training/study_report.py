@@ -79,6 +79,26 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def gap_lines(rows: list[dict[str, Any]], target: float = 0.5) -> list[str]:
+    """Each gated model against the same network with every block on (the accuracy target:
+    within `target` points of it, over the same seeds), where the study trained that one."""
+    full = next((r for r in rows if r["spec"]["kind"] == "every-block-on"), None)
+    if full is None:
+        return []
+    lines = []
+    for row in rows:
+        if row["spec"]["kind"] != "gated":
+            continue
+        gap = row["test"][0] - full["test"][0]
+        verdict = "within" if gap <= target else "**not** within"
+        lines.append(f"- **{row['label']}**: {row['test'][0]:.2f} ± {row['test'][1]:.2f} % "
+                     f"against {full['test'][0]:.2f} ± {full['test'][1]:.2f} % with every block "
+                     f"on ({row['seeds']} and {full['seeds']} seeds): {gap:+.2f} points, "
+                     f"{verdict} {target:g} of it, at "
+                     f"{100 * row['macs'] / full['macs']:.1f} % of its multiply-adds.")
+    return lines
+
+
 def _table(rows: list[dict[str, Any]], metric: str) -> list[str]:
     lines = [f"| model | seeds | {metric} error % (mean ± std) | executed multiply-adds "
              "per example | density per gated layer |", "|---|---:|---:|---:|---|"]
@@ -236,11 +256,15 @@ def write_report(work: Path, docs: Path, page: str | None = None) -> int:
     if grid_runs:
         rows = group_runs(grid_runs)
         plot(rows, docs / f"{page}.png", f"{preset_name} on {data}: error against compute")
+        named = "" if page == f"accuracy-vs-compute-{data}" else f" --page {page}"
         lines += ["## Test error against executed multiply-adds", "",
                   *_commands(grid["settings"]),
-                  f"    python -m training.study report --work {work}", "",
+                  f"    python -m training.study report --work {work}{named}", "",
                   f"![test error against multiply-adds]({page}.png)", "",
                   *_table(rows, "test"), ""]
+        gaps = gap_lines(rows)
+        if gaps:
+            lines += ["### Against the same network with every block on", "", *gaps, ""]
         notes = density_notes(rows)
         if notes:
             lines += [*notes, ""]

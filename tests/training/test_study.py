@@ -82,6 +82,13 @@ def test_a_gated_model_is_judged_against_every_dense_model_that_costs_no_more(tm
     assert "| gated, 10 % of blocks | 2 | 12.00 ± 0.00 | 150 (15.0 % of dense) |" in page
     assert (tmp_path / "docs" / "accuracy-vs-compute-digits.png").stat().st_size > 1000
     assert (tmp_path / "docs" / "accuracy-vs-compute-digits" / "summary-grid.json").exists()
+    # Each gated model against every block on (9.5 %): the 25 % one within half a point.
+    assert "- **gated, 10 % of blocks**: 12.00 ± 0.00 % against 9.50 ± 0.00 %" in page
+    assert "+2.50 points, **not** within 0.5 of it, at 15.0 % of its multiply-adds" in page
+    assert "+0.50 points, within 0.5 of it" in page
+    assert write_report(work, tmp_path / "docs", "named") == 0
+    assert "report --work " + str(work) + " --page named" in (
+        tmp_path / "docs" / "named.md").read_text()
 
 
 def test_a_gate_variant_trains_its_own_estimator_with_the_same_recipe():
