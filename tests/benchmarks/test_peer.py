@@ -1,9 +1,8 @@
-"""The peer benchmark's requests are what sparsegate's server reads, and (where an MLServer
-environment is given in SPARSEGATE_PEER_PYTHON) the whole benchmark runs end to end at a tiny
-size against a real MLServer."""
+"""The peer benchmark's requests are what sparsegate's server reads, and the whole benchmark
+runs end to end at a tiny size against a real MLServer (from `.venv-mlserver` or
+SPARSEGATE_PEER_PYTHON; `.ci/run` makes it)."""
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 
 from benchmarks import peer
 from service.tensors import binary_json_bytes, decode_infer
+from tests.service.environments import MLSERVER
 
 
 class _Headers:
@@ -32,11 +32,9 @@ def test_each_encoding_decodes_to_the_same_matrix(encoding):
     np.testing.assert_allclose(got, x, atol=1e-5 if encoding == "json" else 0)
 
 
-@pytest.mark.skipif(not os.environ.get("SPARSEGATE_PEER_PYTHON"),
-                    reason="SPARSEGATE_PEER_PYTHON names no Python with MLServer installed")
 def test_the_benchmark_runs_against_a_real_mlserver(tmp_path):
     out = tmp_path / "peer.json"
-    assert peer.main(["--peer-python", os.environ["SPARSEGATE_PEER_PYTHON"], "--batches", "2",
+    assert peer.main(["--peer-python", MLSERVER.python(), "--batches", "2",
                       "--requests", "2", "--rounds", "1", "--warmup", "1",
                       "--json", str(out)]) == 0
     rows = json.loads(Path(out).read_text())["rows"]

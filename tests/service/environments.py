@@ -44,3 +44,7 @@ SERVE_ONNX = Environment("SPARSEGATE_SERVE_ONNX_PYTHON", ".venv-serve-onnx",
                          "onnxruntime, fastapi", "python3 -m venv .venv-serve-onnx && "
                          ".venv-serve-onnx/bin/pip install '.[serve-onnx]'",
                          "SPARSEGATE_REQUIRE_SERVE_ONNX")
+# MLServer, the peer server `benchmarks.peer` measures against: its own dependency pins.
+MLSERVER = Environment("SPARSEGATE_PEER_PYTHON", ".venv-mlserver", "mlserver, onnxruntime",
+                       "python3 -m venv .venv-mlserver && .venv-mlserver/bin/pip install "
+                       "mlserver==1.7.1 onnxruntime numpy", "SPARSEGATE_REQUIRE_MLSERVER")
