@@ -205,6 +205,17 @@ def blocks_256x8_preset(input_size: int = 784, num_classes: int = 10,
                               target_density=target_density)
 
 
+def blocks_512x8_preset(input_size: int = 784, num_classes: int = 10,
+                        estimator: str = "rectifier",
+                        target_density: float = 0.1) -> GatedNetworkConfig:
+    """blocks-narrow four times as wide: two gated layers of 512 blocks x 8 rectifier units,
+    each gated through a 32-unit tanh bottleneck; ~3.4 % of its own dense multiply-adds at
+    10 %. An epoch of Fashion-MNIST takes four times blocks-256x8's on two cores."""
+    layer = GatedLayerConfig(blocks=512, block_size=8, gater_hidden=32, activation="relu")
+    return GatedNetworkConfig(input_size, num_classes, (layer, layer), estimator,
+                              target_density=target_density)
+
+
 def wide_blocks_preset(input_size: int = 784, num_classes: int = 10, estimator: str = "st",
                        target_density: float = 0.1) -> GatedNetworkConfig:
     """The same widths as blocks-narrow in 32 blocks x 32 units, each layer gated by one linear
@@ -236,6 +247,7 @@ PRESETS = {
     "blocks": blocks_preset,
     "blocks-narrow": narrow_blocks_preset,
     "blocks-256x8": blocks_256x8_preset,
+    "blocks-512x8": blocks_512x8_preset,
     "blocks-32x32": wide_blocks_preset,
     "blocks-digits": digits_blocks_preset,
     "dense-200-sigmoid": lambda **kw: dense_preset(200, "sigmoid", **kw),

@@ -33,9 +33,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     # stochastic epochs, and 11.60 % at a constant learning rate; the preset's rectifier gates
     # then took it from 10.40 % to 10.17 % (seeds 0-2).
     "blocks-narrow": {**BLOCKS, "epochs": 0, "deterministic_epochs": 20},
-    # blocks-narrow's recipe, unchanged: the width is the only difference the comparison with
-    # it measures.
+    # blocks-narrow's recipe, unchanged: the width is the only difference the comparisons with
+    # it measure.
     "blocks-256x8": {**BLOCKS, "epochs": 0, "deterministic_epochs": 20},
+    "blocks-512x8": {**BLOCKS, "epochs": 0, "deterministic_epochs": 20},
     "blocks-32x32": BLOCKS,
     # 1 318 training digits: small batches and more passes. On the digits' validation splits
     # (three seeds) training on the served gates from the start did best (0 + 40 epochs).
