@@ -2,8 +2,8 @@
 body arrives, before anything is parsed.
 
 Why: parsing is what one client can make slow. Under the byte limit, `{"instances": [[], [],
-...]}` is millions of lists; `json.loads` builds them in about a second and, a C call, holds the
-GIL all that time, on a worker thread too, so every other request waits. Counting is cheap:
+...]}` is millions of lists; the parser builds them all in one C call, which holds the GIL
+all that time, on a worker thread too, so every other request waits. Counting is cheap:
 every value of a JSON text but the outermost one is an element of an array or object, and a
 container of k elements holds k - 1 commas, so
 

@@ -4,7 +4,7 @@ examples), off the event loop.
 The event loop answers every connection (health probes included), so nothing one request can
 make slow may run on it. Such work runs on one dedicated worker thread: its cost is already
 capped before it starts (`service.json_budget`, `--max-instances`), and more threads would not
-help, since `json.loads`, `json.dumps` and numpy's list conversions hold the GIL for their whole
+help, since orjson's parsing and writing and numpy's list conversions hold the GIL for their whole
 call; one thread keeps a single contender for the GIL beside the loop, which then waits at most
 one capped call.
 

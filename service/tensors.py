@@ -1,8 +1,8 @@
 """Request bodies to input matrices, and output tensors to response bodies: every check a
 request's data must pass before it reaches a model, each failure a 400 or 413 that names it.
 
-- JSON is parsed by orjson (strict: NaN and Infinity are refused, as JSON has no such numbers),
-  ~20x faster than the standard library's `json.loads` on a body of a few thousand floats.
+- JSON is parsed by orjson, which is strict: NaN and Infinity are refused, as JSON has no such
+  numbers (Python's json accepts them).
 - The Open Inference Protocol's binary tensor extension: a body of JSON followed by raw tensor
   bytes, the JSON's length in the `Inference-Header-Content-Length` header, each input's byte
   count in its `binary_data_size` parameter (little-endian, row-major). tritonclient sends
