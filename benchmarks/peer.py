@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -44,7 +43,7 @@ from models.skip.onnx_export import export_dense_onnx
 from .cases import set_density
 from .http_load import encode_request, one_at_a_time
 from .run_record import write_rows
-from .server_process import ServerProcess, free_port, wait_until_ready
+from .server_process import HttpServerProcess, ServerProcess, free_port
 
 RUNTIME = Path(__file__).with_name("peer_runtime.py")
 PEER_PACKAGES = ("mlserver", "onnxruntime", "numpy")
@@ -66,7 +65,7 @@ def peer_python(env: Path) -> Path:
     return python
 
 
-class MLServerProcess:
+class MLServerProcess(HttpServerProcess):
     """`mlserver start` on a folder holding one model: the dense graph behind the runtime."""
 
     def __init__(self, python: Path, graph: bytes, threads: int, timeout_s: float = 180.0):
@@ -78,33 +77,17 @@ class MLServerProcess:
         (model / "model-settings.json").write_text(json.dumps({
             "name": "dense", "implementation": f"{RUNTIME.stem}.OnnxRuntimeModel",
             "parameters": {"uri": "./model.onnx", "extra": {"threads": threads}}}))
-        self.port = free_port()
+        port = free_port()
         (self.folder / "settings.json").write_text(json.dumps({
-            "host": "127.0.0.1", "http_port": self.port, "grpc_port": free_port(),
+            "host": "127.0.0.1", "http_port": port, "grpc_port": free_port(),
             "metrics_port": free_port(),
             "parallel_workers": 0, "debug": False}))
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [str(python.parent / "mlserver"), "start", str(self.folder)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PYTHONPATH": ""})
-        if not wait_until_ready(self.url, timeout_s, self._still_running):
-            raise RuntimeError(f"MLServer was not ready in {timeout_s:.0f} s:\n{self.stop()}")
-
-    def _still_running(self) -> None:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"MLServer exited with {self.process.returncode}:\n"
-                               f"{self.process.stdout.read()}")
+        super().__init__("MLServer", [str(python.parent / "mlserver"), "start",
+                                      str(self.folder)],
+                         port, env={"PYTHONPATH": ""}, ready_timeout_s=timeout_s)
 
     def stop(self) -> str:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        output = self.process.stdout.read()
+        output = super().stop()
         shutil.rmtree(self.folder, ignore_errors=True)
         return output
 

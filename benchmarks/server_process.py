@@ -36,27 +36,25 @@ def wait_until_ready(url: str, timeout_s: float, check: Callable[[], None] = lam
     return False
 
 
-class ServerProcess:
-    def __init__(self, repository: str | Path, *args: str, env: dict[str, str] | None = None,
-                 ready_timeout_s: float = 120.0, launcher: list[str] | None = None) -> None:
-        """`launcher`: what runs the server's module (default: this interpreter's `-m`)."""
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [*(launcher or [sys.executable, "-m"]), "service.cli",
-             "--model-repository", str(repository),
-             "--port", str(self.port), "--log-level", "warning", *args],
-            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True)
+class HttpServerProcess:
+    """A server in a subprocess on `port` of loopback, returned once `/v2/health/ready` answers
+    200; `stop()` ends it and returns everything it printed."""
+
+    def __init__(self, name: str, command: list[str], port: int, *,
+                 env: dict[str, str] | None = None, ready_timeout_s: float = 120.0) -> None:
+        self.name, self.port = name, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(command, env={**os.environ, **(env or {})},
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True)
         if wait_until_ready(self.url, ready_timeout_s, self._still_running):
             return
         output = self.stop()
-        raise RuntimeError(f"sparsegate-serve was not ready in {ready_timeout_s:.0f} s:\n"
-                           f"{output}")
+        raise RuntimeError(f"{name} was not ready in {ready_timeout_s:.0f} s:\n{output}")
 
     def _still_running(self) -> None:
         if self.process.poll() is not None:
-            raise RuntimeError(f"sparsegate-serve exited with {self.process.returncode}:\n"
+            raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n"
                                f"{self.process.stdout.read()}")
 
     def stop(self) -> str:
@@ -70,8 +68,21 @@ class ServerProcess:
                 self.process.wait()
         return self.process.stdout.read()
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> HttpServerProcess:
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class ServerProcess(HttpServerProcess):
+    def __init__(self, repository: str | Path, *args: str, env: dict[str, str] | None = None,
+                 ready_timeout_s: float = 120.0, launcher: list[str] | None = None) -> None:
+        """`launcher`: what runs the server's module (default: this interpreter's `-m`)."""
+        port = free_port()
+        super().__init__(
+            "sparsegate-serve",
+            [*(launcher or [sys.executable, "-m"]), "service.cli",
+             "--model-repository", str(repository),
+             "--port", str(port), "--log-level", "warning", *args],
+            port, env=env, ready_timeout_s=ready_timeout_s)

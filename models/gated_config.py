@@ -13,6 +13,7 @@ with the field named.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 from .activations import ACTIVATIONS as ACTIVATION_TABLE
@@ -172,46 +173,24 @@ def blocks_preset(input_size: int = 784, num_classes: int = 10, estimator: str =
 
 
 def narrow_blocks_preset(input_size: int = 784, num_classes: int = 10,
-                         estimator: str = "rectifier",
-                         target_density: float = 0.1) -> GatedNetworkConfig:
-    """Two gated layers of 128 blocks x 8 rectifier units, each gated through a 32-unit tanh
-    bottleneck.
-
-    At 10 % on (input 784) it executes ~8.5 % of the dense multiply-adds, gater included, and
-    an epoch of Fashion-MNIST trains in ~12 s on one core (the 64 x 64 stack takes ~200 s).
-    Small blocks let each example combine many of them: on Fashion-MNIST's validation split
-    they learned faster than 32 blocks x 32 units at the same cost. Rectifier gates: a block
-    that is on is scaled by its gater's max(0, a), so the gater learns from the blocks it runs
-    by plain backpropagation; on the validation split (3 seeds) they beat binary
-    straight-through gates (docs/accuracy-vs-compute-fashion-mnist.md)."""
-    layer = GatedLayerConfig(blocks=128, block_size=8, gater_hidden=32, activation="relu")
-    return GatedNetworkConfig(input_size, num_classes, (layer, layer), estimator,
-                              target_density=target_density)
-
-
-def blocks_256x8_preset(input_size: int = 784, num_classes: int = 10,
-                              estimator: str = "rectifier",
-                              target_density: float = 0.1) -> GatedNetworkConfig:
-    """blocks-narrow twice as wide: two gated layers of 256 blocks x 8 rectifier units, each
+                         estimator: str = "rectifier", target_density: float = 0.1,
+                         blocks: int = 128) -> GatedNetworkConfig:
+    """Two gated layers of `blocks` blocks x 8 rectifier units (128: `blocks-narrow`), each
     gated through a 32-unit tanh bottleneck.
 
-    At 10 % on it executes ~5 % of its own dense multiply-adds (~0.31 M per example, gater
-    included): about twice blocks-narrow's, for a network with every block on four times as
-    large. On Fashion-MNIST's validation split (seed 0) it closed about half of blocks-narrow's
-    gap to the same network with every block on; 512 blocks narrowed it a little more at four
-    times the training time (docs/accuracy-vs-compute-fashion-mnist.md)."""
-    layer = GatedLayerConfig(blocks=256, block_size=8, gater_hidden=32, activation="relu")
-    return GatedNetworkConfig(input_size, num_classes, (layer, layer), estimator,
-                              target_density=target_density)
+    At 10 % on (input 784) blocks-narrow executes ~8.5 % of the dense multiply-adds, gater
+    included, and an epoch of Fashion-MNIST trains in ~12 s on one core (the 64 x 64 stack takes
+    ~200 s). Small blocks let each example combine many of them: on Fashion-MNIST's validation
+    split they learned faster than 32 blocks x 32 units at the same cost. Rectifier gates: a
+    block that is on is scaled by its gater's max(0, a), so the gater learns from the blocks it
+    runs by plain backpropagation; on the validation split (3 seeds) they beat binary
+    straight-through gates (docs/accuracy-vs-compute-fashion-mnist.md).
 
-
-def blocks_512x8_preset(input_size: int = 784, num_classes: int = 10,
-                        estimator: str = "rectifier",
-                        target_density: float = 0.1) -> GatedNetworkConfig:
-    """blocks-narrow four times as wide: two gated layers of 512 blocks x 8 rectifier units,
-    each gated through a 32-unit tanh bottleneck; ~3.4 % of its own dense multiply-adds at
-    10 %. An epoch of Fashion-MNIST takes four times blocks-256x8's on two cores."""
-    layer = GatedLayerConfig(blocks=512, block_size=8, gater_hidden=32, activation="relu")
+    Wider: 256 blocks (`blocks-256x8`) execute ~5 % of their own dense multiply-adds at 10 %
+    (~0.31 M per example), and on Fashion-MNIST's validation split (seed 0) closed about half of
+    blocks-narrow's gap to the same network with every block on; 512 (`blocks-512x8`, ~3.4 %)
+    narrowed it a little more at four times the training time."""
+    layer = GatedLayerConfig(blocks=blocks, block_size=8, gater_hidden=32, activation="relu")
     return GatedNetworkConfig(input_size, num_classes, (layer, layer), estimator,
                               target_density=target_density)
 
@@ -246,8 +225,8 @@ PRESETS = {
     "paper": paper_preset,
     "blocks": blocks_preset,
     "blocks-narrow": narrow_blocks_preset,
-    "blocks-256x8": blocks_256x8_preset,
-    "blocks-512x8": blocks_512x8_preset,
+    "blocks-256x8": partial(narrow_blocks_preset, blocks=256),
+    "blocks-512x8": partial(narrow_blocks_preset, blocks=512),
     "blocks-32x32": wide_blocks_preset,
     "blocks-digits": digits_blocks_preset,
     "dense-200-sigmoid": lambda **kw: dense_preset(200, "sigmoid", **kw),

@@ -45,13 +45,11 @@ KERNEL_SETS = ("generic", "avx2", "avx512")
 class Panels:
     """A stack of K matrices (K, R, C) packed for the kernels: (K, C / W, R, W) for the chosen
     instruction set's panel width W, so each row of a panel is contiguous, and so is the panel.
-    Built once, when a model is loaded; `source` (the unpacked stack, usually a view the caller
-    keeps anyway) lets the kernels repack it for another set."""
+    Built once, when a model is loaded."""
 
     array: np.ndarray  # (K, C / width, R, width) float32, C-contiguous
     shape: tuple[int, int, int]  # (K, R, C): the matrices it holds
     width: int
-    source: np.ndarray
 
     @classmethod
     def pack(cls, weights: np.ndarray, width: int) -> Panels:
@@ -63,7 +61,12 @@ class Panels:
         array = np.ascontiguousarray(
             np.asarray(weights, dtype=np.float32).reshape(k, r, c // width, width)
             .transpose(0, 2, 1, 3))
-        return cls(array, (k, r, c), width, weights)
+        return cls(array, (k, r, c), width)
+
+    def unpack(self) -> np.ndarray:
+        """The (K, R, C) stack these panels hold, a view."""
+        k, r, c = self.shape
+        return self.array.transpose(0, 2, 1, 3).reshape(k, r, c)
 
 
 class NativeKernels:
@@ -112,7 +115,7 @@ class NativeKernels:
 
     def _panels(self, weights: Panels | np.ndarray) -> Panels:
         if isinstance(weights, Panels):
-            return weights if weights.width == self.panel_width else self.pack(weights.source)
+            return weights if weights.width == self.panel_width else self.pack(weights.unpack())
         return self.pack(weights)
 
     @property

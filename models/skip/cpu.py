@@ -111,13 +111,16 @@ class _Linear:
         self.bias = self.bias_tensor.numpy()
         n, d = self.weight.shape
         self.transposed = _numpy(self.weight.T)  # (D, N)
-        self.by_out_block = (_numpy(self.weight.view(out_blocks, n // out_blocks, d)  # (K, D, S)
-                                    .transpose(1, 2)) if out_blocks else None)
+        self.out_blocks = out_blocks
+        by_out_block = (_numpy(self.weight.view(out_blocks, n // out_blocks, d)  # (K, D, S)
+                               .transpose(1, 2)) if out_blocks else None)
+        packed = native is not None and out_blocks and native_kernels.supports(n // out_blocks)
+        self.out_panels = native.pack(by_out_block) if packed else None
+        # Only numpy's products read (K, D, S): where the kernels run them, the panels are the
+        # one copy kept.
+        self.by_out_block = None if packed else by_out_block
         self.by_in_block = (self.transposed.reshape(in_blocks, d // in_blocks, n)
                             if in_blocks else None)  # (K_in, S_in, N), a view
-        self.out_panels = (native.pack(self.by_out_block)
-                           if native and out_blocks and native_kernels.supports(n // out_blocks)
-                           else None)
         self.in_panels = (native.pack(self.by_in_block)
                           if native and in_blocks and native_kernels.supports(n) else None)
 
@@ -367,7 +370,7 @@ class SkipNetwork:
             chosen = np.flatnonzero(subset)
             sub_examples, sub_blocks = examples[chosen], blocks[chosen]
             sub_spans = block_offsets(
-                np.bincount(sub_blocks, minlength=linear.by_out_block.shape[0]).tolist())
+                np.bincount(sub_blocks, minlength=linear.out_blocks).tolist())
             part = np.empty((chosen.size, pairs.shape[1]), dtype=np.float32)
             if subset is whole:
                 self._pairs_from_rows(linear, x, sub_examples, sub_spans, part)

@@ -26,7 +26,7 @@ CASES = [
     ("/v1/models/tiny:predict", {"instances": [ROW, ROW[:3]]}, 400, "different lengths"),
     ("/v1/models/tiny:predict", {"instances": [["a"] * INPUT_SIZE]}, 400, "numbers only"),
     ("/v1/models/tiny:predict", {"instances": [[True] * INPUT_SIZE]}, 400, "numbers only"),
-    ("/v1/models/tiny:predict", {"instances": [ROW[1:] + [True]]}, 400, "numbers only"),
+    ("/v1/models/tiny:predict", {"instances": [[*ROW[1:], True]]}, 400, "numbers only"),
     ("/v1/models/tiny:predict", {"instances": [[None] * INPUT_SIZE]}, 400, "numbers only"),
     ("/v1/models/tiny:predict", {"instances": [[1e39] * INPUT_SIZE]}, 400, "not finite"),
     ("/v1/models/tiny:predict", '{"instances": [[NaN' + ', 1' * (INPUT_SIZE - 1) + ']]}', 400,

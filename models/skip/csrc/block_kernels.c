@@ -61,18 +61,6 @@ static inline void v4_store(float *p, v4f v) { memcpy(p, &v, sizeof v); }
 /* 16 registers (SSE2; NEON has 32): r * V sums, V loads and a broadcast. */
 #define V_FOR(r) ((r) == 1 ? 8 : (r) <= 3 ? 4 : 2)
 #include "block_kernels_isa.h"
-#undef ISA
-#undef ATTR
-#undef VEC
-#undef VW
-#undef PW
-#undef LOAD
-#undef STORE
-#undef BCAST
-#undef ZERO
-#undef FMA
-#undef ADD
-#undef V_FOR
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -92,18 +80,6 @@ static inline void v4_store(float *p, v4f v) { memcpy(p, &v, sizeof v); }
 /* 16 ymm registers: at most 12 sums, beside the weights' V vectors and a broadcast. */
 #define V_FOR(r) ((r) == 1 ? 8 : (r) <= 3 ? 4 : 2)
 #include "block_kernels_isa.h"
-#undef ISA
-#undef ATTR
-#undef VEC
-#undef VW
-#undef PW
-#undef LOAD
-#undef STORE
-#undef BCAST
-#undef ZERO
-#undef FMA
-#undef ADD
-#undef V_FOR
 
 #define ISA(name) name##_avx512
 #define ATTR __attribute__((target("avx512f")))
@@ -119,18 +95,6 @@ static inline void v4_store(float *p, v4f v) { memcpy(p, &v, sizeof v); }
 /* 32 zmm registers: up to 24 sums. */
 #define V_FOR(r) ((r) <= 3 ? 4 : 2)
 #include "block_kernels_isa.h"
-#undef ISA
-#undef ATTR
-#undef VEC
-#undef VW
-#undef PW
-#undef LOAD
-#undef STORE
-#undef BCAST
-#undef ZERO
-#undef FMA
-#undef ADD
-#undef V_FOR
 #endif
 
 /* Instruction sets, by the numbers c_kernels.py uses. */

@@ -9,6 +9,7 @@
  *                   copy keeps r * V_FOR(r) partial sums in registers, as many as the set has
  *                   room for beside the weights' vectors and a broadcast; V_FOR(r) * VW is a
  *                   multiple of PW dividing 64
+ * It undefines them all at its end, for the next set to define its own.
  *
  * Weights come packed in panels of PW columns (block_kernels.c): each row of a panel is
  * contiguous, and so is the panel, so a micro-kernel tile one panel wide streams one
@@ -150,4 +151,18 @@ ATTR static void ISA(tiles_from_blocks)(const float *__restrict x, int64_t Sin,
 
 static const kernel_set ISA(set) = {ISA(rows_times_blocks), ISA(accumulate_columns),
                                     ISA(tiles_from_blocks), PW};
+
 #undef VP
+#undef ISA
+#undef ATTR
+#undef VEC
+#undef VW
+#undef PW
+#undef LOAD
+#undef STORE
+#undef BCAST
+#undef ZERO
+#undef FMA
+#undef ADD
+#undef V_FOR
+
