@@ -41,6 +41,10 @@ class TrainSettings:
     # epochs = 0 the network trains this way from the start.
     deterministic_epochs: int = 0
     threshold_momentum: float = 0.05  # the threshold's step toward each batch's quantile
+    # Deterministic epochs over which the served density falls from every block on to the
+    # target (training.density_schedule), so the blocks learn together before the
+    # gaters must choose among them; 0 trains at the target from the first step.
+    density_warmup_epochs: int = 0
     # Weight of the deterministic epochs' count balance (training.objectives.count_balance),
     # which evens out the number of blocks on across the examples of a batch.
     balance_weight: float = 1.0
@@ -72,11 +76,18 @@ class TrainSettings:
     def __post_init__(self) -> None:
         for name in ("batch_size", "eval_batch_size"):
             check_int(name, getattr(self, name))
-        for name in ("epochs", "deterministic_epochs", "finetune_epochs"):
+        for name in ("epochs", "deterministic_epochs", "finetune_epochs",
+                     "density_warmup_epochs"):
             check_int(name, getattr(self, name), minimum=0)
         if self.epochs + self.deterministic_epochs == 0:
             raise ConfigError("epochs: need at least one epoch that trains the gaters (epochs "
                               "or deterministic_epochs)")
+        if 0 < self.deterministic_epochs <= self.density_warmup_epochs or (
+                self.density_warmup_epochs and not self.deterministic_epochs):
+            raise ConfigError(f"density_warmup_epochs ({self.density_warmup_epochs}) must be "
+                              f"fewer than deterministic_epochs ({self.deterministic_epochs}): "
+                              "the density falls while the network trains on the served gates, "
+                              "and at least one epoch trains at the target")
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         for name in ("lr", "momentum", "weight_decay", "sparsity_weight", "l1_initial",
                      "l1_rate", "threshold_momentum", "balance_weight", "usage_balance_weight",

@@ -18,6 +18,8 @@ Variants (all train the preset's total epochs E of its recipe):
 - deterministic: E epochs with the served gates from the start;
 - ...-unbalanced: the same without the count balance (training.objectives.count_balance);
 - ...-constant-lr: the same at a constant learning rate instead of the recipe's schedule;
+- ...-anneal: the same with the served density falling from every block on to the target over
+  the first half of the deterministic epochs (training.density_schedule);
 - ...-st: the same with binary straight-through gates instead of the preset's (blocks-narrow's
   are rectifier gates: served value max(0, a) where the logit a passes the threshold).
 The variants stage trains the network with every block on under both learning-rate schedules
@@ -44,9 +46,10 @@ from .recipes import recipe
 VARIANTS = ("stochastic", "finetune", "deterministic-phase", "deterministic",
             "deterministic-phase-unbalanced", "deterministic-unbalanced",
             "deterministic-constant-lr", "deterministic-phase-constant-lr",
-            "deterministic-st")
+            "deterministic-st", "deterministic-anneal")
 CONSTANT_LR = "-constant-lr"
 UNBALANCED = "-unbalanced"
+ANNEAL = "-anneal"
 # Variant suffixes that train another gate estimator than the preset's.
 GATE_SUFFIXES = {"-st": "st"}
 DENSITIES = (0.05, 0.1, 0.25, 0.5, 1.0)
@@ -73,7 +76,7 @@ def variant_training(base: dict[str, Any], variant: str) -> dict[str, Any]:
     total = base.get("epochs", 10) + base.get("deterministic_epochs", 0) + base.get(
         "finetune_epochs", 0)
     half = total // 2
-    name = variant.removesuffix(CONSTANT_LR).removesuffix(UNBALANCED)
+    name = variant.removesuffix(CONSTANT_LR).removesuffix(UNBALANCED).removesuffix(ANNEAL)
     for suffix in GATE_SUFFIXES:
         name = name.removesuffix(suffix)
     split = {"stochastic": (total, 0, 0), "finetune": (total - half, 0, half),
@@ -83,8 +86,9 @@ def variant_training(base: dict[str, Any], variant: str) -> dict[str, Any]:
     rest = {k: v for k, v in base.items() if k != "balance_weight"}
     balance = {"balance_weight": 0.0} if UNBALANCED in variant else {}
     schedule = {"lr_schedule": "constant"} if variant.endswith(CONSTANT_LR) else {}
+    warmup = {"density_warmup_epochs": split[1] // 2} if variant.endswith(ANNEAL) else {}
     return {**rest, "epochs": split[0], "deterministic_epochs": split[1],
-            "finetune_epochs": split[2], **balance, **schedule}
+            "finetune_epochs": split[2], **balance, **schedule, **warmup}
 
 
 def variant_model(gated: GatedNetworkConfig, variant: str) -> GatedNetworkConfig:
@@ -108,6 +112,8 @@ def plan(stage: str, preset_name: str, data: str, seeds: list[int], variant: str
     base = recipe(preset_name)
     gated = preset(preset_name, input_size=input_size, num_classes=classes)
     train = variant_training(base, variant)
+    # A network without gaters trains the same epochs; the gates' own settings mean nothing to it.
+    ungated = {k: v for k, v in train.items() if k != "density_warmup_epochs"}
     runs: list[StudyRun] = []
     if stage == "variants":
         for seed in seeds:
@@ -116,11 +122,11 @@ def plan(stage: str, preset_name: str, data: str, seeds: list[int], variant: str
                               gated.target_density)
                      for v in VARIANTS]
             runs.append(StudyRun(f"every-block-on-s{seed}", "every-block-on", seed,
-                                 gated.every_block_on().to_dict(), train))
+                                 gated.every_block_on().to_dict(), ungated))
             if train.get("lr_schedule", "constant") != "constant":
                 runs.append(StudyRun(f"every-block-on{CONSTANT_LR}-s{seed}", "every-block-on",
                                      seed, gated.every_block_on().to_dict(),
-                                     {**train, "lr_schedule": "constant"}, CONSTANT_LR[1:]))
+                                     {**ungated, "lr_schedule": "constant"}, CONSTANT_LR[1:]))
         return runs
     # The preset's own density too: the model its recipe makes by default.
     densities = sorted({*DENSITIES, gated.target_density})
@@ -130,7 +136,7 @@ def plan(stage: str, preset_name: str, data: str, seeds: list[int], variant: str
             runs.append(StudyRun(f"gated-{density * 100:g}-s{seed}", "gated", seed,
                                  config.to_dict(), train, variant, density))
         runs.append(StudyRun(f"every-block-on-s{seed}", "every-block-on", seed,
-                             gated.every_block_on().to_dict(), train))
+                             gated.every_block_on().to_dict(), ungated))
         same_as_every_block_on = tuple(layer.width for layer in gated.layers)
         for depth in DENSE_DEPTHS:
             for width in DENSE_WIDTHS:
@@ -138,7 +144,7 @@ def plan(stage: str, preset_name: str, data: str, seeds: list[int], variant: str
                 if widths == same_as_every_block_on:
                     continue  # that run is the every-block-on one
                 runs.append(StudyRun(f"mlp-{'x'.join(map(str, widths))}-s{seed}", "mlp", seed,
-                                     mlp_config(widths, input_size, classes).to_dict(), train,
+                                     mlp_config(widths, input_size, classes).to_dict(), ungated,
                                      widths=widths))
     return runs
 
@@ -192,10 +198,12 @@ def run(args: argparse.Namespace) -> int:
     runs = plan(args.stage, args.preset, args.data, seeds, args.variant)
     if args.only:
         runs = [r for r in runs if any(r.name.startswith(p) for p in args.only.split(","))]
-    saved = Path(args.docs) / f"accuracy-vs-compute-{args.data}" / f"summary-{args.stage}.json"
-    restored = restore_finished(runs, work, saved)
-    if restored:
-        print(f"[study] {restored} finished runs restored from {saved}", flush=True)
+    saved = [Path(args.docs) / f"accuracy-vs-compute-{args.data}" / f"summary-{args.stage}.json",
+             *map(Path, args.restore_from or [])]
+    for path in saved:
+        restored = restore_finished(runs, work, path)
+        if restored:
+            print(f"[study] {restored} finished runs restored from {path}", flush=True)
     summary_path = work / f"summary-{args.stage}.json"
     earlier = read_json(summary_path) or {}
     # Every invocation that trained runs of this summary, so its page can say how to make it.
@@ -247,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--work", default="runs/study", help="run directories and summaries")
     r.add_argument("--docs", default="docs", help="where `report` saved earlier summaries: "
                    "their finished runs are not trained again")
+    r.add_argument("--restore-from", action="append", metavar="SUMMARY",
+                   help="another saved summary (e.g. another preset's page) whose finished runs "
+                   "of the same spec are not trained again (repeatable)")
     rep = sub.add_parser("report", help="write the accuracy-against-compute page and plot")
     rep.add_argument("--work", default="runs/study")
     rep.add_argument("--docs", default="docs")

@@ -67,6 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("--deterministic-epochs", int, "epochs after --epochs training with the served "
          "gates (thresholded forward, straight-through to the gaters, moving thresholds); "
          "with --epochs 0, from the start"),
+        ("--density-warmup-epochs", int, "deterministic epochs over which the served density "
+         "falls from every block on to the target (fewer than --deterministic-epochs)"),
         ("--threshold-momentum", float, "the deterministic epochs' threshold step toward each "
          "batch's target-density quantile"),
         ("--balance-weight", float, "the deterministic epochs' penalty on each example's "

@@ -31,6 +31,7 @@ from models.gated_network import GatedNetwork
 from .calibrate import calibrate_thresholds, evaluate
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .data import DataBundle
+from .density_schedule import scheduled_density
 from .distill import load_teacher, per_example_distillation_loss, soft_targets
 from .objectives import (
     AdaptiveL1,
@@ -180,12 +181,10 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, settings.optimizer, settings.lr,
                                          settings.gater_lr, settings.momentum, settings.nesterov,
                                          settings.weight_decay)
-        self.step_module: nn.Module = TrainingStep(self.model, config.target_density,
-                                                   settings.sparsity_weight,
-                                                   settings.balance_weight,
-                                                   settings.usage_balance_weight,
-                                                   settings.distill_weight,
-                                                   settings.distill_temperature)
+        self.step = TrainingStep(self.model, config.target_density, settings.sparsity_weight,
+                                 settings.balance_weight, settings.usage_balance_weight,
+                                 settings.distill_weight, settings.distill_temperature)
+        self.step_module: nn.Module = self.step
         if self.world > 1:
             # Fine-tuning freezes the gaters mid-run: DDP must then not wait for their grads.
             self.step_module = nn.parallel.DistributedDataParallel(
@@ -278,6 +277,8 @@ class Trainer:
             # From (epoch, batch) alone, so a resumed run follows the same schedule.
             set_learning_rates(self.optimizer, s.lr, s.gater_lr, lr_factor(
                 s.lr_schedule, (epoch - 1 + b / batches) / s.total_epochs))
+            if s.density_warmup_epochs and self.model.gate_mode == "deterministic":
+                self._set_training_density(self._density_at(epoch - 1 + b / batches))
             teacher = self._teacher[index] if self._teacher is not None else None
             loss, stats = self.step_module(x, y, [p.value for p in self.l1], gates, teacher)
             if not torch.isfinite(loss):
@@ -326,13 +327,25 @@ class Trainer:
                 # The moving thresholds start where the target density lies on training data
                 # (at a later epoch they are the checkpoint's, so a resumed run is identical).
                 x = self.data.train.x[:CALIBRATION_EXAMPLES].to(self.device)
-                calibrate_thresholds(self.model, x, self.config.target_density,
+                calibrate_thresholds(self.model, x, self._density_at(epoch - 1),
                                      self.settings.eval_batch_size)
                 self.log("training with the served gates: thresholded forward, "
                          "straight-through to the gaters")
             self.model.set_gate_mode("deterministic", self.settings.threshold_momentum)
         elif self.model.gate_mode != "frozen":
             self._enter_finetuning()
+
+    def _density_at(self, epochs_done: float) -> float:
+        """The density the served gates train at after `epochs_done` epochs of the run."""
+        into_phase = epochs_done - self.settings.epochs
+        return scheduled_density(self.config.target_density,
+                                 self.settings.density_warmup_epochs, into_phase)
+
+    def _set_training_density(self, density: float) -> None:
+        """Where the moving thresholds and the count balance hold the density."""
+        self.step.target = density
+        for layer in self.model.gated_layers:
+            layer.target_density = density
 
     def _enter_finetuning(self) -> None:
         """Freeze the gaters at thresholds calibrated now; the main path trains on under them."""
