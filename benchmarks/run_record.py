@@ -12,10 +12,34 @@ import torch
 def machine() -> dict:
     info = {"machine": platform.machine(), "processor": _cpu_name(), "python":
             platform.python_version(), "torch": torch.__version__,
-            "cpu_threads": torch.get_num_threads()}
+            "cpu_threads": torch.get_num_threads(), "vector_extensions": _vector_extensions()}
+    kernels = _cpu_kernel_set()
+    if kernels:
+        info["cpu_kernel_set"] = kernels
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def _vector_extensions() -> list[str]:
+    """The CPU's wide vector extensions: the same EPYC host has been seen with and without
+    AVX-512, and every CPU figure depends on which."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return [f for f in ("avx2", "fma", "avx512f") if f in flags]
+    except OSError:
+        pass
+    return []
+
+
+def _cpu_kernel_set() -> str | None:
+    """The instruction set the CPU engine's C kernels run here (None without a compiler)."""
+    from models.skip import c_kernels
+
+    kernels = c_kernels.load()
+    return kernels.kernel_set if kernels is not None else None
 
 
 def _cpu_name() -> str:

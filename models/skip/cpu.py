@@ -125,11 +125,12 @@ class _Linear:
                           if native and in_blocks and native_kernels.supports(n) else None)
 
     def dense(self, x: np.ndarray, activation: str = "linear") -> np.ndarray:
-        """activation(x @ W.T + b) for full rows, (B, N). A large product goes to torch
-        (multi-threaded); a small one (a narrow read-out, a single row) stays in numpy on this
+        """activation(x @ W.T + b) for full rows, (B, N). A large product of several rows
+        goes to torch (multi-threaded); a small one (a narrow read-out) stays in numpy on this
         thread, so torch's OpenMP workers are not left spinning against the grouped products'
-        threads."""
-        if x.shape[0] * self.weight.numel() >= TORCH_DENSE_FROM_MACS:
+        threads. A single row does at any size: torch's product of one row (MKL's, on two
+        threads) streams the weights more slowly than OpenBLAS's on one."""
+        if x.shape[0] > 1 and x.shape[0] * self.weight.numel() >= TORCH_DENSE_FROM_MACS:
             out = torch.addmm(self.bias_tensor, torch.from_numpy(x), self.weight.T)
             return TORCH_ACTIVATIONS_[activation](out).numpy()
         out = np.dot(x, self.transposed)

@@ -20,8 +20,8 @@ WHOLE_BEFORE_GATED_FROM = 0.75
 # Multiply-adds from which one C grouped product is split over threads (a thread start costs
 # tens of microseconds).
 NATIVE_THREADS_FROM_MACS = 4_000_000
-# Multiply-adds from which a dense product runs in torch on all its threads rather than in
-# numpy on the calling one.
+# Multiply-adds from which a dense product of two or more rows runs in torch on all its
+# threads rather than in numpy on the calling one (a single row always stays in numpy).
 TORCH_DENSE_FROM_MACS = 8_000_000
 # Mean multiply-adds per numpy grouped product from which they are spread over threads (each
 # hands the GIL back and forth around its BLAS call).

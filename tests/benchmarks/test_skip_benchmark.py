@@ -21,6 +21,12 @@ def test_benchmark_writes_every_row_and_a_plot(tmp_path):
     assert len(rows) == 2 * 2 * 2  # 2 cases x batches 1, 8 x densities 1.0, 0.1
     assert all(set(r) >= FIELDS and r["speedup"] > 0 for r in rows)
     assert payload["machine"]["cpu_threads"] >= 1
+    # The CPU figures depend on the vector extensions and the C kernels' set: both recorded.
+    from models.skip import c_kernels
+
+    kernels = c_kernels.load()
+    assert payload["machine"].get("cpu_kernel_set") == (kernels.kernel_set if kernels else None)
+    assert isinstance(payload["machine"]["vector_extensions"], list)
     assert out.with_suffix(".png").stat().st_size > 10_000
     # The realised density follows the requested one (quantile thresholds, 64 blocks); at
     # density 1 nothing is saved but the gaters cost something.

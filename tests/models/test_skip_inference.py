@@ -171,3 +171,30 @@ def test_examples_with_every_block_on_are_read_whole(layout, dense_from):
     every = (first.gater(x) > first.threshold).all(-1)
     assert 10 <= int(every.sum()) < 30
     assert_same(model, x, dense_from)
+
+
+def test_a_lone_example_goes_dense_in_numpy_and_a_batch_in_torch(monkeypatch):
+    # Every product counts as large here, so only the row count decides: a single row stays
+    # in numpy at any size (torch's one-row product is the slower there), two or more rows of a
+    # large product go to torch.
+    from models.skip import cpu
+
+    monkeypatch.setattr(cpu, "TORCH_DENSE_FROM_MACS", 1)
+    model = network("st", 0, "gated-gated")
+    for layer in model.gated_layers:  # every block on
+        layer.threshold.fill_(float(layer.estimator.logit_threshold(-1e9)))
+    calls = []
+    real_addmm = torch.addmm
+
+    def counting_addmm(*args, **kwargs):
+        calls.append(args[1].shape[0])
+        return real_addmm(*args, **kwargs)
+
+    monkeypatch.setattr(cpu.torch, "addmm", counting_addmm)
+    engine = SkipNetwork(model)
+    for batch in (1, 3):
+        x = torch.randn(batch, model.config.input_size,
+                        generator=torch.Generator().manual_seed(1))
+        calls.clear()
+        torch.testing.assert_close(engine(x).logits, model(x).logits, atol=1e-5, rtol=1e-5)
+        assert (calls == []) == (batch == 1), (batch, calls)
