@@ -20,6 +20,7 @@ Variants (all train the preset's total epochs E of its recipe):
 - ...-constant-lr: the same at a constant learning rate instead of the recipe's schedule;
 - ...-anneal: the same with the served density falling from every block on to the target over
   the first half of the deterministic epochs (training.density_schedule);
+- ...-gater64, ...-gater128: the same with every gater's hidden layer that wide;
 - ...-st: the same with binary straight-through gates instead of the preset's (blocks-narrow's
   are rectifier gates: served value max(0, a) where the logit a passes the threshold).
 The variants stage trains the network with every block on under both learning-rate schedules
@@ -34,7 +35,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +47,15 @@ from .recipes import recipe
 VARIANTS = ("stochastic", "finetune", "deterministic-phase", "deterministic",
             "deterministic-phase-unbalanced", "deterministic-unbalanced",
             "deterministic-constant-lr", "deterministic-phase-constant-lr",
-            "deterministic-st", "deterministic-anneal")
+            "deterministic-st", "deterministic-anneal", "deterministic-gater64",
+            "deterministic-gater128")
 CONSTANT_LR = "-constant-lr"
 UNBALANCED = "-unbalanced"
 ANNEAL = "-anneal"
 # Variant suffixes that train another gate estimator than the preset's.
 GATE_SUFFIXES = {"-st": "st"}
+# Variant suffixes that give every gater another hidden width than the preset's.
+GATER_SUFFIXES = {"-gater64": 64, "-gater128": 128}
 DENSITIES = (0.05, 0.1, 0.25, 0.5, 1.0)
 # Dense MLP widths: from one that costs what the 10 % gated preset executes up to its full width.
 DENSE_WIDTHS = (32, 64, 128, 256, 512, 1024)
@@ -77,7 +81,7 @@ def variant_training(base: dict[str, Any], variant: str) -> dict[str, Any]:
         "finetune_epochs", 0)
     half = total // 2
     name = variant.removesuffix(CONSTANT_LR).removesuffix(UNBALANCED).removesuffix(ANNEAL)
-    for suffix in GATE_SUFFIXES:
+    for suffix in (*GATE_SUFFIXES, *GATER_SUFFIXES):
         name = name.removesuffix(suffix)
     split = {"stochastic": (total, 0, 0), "finetune": (total - half, 0, half),
              "deterministic-phase": (total - half, half, 0),
@@ -96,6 +100,11 @@ def variant_model(gated: GatedNetworkConfig, variant: str) -> GatedNetworkConfig
     for suffix, estimator in GATE_SUFFIXES.items():
         if variant.endswith(suffix):
             return gated.replace(estimator=estimator, estimator_settings={})
+    for suffix, hidden in GATER_SUFFIXES.items():
+        if variant.endswith(suffix):
+            return gated.replace(layers=tuple(
+                replace(layer, gater_hidden=hidden) if layer.gated else layer
+                for layer in gated.layers))
     return gated
 
 

@@ -110,3 +110,17 @@ def test_a_gated_model_short_of_its_target_density_is_pointed_out():
     short["final"]["test_density"] = [0.6]
     notes = density_notes(group_runs([on_target, short]))
     assert len(notes) == 1 and "100 % of blocks** runs 60.0 %" in notes[0], notes
+
+
+def test_a_gater_variant_widens_only_the_gaters_and_keeps_the_recipe():
+    base = recipe("blocks-256x8")
+    runs = {r.name: r for r in plan("variants", "blocks-256x8", "fashion-mnist", [0],
+                                    "deterministic")}
+    plain = runs["variant-deterministic-s0"]
+    for hidden in (64, 128):
+        run = runs[f"variant-deterministic-gater{hidden}-s0"]
+        assert [layer["gater_hidden"] for layer in run.model["layers"]] == [hidden, hidden]
+        widths = [(layer["blocks"], layer["block_size"]) for layer in run.model["layers"]]
+        assert widths == [(layer["blocks"], layer["block_size"])
+                          for layer in plain.model["layers"]]
+        assert run.training == plain.training == variant_training(base, "deterministic")
