@@ -3,8 +3,8 @@
 At a block's handful of rows (batch 64 at 10 %: ~6 rows per block), a BLAS call spends much of
 its time packing the block's weight into its own layout before multiplying. These kernels take
 weights packed once, at load (`Panels`: panels of 8 to 32 columns, each contiguous),
-and run register-blocked micro-kernels over each block's pairs in row groups of up to six,
-reading input rows by example index.
+and run register-blocked micro-kernels over each block's pairs in row groups of up to six
+(eight in the AVX-512 set), reading input rows by example index.
 
 The micro-kernels are compiled for every instruction set the compiler targets (AVX-512, AVX2
 with FMA, and a portable copy in 16-byte vectors: SSE2 on x86-64, NEON on ARM), and the best one

@@ -96,12 +96,13 @@ def test_tiles_read_only_the_input_blocks_each_example_reads(batch, density):
 
 
 def test_every_row_group_size_and_remainder():
-    # Blocks with 1 to 13 pairs each: the kernels cut a block's pairs into groups of up to 6
-    # rows, as even as possible, each with its own micro-kernel shape (1 to 6 rows); every
-    # group size and every split must give the same products.
+    # Blocks with 1 to 26 pairs each: the kernels cut a block's pairs into groups of up to 6
+    # rows (8 in the AVX-512 set), as even as possible, each with its own micro-kernel shape;
+    # every group size and every split (26 = 7 + 7 + 6 + 6 in eights) must give the same
+    # products.
     rng = np.random.default_rng(7)
-    counts = np.arange(1, 14)
-    blocks, batch, d, s, n = counts.size, 16, 96, 64, 128
+    counts = np.arange(1, 27)
+    blocks, batch, d, s, n = counts.size, 32, 96, 64, 128
     ends = np.cumsum(counts)
     spans = np.stack([np.arange(blocks), ends - counts, ends], axis=1).astype(np.int64)
     block_of = np.repeat(np.arange(blocks), counts)

@@ -1,9 +1,9 @@
 /* Grouped products of the CPU skipping forward (models/skip/c_kernels.py builds and loads this).
  *
  * Pairs (example, block) arrive sorted by block; `spans` holds (block, start, end) triples, one
- * per block present. A block's pairs are cut into row groups of at most RMAX rows, as even as
- * possible, and each group runs register-blocked micro-kernels over the block's weights: the
- * partial sums of the group's rows across a strip of columns stay in vector registers while the
+ * per block present. A block's pairs are cut into row groups of at most RM rows (6, or 8
+ * where the set has 32 vector registers), as even as possible, and each group runs
+ * register-blocked micro-kernels over the block's weights: the partial sums of the group's rows across a strip of columns stay in vector registers while the
  * strip streams past once. Input rows are read straight from x by example index (no gathered
  * copy): a block has a handful of rows, too few to repay packing them.
  *
@@ -22,7 +22,7 @@
 #include <string.h>
 
 #define COLUMNS 64 /* column counts are multiples of this; every set's panel divides it */
-#define RMAX 6   /* rows per micro-kernel group */
+#define RMAX 8   /* rows per micro-kernel group, at most (each set has its own RM) */
 #define VMAX 8   /* vectors per row of a micro-kernel tile, at most */
 
 typedef struct {
@@ -35,11 +35,11 @@ typedef struct {
     int64_t panel; /* weight panel width in floats */
 } kernel_set;
 
-/* Rows of the next group of a block with n pairs left: the groups as even as possible, so a
- * block of 7 pairs runs 4 + 3 rows rather than 6 + 1 (a one-row group streams the weights
- * for a sixth of the work). */
-static inline int64_t group_rows(int64_t n) {
-    int64_t groups = (n + RMAX - 1) / RMAX;
+/* Rows of the next group of a block with n pairs left, groups of at most `most` rows: the
+ * groups as even as possible, so with six a block of 7 pairs runs 4 + 3 rows rather than 6 + 1
+ * (a one-row group streams the weights for a sixth of the work). */
+static inline int64_t group_rows(int64_t n, int64_t most) {
+    int64_t groups = (n + most - 1) / most;
     return (n + groups - 1) / groups;
 }
 
@@ -60,6 +60,7 @@ static inline void v4_store(float *p, v4f v) { memcpy(p, &v, sizeof v); }
 #define ADD(a, b) ((a) + (b))
 /* 16 registers (SSE2; NEON has 32): r * V sums, V loads and a broadcast. */
 #define V_FOR(r) ((r) == 1 ? 8 : (r) <= 3 ? 4 : 2)
+#define RM 6
 #include "block_kernels_isa.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -79,6 +80,7 @@ static inline void v4_store(float *p, v4f v) { memcpy(p, &v, sizeof v); }
 #define ADD(a, b) _mm256_add_ps((a), (b))
 /* 16 ymm registers: at most 12 sums, beside the weights' V vectors and a broadcast. */
 #define V_FOR(r) ((r) == 1 ? 8 : (r) <= 3 ? 4 : 2)
+#define RM 6
 #include "block_kernels_isa.h"
 
 #define ISA(name) name##_avx512
@@ -92,8 +94,12 @@ static inline void v4_store(float *p, v4f v) { memcpy(p, &v, sizeof v); }
 #define ZERO() _mm512_setzero_ps()
 #define FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #define ADD(a, b) _mm512_add_ps((a), (b))
-/* 32 zmm registers: up to 24 sums. */
+/* 32 zmm registers: up to 16 sums in groups of up to 8 rows (two vectors each), so a block's
+ * weights stream past once for up to 8 of its pairs, where groups of 6 would take two passes
+ * (at batch 64 and 10 %, about 6 pairs a block). Groups of 12 (24 sums) ran slower with every
+ * block on (docs/history/row-groups-of-eight/). */
 #define V_FOR(r) ((r) <= 3 ? 4 : 2)
+#define RM 8
 #include "block_kernels_isa.h"
 #endif
 

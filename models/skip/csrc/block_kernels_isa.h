@@ -5,7 +5,8 @@
  *   VEC, VW         the vector type and its width in floats
  *   PW              the set's weight panel width in floats, a multiple of VW dividing 64
  *   LOAD(p), STORE(p, v), BCAST(f), ZERO(), FMA(a, b, c) = a * b + c, ADD(a, b)
- *   V_FOR(r)        vectors per row of a micro-kernel tile of r rows (r = 1..RMAX): each
+ *   RM              rows per micro-kernel group, at most: 6 or 8 (<= RMAX)
+ *   V_FOR(r)        vectors per row of a micro-kernel tile of r rows (r = 1..RM): each
  *                   copy keeps r * V_FOR(r) partial sums in registers, as many as the set has
  *                   room for beside the weights' vectors and a broadcast; V_FOR(r) * VW is a
  *                   multiple of PW dividing 64
@@ -44,7 +45,7 @@ ISA(tile)(const float *const *in, int64_t K, const float *__restrict w, int64_t 
         }
 }
 
-/* One row group (r <= RMAX rows) across `columns` columns (a multiple of 64): strips of
+/* One row group (r <= RM rows) across `columns` columns (a multiple of 64): strips of
  * V_FOR(r) vectors, each one or more whole panels. w: the panel of the first column. */
 #define ISA_STRIPS(R)                                                                         \
     do {                                                                                      \
@@ -64,7 +65,13 @@ ATTR static void ISA(group)(const float *const *in, int64_t K, const float *__re
     case 3: ISA_STRIPS(3); break;
     case 4: ISA_STRIPS(4); break;
     case 5: ISA_STRIPS(5); break;
+#if RM > 6
+    case 6: ISA_STRIPS(6); break;
+    case 7: ISA_STRIPS(7); break;
+    default: ISA_STRIPS(8); break;
+#else
     default: ISA_STRIPS(6); break;
+#endif
     }
 }
 #undef ISA_STRIPS
@@ -79,7 +86,7 @@ ATTR static void ISA(rows_times_blocks)(const float *__restrict x, int64_t D, co
         const float *Wk = W + spans[3 * g] * D * S;
         int64_t start = spans[3 * g + 1], end = spans[3 * g + 2];
         for (int64_t p0 = start, r; p0 < end; p0 += r) {
-            r = group_rows(end - p0);
+            r = group_rows(end - p0, RM);
             const float *in[RMAX];
             float *o[RMAX];
             for (int i = 0; i < r; ++i) {
@@ -102,7 +109,7 @@ ATTR static void ISA(accumulate_columns)(const float *__restrict h, int64_t S, c
         const float *Wk = W + spans[3 * g] * S * N + (c_begin / PW) * S * PW;
         int64_t start = spans[3 * g + 1], end = spans[3 * g + 2];
         for (int64_t p0 = start, r; p0 < end; p0 += r) {
-            r = group_rows(end - p0);
+            r = group_rows(end - p0, RM);
             const float *in[RMAX];
             float *o[RMAX];
             for (int i = 0; i < r; ++i) {
@@ -134,7 +141,7 @@ ATTR static void ISA(tiles_from_blocks)(const float *__restrict x, int64_t Sin,
             int64_t p = start;
             while (p < end) {
                 int64_t rows[RMAX], n = 0; /* the next pairs that read input block j */
-                for (; p < end && n < RMAX; ++p)
+                for (; p < end && n < RM; ++p)
                     if (reads[ex[p] * J + j]) rows[n++] = p;
                 if (n == 0) break;
                 const float *in[RMAX];
@@ -165,4 +172,5 @@ static const kernel_set ISA(set) = {ISA(rows_times_blocks), ISA(accumulate_colum
 #undef FMA
 #undef ADD
 #undef V_FOR
+#undef RM
 
