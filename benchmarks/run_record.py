@@ -10,9 +10,15 @@ import torch
 
 
 def machine() -> dict:
-    info = {"machine": platform.machine(), "processor": _cpu_name(), "python":
-            platform.python_version(), "torch": torch.__version__,
-            "cpu_threads": torch.get_num_threads(), "vector_extensions": _vector_extensions()}
+    cpuinfo = _cpuinfo()
+    flags = set(cpuinfo.get("flags", "").split())
+    info = {"machine": platform.machine(),
+            "processor": cpuinfo.get("model name") or platform.processor(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "cpu_threads": torch.get_num_threads(),
+            # The same EPYC host has been seen with and without AVX-512, and every CPU figure
+            # depends on which.
+            "vector_extensions": [f for f in ("avx2", "fma", "avx512f") if f in flags]}
     kernels = _cpu_kernel_set()
     if kernels:
         info["cpu_kernel_set"] = kernels
@@ -21,17 +27,19 @@ def machine() -> dict:
     return info
 
 
-def _vector_extensions() -> list[str]:
-    """The CPU's wide vector extensions: the same EPYC host has been seen with and without
-    AVX-512, and every CPU figure depends on which."""
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo ({} where there is none)."""
+    fields: dict[str, str] = {}
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return [f for f in ("avx2", "fma", "avx512f") if f in flags]
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return []
+        return fields
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the end of the first processor's block
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
 
 
 def _cpu_kernel_set() -> str | None:
@@ -40,16 +48,6 @@ def _cpu_kernel_set() -> str | None:
 
     kernels = c_kernels.load()
     return kernels.kernel_set if kernels is not None else None
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def write_rows(path: Path, rows: list[dict], **extra: object) -> None:

@@ -82,8 +82,7 @@ class TrainSettings:
         if self.epochs + self.deterministic_epochs == 0:
             raise ConfigError("epochs: need at least one epoch that trains the gaters (epochs "
                               "or deterministic_epochs)")
-        if 0 < self.deterministic_epochs <= self.density_warmup_epochs or (
-                self.density_warmup_epochs and not self.deterministic_epochs):
+        if self.density_warmup_epochs and self.density_warmup_epochs >= self.deterministic_epochs:
             raise ConfigError(f"density_warmup_epochs ({self.density_warmup_epochs}) must be "
                               f"fewer than deterministic_epochs ({self.deterministic_epochs}): "
                               "the density falls while the network trains on the served gates, "
