@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 SOURCES = tuple(Path(__file__).with_name("csrc") / name
-                for name in ("block_kernels.c", "block_kernels_isa.h"))
+                for name in ("block_kernels.c", "block_kernels_isa.h", "thread_pool.h"))
 SOURCE = SOURCES[0]
 FLAGS = ("-O3", "-ffp-contract=fast", "-funroll-loops", "-shared", "-fPIC", "-pthread")
 TILE = 64  # column counts the kernels take are multiples of this (COLUMNS in the source)

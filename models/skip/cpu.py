@@ -16,9 +16,10 @@ batch-mates' gates are):
   dense product, gates applied after, and the next layer reads all of its units. Computing a
   few more blocks in one large product is cheaper than many small ones; the report counts them.
 
-By default a lone example goes dense from 3/4 of its blocks on; in a batch none does where the
-C kernels run the blocks, which stream each weight once for the whole batch faster than
-torch's dense product here, even with every block on (see `dense_fraction`).
+Where the C kernels run the blocks, no example is routed dense: split over every thread, they
+stream each weight once for the whole batch faster than the dense products here, even with
+every block on. Without them a lone example goes dense from 3/4 of its blocks on, and an
+example of a batch from 0.4 (see `dense_fraction`).
 
 A gated layer that reads a gated layer reads, per example, only the input blocks that example
 computed there: each (example, output block) pair sums one tile product per input block it
@@ -217,17 +218,18 @@ class SkipNetwork:
         return self.native is not None and native_kernels.supports(columns)
 
     def _native_threads(self, macs: int) -> int:
-        """Threads for a C grouped product: starting one costs tens of microseconds."""
+        """Threads for a C grouped product: a small one gains nothing from a second."""
         return self.threads if macs >= NATIVE_THREADS_FROM_MACS else 1
 
     def dense_fraction(self, batch: int) -> float:
         """The fraction of a layer's blocks from which an example is computed densely (inf:
-        never)."""
+        never). Where the C kernels run every gated layer's blocks, no example is: on every
+        thread they stream the weights faster than a dense product of the same rows."""
         if self.dense_from is not None:
             return self.dense_from
-        if batch == 1:
-            return DENSE_FROM_SINGLE
-        return math.inf if self._native_blocks else DENSE_FROM_BATCH
+        if self._native_blocks:
+            return math.inf
+        return DENSE_FROM_SINGLE if batch == 1 else DENSE_FROM_BATCH
 
     def _route(self, stage: _Stage, batch: int) -> tuple[float, bool]:
         """The fraction of the layer's blocks from which an example computes them all, and

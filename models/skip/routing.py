@@ -8,18 +8,21 @@ the current tables.
 """
 
 # --- CPU (models.skip.cpu) ----------------------------------------------------------------
-# A lone example reads only its blocks' weights until nearly all are on: memory-bound, so
-# skipping pays even at half of the blocks; it computes them all from three quarters.
+# Without the C kernels (no compiler), a lone example reads only its blocks' weights until
+# nearly all are on: memory-bound, so skipping pays even at half of the blocks; it computes
+# them all from three quarters. With them, no example is routed dense (`dense_fraction`).
 DENSE_FROM_SINGLE = 0.75
-# Without the C kernels (no compiler), a few rows per block run in numpy far below a large
-# product's rate: examples with this many blocks on run as one dense product instead.
+# Without the C kernels, a few rows per block run in numpy far below a large product's rate:
+# examples of a batch with this many blocks on run as one dense product instead.
 DENSE_FROM_BATCH = 0.4
 # Before a gated layer, an example of a batch with this many blocks on computes them all, so
 # the next layer reads its whole row with the whole-row kernel (faster than per-tile then).
 WHOLE_BEFORE_GATED_FROM = 0.75
-# Multiply-adds from which one C grouped product is split over threads (a thread start costs
-# tens of microseconds).
-NATIVE_THREADS_FROM_MACS = 4_000_000
+# Multiply-adds from which one C grouped product is split over the kernels' thread pool
+# (models/skip/csrc/thread_pool.h): a lone example's product of 65 K multiply-adds took as
+# long on two threads as on one, its 460 K (7 of 64 blocks of 64 units) 1.25-1.33x less time
+# (`python -m benchmarks.kernel_threads`).
+NATIVE_THREADS_FROM_MACS = 200_000
 # Multiply-adds from which a dense product of two or more rows runs in torch on all its
 # threads rather than in numpy on the calling one (a single row always stays in numpy).
 TORCH_DENSE_FROM_MACS = 8_000_000

@@ -43,9 +43,10 @@ def random_pairs(rng, batch, blocks, density):
 
 
 @pytest.mark.parametrize("batch, density", [(1, 0.3), (7, 0.5), (33, 0.2), (20, 1.0)])
-def test_kernels_equal_the_per_pair_products(batch, density):
+@pytest.mark.parametrize("s", [64, 128, 192, 256])  # every block size is a multiple of 64
+def test_kernels_equal_the_per_pair_products(batch, density, s):
     rng = np.random.default_rng(batch)
-    blocks, d, s, n = 5, 96, 64, 128
+    blocks, d, n = 5, 96, 128
     block_of, examples, spans = random_pairs(rng, batch, blocks, density)
     x = rng.standard_normal((batch, d), dtype=np.float32)
     w_in = rng.standard_normal((blocks, d, s), dtype=np.float32)
@@ -73,9 +74,10 @@ def test_kernels_equal_the_per_pair_products(batch, density):
 
 
 @pytest.mark.parametrize("batch, density", [(1, 0.3), (6, 0.5), (17, 0.2), (9, 1.0)])
-def test_tiles_read_only_the_input_blocks_each_example_reads(batch, density):
+@pytest.mark.parametrize("s", [64, 128, 192])
+def test_tiles_read_only_the_input_blocks_each_example_reads(batch, density, s):
     rng = np.random.default_rng(100 + batch)
-    blocks, in_blocks, s_in, s = 5, 7, 32, 128
+    blocks, in_blocks, s_in = 5, 7, 32
     block_of, examples, spans = random_pairs(rng, batch, blocks, density)
     reads = (rng.random((batch, in_blocks)) < 0.4).astype(np.uint8)
     x = rng.standard_normal((batch, in_blocks * s_in), dtype=np.float32)
@@ -229,9 +231,9 @@ def test_a_gated_layer_after_a_gated_layer_reads_only_computed_input_blocks(batc
 
 
 def test_batches_stay_sparse_by_default_where_the_kernels_run_the_blocks():
-    """With every gate on, a batch still runs its blocks grouped (none routed dense), equal to
-    the dense masked forward, and reports every block computed; a lone example, and any batch
-    without the kernels, keeps the dense route."""
+    """With every gate on, a batch and a lone example still run their blocks grouped (none
+    routed dense), equal to the dense masked forward, and report every block computed; without
+    the kernels both keep the dense route."""
     torch.manual_seed(3)
     config = GatedNetworkConfig.from_dict({
         "input_size": 48, "num_classes": 3, "target_density": 0.3, "layers": [
@@ -242,20 +244,21 @@ def test_batches_stay_sparse_by_default_where_the_kernels_run_the_blocks():
     for layer in model.gated_layers:
         layer.threshold.fill_(-1e9)  # every gate on
     engine, numpy_only = SkipNetwork(model), SkipNetwork(model, native=False)
-    assert engine.dense_fraction(1) == 0.75 and numpy_only.dense_fraction(1) == 0.75
-    assert engine.dense_fraction(2) == engine.dense_fraction(256) == float("inf")
+    assert engine.dense_fraction(1) == engine.dense_fraction(256) == float("inf")
+    assert numpy_only.dense_fraction(1) == 0.75
     assert numpy_only.dense_fraction(2) == numpy_only.dense_fraction(256) <= 1.0
-    x = torch.randn(12, 48, generator=torch.Generator().manual_seed(4))
-    calls = []
-    kernel = engine.native.rows_times_blocks
-    engine.native.rows_times_blocks = lambda *a: calls.append(a) or kernel(*a)
-    try:
-        out = engine(x)
-    finally:
-        del engine.native.rows_times_blocks
-    assert calls  # the grouped route ran, although every block is on
-    torch.testing.assert_close(out.logits, model(x).logits, rtol=1e-4, atol=1e-4)
-    assert out.active_blocks.tolist() == out.computed_blocks.tolist() == [[4, 3]] * 12
+    for batch in (12, 1):
+        x = torch.randn(batch, 48, generator=torch.Generator().manual_seed(4))
+        calls = []
+        kernel = engine.native.rows_times_blocks
+        engine.native.rows_times_blocks = lambda *a: calls.append(a) or kernel(*a)  # noqa: B023
+        try:
+            out = engine(x)
+        finally:
+            del engine.native.rows_times_blocks
+        assert calls  # the grouped route ran, although every block is on
+        torch.testing.assert_close(out.logits, model(x).logits, rtol=1e-4, atol=1e-4)
+        assert out.active_blocks.tolist() == out.computed_blocks.tolist() == [[4, 3]] * batch
 
 
 def two_gated_layers(first_blocks: int, seed: int) -> GatedNetwork:

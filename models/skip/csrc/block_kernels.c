@@ -160,62 +160,71 @@ void tiles_from_blocks(const float *x, int64_t Sin, const uint8_t *reads, int64_
     chosen->tiles(x, Sin, reads, J, ex, W, S, spans, G, out);
 }
 
-/* The same three products split over `threads` POSIX threads (the caller's included). The gated
- * layers' pairs are split by spans (each thread writes its own pair rows); the consumer's by
- * output columns, 64 at a time (each thread owns its columns of every output row), so no thread ever writes
- * where another does. OpenMP is avoided on purpose: a second OpenMP runtime beside torch's
- * would keep its own workers spinning against torch's. */
+/* The same three products split over `threads` threads (the caller's and the pool's,
+ * thread_pool.h). The gated layers' pairs are split by spans, a few chunks per thread taken as
+ * threads come free (each chunk writes its own pair rows), which keeps both busy when one
+ * starts late. The consumer's are split by output columns, 64 at a time, one run per thread
+ * (each owns its columns of every output row): every chunk reads all of the pairs' rows
+ * again, and at batch 256 with every block on four chunks a thread ran the layer 1.3x
+ * slower than one (medians of three runs, docs/history/thread-pool/). So no thread ever
+ * writes where another does.
+ * OpenMP is avoided on purpose: a second OpenMP runtime beside torch's would keep its own
+ * workers spinning against torch's. */
+#include "thread_pool.h"
+
+#define CHUNKS_PER_THREAD 4
+#define MAX_CHUNKS (POOL_MAX * CHUNKS_PER_THREAD)
+
 typedef struct {
     int kind; /* 0: rows_times_blocks, 1: accumulate_blocks_times_rows, 2: tiles_from_blocks */
     const float *in; int64_t in_cols; const int64_t *ex; const float *W; int64_t out_cols;
     const int64_t *spans; int64_t G; float *out;
-    int64_t col_begin, col_end; /* consumer: this thread's output columns */
     const uint8_t *reads; int64_t in_blocks; /* tiles: which input blocks each example reads */
     const kernel_set *set;
-} job_t;
+    int64_t bounds[MAX_CHUNKS + 1]; /* chunk c: spans, or 64-column tiles, bounds[c] .. [c+1] */
+} split_t;
 
-static void *run_job(void *arg) {
-    job_t *j = (job_t *)arg;
+static void run_chunk(void *arg, int64_t c) {
+    const split_t *j = (const split_t *)arg;
+    int64_t a = j->bounds[c], b = j->bounds[c + 1];
     if (j->kind == 0)
-        j->set->rows(j->in, j->in_cols, j->ex, j->W, j->out_cols, j->spans, j->G, j->out);
+        j->set->rows(j->in, j->in_cols, j->ex, j->W, j->out_cols, j->spans + 3 * a, b - a,
+                     j->out);
     else if (j->kind == 2)
         j->set->tiles(j->in, j->in_cols, j->reads, j->in_blocks, j->ex, j->W, j->out_cols,
-                      j->spans, j->G, j->out);
+                      j->spans + 3 * a, b - a, j->out);
     else
         j->set->columns(j->in, j->in_cols, j->ex, j->W, j->out_cols, j->spans, j->G, j->out,
-                        j->col_begin, j->col_end);
-    return NULL;
+                        a * COLUMNS, b * COLUMNS);
 }
 
-#define MAX_THREADS 64
 void grouped_products_threaded(int kind, const float *in, int64_t in_cols, const int64_t *ex,
                                const float *W, int64_t out_cols, const int64_t *spans,
                                int64_t G, float *out, int64_t threads, const uint8_t *reads,
                                int64_t in_blocks) {
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    job_t jobs[MAX_THREADS];
-    pthread_t ids[MAX_THREADS];
-    int64_t used = 0;
+    if (threads > POOL_MAX) threads = POOL_MAX;
+    if (threads < 1) threads = 1;
+    split_t job = {kind, in, in_cols, ex, W, out_cols, spans, G, out, reads, in_blocks, chosen,
+                   {0}};
+    int64_t chunks = 0, wanted = threads * CHUNKS_PER_THREAD;
     if (kind != 1) { /* contiguous runs of spans with about equal numbers of pairs */
-        int64_t total = G ? spans[3 * (G - 1) + 2] - spans[1] : 0, g0 = 0;
-        for (int64_t t = 0; t < threads && g0 < G; ++t) {
-            int64_t target = spans[1] + total * (t + 1) / threads, g1 = g0 + 1;
+        int64_t total = G ? spans[3 * (G - 1) + 2] - spans[1] : 0, g = 0;
+        if (wanted > G) wanted = G;
+        for (int64_t c = 0; c < wanted && g < G; ++c) {
+            int64_t target = spans[1] + total * (c + 1) / wanted, g1 = g + 1;
             while (g1 < G && spans[3 * g1 + 1] < target) ++g1;
-            if (t == threads - 1) g1 = G;
-            jobs[used++] = (job_t){kind, in, in_cols, ex, W, out_cols, spans + 3 * g0, g1 - g0,
-                                   out, 0, 0, reads, in_blocks, chosen};
-            g0 = g1;
+            if (c == wanted - 1) g1 = G;
+            job.bounds[chunks++] = g;
+            g = g1;
         }
-    } else { /* whole runs of 64 columns per thread */
+        job.bounds[chunks] = G;
+    } else { /* runs of whole 64-column tiles */
         int64_t tiles = out_cols / COLUMNS;
-        for (int64_t t = 0; t < threads; ++t) {
-            int64_t a = tiles * t / threads, b = tiles * (t + 1) / threads;
-            if (b > a)
-                jobs[used++] = (job_t){1, in, in_cols, ex, W, out_cols, spans, G, out,
-                                       a * COLUMNS, b * COLUMNS, NULL, 0, chosen};
-        }
+        wanted = threads;
+        if (wanted > tiles) wanted = tiles;
+        for (int64_t c = 0; c <= wanted; ++c) job.bounds[c] = tiles * c / (wanted ? wanted : 1);
+        chunks = wanted;
     }
-    for (int64_t t = 1; t < used; ++t) pthread_create(&ids[t], NULL, run_job, &jobs[t]);
-    if (used) run_job(&jobs[0]);
-    for (int64_t t = 1; t < used; ++t) pthread_join(ids[t], NULL);
+    if (threads > 1 && chunks > 1 && pool_run(run_chunk, &job, chunks, threads)) return;
+    for (int64_t c = 0; c < chunks; ++c) run_chunk(&job, c);
 }
