@@ -57,9 +57,9 @@ from .safetensors_header import (
 
 __all__ = [
     "CONFIG_FILE", "FORMAT_VERSION", "MAX_CONFIG_BYTES", "MAX_WEIGHTS_BYTES", "RESERVED_KEYS",
-    "WEIGHTS_FILE", "ArtifactError", "artifact_path", "list_versions", "read_artifact",
-    "read_config", "read_extra_file", "shown_path", "validate_name", "validate_version",
-    "write_artifact",
+    "WEIGHTS_FILE", "ArtifactError", "add_extra_files", "artifact_path", "list_versions",
+    "parse_json", "read_artifact", "read_config", "read_extra_file", "shown_path",
+    "validate_name", "validate_version", "write_artifact",
 ]
 
 if TYPE_CHECKING:
@@ -524,23 +524,7 @@ def read_config(folder: str | Path, *, repository: str | Path | None = None) -> 
     data = read_artifact_file(folder / CONFIG_FILE, root=folder if repository is None
                               else repository, shown=shown, what="config file",
                               max_bytes=MAX_CONFIG_BYTES)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ArtifactError(f"{shown}: config is not UTF-8 text: {error}") from error
-    try:
-        config = json.loads(text, parse_constant=_refuse_json_constant,
-                            parse_float=_finite_json_float, parse_int=_int64_json_int)
-    except json.JSONDecodeError as error:
-        raise ArtifactError(f"{shown}: invalid JSON at line {error.lineno} column {error.colno} "
-                            f"(character {error.pos}): {error.msg}") from error
-    except ValueError as error:
-        raise ArtifactError(f"{shown}: invalid JSON: {error}") from error
-    except RecursionError:
-        raise ArtifactError(f"{shown}: invalid JSON: nested too deeply") from None
-    if not isinstance(config, dict):
-        raise ArtifactError(f"{shown}: config must be a JSON object, got "
-                            f"{type(config).__name__}")
+    config = parse_json(data, shown, "config")
     if "format_version" not in config:
         raise ArtifactError(f"{shown}: no format_version; not a sparsegate artifact config")
     format_version = config["format_version"]
@@ -559,6 +543,29 @@ def read_config(folder: str | Path, *, repository: str | Path | None = None) -> 
         except ArtifactError as error:
             raise ArtifactError(f"{shown}: {error}") from error
     return config
+
+
+def parse_json(data: bytes, shown: str, what: str) -> dict[str, Any]:
+    """A JSON object read from an artifact file, as strictly as config.json is read: UTF-8,
+    finite numbers only, integers within int64. ``what`` names the content in messages."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ArtifactError(f"{shown}: {what} is not UTF-8 text: {error}") from error
+    try:
+        value = json.loads(text, parse_constant=_refuse_json_constant,
+                           parse_float=_finite_json_float, parse_int=_int64_json_int)
+    except json.JSONDecodeError as error:
+        raise ArtifactError(f"{shown}: invalid JSON at line {error.lineno} column {error.colno} "
+                            f"(character {error.pos}): {error.msg}") from error
+    except ValueError as error:
+        raise ArtifactError(f"{shown}: invalid JSON: {error}") from error
+    except RecursionError:
+        raise ArtifactError(f"{shown}: invalid JSON: nested too deeply") from None
+    if not isinstance(value, dict):
+        raise ArtifactError(f"{shown}: {what} must be a JSON object, got "
+                            f"{type(value).__name__}")
+    return value
 
 
 def _refuse_json_constant(constant: str) -> None:
@@ -635,11 +642,16 @@ def _check_tensors_against_manifest(
 
 
 def read_extra_file(folder: str | Path, file_name: str, *,
-                    repository: str | Path | None = None) -> bytes:
+                    repository: str | Path | None = None, max_bytes: int = MAX_WEIGHTS_BYTES,
+                    config: dict[str, Any] | None = None) -> bytes:
     """The bytes of an extra file of an artifact (e.g. "model.onnx"), verified against the
-    size and sha256 recorded in its config. ``repository``: as for read_artifact."""
+    size and sha256 recorded in its config. ``repository``: as for read_artifact.
+    ``max_bytes``: a file recorded, or found, larger than this is refused before it is read.
+    ``config``: the folder's config.json as ``read_config`` returned it, where the caller read
+    it already (the file is then checked against that very config)."""
     folder = Path(folder)
-    config = read_config(folder, repository=repository)
+    if config is None:
+        config = read_config(folder, repository=repository)
     shown = shown_path(folder / CONFIG_FILE, repository)
     extras = config.get("extra_files", {})
     if not isinstance(extras, dict):
@@ -652,11 +664,12 @@ def read_extra_file(folder: str | Path, file_name: str, *,
     if _NAME_PATTERN.fullmatch(file_name) is None or file_name in (CONFIG_FILE, WEIGHTS_FILE):
         raise ArtifactError(f"{shown}: invalid extra file name {file_name!r}")
     recorded_size = entry.get("size")
+    max_bytes = min(max_bytes, MAX_WEIGHTS_BYTES)
     if recorded_size is not None and not (isinstance(recorded_size, int)
                                           and not isinstance(recorded_size, bool)
-                                          and 0 <= recorded_size <= MAX_WEIGHTS_BYTES):
+                                          and 0 <= recorded_size <= max_bytes):
         raise ArtifactError(f"{shown}: extra_files[{file_name!r}].size must be a size in bytes "
-                            f"up to {MAX_WEIGHTS_BYTES}, got {shown_value(recorded_size)}")
+                            f"up to {max_bytes}, got {shown_value(recorded_size)}")
     file_shown = shown_path(folder / file_name, repository)
     with ArtifactFile(folder / file_name, root=folder if repository is None else repository,
                       shown=file_shown, what="extra file") as file:
@@ -664,9 +677,25 @@ def read_extra_file(folder: str | Path, file_name: str, *,
             raise ArtifactError(f"{file_shown}: extra file holds {file.size} bytes, "
                                 f"{CONFIG_FILE} records {recorded_size}; the file is corrupt "
                                 "or was changed")
-        data = file.read(MAX_WEIGHTS_BYTES if recorded_size is None else recorded_size)
+        data = file.read(max_bytes if recorded_size is None else recorded_size)
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise ArtifactError(f"{file_shown}: sha256 of the file does not match "
                             f"{shown_value(entry['sha256'])} recorded in {CONFIG_FILE}; the "
                             "file is corrupt or was changed")
     return data
+
+
+# --- rewriting ----------------------------------------------------------------------------
+
+
+def add_extra_files(repository: str | Path, name: object, version: object,
+                    extra_files: Mapping[str, bytes]) -> Path:
+    """Rewrite a published version with `extra_files` added (or replacing files of the same
+    names), atomically, like any overwrite: its config, weights and other extra files are
+    kept, each verified as it is read. Returns the folder."""
+    folder = artifact_path(repository, name, version)
+    config, tensors = read_artifact(folder)
+    kept = {file_name: read_extra_file(folder, file_name, config=config)
+            for file_name in (config.get("extra_files") or {}) if file_name not in extra_files}
+    return write_artifact(repository, name, version, config, tensors,
+                          extra_files={**kept, **extra_files}, overwrite=True)

@@ -36,8 +36,11 @@ FLOAT32_BYTES = 4
 
 def save_gated_network(model: GatedNetwork, repository: str | Path, name: str,
                        version: str | int, metadata: dict[str, Any] | None = None, *,
+                       extra_files: dict[str, bytes] | None = None,
                        overwrite: bool = False) -> Path:
-    """Write `model` as artifact <repository>/<name>/<version>; returns the folder."""
+    """Write `model` as artifact <repository>/<name>/<version>; returns the folder.
+    `extra_files`: other files of the version, such as its labelled examples
+    (`models.labelled_examples`)."""
     gated = model.gated_layers
     config = {
         **(metadata or {}),
@@ -47,7 +50,8 @@ def save_gated_network(model: GatedNetwork, repository: str | Path, name: str,
         "thresholds": model.thresholds(),
     }
     tensors = {k: v for k, v in model.state_dict().items()}
-    return write_artifact(repository, name, version, config, tensors, overwrite=overwrite)
+    return write_artifact(repository, name, version, config, tensors,
+                          extra_files=extra_files, overwrite=overwrite)
 
 
 def load_gated_network(folder: str | Path, device: str | torch.device = "cpu", *,

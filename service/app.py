@@ -10,6 +10,9 @@ Before routing: a Host that is neither an address nor listed is refused with 400
 unasked (forms, text/plain) with 415 (`service.form_guard`). Every error is JSON
 `{"error": message}` with a 4xx status, or 503 with Retry-After on overload; an unexpected
 exception is logged and answered 500 with the same shape, and counted.
+
+Besides the APIs: /docs and /redoc (`service.docs_pages`), and the gate-map page at /ui/
+(`service.ui_pages`), where `GET /` sends a browser; both off with their flags.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import routes_admin, routes_v1, routes_v2
+from . import routes_admin, routes_v1, routes_v1_about, routes_v2
 from .config import Settings
 from .docs_pages import install_docs
 from .errors import ApiError
@@ -34,6 +37,8 @@ from .metrics import CONTENT_TYPE, Metrics
 from .openapi import install_schemas
 from .origin_guard import OriginGuard
 from .repository import ModelRepository
+from .schemas import Liveness
+from .ui_pages import install_ui, page_url, prefers_html
 
 log = logging.getLogger("sparsegate.service")
 
@@ -64,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ready = False
     app.include_router(routes_v2.router)
     app.include_router(routes_v1.router)
+    app.include_router(routes_v1_about.router)
     app.include_router(routes_admin.router)
     # The last added runs first: Host, then CORS (preflights answered, and refusals to an
     # allowed origin readable by its page), then the cross-site and form guards.
@@ -77,16 +83,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        metrics=app.state.metrics)
     if settings.docs:
         install_docs(app)
+    serves_ui = settings.ui and install_ui(app)
     if settings.model_control == "explicit" and settings.admin_open:
         log.warning("model control is open (--allow-open-admin): anyone who can reach this "
                     "server may load and unload its models")
     _install_error_handlers(app)
     install_schemas(app)
 
-    @app.get("/", tags=["operations"])
-    async def alive() -> dict[str, str]:
+    @app.get("/", tags=["operations"], response_model=Liveness, responses={307: {
+        "description": "a browser (Accept: text/html before JSON) is sent to the gate-map page "
+                       "at /ui/, unless the server runs with --no-ui"}})
+    async def alive(request: Request) -> Response:
         """Liveness as KServe's v1 protocol answers it (its clients' is_server_live)."""
-        return {"status": "alive"}
+        # The answer depends on Accept: caches must keep the two apart.
+        if serves_ui and prefers_html(request.headers.get("accept")):
+            return RedirectResponse(page_url(request), status_code=307,
+                                    headers={"Vary": "Accept"})
+        return JSONResponse({"status": "alive"}, headers={"Vary": "Accept"})
 
     @app.get("/metrics", include_in_schema=True, tags=["operations"],
              response_class=PlainTextResponse,

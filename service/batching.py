@@ -146,9 +146,7 @@ class Batcher:
         for pending in batch:
             rows = pending.inputs.shape[0]
             self._queued_examples -= rows
-            mine = BatchResult(result.logits[start:start + rows],
-                               result.probabilities[start:start + rows],
-                               result.reports[start:start + rows], result.compute_ms)
+            mine = result.rows(start, start + rows)
             start += rows
             if not pending.future.done():  # a caller that went away has cancelled it
                 pending.future.set_result((mine, Timings(

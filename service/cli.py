@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allowed-hosts", nargs="+", help=fields["allowed_hosts"].description)
     p.add_argument("--docs", action=argparse.BooleanOptionalAction,
                    help=fields["docs"].description + " (default on)")
+    p.add_argument("--ui", action=argparse.BooleanOptionalAction,
+                   help=fields["ui"].description + " (default on)")
     p.add_argument("--threads", type=int, help=fields["threads"].description)
     p.add_argument("--graceful-shutdown-s", type=float,
                    help="how long SIGTERM waits for requests in flight (default 30)")

@@ -89,6 +89,8 @@ class Settings(BaseSettings):
                                           "which gives up the DNS-rebinding defence)")
     docs: bool = Field(True, description="Swagger UI at /docs and ReDoc at /redoc, from files "
                                          "the server ships (no CDN)")
+    ui: bool = Field(True, description="the gate-map page at /ui/ (draw an input, see the "
+                                       "blocks it ran), from files the server ships")
     warmup_batches: tuple[int, ...] = (1, 8)
     threads: int | None = Field(None, ge=1, description="CPU threads of a forward, torch's or "
                                 "onnxruntime's (default: theirs)")

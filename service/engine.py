@@ -12,7 +12,7 @@ Letters: B examples, D input units, C classes, G gated layers.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 from models.artifact import ArtifactError, read_extra_file, shown_path
 from models.compute import ComputeReport, dense_macs, executed_macs
 from models.gated_artifact import load_gated_config
+from models.labelled_examples import read_examples
 from models.skip.output import SkipOutput
 
 from .config import BACKENDS
@@ -32,12 +33,24 @@ ARTIFACT_BACKENDS = tuple(b for b in BACKENDS if b != "auto")
 @dataclass
 class BatchResult:
     """What the engine returns for a batch: per example, the logits and probabilities (B, C)
-    and its own compute report."""
+    and its own compute report, and the gates that ran."""
 
     logits: np.ndarray  # (B, C) float32
     probabilities: np.ndarray  # (B, C) float32
     reports: list[ComputeReport]
     compute_ms: float  # wall time of the forward, for the whole batch
+    # Per gated layer (B, K), the gate values that multiplied the blocks, as the engine gave
+    # them (torch tensors, perhaps on a GPU); empty where the backend does not report them
+    # (onnxruntime's graph returns counts only). Read only for requests that ask for them.
+    gates: list[Any] = field(default_factory=list)
+
+    def rows(self, start: int, stop: int) -> BatchResult:
+        """Examples start..stop of the batch, with the forward's time."""
+        if start == 0 and stop == len(self.reports):
+            return self
+        return BatchResult(self.logits[start:stop], self.probabilities[start:stop],
+                           self.reports[start:stop], self.compute_ms,
+                           [g[start:stop] for g in self.gates])
 
 
 class ModelEngine:
@@ -68,10 +81,15 @@ class ModelEngine:
         self.gated_layers = len(gated)
         self.blocks = [layer.blocks for layer in gated]
         self.dense_macs = dense_macs(architecture)
+        # Labelled examples the artifact records (None: it has none), checked before the
+        # weights are read, like the rest of the artifact.
+        self.examples = read_examples(folder, config, input_size=self.input_size,
+                                      num_classes=self.num_classes, repository=repository)
         if self.backend == "onnxruntime":
             self._forward = self._onnx_session(repository, threads)
         else:
             self._forward = self._torch_engine(repository, threads)
+        self.test_density = _measured_density(config, self.gated_layers)
         self.expected_density = _expected_density(config, self.gated_layers)
         self.expected_saved_fraction = self._expected_saving()
 
@@ -135,7 +153,7 @@ class ModelEngine:
         logits = out.logits  # numpy on the CPU: a GPU's output was copied back, synchronising
         reports = out.reports(self.config)
         compute_ms = (time.perf_counter() - start) * 1e3
-        return BatchResult(logits, _softmax(logits), reports, compute_ms)
+        return BatchResult(logits, _softmax(logits), reports, compute_ms, out.gates)
 
     def warm_up(self, batches: tuple[int, ...]) -> None:
         """One forward per batch size on zeros: compiles the C or Triton kernels, captures the
@@ -226,13 +244,21 @@ def _resolve_backend(backend: str, device: str) -> str:
     return backend
 
 
-def _expected_density(config: dict[str, Any], gated_layers: int) -> list[float] | None:
+def _measured_density(config: dict[str, Any], gated_layers: int) -> list[float] | None:
     """Per gated layer, the fraction of blocks on measured at calibration (test set), if the
-    artifact records it; else its target density."""
+    artifact records it."""
     density = (config.get("metrics") or {}).get("test_density")
     if (isinstance(density, list) and len(density) == gated_layers
             and all(isinstance(d, int | float) and 0 <= d <= 1 for d in density)):
         return [float(d) for d in density]
+    return None
+
+
+def _expected_density(config: dict[str, Any], gated_layers: int) -> list[float] | None:
+    """The measured density (`_measured_density`), else the target density in every layer."""
+    measured = _measured_density(config, gated_layers)
+    if measured is not None:
+        return measured
     target = (config.get("architecture") or {}).get("target_density")
     if isinstance(target, int | float) and 0 <= target <= 1 and gated_layers:
         return [float(target)] * gated_layers

@@ -1,7 +1,8 @@
 """Prometheus metrics, one registry per app (so tests can build many apps in one process).
 
 Per model: request latency, time queued, examples per forward, the fraction of blocks on and
-the fraction of multiply-adds saved per example; per route and status: errors.
+the fraction of multiply-adds saved per example; per route and status: errors. The last
+minute of each model's requests is also kept for a live summary (`service.recent_traffic`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from models.compute import ComputeReport
+
+from .recent_traffic import RecentTraffic
 
 # Latency buckets from 0.5 ms: a small model's forward takes well under a millisecond.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -44,6 +47,7 @@ class Metrics:
                               ["route", "status"], registry=r)
         self.loaded = Gauge("sparsegate_model_versions_loaded", "Model versions being served",
                             registry=r)
+        self.recent = RecentTraffic()
 
     def batch_observer(self, model: str) -> Callable[[int], None]:
         return self.batch_size.labels(model).observe
@@ -54,11 +58,15 @@ class Metrics:
         self.queue.labels(model).observe(queue_seconds)
         self.examples.labels(model).inc(len(reports))
         active, saved = self.active_fraction.labels(model), self.saved_fraction.labels(model)
+        saved_sum = 0.0
         for report in reports:
             if report.blocks:
                 active.observe(sum(report.active_blocks) / sum(report.blocks))
             # Below 0 (the first bucket) where the gater cost more than the blocks skipped.
-            saved.observe(report.saved_fraction)
+            fraction = report.saved_fraction
+            saved.observe(fraction)
+            saved_sum += fraction
+        self.recent.record(model, seconds, saved_sum, len(reports))
 
     def observe_error(self, route: str, status: int) -> None:
         self.errors.labels(route, str(status)).inc()

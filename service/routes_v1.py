@@ -5,16 +5,20 @@
     GET  /v1/models                                      models, versions, expected saving
     GET  /v1/models/{name}                               {"name", "version", "ready": true}
 
-Each prediction carries its own compute report; `timings` are the server's.
+Each prediction carries its own compute report (with `?gates=true`, also the blocks on in each
+gated layer); `timings` are the server's. A model's card and examples, and the traffic
+summary: `service.routes_v1_about`.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
+from .gate_map import active_block_indices
 from .inference import Served, find_engine, readiness, run
 from .json_budget import JsonValueCounter, budget_reason, input_budget
 from .off_loop import INLINE_EXAMPLES, cheap_to_decode, run_off_loop
@@ -43,16 +47,24 @@ async def list_models(request: Request) -> ModelList:
         for name in repository.names()])
 
 
+# A query parameter rather than a body field: the body stays KServe v1's {"instances": ...}.
+GatesFlag = Annotated[bool, Query(description="also say which blocks each gated layer turned "
+                                              "on, per example: compute.active_block_indices "
+                                              "(null where the backend reports counts only: "
+                                              "onnxruntime)")]
+
+
 @router.post("/models/{name}:predict", response_model=PredictResponse,
              response_model_by_alias=True, openapi_extra=json_body(PredictRequest))
-async def predict(name: str, request: Request) -> Response:
-    return await _predict(request, name, None)
+async def predict(name: str, request: Request, gates: GatesFlag = False) -> Response:
+    return await _predict(request, name, None, gates)
 
 
 @router.post("/models/{name}/versions/{version}:predict", response_model=PredictResponse,
              response_model_by_alias=True, openapi_extra=json_body(PredictRequest))
-async def predict_version(name: str, version: str, request: Request) -> Response:
-    return await _predict(request, name, version)
+async def predict_version(name: str, version: str, request: Request,
+                          gates: GatesFlag = False) -> Response:
+    return await _predict(request, name, version, gates)
 
 
 # After the predict routes: "/models/{name}" also matches "tiny:predict", and for a method
@@ -63,7 +75,8 @@ async def model_ready(name: str, request: Request) -> dict[str, object]:
     return readiness(request, name, None)
 
 
-async def _predict(request: Request, name: str, version: str | None) -> Response:
+async def _predict(request: Request, name: str, version: str | None, gates: bool
+                   ) -> Response:
     started = time.perf_counter()
     settings = request.app.state.settings
     loaded = find_engine(request, name, version)  # 404 before reading a large body
@@ -75,18 +88,23 @@ async def _predict(request: Request, name: str, version: str | None) -> Response
     x = await run_off_loop(decode_predict, raw, input_size, max_rows,
                            inline=cheap_to_decode(counter.values, len(raw)))
     served = await run(request, loaded, x, "v1", started)
-    return await run_off_loop(_response, served, inline=len(x) <= INLINE_EXAMPLES)
+    return await run_off_loop(_response, served, gates, inline=len(x) <= INLINE_EXAMPLES)
 
 
-def _response(served: Served) -> Response:
+def _response(served: Served, gates: bool) -> Response:
     result = served.result
+    reports = [r.as_dict() for r in result.reports]
+    if gates:
+        indices = active_block_indices(result.gates, served.engine.gated_layers, len(reports))
+        for row, report in enumerate(reports):
+            report["active_block_indices"] = None if indices is None else indices[row]
     # Serialised here rather than through the response model: FastAPI's validation and
     # encoding of a few hundred floats cost more than the forward of a small model.
     body = {
         "model_name": served.engine.name, "model_version": served.engine.version,
-        "predictions": [{"class": c, "probabilities": p, "compute": r.as_dict()}
+        "predictions": [{"class": c, "probabilities": p, "compute": r}
                         for c, p, r in zip(result.probabilities.argmax(-1).tolist(),
-                                           result.probabilities.tolist(), result.reports,
+                                           result.probabilities.tolist(), reports,
                                            strict=True)],
         "timings": {"queue_ms": served.timings.queue_ms,
                     "compute_ms": served.timings.compute_ms, "total_ms": served.total_ms,

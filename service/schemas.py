@@ -102,6 +102,10 @@ class ErrorResponse(BaseModel):
     error: str
 
 
+class Liveness(BaseModel):
+    status: Literal["alive"]
+
+
 # --- simple JSON API -----------------------------------------------------------------------
 
 class PredictRequest(_Strict):
@@ -119,6 +123,10 @@ class ComputeReportBody(BaseModel):
     blocks: list[int] = Field(description="blocks, per gated layer")
     computed_blocks: list[int] = Field(description="blocks computed, per gated layer: the "
                                                    "active ones, or all where routed dense")
+    active_block_indices: list[list[int]] | None = Field(
+        None, description="only with ?gates=true: per gated layer, the indices of the blocks "
+                          "on (as many as active_blocks says); null where the backend reports "
+                          "counts only (onnxruntime)")
 
 
 class Prediction(BaseModel):
@@ -163,3 +171,68 @@ class ModelInfo(BaseModel):
 
 class ModelList(BaseModel):
     models: list[ModelInfo]
+
+
+class LabelledExample(BaseModel):
+    label: int = Field(description="its class in the data set")
+    input: list[float] = Field(description="input_size numbers, as a predict request takes "
+                                           "them")
+
+
+class ExampleList(BaseModel):
+    model_name: str
+    model_version: str
+    split: str | None = Field(description="the data split they come from (\"test\": never "
+                                          "trained on); null where the artifact records none")
+    examples: list[LabelledExample] = Field(description="empty for artifacts written without "
+                                                        "examples")
+
+
+class TrainingData(BaseModel):
+    name: str | None = Field(description="the data set, e.g. digits or fashion-mnist")
+    sizes: dict[str, int] | None = Field(description="examples per split")
+
+
+class ModelCard(BaseModel):
+    name: str
+    version: str
+    backend: str
+    input_size: int
+    num_classes: int
+    architecture: dict[str, Any] = Field(description="the network's layers and sizes, as "
+                                                     "config.json's architecture")
+    estimator: dict[str, Any] | None = Field(description="the gradient estimator that trained "
+                                                         "the gaters, and its settings")
+    target_density: float | None = Field(description="the fraction of blocks meant to be on")
+    test_density: list[float] | None = Field(description="fraction of blocks on per gated "
+                                                         "layer, measured on the test split")
+    test_error: float | None
+    dense_macs: int = Field(description="multiply-adds of the network run densely")
+    gater_macs: int = Field(description="multiply-adds of all gaters, run for every example")
+    expected_saved_fraction: float | None
+    data: TrainingData | None = Field(description="what it was trained on")
+    training_command: str | None = Field(description="the command that trained it")
+    examples: int = Field(description="labelled examples the artifact records")
+
+
+class LatencyMs(BaseModel):
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+
+
+class ModelTraffic(BaseModel):
+    name: str
+    requests: int = Field(description="inference requests answered in the window")
+    examples: int
+    requests_per_second: float
+    latency_ms: LatencyMs | None = Field(description="in the server, from arrival to response; "
+                                                     "null without requests")
+    mean_saved_fraction: float | None = Field(description="multiply-adds saved per example, "
+                                                          "gater included, averaged")
+
+
+class TrafficSummary(BaseModel):
+    window_s: float = Field(description="how far back the figures reach")
+    models: list[ModelTraffic]

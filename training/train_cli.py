@@ -30,6 +30,7 @@ from models.gated_config import PRESETS, ConfigError, GatedNetworkConfig, preset
 
 from .data import DatasetError, load_data
 from .recipes import recipe
+from .recorded_examples import examples_file
 from .settings import TrainSettings
 from .trainer import Trainer, TrainingError, close_distributed, init_distributed_from_env
 
@@ -205,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                 "data": data.describe(),
                 "metrics": final,
             }
-            folder = save_gated_network(result.model, args.repository, name, version, metadata)
+            folder = save_gated_network(result.model, args.repository, name, version, metadata,
+                                        extra_files=examples_file(data.test))
             log(f"wrote artifact {folder}")
     except (ConfigError, DatasetError, ArtifactError, TrainingError) as err:
         close_distributed(wait=False)

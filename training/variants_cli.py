@@ -26,6 +26,7 @@ from models.gated_artifact import load_gated_network, save_gated_network
 
 from .calibrate import calibrate_thresholds
 from .data import DatasetError, load_data
+from .recorded_examples import carried_examples
 
 # Below every logit a gater can produce: density 1 means every gate on, whatever the input.
 ALL_ON_THRESHOLD = -1e30
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         metadata["metrics"] = {"test_density": measured, "test_error": error,
                                "calibrated_density": density}
         metadata["variant_of"] = {"name": name, "version": versions[-1]}
-        folder = save_gated_network(model, args.model_repository, target, version, metadata)
+        folder = save_gated_network(model, args.model_repository, target, version, metadata,
+                                    extra_files=carried_examples(source))
         print(f"{folder}: density {density:g} (test {sum(measured) / len(measured):.3f}), "
               f"test error {error:.4f}")
     return 0

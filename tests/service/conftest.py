@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from benchmarks.server_process import ServerProcess
 from models.gated_artifact import save_gated_network
 from models.gated_network import GatedNetwork
+from models.labelled_examples import EXAMPLES_FILE, encode_examples
 from service.app import create_app
 from service.config import Settings
 
@@ -34,11 +36,19 @@ def tiny_network(seed: int, estimator: str = "st") -> GatedNetwork:
     return model
 
 
+def recorded_examples(input_size: int, num_classes: int, count: int = 4, seed: int = 0
+                      ) -> dict[str, bytes]:
+    """An artifact's labelled examples file: `count` inputs in [0, 1), labels in turn."""
+    inputs = np.random.default_rng(seed).random((count, input_size))
+    return {EXAMPLES_FILE: encode_examples(inputs, np.arange(count) % num_classes, "test")}
+
+
 def write_repository(root: Path) -> Path:
-    """tiny (versions 1 and 2) and other (version 1)."""
+    """tiny (versions 1 and 2, which records labelled examples) and other (version 1)."""
     for name, version, seed in (("tiny", 1, 0), ("tiny", 2, 1), ("other", 1, 2)):
+        examples = recorded_examples(INPUT_SIZE, CLASSES) if version == 2 else None
         save_gated_network(tiny_network(seed), root, name, version,
-                           {"metrics": {"test_density": [0.5, 0.5]}})
+                           {"metrics": {"test_density": [0.5, 0.5]}}, extra_files=examples)
     return root
 
 

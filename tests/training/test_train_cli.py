@@ -17,6 +17,7 @@ from models.artifact import read_artifact
 from models.gated_artifact import load_gated_network
 from models.gated_config import GatedNetworkConfig
 from models.gated_network import GatedNetwork
+from models.labelled_examples import read_examples
 from training.data import load_data
 from training.train_cli import main
 
@@ -61,6 +62,12 @@ def test_trains_and_writes_an_artifact_that_loads_to_identical_outputs(tmp_path)
     x = load_data("digits", limit=50).test.x
     assert torch.equal(model(x).logits, trained(x).logits)
     assert set(tensors) == set(model.state_dict())
+    # A few labelled examples of the test split ride along, one of each class first.
+    examples = read_examples(folder, stored, input_size=64, num_classes=10)
+    test = load_data("digits", limit=400).test
+    assert examples.split == "test" and len(examples) == 16
+    assert sorted(examples.labels[:10].tolist()) == list(range(10))
+    assert any(torch.equal(torch.from_numpy(examples.inputs[0]), row) for row in test.x)
     # A second run of the same name becomes version 2.
     assert main(["--config", str(config), *SMALL, "--epochs", "1", "--run-dir",
                  str(tmp_path / "run2"), "--repository", str(tmp_path / "repo"),
