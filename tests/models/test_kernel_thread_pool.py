@@ -50,6 +50,17 @@ def test_repeated_calls_equal_one_thread_even_after_the_workers_slept():
             time.sleep(0.01)  # past the workers' spin: they sleep and must be woken
 
 
+def test_rounds_of_different_sizes_back_to_back_never_mix():
+    """Rounds of different chunk counts handed out with no pause between them, so workers
+    are often still leaving one round as the next starts: every product equals one thread's,
+    and the reader, which adds into its output, would show any chunk run twice or skipped."""
+    small, large = problem(2, batch=3, blocks=2, n=128), problem(3, batch=40, blocks=12)
+    wants = [forward(*args, threads=1) for args in (small, large)]
+    for round_ in range(1500):
+        args, want = (small, wants[0]) if round_ % 2 else (large, wants[1])
+        np.testing.assert_array_equal(forward(*args, threads=2 + round_ % 2), want)
+
+
 def test_callers_on_several_threads_at_once_each_get_their_own_products():
     """One caller holds the pool; the others run their products on their own thread."""
     problems = [problem(seed) for seed in range(4)]

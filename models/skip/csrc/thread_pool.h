@@ -9,8 +9,9 @@
  *
  * A job is `count` chunks; the caller and the workers take chunks from one shared ticket
  * until none is left, so a worker that wakes late costs nothing: the caller has taken its
- * chunks. The ticket holds the round in its high half and the next chunk in its low half, so
- * a worker late for one round can never take a chunk of the next.
+ * chunks. The ticket holds the round, the round's chunk count and the next chunk in one
+ * atomic word, so a worker still looking at one round can never take a chunk of the next,
+ * nor read one round's count against another's next chunk.
  *
  * One caller at a time: `pool_run` returns 0 without running anything when another thread is
  * using the pool (the caller then runs the job itself), so concurrent forwards stay correct.
@@ -31,12 +32,11 @@ static struct {
     pthread_cond_t wake;
     pthread_mutex_t caller; /* held by the one caller using the pool */
     int workers;                 /* started so far */
-    atomic_uint_fast64_t ticket; /* round << 32 | next chunk to take */
+    atomic_uint_fast64_t ticket; /* round << 32 | chunk count << 16 | next chunk to take */
     atomic_int sleepers;         /* workers waiting on `wake` */
     atomic_int_fast64_t done;    /* chunks of the current round finished */
     pool_fn fn;                  /* the current round's job */
     void *arg;
-    int64_t count;
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
           .caller = PTHREAD_MUTEX_INITIALIZER};
 
@@ -52,17 +52,19 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+#define POOL_MAX_CHUNKS 0xffff /* the ticket's count and next chunk are 16 bits each */
+
 static inline uint_fast64_t round_of(uint_fast64_t ticket) { return ticket >> 32; }
+static inline int64_t count_of(uint_fast64_t ticket) { return (int64_t)((ticket >> 16) & 0xffff); }
+static inline int64_t next_of(uint_fast64_t ticket) { return (int64_t)(ticket & 0xffff); }
 
 /* Take chunks of round `round` until none is left (or the round is over). */
 static void pool_take_chunks(uint_fast64_t round) {
     uint_fast64_t ticket = atomic_load(&pool.ticket);
     for (;;) {
         if (round_of(ticket) != round) return;
-        int64_t chunk = (int64_t)(ticket & 0xffffffffu);
-        /* While the round is unchanged, `count` is its own: the caller sets it before it
-         * publishes the round and changes it only after every chunk is done. */
-        if (chunk >= pool.count) return;
+        int64_t chunk = next_of(ticket);
+        if (chunk >= count_of(ticket)) return;
         if (!atomic_compare_exchange_weak(&pool.ticket, &ticket, ticket + 1)) continue;
         /* Holding a chunk of this round, the round cannot end: fn and arg are its own. */
         pool.fn(pool.arg, chunk);
@@ -121,6 +123,7 @@ static void pool_register_fork(void) { pthread_atfork(NULL, NULL, pool_forget_wo
 static int pool_run(pool_fn fn, void *arg, int64_t count, int64_t threads) {
     if (threads > POOL_MAX) threads = POOL_MAX;
     if (count <= 0) return 1;
+    if (count > POOL_MAX_CHUNKS) return 0;
     pthread_once(&pool_once, pool_register_fork);
     if (pthread_mutex_trylock(&pool.caller) != 0) return 0;
     pthread_mutex_lock(&pool.lock);
@@ -138,10 +141,10 @@ static int pool_run(pool_fn fn, void *arg, int64_t count, int64_t threads) {
     }
     pool.fn = fn;
     pool.arg = arg;
-    pool.count = count;
     atomic_store(&pool.done, 0);
-    uint_fast64_t round = round_of(atomic_load(&pool.ticket)) + 1;
-    atomic_store(&pool.ticket, round << 32); /* publishes the round and its job */
+    uint_fast64_t round = (round_of(atomic_load(&pool.ticket)) + 1) & 0xffffffffu;
+    /* Publishes the round and its job. */
+    atomic_store(&pool.ticket, round << 32 | (uint_fast64_t)count << 16);
     if (atomic_load(&pool.sleepers) > 0) {
         pthread_mutex_lock(&pool.lock);
         pthread_cond_broadcast(&pool.wake);
