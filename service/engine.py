@@ -90,7 +90,8 @@ class ModelEngine:
         else:
             self._forward = self._torch_engine(repository, threads)
         self.test_density = _measured_density(config, self.gated_layers)
-        self.expected_density = _expected_density(config, self.gated_layers)
+        self.expected_density = _expected_density(config, self.gated_layers,
+                                                  self.test_density)
         self.expected_saved_fraction = self._expected_saving()
 
     def _chosen_backend(self, setting: str) -> str:
@@ -254,9 +255,9 @@ def _measured_density(config: dict[str, Any], gated_layers: int) -> list[float] 
     return None
 
 
-def _expected_density(config: dict[str, Any], gated_layers: int) -> list[float] | None:
+def _expected_density(config: dict[str, Any], gated_layers: int,
+                      measured: list[float] | None) -> list[float] | None:
     """The measured density (`_measured_density`), else the target density in every layer."""
-    measured = _measured_density(config, gated_layers)
     if measured is not None:
         return measured
     target = (config.get("architecture") or {}).get("target_density")

@@ -9,7 +9,7 @@ The examples come from the test split of `--data` (default: the data set the art
 was trained on, where it can be loaded here), chosen as the trainer chooses them
 (`training.recorded_examples`); the version is rewritten atomically with everything else it
 holds kept. `--if-missing` leaves a version that already records examples as it is
-(scripts/main runs it on every start).
+(scripts/main runs it where no version of its model records them).
 
 Exit status: 0 on success, 1 when the model, the artifact or the data is missing or does not
 fit.

@@ -43,10 +43,12 @@ def examples_file(test: Split) -> dict[str, bytes]:
                                            SPLIT)}
 
 
-def carried_examples(folder: str | Path) -> dict[str, bytes]:
+def carried_examples(folder: str | Path, config: dict | None = None) -> dict[str, bytes]:
     """The examples file of the artifact at `folder`, for a new artifact of the same network
-    (a variant calibrated to another density); empty where it has none."""
-    config = read_config(folder)
+    (a variant calibrated to another density); empty where it has none. `config`: its
+    config.json, where the caller read it already."""
+    if config is None:
+        config = read_config(folder)
     if EXAMPLES_FILE not in (config.get("extra_files") or {}):
         return {}
     return {EXAMPLES_FILE: read_extra_file(folder, EXAMPLES_FILE, config=config)}

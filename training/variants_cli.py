@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         source = artifact_path(args.model_repository, name, versions[-1])
         model, config = load_gated_network(source)
+        examples = carried_examples(source, config)  # the same for every variant
         data = load_data(args.data)
     except (ArtifactError, DatasetError) as error:
         print(f"sparsegate-variants: {error}", file=sys.stderr)
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                                "calibrated_density": density}
         metadata["variant_of"] = {"name": name, "version": versions[-1]}
         folder = save_gated_network(model, args.model_repository, target, version, metadata,
-                                    extra_files=carried_examples(source))
+                                    extra_files=examples)
         print(f"{folder}: density {density:g} (test {sum(measured) / len(measured):.3f}), "
               f"test error {error:.4f}")
     return 0

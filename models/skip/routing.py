@@ -20,7 +20,7 @@ DENSE_FROM_BATCH = 0.4
 WHOLE_BEFORE_GATED_FROM = 0.75
 # Multiply-adds from which one C grouped product is split over the kernels' thread pool
 # (models/skip/csrc/thread_pool.h): a lone example's product of 65 K multiply-adds took as
-# long on two threads as on one, its 460 K (7 of 64 blocks of 64 units) 1.25-1.33x less time
+# long on two threads as on one, its 460 K (7 of 64 blocks of 64 units) ran 1.25-1.33x faster
 # (`python -m benchmarks.kernel_threads`).
 NATIVE_THREADS_FROM_MACS = 200_000
 # Multiply-adds from which a dense product of two or more rows runs in torch on all its

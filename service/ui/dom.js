@@ -14,6 +14,10 @@ export function element(tag, properties = {}) {
   return made;
 }
 
+export function byId(id) {
+  return document.getElementById(id);
+}
+
 const counts = new Intl.NumberFormat("en");
 
 export function formatCount(value) {

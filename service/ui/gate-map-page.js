@@ -6,11 +6,10 @@ import {
   labelledExamples, listModels, pageQuery, predict, selectedFromUrl,
 } from "./api.js";
 import { DrawPad, imageSide, paintPixels } from "./draw-pad.js";
-import { element, formatCount, formatPercent } from "./dom.js";
+import { byId as $, element, formatCount, formatPercent } from "./dom.js";
 import { LivePanel } from "./live-panel.js";
 import { showResult } from "./result-view.js";
 
-const $ = (id) => document.getElementById(id);
 const DRAWN_DECIMALS = 4; // drawn pixels are shown (and sent) to 4 decimals; examples exactly
 const THUMBNAIL_PIXELS = 56;
 

@@ -2,23 +2,27 @@
 // trained, and how well it did on its test split.
 
 import { listModels, modelCard, pageQuery, selectedFromUrl } from "./api.js";
-import { element, formatCount, formatPercent } from "./dom.js";
+import { byId as $, element, formatCount, formatPercent } from "./dom.js";
 
-const $ = (id) => document.getElementById(id);
+const UNKNOWN = "not recorded";
+
+function percent(fraction) {
+  return fraction === null ? UNKNOWN : formatPercent(fraction);
+}
 
 function percentages(values) {
-  return values === null ? "not recorded" : values.map(formatPercent).join(", ");
+  return values === null ? UNKNOWN : values.map(formatPercent).join(", ");
 }
 
 function estimatorText(estimator) {
-  if (!estimator) return "not recorded";
+  if (!estimator) return UNKNOWN;
   const facts = [estimator.family, estimator.unbiased ? "unbiased" : null,
     estimator.binary === false ? "continuous gates" : null].filter(Boolean);
   return facts.length ? `${estimator.name} (${facts.join(", ")})` : String(estimator.name);
 }
 
 function dataText(data) {
-  if (!data || !data.name) return "not recorded";
+  if (!data || !data.name) return UNKNOWN;
   const sizes = data.sizes ? Object.entries(data.sizes)
     .map(([split, count]) => `${formatCount(count)} ${split}`).join(", ") : "";
   return sizes ? `${data.name} (${sizes})` : data.name;
@@ -31,12 +35,12 @@ function rows(card) {
     ["Served by", card.backend, "backend"],
     ["Inputs and classes", `${formatCount(card.input_size)} inputs, ${card.num_classes} classes`, "shape"],
     ["Estimator", estimatorText(card.estimator), "estimator"],
-    ["Target density", card.target_density === null ? "not recorded" : formatPercent(card.target_density), "target_density"],
+    ["Target density", percent(card.target_density), "target_density"],
     ["Measured test density", percentages(card.test_density), "test_density"],
-    ["Test error", card.test_error === null ? "not recorded" : formatPercent(card.test_error), "test_error"],
+    ["Test error", percent(card.test_error), "test_error"],
     ["Dense multiply-adds", formatCount(card.dense_macs), "dense_macs"],
     ["Gater multiply-adds", formatCount(card.gater_macs), "gater_macs"],
-    ["Expected saving", card.expected_saved_fraction === null ? "not recorded" : formatPercent(card.expected_saved_fraction), "expected_saved_fraction"],
+    ["Expected saving", percent(card.expected_saved_fraction), "expected_saved_fraction"],
     ["Trained on", dataText(card.data), "data"],
     ["Labelled examples recorded", String(card.examples), "examples"],
   ];
@@ -50,7 +54,7 @@ function showCard(card) {
       element("dd", { textContent: text, dataset: { field } }));
   }
   const command = element("dd", { dataset: { field: "training_command" } });
-  command.append(card.training_command === null ? "not recorded"
+  command.append(card.training_command === null ? UNKNOWN
     : element("code", { textContent: card.training_command }));
   list.append(element("dt", { textContent: "Trained by" }), command);
   $("layers-rows").replaceChildren(...card.architecture.layers.map((layer, index) => {

@@ -206,7 +206,7 @@ void grouped_products_threaded(int kind, const float *in, int64_t in_cols, const
     if (threads < 1) threads = 1;
     split_t job = {kind, in, in_cols, ex, W, out_cols, spans, G, out, reads, in_blocks, chosen,
                    {0}};
-    int64_t chunks = 0, wanted = threads * CHUNKS_PER_THREAD;
+    int64_t chunks = 0, wanted = kind == 1 ? threads : threads * CHUNKS_PER_THREAD;
     if (kind != 1) { /* contiguous runs of spans with about equal numbers of pairs */
         int64_t total = G ? spans[3 * (G - 1) + 2] - spans[1] : 0, g = 0;
         if (wanted > G) wanted = G;
@@ -220,7 +220,6 @@ void grouped_products_threaded(int kind, const float *in, int64_t in_cols, const
         job.bounds[chunks] = G;
     } else { /* runs of whole 64-column tiles */
         int64_t tiles = out_cols / COLUMNS;
-        wanted = threads;
         if (wanted > tiles) wanted = tiles;
         for (int64_t c = 0; c <= wanted; ++c) job.bounds[c] = tiles * c / (wanted ? wanted : 1);
         chunks = wanted;
