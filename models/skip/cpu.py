@@ -21,6 +21,11 @@ stream each weight once for the whole batch faster than the dense products here,
 every block on. Without them a lone example goes dense from 3/4 of its blocks on, and an
 example of a batch from 0.4 (see `dense_fraction`).
 
+A lone example (a batch of one, the default routing, a layer whose blocks the C kernels run)
+takes a short path through each gated layer (`SkipNetwork._lone_gated`): the same products and
+result without the batch's bookkeeping (grouping pairs by block, routing masks), which at batch 1
+and 10 % of blocks cost as long as the kernels themselves.
+
 A gated layer that reads a gated layer reads, per example, only the input blocks that example
 computed there: each (example, output block) pair sums one tile product per input block it
 reads (`models/skip/csrc/block_kernels.c`, `tiles_from_blocks`; a numpy gather per example without
@@ -47,7 +52,7 @@ from torch import Tensor
 from ..activations import ACTIVATIONS
 from ..gated_network import GatedLayer, GatedNetwork
 from . import c_kernels as native_kernels
-from .numpy_products import block_offsets, chunk_spans, rows_times_blocks, use_one_blas_thread
+from .numpy_products import block_spans, chunk_spans, rows_times_blocks, use_one_blas_thread
 from .output import SkipOutput
 from .plan import PlannedLayer, plan_layers
 from .routing import (
@@ -75,8 +80,7 @@ class _SparseRows:
     """A gated layer's output for the examples routed sparse, in pair form (sorted by block)."""
 
     examples: np.ndarray  # (P,) example of each pair
-    spans: list[tuple[int, int, int]]  # (block, start, end): each block's slice of the pairs
-    span_array: np.ndarray  # the same as a (G, 3) int64 array, for the C kernels
+    spans: np.ndarray  # (G, 3) int64 (block, start, end): each block's slice of the pairs
     values: np.ndarray  # (P, S) the pairs' gated outputs
     dense_rows: np.ndarray  # (n,) examples routed dense at this layer
     on: np.ndarray  # (B, K) bool: gates on
@@ -88,9 +92,20 @@ class _SparseRows:
 
 
 # A gated layer's output where every example was routed dense: readers take the dense branch.
-_ALL_DENSE = _SparseRows(np.zeros(0, np.int64), [], np.zeros((0, 3), np.int64),
+_ALL_DENSE = _SparseRows(np.zeros(0, np.int64), np.zeros((0, 3), np.int64),
                          np.zeros((0, 0), np.float32), np.zeros(0, np.int64),
                          np.zeros((0, 0), bool), np.zeros(0, bool))
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+# A lone example's routes in its _SparseRows: `dense` (every block computed or not) and
+# `dense_rows` (read whole by a dense reader or not).
+_ONE_TRUE, _ONE_FALSE = _read_only(np.ones(1, bool)), _read_only(np.zeros(1, bool))
+_ROW_0, _NO_ROWS = _read_only(np.zeros(1, np.int64)), _read_only(np.zeros(0, np.int64))
 
 
 def _numpy(t: Tensor) -> np.ndarray:
@@ -172,6 +187,12 @@ class _Stage:
     # A gated layer whose dense reader's pair sums the C kernels cannot run (their column tile
     # does not divide its width): examples with every block on are read as whole rows.
     whole_rows_read: bool
+    # A gated layer whose blocks the C kernels run: a lone example takes the short path
+    # (`SkipNetwork._lone_gated`).
+    lone_native: bool
+    # (K, 3) int64 rows (0, p, p + 1): a lone example's spans, one pair per block, once its
+    # blocks are written into the first column.
+    lone_spans: np.ndarray | None = None
 
     @classmethod
     def of(cls, step: PlannedLayer, native) -> _Stage:
@@ -182,7 +203,15 @@ class _Stage:
                          native)
         whole = (gated is not None and step.reader_width is not None and native is not None
                  and not native_kernels.supports(step.reader_width))
-        return cls(step, linear, _Gater(gated) if gated is not None else None, whole)
+        lone = (gated is not None and native is not None
+                and native_kernels.supports(gated.config.block_size))
+        spans = None
+        if lone:
+            spans = np.zeros((gated.config.blocks, 3), dtype=np.int64)
+            spans[:, 1] = np.arange(gated.config.blocks)
+            spans[:, 2] = spans[:, 1] + 1
+        return cls(step, linear, _Gater(gated) if gated is not None else None, whole, lone,
+                   spans)
 
 
 class SkipNetwork:
@@ -248,7 +277,6 @@ class SkipNetwork:
         example computed."""
         return False
 
-    @torch.no_grad()
     def __call__(self, x: Tensor) -> SkipOutput:
         if x.dim() != 2 or x.shape[1] != self.model.config.input_size:
             raise ValueError(f"x must be (B, {self.model.config.input_size}), got "
@@ -264,12 +292,14 @@ class SkipNetwork:
         counts = np.empty((2, x.shape[0], self._gated_layers), dtype=np.int64)
         active, computed = torch.from_numpy(counts[0]), torch.from_numpy(counts[1])
         gates = []
+        lone = x.shape[0] == 1 and self.dense_from is None
         for stage in self._stages:
             if stage.plan.gated is None:
                 x = self._read(stage.linear, x, sparse, stage.plan.activation)
                 sparse = None
             else:
-                x, sparse, values = self._gated(stage, x, sparse, counts[:, :, len(gates)])
+                gated = self._lone_gated if lone and stage.lone_native else self._gated
+                x, sparse, values = gated(stage, x, sparse, counts[:, :, len(gates)])
                 gates.append(values)
         return SkipOutput(torch.from_numpy(self._read(self._readout, x, sparse)), active,
                           computed, gates)
@@ -318,7 +348,7 @@ class SkipNetwork:
             wanted |= part_read_dense[:, None]
         blocks, examples = np.nonzero(wanted.T)  # pairs sorted by block, then example
         examples = np.ascontiguousarray(examples, dtype=np.int64)  # nonzero gives strided views
-        spans = block_offsets(np.bincount(blocks, minlength=k).tolist())
+        spans = block_spans(blocks, k)
         pairs = np.empty((examples.size, s), dtype=np.float32)  # (P, S)
         if examples.size:
             if partial:
@@ -337,26 +367,69 @@ class SkipNetwork:
         if examples.size and read_whole[examples].any():  # it reads the others' pairs only
             kept = ~read_whole[examples]
             examples, blocks, pairs = examples[kept], blocks[kept], pairs[kept]
-            spans = block_offsets(np.bincount(blocks, minlength=k).tolist())
+            spans = block_spans(blocks, k)
         return (out.reshape(x.shape[0], k * s),
-                _SparseRows(examples, spans, np.array(spans, dtype=np.int64).reshape(-1, 3),
-                            pairs, np.flatnonzero(read_whole), on, dense),
+                _SparseRows(examples, spans, pairs, np.flatnonzero(read_whole), on, dense),
+                gate_values)
+
+    def _lone_gated(self, stage: _Stage, x: np.ndarray, previous: _SparseRows | None,
+                    counts: np.ndarray) -> tuple[np.ndarray, _SparseRows, Tensor]:
+        """`_gated` for a lone example where the C kernels run the layer: the same products
+        and the same result, with the batch's bookkeeping left out. At batch 1 the kernels
+        take about a third of a 10 % layer's time, and each numpy call between them a few
+        microseconds more (`python -m benchmarks.skip --device cpu --batches 1`)."""
+        layer, linear = stage.plan.gated, stage.linear
+        k, s = layer.config.blocks, layer.config.block_size
+        gate_values, values, on = self._gates(stage, x)
+        blocks = np.flatnonzero(on[0])  # (P,) ascending: the pairs sorted by block
+        counts[0] = blocks.size
+        # Before a gated layer, most blocks on computes them all (see `_route`), so the next
+        # layer reads the whole row; a reader the kernels cannot sum pairs into reads it
+        # whole with every block on (see `_Stage.whole_rows_read`).
+        whole = stage.plan.read_by_gated and blocks.size >= WHOLE_BEFORE_GATED_FROM * k
+        read_whole = whole or (stage.whole_rows_read and blocks.size == k)
+        if whole:
+            blocks = np.arange(k)
+        counts[1] = blocks.size
+        examples = np.zeros(blocks.size, dtype=np.int64)
+        spans = stage.lone_spans[:blocks.size].copy()  # (P, 3): a block per pair
+        spans[:, 0] = blocks
+        pairs = np.empty((blocks.size, s), dtype=np.float32)  # (P, S)
+        if blocks.size:
+            reads = (previous.reads() if previous is not None and previous is not _ALL_DENSE
+                     else None)
+            if reads is None or reads.all():
+                self._pairs_from_rows(linear, x, examples, spans, pairs)
+            else:
+                self._pairs_from_blocks(linear, x, reads, examples, blocks, spans, pairs)
+            pairs += linear.bias.reshape(k, s)[blocks]
+            NUMPY_ACTIVATIONS[layer.config.activation](pairs)
+            if whole or not layer.estimator.binary:  # a binary gate on is worth 1
+                pairs *= values[0, blocks, None]
+        out = np.zeros((k, s), dtype=np.float32)  # the next layer reads it (gated) or not
+        out[blocks] = pairs
+        dense = _ONE_TRUE if whole else _ONE_FALSE
+        if read_whole:  # a dense reader reads the whole row, none of the pairs
+            return (out.reshape(1, k * s),
+                    _SparseRows(examples[:0], spans[:0], pairs[:0], _ROW_0, on, dense),
+                    gate_values)
+        return (out.reshape(1, k * s), _SparseRows(examples, spans, pairs, _NO_ROWS, on, dense),
                 gate_values)
 
     def _pairs_from_rows(self, linear: _Linear, x: np.ndarray, examples: np.ndarray,
-                         spans: list[tuple[int, int, int]], pairs: np.ndarray) -> None:
+                         spans: np.ndarray, pairs: np.ndarray) -> None:
         """pairs[p] = x[example] @ W[block] for whole input rows."""
         if self._use_native(pairs.shape[1]):
             self.native.rows_times_blocks(
-                np.ascontiguousarray(x), examples, linear.out_panels,
-                np.array(spans, dtype=np.int64).reshape(-1, 3), pairs,
+                np.ascontiguousarray(x), examples, linear.out_panels, spans, pairs,
                 self._native_threads(pairs.size * x.shape[1]))
         else:
-            rows_times_blocks(x[examples], linear.by_out_block, spans, pairs, self.threads)
+            rows_times_blocks(x[examples], linear.by_out_block, spans.tolist(), pairs,
+                              self.threads)
 
     def _pairs_from_inputs(self, linear: _Linear, x: np.ndarray, reads: np.ndarray,
                            examples: np.ndarray, blocks: np.ndarray,
-                           spans: list[tuple[int, int, int]], pairs: np.ndarray) -> None:
+                           spans: np.ndarray, pairs: np.ndarray) -> None:
         """The pairs of a gated layer that reads a gated layer. A pair whose example reads its
         whole input (routed dense there, or every block on) runs as a whole row: that kernel
         keeps six rows per pass over a weight tile, the per-tile one four, one input block at
@@ -372,8 +445,7 @@ class SkipNetwork:
         for subset in (whole, ~whole):  # each subset stays sorted by block
             chosen = np.flatnonzero(subset)
             sub_examples, sub_blocks = examples[chosen], blocks[chosen]
-            sub_spans = block_offsets(
-                np.bincount(sub_blocks, minlength=linear.out_blocks).tolist())
+            sub_spans = block_spans(sub_blocks, linear.out_blocks)
             part = np.empty((chosen.size, pairs.shape[1]), dtype=np.float32)
             if subset is whole:
                 self._pairs_from_rows(linear, x, sub_examples, sub_spans, part)
@@ -384,7 +456,7 @@ class SkipNetwork:
 
     def _pairs_from_blocks(self, linear: _Linear, x: np.ndarray, reads: np.ndarray,
                            examples: np.ndarray, blocks: np.ndarray,
-                           spans: list[tuple[int, int, int]], pairs: np.ndarray) -> None:
+                           spans: np.ndarray, pairs: np.ndarray) -> None:
         """pairs[p] = sum over the input blocks j its example reads of x[example, block j] @
         W[block][rows of block j]: one tile product per (input block, output block) the
         example has, instead of a product over its whole input."""
@@ -392,8 +464,7 @@ class SkipNetwork:
         if self.native is not None and native_kernels.supports(pairs.shape[1]):
             macs = int(reads[examples].sum()) * (x.shape[1] // k_in) * pairs.shape[1]
             self.native.tiles_from_blocks(
-                np.ascontiguousarray(x), reads, examples, linear.out_panels,
-                np.array(spans, dtype=np.int64).reshape(-1, 3), pairs,
+                np.ascontiguousarray(x), reads, examples, linear.out_panels, spans, pairs,
                 self._native_threads(macs))
             return
         # numpy: per example, its output blocks' rows of its input blocks, gathered.
@@ -419,7 +490,9 @@ class SkipNetwork:
             values = on.astype(np.float32)
             return torch.from_numpy(values), values, on
         logits_tensor = torch.from_numpy(logits)
-        gate_values = layer.estimator.gate_values(logits_tensor, logits_tensor > gater.threshold)
+        with torch.no_grad():  # the only torch call here on anything a module made
+            gate_values = layer.estimator.gate_values(logits_tensor,
+                                                      logits_tensor > gater.threshold)
         values = gate_values.numpy()
         return gate_values, values, values != 0
 
@@ -435,7 +508,7 @@ class SkipNetwork:
         out[:] = linear.bias
         if sparse.dense_rows.size:
             out[sparse.dense_rows] = linear.dense(x[sparse.dense_rows])
-        if sparse.spans:
+        if len(sparse.spans):
             self._accumulate_pairs(linear, sparse, out)
         return NUMPY_ACTIVATIONS[activation](out)
 
@@ -444,12 +517,17 @@ class SkipNetwork:
         if self._use_native(out.shape[1]):
             self.native.accumulate_blocks_times_rows(
                 np.ascontiguousarray(sparse.values), sparse.examples, linear.in_panels,
-                sparse.span_array, out,
+                sparse.spans, out,
                 self._native_threads(sparse.values.size * out.shape[1]))
+            return
+        if out.shape[0] == 1:  # one pair per block: its blocks' rows of W.T, gathered
+            rows = linear.by_in_block[sparse.spans[:, 0]]  # (P, S_in, N)
+            out[0] += np.dot(sparse.values.reshape(-1), rows.reshape(-1, out.shape[1]))
             return
         out_rows = torch.from_numpy(out)
         examples = torch.from_numpy(sparse.examples)
-        chunks = list(chunk_spans(sparse.spans, max(1, PARTS_BUFFER_ELEMENTS // out.shape[1])))
+        chunks = list(chunk_spans(sparse.spans.tolist(),
+                                  max(1, PARTS_BUFFER_ELEMENTS // out.shape[1])))
         buffer = np.empty((max((end - start for start, end, _ in chunks), default=0),
                            out.shape[1]), dtype=np.float32)
         for start, end, spans in chunks:

@@ -97,14 +97,14 @@ def _rebased(run: list[tuple[int, int, int]]) -> tuple[int, int, list[tuple[int,
     return first, run[-1][2], [(block, a - first, b - first) for block, a, b in run]
 
 
-def block_offsets(counts: list[int]) -> list[tuple[int, int, int]]:
-    """(block, start, end) of each block's contiguous slice of the pairs, for blocks with any."""
-    spans, start = [], 0
-    for block, n in enumerate(counts):
-        if n:
-            spans.append((block, start, start + n))
-            start += n
-    return spans
+def block_spans(blocks: np.ndarray, count: int) -> np.ndarray:
+    """(G, 3) int64 (block, start, end): each block's contiguous slice of pairs sorted by
+    block, for the G blocks with any; `blocks` (P,) the pairs' blocks, `count` the layer's
+    blocks. Built in a few array calls: a Python loop over the blocks cost ~20 us a layer."""
+    per_block = np.bincount(blocks, minlength=count)
+    present = np.flatnonzero(per_block)
+    ends = np.cumsum(per_block)[present]
+    return np.stack([present, ends - per_block[present], ends], axis=1)
 
 
 def _run(work: Callable[[list[tuple[int, int, int]], int], None],

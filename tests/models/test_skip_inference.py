@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from models.compute import active_blocks_of, compute_reports
 from models.gated_network import GatedNetwork
 from models.skip.c_kernels import TILE
+from models.skip.c_kernels import load as load_native
 from models.skip.cpu import SkipNetwork
 
 from ..tiny_networks import tiny_network
@@ -198,3 +199,51 @@ def test_a_lone_example_goes_dense_in_numpy_and_a_batch_in_torch(monkeypatch):
         calls.clear()
         torch.testing.assert_close(engine(x).logits, model(x).logits, atol=1e-5, rtol=1e-5)
         assert (calls == []) == (batch == 1), (batch, calls)
+
+
+@pytest.mark.skipif(load_native() is None, reason="no C compiler: the lone path needs the kernels")
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+@pytest.mark.parametrize("reader", ["dense-64", "read-out"])
+def test_a_lone_example_takes_the_short_path_with_the_batch_path_result(estimator, reader,
+                                                                       monkeypatch):
+    """Where the C kernels run every gated layer, a lone example skips the batch bookkeeping
+    (`_lone_gated`); alone it gets the dense masked forward's logits and gates, and the same
+    compute report as inside a batch. The first layer has 4 blocks, so an example with 3 on
+    computes all 4 before the gated layer that reads it (`WHOLE_BEFORE_GATED_FROM`). The
+    last gated layer is read by a 64-unit dense layer (pair sums in C) or by the 4-class
+    read-out (in numpy, and a row with every block on is read whole)."""
+    layers = [
+        {"blocks": 4, "block_size": TILE, "gater_hidden": 5, "activation": "relu"},
+        {"blocks": 3, "block_size": TILE, "gater_hidden": 0, "activation": "tanh"},
+        {"blocks": TILE, "block_size": 1, "activation": "relu", "gated": False},
+    ]
+    model = tiny_network(layers if reader == "dense-64" else layers[:2], estimator=estimator,
+                         seed=7)
+    x = torch.randn(24, 12, generator=torch.Generator().manual_seed(8))
+    lone_calls = []
+    short_path = SkipNetwork._lone_gated
+
+    def counted(*args):
+        lone_calls.append(1)
+        return short_path(*args)
+
+    monkeypatch.setattr(SkipNetwork, "_lone_gated", counted)
+    seen = set()
+    for tau in (-2.0, -0.5, 0.0, 0.5, 2.0):
+        for layer in model.gated_layers:
+            layer.threshold.fill_(float(layer.estimator.logit_threshold(tau)))
+        engine = SkipNetwork(model)
+        together = engine(x)
+        for i in range(x.shape[0]):
+            alone = engine(x[i:i + 1])
+            reference = model(x[i:i + 1])
+            torch.testing.assert_close(alone.logits, reference.logits, atol=1e-5, rtol=1e-5)
+            for got, want in zip(alone.gates, reference.traces, strict=True):
+                torch.testing.assert_close(got, want.gates)
+            assert torch.equal(alone.active_blocks, together.active_blocks[i:i + 1])
+            assert torch.equal(alone.computed_blocks, together.computed_blocks[i:i + 1])
+            seen.add(tuple(alone.active_blocks[0].tolist()))
+    assert len(lone_calls) == 2 * 5 * x.shape[0]  # both gated layers of every lone call
+    first = {active[0] for active in seen}
+    if estimator != "noisy-rectifier":  # a rectifier's gate is off wherever max(0, a) = 0
+        assert {0, 3, 4} <= first, first  # none, the whole-row route, every block
