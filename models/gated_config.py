@@ -163,6 +163,17 @@ def paper_preset(input_size: int = 784, num_classes: int = 10, estimator: str = 
                               target_density=target_density)
 
 
+def paper_baseline_sigmoid_preset(input_size: int = 784, num_classes: int = 10,
+                                  estimator: str = "noisy-sigmoid",
+                                  target_density: float = 1.0) -> GatedNetworkConfig:
+    """The paper's "Baseline Sigmoid": its conditional layer at 200 units, every gate a sigmoid
+    that scales its unit (input -> 400 tanh -> 200 gates, main path input -> 200 linear units),
+    with no sparsity: what 10 % of the 2000-unit layer computes, as a dense gated model."""
+    layer = GatedLayerConfig(blocks=200, block_size=1, gater_hidden=400, activation="linear")
+    return GatedNetworkConfig(input_size, num_classes, (layer,), estimator,
+                              target_density=target_density)
+
+
 def blocks_preset(input_size: int = 784, num_classes: int = 10, estimator: str = "st",
                   target_density: float = 0.1) -> GatedNetworkConfig:
     """Two gated layers of 64 blocks x 64 units with a 64-unit gater bottleneck: the gater costs
@@ -231,6 +242,7 @@ PRESETS = {
     "blocks-digits": digits_blocks_preset,
     "dense-200-sigmoid": lambda **kw: dense_preset(200, "sigmoid", **kw),
     "dense-2000-relu": lambda **kw: dense_preset(2000, "relu", **kw),
+    "paper-baseline-sigmoid": paper_baseline_sigmoid_preset,
 }
 
 

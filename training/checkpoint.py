@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from models.gated_config import GatedNetworkConfig
 from models.gated_network import GatedNetwork
 
-KEEP = 2  # checkpoints kept per run: the newest and the one before it
+KEEP = 2  # checkpoints kept per run: the newest and the one before it (and any asked to stay)
 
 
 def _split_tensors(tree: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -60,9 +60,11 @@ def _optimizer_state_from_tree(tree: dict) -> dict:
 
 
 def save_checkpoint(run_dir: Path, epoch: int, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, trainer_state: dict[str, Any]) -> Path:
+                    optimizer: torch.optim.Optimizer, trainer_state: dict[str, Any],
+                    keep_epochs: tuple[int, ...] = ()) -> Path:
     """No random generator state is saved: the trainer seeds every epoch's generators from
-    (seed, epoch, rank), so a resumed epoch draws exactly what the lost one drew."""
+    (seed, epoch, rank), so a resumed epoch draws exactly what the lost one drew. The
+    checkpoints of `keep_epochs` survive the pruning of old ones."""
     folder = Path(run_dir) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
@@ -73,7 +75,7 @@ def save_checkpoint(run_dir: Path, epoch: int, model: torch.nn.Module,
                                     "optimizer", tensors),
         "trainer": trainer_state,
     }
-    final = folder / f"epoch-{epoch:04d}"
+    final = checkpoint_of(run_dir, epoch)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-epoch-{epoch:04d}-", dir=folder))
     try:
         save_file(tensors, str(tmp / "state.safetensors"), metadata={"format": "pt"})
@@ -86,9 +88,16 @@ def save_checkpoint(run_dir: Path, epoch: int, model: torch.nn.Module,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _write_atomic(folder / "latest.json", json.dumps({"checkpoint": final.name, "epoch": epoch}))
+    kept = {checkpoint_of(run_dir, e) for e in keep_epochs}
     for old in sorted(p for p in folder.glob("epoch-*") if p != final)[:-(KEEP - 1) or None]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old not in kept:
+            shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def checkpoint_of(run_dir: Path, epoch: int) -> Path:
+    """The folder that holds (or would hold) epoch `epoch`'s checkpoint."""
+    return Path(run_dir) / "checkpoints" / f"epoch-{epoch:04d}"
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -30,7 +30,8 @@ def read_json(path: Path) -> Any:
 @dataclass(frozen=True)
 class Job:
     name: str
-    command: list[str]
+    # The command, or a function that builds it when the job starts (None: do not start it).
+    command: list[str] | Callable[[], list[str] | None]
     run_dir: Path
 
 
@@ -38,8 +39,8 @@ def run_jobs(jobs: list[Job], parallel: int, threads: int,
              progress: Callable[[dict[str, str]], None], *, label: str = "jobs",
              every: float = 10.0) -> dict[str, str]:
     """Run `jobs`, `parallel` at a time with `threads` torch threads each; `progress(status)`
-    is called every `every` seconds and at the end. Returns each job's final status: "done" or
-    "failed (exit code)"."""
+    is called every `every` seconds and at the end. Returns each job's final status: "done",
+    "failed (exit code)", or "not started" where its command function declined."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
                                                        os.environ.get("PYTHONPATH")]))}
@@ -49,10 +50,14 @@ def run_jobs(jobs: list[Job], parallel: int, threads: int,
     while pending or active:
         while pending and len(active) < parallel:
             job = pending.pop(0)
+            command = job.command() if callable(job.command) else job.command
+            if command is None:
+                status[job.name] = "not started"
+                continue
             job.run_dir.mkdir(parents=True, exist_ok=True)
             # Stays open while the child writes to it; closed when the child exits.
             log = open(job.run_dir / "train.log", "a")  # noqa: SIM115
-            active[job.name] = (subprocess.Popen(job.command, cwd=ROOT, env=env, stdout=log,
+            active[job.name] = (subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
                                                  stderr=log), log)
             status[job.name] = "running"
             print(f"[{label}] started {job.name}", flush=True)

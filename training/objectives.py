@@ -3,14 +3,14 @@
 - Sigmoid-type gaters (KL kind): Eq. 14's KL divergence between the target density rho and the
   batch-mean probability of each unit being on, summed over the layer's units.
 - Rectifier gaters (L1 kind): Eq. 15's L1 penalty on the gate outputs with a weight lambda that
-  adapts during training so the realised density settles at the target. Our reading: after every
-  step lambda is multiplied by exp(+rate) when the realised density is above the target and by
-  exp(-rate) when below, clipped to [1e-6, 1e3].
+  adapts during training so the realised density settles at the target. As the authors' code
+  did it (github.com/nicholas-leonard/delicious, conditional_gater.py, NoisyRectifier): after
+  every step lambda is multiplied by 1 + rate when the batch's density is more than `tolerance`
+  above the target, by 1 - rate when more than `tolerance` below, and left alone in between;
+  clipped to [1e-6, 1e3].
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import Tensor
@@ -80,15 +80,23 @@ def realised_density(gates: Tensor) -> Tensor:
 
 
 class AdaptiveL1:
-    """Eq. 15's weight lambda for one layer, moved after each step toward the target density."""
+    """Eq. 15's weight lambda for one layer, moved after each step toward the target density.
 
-    def __init__(self, initial: float = 1e-3, rate: float = 0.01) -> None:
+    The authors' code used rate 0.1 and tolerance 0.01 (one point of density either side)."""
+
+    def __init__(self, initial: float = 1e-3, rate: float = 0.01, tolerance: float = 0.0) -> None:
         self.value = float(initial)
         self.rate = float(rate)
+        self.tolerance = float(tolerance)
 
     def update(self, density: float, target: float) -> None:
-        step = self.rate if density > target else -self.rate
-        self.value = min(max(self.value * math.exp(step), 1e-6), 1e3)
+        if density > target + self.tolerance:
+            factor = 1 + self.rate
+        elif density < target - self.tolerance:
+            factor = 1 - self.rate
+        else:
+            return
+        self.value = min(max(self.value * factor, 1e-6), 1e3)
 
 
 def sparsity_penalty(estimator: Estimator, logits: Tensor, gates: Tensor, target: float,

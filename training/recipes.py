@@ -24,6 +24,7 @@ BLOCKS = {"optimizer": "adam", "lr": 1e-3, "batch_size": 128, "max_norm": None,
 
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": PAPER,
+    "paper-baseline-sigmoid": PAPER,
     "dense-200-sigmoid": PAPER,
     "dense-2000-relu": PAPER,
     "blocks": BLOCKS,

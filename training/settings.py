@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,7 +31,13 @@ class TrainSettings:
     max_norm: float | None = 2.0  # the paper's max-norm on incoming weights; None disables
     sparsity_weight: float = 1.0  # weight of the KL penalty (Eq. 14)
     l1_initial: float = 1e-3  # starting lambda of the adaptive L1 penalty (Eq. 15)
-    l1_rate: float = 0.01  # log-step of lambda per update
+    l1_rate: float = 0.01  # lambda's relative step per update (training.objectives.AdaptiveL1)
+    l1_tolerance: float = 0.0  # distance from the target density within which lambda holds
+    # The gaters' output bias at the start; None: the logit at which a gate is on with the
+    # target density's probability (models.gated_network.GatedLayer), so a sparsity penalty only
+    # has to hold the density there. A target of 1 asks for no sparsity: that logit saturates a
+    # sigmoid gate, and 0 (the paper's start) lets it learn.
+    gater_bias_init: float | None = None
     seed: int = 0
     device: str = "cpu"
     eval_batch_size: int = 1024
@@ -60,6 +67,12 @@ class TrainSettings:
     distill_from: str | None = None
     distill_weight: float = 0.5
     distill_temperature: float = 4.0
+    # Keep, per phase (train, deterministic, finetune), the checkpoint of the epoch with the
+    # lowest validation error, and report those networks: final.json's "best_epochs" gives each
+    # one's validation and test figures (the test set is scored once per phase, at the end),
+    # its top level and the returned network are the last phase's. Choices made on validation
+    # alone; off, the last epoch's network is reported.
+    best_epoch_per_phase: bool = False
 
     @property
     def total_epochs(self) -> int:
@@ -89,8 +102,8 @@ class TrainSettings:
                               "and at least one epoch trains at the target")
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         for name in ("lr", "momentum", "weight_decay", "sparsity_weight", "l1_initial",
-                     "l1_rate", "threshold_momentum", "balance_weight", "usage_balance_weight",
-                     "distill_weight", "distill_temperature"):
+                     "l1_rate", "l1_tolerance", "threshold_momentum", "balance_weight",
+                     "usage_balance_weight", "distill_weight", "distill_temperature"):
             check_number(name, getattr(self, name))
         for name in ("gater_lr", "max_norm", "max_seconds"):
             check_number(name, getattr(self, name), allow_none=True)
@@ -112,6 +125,12 @@ class TrainSettings:
             raise ConfigError(f"lr must be > 0, got {self.lr!r}")
         if self.momentum >= 1:
             raise ConfigError(f"momentum must be < 1, got {self.momentum!r}")
+        check_number("gater_bias_init", self.gater_bias_init, -math.inf, allow_none=True)
+        if not 0 <= self.l1_rate < 1:
+            raise ConfigError(f"l1_rate must lie in [0, 1), got {self.l1_rate!r}")
+        if not isinstance(self.best_epoch_per_phase, bool):
+            raise ConfigError(f"best_epoch_per_phase must be true or false, got "
+                              f"{self.best_epoch_per_phase!r}")
         if self.nesterov and self.momentum == 0:
             raise ConfigError("nesterov needs momentum > 0")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):

@@ -63,6 +63,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("--lr-schedule", str, "constant, or cosine (decayed to zero over the whole run)"),
         ("--max-norm", float, "max norm of each unit's incoming weights; 0 disables"),
         ("--sparsity-weight", float, "weight of the KL sparsity penalty"),
+        ("--l1-initial", float, "starting weight of the rectifier gaters' adaptive L1 penalty"),
+        ("--l1-rate", float, "that weight's relative step per update, up or down"),
+        ("--l1-tolerance", float, "distance from the target density within which it holds"),
+        ("--gater-bias-init", float, "the gaters' output bias at the start (default: the "
+         "logit at which a gate is on with the target density's probability)"),
         ("--seed", int, "random seed"),
         ("--max-seconds", float, "stop after the epoch that passes this wall time"),
         ("--deterministic-epochs", int, "epochs after --epochs training with the served "
@@ -86,6 +91,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ]:
         train.add_argument(flag, type=kind, help=helptext)
     train.add_argument("--nesterov", action="store_true", default=None)
+    train.add_argument("--best-epoch-per-phase", action="store_true", default=None,
+                       help="report each phase (training, fine-tuning) at its epoch of lowest "
+                       "validation error, scoring the test set once for each")
     train.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
     out = p.add_argument_group("output")
     out.add_argument("--run-dir", type=Path, help="checkpoints and metrics (default: "

@@ -28,8 +28,9 @@ from torch import distributed as dist
 from models.gated_config import GatedNetworkConfig
 from models.gated_network import GatedNetwork
 
+from .best_epochs import best_epochs
 from .calibrate import calibrate_thresholds, evaluate
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_of, latest_checkpoint, load_checkpoint, save_checkpoint
 from .data import DataBundle
 from .density_schedule import scheduled_density
 from .distill import load_teacher, per_example_distillation_loss, soft_targets
@@ -178,6 +179,10 @@ class Trainer:
         self.log = log if self.rank == 0 else (lambda *a, **k: None)
         torch.manual_seed(settings.seed)  # identical initial weights on every process
         self.model = GatedNetwork(config).to(self.device)
+        if settings.gater_bias_init is not None:
+            with torch.no_grad():
+                for layer in self.model.gated_layers:
+                    layer.gater.out.bias.fill_(settings.gater_bias_init)
         self.optimizer = build_optimizer(self.model, settings.optimizer, settings.lr,
                                          settings.gater_lr, settings.momentum, settings.nesterov,
                                          settings.weight_decay)
@@ -189,7 +194,7 @@ class Trainer:
             # Fine-tuning freezes the gaters mid-run: DDP must then not wait for their grads.
             self.step_module = nn.parallel.DistributedDataParallel(
                 self.step_module, find_unused_parameters=settings.finetune_epochs > 0)
-        self.l1 = [AdaptiveL1(settings.l1_initial, settings.l1_rate)
+        self.l1 = [AdaptiveL1(settings.l1_initial, settings.l1_rate, settings.l1_tolerance)
                    for _ in self.model.gated_layers]
         self.history: list[dict[str, Any]] = []
         # The training set lives on the device for the whole run: one copy, no per-batch
@@ -246,8 +251,10 @@ class Trainer:
             row.update(self._validate(calibrate=phase != "deterministic"))
             self.history.append(row)
             if self.rank == 0:
+                keep = (tuple(best_epochs(self.history).values())
+                        if self.settings.best_epoch_per_phase else ())
                 save_checkpoint(self.run_dir, epoch, self.model, self.optimizer,
-                                self._trainer_state())
+                                self._trainer_state(), keep_epochs=keep)
                 self._write_metrics()
             self.log(_summary(row))
             budget = self.settings.max_seconds
@@ -255,6 +262,8 @@ class Trainer:
                     epoch < last):
                 self.log(f"time budget of {budget:g} s reached after epoch {epoch}: stopping")
                 break
+        if self.settings.best_epoch_per_phase and self.history:
+            return self._best_epochs_result()
         return TrainResult(self.model, self.history, self._final())
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
@@ -381,6 +390,30 @@ class Trainer:
                 "test_executed_macs": test["executed_macs"], "dense_macs": test["dense_macs"],
                 "epochs": len(self.history),
                 "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else None}
+
+    def _best_epochs_result(self) -> TrainResult:
+        """Each phase's network at its best validation epoch, its test figures measured now
+        (once per phase); the last phase's network is the one returned."""
+        if self.world > 1:  # rank 0 wrote the checkpoints read here
+            dist.barrier()
+        rows = {row["epoch"]: row for row in self.history}
+        x, y = self.data.test.x.to(self.device), self.data.test.y.to(self.device)
+        chosen, network = {}, self.model
+        for phase, epoch in best_epochs(self.history).items():
+            network = GatedNetwork(self.config).to(self.device)
+            load_checkpoint(checkpoint_of(self.run_dir, epoch), network, None)
+            test = evaluate(network, x, y, self.settings.eval_batch_size)
+            row = rows[epoch]
+            chosen[phase] = {"epoch": epoch, "valid_error": row["valid_error"],
+                             "valid_density": row["valid_density"],
+                             "thresholds": row["thresholds"], "test_error": test["error"],
+                             "test_density": test["density"],
+                             "test_executed_macs": test["executed_macs"],
+                             "dense_macs": test["dense_macs"]}
+        seconds = [row["epoch_seconds"] for row in self.history]
+        final = {**chosen[phase], "epochs": len(self.history), "best_epochs": chosen,
+                 "seconds_per_epoch": sum(seconds) / len(seconds)}
+        return TrainResult(network, self.history, final)
 
     def _write_metrics(self) -> None:
         (self.run_dir / "metrics.json").write_text(json.dumps(self.history, indent=1))

@@ -111,11 +111,9 @@ class Estimator(nn.Module):
         return torch.zeros_like(losses[0] if self.draws_per_estimate > 1 else losses)
 
     def on_probability(self, logits: Tensor) -> Tensor:
-        """What the KL penalty holds at the target density; differentiable in logits.
-
-        sigm(a) for sigmoid gaters, as in the paper (for STS that makes its units non-zero with
-        probability sqrt(target) in training; calibration still hits the target at test time).
-        """
+        """What the KL penalty holds at the target density: the probability that the unit's
+        output is non-zero; differentiable in logits. sigm(a) for Bernoulli(sigm(a)) units;
+        an estimator whose draw is on with another probability says so (STS: sqrt(sigm(a)))."""
         return torch.sigmoid(logits)
 
     # -- evaluation -----------------------------------------------------------------------

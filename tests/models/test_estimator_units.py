@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from models.estimators import ESTIMATORS, binary_states, make_estimator
-from models.estimators.stochastic_times_smooth import beta_integer_draw
+from models.estimators.stochastic_times_smooth import (
+    beta_draw,
+    beta_quantiles,
+    paper_beta_noise,
+)
 
 LOGITS = torch.tensor([-2.0, -0.5, 0.0, 0.7, 2.5])
 WEIGHTS = torch.tensor([0.3, -1.2, 2.0, 0.5, -0.7])
@@ -168,19 +172,46 @@ def test_disarm_draws_are_antithetic():
     assert ((h[0] + h[1])[:, positive] >= 1).all()
 
 
-@pytest.mark.parametrize(("alpha", "beta"), [(1, 1), (2, 2), (2, 5)])
-def test_integer_beta_draws_have_the_beta_moments(alpha, beta):
-    # 200k draws; the mean's standard error is below 0.0007, tolerance 0.003.
-    draws = beta_integer_draw(torch.Size([200_000]), alpha, beta, torch.zeros(()),
-                              torch.Generator().manual_seed(11))
+@pytest.mark.parametrize(("alpha", "beta"), [(1, 1), (2, 2), (2, 5), (5.344, 40.1), (1.5, 1.0)])
+def test_beta_draws_have_the_beta_moments(alpha, beta):
+    # 200k draws; the mean's standard error is below 0.0007, tolerance 0.003 (the variance's
+    # 0.002 also covers the clipped 1 / 8194 tails).
+    draws = beta_draw(torch.Size([200_000]), beta_quantiles(alpha, beta), torch.zeros(()),
+                      torch.Generator().manual_seed(11))
     n = alpha + beta
+    assert float(draws.min()) >= 0 and float(draws.max()) <= 1
     assert float(draws.mean()) == pytest.approx(alpha / n, abs=3e-3)
     assert float(draws.var()) == pytest.approx(alpha * beta / (n * n * (n + 1)), abs=2e-3)
 
 
+def test_the_papers_sts_noise_has_its_mode_at_the_target_and_the_papers_scale():
+    settings = paper_beta_noise(0.1)
+    alpha, beta = settings["beta_noise"]
+    assert beta == 40.1
+    assert (alpha - 1) / (alpha + beta - 2) == pytest.approx(0.1)  # the mode
+    # |logit(0.1 ** 2)| = log(99): where sqrt(sigm(a)) is the target.
+    assert settings["beta_noise_scale"] == pytest.approx(4.59512, abs=1e-5)
+
+
+def test_sts_is_non_zero_with_probability_sqrt_p_which_the_penalty_holds():
+    # P(h != 0) = sqrt(sigm(a)): what on_probability returns. 200k draws, tolerance 0.006.
+    est = make_estimator("sts", 5).train()
+    draws = est.sample(LOGITS.expand(200_000, 5), torch.Generator().manual_seed(4))
+    torch.testing.assert_close((draws != 0).float().mean(0), est.on_probability(LOGITS),
+                               atol=6e-3, rtol=0)
+
+
+def test_sts_noise_is_centred_so_the_mean_output_moves_little():
+    # The noise (B - E[B]) * scale has mean zero: E[h] stays near sigm(a) (not equal: h is
+    # not linear in a). The paper's uncentred B - 1/2 would move it far (mean -1.76 logits).
+    est = make_estimator("sts", 5, **paper_beta_noise(0.1)).train()
+    draws = est.sample(LOGITS.expand(200_000, 5), torch.Generator().manual_seed(5))
+    torch.testing.assert_close(draws.mean(0), torch.sigmoid(LOGITS), atol=0.02, rtol=0)
+
+
 def test_sts_beta_noise_changes_the_draws_and_keeps_them_finite():
     plain = make_estimator("sts", 5).train().sample(LOGITS, torch.Generator().manual_seed(0))
-    noisy = make_estimator("sts", 5, beta_noise=(2, 2), beta_noise_scale=4.0).train().sample(
+    noisy = make_estimator("sts", 5, beta_noise=(2.5, 2), beta_noise_scale=4.0).train().sample(
         LOGITS.expand(1000, 5), torch.Generator().manual_seed(0))
     assert torch.isfinite(noisy).all()
     assert noisy.unique().numel() > plain.unique().numel()

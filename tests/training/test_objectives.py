@@ -45,10 +45,20 @@ def test_l1_is_per_example_norm_averaged():
 def test_adaptive_l1_raises_lambda_above_target_and_lowers_it_below():
     penalty = AdaptiveL1(initial=1e-3, rate=0.1)
     penalty.update(density=0.3, target=0.1)
-    assert penalty.value == pytest.approx(1e-3 * math.exp(0.1))
+    assert penalty.value == pytest.approx(1e-3 * 1.1)
     penalty.update(density=0.05, target=0.1)
     penalty.update(density=0.05, target=0.1)
-    assert penalty.value == pytest.approx(1e-3 * math.exp(-0.1))
+    assert penalty.value == pytest.approx(1e-3 * 1.1 * 0.9 * 0.9)
+
+
+def test_adaptive_l1_leaves_lambda_alone_within_the_tolerance():
+    # The authors' schedule: nothing moves within one point of density of the target.
+    penalty = AdaptiveL1(initial=1e-3, rate=0.1, tolerance=0.01)
+    for density in (0.105, 0.095, 0.1):
+        penalty.update(density=density, target=0.1)
+    assert penalty.value == 1e-3
+    penalty.update(density=0.12, target=0.1)
+    assert penalty.value == pytest.approx(1.1e-3)
 
 
 def test_task_loss_is_per_example_and_broadcasts_over_draws():
