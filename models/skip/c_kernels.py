@@ -4,7 +4,9 @@ At a block's handful of rows (batch 64 at 10 %: ~6 rows per block), a BLAS call 
 its time packing the block's weight into its own layout before multiplying. These kernels take
 weights packed once, at load (`Panels`: panels of 8 to 32 columns, each contiguous),
 and run register-blocked micro-kernels over each block's pairs in row groups of up to six
-(eight in the AVX-512 set), reading input rows by example index.
+(eight in the AVX-512 set), reading input rows by example index. A reader narrower than the
+panels (a class read-out) takes its weights transposed instead, one dot product per (pair,
+column).
 
 The micro-kernels are compiled for every instruction set the compiler targets (AVX-512, AVX2
 with FMA, and a portable copy in 16-byte vectors: SSE2 on x86-64, NEON on ARM), and the best one
@@ -79,6 +81,9 @@ class NativeKernels:
         self._accumulate.argtypes = [pointer, size, pointer, pointer, size, pointer, size,
                                      pointer]
         self._accumulate.restype = None
+        self._narrow = library.accumulate_narrow
+        self._narrow.argtypes = [pointer, size, pointer, pointer, size, pointer, size, pointer]
+        self._narrow.restype = None
         self._tiles = library.tiles_from_blocks
         self._tiles.argtypes = [pointer, size, pointer, size, pointer, pointer, size, pointer,
                                 size, pointer]
@@ -146,6 +151,27 @@ class NativeKernels:
         threads."""
         return self._launch(1, self._accumulate, values, examples, self._panels(weights), spans,
                             out, threads)
+
+    def accumulate_narrow(self, values: np.ndarray, examples: np.ndarray, columns: np.ndarray,
+                          spans: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """out[examples[p]] += values[p] @ columns[block].T for a reader of any width (a class
+        read-out narrower than the panels): values (P, S), S a multiple of 64; columns (K, N,
+        S), each output column's weights contiguous; out (B, N). On the calling thread."""
+        for array in (values, columns, out):
+            if array.dtype != np.float32 or not array.flags.c_contiguous:
+                raise ValueError("native kernels need C-contiguous float32 arrays")
+        for array in (examples, spans):
+            if array.dtype != np.int64 or not array.flags.c_contiguous:
+                raise ValueError("native kernels need C-contiguous int64 indices")
+        if (values.ndim != 2 or columns.ndim != 3 or out.ndim != 2 or not supports(values.shape[1])
+                or columns.shape[1:] != (out.shape[1], values.shape[1])):
+            raise ValueError(f"accumulate_narrow needs values (P, S) with S a multiple of {TILE}, "
+                             f"columns (K, N, S) and out (B, N); got {values.shape}, "
+                             f"{columns.shape}, {out.shape}")
+        self._narrow(values.ctypes.data, values.shape[1], examples.ctypes.data,
+                     columns.ctypes.data, out.shape[1], spans.ctypes.data, spans.shape[0],
+                     out.ctypes.data)
+        return out
 
     def tiles_from_blocks(self, x: np.ndarray, reads: np.ndarray, examples: np.ndarray,
                           weights: Panels | np.ndarray, spans: np.ndarray, out: np.ndarray,

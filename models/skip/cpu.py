@@ -34,7 +34,8 @@ output equals the dense masked forward (`GatedNetwork.eval()`) up to float summa
 
 The grouped products run in small C kernels compiled on first use (`models.skip.c_kernels`)
 where a C compiler is found, otherwise through numpy's OpenBLAS (`models.skip.numpy_products`); the
-large dense products run in torch.
+large dense products run in torch. A read-out narrower than the kernels' 64-column panels (a few
+classes) sums its pairs by one dot product per (pair, class) in C (`accumulate_narrow`).
 
 Letters: B examples, D input units of a layer, K blocks, S units per block, N output units,
 P (example, block) pairs that run sparse, G gated layers.
@@ -139,6 +140,11 @@ class _Linear:
                             if in_blocks else None)  # (K_in, S_in, N), a view
         self.in_panels = (native.pack(self.by_in_block)
                           if native and in_blocks and native_kernels.supports(n) else None)
+        # A reader narrower than the panels (a class read-out): each output column's rows of
+        # each input block contiguous, (K_in, N, S_in), for the kernels' dot products.
+        self.in_columns = (np.ascontiguousarray(self.by_in_block.transpose(0, 2, 1))
+                           if native and in_blocks and self.in_panels is None
+                           and native_kernels.supports(d // in_blocks) else None)
 
     def dense(self, x: np.ndarray, activation: str = "linear") -> np.ndarray:
         """activation(x @ W.T + b) for full rows, (B, N). A large product of several rows
@@ -184,8 +190,9 @@ class _Stage:
     plan: PlannedLayer
     linear: _Linear
     gater: _Gater | None
-    # A gated layer whose dense reader's pair sums the C kernels cannot run (their column tile
-    # does not divide its width): examples with every block on are read as whole rows.
+    # A gated layer whose dense reader is narrower than the kernels' panels (a class read-out,
+    # whose pairs are summed by dot products): examples with every block on are read as
+    # whole rows.
     whole_rows_read: bool
     # A gated layer whose blocks the C kernels run: a lone example takes the short path
     # (`SkipNetwork._lone_gated`).
@@ -360,9 +367,10 @@ class SkipNetwork:
             pairs *= values[examples, blocks, None]
             out[examples, blocks] = pairs
         # A dense reader reads an example routed dense whole, and one with every block on too
-        # where the C kernels cannot sum its pairs (a read-out narrower than their tile): one
-        # product over its row beats one numpy product per block. Every block computed means
-        # every row read, so the report stays exact.
+        # where it is narrower than the kernels' panels (a class read-out): one product over
+        # its row, rather than a dot product per pair and column (or, without the kernels, a
+        # numpy product per block). Every block computed means every row read, so the report
+        # stays exact.
         read_whole = dense | (count == k) if stage.whole_rows_read else dense
         if examples.size and read_whole[examples].any():  # it reads the others' pairs only
             kept = ~read_whole[examples]
@@ -384,8 +392,8 @@ class SkipNetwork:
         blocks = np.flatnonzero(on[0])  # (P,) ascending: the pairs sorted by block
         counts[0] = blocks.size
         # Before a gated layer, most blocks on computes them all (see `_route`), so the next
-        # layer reads the whole row; a reader the kernels cannot sum pairs into reads it
-        # whole with every block on (see `_Stage.whole_rows_read`).
+        # layer reads the whole row; a reader narrower than the kernels' panels reads it whole
+        # with every block on (see `_Stage.whole_rows_read`).
         whole = stage.plan.read_by_gated and blocks.size >= WHOLE_BEFORE_GATED_FROM * k
         read_whole = whole or (stage.whole_rows_read and blocks.size == k)
         if whole:
@@ -514,6 +522,10 @@ class SkipNetwork:
 
     def _accumulate_pairs(self, linear: _Linear, sparse: _SparseRows, out: np.ndarray) -> None:
         """out[example] += pair values @ that input block's rows of W.T, for every pair."""
+        if self.native is not None and linear.in_columns is not None:
+            self.native.accumulate_narrow(np.ascontiguousarray(sparse.values), sparse.examples,
+                                          linear.in_columns, sparse.spans, out)
+            return
         if self._use_native(out.shape[1]):
             self.native.accumulate_blocks_times_rows(
                 np.ascontiguousarray(sparse.values), sparse.examples, linear.in_panels,

@@ -73,6 +73,27 @@ def test_kernels_equal_the_per_pair_products(batch, density, s):
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("batch, density", [(1, 0.3), (7, 0.5), (33, 0.2), (20, 1.0)])
+@pytest.mark.parametrize("s", [64, 128, 192, 256])
+@pytest.mark.parametrize("n", [1, 3, 10, 100])
+def test_a_reader_narrower_than_the_panels_sums_every_pair(batch, density, s, n):
+    rng = np.random.default_rng(200 + batch)
+    blocks = 5
+    block_of, examples, spans = random_pairs(rng, batch, blocks, density)
+    h = rng.standard_normal((examples.size, s), dtype=np.float32)
+    w = rng.standard_normal((blocks, s, n), dtype=np.float32)
+    out = np.ones((batch, n), np.float32)
+    kernels.accumulate_narrow(h, examples, np.ascontiguousarray(w.transpose(0, 2, 1)), spans,
+                              out)
+    want = np.ones((batch, n), np.float32)
+    for p, (e, b) in enumerate(zip(examples, block_of, strict=True)):
+        want[e] += h[p] @ w[b]
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="columns"):  # (K, S, N) is not the layout it reads
+        kernels.accumulate_narrow(h, examples, np.ones((blocks, s, n + 1), np.float32), spans,
+                                  out)
+
+
 @pytest.mark.parametrize("batch, density", [(1, 0.3), (6, 0.5), (17, 0.2), (9, 1.0)])
 @pytest.mark.parametrize("s", [64, 128, 192])
 def test_tiles_read_only_the_input_blocks_each_example_reads(batch, density, s):
@@ -173,6 +194,30 @@ def test_the_skipping_forward_with_native_kernels_equals_dense_masked(batch):
     assert calls == ["rows_times_blocks", "accumulate_blocks_times_rows"]
     torch.testing.assert_close(numpy_only(x).logits, want, rtol=1e-4, atol=1e-4)
     assert 0 < int(native(x).active_blocks.sum()) < 6 * batch
+
+
+@pytest.mark.parametrize("batch", [1, 5, 40])
+def test_a_class_read_out_of_a_gated_layer_sums_its_pairs_in_c(batch):
+    torch.manual_seed(batch)
+    model = GatedNetwork(GatedNetworkConfig.from_dict({
+        "input_size": 48, "num_classes": 3, "target_density": 0.3, "layers": [
+            {"blocks": 6, "block_size": 64, "gater_hidden": 8, "activation": "relu"}]})).eval()
+    x = torch.randn(batch, 48)
+    with torch.no_grad():  # about half of the gates on, the line midway between two logits
+        logits = model.layers[0].gater(x).flatten().sort().values
+        middle = logits.numel() // 2
+        model.layers[0].threshold.fill_(float(logits[middle - 1:middle + 1].mean()))
+    engine = SkipNetwork(model, dense_from=2.0)
+    calls = []
+    narrow = engine.native.accumulate_narrow
+    engine.native.accumulate_narrow = lambda *a: calls.append(1) or narrow(*a)
+    try:
+        got = engine(x)
+    finally:
+        del engine.native.accumulate_narrow
+    torch.testing.assert_close(got.logits, model(x).logits, rtol=1e-4, atol=1e-4)
+    assert calls == [1]
+    assert 0 < int(got.active_blocks.sum()) < 6 * batch
 
 
 @pytest.mark.parametrize("env", [{"SPARSEGATE_NATIVE": "0"}, {"CC": "/bin/false"}],

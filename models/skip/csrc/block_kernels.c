@@ -32,6 +32,8 @@ typedef struct {
                     const int64_t *, int64_t, float *, int64_t, int64_t);
     void (*tiles)(const float *, int64_t, const uint8_t *, int64_t, const int64_t *,
                   const float *, int64_t, const int64_t *, int64_t, float *);
+    void (*narrow)(const float *, int64_t, const int64_t *, const float *, int64_t,
+                   const int64_t *, int64_t, float *);
     int64_t panel; /* weight panel width in floats */
 } kernel_set;
 
@@ -152,6 +154,11 @@ void rows_times_blocks(const float *x, int64_t D, const int64_t *ex, const float
 void accumulate_blocks_times_rows(const float *h, int64_t S, const int64_t *ex, const float *W,
                                   int64_t N, const int64_t *spans, int64_t G, float *out) {
     chosen->columns(h, S, ex, W, N, spans, G, out, 0, N);
+}
+
+void accumulate_narrow(const float *h, int64_t S, const int64_t *ex, const float *Wt, int64_t N,
+                       const int64_t *spans, int64_t G, float *out) {
+    chosen->narrow(h, S, ex, Wt, N, spans, G, out);
 }
 
 void tiles_from_blocks(const float *x, int64_t Sin, const uint8_t *reads, int64_t J,

@@ -156,8 +156,39 @@ ATTR static void ISA(tiles_from_blocks)(const float *__restrict x, int64_t Sin,
     }
 }
 
+/* A reader narrower than the panels (N columns, any number): for every pair p of every span,
+ *   out[ex[p], :N] += h[p, :S] @ W[block, :S, :N]
+ * with W transposed per block, (K, N, S), so each output column's weights are one contiguous
+ * run of S: a dot product per (pair, column), its vector lanes summed at the end. S is a
+ * multiple of 64 (a gated layer's block size), so of 2 * VW. A class read-out of a handful of
+ * columns costs too little to split over threads. */
+ATTR static void ISA(accumulate_narrow)(const float *__restrict h, int64_t S, const int64_t *ex,
+                                        const float *__restrict Wt, int64_t N,
+                                        const int64_t *spans, int64_t G,
+                                        float *__restrict out) {
+    for (int64_t g = 0; g < G; ++g) {
+        const float *Wk = Wt + spans[3 * g] * N * S;
+        for (int64_t p = spans[3 * g + 1]; p < spans[3 * g + 2]; ++p) {
+            const float *hp = h + p * S;
+            float *op = out + ex[p] * N;
+            for (int64_t n = 0; n < N; ++n) {
+                const float *w = Wk + n * S;
+                VEC a = ZERO(), b = ZERO();
+                for (int64_t k = 0; k < S; k += 2 * VW) {
+                    a = FMA(LOAD(hp + k), LOAD(w + k), a);
+                    b = FMA(LOAD(hp + k + VW), LOAD(w + k + VW), b);
+                }
+                float lanes[VW], sum = 0.0f;
+                STORE(lanes, ADD(a, b));
+                for (int i = 0; i < VW; ++i) sum += lanes[i];
+                op[n] += sum;
+            }
+        }
+    }
+}
+
 static const kernel_set ISA(set) = {ISA(rows_times_blocks), ISA(accumulate_columns),
-                                    ISA(tiles_from_blocks), PW};
+                                    ISA(tiles_from_blocks), ISA(accumulate_narrow), PW};
 
 #undef VP
 #undef ISA

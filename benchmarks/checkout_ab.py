@@ -1,0 +1,120 @@
+"""The CPU skipping forward of another commit against this checkout's, in one process.
+
+    python -m benchmarks.checkout_ab --base 5f75da6 --json runs/bench/ab.json
+
+On a shared machine the time of the same forward moves by a third from one minute to the next,
+more than most changes to it, so two checkouts timed one after the other cannot be compared.
+This runs both in one process instead: the `models` package of `--base` (from `git archive`)
+is imported under another name beside this checkout's, each case's network is built once and
+handed to both engines, and their forwards are timed in alternating rounds
+(`benchmarks.timing`), so a burst of load elsewhere lands on both. Each cell first checks that
+the two give the same logits. The C kernels of each side are built from its own sources.
+
+Cases are those of `benchmarks.skip` (the layer and the `blocks` model), at `--batches` and
+`--densities`. Prints a table (base and this checkout in microseconds, base / this) and writes
+the rows as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .cases import LAYER_CASE, MODEL_CASE, layer_model, set_density, whole_model
+from .run_record import write_rows
+from .timing import median_ms
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_PACKAGE = "sparsegate_base_models"
+
+
+def import_base(revision: str, into: Path):
+    """The `models` package of `revision`, unpacked under `into` as BASE_PACKAGE; returns its
+    `skip.cpu` module. Its modules import each other relatively, so they stay within it."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", revision,
+                              "models"], capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise SystemExit(f"git archive {revision}: {archive.stderr.decode().strip()}")
+    tar_path = into / "base.tar"
+    tar_path.write_bytes(archive.stdout)
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(into, filter="data")
+    (into / "models").rename(into / BASE_PACKAGE)
+    sys.path.insert(0, str(into))
+    return importlib.import_module(f"{BASE_PACKAGE}.skip.cpu")
+
+
+def rows(base_cpu, cases, batches, densities, warmup: int, repeats: int, seed: int,
+         progress=None) -> list[dict]:
+    from models.skip.cpu import SkipNetwork
+
+    out = []
+    for case in cases:
+        torch.manual_seed(seed)
+        model = layer_model() if case == LAYER_CASE else whole_model(seed)
+        for batch in batches:
+            x = torch.randn(batch, model.config.input_size,
+                            generator=torch.Generator().manual_seed(seed + batch))
+            for density in densities:
+                set_density(model, x, density)
+                engines = {"base": base_cpu.SkipNetwork(model), "this": SkipNetwork(model)}
+                torch.testing.assert_close(engines["base"](x).logits, engines["this"](x).logits,
+                                           atol=1e-4, rtol=1e-4)
+                times = median_ms({name: (lambda e=engine, x=x: e(x))
+                                   for name, engine in engines.items()},
+                                  warmup=warmup, repeats=repeats,
+                                  rounds=max(1, repeats // 25))
+                out.append({"case": case, "batch": batch, "density": density,
+                            "base_us": times["base"] * 1e3, "this_us": times["this"] * 1e3,
+                            "base_over_this": times["base"] / times["this"]})
+                if progress:
+                    progress(out[-1])
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.checkout_ab", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", required=True, help="the commit to compare against")
+    parser.add_argument("--cases", default="layer,model", help="layer, model (comma-separated)")
+    parser.add_argument("--batches", default="1,64")
+    parser.add_argument("--densities", default="0.1,1.0")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=1000,
+                        help="calls per engine and cell, in rounds of 25")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    names = {"layer": LAYER_CASE, "model": MODEL_CASE}
+    try:
+        cases = [names[name] for name in args.cases.split(",")]
+    except KeyError as error:
+        raise SystemExit(f"unknown case {error}; use layer or model") from None
+    batches = [int(b) for b in args.batches.split(",")]
+    densities = [float(d) for d in args.densities.split(",")]
+    print(f"{'case':>30} {'batch':>5} {'density':>7} {'base us':>9} {'this us':>9} base/this")
+
+    def show(r: dict) -> None:
+        print(f"{r['case']:>30} {r['batch']:>5} {r['density']:>7.2f} {r['base_us']:>9.1f} "
+              f"{r['this_us']:>9.1f} {r['base_over_this']:>9.2f}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="sparsegate-ab-") as tmp:
+        base_cpu = import_base(args.base, Path(tmp))
+        results = rows(base_cpu, cases, batches, densities, args.warmup, args.repeats,
+                       args.seed, show)
+    if args.json:
+        write_rows(args.json, results, base=args.base, warmup=args.warmup,
+                   repeats=args.repeats)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
