@@ -62,8 +62,15 @@ LAYOUTS = {
 
 def network(layout: str, estimator: str = "st", seed: int = 0) -> GatedNetwork:
     model = tiny_network(LAYOUTS[layout], estimator=estimator, seed=seed)
-    for layer in model.gated_layers:  # with the spread logits, a threshold of 0 cuts anywhere
-        layer.threshold.fill_(float(layer.estimator.logit_threshold(0.0)))
+    with torch.no_grad():
+        for layer in model.gated_layers:
+            if layer.estimator.sparsity_kind == "kl":
+                # The bias a sigmoid unit starts at for the fixture's density of 0.3. STS
+                # starts far lower (P(on) = sqrt(sigm(a))), where a threshold of 0 would turn
+                # every gate of a layer off for a whole batch.
+                layer.gater.out.bias.fill_(math.log(0.3 / 0.7))
+            # With the spread logits, a threshold of 0 cuts anywhere.
+            layer.threshold.fill_(float(layer.estimator.logit_threshold(0.0)))
     return model.to(DEVICE)
 
 
