@@ -154,7 +154,10 @@ def best_gated_sentence(results: dict[str, RunResult], refs: References) -> list
 def _comparison(c: Comparison, outcome: str | None = None) -> str:
     """The difference of mean test errors ± its standard error, the test, and `outcome` (the
     verdict unless given)."""
-    p = "too few seeds to test" if c.p_value is None else f"p = {c.p_value:.3f}"
+    if c.p_value is None:
+        p = "too few seeds to test"
+    else:
+        p = "p < 0.001" if c.p_value < 0.001 else f"p = {c.p_value:.3f}"
     return (f"{c.lower} − {c.higher}: {100 * c.difference:+.2f} ± "
             f"{100 * c.standard_error:.2f} points ({p}): {outcome or c.verdict}")
 
@@ -219,10 +222,11 @@ def serving(results: dict[str, RunResult], refs: References) -> list[str]:
 def _provenance(settings: list[dict]) -> list[str]:
     lines = []
     for s in settings:
-        lines += [f"- `{s['summary']}`: {len(s['runs'])} runs, seeds "
-                  f"{', '.join(map(str, s['seeds']))}; {s['data']}, {s['epochs']} + "
-                  f"{s['finetune_epochs']} epochs, device {s['device']}, {s['jobs']} trainings "
-                  f"at a time, {s['elapsed_seconds'] / 3600:.1f} h in this invocation"
+        lines += [f"- `{s['summary']}`: {len(s['runs'])} runs × seeds "
+                  f"{', '.join(map(str, s['seeds']))} ({s['trainings']} trainings); "
+                  f"{s['data']}, {s['epochs']} + {s['finetune_epochs']} epochs, device "
+                  f"{s['device']}, {s['jobs']} trainings at a time, "
+                  f"{s['epoch_seconds'] / 3600:.1f} h of epochs summed over the trainings"
                   + (f", {s['limit']} examples per split" if s.get("limit") else "") + ":",
                   "", "  ```bash", f"  {s['command']}", "  ```", ""]
     return lines

@@ -68,8 +68,11 @@ def merge_summaries(paths: list[Path]) -> tuple[dict[str, Any], list[dict[str, A
                 earlier = entry["seeds"].get(seed)
                 if earlier is None or seed_done(record) or not seed_done(earlier):
                     entry["seeds"][seed] = record
+        records = [r for run in summary["runs"].values() for r in run["seeds"].values()]
         settings.append({**summary["settings"], "summary": str(path),
-                         "runs": list(summary["runs"])})
+                         "runs": list(summary["runs"]), "trainings": len(records),
+                         "epoch_seconds": sum(e.get("epoch_seconds", 0.0) for r in records
+                                              for e in r.get("history", []))})
     return runs, settings
 
 
