@@ -23,6 +23,11 @@ WHOLE_BEFORE_GATED_FROM = 0.75
 # long on two threads as on one, its 460 K (7 of 64 blocks of 64 units) ran 1.25-1.33x faster
 # (`python -m benchmarks.kernel_threads`).
 NATIVE_THREADS_FROM_MACS = 200_000
+# Multiply-adds from which a gater's first product runs in the C kernels, split over their
+# threads by rows, rather than in numpy on one thread: below it numpy's small products win
+# (the kernels' call costs ~10 us more), above it the kernels do, 1.3x at 1 M and 2x at 16 M
+# (`python -m benchmarks.gater_products`).
+GATER_NATIVE_FROM_MACS = 1_000_000
 # Multiply-adds from which a dense product of two or more rows runs in torch on all its
 # threads rather than in numpy on the calling one (a single row always stays in numpy).
 TORCH_DENSE_FROM_MACS = 8_000_000

@@ -247,3 +247,29 @@ def test_a_lone_example_takes_the_short_path_with_the_batch_path_result(estimato
     first = {active[0] for active in seen}
     if estimator != "noisy-rectifier":  # a rectifier's gate is off wherever max(0, a) = 0
         assert {0, 3, 4} <= first, first  # none, the whole-row route, every block
+
+
+@pytest.mark.skipif(load_native() is None, reason="no C compiler: the gaters run in numpy")
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("batch", [1, 5, 16, 17, 40])
+def test_gaters_in_the_kernels_give_the_dense_masked_forward(threads, batch):
+    """Gaters whose first product is as wide as the kernels' tile (a 64-unit hidden layer, and
+    no hidden layer before 64 blocks) run it in the kernels when made to at any size: the
+    spans of rows split between threads, with a last span shorter than the others."""
+    model = tiny_network([
+        {"blocks": 3, "block_size": TILE, "gater_hidden": TILE, "activation": "relu"},
+        {"blocks": TILE, "block_size": TILE, "gater_hidden": 0, "activation": "tanh"},
+    ], estimator="st", seed=4)
+    for layer in model.gated_layers:
+        layer.threshold.fill_(0.0)
+    engine = SkipNetwork(model, threads=threads)
+    gaters = [stage.gater for stage in engine._stages if stage.gater is not None]
+    assert len(gaters) == 2 and all(g.native is not None for g in gaters)
+    for gater in gaters:
+        gater.native_from = 0
+    x = torch.randn(batch, model.config.input_size, generator=torch.Generator().manual_seed(3))
+    reference = model(x)
+    got = engine(x)
+    torch.testing.assert_close(got.logits, reference.logits, atol=1e-5, rtol=1e-5)
+    for mine, want in zip(got.gates, reference.traces, strict=True):
+        torch.testing.assert_close(mine, want.gates)
