@@ -20,17 +20,24 @@
 #define VP (PW / VW) /* vectors per panel row */
 
 /* A micro-kernel tile: for i < R, o[i][0 : V * VW] (+)= in[i][0 : K] @ w[0 : K, 0 : V * VW],
- * where w holds V / VP consecutive panels (or one), `panel` floats apart. R and V are constants
+ * where w holds V / VP consecutive panels (or one), `panel` floats apart. With `pf`, row k of
+ * each of `pf_panels` panels from pf (again `panel` apart) is prefetched as row k of w is
+ * read: the next tile a caller will read, where its reads jump between tiles (see
+ * tiles_from_blocks). R and V are constants
  * in every copy (the callers switch on them), so the sums live in registers and every loop
  * below is unrolled but the one over K. */
 ATTR static inline __attribute__((always_inline)) void
 ISA(tile)(const float *const *in, int64_t K, const float *__restrict w, int64_t panel,
-          float *const *o, int accumulate, const int R, const int V) {
+          float *const *o, int accumulate, const int R, const int V, const float *pf,
+          int64_t pf_panels) {
     VEC acc[RMAX][VMAX];
     for (int i = 0; i < R; ++i)
         for (int v = 0; v < V; ++v) acc[i][v] = ZERO();
     for (int64_t k = 0; k < K; ++k) {
         const float *wr = w + k * PW;
+        if (pf) /* row k of the next tile, in each of its panels (lines of 16 floats) */
+            for (int64_t q = 0; q < pf_panels; ++q)
+                for (int f = 0; f < PW; f += 16) __builtin_prefetch(pf + q * panel + k * PW + f, 0, 1);
         VEC wv[VMAX];
         for (int v = 0; v < V; ++v) wv[v] = LOAD(wr + (v / VP) * panel + (v % VP) * VW);
         for (int i = 0; i < R; ++i) {
@@ -52,13 +59,14 @@ ISA(tile)(const float *const *in, int64_t K, const float *__restrict w, int64_t 
         float *o_[RMAX];                                                                      \
         for (int64_t c = 0; c < columns; c += V_FOR(R) * VW) {                                \
             for (int i = 0; i < (R); ++i) o_[i] = o[i] + c;                                   \
-            ISA(tile)(in, K, w + (c / PW) * panel, panel, o_, accumulate, (R), V_FOR(R));     \
+            ISA(tile)(in, K, w + (c / PW) * panel, panel, o_, accumulate, (R), V_FOR(R),      \
+                      c ? 0 : pf, columns / PW);                                              \
         }                                                                                     \
     } while (0)
 
 ATTR static void ISA(group)(const float *const *in, int64_t K, const float *__restrict w,
                             int64_t panel, float *const *o, int accumulate, int r,
-                            int64_t columns) {
+                            int64_t columns, const float *pf) {
     switch (r) {
     case 1: ISA_STRIPS(1); break;
     case 2: ISA_STRIPS(2); break;
@@ -93,7 +101,7 @@ ATTR static void ISA(rows_times_blocks)(const float *__restrict x, int64_t D, co
                 in[i] = x + ex[p0 + i] * D;
                 o[i] = out + (p0 + i) * S;
             }
-            ISA(group)(in, D, Wk, D * PW, o, 0, (int)r, S);
+            ISA(group)(in, D, Wk, D * PW, o, 0, (int)r, S, 0);
         }
     }
 }
@@ -116,16 +124,28 @@ ATTR static void ISA(accumulate_columns)(const float *__restrict h, int64_t S, c
                 in[i] = h + (p0 + i) * S;
                 o[i] = out + ex[p0 + i] * N + c_begin;
             }
-            ISA(group)(in, S, Wk, S * PW, o, 1, (int)r, c_end - c_begin);
+            ISA(group)(in, S, Wk, S * PW, o, 1, (int)r, c_end - c_begin, 0);
         }
     }
+}
+
+/* The first input block from j on that some pair of start .. end reads, or J. */
+static inline int64_t ISA(next_read)(const uint8_t *reads, int64_t J, const int64_t *ex,
+                                     int64_t start, int64_t end, int64_t j) {
+    for (; j < J; ++j)
+        for (int64_t p = start; p < end; ++p)
+            if (reads[ex[p] * J + j]) return j;
+    return J;
 }
 
 /* A gated layer reading a gated layer's output: for every pair p of every span,
  *   out[p, :S] = sum over input blocks j with reads[ex[p] * J + j] != 0 of
  *                x[ex[p], j*Sin:(j+1)*Sin] @ W[block, j*Sin:(j+1)*Sin, :S]
  * W in panels (K, S / PW, J * Sin, PW). Per (block, input block) the weight tile (Sin x S) is
- * read once per row group of the pairs that read that input block. */
+ * read once per row group of the pairs that read that input block. The tiles read jump over
+ * those no pair reads, which the hardware's prefetchers cannot follow (they stay within a
+ * page), so each tile's first row group prefetches the next tile read, row by row as it
+ * reads its own. */
 ATTR static void ISA(tiles_from_blocks)(const float *__restrict x, int64_t Sin,
                                         const uint8_t *reads, int64_t J, const int64_t *ex,
                                         const float *__restrict W, int64_t S,
@@ -137,7 +157,9 @@ ATTR static void ISA(tiles_from_blocks)(const float *__restrict x, int64_t Sin,
         int64_t start = spans[3 * g + 1], end = spans[3 * g + 2];
         for (int64_t p = start; p < end; ++p)
             for (int64_t c = 0; c < S; ++c) out[p * S + c] = 0.0f;
-        for (int64_t j = 0; j < J; ++j) {
+        for (int64_t j = ISA(next_read)(reads, J, ex, start, end, 0), after; j < J; j = after) {
+            after = ISA(next_read)(reads, J, ex, start, end, j + 1);
+            const float *pf = after < J ? Wk + after * Sin * PW : 0;
             int64_t p = start;
             while (p < end) {
                 int64_t rows[RMAX], n = 0; /* the next pairs that read input block j */
@@ -150,7 +172,8 @@ ATTR static void ISA(tiles_from_blocks)(const float *__restrict x, int64_t Sin,
                     in[i] = x + ex[rows[i]] * D + j * Sin;
                     o[i] = out + rows[i] * S;
                 }
-                ISA(group)(in, Sin, Wk + j * Sin * PW, D * PW, o, 1, (int)n, S);
+                ISA(group)(in, Sin, Wk + j * Sin * PW, D * PW, o, 1, (int)n, S, pf);
+                pf = 0;
             }
         }
     }
