@@ -92,6 +92,9 @@ class NativeKernels:
         self._threaded.argtypes = [ctypes.c_int, pointer, size, pointer, pointer, size, pointer,
                                    size, pointer, size, pointer, size]
         self._threaded.restype = None
+        self._nudge = library.pool_nudge
+        self._nudge.argtypes = []
+        self._nudge.restype = None
         self._available = library.kernel_sets_available
         self._available.restype = ctypes.c_int
         self._choose = library.choose_kernel_set
@@ -134,6 +137,12 @@ class NativeKernels:
         if name not in KERNEL_SETS or self._choose(KERNEL_SETS.index(name)) < 0:
             raise ValueError(f"kernel set {name!r} cannot run on this CPU; it runs "
                              f"{', '.join(self.kernel_sets)}")
+
+    def nudge(self) -> None:
+        """Send the thread pool's sleeping workers to spin a while (see `pool_nudge` in
+        csrc/thread_pool.h): before a forward that will split its products, so the workers
+        are awake when the first product is split."""
+        self._nudge()
 
     def rows_times_blocks(self, x: np.ndarray, examples: np.ndarray,
                           weights: Panels | np.ndarray, spans: np.ndarray, out: np.ndarray,

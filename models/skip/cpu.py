@@ -335,6 +335,10 @@ class SkipNetwork:
         active, computed = torch.from_numpy(counts[0]), torch.from_numpy(counts[1])
         gates = []
         lone = x.shape[0] == 1 and self.dense_from is None
+        if self.native is not None and self.threads > 1:
+            # A forward after a pause (a server's next request) finds the pool's workers
+            # asleep: wake them now, so they are spinning by the first split product.
+            self.native.nudge()
         for stage in self._stages:
             if stage.plan.gated is None:
                 x = self._read(stage.linear, x, sparse, stage.plan.activation)

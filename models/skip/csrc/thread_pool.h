@@ -18,12 +18,18 @@
  * A forked child starts with no workers (pthread_atfork), as threads do not survive a fork.
  */
 #include <stdatomic.h>
+#include <sched.h>
 #include <time.h>
 
 #define POOL_MAX 64
 /* How long an idle worker spins before it sleeps: longer than the bookkeeping between two
  * products of one forward, far shorter than the gap between requests. */
 #define SPIN_NS 200000
+/* YIELD: a spinning thread yields its core every 256 pauses (a few microseconds). A worker
+ * woken by a caller is often placed on the caller's own core (the other one idle, on a
+ * virtual machine, slow to wake); spinning there without yielding, it held the caller off
+ * that core until the spin ended: a lone example's forward after a pause took 0.5-0.6 ms
+ * instead of 0.2. On a core of its own sched_yield returns at once. */
 
 typedef void (*pool_fn)(void *arg, int64_t chunk);
 
@@ -34,6 +40,7 @@ static struct {
     int workers;                 /* started so far */
     atomic_uint_fast64_t ticket; /* round << 32 | chunk count << 16 | next chunk to take */
     atomic_int sleepers;         /* workers waiting on `wake` */
+    atomic_uint nudges;          /* pool_nudge calls: each sends sleeping workers to spin */
     atomic_int_fast64_t done;    /* chunks of the current round finished */
     pool_fn fn;                  /* the current round's job */
     void *arg;
@@ -73,25 +80,46 @@ static void pool_take_chunks(uint_fast64_t round) {
     }
 }
 
-/* Wait until the round differs from `seen`: spin for SPIN_NS, then sleep. */
+/* Wait until the round differs from `seen`: spin for SPIN_NS, then sleep until a round
+ * starts or a nudge (pool_nudge) sends the worker back to spinning. */
 static uint_fast64_t pool_wait_round(uint_fast64_t seen) {
-    int64_t until = now_ns() + SPIN_NS;
-    for (int spins = 0;; ++spins) {
-        uint_fast64_t round = round_of(atomic_load(&pool.ticket));
+    for (;;) {
+        int64_t until = now_ns() + SPIN_NS;
+        for (int spins = 0;; ++spins) {
+            uint_fast64_t round = round_of(atomic_load(&pool.ticket));
+            if (round != seen) return round;
+            cpu_relax();
+            if ((spins & 255) == 255) {
+                if (now_ns() > until) break;
+                sched_yield(); /* see YIELD below */
+            }
+        }
+        pthread_mutex_lock(&pool.lock);
+        atomic_fetch_add(&pool.sleepers, 1);
+        unsigned nudged = atomic_load(&pool.nudges);
+        uint_fast64_t round;
+        /* Read again after counting itself asleep: a caller that started the round before
+         * seeing the count is seen here; one that starts it after broadcasts under the lock. */
+        while ((round = round_of(atomic_load(&pool.ticket))) == seen
+               && atomic_load(&pool.nudges) == nudged)
+            pthread_cond_wait(&pool.wake, &pool.lock);
+        atomic_fetch_sub(&pool.sleepers, 1);
+        pthread_mutex_unlock(&pool.lock);
         if (round != seen) return round;
-        cpu_relax();
-        if ((spins & 255) == 255 && now_ns() > until) break;
     }
+}
+
+/* Wake sleeping workers to spin for SPIN_NS, without work: a caller about to run products
+ * after a pause (a server's next request) calls this first, so a worker is awake by the
+ * time the first product is split, rather than waking (tens of microseconds) while the
+ * caller runs that product's chunks alone. A nudge that races a worker falling asleep is
+ * lost: it costs that worker's help, never a product's result. */
+void pool_nudge(void) {
+    if (atomic_load(&pool.sleepers) == 0) return;
     pthread_mutex_lock(&pool.lock);
-    atomic_fetch_add(&pool.sleepers, 1);
-    uint_fast64_t round;
-    /* Read again after counting itself asleep: a caller that started the round before seeing
-     * the count is seen here; one that starts it after broadcasts under the lock. */
-    while ((round = round_of(atomic_load(&pool.ticket))) == seen)
-        pthread_cond_wait(&pool.wake, &pool.lock);
-    atomic_fetch_sub(&pool.sleepers, 1);
+    atomic_fetch_add(&pool.nudges, 1);
+    pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
-    return round;
 }
 
 static void *pool_worker(void *unused) {
@@ -151,7 +179,10 @@ static int pool_run(pool_fn fn, void *arg, int64_t count, int64_t threads) {
         pthread_mutex_unlock(&pool.lock);
     }
     pool_take_chunks(round);
-    while (atomic_load(&pool.done) < count) cpu_relax();
+    for (int spins = 1; atomic_load(&pool.done) < count; ++spins) {
+        cpu_relax();
+        if ((spins & 255) == 0) sched_yield();
+    }
     pthread_mutex_unlock(&pool.caller);
     return 1;
 }
