@@ -53,20 +53,27 @@ ISA(tile)(const float *const *in, int64_t K, const float *__restrict w, int64_t 
 }
 
 /* One row group (r <= RM rows) across `columns` columns (a multiple of 64): strips of
- * V_FOR(r) vectors, each one or more whole panels. w: the panel of the first column. */
+ * V_FOR(r) vectors, each one or more whole panels. w: the panel of the first column.
+ * Prefetching: with `pf`, the first strip prefetches the caller's next tile (all `columns`
+ * wide, see tiles_from_blocks); with `strip_ahead`, each strip prefetches the next strip of
+ * this group, for strips too short (a few dozen rows) for the hardware's prefetchers to
+ * start on before they end. */
 #define ISA_STRIPS(R)                                                                         \
     do {                                                                                      \
         float *o_[RMAX];                                                                      \
-        for (int64_t c = 0; c < columns; c += V_FOR(R) * VW) {                                \
+        const int64_t step = V_FOR(R) * VW;                                                   \
+        for (int64_t c = 0; c < columns; c += step) {                                         \
             for (int i = 0; i < (R); ++i) o_[i] = o[i] + c;                                   \
+            const float *ahead = strip_ahead                                                  \
+                ? (c + step < columns ? w + ((c + step) / PW) * panel : 0) : (c ? 0 : pf);    \
             ISA(tile)(in, K, w + (c / PW) * panel, panel, o_, accumulate, (R), V_FOR(R),      \
-                      c ? 0 : pf, columns / PW);                                              \
+                      ahead, strip_ahead ? step / PW : columns / PW);                         \
         }                                                                                     \
     } while (0)
 
 ATTR static void ISA(group)(const float *const *in, int64_t K, const float *__restrict w,
                             int64_t panel, float *const *o, int accumulate, int r,
-                            int64_t columns, const float *pf) {
+                            int64_t columns, const float *pf, int strip_ahead) {
     switch (r) {
     case 1: ISA_STRIPS(1); break;
     case 2: ISA_STRIPS(2); break;
@@ -101,7 +108,7 @@ ATTR static void ISA(rows_times_blocks)(const float *__restrict x, int64_t D, co
                 in[i] = x + ex[p0 + i] * D;
                 o[i] = out + (p0 + i) * S;
             }
-            ISA(group)(in, D, Wk, D * PW, o, 0, (int)r, S, 0);
+            ISA(group)(in, D, Wk, D * PW, o, 0, (int)r, S, 0, 0);
         }
     }
 }
@@ -124,7 +131,7 @@ ATTR static void ISA(accumulate_columns)(const float *__restrict h, int64_t S, c
                 in[i] = h + (p0 + i) * S;
                 o[i] = out + ex[p0 + i] * N + c_begin;
             }
-            ISA(group)(in, S, Wk, S * PW, o, 1, (int)r, c_end - c_begin, 0);
+            ISA(group)(in, S, Wk, S * PW, o, 1, (int)r, c_end - c_begin, 0, 1);
         }
     }
 }
@@ -172,7 +179,7 @@ ATTR static void ISA(tiles_from_blocks)(const float *__restrict x, int64_t Sin,
                     in[i] = x + ex[rows[i]] * D + j * Sin;
                     o[i] = out + rows[i] * S;
                 }
-                ISA(group)(in, Sin, Wk + j * Sin * PW, D * PW, o, 1, (int)n, S, pf);
+                ISA(group)(in, Sin, Wk + j * Sin * PW, D * PW, o, 1, (int)n, S, pf, 0);
                 pf = 0;
             }
         }
