@@ -6,8 +6,9 @@
   64-unit gater each), written as an artifact and loaded back, the way a server loads it.
 
 Densities are set per example, the way calibrated gaters behave: each gated layer's threshold is
-the (1 - density) quantile of its gater's logits over the batch (for density 1, below all of
-them), layer by layer, since a gated layer's logits depend on the layer before.
+halfway between two of its gater's logits over the batch, with the density's share of them
+above it (for density 1, below all of them), layer by layer, since a gated layer's logits
+depend on the layer before.
 
 Letters: B examples, D input units.
 """
@@ -50,14 +51,21 @@ def whole_model(seed: int = 0) -> GatedNetwork:
 
 @torch.no_grad()
 def set_density(model: GatedNetwork, x: Tensor, density: float) -> None:
-    """Threshold every gated layer at the density's quantile of its logits on x (B, D)."""
+    """Threshold every gated layer so that the density's share of its logits on x (B, D) lie
+    above it: halfway between the last logit left off and the first one on, so no logit sits
+    at the threshold, where another implementation's rounding of the gater (onnxruntime's,
+    the kernels') could turn its gate the other way."""
     for layer in model.layers:
         if layer.gater is not None:
-            logits = layer.gater(x)
-            if density >= 1.0:
-                tau = float(logits.min()) - 1.0
+            values = layer.gater(x).flatten().double().sort().values
+            on = round(density * values.numel())
+            if on >= values.numel():
+                tau = float(values[0]) - 1.0
+            elif on <= 0:
+                tau = float(values[-1]) + 1.0
             else:
-                tau = float(torch.quantile(logits.flatten().double(), 1.0 - density))
+                cut = values.numel() - on
+                tau = float(values[cut - 1] + values[cut]) / 2.0
             layer.threshold.fill_(tau)
         x, _ = layer(x)
 

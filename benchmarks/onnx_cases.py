@@ -7,9 +7,10 @@ two backends line up: `layer-1024-64x64-1024` (`benchmarks.cases.layer_model`: o
 1024 -> 64 blocks x 64 relu with a 64-unit gater, a dense 1024-unit linear layer, a 2-class
 read-out) and the whole `blocks` model (`benchmarks.cases.whole_model`: 784 -> two gated layers
 of 64 x 64 relu with 64-unit gaters -> 10, random weights, not a trained model). Gates are set
-per example by `benchmarks.cases.set_density` (each gated layer's threshold at the density's
-quantile of its logits over the batch), written into the graph's `layers.<i>.threshold`
-initializers; every setting is first checked against torch (logits within 1e-4 relative).
+per example by `benchmarks.cases.set_density` (each gated layer's threshold between two of its
+logits over the batch, the density's share of them above it), written into the graph's
+`layers.<i>.threshold` initializers; every setting is first checked against torch (logits
+within 1e-4 relative).
 
 Each case is saved as a model artifact in a temporary folder and exported by
 `sparsegate-export` (run as `python -m training.export_cli`, which verifies the graph and also

@@ -8,9 +8,12 @@ way mixture-of-experts layers sort tokens by expert:
 
 1. Per block k, the examples with gate k on, in example order, padded to the batch's largest
    count C (TopK over a score that is B - e for an on example e and 0 for an off one).
-2. Their input rows gathered, (K, C, D), and one batched MatMul against the blocked weight,
-   (K, C, D) @ (K, D, S); the activation, then the gate values, which are 0 on padding rows.
-3. The reading layer's product per pair, (K, C, S) @ (K, S, N): each pair's partial output.
+2. Their input rows gathered, (K, C, D), and one batched MatMul with the blocked weight
+   first, (K, S, D) @ (K, D, C) (ORT packs a batched MatMul's second operand per block: C
+   rows cost less to pack than the weight); the activation, then the gate values, which are 0
+   on padding columns.
+3. The reading layer's product per pair, (K, N, S) @ (K, S, C), the weight first again, turned
+   to (K, C, N): each pair's partial output.
 4. Per example, its own pairs' partial rows summed: its on blocks listed (TopK again, padded
    to the largest count per example M, the padding pointing at a row of zeros), gathered,
    (B, M, N), and summed. No scatter-add: ORT 1.32's ScatterND with reduction="add" gives
@@ -23,9 +26,9 @@ that next layer has most of its pairs on, `masked_layer` (and `masked_reader`) c
 densely instead. Each example computes exactly its own blocks (the reports count them per
 example), at the cost of padding to C and M and of the gathers. Measured on the
 layer 1024 -> 64 x 64 -> 1024 and the `blocks` model (two gated layers in a chain; ORT 1.32,
-2 cores; `python -m benchmarks.skip --backends onnxruntime`): see docs/performance.md. It
-loses to the dense product below ~48 examples (the gathers and the per-block products of a few
-rows) and above ~30 % of pairs on; the If runs it only in between (`GROUPED_FROM_BATCH`,
+2 cores; `python -m benchmarks.onnx_grouped_crossover`): see docs/performance.md. It
+loses to the dense product below ~32 examples (the gathers and the per-block products of a few
+rows) and from ~30 % of pairs on; the If runs it only in between (`GROUPED_FROM_BATCH`,
 `GROUPED_MAX_FRACTION`).
 
 Letters: B examples, D inputs of the gated layer, K blocks of S units, N outputs of the
@@ -56,10 +59,16 @@ def grouped_condition(g: Graph, batch: str, active: str, blocks: int, from_batch
 
 
 def _grouped_blocks(s: Graph, x: str, on: str, values: str, main_blocked: str,
-                    main_bias_blocked: str, activation: str, hint: str) -> tuple[str, str, str]:
+                    main_bias_blocked: str, activation: str, hint: str
+                    ) -> tuple[str, str, str]:
     """Steps 1-2: the gated layer's blocks over their own examples. Returns the activations
-    times the gate values (K, C, S) (0 on padding rows), the padding C (1,) int64 and the
-    gates as float (B, K)."""
+    times the gate values with the examples last, (K, S, C) (0 on padding columns), the
+    padding C (1,) int64 and the gates as float (B, K).
+
+    The blocked weight is the product's first operand, the gathered rows (transposed) its
+    second: ORT's batched MatMul packs its second operand afresh for every block, and a
+    block's C rows cost far less to pack than its D x S weight (measured on the layer at
+    batch 64: the weight-first product 1.4x faster, the reader's 2.2x, on one thread)."""
     onf = s.op("Cast", [on], f"{hint}.on_float", to=TensorProto.FLOAT)  # (B, K)
     # 1. Each block's examples, in example order, padded to C.
     capacity = s.op("Cast", [s.op("ReduceMax", [s.op("ReduceSum", [onf, s.ints(0)],
@@ -73,13 +82,12 @@ def _grouped_blocks(s: Graph, x: str, on: str, values: str, main_blocked: str,
                        outputs=2, axis=1, largest=1, sorted=1)  # (K, C)
     gates = s.op("GatherElements", [s.op("Transpose", [values]), examples],
                  axis=1)  # (K, C): 0 on padding rows (their gates are off)
-    # 2. The gated layer's blocks over their examples.
+    # 2. The gated layer's blocks over their examples: (K, S, D) @ (K, D, C).
     rows = s.op("Gather", [x, examples], f"{hint}.rows", axis=0)  # (K, C, D)
-    weight = s.op("Transpose", [main_blocked], perm=[0, 2, 1])  # (K, D, S), folded by ORT
-    bias = s.op("Unsqueeze", [main_bias_blocked, s.ints(1)])  # (K, 1, S)
-    hidden = apply_activation(s, s.op("Add", [s.op("MatMul", [rows, weight]), bias]),
-                              activation)
-    return s.op("Mul", [hidden, s.op("Unsqueeze", [gates, s.ints(-1)])]), capacity, onf
+    pre = s.op("MatMul", [main_blocked, s.op("Transpose", [rows], perm=[0, 2, 1])])
+    bias = s.op("Unsqueeze", [main_bias_blocked, s.ints(-1)])  # (K, S, 1)
+    hidden = apply_activation(s, s.op("Add", [pre, bias]), activation)  # (K, S, C)
+    return s.op("Mul", [hidden, s.op("Unsqueeze", [gates, s.ints(1)])]), capacity, onf
 
 
 def _pair_table(s: Graph, per_pair: str, hint: str) -> str:
@@ -110,7 +118,7 @@ def grouped_layer(s: Graph, x: str, on: str, values: str, main_blocked: str,
     layer read by a gated layer, whose own pairs are grouped by its blocks again."""
     hidden, capacity, onf = _grouped_blocks(s, x, on, values, main_blocked, main_bias_blocked,
                                             activation, hint)
-    table = _pair_table(s, hidden, hint)  # (K*C + 1, S)
+    table = _pair_table(s, s.op("Transpose", [hidden], perm=[0, 2, 1]), hint)  # (K*C + 1, S)
     picked = s.op("Gather", [table, _pair_rows(s, on, onf, capacity, blocks, hint)],
                   axis=0)  # (B, K, S)
     return s.op("Flatten", [picked], f"{hint}.full", axis=1)  # (B, K*S)
@@ -128,8 +136,11 @@ def grouped_layer_and_reader(s: Graph, x: str, on: str, values: str, main_blocke
     reader_bias (N,)."""
     hidden, capacity, onf = _grouped_blocks(s, x, on, values, main_blocked, main_bias_blocked,
                                             activation, hint)
-    # 3. The reading layer's product per pair, plus a zero row for padding to point at.
-    partial = s.op("MatMul", [hidden, reader_blocked], f"{hint}.partial")  # (K, C, N)
+    # 3. The reading layer's product per pair, (K, N, S) @ (K, S, C) (the weight first, as
+    # above), turned to rows per pair, plus a zero row for padding to point at.
+    reader_first = s.op("Transpose", [reader_blocked], perm=[0, 2, 1])  # (K, N, S), folded
+    partial = s.op("Transpose", [s.op("MatMul", [reader_first, hidden])], f"{hint}.partial",
+                   perm=[0, 2, 1])  # (K, C, N)
     table = _pair_table(s, partial, hint)  # (K*C + 1, N)
     # 4. Each example's pairs, its on blocks first (TopK, padded to M with the zero row).
     position = _pair_rows(s, on, onf, capacity, blocks, hint)  # (B, K)

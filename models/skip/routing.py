@@ -20,7 +20,7 @@ DENSE_FROM_BATCH = 0.4
 WHOLE_BEFORE_GATED_FROM = 0.75
 # Multiply-adds from which one C grouped product is split over the kernels' thread pool
 # (models/skip/csrc/thread_pool.h): a lone example's product of 65 K multiply-adds took as
-# long on two threads as on one, its 460 K (7 of 64 blocks of 64 units) ran 1.25-1.33x faster
+# long on two threads as on one, its 460 K (7 of 64 blocks of 64 units) ran 1.35-1.53x faster
 # (`python -m benchmarks.kernel_threads`).
 NATIVE_THREADS_FROM_MACS = 200_000
 # Multiply-adds from which a gater's first product runs in the C kernels, split over their
@@ -54,6 +54,9 @@ SMALL_DENSE_WEIGHTS = 1 << 16
 DENSE_FALLBACK_FRACTION = 0.3
 # From this batch, while at most GROUPED_MAX_FRACTION of the first layer's (example, block)
 # pairs are on, a grouped branch computes each example's own blocks (the union is then
-# nearly every block).
-GROUPED_FROM_BATCH = 48
-GROUPED_MAX_FRACTION = 0.3
+# nearly every block). Forced on the layer and the `blocks` model, it beat both other paths
+# from batch 32 at 5-20 % of pairs on, lost at batches 8-16 at every density, and at 30 %
+# won or lost by a few percent depending on the batch; from 40 % it lost
+# (`python -m benchmarks.onnx_grouped_crossover`).
+GROUPED_FROM_BATCH = 32
+GROUPED_MAX_FRACTION = 0.25

@@ -16,7 +16,7 @@ def test_rows_have_the_documented_fields():
                for r in out)
     by_key = {(r["batch"], r["density"]): r for r in out}
     assert by_key[(1, 1.0)]["realised_density"] == 1.0
-    # Batch 1 at 10 %: the quantile threshold leaves 6 or 7 of 64 blocks on, and the graph
+    # Batch 1 at 10 %: the threshold leaves 6 of 64 blocks on, and the graph
     # computes exactly those (the union path).
     one = by_key[(1, 0.1)]
     assert 0.09 <= one["realised_density"] <= 0.11

@@ -1,0 +1,103 @@
+"""Where the skipping graph's grouped branch beats its other paths, by batch size and density.
+
+    python -m benchmarks.onnx_grouped_crossover --json runs/bench/onnx-grouped-crossover.json
+
+The exported graph chooses per batch, in an If, between the union path (the batch's union of
+blocks gathered, or the dense masked product past `DENSE_FALLBACK_FRACTION`) and the grouped
+branch (each example's own blocks, sorted by block; `models/skip/onnx_grouped.py`), from
+`GROUPED_FROM_BATCH` examples while at most `GROUPED_MAX_FRACTION` of the pairs are on
+(`models/skip/routing.py`). This times, on the cases of `benchmarks.onnx_cases` (gates set the
+same way), three graphs of the same network: the grouped branch forced
+(`export_onnx(grouped=(1, 1.0))`), the graph without it (`grouped=None`), and the network
+exported densely; each at its faster of 1 and 2 intra-op threads, medians in alternating
+rounds (`benchmarks.timing`). Each skipping graph's logits are first checked against torch. Prints
+which is fastest per cell and writes the rows as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.skip.onnx_export import export_dense_onnx, export_onnx
+
+from .cases import LAYER_CASE, MODEL_CASE, set_density
+from .onnx_cases import TOLERANCE, _model, _session
+from .run_record import write_rows
+from .timing import median_ms
+
+BATCHES = (8, 16, 32, 48, 64, 128)
+DENSITIES = (0.05, 0.1, 0.2, 0.3, 0.4)
+GRAPHS = ("grouped", "union", "dense")
+
+
+def rows(warmup: int, repeats: int, seed: int, batches=BATCHES, densities=DENSITIES,
+         cases=(LAYER_CASE, MODEL_CASE)) -> list[dict]:
+    out = []
+    settings = (1, 2)
+    for case in cases:
+        model = _model(case, seed)
+        dense = {t: _session(export_dense_onnx(model).SerializeToString(), t)
+                 for t in settings}
+        for batch in batches:
+            x = torch.randn(batch, model.config.input_size,
+                            generator=torch.Generator().manual_seed(seed + batch))
+            feed = {"x": x.numpy()}
+            for density in densities:
+                set_density(model, x, density)
+                with torch.no_grad():
+                    want = model(x).logits.numpy()
+                sessions = {("dense", t): s for t, s in dense.items()}
+                for graph, grouped in (("grouped", (1, 1.0)), ("union", None)):
+                    data = export_onnx(model, grouped=grouped).SerializeToString()
+                    for t in settings:
+                        sessions[graph, t] = _session(data, t)
+                for (graph, _), session in sessions.items():
+                    if graph == "dense":  # every block, no gater: not the gated logits
+                        continue
+                    got = session.run(None, feed)[0]
+                    diff = float(np.abs(got - want).max())
+                    if diff > TOLERANCE * max(1.0, float(np.abs(want).max())):
+                        raise RuntimeError(f"{case}: the {graph} graph differs from torch by "
+                                           f"{diff:.3g} at batch {batch}, density {density}")
+                timed = median_ms({key: (lambda s=session, f=feed: s.run(None, f))
+                                   for key, session in sessions.items()},
+                                  warmup=warmup, repeats=repeats)
+                best = {graph: min(ms for (g, _), ms in timed.items() if g == graph)
+                        for graph in GRAPHS}
+                row = {"case": case, "batch": batch, "density": density,
+                       **{f"{graph}_ms": best[graph] for graph in GRAPHS},
+                       "fastest": min(GRAPHS, key=best.get)}
+                out.append(row)
+                print(f"{case:<30} {batch:>5} {density:>7.2f} "
+                      + " ".join(f"{best[g]:>9.3f}" for g in GRAPHS) + f"  {row['fastest']}",
+                      flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--case", action="append", choices=[LAYER_CASE, MODEL_CASE],
+                        help="only this case (repeatable; default: both)")
+    args = parser.parse_args(argv)
+    import onnxruntime as ort
+
+    print(f"{'case':<30} {'batch':>5} {'density':>7} "
+          + " ".join(f"{g + ' ms':>9}" for g in GRAPHS) + "  fastest")
+    result = rows(args.warmup, args.repeats, args.seed,
+                  cases=tuple(args.case or (LAYER_CASE, MODEL_CASE)))
+    if args.json:
+        write_rows(args.json, result, onnxruntime=ort.__version__)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
