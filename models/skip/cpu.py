@@ -385,12 +385,24 @@ class SkipNetwork:
                            else None)  # (B,) routed dense but computed as pairs
         dense_rows = np.flatnonzero(dense if part_read_dense is None
                                     else dense & ~part_read_dense)  # (n,)
-        out = np.zeros((x.shape[0], k, s), dtype=np.float32)  # (B, K, S)
+        # A dense reader reads an example routed dense whole, and one with every block on too
+        # where it is narrower than the kernels' panels (a class read-out): one product over
+        # its row, rather than a dot product per pair and column (or, without the kernels, a
+        # numpy product per block). Every block computed means every row read, so the report
+        # stays exact.
+        read_whole = dense | (count == k) if stage.whole_rows_read else dense
+        # The whole output (B, K, S) is built only for a reader of it: a gated layer (its
+        # gater reads every unit) or a dense one reading some rows whole. A dense reader of
+        # pairs alone gets a (B, 0) stand-in that says the batch size.
+        whole_out = stage.plan.read_by_gated or bool(read_whole.any())
+        out = np.zeros((x.shape[0], k, s) if whole_out else (x.shape[0], 0, s),
+                       dtype=np.float32)
         if dense_rows.size:
             h = linear.dense(x[dense_rows], layer.config.activation).reshape(-1, k, s)
             out[dense_rows] = h * values[dense_rows, :, None]
         wanted = on & ~dense[:, None]  # (B, K)
-        if part_read_dense is not None and part_read_dense.any():
+        forced = part_read_dense is not None and bool(part_read_dense.any())
+        if forced:  # every block of these rows, off ones too
             wanted |= part_read_dense[:, None]
         blocks, examples = np.nonzero(wanted.T)  # pairs sorted by block, then example
         examples = np.ascontiguousarray(examples, dtype=np.int64)  # nonzero gives strided views
@@ -403,19 +415,15 @@ class SkipNetwork:
                 self._pairs_from_rows(linear, x, examples, spans, pairs)
             pairs += linear.bias.reshape(k, s)[blocks]
             act(pairs)
-            pairs *= values[examples, blocks, None]
-            out[examples, blocks] = pairs
-        # A dense reader reads an example routed dense whole, and one with every block on too
-        # where it is narrower than the kernels' panels (a class read-out): one product over
-        # its row, rather than a dot product per pair and column (or, without the kernels, a
-        # numpy product per block). Every block computed means every row read, so the report
-        # stays exact.
-        read_whole = dense | (count == k) if stage.whole_rows_read else dense
+            if forced or not layer.estimator.binary:  # else every pair's gate is on, worth 1
+                pairs *= values[examples, blocks, None]
+            if whole_out:
+                out[examples, blocks] = pairs
         if examples.size and read_whole[examples].any():  # it reads the others' pairs only
             kept = ~read_whole[examples]
             examples, blocks, pairs = examples[kept], blocks[kept], pairs[kept]
             spans = block_spans(blocks, k)
-        return (out.reshape(x.shape[0], k * s),
+        return (out.reshape(x.shape[0], -1),
                 _SparseRows(examples, spans, pairs, np.flatnonzero(read_whole), on, dense),
                 gate_values)
 
