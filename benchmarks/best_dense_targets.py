@@ -1,0 +1,99 @@
+"""The CPU targets against the fastest dense implementation, read in every run and their median.
+
+    python -m benchmarks.best_dense_targets docs/performance/skip-cpu-best-dense.json \
+        docs/performance/skip-cpu-best-dense-repeat{1,2,3}.json --update docs/performance.md
+
+Each run is a `benchmarks.skip --device cpu` JSON holding the torch rows' `speedup_vs_best`
+(the skipping forward against the fastest dense implementation timed in that run) and the
+onnxruntime rows' `speedup` (the skipping graph against its own dense graph). Prints (or, with
+`--update`, writes between `<!-- best-dense-targets:begin -->` and
+`<!-- best-dense-targets:end -->`) one row per target: its figure in each run, their median,
+and whether it is met in every run, in some, or in none. A run without the target's cell is a
+mistake in the command, refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from .cases import LAYER_CASE, MODEL_CASE
+
+# (label, backend, case, batch, density, field, at least)
+TARGETS = (
+    ("layer, 10 %, batch 1", "torch", LAYER_CASE, 1, 0.1, "speedup_vs_best", 6.0),
+    ("layer, 10 %, batch 64", "torch", LAYER_CASE, 64, 0.1, "speedup_vs_best", 5.0),
+    ("layer, 10 %, batch 256", "torch", LAYER_CASE, 256, 0.1, "speedup_vs_best", 5.0),
+    ("layer, 100 %, batch 1", "torch", LAYER_CASE, 1, 1.0, "speedup_vs_best", 0.9),
+    ("layer, 100 %, batch 64", "torch", LAYER_CASE, 64, 1.0, "speedup_vs_best", 0.9),
+    ("layer, 100 %, batch 256", "torch", LAYER_CASE, 256, 1.0, "speedup_vs_best", 0.9),
+    ("`blocks` model, 10 %, batch 1", "torch", MODEL_CASE, 1, 0.1, "speedup_vs_best", 6.0),
+    ("`blocks` model, 10 %, batch 64", "torch", MODEL_CASE, 64, 0.1, "speedup_vs_best", 6.0),
+    ("onnxruntime's skipping graph, layer, 10 %, batch 64, against its dense graph",
+     "onnxruntime", LAYER_CASE, 64, 0.1, "speedup", 3.0),
+)
+BEGIN, END = "<!-- best-dense-targets:begin -->", "<!-- best-dense-targets:end -->"
+
+
+def figures(runs: list[dict]) -> list[tuple[str, float, list[float]]]:
+    """(label, the line, each run's figure) per target."""
+    out = []
+    for label, backend, case, batch, density, field, line in TARGETS:
+        values = []
+        for i, run in enumerate(runs):
+            cell = [r for r in run["rows"] if (r["backend"], r["case"], r["batch"])
+                    == (backend, case, batch) and abs(r["density"] - density) < 1e-9]
+            if len(cell) != 1 or field not in cell[0]:
+                raise SystemExit(f"run {i + 1} has no {backend} {case} cell at batch {batch}, "
+                                 f"density {density} with {field}")
+            values.append(float(cell[0][field]))
+        out.append((label, line, values))
+    return out
+
+
+def render(runs: list[dict], names: list[str]) -> str:
+    head = ["target (CPU, fp32)", *names, "median", "verdict"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(names) + 1) + "---|"]
+    for label, line, values in figures(runs):
+        met = sum(v >= line for v in values)
+        median = statistics.median(values)
+        missed = len(values) - met
+        verdict = ("met in every run" if not missed else
+                   f"**missed** in {missed} of {len(values)} runs"
+                   + (", the median above the line" if median >= line else ""))
+        lines.append(f"| {label}: ≥ {line:g}x | "
+                     + " | ".join(f"{v:.2f}x" for v in values)
+                     + f" | {median:.2f}x | {verdict} |")
+    return "\n".join(lines)
+
+
+def update(document: Path, table: str) -> None:
+    text = document.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{document} has no {BEGIN} ... {END} section")
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    document.write_text(text[:start] + "\n" + table + "\n" + text[end:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.best_dense_targets",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", type=Path, nargs="+", help="benchmarks.skip JSON files")
+    parser.add_argument("--update", type=Path, help="rewrite the table in this Markdown file")
+    args = parser.parse_args(argv)
+    runs = [json.loads(path.read_text()) for path in args.runs]
+    names = ["full run" if i == 0 else f"repeat {i}" for i in range(len(runs))]
+    table = render(runs, names)
+    if args.update:
+        update(args.update, table)
+        print(f"updated {args.update}")
+    else:
+        print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
