@@ -10,10 +10,17 @@ OPENBLAS_ overrides, onnxruntime's dense graph). `best_dense` names the fastest 
 `skip_gmacs` of the skip path (the multiply-adds its compute reports say it executed, gaters
 included); `skip_rate_vs_dense` is their ratio, how near the skipping kernels run to the dense
 GEMM's speed.
+
+With `inputs` > 1 the skip path is timed on that many different input batches in turn (the
+first one the others' runs use; gates set over all of them), as a server sees its requests:
+each call's blocks differ, so their weights are less often still in cache than when one input
+is timed again and again, which is also timed, in the same rounds (`skip_one_input_ms`). The
+dense side reads every weight whatever the input.
 """
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 
@@ -34,9 +41,12 @@ DENSITIES = (1.0, 0.5, 0.25, 0.1, 0.05)
 
 
 def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DENSITIES,
-         cases=(LAYER_CASE, MODEL_CASE), progress=None, dense_from: float | None = None
-         ) -> list[dict]:
-    """`dense_from`: SkipNetwork's routing fraction for every batch (None: its default rule)."""
+         cases=(LAYER_CASE, MODEL_CASE), progress=None, dense_from: float | None = None,
+         inputs: int = 1) -> list[dict]:
+    """`dense_from`: SkipNetwork's routing fraction for every batch (None: its default rule).
+    `inputs`: input batches the skip path cycles through (see the module docstring)."""
+    if inputs < 1:
+        raise ValueError(f"inputs must be >= 1, got {inputs}")
     out = []
     threads = torch.get_num_threads()
     for case in cases:
@@ -47,12 +57,18 @@ def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DE
         for batch in batches:
             x = torch.randn(batch, model.config.input_size,
                             generator=torch.Generator().manual_seed(seed + batch))
+            xs = [x] + [torch.randn(batch, model.config.input_size,
+                                    generator=torch.Generator().manual_seed(
+                                        seed + batch + 7919 * i)) for i in range(1, inputs)]
             for density in densities:
-                set_density(model, x, density)
+                set_density(model, torch.cat(xs), density)
                 skip = SkipNetwork(model, dense_from=dense_from)
-                times = median_ms({"dense": lambda: dense(x),  # noqa: B023 (used at once)
-                                   "skip": lambda: skip(x)},  # noqa: B023
-                                  warmup=warmup, repeats=repeats)
+                turns = itertools.cycle(xs)
+                timed = {"dense": lambda: dense(x),  # noqa: B023 (used at once)
+                         "skip": lambda: skip(next(turns))}  # noqa: B023
+                if inputs > 1:  # the one input again and again, in the same rounds
+                    timed["skip_one_input"] = lambda: skip(x)  # noqa: B023
+                times = median_ms(timed, warmup=warmup, repeats=repeats)
                 result = skip(x)
                 reports = result.reports(model)
                 blocks = torch.tensor([lay.config.blocks for lay in model.gated_layers])
@@ -64,6 +80,8 @@ def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DE
                     "executed_macs": sum(r.executed_macs for r in reports),
                     "dense_ms": times["dense"], "skip_ms": times["skip"],
                     "speedup": times["dense"] / times["skip"], "threads": threads,
+                    "inputs": inputs,
+                    **({"skip_one_input_ms": times["skip_one_input"]} if inputs > 1 else {}),
                     # the routing fraction used; None: no example could be routed dense
                     "dense_from": route if (route := skip.dense_fraction(batch)) <= 1.0
                     else None})

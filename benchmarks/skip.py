@@ -46,7 +46,7 @@ BEST_HEADER = (f"{'case':>30} {'batch':>5} {'density':>7} {'best dense':>14} {'d
 
 def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
         backends: tuple[str, ...] = ("torch", "onnxruntime"), batches=None, densities=None,
-        cases=None, dense_from: float | None = None) -> list[dict]:
+        cases=None, dense_from: float | None = None, inputs: int = 1) -> list[dict]:
     def show(row: dict) -> None:
         print(TABLE.format(**row), flush=True)
 
@@ -71,7 +71,7 @@ def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
         from . import cpu_cases
 
         torch_rows = cpu_cases.rows(warmup, repeats, seed, progress=show,
-                                    dense_from=dense_from, **sizes)
+                                    dense_from=dense_from, inputs=inputs, **sizes)
         print(BEST_HEADER)
         for row in torch_rows:
             print(BEST_TABLE.format(**row))
@@ -114,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=_case_names,
                         help=f"cases, comma-separated: layer, model or the full names "
                              f"{LAYER_CASE}, {MODEL_CASE} (default: both)")
+    parser.add_argument("--inputs", type=int, default=1,
+                        help="CPU torch: time the skip path on this many different input "
+                             "batches in turn, as a server's requests (default 1: one input "
+                             "timed again and again)")
     parser.add_argument("--dense-from", type=float,
                         help="CPU torch: route an example dense from this fraction of its "
                              "blocks on, at every batch size (default: the engine's rule; "
@@ -121,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.dense_from is not None and not args.dense_from > 0:
         parser.error("--dense-from must be > 0")
+    if args.inputs < 1:
+        parser.error("--inputs must be >= 1")
     if args.warmup < 0 or args.repeats < 1:
         parser.error("--warmup must be >= 0 and --repeats >= 1")
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
@@ -128,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown backend(s) {sorted(unknown)}; valid: torch, onnxruntime")
     rows = run(args.device, args.warmup, args.repeats, args.seed, args.quick, backends,
-               args.batches, args.densities, args.cases, args.dense_from)
+               args.batches, args.densities, args.cases, args.dense_from, args.inputs)
     if args.json:
         from .skip_plot import plot_speedups
 

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from benchmarks.cases import dense_forward, set_density, whole_model
@@ -28,7 +29,7 @@ def test_benchmark_writes_every_row_and_a_plot(tmp_path):
     assert payload["machine"].get("cpu_kernel_set") == (kernels.kernel_set if kernels else None)
     assert isinstance(payload["machine"]["vector_extensions"], list)
     assert out.with_suffix(".png").stat().st_size > 10_000
-    # The realised density follows the requested one (quantile thresholds, 64 blocks); at
+    # The realised density follows the requested one (thresholds between logits, 64 blocks); at
     # density 1 nothing is saved but the gaters cost something.
     assert all(abs(r["realised_density"] - r["density"]) < 0.02 for r in rows)
     assert all(r["saved_fraction"] < 0 for r in rows if r["density"] == 1.0)
@@ -107,3 +108,20 @@ def test_report_renders_tables_and_updates_only_between_markers(tmp_path):
     text = doc.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
     assert "| 8 | 2.00x (2 / 1) | 2.00x (2 / 1) |" in text
+
+
+def test_changing_inputs_are_timed_beside_the_one_input(tmp_path):
+    """With --inputs N the skip path cycles through N input batches, and the one input is
+    timed again and again in the same rounds; without it neither field appears."""
+    from benchmarks import cpu_cases
+
+    out = cpu_cases.rows(0, 2, 0, batches=(1, 3), densities=(0.1,),
+                         cases=(cpu_cases.LAYER_CASE,), inputs=4)
+    assert [r["batch"] for r in out] == [1, 3]
+    assert all(r["inputs"] == 4 and r["skip_one_input_ms"] > 0 and r["skip_ms"] > 0
+               for r in out)
+    plain = cpu_cases.rows(0, 1, 0, batches=(1,), densities=(0.1,),
+                           cases=(cpu_cases.LAYER_CASE,))
+    assert plain[0]["inputs"] == 1 and "skip_one_input_ms" not in plain[0]
+    with pytest.raises(ValueError, match="inputs"):
+        cpu_cases.rows(0, 1, 0, batches=(1,), densities=(0.1,), inputs=0)
