@@ -49,6 +49,19 @@ def whole_model(seed: int = 0) -> GatedNetwork:
     return loaded
 
 
+def threshold_between(logits: Tensor, density: float) -> float:
+    """A threshold with round(density * n) of the n logits above it, halfway between the last
+    one left off and the first one on (below all of them for density 1, above for 0)."""
+    values = logits.detach().flatten().double().sort().values
+    on = round(density * values.numel())
+    if on >= values.numel():
+        return float(values[0]) - 1.0
+    if on <= 0:
+        return float(values[-1]) + 1.0
+    cut = values.numel() - on
+    return float(values[cut - 1] + values[cut]) / 2.0
+
+
 @torch.no_grad()
 def set_density(model: GatedNetwork, x: Tensor, density: float) -> None:
     """Threshold every gated layer so that the density's share of its logits on x (B, D) lie
@@ -57,16 +70,7 @@ def set_density(model: GatedNetwork, x: Tensor, density: float) -> None:
     the kernels') could turn its gate the other way."""
     for layer in model.layers:
         if layer.gater is not None:
-            values = layer.gater(x).flatten().double().sort().values
-            on = round(density * values.numel())
-            if on >= values.numel():
-                tau = float(values[0]) - 1.0
-            elif on <= 0:
-                tau = float(values[-1]) + 1.0
-            else:
-                cut = values.numel() - on
-                tau = float(values[cut - 1] + values[cut]) / 2.0
-            layer.threshold.fill_(tau)
+            layer.threshold.fill_(threshold_between(layer.gater(x), density))
         x, _ = layer(x)
 
 

@@ -5,8 +5,9 @@
 The case is the benchmark layer, 4096 -> 128 blocks x 128 -> 4096 (`benchmarks.skip.layer_model`:
 a gated relu layer, then a dense linear layer that reads only the active blocks' rows), in
 bf16, at densities 1.0, 0.5, 0.25, 0.1, 0.05 and batches 1, 16, 256, 4096. The gate pattern
-is per example: the gated layer's threshold is set at the density's quantile of the gater
-logits of the batch (as `benchmarks.skip.run` does).
+is per example: the gated layer's threshold is set between two of the gater's logits over the
+batch, the density's share of them above it (`benchmarks.cases.threshold_between`, as
+`benchmarks.skip.run` does).
 
 Dense is the same network in bf16 with every block on and no gater (the two products and the
 2-class read-out, `dense_forward`), timed eagerly and as a CUDA graph; the faster is the
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.cases import threshold_between
 from benchmarks.run_record import write_rows
 from benchmarks.skip import layer_model
 from models.gated_network import ACTIVATION_FUNCTIONS, GatedNetwork
@@ -170,7 +172,7 @@ def case_rows(device: str, warmup: int, repeats: int, seed: int, *, d_in: int = 
         if captured is not None:
             captured.input.copy_(x)
         for density in densities:
-            tau = -1e9 if density >= 1 else float(torch.quantile(logits, 1 - density))
+            tau = threshold_between(logits, density)
             gated.threshold.fill_(tau)
             checked_gated.threshold.fill_(tau)
             with torch.no_grad():
