@@ -6,9 +6,10 @@
 Each run is a `benchmarks.skip --device cpu` JSON holding the torch rows' `speedup_vs_best`
 (the skipping forward against the fastest dense implementation timed in that run) and the
 onnxruntime rows' `speedup` (the skipping graph against its own dense graph). Prints (or, with
-`--update`, writes between `<!-- best-dense-targets:begin -->` and
-`<!-- best-dense-targets:end -->`) one row per target: its figure in each run, their median,
-and whether it is met in every run, in some, or in none. A run without the target's cell is a
+`--update`, writes between `<!-- skip-tables:best-dense-targets:begin -->` and
+`<!-- skip-tables:best-dense-targets:end -->`, through `benchmarks.skip_report.update`) one row
+per target: its figure in each run, their median, and whether it is met in every run, in some,
+or in none. A run without the target's cell is a
 mistake in the command, refused.
 """
 
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 
 from .cases import LAYER_CASE, MODEL_CASE
+from .skip_report import update
 
 # (label, backend, case, batch, density, field, at least)
 TARGETS = (
@@ -35,7 +37,8 @@ TARGETS = (
     ("onnxruntime's skipping graph, layer, 10 %, batch 64, against its dense graph",
      "onnxruntime", LAYER_CASE, 64, 0.1, "speedup", 3.0),
 )
-BEGIN, END = "<!-- best-dense-targets:begin -->", "<!-- best-dense-targets:end -->"
+NAME = "best-dense-targets"  # the document's section, as benchmarks.skip_report marks them
+BEGIN, END = f"<!-- skip-tables:{NAME}:begin -->", f"<!-- skip-tables:{NAME}:end -->"
 
 
 def figures(runs: list[dict]) -> list[tuple[str, float, list[float]]]:
@@ -70,14 +73,6 @@ def render(runs: list[dict], names: list[str]) -> str:
     return "\n".join(lines)
 
 
-def update(document: Path, table: str) -> None:
-    text = document.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{document} has no {BEGIN} ... {END} section")
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    document.write_text(text[:start] + "\n" + table + "\n" + text[end:])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.best_dense_targets",
                                      description=__doc__.split("\n\n")[0])
@@ -88,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     names = ["full run" if i == 0 else f"repeat {i}" for i in range(len(runs))]
     table = render(runs, names)
     if args.update:
-        update(args.update, table)
+        update(args.update, NAME, table)
         print(f"updated {args.update}")
     else:
         print(table)

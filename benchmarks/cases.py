@@ -49,6 +49,14 @@ def whole_model(seed: int = 0) -> GatedNetwork:
     return loaded
 
 
+def batch_input(model: GatedNetwork, batch: int, seed: int, index: int = 0) -> Tensor:
+    """The benchmarks' input (B, D) for a batch size: the same in every module for the same
+    seed, so the torch, onnxruntime and A/B rows time the same gate patterns; `index` > 0
+    gives other inputs of that size (`benchmarks.cpu_cases`' changing inputs)."""
+    generator = torch.Generator().manual_seed(seed + batch + 7919 * index)
+    return torch.randn(batch, model.config.input_size, generator=generator)
+
+
 def threshold_between(logits: Tensor, density: float) -> float:
     """A threshold with round(density * n) of the n logits above it, halfway between the last
     one left off and the first one on (below all of them for density 1, above for 0)."""

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from .cases import LAYER_CASE, MODEL_CASE, layer_model, set_density, whole_model
+from .cases import LAYER_CASE, MODEL_CASE, batch_input, layer_model, set_density, whole_model
 from .run_record import write_rows
 from .timing import median_ms
 
@@ -60,8 +60,7 @@ def rows(base_cpu, cases, batches, densities, warmup: int, repeats: int, seed: i
         torch.manual_seed(seed)
         model = layer_model() if case == LAYER_CASE else whole_model(seed)
         for batch in batches:
-            x = torch.randn(batch, model.config.input_size,
-                            generator=torch.Generator().manual_seed(seed + batch))
+            x = batch_input(model, batch, seed)
             for density in densities:
                 set_density(model, x, density)
                 engines = {"base": base_cpu.SkipNetwork(model), "this": SkipNetwork(model)}

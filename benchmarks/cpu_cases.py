@@ -32,7 +32,15 @@ from models.compute import dense_macs
 from models.skip.cpu import SkipNetwork
 
 from . import dense_numpy
-from .cases import LAYER_CASE, MODEL_CASE, dense_forward, layer_model, set_density, whole_model
+from .cases import (
+    LAYER_CASE,
+    MODEL_CASE,
+    batch_input,
+    dense_forward,
+    layer_model,
+    set_density,
+    whole_model,
+)
 from .dense_baselines import blas_in_fresh_process, fastest, onnxruntime_dense
 from .timing import median_ms
 
@@ -55,11 +63,8 @@ def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DE
         dense = dense_forward(model)
         mine = []
         for batch in batches:
-            x = torch.randn(batch, model.config.input_size,
-                            generator=torch.Generator().manual_seed(seed + batch))
-            xs = [x] + [torch.randn(batch, model.config.input_size,
-                                    generator=torch.Generator().manual_seed(
-                                        seed + batch + 7919 * i)) for i in range(1, inputs)]
+            xs = [batch_input(model, batch, seed, i) for i in range(inputs)]
+            x = xs[0]
             for density in densities:
                 set_density(model, torch.cat(xs), density)
                 skip = SkipNetwork(model, dense_from=dense_from)

@@ -41,7 +41,7 @@ def rows(warmup: int, repeats: int, seed: int, batches=BATCHES) -> list[dict]:
         gater = stage.gater
         if gater is None or gater.native is None:
             continue
-        weight = gater.hidden[0] if gater.hidden is not None else gater.out[0]
+        weight = gater.first
         for batch in batches:
             x = rng.standard_normal((batch, weight.shape[0]), dtype=np.float32)
 

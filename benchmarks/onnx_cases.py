@@ -41,7 +41,7 @@ from models.compute import compute_reports
 from models.gated_artifact import save_gated_network
 from models.gated_network import GatedNetwork
 
-from .cases import LAYER_CASE, MODEL_CASE, layer_model, set_density, whole_model
+from .cases import LAYER_CASE, MODEL_CASE, batch_input, layer_model, set_density, whole_model
 from .run_record import write_rows
 from .timing import median_ms
 
@@ -119,8 +119,7 @@ def rows(warmup: int, repeats: int, seed: int, batches=BATCHES, densities=DENSIT
         blocks = np.array([layer.config.blocks for layer in model.gated_layers])
         for batch in batches:
             # The torch rows' inputs (benchmarks.cpu_cases), so the gate patterns match.
-            x = torch.randn(batch, model.config.input_size,
-                            generator=torch.Generator().manual_seed(seed + batch))
+            x = batch_input(model, batch, seed)
             feed = {"x": x.numpy()}
             for density in densities:
                 set_density(model, x, density)

@@ -24,7 +24,7 @@ import torch
 
 from models.skip.onnx_export import export_dense_onnx, export_onnx
 
-from .cases import LAYER_CASE, MODEL_CASE, set_density
+from .cases import LAYER_CASE, MODEL_CASE, batch_input, set_density
 from .onnx_cases import TOLERANCE, _model, _session
 from .run_record import write_rows
 from .timing import median_ms
@@ -43,8 +43,7 @@ def rows(warmup: int, repeats: int, seed: int, batches=BATCHES, densities=DENSIT
         dense = {t: _session(export_dense_onnx(model).SerializeToString(), t)
                  for t in settings}
         for batch in batches:
-            x = torch.randn(batch, model.config.input_size,
-                            generator=torch.Generator().manual_seed(seed + batch))
+            x = batch_input(model, batch, seed)
             feed = {"x": x.numpy()}
             for density in densities:
                 set_density(model, x, density)

@@ -180,40 +180,40 @@ class _Gater:
         self.hidden = ((_numpy(gater.hidden.weight.T), _numpy(gater.hidden.bias))
                        if gater.hidden is not None else None)
         self.out = (_numpy(gater.out.weight.T), _numpy(gater.out.bias))
-        first = self.hidden[0] if self.hidden is not None else self.out[0]  # (D, M)
+        # The first product's weight (D, M): the hidden layer's, or the output's without one.
+        self.first = self.hidden[0] if self.hidden is not None else self.out[0]
         self.native = native if native is not None and native_kernels.supports(
-            first.shape[1]) else None
+            self.first.shape[1]) else None
         # The first product as one block of the kernels' panels, (1, D, M).
-        self.panels = self.native.pack(first[None]) if self.native is not None else None
+        self.panels = self.native.pack(self.first[None]) if self.native is not None else None
         self.native_from = GATER_NATIVE_FROM_MACS  # multiply-adds; a benchmark moves it
         # Read once, like the weights: reading a torch scalar costs ~40 us with cold caches.
         self.threshold = float(layer.threshold)
 
-    def _first(self, x: np.ndarray, weight: np.ndarray, threads: int) -> np.ndarray:
-        """x @ weight (B, M), by the kernels where they run it: the rows cut into spans of
+    def _first(self, x: np.ndarray, threads_for) -> np.ndarray:
+        """x @ self.first (B, M), by the kernels where they run it: the rows cut into spans of
         GATER_SPAN_ROWS, which the kernels' pool shares out between threads."""
-        if self.native is None or x.shape[0] * weight.size < self.native_from:
-            return np.dot(x, weight)
+        macs = x.shape[0] * self.first.size
+        if self.native is None or macs < self.native_from:
+            return np.dot(x, self.first)
         batch = x.shape[0]
         starts = np.arange(0, batch, GATER_SPAN_ROWS, dtype=np.int64)
         spans = np.zeros((starts.size, 3), dtype=np.int64)
         spans[:, 1] = starts
         spans[:, 2] = np.minimum(starts + GATER_SPAN_ROWS, batch)
-        out = np.empty((batch, weight.shape[1]), dtype=np.float32)
+        out = np.empty((batch, self.first.shape[1]), dtype=np.float32)
         self.native.rows_times_blocks(np.ascontiguousarray(x), np.arange(batch, dtype=np.int64),
-                                      self.panels, spans, out, threads)
+                                      self.panels, spans, out, threads_for(macs))
         return out
 
     def __call__(self, x: np.ndarray, threads_for) -> np.ndarray:
         """The logits (B, K); `threads_for(macs)`: the threads a product of that many
         multiply-adds runs on."""
+        logits = self._first(x, threads_for)  # (B, K) without a hidden layer
         if self.hidden is not None:
-            h = self._first(x, self.hidden[0], threads_for(x.size * self.hidden[0].shape[1]))
+            h = logits  # (B, M)
             h += self.hidden[1]
-            x = np.tanh(h, out=h)
-            logits = np.dot(x, self.out[0])  # (B, K)
-        else:
-            logits = self._first(x, self.out[0], threads_for(x.size * self.out[0].shape[1]))
+            logits = np.dot(np.tanh(h, out=h), self.out[0])  # (B, K)
         logits += self.out[1]
         return logits
 

@@ -91,7 +91,7 @@ static uint_fast64_t pool_wait_round(uint_fast64_t seen) {
             cpu_relax();
             if ((spins & 255) == 255) {
                 if (now_ns() > until) break;
-                sched_yield(); /* see YIELD below */
+                sched_yield(); /* see YIELD above */
             }
         }
         pthread_mutex_lock(&pool.lock);
