@@ -67,8 +67,9 @@ def _grouped_blocks(s: Graph, x: str, on: str, values: str, main_blocked: str,
 
     The blocked weight is the product's first operand, the gathered rows (transposed) its
     second: ORT's batched MatMul packs its second operand afresh for every block, and a
-    block's C rows cost far less to pack than its D x S weight (measured on the layer at
-    batch 64: the weight-first product 1.4x faster, the reader's 2.2x, on one thread)."""
+    block's C rows cost far less to pack than its D x S weight (the layer at batch 64 and
+    10 %: 1.8-2.2x its dense graph this way, 1.5-1.8x with the weight second, in the
+    best-dense runs of docs/performance.md)."""
     onf = s.op("Cast", [on], f"{hint}.on_float", to=TensorProto.FLOAT)  # (B, K)
     # 1. Each block's examples, in example order, padded to C.
     capacity = s.op("Cast", [s.op("ReduceMax", [s.op("ReduceSum", [onf, s.ints(0)],
