@@ -82,14 +82,17 @@ def set_density(model: GatedNetwork, x: Tensor, density: float) -> None:
         x, _ = layer(x)
 
 
-def dense_forward(model: GatedNetwork):
-    """The same network run densely in torch: every block, no gater (the baseline)."""
-    layers = [(lay.main.weight.detach(), lay.main.bias.detach(), lay.activation)
-              for lay in model.layers]
-    readout = (model.readout.weight.detach(), model.readout.bias.detach())
+def dense_forward(model: GatedNetwork, dtype: torch.dtype = torch.float32):
+    """The same network run densely in torch: every block, no gater (the baseline); in
+    `dtype` (weights, activations and input; bfloat16 runs oneDNN's bfloat16 GEMM where the CPU
+    has it)."""
+    layers = [(lay.main.weight.detach().to(dtype), lay.main.bias.detach().to(dtype),
+               lay.activation) for lay in model.layers]
+    readout = (model.readout.weight.detach().to(dtype), model.readout.bias.detach().to(dtype))
 
     @torch.no_grad()
     def forward(x: Tensor) -> Tensor:
+        x = x.to(dtype)
         for weight, bias, act in layers:
             x = act(torch.addmm(bias, x, weight.T))
         return torch.addmm(readout[1], x, readout[0].T)

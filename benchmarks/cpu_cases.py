@@ -11,6 +11,12 @@ OPENBLAS_ overrides, onnxruntime's dense graph). `best_dense` names the fastest 
 included); `skip_rate_vs_dense` is their ratio, how near the skipping kernels run to the dense
 GEMM's speed.
 
+With `block_weights="bfloat16"` the networks' main-path weights are rounded to bfloat16 first
+(`models.block_weights`), so every implementation computes the same function; the skip path
+then streams bfloat16 panels, and torch's dense network in bfloat16 (oneDNN's bfloat16 GEMM:
+weights and activations in bfloat16) joins the dense implementations, as the dense answer to
+the same halving of the bytes.
+
 With `inputs` > 1 the skip path is timed on that many different input batches in turn (the
 first one the others' runs use; gates set over all of them), as a server sees its requests:
 each call's blocks differ, so their weights are less often still in cache than when one input
@@ -28,6 +34,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from models.block_weights import round_main_weights
 from models.compute import dense_macs
 from models.skip.cpu import SkipNetwork
 
@@ -50,9 +57,10 @@ DENSITIES = (1.0, 0.5, 0.25, 0.1, 0.05)
 
 def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DENSITIES,
          cases=(LAYER_CASE, MODEL_CASE), progress=None, dense_from: float | None = None,
-         inputs: int = 1) -> list[dict]:
+         inputs: int = 1, block_weights: str = "float32") -> list[dict]:
     """`dense_from`: SkipNetwork's routing fraction for every batch (None: its default rule).
-    `inputs`: input batches the skip path cycles through (see the module docstring)."""
+    `inputs`: input batches the skip path cycles through; `block_weights`: the main-path
+    weights' precision (see the module docstring)."""
     if inputs < 1:
         raise ValueError(f"inputs must be >= 1, got {inputs}")
     out = []
@@ -60,6 +68,7 @@ def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DE
     for case in cases:
         torch.manual_seed(seed)
         model = layer_model() if case == LAYER_CASE else whole_model(seed)
+        round_main_weights(model, block_weights)
         dense = dense_forward(model)
         mine = []
         for batch in batches:
@@ -85,7 +94,7 @@ def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DE
                     "executed_macs": sum(r.executed_macs for r in reports),
                     "dense_ms": times["dense"], "skip_ms": times["skip"],
                     "speedup": times["dense"] / times["skip"], "threads": threads,
-                    "inputs": inputs,
+                    "inputs": inputs, "block_weights": block_weights,
                     **({"skip_one_input_ms": times["skip_one_input"]} if inputs > 1 else {}),
                     # the routing fraction used; None: no example could be routed dense
                     "dense_from": route if (route := skip.dense_fraction(batch)) <= 1.0
@@ -104,6 +113,8 @@ def _add_dense_baselines(model, rows: list[dict], batches, threads: int, warmup:
     ~0.1 s after each of its multi-threaded products and would slow whatever ran beside them."""
     numpy_dense = dense_numpy.forward(dense_numpy.dense_layers(model))
     ort_dense = onnxruntime_dense(model, threads)
+    bfloat16_dense = (dense_forward(model, torch.bfloat16)
+                      if getattr(model, "block_weights", "float32") == "bfloat16" else None)
     fresh, blas = blas_in_fresh_process(model, batches, threads=threads, warmup=warmup,
                                         repeats=repeats, seed=seed)
     macs = dense_macs(model.config)
@@ -118,6 +129,12 @@ def _add_dense_baselines(model, rows: list[dict], batches, threads: int, warmup:
         onnx = None if ort_dense is None else median_ms(
             {"dense": lambda: ort_dense(x)}, warmup=warmup, repeats=repeats,  # noqa: B023
             rounds=1)["dense"]
+        torch_bfloat16 = None
+        if bfloat16_dense is not None:
+            x_tensor = torch.from_numpy(x)
+            torch_bfloat16 = median_ms(
+                {"dense": lambda: bfloat16_dense(x_tensor)}, warmup=warmup,  # noqa: B023
+                repeats=repeats, rounds=1)["dense"]
         mine = [row for row in rows if row["batch"] == batch]
         # torch's dense time of the batch: the median over its rows (one per density), where
         # it was timed in rounds alternating with the skip path.
@@ -125,6 +142,8 @@ def _add_dense_baselines(model, rows: list[dict], batches, threads: int, warmup:
         for row in mine:
             candidates = {"torch": torch_ms, "openblas": openblas,
                           "openblas-fresh": fresh[batch], "onnxruntime": onnx}
+            if torch_bfloat16 is not None:
+                candidates["torch-bfloat16"] = torch_bfloat16
             name, best = fastest(candidates)
             row.update({f"dense_{key.replace('-', '_')}_ms": ms
                         for key, ms in candidates.items() if key != "torch"})

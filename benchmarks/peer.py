@@ -17,6 +17,10 @@ server's client-side p50 and p99 over `--requests` requests per round, servers a
 round by round; sparsegate's answers with every gate on are checked against MLServer's.
 MLServer 1.7 answers binary-extension requests over REST with a 500 (it parses the whole body
 as JSON), so it is timed in JSON only and every row is read against its JSON p50.
+
+`--block-weights float32,bfloat16` also serves the network with its main-path weights rounded
+to bfloat16 (`models.block_weights`; `sparsegate-10-bf16`, `sparsegate-100-bf16`), in the same
+rounds, against the same float32 peer.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.block_weights import PRECISIONS, round_main_weights
 from models.gated_artifact import save_gated_network
 from models.gated_config import preset
 from models.gated_network import GatedNetwork
@@ -112,17 +117,28 @@ def first_output(body: bytes, name: str) -> np.ndarray:
     return np.asarray(outputs[name]["data"], dtype=np.float64)
 
 
-def build(root: Path, seed: int) -> tuple[bytes, np.ndarray]:
-    """sparsegate's two versions of the network in `root` and MLServer's dense graph; returns
-    the graph and the inputs requests are made of."""
+def served_name(density: str, block_weights: str) -> str:
+    """The model sparsegate serves at `density` ("10" or "100") in `block_weights`."""
+    return f"blocks-{density}" + ("-bf16" if block_weights == "bfloat16" else "")
+
+
+def build(root: Path, seed: int, block_weights=("float32",)) -> tuple[bytes, np.ndarray]:
+    """sparsegate's versions of the network in `root` (10 % and 100 %, in each precision of
+    `block_weights`) and MLServer's dense graph (float32); returns the graph and the inputs
+    requests are made of."""
     torch.manual_seed(seed)
     model = GatedNetwork(preset("blocks")).eval()
     x = torch.randn(512, 784, generator=torch.Generator().manual_seed(seed))
     set_density(model, x, 0.1)
-    save_gated_network(model, root, "blocks-10", 1)
-    model.set_thresholds([-1e30] * len(model.gated_layers))  # every gate on
-    save_gated_network(model, root, "blocks-100", 1)
-    return export_dense_onnx(model).SerializeToString(), x.numpy()
+    tenth = model.thresholds()
+    graph = export_dense_onnx(model).SerializeToString()
+    for precision in sorted(block_weights, key=PRECISIONS.index):  # float32 before rounding
+        round_main_weights(model, precision)
+        model.set_thresholds(tenth)
+        save_gated_network(model, root, served_name("10", precision), 1)
+        model.set_thresholds([-1e30] * len(model.gated_layers))  # every gate on
+        save_gated_network(model, root, served_name("100", precision), 1)
+    return graph, x.numpy()
 
 
 def measure(targets: dict[str, tuple[str, str]], inputs: np.ndarray, batches: list[int],
@@ -175,12 +191,12 @@ def check_same_answers(targets: dict[str, tuple[str, str]], x: np.ndarray) -> No
 
 
 def show(rows: list[dict]) -> None:
-    print(f"{'batch':>5} {'encoding':>8} {'server':>16} {'p50 ms':>8} {'p99 ms':>8} "
+    print(f"{'batch':>5} {'encoding':>8} {'server':>20} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'vs MLServer JSON':>16} {'forward / server ms':>19}")
     for r in rows:
         own = (f"{r['server_forward_p50_ms']:.2f} / {r['server_total_p50_ms']:.2f}"
                if "server_forward_p50_ms" in r else "-")
-        print(f"{r['batch']:>5} {r['encoding']:>8} {r['server']:>16} {r['p50_ms']:>8.2f} "
+        print(f"{r['batch']:>5} {r['encoding']:>8} {r['server']:>20} {r['p50_ms']:>8.2f} "
               f"{r['p99_ms']:>8.2f} {r['speedup_vs_peer_json']:>15.2f}x {own:>19}")
 
 
@@ -197,19 +213,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--block-weights", default="float32",
+                        help="sparsegate's main-path weight precisions, comma-separated: "
+                             "float32 (default), bfloat16 or both")
     args = parser.parse_args(argv)
+    precisions = tuple(p.strip() for p in args.block_weights.split(",") if p.strip())
+    if not precisions or set(precisions) - set(PRECISIONS):
+        parser.error(f"--block-weights takes {', '.join(PRECISIONS)}, comma-separated")
     python = args.peer_python or peer_python(args.peer_env)
     batches = [int(b) for b in args.batches.split(",")]
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="sparsegate-peer-repo-") as tmp:
-        graph, inputs = build(Path(tmp), args.seed)
+        graph, inputs = build(Path(tmp), args.seed, precisions)
         peer = MLServerProcess(python, graph, args.threads)
         try:
             with ServerProcess(tmp, "--threads", str(args.threads)) as ours:
-                targets = {PEER: (peer.url, "dense"),
-                           "sparsegate-10": (ours.url, "blocks-10"),
-                           "sparsegate-100": (ours.url, "blocks-100")}
-                check_same_answers(targets, inputs[:8])
+                targets = {PEER: (peer.url, "dense")}
+                for precision in precisions:
+                    for density in ("10", "100"):
+                        name = served_name(density, precision)
+                        targets[name.replace("blocks", "sparsegate")] = (ours.url, name)
+                if "float32" in precisions:
+                    check_same_answers(targets, inputs[:8])
                 rows = measure(targets, inputs, batches, args.requests, args.rounds,
                                args.warmup)
         finally:
@@ -222,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         write_rows(args.json, rows, settings={
             "command": "python -m benchmarks.peer " + " ".join(
                 sys.argv[1:] if argv is None else argv),
-            "mlserver": version, "threads": args.threads, "seconds": time.time() - started})
+            "mlserver": version, "threads": args.threads, "block_weights": list(precisions),
+            "seconds": time.time() - started})
     return 0
 
 

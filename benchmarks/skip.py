@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from models.block_weights import PRECISIONS
+
 from .cases import (
     LAYER_CASE,
     MODEL_CASE,
@@ -46,7 +48,8 @@ BEST_HEADER = (f"{'case':>30} {'batch':>5} {'density':>7} {'best dense':>14} {'d
 
 def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
         backends: tuple[str, ...] = ("torch", "onnxruntime"), batches=None, densities=None,
-        cases=None, dense_from: float | None = None, inputs: int = 1) -> list[dict]:
+        cases=None, dense_from: float | None = None, inputs: int = 1,
+        block_weights: str = "float32") -> list[dict]:
     def show(row: dict) -> None:
         print(TABLE.format(**row), flush=True)
 
@@ -71,7 +74,8 @@ def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
         from . import cpu_cases
 
         torch_rows = cpu_cases.rows(warmup, repeats, seed, progress=show,
-                                    dense_from=dense_from, inputs=inputs, **sizes)
+                                    dense_from=dense_from, inputs=inputs,
+                                    block_weights=block_weights, **sizes)
         print(BEST_HEADER)
         for row in torch_rows:
             print(BEST_TABLE.format(**row))
@@ -122,7 +126,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="CPU torch: route an example dense from this fraction of its "
                              "blocks on, at every batch size (default: the engine's rule; "
                              "> 1: never), to compare routing rules")
+    parser.add_argument("--block-weights", choices=PRECISIONS, default="float32",
+                        help="CPU torch: the main-path weights' precision; bfloat16 rounds "
+                             "them for every implementation and adds torch's bfloat16 dense "
+                             "network to the dense ones (default float32)")
     args = parser.parse_args(argv)
+    if args.block_weights != "float32" and (args.device != "cpu" or "onnxruntime" in
+                                            args.backends.split(",")):
+        parser.error("--block-weights bfloat16 takes --device cpu --backends torch")
     if args.dense_from is not None and not args.dense_from > 0:
         parser.error("--dense-from must be > 0")
     if args.inputs < 1:
@@ -134,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown backend(s) {sorted(unknown)}; valid: torch, onnxruntime")
     rows = run(args.device, args.warmup, args.repeats, args.seed, args.quick, backends,
-               args.batches, args.densities, args.cases, args.dense_from, args.inputs)
+               args.batches, args.densities, args.cases, args.dense_from, args.inputs,
+               args.block_weights)
     if args.json:
         from .skip_plot import plot_speedups
 

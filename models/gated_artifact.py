@@ -2,7 +2,9 @@
 
 config.json carries `kind`, `architecture` (the GatedNetworkConfig), `estimator` (what trained
 it), `thresholds` (calibrated, per gated layer), and whatever provenance the trainer passes
-(`training`, `data`, `metrics`). The weights are the network's state dict.
+(`training`, `data`, `metrics`); `block_weights: "bfloat16"` where the main-path weights are
+stored in bfloat16 (`models.block_weights`; absent: float32). The weights are the network's state
+dict, main-path weights in that precision.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import block_weights
 from .artifact import (
     MAX_WEIGHTS_BYTES,
     ArtifactError,
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 
 KIND = "sparsegate.gated-network"
 FLOAT32_BYTES = 4
+BYTES = {"float32": 4, "bfloat16": 2}
 
 
 def save_gated_network(model: GatedNetwork, repository: str | Path, name: str,
@@ -42,6 +46,7 @@ def save_gated_network(model: GatedNetwork, repository: str | Path, name: str,
     `extra_files`: other files of the version, such as its labelled examples
     (`models.labelled_examples`)."""
     gated = model.gated_layers
+    precision = block_weights.precision_of(model)
     config = {
         **(metadata or {}),
         "kind": KIND,
@@ -49,7 +54,9 @@ def save_gated_network(model: GatedNetwork, repository: str | Path, name: str,
         "estimator": gated[0].estimator.describe() if gated else None,
         "thresholds": model.thresholds(),
     }
-    tensors = {k: v for k, v in model.state_dict().items()}
+    if precision != block_weights.DEFAULT:
+        config[block_weights.CONFIG_KEY] = precision
+    tensors = block_weights.stored_tensors(model)
     return write_artifact(repository, name, version, config, tensors,
                           extra_files=extra_files, overwrite=overwrite)
 
@@ -70,7 +77,8 @@ def load_gated_network(folder: str | Path, device: str | torch.device = "cpu", *
     (every size and estimator setting in range), the fields a server reports, and the manifest
     against the state the architecture needs, name by name, shape and dtype. So a weights file
     is read only up to the bytes this network needs, and the network is built only from weights
-    that were verified to be exactly its own.
+    that were verified to be exactly its own. Main-path weights stored in bfloat16 are widened
+    to the network's float32 parameters, exactly.
     """
     from .gated_network import GatedNetwork
 
@@ -79,7 +87,8 @@ def load_gated_network(folder: str | Path, device: str | torch.device = "cpu", *
 
     def check_config(config: dict[str, Any]) -> None:
         checked.update(_check_config(config, shown))
-        _check_manifest_fits(checked["architecture"], config["weights"]["tensors"], shown)
+        _check_manifest_fits(checked["architecture"], config["weights"]["tensors"], shown,
+                             checked["block_weights"])
 
     config, tensors = read_artifact(folder, device=str(device), repository=repository,
                                     check_config=check_config, config=config)
@@ -89,6 +98,7 @@ def load_gated_network(folder: str | Path, device: str | torch.device = "cpu", *
     except RuntimeError as err:
         raise ArtifactError(f"{shown}: weights do not fit the architecture: {err}") from None
     model.set_thresholds(checked["thresholds"])
+    model.block_weights = checked["block_weights"]
     return model.eval(), config
 
 
@@ -114,30 +124,38 @@ def _check_config(config: dict[str, Any], shown: str) -> dict[str, Any]:
         raise ArtifactError(f"{shown}: invalid architecture in config.json: {err}") from None
     check_served_fields(config, shown)
     thresholds = _thresholds(config.get("thresholds"), len(architecture.gated_layers), shown)
-    return {"architecture": architecture, "thresholds": thresholds}
+    precision = config.get(block_weights.CONFIG_KEY, block_weights.DEFAULT)
+    try:
+        block_weights.check_precision(precision, f"config.json '{block_weights.CONFIG_KEY}'")
+    except ValueError as err:
+        raise ArtifactError(f"{shown}: {err}") from None
+    return {"architecture": architecture, "thresholds": thresholds, "block_weights": precision}
 
 
 def _check_manifest_fits(architecture: GatedNetworkConfig, manifest: dict[str, Any],
-                         shown: str) -> None:
+                         shown: str, precision: str = block_weights.DEFAULT) -> None:
     """The manifest lists exactly the state the architecture has: the same names, shapes and
-    dtypes. Checked on a network built on the meta device, which holds shapes and no memory,
-    after a bound on its size: each weight matrix holds one float32 per multiply-add of the
-    dense forward or a gater, so an architecture needing more bytes than the manifest lists was
-    edited (10**9 blocks), and is refused before even its shapes are built."""
+    dtypes (main-path weights in `precision`). Checked on a network built on the meta device,
+    which holds shapes and no memory, after a bound on its size: each weight matrix holds one
+    number per multiply-add of the dense forward (in `precision`) or a gater (float32), so an
+    architecture needing more bytes than the manifest lists was edited (10**9 blocks), and is
+    refused before even its shapes are built."""
     import torch
 
     from .gated_network import GatedNetwork
 
     listed = sum(tensor_bytes(entry["dtype"], entry["shape"], MAX_WEIGHTS_BYTES) or 0
                  for entry in manifest.values())
-    needed = FLOAT32_BYTES * (dense_macs(architecture) + gater_macs(architecture))
+    needed = (BYTES[precision] * dense_macs(architecture)
+              + FLOAT32_BYTES * gater_macs(architecture))
     if needed > listed:
         raise ArtifactError(f"{shown}: weights do not fit the architecture: its weight "
-                            f"matrices need {needed} bytes of float32, the manifest lists "
-                            f"{listed} bytes")
+                            f"matrices need {needed} bytes ({precision} main path), the "
+                            f"manifest lists {listed} bytes")
     with torch.device("meta"):
         expected = {key: {"shape": list(value.shape),
-                          "dtype": str(value.dtype).removeprefix("torch.")}
+                          "dtype": block_weights.stored_dtype(
+                              key, str(value.dtype).removeprefix("torch."), precision)}
                     for key, value in GatedNetwork(architecture).state_dict().items()}
     for key in sorted(set(expected) | set(manifest)):
         if manifest.get(key) != expected.get(key):

@@ -175,6 +175,9 @@ class GatedNetwork(nn.Module):
             width = layer_config.width
         self.layers = nn.ModuleList(layers)
         self.readout = nn.Linear(width, config.num_classes)
+        # The precision its main-path weights' values lie in (models.block_weights): float32
+        # until `round_main_weights` rounds them; an artifact stores them in it.
+        self.block_weights = "float32"
         self.reset_main_parameters()
 
     @torch.no_grad()

@@ -81,6 +81,8 @@ class ModelEngine:
         self.gated_layers = len(gated)
         self.blocks = [layer.blocks for layer in gated]
         self.dense_macs = dense_macs(architecture)
+        # Checked at load (models.gated_artifact): float32 where config.json says nothing.
+        self.block_weights: str = config.get("block_weights", "float32")
         # Labelled examples the artifact records (None: it has none), checked before the
         # weights are read, like the rest of the artifact.
         self.examples = read_examples(folder, config, input_size=self.input_size,
@@ -175,7 +177,8 @@ class ModelEngine:
                 "dense_macs": self.dense_macs, "expected_density": self.expected_density,
                 "expected_saved_fraction": self.expected_saved_fraction,
                 "estimator": (self.metadata.get("estimator") or {}).get("name"),
-                "test_error": (self.metadata.get("metrics") or {}).get("test_error")}
+                "test_error": (self.metadata.get("metrics") or {}).get("test_error"),
+                "block_weights": self.block_weights}
 
     def _expected_saving(self) -> float | None:
         """The saved fraction of an example with the calibrated density on in every gated

@@ -50,6 +50,7 @@ def model_card(engine: ModelEngine) -> dict[str, Any]:
         "target_density": _number(architecture.get("target_density")),
         "test_density": engine.test_density,
         "test_error": _number(_object(stored.get("metrics")).get("test_error")),
+        "block_weights": engine.block_weights,
         "dense_macs": engine.dense_macs, "gater_macs": gater_macs(engine.config),
         "expected_saved_fraction": engine.expected_saved_fraction,
         "data": _training_data(stored.get("data")),

@@ -14,6 +14,11 @@ the CPU runs is chosen when the library loads; SPARSEGATE_KERNEL_SET=generic|avx
 another (refused, with the sets there are, where the CPU cannot run it). Every set computes the
 same products up to float summation order.
 
+Panels hold float32 or bfloat16 weights (`PRECISIONS`): in bfloat16 each weight is the upper
+half of its float32 (rounded to nearest even when packed), widened back as it is loaded, so a
+product reads half the bytes and sums in float32. Packing a bfloat16-exact float32 weight (one
+an artifact stored in bfloat16) in bfloat16 loses nothing.
+
 The library is compiled with the system C compiler (`cc`, or $CC) at `-O3` into a cache folder
 ($SPARSEGATE_CACHE, default ~/.cache/sparsegate), keyed by the sources' hash and the flags, and
 loaded through ctypes (standard library). Where no compiler is found or the build fails, `load()`
@@ -41,56 +46,81 @@ FLAGS = ("-O3", "-ffp-contract=fast", "-funroll-loops", "-shared", "-fPIC", "-pt
 TILE = 64  # column counts the kernels take are multiples of this (COLUMNS in the source)
 # The instruction sets, by the numbers the library uses.
 KERNEL_SETS = ("generic", "avx2", "avx512")
+# The weight precisions panels hold, by the numbers the library uses, and their numpy storage.
+PRECISIONS = ("float32", "bfloat16")
+_STORAGE = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(np.uint16)}
+
+
+def to_bfloat16_bits(weights: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bits (uint16), rounded to nearest even (torch's rounding)."""
+    import torch
+
+    tensor = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32))
+    return tensor.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+
+
+def from_bfloat16_bits(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 bits (uint16) -> float32, exactly."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
 @dataclass(frozen=True)
 class Panels:
     """A stack of K matrices (K, R, C) packed for the kernels: (K, C / W, R, W) for the chosen
-    instruction set's panel width W, so each row of a panel is contiguous, and so is the panel.
-    Built once, when a model is loaded."""
+    instruction set's panel width W, so each row of a panel is contiguous, and so is the panel;
+    in float32, or in bfloat16 (stored as its uint16 bits). Built once, when a model is
+    loaded."""
 
-    array: np.ndarray  # (K, C / width, R, width) float32, C-contiguous
+    array: np.ndarray  # (K, C / width, R, width) float32 or uint16, C-contiguous
     shape: tuple[int, int, int]  # (K, R, C): the matrices it holds
     width: int
+    precision: str = "float32"
 
     @classmethod
-    def pack(cls, weights: np.ndarray, width: int) -> Panels:
+    def pack(cls, weights: np.ndarray, width: int, precision: str = "float32") -> Panels:
         if weights.ndim != 3 or not supports(weights.shape[2]) or TILE % width:
             raise ValueError(f"panels need (K, R, C) weights with C a multiple of {TILE}, "
                              f"and a width dividing {TILE}; got shape {weights.shape}, width "
                              f"{width}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"panel precision must be one of {', '.join(PRECISIONS)}, got "
+                             f"{precision!r}")
         k, r, c = weights.shape
-        array = np.ascontiguousarray(
-            np.asarray(weights, dtype=np.float32).reshape(k, r, c // width, width)
-            .transpose(0, 2, 1, 3))
-        return cls(array, (k, r, c), width)
+        array = np.asarray(weights, dtype=np.float32).reshape(k, r, c // width, width)
+        array = np.ascontiguousarray(array.transpose(0, 2, 1, 3))
+        if precision == "bfloat16":
+            array = to_bfloat16_bits(array)
+        return cls(array, (k, r, c), width, precision)
 
     def unpack(self) -> np.ndarray:
-        """The (K, R, C) stack these panels hold, a view."""
+        """The (K, R, C) stack these panels hold, in float32 (a view where they are float32)."""
         k, r, c = self.shape
-        return self.array.transpose(0, 2, 1, 3).reshape(k, r, c)
+        array = (self.array if self.precision == "float32"
+                 else from_bfloat16_bits(self.array))
+        return array.transpose(0, 2, 1, 3).reshape(k, r, c)
 
 
 class NativeKernels:
     def __init__(self, library: ctypes.CDLL) -> None:
         pointer, size = ctypes.c_void_p, ctypes.c_int64
         self._rows = library.rows_times_blocks
-        self._rows.argtypes = [pointer, size, pointer, pointer, size, pointer, size, pointer]
+        self._rows.argtypes = [ctypes.c_int, pointer, size, pointer, pointer, size, pointer, size,
+                               pointer]
         self._rows.restype = None
         self._accumulate = library.accumulate_blocks_times_rows
-        self._accumulate.argtypes = [pointer, size, pointer, pointer, size, pointer, size,
-                                     pointer]
+        self._accumulate.argtypes = [ctypes.c_int, pointer, size, pointer, pointer, size,
+                                     pointer, size, pointer]
         self._accumulate.restype = None
         self._narrow = library.accumulate_narrow
         self._narrow.argtypes = [pointer, size, pointer, pointer, size, pointer, size, pointer]
         self._narrow.restype = None
         self._tiles = library.tiles_from_blocks
-        self._tiles.argtypes = [pointer, size, pointer, size, pointer, pointer, size, pointer,
-                                size, pointer]
+        self._tiles.argtypes = [ctypes.c_int, pointer, size, pointer, size, pointer, pointer,
+                                size, pointer, size, pointer]
         self._tiles.restype = None
         self._threaded = library.grouped_products_threaded
-        self._threaded.argtypes = [ctypes.c_int, pointer, size, pointer, pointer, size, pointer,
-                                   size, pointer, size, pointer, size]
+        self._threaded.argtypes = [ctypes.c_int, ctypes.c_int, pointer, size, pointer, pointer,
+                                   size, pointer, size, pointer, size, pointer, size]
         self._threaded.restype = None
         self._nudge = library.pool_nudge
         self._nudge.argtypes = []
@@ -117,13 +147,14 @@ class NativeKernels:
         """The width of the weight panels the chosen set reads (`Panels.pack`)."""
         return int(self._panel_width(self._chosen()))
 
-    def pack(self, weights: np.ndarray) -> Panels:
-        """(K, R, C) weights packed for the chosen set."""
-        return Panels.pack(weights, self.panel_width)
+    def pack(self, weights: np.ndarray, precision: str = "float32") -> Panels:
+        """(K, R, C) weights packed for the chosen set, in `precision` (see `PRECISIONS`)."""
+        return Panels.pack(weights, self.panel_width, precision)
 
     def _panels(self, weights: Panels | np.ndarray) -> Panels:
         if isinstance(weights, Panels):
-            return weights if weights.width == self.panel_width else self.pack(weights.unpack())
+            return (weights if weights.width == self.panel_width
+                    else self.pack(weights.unpack(), weights.precision))
         return self.pack(weights)
 
     @property
@@ -196,14 +227,15 @@ class NativeKernels:
             raise ValueError("reads must be a C-contiguous (B, J) uint8 array dividing x's "
                              "columns into J blocks")
         blocks = reads.shape[1]
+        precision = PRECISIONS.index(panels.precision)
         args = (x.ctypes.data, x.shape[1] // blocks, reads.ctypes.data, blocks,
                 examples.ctypes.data, panels.array.ctypes.data, panels.shape[2],
                 spans.ctypes.data, spans.shape[0], out.ctypes.data)
         if threads > 1:
-            self._threaded(2, args[0], args[1], args[4], args[5], args[6], args[7], args[8],
-                           args[9], threads, args[2], args[3])
+            self._threaded(2, precision, args[0], args[1], args[4], args[5], args[6], args[7],
+                           args[8], args[9], threads, args[2], args[3])
         else:
-            self._tiles(*args)
+            self._tiles(precision, *args)
         return out
 
     def _launch(self, kind: int, single, rows: np.ndarray, examples: np.ndarray,
@@ -211,21 +243,26 @@ class NativeKernels:
                 ) -> np.ndarray:
         """Check the arrays, then run kernel `kind` on this thread or split over `threads`."""
         _check(rows, weights, out, examples, spans)
+        precision = PRECISIONS.index(weights.precision)
         args = (rows.ctypes.data, rows.shape[1], examples.ctypes.data, weights.array.ctypes.data,
                 weights.shape[2], spans.ctypes.data, spans.shape[0], out.ctypes.data)
         if threads > 1:
-            self._threaded(kind, *args, threads, None, 0)
+            self._threaded(kind, precision, *args, threads, None, 0)
         else:
-            single(*args)
+            single(precision, *args)
         return out
 
 
 def _check(rows: np.ndarray, weights: Panels, out: np.ndarray, *indices: np.ndarray) -> None:
     """The kernels read raw pointers: refuse anything but C-contiguous arrays of their types,
     and shapes that disagree (a wrong shape would read past an array's end)."""
-    for array in (rows, weights.array, out):
+    for array in (rows, out):
         if array.dtype != np.float32 or not array.flags.c_contiguous:
             raise ValueError("native kernels need C-contiguous float32 arrays")
+    if (weights.precision not in PRECISIONS or weights.array.dtype != _STORAGE[weights.precision]
+            or not weights.array.flags.c_contiguous):
+        raise ValueError(f"native kernels need C-contiguous panels stored as their precision "
+                         f"says; got {weights.precision!r} panels of {weights.array.dtype}")
     for array in indices:
         if array.dtype != np.int64 or not array.flags.c_contiguous:
             raise ValueError("native kernels need C-contiguous int64 indices")

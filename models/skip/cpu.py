@@ -2,9 +2,12 @@
 
 `SkipNetwork(model)` is an inference view of a trained `GatedNetwork` (deterministic gates, the
 calibrated thresholds), fp32; it copies the weights and thresholds when built, so build a new
-one after changing the model. Per gated layer it runs the gater in full, then routes each
-example one of two ways, by its own gate pattern and the batch size only (never by what its
-batch-mates' gates are):
+one after changing the model. A model whose main-path weights are bfloat16 numbers
+(`models.block_weights`, an artifact exported so) has the C kernels' panels packed in
+bfloat16: the same values in half the bytes, summed in float32.
+
+Per gated layer it runs the gater in full, then routes each example one of two ways, by its own
+gate pattern and the batch size only (never by what its batch-mates' gates are):
 
 - sparse (the example has fewer than `dense_from` of the layer's blocks on): its (example,
   block) pairs that are on are grouped by block, the way MoE kernels sort tokens by expert, and
@@ -50,6 +53,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import block_weights
 from ..activations import ACTIVATIONS
 from ..gated_network import GatedLayer, GatedNetwork
 from . import c_kernels as native_kernels
@@ -127,7 +131,8 @@ class _Linear:
     kernels run a product, its weights are also packed in their panels, once, here."""
 
     def __init__(self, linear: torch.nn.Linear, out_blocks: int = 0, in_blocks: int = 0,
-                 native: native_kernels.NativeKernels | None = None):
+                 native: native_kernels.NativeKernels | None = None,
+                 precision: str = "float32"):
         self.weight = linear.weight.detach().to(torch.float32)  # (N, D)
         self.bias_tensor = linear.bias.detach().to(torch.float32).clone()  # (N,)
         self.bias = self.bias_tensor.numpy()
@@ -137,13 +142,13 @@ class _Linear:
         by_out_block = (_numpy(self.weight.view(out_blocks, n // out_blocks, d)  # (K, D, S)
                                .transpose(1, 2)) if out_blocks else None)
         packed = native is not None and out_blocks and native_kernels.supports(n // out_blocks)
-        self.out_panels = native.pack(by_out_block) if packed else None
+        self.out_panels = native.pack(by_out_block, precision) if packed else None
         # Only numpy's products read (K, D, S): where the kernels run them, the panels are the
         # one copy kept.
         self.by_out_block = None if packed else by_out_block
         self.by_in_block = (self.transposed.reshape(in_blocks, d // in_blocks, n)
                             if in_blocks else None)  # (K_in, S_in, N), a view
-        self.in_panels = (native.pack(self.by_in_block)
+        self.in_panels = (native.pack(self.by_in_block, precision)
                           if native and in_blocks and native_kernels.supports(n) else None)
         # A reader narrower than the panels (a class read-out): each output column's rows of
         # each input block contiguous, (K_in, N, S_in), for the kernels' dot products.
@@ -237,12 +242,12 @@ class _Stage:
     lone_spans: np.ndarray | None = None
 
     @classmethod
-    def of(cls, step: PlannedLayer, native) -> _Stage:
+    def of(cls, step: PlannedLayer, native, precision: str) -> _Stage:
         gated = step.gated
         linear = _Linear(step.linear, gated.config.blocks if gated is not None else 0,
                          step.reads_blocks_of.blocks
                          if gated is None and step.reads_blocks_of is not None else 0,
-                         native)
+                         native, precision)
         whole = (gated is not None and step.reader_width is not None and native is not None
                  and not native_kernels.supports(step.reader_width))
         lone = (gated is not None and native is not None
@@ -274,7 +279,10 @@ class SkipNetwork:
         self.threads = threads or torch.get_num_threads()
         self.native = native_kernels.load() if native else None
         use_one_blas_thread()  # see models.skip.numpy_products
-        *self._stages, readout = (_Stage.of(step, self.native) for step in plan_layers(model))
+        # The panels' precision: the model's main-path weights', so packing them loses nothing.
+        self.block_weights = block_weights.precision_of(model)
+        *self._stages, readout = (_Stage.of(step, self.native, self.block_weights)
+                                  for step in plan_layers(model))
         self._readout = readout.linear
         self._gated_layers = len(model.gated_layers)
         # Whether the C kernels can run every gated layer's blocks (their column tile divides

@@ -36,9 +36,9 @@ def test_the_benchmark_runs_against_a_real_mlserver(tmp_path):
     out = tmp_path / "peer.json"
     assert peer.main(["--peer-python", MLSERVER.python(), "--batches", "2",
                       "--requests", "2", "--rounds", "1", "--warmup", "1",
-                      "--json", str(out)]) == 0
+                      "--block-weights", "float32,bfloat16", "--json", str(out)]) == 0
     rows = json.loads(Path(out).read_text())["rows"]
-    assert {(r["server"], r["encoding"]) for r in rows} == {
-        (peer.PEER, "json"), ("sparsegate-10", "json"), ("sparsegate-10", "binary"),
-        ("sparsegate-100", "json"), ("sparsegate-100", "binary")}
+    assert {(r["server"], r["encoding"]) for r in rows} == {(peer.PEER, "json")} | {
+        (f"sparsegate-{density}{suffix}", encoding) for density in ("10", "100")
+        for suffix in ("", "-bf16") for encoding in ("json", "binary")}
     assert all(r["p50_ms"] > 0 and r["requests"] == 2 for r in rows)

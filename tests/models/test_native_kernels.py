@@ -1,6 +1,10 @@
 """The C grouped-product kernels equal numpy's products, and the skipping forward that uses them
 equals the dense masked forward. Tolerance: 1e-4 relative, 1e-4 absolute (float32 sums of up to
-1024 terms in a different order). Skipped where no C compiler builds them."""
+1024 terms in a different order). Skipped where no C compiler builds them.
+
+The products run with float32 and with bfloat16 panels; in bfloat16 the reference is the same
+product over the weights rounded to bfloat16, which is what the kernels must compute exactly
+(up to summation order): the rounding is the export's, not the kernels'."""
 
 import numpy as np
 import pytest
@@ -31,6 +35,20 @@ def kernel_set(request):
         kernels.choose(chosen)
 
 
+@pytest.fixture(params=native_kernels.PRECISIONS)
+def precision(request):
+    return request.param
+
+
+def packed(weights, precision):
+    """The weights as the kernels take them in `precision`, and the float32 weights they must
+    compute with (rounded to bfloat16 where the panels are)."""
+    if precision == "float32":
+        return weights, weights
+    panels = kernels.pack(weights, precision)
+    return panels, panels.unpack()
+
+
 def random_pairs(rng, batch, blocks, density):
     on = rng.random((batch, blocks)) < density
     block_of, examples = np.nonzero(on.T)
@@ -44,28 +62,28 @@ def random_pairs(rng, batch, blocks, density):
 
 @pytest.mark.parametrize("batch, density", [(1, 0.3), (7, 0.5), (33, 0.2), (20, 1.0)])
 @pytest.mark.parametrize("s", [64, 128, 192, 256])  # every block size is a multiple of 64
-def test_kernels_equal_the_per_pair_products(batch, density, s):
+def test_kernels_equal_the_per_pair_products(batch, density, s, precision):
     rng = np.random.default_rng(batch)
     blocks, d, n = 5, 96, 128
     block_of, examples, spans = random_pairs(rng, batch, blocks, density)
     x = rng.standard_normal((batch, d), dtype=np.float32)
-    w_in = rng.standard_normal((blocks, d, s), dtype=np.float32)
-    got = kernels.rows_times_blocks(x, examples, w_in, spans,
+    panels, w_in = packed(rng.standard_normal((blocks, d, s), dtype=np.float32), precision)
+    got = kernels.rows_times_blocks(x, examples, panels, spans,
                                     np.empty((examples.size, s), np.float32))
     for threads in (2, 3):  # spans split over threads write the same rows
         np.testing.assert_array_equal(kernels.rows_times_blocks(
-            x, examples, w_in, spans, np.empty((examples.size, s), np.float32), threads), got)
+            x, examples, panels, spans, np.empty((examples.size, s), np.float32), threads), got)
     want = np.stack([x[e] @ w_in[b] for e, b in zip(examples, block_of, strict=True)]) \
         if examples.size else got
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
     h = rng.standard_normal((examples.size, s), dtype=np.float32)
-    w_out = rng.standard_normal((blocks, s, n), dtype=np.float32)
+    panels, w_out = packed(rng.standard_normal((blocks, s, n), dtype=np.float32), precision)
     out = np.ones((batch, n), np.float32)
-    kernels.accumulate_blocks_times_rows(h, examples, w_out, spans, out)
+    kernels.accumulate_blocks_times_rows(h, examples, panels, spans, out)
     for threads in (2, 3):  # output columns split over threads (128 = 2 tiles: one idle)
         split = np.ones((batch, n), np.float32)
-        kernels.accumulate_blocks_times_rows(h, examples, w_out, spans, split, threads)
+        kernels.accumulate_blocks_times_rows(h, examples, panels, spans, split, threads)
         np.testing.assert_array_equal(split, out)
     want = np.ones((batch, n), np.float32)
     for p, (e, b) in enumerate(zip(examples, block_of, strict=True)):
@@ -96,19 +114,20 @@ def test_a_reader_narrower_than_the_panels_sums_every_pair(batch, density, s, n)
 
 @pytest.mark.parametrize("batch, density", [(1, 0.3), (6, 0.5), (17, 0.2), (9, 1.0)])
 @pytest.mark.parametrize("s", [64, 128, 192])
-def test_tiles_read_only_the_input_blocks_each_example_reads(batch, density, s):
+def test_tiles_read_only_the_input_blocks_each_example_reads(batch, density, s, precision):
     rng = np.random.default_rng(100 + batch)
     blocks, in_blocks, s_in = 5, 7, 32
     block_of, examples, spans = random_pairs(rng, batch, blocks, density)
     reads = (rng.random((batch, in_blocks)) < 0.4).astype(np.uint8)
     x = rng.standard_normal((batch, in_blocks * s_in), dtype=np.float32)
-    w = rng.standard_normal((blocks, in_blocks * s_in, s), dtype=np.float32)
-    got = kernels.tiles_from_blocks(x, reads, examples, w, spans,
+    panels, w = packed(rng.standard_normal((blocks, in_blocks * s_in, s), dtype=np.float32),
+                       precision)
+    got = kernels.tiles_from_blocks(x, reads, examples, panels, spans,
                                     np.full((examples.size, s), np.nan, np.float32))
     for threads in (2, 3):
         np.testing.assert_array_equal(kernels.tiles_from_blocks(
-            x, reads, examples, w, spans, np.empty((examples.size, s), np.float32), threads),
-            got)
+            x, reads, examples, panels, spans, np.empty((examples.size, s), np.float32),
+            threads), got)
     # Input blocks an example does not read must not count, whatever they hold.
     masked = x * np.repeat(reads, s_in, axis=1)
     want = np.stack([masked[e] @ w[b] for e, b in zip(examples, block_of, strict=True)]) \
@@ -118,7 +137,7 @@ def test_tiles_read_only_the_input_blocks_each_example_reads(batch, density, s):
         kernels.tiles_from_blocks(x, reads.astype(bool), examples, w, spans, got)
 
 
-def test_every_row_group_size_and_remainder():
+def test_every_row_group_size_and_remainder(precision):
     # Blocks with 1 to 26 pairs each: the kernels cut a block's pairs into groups of up to 6
     # rows (8 in the AVX-512 set), as even as possible, each with its own micro-kernel shape;
     # every group size and every split (26 = 7 + 7 + 6 + 6 in eights) must give the same
@@ -132,16 +151,16 @@ def test_every_row_group_size_and_remainder():
     # Distinct examples within a block, as the engine's pair lists have them.
     examples = np.concatenate([rng.permutation(batch)[:c] for c in counts]).astype(np.int64)
     x = rng.standard_normal((batch, d), dtype=np.float32)
-    w_in = rng.standard_normal((blocks, d, s), dtype=np.float32)
-    got = kernels.rows_times_blocks(x, examples, w_in, spans,
+    panels, w_in = packed(rng.standard_normal((blocks, d, s), dtype=np.float32), precision)
+    got = kernels.rows_times_blocks(x, examples, panels, spans,
                                     np.empty((examples.size, s), np.float32))
     want = np.einsum("pd,pds->ps", x[examples], w_in[block_of])
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
     h = rng.standard_normal((examples.size, s), dtype=np.float32)
-    w_out = rng.standard_normal((blocks, s, n), dtype=np.float32)
+    panels, w_out = packed(rng.standard_normal((blocks, s, n), dtype=np.float32), precision)
     out = np.zeros((batch, n), np.float32)
-    kernels.accumulate_blocks_times_rows(h, examples, w_out, spans, out)
+    kernels.accumulate_blocks_times_rows(h, examples, panels, spans, out)
     want = np.zeros((batch, n), np.float32)
     np.add.at(want, examples, np.einsum("ps,psn->pn", h, w_out[block_of]))
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
@@ -149,8 +168,9 @@ def test_every_row_group_size_and_remainder():
     in_blocks, s_in = 3, 32
     reads = (rng.random((batch, in_blocks)) < 0.7).astype(np.uint8)
     x = rng.standard_normal((batch, in_blocks * s_in), dtype=np.float32)
-    w = rng.standard_normal((blocks, in_blocks * s_in, s), dtype=np.float32)
-    got = kernels.tiles_from_blocks(x, reads, examples, w, spans,
+    panels, w = packed(rng.standard_normal((blocks, in_blocks * s_in, s), dtype=np.float32),
+                       precision)
+    got = kernels.tiles_from_blocks(x, reads, examples, panels, spans,
                                     np.empty((examples.size, s), np.float32))
     masked = x * np.repeat(reads, s_in, axis=1)
     want = np.einsum("pd,pds->ps", masked[examples], w[block_of])
@@ -382,6 +402,25 @@ def test_panels_pack_each_matrix_in_column_panels():
         native_kernels.Panels.pack(np.zeros((1, 3, 96), np.float32), 16)
 
 
+def test_bfloat16_panels_round_to_nearest_even_and_unpack_exactly():
+    # 1 + 2**-8 lies halfway between two bfloat16 numbers (1 and 1 + 2**-7): it rounds to the
+    # even one, 1; 1 + 3 * 2**-8 rounds up to 1 + 2**-6. An exact bfloat16 value stays.
+    w = np.zeros((1, 2, 64), np.float32)
+    w[0, 0, :3] = [1 + 2.0 ** -8, 1 + 3 * 2.0 ** -8, -0.375]
+    panels = native_kernels.Panels.pack(w, 16, "bfloat16")
+    assert panels.array.dtype == np.uint16 and panels.array.nbytes == w.nbytes // 2
+    np.testing.assert_array_equal(panels.unpack()[0, 0, :3], [1.0, 1 + 2.0 ** -6, -0.375])
+    again = native_kernels.Panels.pack(panels.unpack(), 16, "bfloat16")
+    np.testing.assert_array_equal(again.array, panels.array)
+    with pytest.raises(ValueError, match="precision"):
+        native_kernels.Panels.pack(w, 16, "float16")
+    bits = kernels.pack(w, "bfloat16").array.view(np.int16)
+    forged = native_kernels.Panels(bits, panels.shape, kernels.panel_width, "bfloat16")
+    with pytest.raises(ValueError, match="stored as their precision"):
+        kernels.rows_times_blocks(np.zeros((1, 2), np.float32), np.zeros(1, np.int64), forged,
+                                  np.array([[0, 0, 1]], np.int64), np.zeros((1, 64), np.float32))
+
+
 def test_weights_packed_for_another_set_are_repacked():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 32), dtype=np.float32)
@@ -411,3 +450,35 @@ def test_every_kernel_source_ships_in_the_package():
     for source in native_kernels.SOURCES:
         shipped = source.relative_to(root / "models" / "skip").as_posix()
         assert any(fnmatch.fnmatch(shipped, p) for p in patterns), shipped
+
+
+@pytest.mark.parametrize("batch", [1, 6, 31])
+def test_bfloat16_main_weights_run_in_bfloat16_panels_and_equal_the_dense_forward(batch):
+    # A gated layer read by a gated layer read by a wide dense layer: every kernel that takes
+    # panels (rows, tiles, columns) runs on bfloat16 panels, and the result is the rounded
+    # model's own dense masked forward (the rounding is the model's, the kernels add none).
+    from models.block_weights import round_main_weights
+
+    torch.manual_seed(batch)
+    model = GatedNetwork(GatedNetworkConfig.from_dict({
+        "input_size": 40, "num_classes": 3, "target_density": 0.3, "layers": [
+            {"blocks": 6, "block_size": 64, "gater_hidden": 0, "activation": "relu"},
+            {"blocks": 4, "block_size": 64, "gater_hidden": 8, "activation": "relu"},
+            {"blocks": 2, "block_size": 64, "activation": "tanh", "gated": False}]})).eval()
+    with torch.no_grad():  # biases away from 0, so the gates of layer 2 see a signal
+        for name, parameter in model.named_parameters():
+            if name.endswith("bias"):
+                parameter.normal_(0.0, 0.5)
+    model.set_thresholds([0.0, 0.0])
+    x = torch.randn(batch, 40)
+    float32 = SkipNetwork(model)(x).logits
+    round_main_weights(model, "bfloat16")
+    engine = SkipNetwork(model)
+    panels = [panel for stage in engine._stages
+              for panel in (stage.linear.out_panels, stage.linear.in_panels) if panel is not None]
+    assert len(panels) == 3 and all(p.precision == "bfloat16" for p in panels)
+    out = engine(x)
+    torch.testing.assert_close(out.logits, model(x).logits, rtol=1e-4, atol=1e-4)
+    assert not torch.equal(out.logits, float32)  # the rounded weights did change the answer
+    active = out.active_blocks.float()
+    assert 0 < active[:, 0].mean() < 6 and 0 < active[:, 1].mean() < 4

@@ -35,3 +35,21 @@ def test_variants_hold_the_densities_asked_for(tmp_path):
 def test_a_missing_model_is_a_clear_error(tmp_path, capsys):
     assert main(["--model-repository", str(tmp_path), "--name", "nope"]) == 1
     assert "no published version of 'nope'" in capsys.readouterr().err
+
+
+def test_bfloat16_variants_are_rounded_and_say_what_the_rounding_cost(tmp_path):
+    torch.manual_seed(1)
+    save_gated_network(GatedNetwork(preset("blocks", input_size=64)), tmp_path, "b", 1)
+    assert main(["--model-repository", str(tmp_path), "--name", "b", "--data", "digits",
+                 "--densities", "0.25", "--block-weights", "bfloat16"]) == 0
+    assert variant_name("b", 0.25, "bfloat16") == "b-d25-bf16"
+    model, config = load_gated_network(tmp_path / "b-d25-bf16" / "1")
+    assert config["block_weights"] == "bfloat16" and model.block_weights == "bfloat16"
+    weight = model.layers[1].main.weight
+    assert torch.equal(weight, weight.to(torch.bfloat16).float())
+    metrics = config["metrics"]
+    assert 0 <= metrics["test_error"] <= 1 and 0 <= metrics["test_error_float32_weights"] <= 1
+    # The source model stays float32: its own variants are not rounded.
+    source, _ = load_gated_network(tmp_path / "b" / "1")
+    assert source.block_weights == "float32"
+    assert not torch.equal(source.layers[1].main.weight, weight)

@@ -16,6 +16,10 @@
  * set this compiler targets: AVX-512 and AVX2 with FMA on x86-64, and a portable copy in the
  * compiler's generic 16-byte vectors (SSE2 on x86-64, NEON on ARM). The set is chosen at run
  * time from what the CPU reports, so one build runs on any CPU of its architecture.
+ *
+ * Each set is compiled twice: for float32 weights and for bfloat16 weights (the upper 16 bits
+ * of a float32, widened to float32 by a shift as they are loaded; inputs, sums and outputs stay
+ * float32). The caller says which precision its panels hold, per call.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -25,16 +29,18 @@
 #define RMAX 8   /* rows per micro-kernel group, at most (each set has its own RM) */
 #define VMAX 8   /* vectors per row of a micro-kernel tile, at most */
 
+/* One set's products for one weight precision; weights are `const void *`, read as the
+ * precision's element type. `narrow` (float32 columns) is null in the bfloat16 copies. */
 typedef struct {
-    void (*rows)(const float *, int64_t, const int64_t *, const float *, int64_t,
+    void (*rows)(const float *, int64_t, const int64_t *, const void *, int64_t,
                  const int64_t *, int64_t, float *);
-    void (*columns)(const float *, int64_t, const int64_t *, const float *, int64_t,
+    void (*columns)(const float *, int64_t, const int64_t *, const void *, int64_t,
                     const int64_t *, int64_t, float *, int64_t, int64_t);
     void (*tiles)(const float *, int64_t, const uint8_t *, int64_t, const int64_t *,
-                  const float *, int64_t, const int64_t *, int64_t, float *);
+                  const void *, int64_t, const int64_t *, int64_t, float *);
     void (*narrow)(const float *, int64_t, const int64_t *, const float *, int64_t,
                    const int64_t *, int64_t, float *);
-    int64_t panel; /* weight panel width in floats */
+    int64_t panel; /* weight panel width in elements */
 } kernel_set;
 
 /* Rows of the next group of a block with n pairs left, groups of at most `most` rows: the
@@ -49,7 +55,14 @@ static inline int64_t group_rows(int64_t n, int64_t most) {
 typedef float v4f __attribute__((vector_size(16)));
 static inline v4f v4_load(const float *p) { v4f v; memcpy(&v, p, sizeof v); return v; }
 static inline void v4_store(float *p, v4f v) { memcpy(p, &v, sizeof v); }
-#define ISA(name) name##_generic
+/* bfloat16 bits to float32: the bits are a float32's upper half. */
+static inline v4f v4_load_bf16(const uint16_t *p) {
+    uint32_t bits[4];
+    for (int i = 0; i < 4; ++i) bits[i] = (uint32_t)p[i] << 16;
+    v4f v;
+    memcpy(&v, bits, sizeof v);
+    return v;
+}
 #define ATTR
 #define VEC v4f
 #define VW 4
@@ -63,13 +76,22 @@ static inline void v4_store(float *p, v4f v) { memcpy(p, &v, sizeof v); }
 /* 16 registers (SSE2; NEON has 32): r * V sums, V loads and a broadcast. */
 #define V_FOR(r) ((r) == 1 ? 8 : (r) <= 3 ? 4 : 2)
 #define RM 6
+#define ISA(name) name##_generic_bf16
+#define WT uint16_t
+#define WLOAD(p) v4_load_bf16(p)
+#define WBF16 1
+#define ANOTHER_PRECISION_FOLLOWS
+#include "block_kernels_isa.h"
+#define ISA(name) name##_generic
+#define WT float
+#define WLOAD(p) LOAD(p)
+#define WBF16 0
 #include "block_kernels_isa.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define HAVE_X86_SETS 1
 
-#define ISA(name) name##_avx2
 #define ATTR __attribute__((target("avx2,fma")))
 #define VEC __m256
 #define VW 8
@@ -83,9 +105,20 @@ static inline void v4_store(float *p, v4f v) { memcpy(p, &v, sizeof v); }
 /* 16 ymm registers: at most 12 sums, beside the weights' V vectors and a broadcast. */
 #define V_FOR(r) ((r) == 1 ? 8 : (r) <= 3 ? 4 : 2)
 #define RM 6
+#define ISA(name) name##_avx2_bf16
+#define WT uint16_t
+#define WLOAD(p)                                                                              \
+    _mm256_castsi256_ps(_mm256_slli_epi32(                                                    \
+        _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))), 16))
+#define WBF16 1
+#define ANOTHER_PRECISION_FOLLOWS
+#include "block_kernels_isa.h"
+#define ISA(name) name##_avx2
+#define WT float
+#define WLOAD(p) LOAD(p)
+#define WBF16 0
 #include "block_kernels_isa.h"
 
-#define ISA(name) name##_avx512
 #define ATTR __attribute__((target("avx512f")))
 #define VEC __m512
 #define VW 16
@@ -102,17 +135,37 @@ static inline void v4_store(float *p, v4f v) { memcpy(p, &v, sizeof v); }
  * block on (docs/history/row-groups-of-eight/). */
 #define V_FOR(r) ((r) <= 3 ? 4 : 2)
 #define RM 8
+#define ISA(name) name##_avx512_bf16
+#define WT uint16_t
+#define WLOAD(p)                                                                              \
+    _mm512_castsi512_ps(_mm512_slli_epi32(                                                    \
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(p))), 16))
+#define WBF16 1
+#define ANOTHER_PRECISION_FOLLOWS
+#include "block_kernels_isa.h"
+#define ISA(name) name##_avx512
+#define WT float
+#define WLOAD(p) LOAD(p)
+#define WBF16 0
 #include "block_kernels_isa.h"
 #endif
 
 /* Instruction sets, by the numbers c_kernels.py uses. */
 enum { SET_GENERIC = 0, SET_AVX2 = 1, SET_AVX512 = 2, SETS = 3 };
-static const kernel_set *const SET_TABLE[SETS] = {
-    &set_generic,
+/* Weight precisions, by the numbers c_kernels.py uses. */
+enum { FLOAT32 = 0, BFLOAT16 = 1, PRECISIONS = 2 };
+static const kernel_set *const SET_TABLE[PRECISIONS][SETS] = {
+    {&set_generic,
 #ifdef HAVE_X86_SETS
-    &set_avx2, &set_avx512,
+     &set_avx2, &set_avx512},
 #else
-    0, 0,
+     0, 0},
+#endif
+    {&set_generic_bf16,
+#ifdef HAVE_X86_SETS
+     &set_avx2_bf16, &set_avx512_bf16},
+#else
+     0, 0},
 #endif
 };
 
@@ -127,44 +180,48 @@ int kernel_sets_available(void) {
     return sets;
 }
 
-static const kernel_set *chosen = &set_generic;
+static int chosen = SET_GENERIC;
 
 /* The set in use: one per process, as the library is loaded once. */
-int kernel_set_chosen(void) {
-    for (int s = 0; s < SETS; ++s)
-        if (SET_TABLE[s] == chosen) return s;
-    return SET_GENERIC;
+int kernel_set_chosen(void) { return chosen; }
+
+/* The chosen set's products for weights of precision p (FLOAT32 where p is out of range). */
+static const kernel_set *set_for(int p) {
+    return SET_TABLE[p == BFLOAT16 ? BFLOAT16 : FLOAT32][chosen];
 }
 
-/* The panel width (floats) of the weights set s reads. */
-int64_t kernel_panel_width(int s) { return s >= 0 && s < SETS && SET_TABLE[s] ? SET_TABLE[s]->panel : 0; }
+/* The panel width (elements) of the weights set s reads, in either precision. */
+int64_t kernel_panel_width(int s) {
+    return s >= 0 && s < SETS && SET_TABLE[FLOAT32][s] ? SET_TABLE[FLOAT32][s]->panel : 0;
+}
 
 /* Use set s from now on; returns s, or -1 (and changes nothing) where the CPU cannot run it. */
 int choose_kernel_set(int s) {
     if (s < 0 || s >= SETS || !(kernel_sets_available() & (1 << s))) return -1;
-    chosen = SET_TABLE[s];
+    chosen = s;
     return s;
 }
 
-void rows_times_blocks(const float *x, int64_t D, const int64_t *ex, const float *W, int64_t S,
-                       const int64_t *spans, int64_t G, float *out) {
-    chosen->rows(x, D, ex, W, S, spans, G, out);
+void rows_times_blocks(int precision, const float *x, int64_t D, const int64_t *ex,
+                       const void *W, int64_t S, const int64_t *spans, int64_t G, float *out) {
+    set_for(precision)->rows(x, D, ex, W, S, spans, G, out);
 }
 
-void accumulate_blocks_times_rows(const float *h, int64_t S, const int64_t *ex, const float *W,
-                                  int64_t N, const int64_t *spans, int64_t G, float *out) {
-    chosen->columns(h, S, ex, W, N, spans, G, out, 0, N);
+void accumulate_blocks_times_rows(int precision, const float *h, int64_t S, const int64_t *ex,
+                                  const void *W, int64_t N, const int64_t *spans, int64_t G,
+                                  float *out) {
+    set_for(precision)->columns(h, S, ex, W, N, spans, G, out, 0, N);
 }
 
 void accumulate_narrow(const float *h, int64_t S, const int64_t *ex, const float *Wt, int64_t N,
                        const int64_t *spans, int64_t G, float *out) {
-    chosen->narrow(h, S, ex, Wt, N, spans, G, out);
+    set_for(FLOAT32)->narrow(h, S, ex, Wt, N, spans, G, out);
 }
 
-void tiles_from_blocks(const float *x, int64_t Sin, const uint8_t *reads, int64_t J,
-                       const int64_t *ex, const float *W, int64_t S, const int64_t *spans,
-                       int64_t G, float *out) {
-    chosen->tiles(x, Sin, reads, J, ex, W, S, spans, G, out);
+void tiles_from_blocks(int precision, const float *x, int64_t Sin, const uint8_t *reads,
+                       int64_t J, const int64_t *ex, const void *W, int64_t S,
+                       const int64_t *spans, int64_t G, float *out) {
+    set_for(precision)->tiles(x, Sin, reads, J, ex, W, S, spans, G, out);
 }
 
 /* The same three products split over `threads` threads (the caller's and the pool's,
@@ -184,7 +241,7 @@ void tiles_from_blocks(const float *x, int64_t Sin, const uint8_t *reads, int64_
 
 typedef struct {
     int kind; /* 0: rows_times_blocks, 1: accumulate_blocks_times_rows, 2: tiles_from_blocks */
-    const float *in; int64_t in_cols; const int64_t *ex; const float *W; int64_t out_cols;
+    const float *in; int64_t in_cols; const int64_t *ex; const void *W; int64_t out_cols;
     const int64_t *spans; int64_t G; float *out;
     const uint8_t *reads; int64_t in_blocks; /* tiles: which input blocks each example reads */
     const kernel_set *set;
@@ -205,14 +262,14 @@ static void run_chunk(void *arg, int64_t c) {
                         a * COLUMNS, b * COLUMNS);
 }
 
-void grouped_products_threaded(int kind, const float *in, int64_t in_cols, const int64_t *ex,
-                               const float *W, int64_t out_cols, const int64_t *spans,
-                               int64_t G, float *out, int64_t threads, const uint8_t *reads,
-                               int64_t in_blocks) {
+void grouped_products_threaded(int kind, int precision, const float *in, int64_t in_cols,
+                               const int64_t *ex, const void *W, int64_t out_cols,
+                               const int64_t *spans, int64_t G, float *out, int64_t threads,
+                               const uint8_t *reads, int64_t in_blocks) {
     if (threads > POOL_MAX) threads = POOL_MAX;
     if (threads < 1) threads = 1;
-    split_t job = {kind, in, in_cols, ex, W, out_cols, spans, G, out, reads, in_blocks, chosen,
-                   {0}};
+    split_t job = {kind, in, in_cols, ex, W, out_cols, spans, G, out, reads, in_blocks,
+                   set_for(precision), {0}};
     int64_t chunks = 0, wanted = kind == 1 ? threads : threads * CHUNKS_PER_THREAD;
     if (kind != 1) { /* contiguous runs of spans with about equal numbers of pairs */
         int64_t total = G ? spans[3 * (G - 1) + 2] - spans[1] : 0, g = 0;

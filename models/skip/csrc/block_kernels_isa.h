@@ -1,23 +1,31 @@
-/* The grouped products for one instruction set, included once per set by block_kernels.c with
- * these defined:
- *   ISA(name)       the name with the set's suffix
+/* The grouped products for one instruction set and one weight precision, included by
+ * block_kernels.c once per (set, precision) with these defined:
+ *   ISA(name)       the name with the set's and the precision's suffix
  *   ATTR            the function attribute that lets the compiler use the set
  *   VEC, VW         the vector type and its width in floats
- *   PW              the set's weight panel width in floats, a multiple of VW dividing 64
+ *   PW              the set's weight panel width in elements, a multiple of VW dividing 64
  *   LOAD(p), STORE(p, v), BCAST(f), ZERO(), FMA(a, b, c) = a * b + c, ADD(a, b)
  *   RM              rows per micro-kernel group, at most: 6 or 8 (<= RMAX)
  *   V_FOR(r)        vectors per row of a micro-kernel tile of r rows (r = 1..RM): each
  *                   copy keeps r * V_FOR(r) partial sums in registers, as many as the set has
  *                   room for beside the weights' vectors and a broadcast; V_FOR(r) * VW is a
  *                   multiple of PW dividing 64
- * It undefines them all at its end, for the next set to define its own.
+ *   WT, WLOAD(p)    the weights' element type (float, or uint16_t holding bfloat16 bits) and
+ *                   the load of VW of them as floats; inputs, sums and outputs are float32
+ *   WBF16           1 where WT holds bfloat16 (the class read-out's dot products, which read
+ *                   float32 columns, are compiled only in the float32 copy)
+ * It undefines ISA, WT, WLOAD and WBF16 at its end, and the set's own macros too unless
+ * ANOTHER_PRECISION_FOLLOWS is defined (the set is included again for its other precision).
  *
  * Weights come packed in panels of PW columns (block_kernels.c): each row of a panel is
  * contiguous, and so is the panel, so a micro-kernel tile one panel wide streams one
- * contiguous run of memory, which the hardware prefetchers follow.
+ * contiguous run of memory, which the hardware prefetchers follow. In bfloat16 the same
+ * panels hold half the bytes: where a product streams its weights from memory (one example,
+ * or a tenth of the blocks at batch 64) it reads half as much, and widening costs a shift.
  */
 
 #define VP (PW / VW) /* vectors per panel row */
+#define LINE_ELEMENTS (64 / (int)sizeof(WT)) /* weights per 64-byte cache line */
 
 /* A micro-kernel tile: for i < R, o[i][0 : V * VW] (+)= in[i][0 : K] @ w[0 : K, 0 : V * VW],
  * where w holds V / VP consecutive panels (or one), `panel` floats apart. With `pf`, row k of
@@ -27,19 +35,20 @@
  * in every copy (the callers switch on them), so the sums live in registers and every loop
  * below is unrolled but the one over K. */
 ATTR static inline __attribute__((always_inline)) void
-ISA(tile)(const float *const *in, int64_t K, const float *__restrict w, int64_t panel,
-          float *const *o, int accumulate, const int R, const int V, const float *pf,
+ISA(tile)(const float *const *in, int64_t K, const WT *__restrict w, int64_t panel,
+          float *const *o, int accumulate, const int R, const int V, const WT *pf,
           int64_t pf_panels) {
     VEC acc[RMAX][VMAX];
     for (int i = 0; i < R; ++i)
         for (int v = 0; v < V; ++v) acc[i][v] = ZERO();
     for (int64_t k = 0; k < K; ++k) {
-        const float *wr = w + k * PW;
-        if (pf) /* row k of the next tile, in each of its panels (lines of 16 floats) */
+        const WT *wr = w + k * PW;
+        if (pf) /* row k of the next tile, in each of its panels, a cache line at a time */
             for (int64_t q = 0; q < pf_panels; ++q)
-                for (int f = 0; f < PW; f += 16) __builtin_prefetch(pf + q * panel + k * PW + f, 0, 1);
+                for (int f = 0; f < PW; f += LINE_ELEMENTS)
+                    __builtin_prefetch(pf + q * panel + k * PW + f, 0, 1);
         VEC wv[VMAX];
-        for (int v = 0; v < V; ++v) wv[v] = LOAD(wr + (v / VP) * panel + (v % VP) * VW);
+        for (int v = 0; v < V; ++v) wv[v] = WLOAD(wr + (v / VP) * panel + (v % VP) * VW);
         for (int i = 0; i < R; ++i) {
             VEC b = BCAST(in[i][k]);
             for (int v = 0; v < V; ++v) acc[i][v] = FMA(b, wv[v], acc[i][v]);
@@ -64,16 +73,16 @@ ISA(tile)(const float *const *in, int64_t K, const float *__restrict w, int64_t 
         const int64_t step = V_FOR(R) * VW;                                                   \
         for (int64_t c = 0; c < columns; c += step) {                                         \
             for (int i = 0; i < (R); ++i) o_[i] = o[i] + c;                                   \
-            const float *ahead = strip_ahead                                                  \
+            const WT *ahead = strip_ahead                                                  \
                 ? (c + step < columns ? w + ((c + step) / PW) * panel : 0) : (c ? 0 : pf);    \
             ISA(tile)(in, K, w + (c / PW) * panel, panel, o_, accumulate, (R), V_FOR(R),      \
                       ahead, strip_ahead ? step / PW : columns / PW);                         \
         }                                                                                     \
     } while (0)
 
-ATTR static void ISA(group)(const float *const *in, int64_t K, const float *__restrict w,
+ATTR static void ISA(group)(const float *const *in, int64_t K, const WT *__restrict w,
                             int64_t panel, float *const *o, int accumulate, int r,
-                            int64_t columns, const float *pf, int strip_ahead) {
+                            int64_t columns, const WT *pf, int strip_ahead) {
     switch (r) {
     case 1: ISA_STRIPS(1); break;
     case 2: ISA_STRIPS(2); break;
@@ -94,11 +103,11 @@ ATTR static void ISA(group)(const float *const *in, int64_t K, const float *__re
 /* out[p, :S] = x[ex[p], :D] @ W[block, :D, :S] for every pair p of every span; W in panels
  * (K, S / PW, D, PW). */
 ATTR static void ISA(rows_times_blocks)(const float *__restrict x, int64_t D, const int64_t *ex,
-                                        const float *__restrict W, int64_t S,
-                                        const int64_t *spans, int64_t G,
-                                        float *__restrict out) {
+                                        const void *W_, int64_t S, const int64_t *spans,
+                                        int64_t G, float *__restrict out) {
+    const WT *W = (const WT *)W_;
     for (int64_t g = 0; g < G; ++g) {
-        const float *Wk = W + spans[3 * g] * D * S;
+        const WT *Wk = W + spans[3 * g] * D * S;
         int64_t start = spans[3 * g + 1], end = spans[3 * g + 2];
         for (int64_t p0 = start, r; p0 < end; p0 += r) {
             r = group_rows(end - p0, RM);
@@ -116,12 +125,12 @@ ATTR static void ISA(rows_times_blocks)(const float *__restrict x, int64_t D, co
 /* out[ex[p], c_begin : c_end] += h[p, :S] @ W[block, :S, c_begin : c_end] for every pair p of
  * every span; W in panels (K, N / PW, S, PW); c_begin and c_end multiples of 64. */
 ATTR static void ISA(accumulate_columns)(const float *__restrict h, int64_t S, const int64_t *ex,
-                                         const float *__restrict W, int64_t N,
-                                         const int64_t *spans, int64_t G,
-                                         float *__restrict out, int64_t c_begin,
+                                         const void *W_, int64_t N, const int64_t *spans,
+                                         int64_t G, float *__restrict out, int64_t c_begin,
                                          int64_t c_end) {
+    const WT *W = (const WT *)W_;
     for (int64_t g = 0; g < G; ++g) {
-        const float *Wk = W + spans[3 * g] * S * N + (c_begin / PW) * S * PW;
+        const WT *Wk = W + spans[3 * g] * S * N + (c_begin / PW) * S * PW;
         int64_t start = spans[3 * g + 1], end = spans[3 * g + 2];
         for (int64_t p0 = start, r; p0 < end; p0 += r) {
             r = group_rows(end - p0, RM);
@@ -155,18 +164,18 @@ static inline int64_t ISA(next_read)(const uint8_t *reads, int64_t J, const int6
  * reads its own. */
 ATTR static void ISA(tiles_from_blocks)(const float *__restrict x, int64_t Sin,
                                         const uint8_t *reads, int64_t J, const int64_t *ex,
-                                        const float *__restrict W, int64_t S,
-                                        const int64_t *spans, int64_t G,
-                                        float *__restrict out) {
+                                        const void *W_, int64_t S, const int64_t *spans,
+                                        int64_t G, float *__restrict out) {
+    const WT *W = (const WT *)W_;
     int64_t D = J * Sin;
     for (int64_t g = 0; g < G; ++g) {
-        const float *Wk = W + spans[3 * g] * D * S;
+        const WT *Wk = W + spans[3 * g] * D * S;
         int64_t start = spans[3 * g + 1], end = spans[3 * g + 2];
         for (int64_t p = start; p < end; ++p)
             for (int64_t c = 0; c < S; ++c) out[p * S + c] = 0.0f;
         for (int64_t j = ISA(next_read)(reads, J, ex, start, end, 0), after; j < J; j = after) {
             after = ISA(next_read)(reads, J, ex, start, end, j + 1);
-            const float *pf = after < J ? Wk + after * Sin * PW : 0;
+            const WT *pf = after < J ? Wk + after * Sin * PW : 0;
             int64_t p = start;
             while (p < end) {
                 int64_t rows[RMAX], n = 0; /* the next pairs that read input block j */
@@ -186,6 +195,7 @@ ATTR static void ISA(tiles_from_blocks)(const float *__restrict x, int64_t Sin,
     }
 }
 
+#if !WBF16
 /* A reader narrower than the panels (N columns, any number): for every pair p of every span,
  *   out[ex[p], :N] += h[p, :S] @ W[block, :S, :N]
  * with W transposed per block, (K, N, S), so each output column's weights are one contiguous
@@ -217,11 +227,24 @@ ATTR static void ISA(accumulate_narrow)(const float *__restrict h, int64_t S, co
     }
 }
 
-static const kernel_set ISA(set) = {ISA(rows_times_blocks), ISA(accumulate_columns),
-                                    ISA(tiles_from_blocks), ISA(accumulate_narrow), PW};
+#define ISA_NARROW ISA(accumulate_narrow)
+#else
+#define ISA_NARROW 0
+#endif
 
+static const kernel_set ISA(set) = {ISA(rows_times_blocks), ISA(accumulate_columns),
+                                    ISA(tiles_from_blocks), ISA_NARROW, PW};
+
+#undef ISA_NARROW
+#undef LINE_ELEMENTS
 #undef VP
 #undef ISA
+#undef WT
+#undef WLOAD
+#undef WBF16
+#ifdef ANOTHER_PRECISION_FOLLOWS
+#undef ANOTHER_PRECISION_FOLLOWS
+#else
 #undef ATTR
 #undef VEC
 #undef VW
@@ -234,4 +257,4 @@ static const kernel_set ISA(set) = {ISA(rows_times_blocks), ISA(accumulate_colum
 #undef ADD
 #undef V_FOR
 #undef RM
-
+#endif
