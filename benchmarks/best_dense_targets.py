@@ -11,6 +11,10 @@ onnxruntime rows' `speedup` (the skipping graph against its own dense graph). Pr
 per target: its figure in each run, their median, and whether it is met in every run, in some,
 or in none. A run without the target's cell is a
 mistake in the command, refused.
+
+Runs made with `--block-weights bfloat16` (every torch row says so) are read against the same
+lines, torch's targets only (the ONNX graph takes float32), into
+`skip-tables:best-dense-targets-bfloat16`; runs of both precisions together are refused.
 """
 
 from __future__ import annotations
@@ -41,10 +45,23 @@ NAME = "best-dense-targets"  # the document's section, as benchmarks.skip_report
 BEGIN, END = f"<!-- skip-tables:{NAME}:begin -->", f"<!-- skip-tables:{NAME}:end -->"
 
 
+def precision_of(runs: list[dict]) -> str:
+    """The main-path weights' precision every run's torch rows were timed in."""
+    found = {row.get("block_weights", "float32") for run in runs for row in run["rows"]
+             if row["backend"] == "torch"}
+    if len(found) != 1:
+        raise SystemExit(f"the runs mix main-path weight precisions {sorted(found)}: read each "
+                         f"precision's runs on their own")
+    return found.pop()
+
+
 def figures(runs: list[dict]) -> list[tuple[str, float, list[float]]]:
-    """(label, the line, each run's figure) per target."""
+    """(label, the line, each run's figure) per target (torch's only in bfloat16 runs)."""
     out = []
+    backends = ("torch",) if precision_of(runs) == "bfloat16" else ("torch", "onnxruntime")
     for label, backend, case, batch, density, field, line in TARGETS:
+        if backend not in backends:
+            continue
         values = []
         for i, run in enumerate(runs):
             cell = [r for r in run["rows"] if (r["backend"], r["case"], r["batch"])
@@ -58,7 +75,9 @@ def figures(runs: list[dict]) -> list[tuple[str, float, list[float]]]:
 
 
 def render(runs: list[dict], names: list[str]) -> str:
-    head = ["target (CPU, fp32)", *names, "median", "verdict"]
+    weights = ("fp32" if precision_of(runs) == "float32"
+               else f"{precision_of(runs)} main-path weights")
+    head = [f"target (CPU, {weights})", *names, "median", "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(names) + 1) + "---|"]
     for label, line, values in figures(runs):
         met = sum(v >= line for v in values)
@@ -83,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     names = ["full run" if i == 0 else f"repeat {i}" for i in range(len(runs))]
     table = render(runs, names)
     if args.update:
-        update(args.update, NAME, table)
+        precision = precision_of(runs)
+        update(args.update, NAME if precision == "float32" else f"{NAME}-{precision}", table)
         print(f"updated {args.update}")
     else:
         print(table)

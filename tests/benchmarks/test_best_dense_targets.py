@@ -38,3 +38,26 @@ def test_update_rewrites_only_between_the_markers(tmp_path):
     text = document.read_text()
     assert text.startswith(f"before\n{BEGIN}\n| target") and text.endswith(f"{END}\nafter\n")
     assert "old" not in text and "7.00x" in text
+
+
+def bfloat16_run(figure: float) -> dict:
+    rows = [row | {"block_weights": "bfloat16"} for row in run(figure)["rows"]
+            if row["backend"] == "torch"]
+    return {"rows": rows}
+
+
+def test_bfloat16_runs_are_read_on_torch_targets_into_their_own_section(tmp_path):
+    table = render([bfloat16_run(7.0)], ["a"])
+    assert table.startswith("| target (CPU, bfloat16 main-path weights)")
+    assert len(table.splitlines()[2:]) == sum(t[1] == "torch" for t in TARGETS)
+    with pytest.raises(SystemExit, match="mix main-path weight precisions"):
+        render([run(7.0), bfloat16_run(7.0)], ["a", "b"])
+    document = tmp_path / "doc.md"
+    marks = "<!-- skip-tables:best-dense-targets-bfloat16:{}-->"
+    document.write_text(f"{BEGIN}\nfp32\n{END}\n{marks.format('begin ')}\nold\n"
+                        f"{marks.format('end ')}\n")
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(bfloat16_run(7.0)))
+    main([str(path), "--update", str(document)])
+    text = document.read_text()
+    assert "fp32" in text and "old" not in text and "7.00x" in text

@@ -125,3 +125,16 @@ def test_changing_inputs_are_timed_beside_the_one_input(tmp_path):
     assert plain[0]["inputs"] == 1 and "skip_one_input_ms" not in plain[0]
     with pytest.raises(ValueError, match="inputs"):
         cpu_cases.rows(0, 1, 0, batches=(1,), densities=(0.1,), inputs=0)
+
+
+def test_bfloat16_rows_round_the_network_and_time_torchs_bfloat16_dense_too():
+    from benchmarks import cpu_cases
+
+    out = cpu_cases.rows(0, 1, 0, batches=(2,), densities=(0.1,),
+                         cases=(cpu_cases.LAYER_CASE,), block_weights="bfloat16")
+    row = out[0]
+    assert row["block_weights"] == "bfloat16" and row["dense_torch_bfloat16_ms"] > 0
+    assert row["speedup_vs_best"] == row["best_dense_ms"] / row["skip_ms"]
+    plain = cpu_cases.rows(0, 1, 0, batches=(2,), densities=(0.1,),
+                           cases=(cpu_cases.LAYER_CASE,))
+    assert plain[0]["block_weights"] == "float32" and "dense_torch_bfloat16_ms" not in plain[0]
