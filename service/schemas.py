@@ -162,8 +162,9 @@ class ModelVersionInfo(BaseModel):
     expected_saved_fraction: float | None
     estimator: str | None
     test_error: float | None
-    block_weights: str = Field(description="the precision its main-path weights are stored "
-                                           "and read in: float32 or bfloat16")
+    block_weights: str = Field(description="the precision its artifact stores the main-path "
+                                           "weights in, float32 or bfloat16 (the torch "
+                                           "backend's kernels read them in it)")
 
 
 class ModelInfo(BaseModel):
@@ -209,8 +210,9 @@ class ModelCard(BaseModel):
     test_density: list[float] | None = Field(description="fraction of blocks on per gated "
                                                          "layer, measured on the test split")
     test_error: float | None
-    block_weights: str = Field(description="the precision its main-path weights are stored "
-                                           "and read in: float32 or bfloat16")
+    block_weights: str = Field(description="the precision its artifact stores the main-path "
+                                           "weights in, float32 or bfloat16 (the torch "
+                                           "backend's kernels read them in it)")
     dense_macs: int = Field(description="multiply-adds of the network run densely")
     gater_macs: int = Field(description="multiply-adds of all gaters, run for every example")
     expected_saved_fraction: float | None
