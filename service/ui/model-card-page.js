@@ -38,6 +38,7 @@ function rows(card) {
     ["Target density", percent(card.target_density), "target_density"],
     ["Measured test density", percentages(card.test_density), "test_density"],
     ["Test error", percent(card.test_error), "test_error"],
+    ["Main-path weights", card.block_weights, "block_weights"],
     ["Dense multiply-adds", formatCount(card.dense_macs), "dense_macs"],
     ["Gater multiply-adds", formatCount(card.gater_macs), "gater_macs"],
     ["Expected saving", percent(card.expected_saved_fraction), "expected_saved_fraction"],

@@ -137,6 +137,8 @@ def test_the_model_card_shows_the_card(open_page, ui_server):
     assert page.text_content("dd[data-field=name]") == card["name"]
     assert page.text_content("dd[data-field=training_command]") == card["training_command"]
     assert page.text_content("dd[data-field=test_error]") == "12.5 %"
+    assert page.text_content("dd[data-field=block_weights]") == card["block_weights"] \
+        == "float32"
     assert page.text_content("dd[data-field=test_density]") == "30.0 %, 40.0 %"
     assert page.locator("#layers-rows tr").count() == len(card["architecture"]["layers"])
     page.click("#try-link")
