@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from models.block_weights import round_main_weights
+from models.block_weights import precision_of, round_main_weights
 from models.compute import dense_macs
 from models.skip.cpu import SkipNetwork
 
@@ -114,7 +114,7 @@ def _add_dense_baselines(model, rows: list[dict], batches, threads: int, warmup:
     numpy_dense = dense_numpy.forward(dense_numpy.dense_layers(model))
     ort_dense = onnxruntime_dense(model, threads)
     bfloat16_dense = (dense_forward(model, torch.bfloat16)
-                      if getattr(model, "block_weights", "float32") == "bfloat16" else None)
+                      if precision_of(model) == "bfloat16" else None)
     fresh, blas = blas_in_fresh_process(model, batches, threads=threads, warmup=warmup,
                                         repeats=repeats, seed=seed)
     macs = dense_macs(model.config)

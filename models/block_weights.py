@@ -39,6 +39,12 @@ def check_precision(value: Any, shown: str = "block_weights") -> str:
     return value
 
 
+def stored_precision(config: dict[str, Any]) -> str:
+    """The precision an artifact's config.json says its main-path weights are stored in
+    (unchecked: `models.gated_artifact` checks it at load)."""
+    return config.get(CONFIG_KEY, DEFAULT)
+
+
 def precision_of(model: GatedNetwork) -> str:
     return getattr(model, "block_weights", DEFAULT)
 

@@ -34,8 +34,7 @@ if TYPE_CHECKING:
     from .gated_network import GatedNetwork
 
 KIND = "sparsegate.gated-network"
-FLOAT32_BYTES = 4
-BYTES = {"float32": 4, "bfloat16": 2}
+BYTES = {"float32": 4, "bfloat16": 2}  # per weight, by precision
 
 
 def save_gated_network(model: GatedNetwork, repository: str | Path, name: str,
@@ -124,7 +123,7 @@ def _check_config(config: dict[str, Any], shown: str) -> dict[str, Any]:
         raise ArtifactError(f"{shown}: invalid architecture in config.json: {err}") from None
     check_served_fields(config, shown)
     thresholds = _thresholds(config.get("thresholds"), len(architecture.gated_layers), shown)
-    precision = config.get(block_weights.CONFIG_KEY, block_weights.DEFAULT)
+    precision = block_weights.stored_precision(config)
     try:
         block_weights.check_precision(precision, f"config.json '{block_weights.CONFIG_KEY}'")
     except ValueError as err:
@@ -147,7 +146,7 @@ def _check_manifest_fits(architecture: GatedNetworkConfig, manifest: dict[str, A
     listed = sum(tensor_bytes(entry["dtype"], entry["shape"], MAX_WEIGHTS_BYTES) or 0
                  for entry in manifest.values())
     needed = (BYTES[precision] * dense_macs(architecture)
-              + FLOAT32_BYTES * gater_macs(architecture))
+              + BYTES["float32"] * gater_macs(architecture))
     if needed > listed:
         raise ArtifactError(f"{shown}: weights do not fit the architecture: its weight "
                             f"matrices need {needed} bytes ({precision} main path), the "

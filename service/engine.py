@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from models.artifact import ArtifactError, read_extra_file, shown_path
+from models.block_weights import stored_precision
 from models.compute import ComputeReport, dense_macs, executed_macs
 from models.gated_artifact import load_gated_config
 from models.labelled_examples import read_examples
@@ -82,7 +83,7 @@ class ModelEngine:
         self.blocks = [layer.blocks for layer in gated]
         self.dense_macs = dense_macs(architecture)
         # Checked at load (models.gated_artifact): float32 where config.json says nothing.
-        self.block_weights: str = config.get("block_weights", "float32")
+        self.block_weights: str = stored_precision(config)
         # Labelled examples the artifact records (None: it has none), checked before the
         # weights are read, like the rest of the artifact.
         self.examples = read_examples(folder, config, input_size=self.input_size,

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import block_weights
+
 SOURCES = tuple(Path(__file__).with_name("csrc") / name
                 for name in ("block_kernels.c", "block_kernels_isa.h", "thread_pool.h"))
 SOURCE = SOURCES[0]
@@ -46,8 +48,9 @@ FLAGS = ("-O3", "-ffp-contract=fast", "-funroll-loops", "-shared", "-fPIC", "-pt
 TILE = 64  # column counts the kernels take are multiples of this (COLUMNS in the source)
 # The instruction sets, by the numbers the library uses.
 KERNEL_SETS = ("generic", "avx2", "avx512")
-# The weight precisions panels hold, by the numbers the library uses, and their numpy storage.
-PRECISIONS = ("float32", "bfloat16")
+# The weight precisions panels hold (their order is the library's numbering), and their numpy
+# storage.
+PRECISIONS = block_weights.PRECISIONS
 _STORAGE = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(np.uint16)}
 
 
