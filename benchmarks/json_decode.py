@@ -2,14 +2,18 @@
 
     python -m benchmarks.json_decode --json runs/bench/json-decode.json
 
-For the bodies `benchmarks.peer` sends (the `blocks` shape's 784 inputs per example, float32
-values as a client's `tolist()` writes them, batches 1 and 32): the server's whole decode
-(`service.tensors.decode_infer`: parse, validate, check for JSON booleans, convert to a float32
-matrix) and its parts: orjson's parse alone, the look for true and false as the server does it
+For Open Inference Protocol bodies of the `blocks` shape's 784 inputs per example, batches 1, 8
+and 32, in two number formats (`short`: five decimals; `full`: float32 values as a client's
+`tolist()` writes them, up to 17 digits, as `benchmarks.peer` sends them): the server's
+whole decode (`service.tensors.decode_infer`: parse, validate, check for JSON booleans, convert
+to a float32 matrix), the same decode by the full path alone (orjson, then numpy), and their
+parts: orjson's parse, simdjson's parse, the look for true and false as the full path does it
 (the number bytes dropped by `bytes.translate`, then a search) and as a plain search of the
-body for both words, and the conversion of the parsed list to numpy. Medians of `--repeats`
-calls after warm-up, the parts in alternating rounds (`benchmarks.timing`). Prints a table and
-writes the rows as JSON.
+body for both words, the conversion of the parsed list to numpy, and the count of JSON values
+as the body arrives in 64 KiB chunks (`service.json_budget`) against three `bytes.count` calls
+per chunk. Medians of `--repeats` calls after warm-up, the parts in alternating rounds
+(`benchmarks.timing`). Checks that both decodes give the same matrix; prints a table and writes
+the rows as JSON.
 """
 
 from __future__ import annotations
@@ -20,38 +24,76 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import simdjson
 
+from service import tensors
+from service.json_budget import JsonValueCounter
 from service.tensors import _may_hold_booleans, decode_infer
 
 from .run_record import write_rows
 from .timing import median_ms
 
 INPUT_SIZE = 784
-BATCHES = (1, 32)
+BATCHES = (1, 8, 32)
+FORMATS = ("short", "full")
+CHUNK_BYTES = 64 * 1024
 
 
-def body(batch: int, seed: int) -> bytes:
+def body(batch: int, seed: int, numbers: str = "full") -> bytes:
     x = np.random.default_rng(seed).standard_normal((batch, INPUT_SIZE)).astype(np.float32)
+    data = (x.astype(np.float64).round(5) if numbers == "short" else x).reshape(-1).tolist()
     return json.dumps({"inputs": [{"name": "input", "shape": [batch, INPUT_SIZE],
-                                   "datatype": "FP32",
-                                   "data": x.round(5).reshape(-1).tolist()}]}).encode()
+                                   "datatype": "FP32", "data": data}]}).encode()
+
+
+def full_path(text: bytes, batch: int) -> np.ndarray:
+    """decode_infer with simdjson's reading left out: orjson, then numpy."""
+    saved = tensors.ARRAYS_FROM_BYTES
+    tensors.ARRAYS_FROM_BYTES = len(text) + 1
+    try:
+        return decode_infer(text, None, INPUT_SIZE, batch)[1]
+    finally:
+        tensors.ARRAYS_FROM_BYTES = saved
+
+
+def count_values(chunks: list[bytes]) -> int:
+    counter = JsonValueCounter(1 << 62, "")
+    for chunk in chunks:
+        counter.feed(chunk)
+    return counter.values
+
+
+def count_values_bytes_count(chunks: list[bytes]) -> int:
+    return 1 + sum(c.count(b",") + c.count(b"[") + c.count(b"{") for c in chunks)
 
 
 def rows(warmup: int, repeats: int, seed: int, batches=BATCHES) -> list[dict]:
     out = []
-    for batch in batches:
-        text = body(batch, seed)
-        data = orjson.loads(text)["inputs"][0]["data"]
-        parts = {
-            "decode_infer": lambda t=text, b=batch: decode_infer(t, None, INPUT_SIZE, b),
-            "orjson_loads": lambda t=text: orjson.loads(t),
-            "booleans_translated": lambda t=text: _may_hold_booleans(t),
-            "booleans_searched": lambda t=text: b"true" in t or b"false" in t,
-            "to_numpy": lambda d=data: np.asarray(d, dtype=np.float32),
-        }
-        times = median_ms(parts, warmup=warmup, repeats=repeats)
-        out.append({"batch": batch, "numbers": batch * INPUT_SIZE, "body_bytes": len(text),
-                    **{f"{name}_ms": ms for name, ms in times.items()}})
+    for numbers in FORMATS:
+        for batch in batches:
+            text = body(batch, seed, numbers)
+            data = orjson.loads(text)["inputs"][0]["data"]
+            chunks = [text[i:i + CHUNK_BYTES] for i in range(0, len(text), CHUNK_BYTES)]
+            if not np.array_equal(decode_infer(text, None, INPUT_SIZE, batch)[1],
+                                  full_path(text, batch)):
+                raise SystemExit(f"the two decodes of the {numbers} batch-{batch} body differ")
+            if count_values(chunks) != count_values_bytes_count(chunks):
+                raise SystemExit("the two counts of JSON values differ")
+            parts = {
+                "decode_infer": lambda t=text, b=batch: decode_infer(t, None, INPUT_SIZE, b),
+                "full_path": lambda t=text, b=batch: full_path(t, b),
+                "orjson_loads": lambda t=text: orjson.loads(t),
+                "simdjson_parse": lambda t=text: simdjson.Parser().parse(t),
+                "booleans_translated": lambda t=text: _may_hold_booleans(t),
+                "booleans_searched": lambda t=text: b"true" in t or b"false" in t,
+                "to_numpy": lambda d=data: np.asarray(d, dtype=np.float32),
+                "count_values": lambda c=chunks: count_values(c),
+                "count_values_bytes_count": lambda c=chunks: count_values_bytes_count(c),
+            }
+            times = median_ms(parts, warmup=warmup, repeats=repeats)
+            out.append({"numbers_format": numbers, "batch": batch,
+                        "numbers": batch * INPUT_SIZE, "body_bytes": len(text),
+                        **{f"{name}_ms": ms for name, ms in times.items()}})
     return out
 
 
@@ -65,10 +107,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     results = rows(args.warmup, args.repeats, args.seed)
     names = [k for k in results[0] if k.endswith("_ms")]
-    print(f"{'batch':>5} {'bytes':>8} " + " ".join(f"{n[:-3]:>20}" for n in names))
+    print(f"{'numbers':>8} {'batch':>5} {'bytes':>8} " + " ".join(f"{n[:-3]:>12.12}"
+                                                                  for n in names))
     for r in results:
-        print(f"{r['batch']:>5} {r['body_bytes']:>8} "
-              + " ".join(f"{r[n]:>20.3f}" for n in names))
+        print(f"{r['numbers_format']:>8} {r['batch']:>5} {r['body_bytes']:>8} "
+              + " ".join(f"{r[n]:>12.3f}" for n in names))
     if args.json:
         write_rows(args.json, results, warmup=args.warmup, repeats=args.repeats)
         print(f"wrote {args.json}")

@@ -9,14 +9,19 @@ container of k elements holds k - 1 commas, so
 
     values <= 1 + commas + opening brackets ("[" and "{").
 
-`bytes.count` does that at memory speed (about 1 ms per MiB for the three counts), with no
-tokenizer. Commas and brackets inside strings are counted too: the bound only grows, so a valid
-body is never refused as long as the budget leaves room for what strings a request carries.
+numpy counts the three bytes at memory speed, several times faster than three `bytes.count`
+calls (`python -m benchmarks.json_decode`), with no tokenizer. Commas and brackets inside
+strings are counted too: the bound only grows, so a valid body is never refused as long as the
+budget leaves room for what strings a request carries.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from .errors import too_large
+
+_COMMA, _BRACKET, _BRACE = (ord(c) for c in ",[{")
 
 # Room for what a valid request holds besides its numbers: the keys' values, shape, datatype,
 # parameters, requested outputs, and commas inside its strings.
@@ -50,9 +55,11 @@ class JsonValueCounter:
             self.left -= len(chunk)
         if not chunk:
             return
-        self.values += chunk.count(b",")
+        data = np.frombuffer(chunk, dtype=np.uint8)
+        self.values += int(np.count_nonzero(data == _COMMA))
         if self.values <= self.limit:  # else the brackets need no counting
-            self.values += chunk.count(b"[") + chunk.count(b"{")
+            self.values += int(np.count_nonzero(data == _BRACKET)
+                               + np.count_nonzero(data == _BRACE))
         if self.values > self.limit:
             raise too_large(f"the request body's JSON holds more than {self.limit} values "
                             f"(commas and brackets counted, inside strings too); {self.why}")

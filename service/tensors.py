@@ -2,7 +2,9 @@
 request's data must pass before it reaches a model, each failure a 400 or 413 that names it.
 
 - JSON is parsed by orjson, which is strict: NaN and Infinity are refused, as JSON has no such
-  numbers (Python's json accepts them).
+  numbers (Python's json accepts them). A body of at least `ARRAYS_FROM_BYTES` is first read by
+  simdjson, as strictly, with its tensors' numbers copied straight into numpy
+  (`service.json_arrays`); where that would not give exactly orjson's result, orjson reads it.
 - The Open Inference Protocol's binary tensor extension: a body of JSON followed by raw tensor
   bytes, the JSON's length in the `Inference-Header-Content-Length` header, each input's byte
   count in its `binary_data_size` parameter (little-endian, row-major). tritonclient sends
@@ -27,6 +29,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from .body_memory import RECEIVING
 from .errors import bad_request, too_large
+from .json_arrays import parse_with_arrays
 from .json_budget import JsonValueCounter
 from .schemas import InferenceRequest, PredictRequest, RequestInput
 
@@ -135,10 +138,30 @@ def split_binary_body(json_bytes: int | None, body: bytes) -> tuple[bytes, bytes
     return body[:json_bytes], body[json_bytes:]
 
 
+# Bodies from this size are read by simdjson first (`service.json_arrays`): below it, orjson's
+# whole parse costs about what simdjson's setup does (`python -m benchmarks.json_decode`).
+ARRAYS_FROM_BYTES = 8 * 1024
+# Where the tensors of each API's bodies lie.
+PREDICT_NUMBERS = (("instances",),)
+INFER_NUMBERS = (("inputs", "*", "data"),)
+
+
+def _parse_numbers(text: bytes, numeric: tuple[tuple[str, ...], ...]) -> Any:
+    """The JSON text as Python values, its tensors (at `numeric`) as float64 arrays where
+    simdjson reads them exactly as orjson and numpy would, else as lists."""
+    fast = parse_with_arrays(text, numeric) if len(text) >= ARRAYS_FROM_BYTES else None
+    return fast if fast is not None else parse_json(text)
+
+
 def decode_predict(body: bytes, input_size: int, max_rows: int) -> np.ndarray:
     """A JSON API body as its (B, D) input matrix. Costly for large bodies: run it through
     `service.off_loop`."""
-    request = validate(PredictRequest, parse_json(body))
+    payload = _parse_numbers(body, PREDICT_NUMBERS)
+    instances = payload.get("instances") if isinstance(payload, dict) else None
+    if isinstance(instances, np.ndarray):  # the schema's other checks, on a stand-in list
+        validate(PredictRequest, {**payload, "instances": [None]})
+        return matrix(instances, input_size, max_rows, "instances")
+    request = validate(PredictRequest, payload)
     return matrix(request.instances, input_size, max_rows, "instances",
                   may_hold_booleans=_may_hold_booleans(body))
 
@@ -148,12 +171,13 @@ def decode_infer(body: bytes, json_bytes: int | None, input_size: int,
     """An Open Inference Protocol body as (the request, its (B, D) input matrix). Costly for
     large bodies: run it through `service.off_loop`."""
     header, binary = split_binary_body(json_bytes, body)
-    payload = validate(InferenceRequest, parse_json(header))
+    payload = validate(InferenceRequest, _parse_numbers(header, INFER_NUMBERS))
     if len(payload.inputs) != 1:
         raise bad_request(f"this model takes exactly one input ({INPUT_NAME!r}), got "
                           f"{len(payload.inputs)}")
-    x, _ = oip_matrix(payload.inputs[0], binary, 0, input_size, max_rows,
-                      may_hold_booleans=_may_hold_booleans(header))
+    tensor = payload.inputs[0]
+    x, _ = oip_matrix(tensor, binary, 0, input_size, max_rows, may_hold_booleans=(
+        not isinstance(tensor.data, np.ndarray) and _may_hold_booleans(header)))
     return payload, x
 
 
@@ -176,14 +200,15 @@ def _may_hold_booleans(text: bytes) -> bool:
 
 def matrix(data: Any, input_size: int, max_rows: int, where: str, *,
            may_hold_booleans: bool = True) -> np.ndarray:
-    """A JSON list of rows (the JSON API's instances) as a finite float32 (B, D) matrix."""
-    if not isinstance(data, list) or not data:
+    """A JSON list of rows (the JSON API's instances), or the array simdjson made of it, as a
+    finite float32 (B, D) matrix."""
+    if not isinstance(data, list | np.ndarray) or not len(data):
         raise bad_request(f"{where} must be a non-empty list of examples, each a list of "
                           f"{input_size} numbers")
     if len(data) > max_rows:
         raise too_large(f"{where} holds {len(data)} examples; the limit per request is "
                         f"{max_rows}")
-    array = _numbers(data, where, may_hold_booleans)
+    array = data if isinstance(data, np.ndarray) else _numbers(data, where, may_hold_booleans)
     if array.ndim != 2 or array.shape[1] != input_size:
         shape = list(array.shape)
         raise bad_request(f"{where} must be examples of {input_size} numbers each, shape "
@@ -226,8 +251,9 @@ def oip_matrix(tensor: RequestInput, binary: bytes | None, offset: int, input_si
         return _finite_float32(array.reshape(shape), where), offset + size
     if tensor.data is None:
         raise bad_request(f"{where} has no data")
-    array = _numbers(tensor.data if isinstance(tensor.data, list) else [tensor.data], where,
-                     may_hold_booleans)
+    array = (tensor.data if isinstance(tensor.data, np.ndarray) else
+             _numbers(tensor.data if isinstance(tensor.data, list) else [tensor.data], where,
+                      may_hold_booleans))
     if array.size != count:
         raise bad_request(f"{where}: shape {shape} needs {count} numbers, data holds "
                           f"{array.size}")

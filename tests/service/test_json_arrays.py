@@ -1,0 +1,201 @@
+"""simdjson's reading of a body's tensors gives exactly what orjson and numpy give, or declines.
+
+Every body here is decoded twice: as the server does (simdjson first, for bodies of
+`ARRAYS_FROM_BYTES` and more) and by the full path alone (orjson, then numpy). The matrices
+must be equal bit for bit, in dtype and shape, and a refused body refused with the same status
+and message. Bodies are padded past ARRAYS_FROM_BYTES with a long `id`, so the fast path is
+tried on each; the tests of `parse_with_arrays` itself check which it takes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import orjson
+import pytest
+
+from service import tensors
+from service.errors import ApiError
+from service.json_arrays import parse_with_arrays
+from service.tensors import ARRAYS_FROM_BYTES, INFER_NUMBERS, PREDICT_NUMBERS
+
+D = 4
+PAD = "x" * ARRAYS_FROM_BYTES
+
+
+def infer_body(data, shape=(2, D), **extra) -> bytes:
+    return json.dumps({"id": PAD, **extra, "inputs": [{"name": "input", "shape": list(shape),
+                                                       "datatype": "FP32", "data": data}]}
+                      ).encode()
+
+
+def outcome(decode, *args):
+    try:
+        x = decode(*args)
+    except ApiError as error:
+        return ("refused", error.status, str(error))
+    x = x[1] if isinstance(x, tuple) else x
+    return ("matrix", x.dtype.str, x.shape, x.tobytes())
+
+
+def both_ways(decode, body: bytes, *args):
+    """(the server's outcome, the full path's outcome) for body."""
+    fast = outcome(decode, body, *args)
+    saved = tensors.ARRAYS_FROM_BYTES
+    tensors.ARRAYS_FROM_BYTES = 1 << 62
+    try:
+        full = outcome(decode, body, *args)
+    finally:
+        tensors.ARRAYS_FROM_BYTES = saved
+    return fast, full
+
+
+def decode_infer(body: bytes):
+    return tensors.decode_infer(body, None, D, 64)
+
+
+def decode_predict(body: bytes):
+    return tensors.decode_predict(body, D, 64)
+
+
+ROWS = [[0.5, -1.25, 3e-8, 7], [1e30, -0.0, 2, 0.1]]
+FLAT = [v for row in ROWS for v in row]
+INFER_BODIES = [
+    infer_body(FLAT),  # flat, integers among floats
+    infer_body(ROWS),  # nested rows
+    infer_body([1, 2, 3, 4, 5, 6, 7, 8]),  # integers only
+    infer_body([2 ** 53 + 1] + [1] * 7),  # an integer doubles cannot hold
+    # Just above halfway between two float32s, and exactly halfway once rounded to a double:
+    # rounded twice, it goes down to the even float32; once, up.
+    infer_body([2 ** 60 + 2 ** 36 + 1] + [1] * 7),
+    infer_body([2 ** 24 + 1] + [1] * 7),  # one float32 rounds, doubles hold
+    infer_body([[1, [2]], [3, 4]]),  # nested deeper in a row
+    infer_body([1, [2], 3, 4, 5, 6, 7, 8]),  # an array among numbers, count unchanged
+    infer_body([[1, 2, 3, 4], [5, 6, 7]]),  # ragged
+    infer_body([[[1, 2, 3, 4], [5, 6, 7, 8]]]),  # three levels
+    infer_body([True, 1, 2, 3, 4, 5, 6, 7]),
+    infer_body([None] * 8),
+    infer_body(["1"] * 8),
+    infer_body([]),
+    infer_body(7.5, shape=(1, 1)),  # a scalar
+    infer_body([1e39] * 8),  # finite as a double, not as float32
+    infer_body([1] * 8, shape=(2, D), parameters={"note": "a [bracket]"}),
+    infer_body([1] * 8, shape=(2, D), parameters={"note": "\u005b"}),
+    infer_body([1] * 7),  # too few numbers for the shape
+    infer_body(ROWS, shape=(4, 2)),  # nested rows that are not the shape's
+    infer_body(ROWS, shape=(2, 3)),
+    infer_body([0.1] * 8, outputs=[{"name": "logits"}]),
+    (b'{"id": "' + PAD.encode() + b'", "inputs": [{"name": "input", "shape": [2, 4], '
+     b'"datatype": "FP32", "data": [1, 2, 3, 4, 5, 6, 7, -0]}]}'),
+    (b'{"id": "' + PAD.encode() + b'", "inputs": [{"name": "input", "shape": [2, 4], '
+     b'"datatype": "FP32", "data": [1e400, 2, 3, 4, 5, 6, 7, 8]}]}'),
+    (b'{"id": "' + PAD.encode() + b'", "inputs": [{"name": "input", "shape": [2, 4], '
+     b'"datatype": "FP32", "data": [NaN, 2, 3, 4, 5, 6, 7, 8]}]}'),
+    (b'{"id": "' + PAD.encode() + b'", "inputs": [{"name": "input", "shape": [2, 4], '
+     b'"datatype": "FP32", "data": [1, 2, 3, 4, 5, 6, 7, 8,]}]}'),
+    (b'{"id": "' + PAD.encode() + b'", "inputs": [{"name": "input", "shape": [2, 4], '
+     b'"datatype": "FP32", "data": [1, 2, 3, 4, 5, 6, 7, 8], "data": [8, 7, 6, 5, 4, 3, 2, 1]'
+     b'}]}'),
+    (b'{"id": "' + PAD.encode() + b'", "inputs": [{"name": "input", "shape": [2, 4], '
+     b'"datatype": "FP32", "data": [1, 2, 3, 4, 5, 6, 7, 18446744073709551616]}]}'),
+    (b'{"id": "' + PAD.encode() + b'\xff", "inputs": []}'),
+    (b'{"id": "' + PAD.encode() + b'", "inputs": [{"name": "input", "shape": [2.0, 4], '
+     b'"datatype": "FP32", "data": [1, 2, 3, 4, 5, 6, 7, 8]}]}'),
+    (b'{"id": "' + PAD.encode() + b'", "extra": 1, "inputs": [{"name": "input", '
+     b'"shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6, 7, 8]}]}'),
+    b'[' + b'1, ' * ARRAYS_FROM_BYTES + b'1]',
+]
+
+
+@pytest.mark.parametrize("body", INFER_BODIES, ids=range(len(INFER_BODIES)))
+def test_an_infer_body_decodes_as_the_full_path_decodes_it(body):
+    fast, full = both_ways(decode_infer, body)
+    assert fast == full
+
+
+def predict_body(instances) -> bytes:
+    """A JSON API body, padded with trailing spaces past ARRAYS_FROM_BYTES."""
+    return json.dumps({"instances": instances}).encode() + b" " * ARRAYS_FROM_BYTES
+
+
+PREDICT_BODIES = [
+    json.dumps({"instances": ROWS, "pad": PAD}).encode(),  # a key the schema refuses
+    predict_body(ROWS),
+    predict_body(FLAT),
+    predict_body([[1, 2, 3, True], [1, 2, 3, 4]]),
+    predict_body([[1, 2, 3, [4]], [1, 2, 3, 4]]),
+    predict_body([[1, 2, 3, 4]] * 65),  # over the 64 examples allowed
+]
+
+
+@pytest.mark.parametrize("body", PREDICT_BODIES, ids=range(len(PREDICT_BODIES)))
+def test_a_predict_body_decodes_as_the_full_path_decodes_it(body):
+    fast, full = both_ways(decode_predict, body)
+    assert fast == full
+
+
+def number_texts(rng: np.random.Generator, count: int) -> list[str]:
+    """JSON numbers in the forms clients write and the hard ones: shortest float32 and float64
+    reprs, long mantissas, exponents near the double's and float32's ends, subnormals,
+    integers, halfway cases of float32."""
+    out = []
+    f32 = rng.standard_normal(count).astype(np.float32)
+    out += [repr(float(v)) for v in f32]  # a client's tolist() of float32
+    out += [f"{v:.5f}" for v in rng.standard_normal(count)]
+    out += [f"{m}e{e}" for m, e in zip(rng.integers(1, 10 ** 19, count, dtype=np.uint64),
+                                        rng.integers(-340, 290, count), strict=True)]
+    out += [f"{v:.25e}" for v in rng.standard_normal(count) * 10.0 ** rng.integers(-45, 38,
+                                                                                  count)]
+    out += [str(int(v)) for v in rng.integers(-(2 ** 53) + 1, 2 ** 53, count)]
+    # float32 halfway points: the mean of two neighbouring float32s, written exactly
+    a = rng.standard_normal(count).astype(np.float32)
+    b = np.nextafter(a, np.float32(np.inf))
+    out += [repr((float(x) + float(y)) / 2) for x, y in zip(a, b, strict=True)]
+    out += ["5e-324", "2.2250738585072014e-308", "1.7976931348623157e308", "1e-46", "-0",
+            "-0.0", "0e0", "1E+2", "3.4028235e38", "3.4028236e38"]
+    return out
+
+
+def test_random_numbers_read_bit_for_bit_as_the_full_path_reads_them():
+    rng = np.random.default_rng(0)
+    texts = number_texts(rng, 4000)
+    body = (b'{"inputs": [{"name": "input", "shape": [1, %d], "datatype": "FP32", "data": [%s]}]}'
+            % (len(texts), ", ".join(texts).encode()))
+    fast = parse_with_arrays(body, INFER_NUMBERS)
+    assert fast is not None, "simdjson declined a body of plain numbers"
+    expected = np.asarray(orjson.loads(body)["inputs"][0]["data"], dtype=np.float64)
+    assert fast["inputs"][0]["data"].tobytes() == expected.tobytes()
+    # And as float32 matrices, where every number is finite in float32.
+    finite = [t for t, v in zip(texts, expected, strict=True) if abs(v) < 3.4e38]
+    body = (b'{"inputs": [{"name": "input", "shape": [1, %d], "datatype": "FP32", "data": [%s]}]}'
+            % (len(finite), ", ".join(finite).encode()))
+    fast, full = both_ways(lambda b: tensors.decode_infer(b, None, len(finite), 1), body)
+    assert fast[0] == "matrix" and fast == full
+
+
+def test_plain_bodies_take_the_fast_path_and_odd_ones_decline():
+    flat = parse_with_arrays(infer_body(FLAT), INFER_NUMBERS)
+    nested = parse_with_arrays(infer_body(ROWS), INFER_NUMBERS)
+    assert isinstance(flat["inputs"][0]["data"], np.ndarray)
+    assert flat["inputs"][0]["data"].shape == (8,)
+    assert nested["inputs"][0]["data"].shape == (2, 4)
+    assert flat["id"] == PAD and flat["inputs"][0]["shape"] == [2, 4]
+    assert parse_with_arrays(infer_body([2.0 ** 60] + [1] * 7), INFER_NUMBERS) is not None
+    predict = parse_with_arrays(json.dumps({"instances": ROWS}).encode(), PREDICT_NUMBERS)
+    assert predict["instances"].shape == (2, 4)
+    for body in (infer_body([1, [2], 3, 4, 5, 6, 7, 8]), infer_body([True] * 8),
+                 infer_body([2 ** 53] * 8), infer_body([]), infer_body([[1, 2], [3]]),
+                 infer_body([1] * 8, parameters={"note": "["}),
+                 b'{"inputs": 1, "inputs": 2}', b'[1, 2]', b'{"inputs": [NaN]}'):
+        assert parse_with_arrays(body, INFER_NUMBERS) is None, body[-80:]
+
+
+def test_fields_outside_the_numeric_paths_stay_python_values():
+    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32",
+                                   "data": [1.5, 2], "parameters": {"a": [1, 2]}}],
+                       "outputs": [{"name": "logits"}], "id": None}).encode()
+    parsed = parse_with_arrays(body, INFER_NUMBERS)
+    assert parsed["inputs"][0]["parameters"] == {"a": [1, 2]}
+    assert parsed["outputs"] == [{"name": "logits"}] and parsed["id"] is None
+    np.testing.assert_array_equal(parsed["inputs"][0]["data"], [1.5, 2.0])
