@@ -150,6 +150,13 @@ class ModelEngine:
         except OnnxModelError as error:
             raise ArtifactError(f"{self.shown}/model.onnx: {error}") from None
 
+    def expect_forward(self, within_s: float) -> None:
+        """A forward of this model is coming within about `within_s` seconds: engines with
+        worker threads keep them awake until then (`SkipNetwork.expect_forward`)."""
+        expect = getattr(self._forward, "expect_forward", None)
+        if expect is not None:
+            expect(within_s)
+
     def infer(self, x: np.ndarray) -> BatchResult:
         """x (B, D) float32, finite: the caller (the HTTP layer) has checked it."""
         start = time.perf_counter()
@@ -199,6 +206,8 @@ class _TorchInputs:
     def __init__(self, engine, device: str) -> None:
         self.engine, self.device = engine, device
         self.reads_all_gated_inputs = engine.reads_all_gated_inputs
+        if hasattr(engine, "expect_forward"):  # the CPU engine's thread pool
+            self.expect_forward = engine.expect_forward
 
     def __call__(self, x: np.ndarray) -> SkipOutput:
         import torch

@@ -19,7 +19,7 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from .gate_map import active_block_indices
-from .inference import Served, find_engine, readiness, run
+from .inference import Served, expect_forward, find_engine, readiness, run
 from .json_budget import JsonValueCounter, budget_reason, input_budget
 from .off_loop import INLINE_EXAMPLES, cheap_to_decode, run_off_loop
 from .openapi import json_body
@@ -85,6 +85,7 @@ async def _predict(request: Request, name: str, version: str | None, gates: bool
         input_size, max_rows))
     raw = await read_body(request, settings.max_body_bytes, counter,
                           settings.max_receiving_body_bytes, settings.retry_after_s)
+    expect_forward(loaded)
     x = await run_off_loop(decode_predict, raw, input_size, max_rows,
                            inline=cheap_to_decode(counter.values, len(raw)))
     served = await run(request, loaded, x, "v1", started)

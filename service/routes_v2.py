@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 
 from .engine import ModelEngine
 from .errors import bad_request
-from .inference import Served, find_engine, readiness, run
+from .inference import Served, expect_forward, find_engine, readiness, run
 from .json_budget import JsonValueCounter, budget_reason, input_budget
 from .off_loop import INLINE_EXAMPLES, cheap_to_decode, run_off_loop
 from .openapi import json_body
@@ -158,6 +158,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
                                budget_reason(input_size, max_rows), json_bytes)
     body = await read_body(request, settings.max_body_bytes, counter,
                            settings.max_receiving_body_bytes, settings.retry_after_s)
+    expect_forward(loaded)
     payload, x = await run_off_loop(decode_infer, body, json_bytes, input_size, max_rows,
                                     inline=cheap_to_decode(counter.values, len(body)))
     _check_named_model(payload, loaded.engine)

@@ -128,6 +128,11 @@ class NativeKernels:
         self._nudge = library.pool_nudge
         self._nudge.argtypes = []
         self._nudge.restype = None
+        self._keep_awake = library.pool_keep_awake
+        self._keep_awake.argtypes = [ctypes.c_int64]
+        self._keep_awake.restype = None
+        self._sleeping = library.pool_sleeping_workers
+        self._sleeping.restype = ctypes.c_int
         self._available = library.kernel_sets_available
         self._available.restype = ctypes.c_int
         self._choose = library.choose_kernel_set
@@ -177,6 +182,16 @@ class NativeKernels:
         csrc/thread_pool.h): before a forward that will split its products, so the workers
         are awake when the first product is split."""
         self._nudge()
+
+    def keep_awake(self, seconds: float) -> None:
+        """Keep the pool's idle workers spinning for the next `seconds` (waking sleeping
+        ones), or, with 0, no longer than their usual short spin after a product (see
+        `pool_keep_awake` in csrc/thread_pool.h)."""
+        self._keep_awake(int(seconds * 1e9))
+
+    def sleeping_workers(self) -> int:
+        """The pool's workers asleep at this moment (neither spinning nor working)."""
+        return self._sleeping()
 
     def rows_times_blocks(self, x: np.ndarray, examples: np.ndarray,
                           weights: Panels | np.ndarray, spans: np.ndarray, out: np.ndarray,

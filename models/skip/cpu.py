@@ -327,11 +327,22 @@ class SkipNetwork:
         example computed."""
         return False
 
+    def expect_forward(self, within_s: float) -> None:
+        """A forward is coming within about `within_s` seconds (a server has read a request's
+        body and is decoding it): keep the kernels' workers awake until then, rather than
+        waking them as it starts. The forward lets them rest again at its end."""
+        if self.native is not None and self.threads > 1:
+            self.native.keep_awake(within_s)
+
     def __call__(self, x: Tensor) -> SkipOutput:
         if x.dim() != 2 or x.shape[1] != self.model.config.input_size:
             raise ValueError(f"x must be (B, {self.model.config.input_size}), got "
                              f"{tuple(x.shape)}")
-        return self._forward(_numpy(x))
+        try:
+            return self._forward(_numpy(x))
+        finally:
+            if self.native is not None and self.threads > 1:
+                self.native.keep_awake(0)
 
     def _forward(self, x: np.ndarray) -> SkipOutput:
         sparse: _SparseRows | None = None  # set right after a gated layer

@@ -13,6 +13,8 @@ import pytest
 
 from models.skip import c_kernels as native_kernels
 
+from .polling import eventually
+
 kernels = native_kernels.load()
 pytestmark = pytest.mark.skipif(kernels is None, reason="no C compiler built the kernels")
 
@@ -108,3 +110,17 @@ def test_a_forked_child_starts_its_own_workers():
     assert child.exitcode == 0
     np.testing.assert_array_equal(got, want)
     assert started == 1
+
+
+def test_keep_awake_holds_idle_workers_spinning_until_it_is_cleared():
+    args = problem(5)
+    forward(*args, threads=2)  # the pool has a worker
+    # Idle past its short spin (SPIN_NS, 0.2 ms), a worker sleeps; held awake, it spins.
+    assert eventually(lambda: kernels.sleeping_workers() >= 1)
+    kernels.keep_awake(30.0)
+    assert eventually(lambda: kernels.sleeping_workers() == 0)
+    time.sleep(0.05)  # a hundred times its usual spin: still awake
+    assert kernels.sleeping_workers() == 0
+    np.testing.assert_array_equal(forward(*args, threads=2), forward(*args, threads=1))
+    kernels.keep_awake(0)
+    assert eventually(lambda: kernels.sleeping_workers() >= 1)

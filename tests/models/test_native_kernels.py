@@ -6,6 +6,8 @@ The products run with float32 and with bfloat16 panels; in bfloat16 the referenc
 product over the weights rounded to bfloat16, which is what the kernels must compute exactly
 (up to summation order): the rounding is the export's, not the kernels'."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,8 @@ from models.gated_config import GatedNetworkConfig
 from models.gated_network import GatedNetwork
 from models.skip import c_kernels as native_kernels
 from models.skip.cpu import SkipNetwork
+
+from .polling import eventually
 
 kernels = native_kernels.load()
 pytestmark = pytest.mark.skipif(kernels is None, reason="no C compiler built the kernels")
@@ -482,3 +486,25 @@ def test_bfloat16_main_weights_run_in_bfloat16_panels_and_equal_the_dense_forwar
     assert not torch.equal(out.logits, float32)  # the rounded weights did change the answer
     active = out.active_blocks.float()
     assert 0 < active[:, 0].mean() < 6 and 0 < active[:, 1].mean() < 4
+
+
+def test_expect_forward_keeps_the_pool_awake_until_the_forward_ends():
+    """A server tells the engine a forward is coming (`SkipNetwork.expect_forward`): the
+    kernels' workers spin until then, and the forward lets them sleep again at its end."""
+    torch.manual_seed(0)
+    config = GatedNetworkConfig.from_dict({
+        "input_size": 48, "num_classes": 3, "target_density": 0.5, "layers": [
+            {"blocks": 8, "block_size": 64, "activation": "relu"}]})
+    model = GatedNetwork(config).eval()
+    engine = SkipNetwork(model, threads=2, dense_from=2.0)
+    x = torch.randn(64, 48)
+    native_kernels.load().keep_awake(0)
+    engine(x)  # the pool has a worker; idle, it sleeps
+    assert eventually(lambda: engine.native.sleeping_workers() >= 1)
+    engine.expect_forward(30.0)
+    assert eventually(lambda: engine.native.sleeping_workers() == 0)
+    torch.testing.assert_close(engine(x).logits, model(x).logits, rtol=1e-4, atol=1e-4)
+    assert eventually(lambda: engine.native.sleeping_workers() >= 1)  # not held 30 s
+    SkipNetwork(model, threads=1).expect_forward(30.0)  # one thread: no pool to hold
+    time.sleep(0.05)
+    assert engine.native.sleeping_workers() >= 1

@@ -183,3 +183,21 @@ def test_the_body_may_name_the_model_the_path_serves_and_no_other(client):
     old = client.post("/v2/models/tiny/infer", json={**body, "model_version": "1"})
     assert old.status_code == 400
     assert "/v2/models/tiny/versions/1/infer" in old.json()["error"]
+
+
+def test_both_apis_tell_the_engine_a_forward_is_coming_once_the_body_is_read(client,
+                                                                            monkeypatch):
+    """So the CPU engine's workers are awake when the forward starts (`expect_forward`)."""
+    from service.engine import ModelEngine
+    from service.inference import FORWARD_WITHIN_S
+
+    told = []
+    monkeypatch.setattr(ModelEngine, "expect_forward",
+                        lambda self, within_s: told.append((self.name, within_s)))
+    x = inputs(2)
+    assert client.post("/v1/models/tiny:predict", json={"instances": x}).status_code == 200
+    assert client.post("/v2/models/tiny/infer", json={"inputs": [
+        {"name": "input", "shape": [2, INPUT_SIZE], "datatype": "FP32", "data": x}]}
+    ).status_code == 200
+    assert client.post("/v1/models/missing:predict", json={"instances": x}).status_code == 404
+    assert told == [("tiny", FORWARD_WITHIN_S)] * 2

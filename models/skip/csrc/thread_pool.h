@@ -43,6 +43,7 @@ static struct {
     atomic_uint_fast64_t ticket; /* round << 32 | chunk count << 16 | next chunk to take */
     atomic_int sleepers;         /* workers waiting on `wake` */
     atomic_uint nudges;          /* pool_nudge calls: each sends sleeping workers to spin */
+    atomic_int_fast64_t awake_until; /* idle workers spin at least until then (now_ns), 0: no */
     atomic_int_fast64_t done;    /* chunks of the current round finished */
     pool_fn fn;                  /* the current round's job */
     void *arg;
@@ -82,8 +83,9 @@ static void pool_take_chunks(uint_fast64_t round) {
     }
 }
 
-/* Wait until the round differs from `seen`: spin for SPIN_NS, then sleep until a round
- * starts or a nudge (pool_nudge) sends the worker back to spinning. */
+/* Wait until the round differs from `seen`: spin for SPIN_NS (or until `awake_until`, where
+ * that is later), then sleep until a round starts or a nudge (pool_nudge) sends the worker
+ * back to spinning. */
 static uint_fast64_t pool_wait_round(uint_fast64_t seen) {
     for (;;) {
         int64_t until = now_ns() + SPIN_NS;
@@ -92,7 +94,8 @@ static uint_fast64_t pool_wait_round(uint_fast64_t seen) {
             if (round != seen) return round;
             cpu_relax();
             if ((spins & 255) == 255) {
-                if (now_ns() > until) break;
+                int64_t now = now_ns();
+                if (now > until && now > atomic_load(&pool.awake_until)) break;
                 sched_yield(); /* see YIELD above */
             }
         }
@@ -123,6 +126,26 @@ void pool_nudge(void) {
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
 }
+
+/* Keep idle workers spinning for the next `ns` nanoseconds (waking sleeping ones), or, with
+ * ns <= 0, no longer than SPIN_NS after their last round. A server calls it as a request
+ * arrives, so the workers are awake when that request's forward starts, a body's reading and
+ * decoding later: a worker woken only as the forward starts, after sleeping for milliseconds,
+ * leaves the first products to the caller alone and slows the whole forward (`python -m
+ * benchmarks.forward_after_pause`). The forward clears it at its end. */
+void pool_keep_awake(int64_t ns) {
+    if (ns <= 0) {
+        atomic_store(&pool.awake_until, 0);
+        return;
+    }
+    int64_t until = now_ns() + ns, seen = atomic_load(&pool.awake_until);
+    while (seen < until && !atomic_compare_exchange_weak(&pool.awake_until, &seen, until)) {
+    }
+    pool_nudge();
+}
+
+/* Workers asleep now (not spinning, not working): what tests read keep_awake's effect by. */
+int pool_sleeping_workers(void) { return atomic_load(&pool.sleepers); }
 
 static void *pool_worker(void *unused) {
     (void)unused;
