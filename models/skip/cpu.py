@@ -278,6 +278,7 @@ class SkipNetwork:
         self.dense_from = dense_from
         self.threads = threads or torch.get_num_threads()
         self.native = native_kernels.load() if native else None
+        self._held_awake = False  # expect_forward holds the kernels' workers awake
         use_one_blas_thread()  # see models.skip.numpy_products
         # The panels' precision: the model's main-path weights', so packing them loses nothing.
         self.block_weights = block_weights.precision_of(model)
@@ -333,6 +334,7 @@ class SkipNetwork:
         waking them as it starts. The forward lets them rest again at its end."""
         if self.native is not None and self.threads > 1:
             self.native.keep_awake(within_s)
+            self._held_awake = True
 
     def __call__(self, x: Tensor) -> SkipOutput:
         if x.dim() != 2 or x.shape[1] != self.model.config.input_size:
@@ -341,7 +343,8 @@ class SkipNetwork:
         try:
             return self._forward(_numpy(x))
         finally:
-            if self.native is not None and self.threads > 1:
+            if self._held_awake:
+                self._held_awake = False
                 self.native.keep_awake(0)
 
     def _forward(self, x: np.ndarray) -> SkipOutput:
