@@ -16,9 +16,10 @@ declines:
   range), and objects with a key twice (orjson keeps the last value);
 - a numeric field that is not a non-empty flat array of numbers or a 2-D array of rows of
   equal length (booleans, nulls and strings among them included);
-- a numeric field of integers only, one of them of magnitude 2**53 or more: numpy would turn
-  it into int64, then float32 in one rounding, where the doubles here would be rounded twice
-  (with a fraction or exponent among them, numpy's array is float64 too);
+- a numeric field holding a number of magnitude 2**53 or more: where its numbers are all
+  integers numpy makes an int64 or uint64 array of them (or refuses a mix it cannot hold) and
+  rounds each to float32 once, where the doubles here would be rounded twice; values that
+  large are not worth telling the cases apart;
 - a document holding more "[" than the arrays seen: simdjson's copy flattens nested arrays, so
   [1, [2]] would pass as [1, 2]. Every array outside the numeric fields is seen as it is turned
   into a list, and strings or keys holding "[" are declined, so the count is exact.
@@ -85,19 +86,9 @@ class _Walk:
                     raise _FullPath
             shape = (count, columns)
             self.arrays += count
-        if leaves.size != int(np.prod(shape)) or (
-                float(np.abs(leaves).max()) >= EXACT_INTEGERS and _integers_only(node)):
+        if leaves.size != int(np.prod(shape)) or float(np.abs(leaves).max()) >= EXACT_INTEGERS:
             raise _FullPath
         return leaves.reshape(shape)
-
-
-def _integers_only(node: simdjson.Array) -> bool:
-    """Whether every number of the array is an integer (simdjson copies it as int64 then)."""
-    try:
-        node.as_buffer(of_type="i")
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def parse_with_arrays(text: bytes, numeric: tuple[tuple[str, ...], ...]) -> dict | None:
