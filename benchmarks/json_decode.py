@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import orjson
 import simdjson
 
-from service import tensors
 from service.json_budget import JsonValueCounter
 from service.tensors import _may_hold_booleans, decode_infer
 
@@ -48,12 +48,7 @@ def body(batch: int, seed: int, numbers: str = "full") -> bytes:
 
 def full_path(text: bytes, batch: int) -> np.ndarray:
     """decode_infer with simdjson's reading left out: orjson, then numpy."""
-    saved = tensors.ARRAYS_FROM_BYTES
-    tensors.ARRAYS_FROM_BYTES = len(text) + 1
-    try:
-        return decode_infer(text, None, INPUT_SIZE, batch)[1]
-    finally:
-        tensors.ARRAYS_FROM_BYTES = saved
+    return decode_infer(text, None, INPUT_SIZE, batch, arrays_from_bytes=math.inf)[1]
 
 
 def count_values(chunks: list[bytes]) -> int:

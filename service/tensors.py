@@ -146,17 +146,21 @@ PREDICT_NUMBERS = (("instances",),)
 INFER_NUMBERS = (("inputs", "*", "data"),)
 
 
-def _parse_numbers(text: bytes, numeric: tuple[tuple[str, ...], ...]) -> Any:
+def _parse_numbers(text: bytes, numeric: tuple[tuple[str, ...], ...],
+                   arrays_from_bytes: float) -> Any:
     """The JSON text as Python values, its tensors (at `numeric`) as float64 arrays where
-    simdjson reads them exactly as orjson and numpy would, else as lists."""
-    fast = parse_with_arrays(text, numeric) if len(text) >= ARRAYS_FROM_BYTES else None
+    simdjson reads them exactly as orjson and numpy would (texts of `arrays_from_bytes` or
+    more), else as lists."""
+    fast = parse_with_arrays(text, numeric) if len(text) >= arrays_from_bytes else None
     return fast if fast is not None else parse_json(text)
 
 
-def decode_predict(body: bytes, input_size: int, max_rows: int) -> np.ndarray:
+def decode_predict(body: bytes, input_size: int, max_rows: int, *,
+                   arrays_from_bytes: float = ARRAYS_FROM_BYTES) -> np.ndarray:
     """A JSON API body as its (B, D) input matrix. Costly for large bodies: run it through
-    `service.off_loop`."""
-    payload = _parse_numbers(body, PREDICT_NUMBERS)
+    `service.off_loop`. `arrays_from_bytes`: the body size from which simdjson reads it first
+    (infinity: orjson alone, the full path)."""
+    payload = _parse_numbers(body, PREDICT_NUMBERS, arrays_from_bytes)
     instances = payload.get("instances") if isinstance(payload, dict) else None
     if isinstance(instances, np.ndarray):  # the schema's other checks, on a stand-in list
         validate(PredictRequest, {**payload, "instances": [None]})
@@ -166,12 +170,15 @@ def decode_predict(body: bytes, input_size: int, max_rows: int) -> np.ndarray:
                   may_hold_booleans=_may_hold_booleans(body))
 
 
-def decode_infer(body: bytes, json_bytes: int | None, input_size: int,
-                 max_rows: int) -> tuple[InferenceRequest, np.ndarray]:
+def decode_infer(body: bytes, json_bytes: int | None, input_size: int, max_rows: int, *,
+                 arrays_from_bytes: float = ARRAYS_FROM_BYTES
+                 ) -> tuple[InferenceRequest, np.ndarray]:
     """An Open Inference Protocol body as (the request, its (B, D) input matrix). Costly for
-    large bodies: run it through `service.off_loop`."""
+    large bodies: run it through `service.off_loop`. `arrays_from_bytes`: as for
+    `decode_predict`."""
     header, binary = split_binary_body(json_bytes, body)
-    payload = validate(InferenceRequest, _parse_numbers(header, INFER_NUMBERS))
+    payload = validate(InferenceRequest,
+                       _parse_numbers(header, INFER_NUMBERS, arrays_from_bytes))
     if len(payload.inputs) != 1:
         raise bad_request(f"this model takes exactly one input ({INPUT_NAME!r}), got "
                           f"{len(payload.inputs)}")

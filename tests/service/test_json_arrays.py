@@ -10,6 +10,7 @@ tried on each; the tests of `parse_with_arrays` itself check which it takes.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import orjson
@@ -30,33 +31,26 @@ def infer_body(data, shape=(2, D), **extra) -> bytes:
                       ).encode()
 
 
-def outcome(decode, *args):
+def outcome(decode, *args, **options):
     try:
-        x = decode(*args)
+        x = decode(*args, **options)
     except ApiError as error:
         return ("refused", error.status, str(error))
     x = x[1] if isinstance(x, tuple) else x
     return ("matrix", x.dtype.str, x.shape, x.tobytes())
 
 
-def both_ways(decode, body: bytes, *args):
+def both_ways(decode, body: bytes):
     """(the server's outcome, the full path's outcome) for body."""
-    fast = outcome(decode, body, *args)
-    saved = tensors.ARRAYS_FROM_BYTES
-    tensors.ARRAYS_FROM_BYTES = 1 << 62
-    try:
-        full = outcome(decode, body, *args)
-    finally:
-        tensors.ARRAYS_FROM_BYTES = saved
-    return fast, full
+    return outcome(decode, body), outcome(decode, body, arrays_from_bytes=math.inf)
 
 
-def decode_infer(body: bytes):
-    return tensors.decode_infer(body, None, D, 64)
+def decode_infer(body: bytes, **options):
+    return tensors.decode_infer(body, None, D, 64, **options)
 
 
-def decode_predict(body: bytes):
-    return tensors.decode_predict(body, D, 64)
+def decode_predict(body: bytes, **options):
+    return tensors.decode_predict(body, D, 64, **options)
 
 
 ROWS = [[0.5, -1.25, 3e-8, 7], [1e15, -0.0, 2, 0.1]]
@@ -171,7 +165,8 @@ def test_random_numbers_read_bit_for_bit_as_the_full_path_reads_them():
     expected = np.asarray(orjson.loads(body)["inputs"][0]["data"], dtype=np.float64)
     assert fast["inputs"][0]["data"].tobytes() == expected.tobytes()
     # And as float32 matrices.
-    fast, full = both_ways(lambda b: tensors.decode_infer(b, None, len(texts), 1), body)
+    fast, full = both_ways(lambda b, **o: tensors.decode_infer(b, None, len(texts), 1, **o),
+                           body)
     assert fast[0] == "matrix" and fast == full
 
 
