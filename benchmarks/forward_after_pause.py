@@ -11,17 +11,18 @@ calls once a request's body is read, keeps them spinning until the forward inste
 For the `blocks` model (784 -> 2 gated layers of 64 blocks x 64 -> 10, random weights,
 thresholds at `--density` of blocks, as `benchmarks.peer` serves it) at batches 1 and 32, on 16
 inputs in turn, each forward timed alone: back to back; after a `--pause-ms` sleep; and after
-the same sleep begun with `expect_forward`. Medians of `--repeats` forwards per variant, the
-variants in alternating rounds. Prints a table and writes the rows as JSON.
+the same sleep begun with `expect_forward` (the sleeps off the clock). Medians of `--repeats`
+forwards per variant, the variants in alternating rounds (`benchmarks.timing`). Prints a table
+and writes the rows as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from models.gated_config import preset
@@ -30,6 +31,7 @@ from models.skip.cpu import SkipNetwork
 
 from .cases import set_density
 from .run_record import write_rows
+from .timing import median_ms
 
 BATCHES = (1, 32)
 INPUTS = 16
@@ -49,33 +51,22 @@ def network(seed: int, density: float) -> tuple[SkipNetwork, torch.Tensor]:
     return skip, x
 
 
-def timed(skip: SkipNetwork, x: torch.Tensor, variant: str, pause_s: float) -> float:
-    """One forward's seconds, after what the variant says."""
-    if variant != "back_to_back":
-        if variant == "after_pause_expected":
-            skip.expect_forward(EXPECTED_WITHIN_S)
-        time.sleep(pause_s)
-    started = time.perf_counter()
-    skip(x)
-    return time.perf_counter() - started
-
-
 def rows(warmup: int, repeats: int, rounds: int, seed: int, density: float, pause_ms: float,
          batches=BATCHES) -> list[dict]:
     skip, x = network(seed, density)
+
+    def pause(told: bool) -> None:
+        if told:
+            skip.expect_forward(EXPECTED_WITHIN_S)
+        time.sleep(pause_ms / 1e3)
+
     out = []
     for batch in batches:
-        inputs = [x[i * batch:(i + 1) * batch] for i in range(INPUTS)]
-        times: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        calls = 0
-        for _ in range(rounds):
-            for variant in VARIANTS:
-                for i in range(warmup + max(1, repeats // rounds)):
-                    seconds = timed(skip, inputs[calls % INPUTS], variant, pause_ms / 1e3)
-                    calls += 1
-                    if i >= warmup:
-                        times[variant].append(seconds)
-        medians = {v: float(np.median(t)) * 1e3 for v, t in times.items()}
+        inputs = itertools.cycle([x[i * batch:(i + 1) * batch] for i in range(INPUTS)])
+        medians = median_ms(dict.fromkeys(VARIANTS, lambda: skip(next(inputs))),  # noqa: B023
+                            warmup=warmup, repeats=repeats, rounds=rounds,
+                            before={"after_pause": lambda: pause(False),
+                                    "after_pause_expected": lambda: pause(True)})
         out.append({"batch": batch, "density": density, "pause_ms": pause_ms,
                     "threads": skip.threads, **{f"{v}_ms": m for v, m in medians.items()},
                     "pause_cost": medians["after_pause"] / medians["back_to_back"],

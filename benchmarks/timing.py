@@ -15,13 +15,17 @@ from collections.abc import Callable
 
 
 def median_ms(functions: dict[str, Callable[[], object]], *, warmup: int, repeats: int,
-              rounds: int = 3, synchronize: Callable[[], None] | None = None
-              ) -> dict[str, float]:
+              rounds: int = 3, synchronize: Callable[[], None] | None = None,
+              before: dict[str, Callable[[], object]] | None = None) -> dict[str, float]:
     """Median milliseconds per call of each function. `synchronize` (e.g.
-    torch.cuda.synchronize) runs before each clock read, so device work is inside the timing."""
+    torch.cuda.synchronize) runs before each clock read, so device work is inside the timing.
+    `before[name]`, where given, runs before each call of that function, off the clock (a
+    pause, say, that the call should follow)."""
     sync = synchronize or (lambda: None)
-    for fn in functions.values():
+    setups = before or {}
+    for name, fn in functions.items():
         for _ in range(warmup):
+            setups.get(name, _nothing)()
             fn()
     sync()
     samples: dict[str, list[float]] = {name: [] for name in functions}
@@ -29,9 +33,14 @@ def median_ms(functions: dict[str, Callable[[], object]], *, warmup: int, repeat
     for _ in range(max(1, rounds)):
         for name, fn in functions.items():
             for _ in range(per_round):
+                setups.get(name, _nothing)()
                 sync()
                 start = time.perf_counter()
                 fn()
                 sync()
                 samples[name].append((time.perf_counter() - start) * 1e3)
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def _nothing() -> None:
+    pass
