@@ -41,7 +41,7 @@ from models.artifact import list_versions
 from models.gated_artifact import save_gated_network
 from models.gated_config import GatedNetworkConfig, preset
 from models.gated_network import GatedNetwork
-from service.config import BACKENDS
+from service.backends import BACKENDS
 
 from .cases import set_density
 from .http_load import closed_loop, encode_post, one_at_a_time

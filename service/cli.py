@@ -18,7 +18,8 @@ import uvicorn
 from pydantic import ValidationError
 
 from .app import create_app
-from .config import BACKENDS, Settings
+from .backends import BACKENDS
+from .config import Settings
 from .http_protocol import ConnectionLimits, bounded_protocol, reserve_file_descriptors
 
 

@@ -12,8 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The engines a server can run its models on ("auto": triton on CUDA, else torch).
-BACKENDS = ("auto", "torch", "onnxruntime", "triton")
+from .backends import BACKENDS
 
 
 class Settings(BaseSettings):

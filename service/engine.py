@@ -25,7 +25,7 @@ from models.gated_artifact import load_gated_config
 from models.labelled_examples import read_examples
 from models.skip.output import SkipOutput
 
-from .config import BACKENDS
+from .backends import BACKENDS
 
 # Backends an artifact may ask for; the server's own setting, when not "auto", overrides it.
 ARTIFACT_BACKENDS = tuple(b for b in BACKENDS if b != "auto")

@@ -37,10 +37,10 @@ the batch's pairs on, the layer and its consumer run as torch's GEMMs (cuBLAS) o
 batch, the gate values applied to the blocks' outputs, so off blocks are exact zeros, and
 `computed_blocks` says every block ran. Per-example routing cannot get there: it decides on
 the device, so its dense examples still go through Triton's grouped GEMM, ~2x slower than
-cuBLAS from batch 256 on an H100 (0.49x dense at 4096 and 100 %). The default 1/4 is placed
-from that run's rows, not yet from a run of the route itself: the grouped path took 2.16 ms
-at 4096 and 25 % (0.348 ms at 256) against 1.69 ms (0.151 ms) for all of the dense forward,
-which this route costs plus its gate stage. A CUDA graph cannot sync, so a forward captured
+cuBLAS from batch 256 (0.47x dense at 4096 and 100 % on an H200). The default 1/4: on an
+H200 at batch 4096 the route runs 100 % in 2.21 against 3.58 ms and 25 % in 2.19 against
+2.37 ms without it (`python -m benchmarks.skip --device cuda`, `triton` against
+`triton-no-batch-route`). A CUDA graph cannot sync, so a forward captured
 as one (`CudaGraphSkipNetwork`) stays on the per-example routes.
 
 Pair lists and counts are built on the device by the gate kernels (atomics reserve the

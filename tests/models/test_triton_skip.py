@@ -279,11 +279,11 @@ def test_gate_lists_hold_each_blocks_sparse_examples_and_the_dense_ones(dense_fr
 
 def test_cuda_graph_wrapper_falls_back_to_eager_off_cuda_or_beyond_the_buckets():
     # Against the dense masked forward, not the eager engine it falls back to; and no graph is
-    # captured for a batch beyond the buckets or a CPU tensor.
+    # captured for a batch beyond the buckets.
     model = network("gated-dense", seed=4)
     x = inputs(3, seed=4)  # beyond the largest bucket: eager on any device
     with torch.no_grad():
-        want = model(x.cpu()).logits
+        want = model(x).logits.cpu()
     graphed = CudaGraphSkipNetwork(TritonSkipNetwork(model, torch.float32), buckets=(1, 2))
     torch.testing.assert_close(graphed(x).logits.cpu(), want, atol=1e-4, rtol=1e-4)
     assert graphed._captured == {}
