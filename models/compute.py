@@ -20,8 +20,9 @@ Letters: B examples, L layers (gated or not), G gated layers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -109,22 +110,109 @@ def executed_macs(config: GatedNetworkConfig, active_blocks: Tensor | np.ndarray
     return total + reads * config.num_classes
 
 
+class ComputeReports(Sequence[ComputeReport]):
+    """A batch's reports, one per example, held as arrays: made, sliced, summed and written
+    out in a few numpy calls however large the batch, so a thousand-example request costs no
+    thousand Python objects. Indexing one example gives its `ComputeReport`.
+
+    executed_macs (B,) int64; active_blocks, computed_blocks (B, G) int64; the dense and gater
+    multiply-adds and the blocks per gated layer are the network's, the same for every
+    example."""
+
+    def __init__(self, dense_macs: int, gater_macs: int, blocks: tuple[int, ...],
+                 executed_macs: np.ndarray, active_blocks: np.ndarray,
+                 computed_blocks: np.ndarray) -> None:
+        rows = executed_macs.shape[0]
+        shape = (rows, len(blocks))
+        if (executed_macs.ndim != 1 or active_blocks.shape != shape
+                or computed_blocks.shape != shape):
+            raise ValueError(f"reports of {rows} examples and {len(blocks)} gated layers need "
+                             f"(B,) and (B, G) counts, got {executed_macs.shape}, "
+                             f"{active_blocks.shape}, {computed_blocks.shape}")
+        self.dense_macs, self.gater_macs, self.blocks = int(dense_macs), int(gater_macs), blocks
+        self.executed_macs = executed_macs.astype(np.int64, copy=False)
+        self.active_blocks = active_blocks.astype(np.int64, copy=False)
+        self.computed_blocks = computed_blocks.astype(np.int64, copy=False)
+
+    @classmethod
+    def of(cls, reports: Sequence[ComputeReport]) -> ComputeReports:
+        """The batch of some single reports, all of one network (at least one)."""
+        if not reports:
+            raise ValueError("no reports")
+        first = reports[0]
+        shape = (len(reports), len(first.blocks))
+        return cls(first.dense_macs, first.gater_macs, first.blocks,
+                   np.array([r.executed_macs for r in reports], dtype=np.int64),
+                   np.array([r.active_blocks for r in reports], dtype=np.int64).reshape(shape),
+                   np.array([r.computed_blocks for r in reports],
+                            dtype=np.int64).reshape(shape))
+
+    def __len__(self) -> int:
+        return self.executed_macs.shape[0]
+
+    @overload
+    def __getitem__(self, index: int) -> ComputeReport: ...
+    @overload
+    def __getitem__(self, index: slice) -> ComputeReports: ...
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return ComputeReports(self.dense_macs, self.gater_macs, self.blocks,
+                                  self.executed_macs[index], self.active_blocks[index],
+                                  self.computed_blocks[index])
+        return ComputeReport(self.dense_macs, int(self.executed_macs[index]), self.gater_macs,
+                             tuple(self.active_blocks[index].tolist()), self.blocks,
+                             tuple(self.computed_blocks[index].tolist()))
+
+    def __iter__(self) -> Iterator[ComputeReport]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return list(self) == list(other)
+
+    __hash__ = None  # mutable arrays inside
+
+    def __repr__(self) -> str:
+        return f"ComputeReports({len(self)} examples, blocks {self.blocks})"
+
+    def saved_fractions(self) -> np.ndarray:
+        """(B,) float64: each example's 1 - executed / dense, as `ComputeReport` computes it."""
+        return 1.0 - self.executed_macs / self.dense_macs
+
+    def active_fractions(self) -> np.ndarray:
+        """(B,) float64: blocks on over blocks, summed over the gated layers (empty where the
+        network has no gated layer)."""
+        if not self.blocks:
+            return np.empty(0)
+        return self.active_blocks.sum(axis=1) / sum(self.blocks)
+
+    def as_dicts(self) -> list[dict[str, object]]:
+        """Each example's `ComputeReport.as_dict()`, equal to it value for value."""
+        blocks = list(self.blocks)
+        dense, gater = self.dense_macs, self.gater_macs
+        return [{"dense_macs": dense, "executed_macs": e, "gater_macs": gater,
+                 "saved_fraction": s, "active_blocks": a, "blocks": blocks.copy(),
+                 "computed_blocks": c}
+                for e, s, a, c in zip(self.executed_macs.tolist(),
+                                      self.saved_fractions().tolist(),
+                                      self.active_blocks.tolist(),
+                                      self.computed_blocks.tolist(), strict=True)]
+
+
 def compute_reports(config: GatedNetworkConfig, active_blocks: Tensor | np.ndarray,
                     computed_blocks: Tensor | np.ndarray | None = None, *,
-                    gated_reads_all_inputs: bool = False) -> list[ComputeReport]:
-    """One ComputeReport per example from active blocks per gated layer (B, G) and the blocks
+                    gated_reads_all_inputs: bool = False) -> ComputeReports:
+    """The reports of a batch from active blocks per gated layer (B, G) and the blocks
     computed (default: the active ones); see `executed_macs`."""
-    dense = dense_macs(config)
-    gater = gater_macs(config)
     active_blocks = _int64(active_blocks)
     computed_blocks = active_blocks if computed_blocks is None else _int64(computed_blocks)
     executed = executed_macs(config, active_blocks, computed_blocks,
-                             gated_reads_all_inputs=gated_reads_all_inputs).tolist()
+                             gated_reads_all_inputs=gated_reads_all_inputs)
     blocks = tuple(layer.blocks for layer in config.layers if layer.gated)
-    active = active_blocks.tolist()
-    computed = computed_blocks.tolist()
-    return [ComputeReport(dense, e, gater, tuple(a), blocks, tuple(c))
-            for e, a, c in zip(executed, active, computed, strict=True)]
+    return ComputeReports(dense_macs(config), gater_macs(config), blocks, executed,
+                          active_blocks, computed_blocks)
 
 
 def active_blocks_of(gates: list[Tensor]) -> Tensor:

@@ -20,7 +20,7 @@ import numpy as np
 
 from models.artifact import ArtifactError, read_extra_file, shown_path
 from models.block_weights import stored_precision
-from models.compute import ComputeReport, dense_macs, executed_macs
+from models.compute import ComputeReports, dense_macs, executed_macs
 from models.gated_artifact import load_gated_config
 from models.labelled_examples import read_examples
 from models.skip.output import SkipOutput
@@ -38,7 +38,7 @@ class BatchResult:
 
     logits: np.ndarray  # (B, C) float32
     probabilities: np.ndarray  # (B, C) float32
-    reports: list[ComputeReport]
+    reports: ComputeReports
     compute_ms: float  # wall time of the forward, for the whole batch
     # Per gated layer (B, K), the gate values that multiplied the blocks, as the engine gave
     # them (torch tensors, perhaps on a GPU); empty where the backend does not report them

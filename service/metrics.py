@@ -12,8 +12,9 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from models.compute import ComputeReport
+from models.compute import ComputeReports
 
+from .batch_histogram import BatchHistogram
 from .recent_traffic import RecentTraffic
 
 # Latency buckets from 0.5 ms: a small model's forward takes well under a millisecond.
@@ -35,12 +36,13 @@ class Metrics:
                                "forward", ["model"], buckets=LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("sparsegate_batch_size", "Examples per forward (dynamic "
                                     "batching)", ["model"], buckets=BATCH_BUCKETS, registry=r)
-        self.active_fraction = Histogram("sparsegate_active_block_fraction", "Fraction of "
-                                         "blocks on per example, over all gated layers",
-                                         ["model"], buckets=FRACTION_BUCKETS, registry=r)
-        self.saved_fraction = Histogram("sparsegate_saved_fraction", "Fraction of the dense "
-                                        "multiply-adds not run, per example", ["model"],
-                                        buckets=FRACTION_BUCKETS, registry=r)
+        # Per example: observed a request's batch at a time (a request may hold 1024).
+        self.active_fraction = BatchHistogram("sparsegate_active_block_fraction", "Fraction "
+                                              "of blocks on per example, over all gated "
+                                              "layers", "model", FRACTION_BUCKETS, r)
+        self.saved_fraction = BatchHistogram("sparsegate_saved_fraction", "Fraction of the "
+                                             "dense multiply-adds not run, per example",
+                                             "model", FRACTION_BUCKETS, r)
         self.examples = Counter("sparsegate_examples", "Examples inferred", ["model"],
                                 registry=r)
         self.errors = Counter("sparsegate_errors", "Requests answered with an error",
@@ -53,20 +55,16 @@ class Metrics:
         return self.batch_size.labels(model).observe
 
     def observe_request(self, model: str, api: str, seconds: float, queue_seconds: float,
-                        reports: list[ComputeReport]) -> None:
+                        reports: ComputeReports) -> None:
         self.latency.labels(model, api).observe(seconds)
         self.queue.labels(model).observe(queue_seconds)
         self.examples.labels(model).inc(len(reports))
-        active, saved = self.active_fraction.labels(model), self.saved_fraction.labels(model)
-        saved_sum = 0.0
-        for report in reports:
-            if report.blocks:
-                active.observe(sum(report.active_blocks) / sum(report.blocks))
-            # Below 0 (the first bucket) where the gater cost more than the blocks skipped.
-            fraction = report.saved_fraction
-            saved.observe(fraction)
-            saved_sum += fraction
-        self.recent.record(model, seconds, saved_sum, len(reports))
+        if reports.blocks:
+            self.active_fraction.observe_many(model, reports.active_fractions())
+        # Below 0 (the first bucket) where the gater cost more than the blocks skipped.
+        saved = reports.saved_fractions()
+        self.saved_fraction.observe_many(model, saved)
+        self.recent.record(model, seconds, float(saved.sum()), len(reports))
 
     def observe_error(self, route: str, status: int) -> None:
         self.errors.labels(route, str(status)).inc()

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request
 
 from .admin_access import require_admin
 from .errors import bad_request, not_found
+from .heap import freeze_long_lived
 from .openapi import json_body
 from .repository import InvalidName, LoadError, ModelNotFound, ModelRepository
 from .schemas import ErrorResponse, LoadRequest, RepositoryIndexEntry
@@ -48,6 +49,7 @@ async def load(name: str, request: Request) -> dict[str, object]:
     except LoadError as error:
         raise bad_request(f"refused to load {name!r}: {error}") from None
     count_loaded(request.app)
+    freeze_long_lived()
     return {"name": engine.name, "version": engine.version, "state": "READY"}
 
 
@@ -63,6 +65,7 @@ async def unload(name: str, request: Request) -> dict[str, object]:
     except ModelNotFound as error:
         raise not_found(str(error)) from None
     count_loaded(request.app)
+    freeze_long_lived()
     return {"name": name, "unloaded": versions}
 
 

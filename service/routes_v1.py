@@ -94,7 +94,7 @@ async def _predict(request: Request, name: str, version: str | None, gates: bool
 
 def _response(served: Served, gates: bool) -> Response:
     result = served.result
-    reports = [r.as_dict() for r in result.reports]
+    reports = result.reports.as_dicts()
     if gates:
         indices = active_block_indices(result.gates, served.engine.gated_layers, len(reports))
         for row, report in enumerate(reports):

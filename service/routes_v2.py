@@ -200,9 +200,8 @@ def _response(payload: InferenceRequest, served: Served, wanted: dict[str, bool]
         "probabilities": result.probabilities,
         "logits": result.logits,
         "predicted_class": result.probabilities.argmax(-1).astype(np.int64),
-        "executed_macs": np.array([r.executed_macs for r in result.reports], dtype=np.int64),
-        "active_blocks": np.array([r.active_blocks for r in result.reports],
-                                  dtype=np.int64).reshape(len(result.reports), -1),
+        "executed_macs": result.reports.executed_macs,
+        "active_blocks": result.reports.active_blocks,
     }
     outputs, blobs = [], []
     for name, as_binary in wanted.items():
@@ -217,15 +216,15 @@ def _response(payload: InferenceRequest, served: Served, wanted: dict[str, bool]
             entry["data"] = array.reshape(-1).tolist()
         outputs.append(entry)
     reports = result.reports
-    dense = reports[0].dense_macs
-    executed = sum(r.executed_macs for r in reports)
+    dense = reports.dense_macs
+    executed = int(reports.executed_macs.sum())
     body = {
         "model_name": served.engine.name, "model_version": served.engine.version,
         "id": payload.id,
         "parameters": {
             "dense_macs": dense * len(reports), "executed_macs": executed,
             "saved_fraction": 1.0 - executed / (dense * len(reports)),
-            "compute_reports": orjson.dumps([r.as_dict() for r in reports]).decode(),
+            "compute_reports": orjson.dumps(reports.as_dicts()).decode(),
             "queue_ms": served.timings.queue_ms, "compute_ms": served.timings.compute_ms,
             "total_ms": served.total_ms, "batch_size": served.timings.batch_size},
         "outputs": outputs,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..compute import ComputeReport, compute_reports
+from ..compute import ComputeReports, compute_reports
 from ..gated_config import GatedNetworkConfig
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ class SkipOutput:
     # backend has, so the server can also price an example before it runs.
     gated_reads_all_inputs: bool = False
 
-    def reports(self, network: GatedNetwork | GatedNetworkConfig) -> list[ComputeReport]:
+    def reports(self, network: GatedNetwork | GatedNetworkConfig) -> ComputeReports:
         config = network if isinstance(network, GatedNetworkConfig) else network.config
         return compute_reports(config, self.active_blocks, self.computed_blocks,
                                gated_reads_all_inputs=self.gated_reads_all_inputs)

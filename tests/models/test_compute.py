@@ -1,11 +1,13 @@
 """Compute accounting against counts derived independently from weight shapes."""
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.compute import (
+    ComputeReports,
     active_blocks_of,
     compute_reports,
     dense_macs,
@@ -123,3 +125,29 @@ def test_bad_shapes_are_refused():
         executed_macs(stack_config(), torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="no gated layer"):
         active_blocks_of([])
+
+
+def test_a_batch_of_reports_reads_as_its_examples_one_by_one():
+    # The arrays-backed batch against reports made one example at a time: same values, the
+    # saved fraction bit for bit (the server writes it into every response).
+    config = stack_config()
+    rng = np.random.default_rng(0)
+    active = rng.integers(0, [5, 6], size=(37, 2))
+    computed = np.maximum(active, rng.integers(0, [5, 6], size=(37, 2)))
+    batch = compute_reports(config, active, computed)
+    alone = [compute_reports(config, active[i:i + 1], computed[i:i + 1])[0] for i in range(37)]
+    assert len(batch) == 37 and list(batch) == alone
+    assert batch.as_dicts() == [r.as_dict() for r in alone]
+    assert [d["saved_fraction"] for d in batch.as_dicts()] == [r.saved_fraction for r in alone]
+    assert batch.saved_fractions().tolist() == [r.saved_fraction for r in alone]
+    assert batch.active_fractions().tolist() == [sum(r.active_blocks) / 9 for r in alone]
+    assert list(batch[5:9]) == alone[5:9] and batch[-1] == alone[-1]
+    assert ComputeReports.of(alone) == batch
+
+
+def test_a_batch_of_reports_refuses_mismatched_counts():
+    with pytest.raises(ValueError, match="gated layers"):
+        ComputeReports(10, 1, (4, 5), np.zeros(3, np.int64), np.zeros((3, 2), np.int64),
+                       np.zeros((2, 2), np.int64))
+    with pytest.raises(ValueError, match="no reports"):
+        ComputeReports.of([])

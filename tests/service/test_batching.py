@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from models.compute import ComputeReport
+from models.compute import ComputeReport, ComputeReports
 from service.batching import Batcher, BatcherClosed, QueueFull
 from service.engine import BatchResult
 
@@ -25,7 +25,8 @@ def echo_infer(calls: list[int], delay: float = 0.0):
         try:
             time.sleep(delay)
             calls.append(x.shape[0])
-            reports = [ComputeReport(100, int(row[0]), 1, (1,), (2,), (1,)) for row in x]
+            reports = ComputeReports.of(
+                [ComputeReport(100, int(row[0]), 1, (1,), (2,), (1,)) for row in x])
             return BatchResult(x.copy(), x.copy(), reports, 1.0)
         finally:
             lock.release()
@@ -128,7 +129,8 @@ def test_a_failing_forward_fails_only_its_batch():
     def infer(x):
         if state.pop("fail", False):
             raise RuntimeError("boom")
-        return BatchResult(x, x, [ComputeReport(1, 1, 0, (), (), ())] * len(x), 1.0)
+        return BatchResult(x, x, ComputeReports.of([ComputeReport(1, 1, 0, (), (), ())] * len(x)),
+                           1.0)
 
     async def main():
         batcher = Batcher(infer, max_batch_size=8, max_delay_s=0.0, max_queue_examples=100)
