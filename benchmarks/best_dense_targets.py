@@ -15,6 +15,7 @@ mistake in the command, refused.
 Runs made with `--block-weights bfloat16` (every torch row says so) are read against the same
 lines, torch's targets only (the ONNX graph takes float32), into
 `skip-tables:best-dense-targets-bfloat16`; runs of both precisions together are refused.
+`--machine NAME` writes runs of another machine into a table of its own (`...-NAME`).
 """
 
 from __future__ import annotations
@@ -97,13 +98,16 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", type=Path, nargs="+", help="benchmarks.skip JSON files")
     parser.add_argument("--update", type=Path, help="rewrite the table in this Markdown file")
+    parser.add_argument("--machine", help="runs of another machine than the main table's: "
+                        "their table is `best-dense-targets[-PRECISION]-MACHINE`")
     args = parser.parse_args(argv)
     runs = [json.loads(path.read_text()) for path in args.runs]
     names = ["full run" if i == 0 else f"repeat {i}" for i in range(len(runs))]
     table = render(runs, names)
     if args.update:
         precision = precision_of(runs)
-        update(args.update, NAME if precision == "float32" else f"{NAME}-{precision}", table)
+        name = NAME if precision == "float32" else f"{NAME}-{precision}"
+        update(args.update, f"{name}-{args.machine}" if args.machine else name, table)
         print(f"updated {args.update}")
     else:
         print(table)

@@ -46,18 +46,29 @@ def bfloat16_run(figure: float) -> dict:
     return {"rows": rows}
 
 
+def update_own_section(tmp_path, section: str, run_rows: dict, *args: str) -> str:
+    """A document holding the main table and `section`'s, updated with one run: its text."""
+    document = tmp_path / "doc.md"
+    marks = f"<!-- skip-tables:{section}:{{}}-->"
+    document.write_text(f"{BEGIN}\nmain table\n{END}\n{marks.format('begin ')}\nold\n"
+                        f"{marks.format('end ')}\n")
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(run_rows))
+    main([str(path), "--update", str(document), *args])
+    return document.read_text()
+
+
 def test_bfloat16_runs_are_read_on_torch_targets_into_their_own_section(tmp_path):
     table = render([bfloat16_run(7.0)], ["a"])
     assert table.startswith("| target (CPU, bfloat16 main-path weights)")
     assert len(table.splitlines()[2:]) == sum(t[1] == "torch" for t in TARGETS)
     with pytest.raises(SystemExit, match="mix main-path weight precisions"):
         render([run(7.0), bfloat16_run(7.0)], ["a", "b"])
-    document = tmp_path / "doc.md"
-    marks = "<!-- skip-tables:best-dense-targets-bfloat16:{}-->"
-    document.write_text(f"{BEGIN}\nfp32\n{END}\n{marks.format('begin ')}\nold\n"
-                        f"{marks.format('end ')}\n")
-    path = tmp_path / "run.json"
-    path.write_text(json.dumps(bfloat16_run(7.0)))
-    main([str(path), "--update", str(document)])
-    text = document.read_text()
-    assert "fp32" in text and "old" not in text and "7.00x" in text
+    text = update_own_section(tmp_path, "best-dense-targets-bfloat16", bfloat16_run(7.0))
+    assert "main table" in text and "old" not in text and "7.00x" in text
+
+
+def test_another_machines_runs_go_into_their_own_table(tmp_path):
+    text = update_own_section(tmp_path, "best-dense-targets-intel", run(3.0),
+                              "--machine", "intel")
+    assert "main table" in text and "old" not in text and "3.00x" in text
