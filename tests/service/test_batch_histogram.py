@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from service.batch_histogram import BatchHistogram
+from service.batch_histogram import FEW, BatchHistogram
 from service.metrics import FRACTION_BUCKETS
 
 
@@ -25,14 +25,15 @@ def exposition(registry: CollectorRegistry) -> dict[str, float]:
 def test_batches_count_as_one_value_at_a_time_does():
     rng = np.random.default_rng(0)
     edges = np.array(FRACTION_BUCKETS)
-    batches = [rng.uniform(-0.5, 1.5, size=n) for n in (1, 7, 1024)]
+    batches = [rng.uniform(-0.5, 1.5, size=n) for n in (1, 3, 7, 1024)]  # both ways of counting
+    batches.append(edges[1:FEW + 1].tolist())  # a list on the bounds, as the server passes a few
     batches.append(np.concatenate([edges, np.nextafter(edges, 2), np.nextafter(edges, -2)]))
     theirs, ours = CollectorRegistry(), CollectorRegistry()
     histogram = Histogram("frac", "doc", ["model"], buckets=FRACTION_BUCKETS, registry=theirs)
     batched = BatchHistogram("frac", "doc", "model", FRACTION_BUCKETS, ours)
     for i, values in enumerate(batches):
         model = f"m{i % 2}"
-        for value in values.tolist():
+        for value in np.asarray(values, dtype=float).tolist():
             histogram.labels(model).observe(value)
         batched.observe_many(model, values)
     want, got = exposition(theirs), exposition(ours)
