@@ -132,7 +132,7 @@ class ModelEngine:
             return _TorchInputs(engine, "cuda")
         from models.skip.cpu import SkipNetwork
 
-        return _TorchInputs(SkipNetwork(model), "cpu")
+        return _NumpyInputs(SkipNetwork(model))
 
     def _onnx_session(self, repository: str | Path | None, threads: int | None):
         from models.skip.onnx_runtime import OnnxModelError, OnnxRuntimeSkipNetwork
@@ -200,14 +200,25 @@ class ModelEngine:
         return 1.0 - int(executed[0]) / self.dense_macs
 
 
+class _NumpyInputs:
+    """The CPU engine, which computes in numpy, fed numpy and giving numpy logits and counts
+    without a round trip through torch tensors."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.reads_all_gated_inputs = engine.reads_all_gated_inputs
+        self.expect_forward = engine.expect_forward
+
+    def __call__(self, x: np.ndarray) -> SkipOutput:
+        return self.engine.forward_numpy(x)
+
+
 class _TorchInputs:
     """A torch engine fed numpy inputs (on `device`), giving numpy logits and counts."""
 
     def __init__(self, engine, device: str) -> None:
         self.engine, self.device = engine, device
         self.reads_all_gated_inputs = engine.reads_all_gated_inputs
-        if hasattr(engine, "expect_forward"):  # the CPU engine's thread pool
-            self.expect_forward = engine.expect_forward
 
     def __call__(self, x: np.ndarray) -> SkipOutput:
         import torch

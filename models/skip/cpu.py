@@ -340,21 +340,34 @@ class SkipNetwork:
         if x.dim() != 2 or x.shape[1] != self.model.config.input_size:
             raise ValueError(f"x must be (B, {self.model.config.input_size}), got "
                              f"{tuple(x.shape)}")
+        return self._released(_numpy(x), as_torch=True)
+
+    def forward_numpy(self, x: np.ndarray) -> SkipOutput:
+        """The same forward of a (B, D) array, its logits and counts left as numpy arrays (the
+        gates stay tensors): for callers that hold numpy, such as the server, which would
+        otherwise convert its input to a tensor and every output back."""
+        if x.ndim != 2 or x.shape[1] != self.model.config.input_size:
+            raise ValueError(f"x must be (B, {self.model.config.input_size}), got {x.shape}")
+        return self._released(np.ascontiguousarray(x, dtype=np.float32), as_torch=False)
+
+    def _released(self, x: np.ndarray, as_torch: bool) -> SkipOutput:
+        """The forward, then the pool's workers let sleep if `expect_forward` held them."""
         try:
-            return self._forward(_numpy(x))
+            return self._forward(x, as_torch)
         finally:
             if self._held_awake:
                 self._held_awake = False
                 self.native.keep_awake(0)
 
-    def _forward(self, x: np.ndarray) -> SkipOutput:
+    def _forward(self, x: np.ndarray, as_torch: bool) -> SkipOutput:
         sparse: _SparseRows | None = None  # set right after a gated layer
         # The per-example block counts are written into these as each gater decides, while
         # numpy's code is still in cache: after the large products every numpy or torch call
         # costs tens of microseconds (see the module's measurements), so none is left for the
         # end. The tensors share the arrays' memory.
         counts = np.empty((2, x.shape[0], self._gated_layers), dtype=np.int64)
-        active, computed = torch.from_numpy(counts[0]), torch.from_numpy(counts[1])
+        active, computed = ((torch.from_numpy(counts[0]), torch.from_numpy(counts[1]))
+                            if as_torch else (counts[0], counts[1]))
         gates = []
         lone = x.shape[0] == 1 and self.dense_from is None
         if self.native is not None and self.threads > 1:
@@ -369,8 +382,9 @@ class SkipNetwork:
                 gated = self._lone_gated if lone and stage.lone_native else self._gated
                 x, sparse, values = gated(stage, x, sparse, counts[:, :, len(gates)])
                 gates.append(values)
-        return SkipOutput(torch.from_numpy(self._read(self._readout, x, sparse)), active,
-                          computed, gates)
+        logits = self._read(self._readout, x, sparse)
+        return SkipOutput(torch.from_numpy(logits) if as_torch else logits, active, computed,
+                          gates)
 
     def _gated(self, stage: _Stage, x: np.ndarray,
                previous: _SparseRows | None, counts: np.ndarray

@@ -4,12 +4,14 @@ Tolerance: 1e-5 absolute and relative on the logits (float32; skipping changes o
 and the set of zero terms in each sum).
 """
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.compute import active_blocks_of, compute_reports
+from models.gated_config import preset
 from models.gated_network import GatedNetwork
 from models.skip.c_kernels import TILE
 from models.skip.c_kernels import load as load_native
@@ -273,3 +275,23 @@ def test_gaters_in_the_kernels_give_the_dense_masked_forward(threads, batch):
     torch.testing.assert_close(got.logits, reference.logits, atol=1e-5, rtol=1e-5)
     for mine, want in zip(got.gates, reference.traces, strict=True):
         torch.testing.assert_close(mine, want.gates)
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_the_numpy_forward_gives_what_the_tensor_forward_gives(batch):
+    # The server calls forward_numpy; benchmarks and training call the engine with tensors.
+    # Same products in the same order: equal bit for bit, counts and gates too.
+    torch.manual_seed(3)
+    model = GatedNetwork(preset("blocks", input_size=96)).eval()
+    x = torch.randn(batch, 96)
+    engine = SkipNetwork(model)
+    want = engine(x)
+    got = engine.forward_numpy(x.numpy())
+    assert isinstance(got.logits, np.ndarray) and isinstance(got.active_blocks, np.ndarray)
+    np.testing.assert_array_equal(got.logits, want.logits.numpy())
+    np.testing.assert_array_equal(got.active_blocks, want.active_blocks.numpy())
+    np.testing.assert_array_equal(got.computed_blocks, want.computed_blocks.numpy())
+    for mine, theirs in zip(got.gates, want.gates, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"\(B, 96\)"):
+        engine.forward_numpy(x.numpy()[:, :95])
