@@ -11,14 +11,16 @@ handed to both engines, and their forwards are timed in alternating rounds
 the two give the same logits. The C kernels of each side are built from its own sources.
 
 Cases are those of `benchmarks.skip` (the layer and the `blocks` model), at `--batches` and
-`--densities`. Prints a table (base and this checkout in microseconds, base / this) and writes
-the rows as JSON.
+`--densities`, each engine timed on one input again and again or, with `--inputs N`, on N
+inputs in turn (other blocks each call, read from further away). Prints a table (base and this
+checkout in microseconds, base / this) and writes the rows as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import subprocess
 import sys
 import tarfile
@@ -52,7 +54,7 @@ def import_base(revision: str, into: Path):
 
 
 def rows(base_cpu, cases, batches, densities, warmup: int, repeats: int, seed: int,
-         progress=None) -> list[dict]:
+         progress=None, inputs: int = 1) -> list[dict]:
     from models.skip.cpu import SkipNetwork
 
     out = []
@@ -61,16 +63,20 @@ def rows(base_cpu, cases, batches, densities, warmup: int, repeats: int, seed: i
         model = layer_model() if case == LAYER_CASE else whole_model(seed)
         for batch in batches:
             x = batch_input(model, batch, seed)
+            # Other inputs turn on other blocks, whose weights a lone example then reads from
+            # further away than the cache that one input's blocks stay in.
+            xs = [x] + [batch_input(model, batch, seed, index=i) for i in range(1, inputs)]
             for density in densities:
                 set_density(model, x, density)
                 engines = {"base": base_cpu.SkipNetwork(model), "this": SkipNetwork(model)}
                 torch.testing.assert_close(engines["base"](x).logits, engines["this"](x).logits,
                                            atol=1e-4, rtol=1e-4)
-                times = median_ms({name: (lambda e=engine, x=x: e(x))
+                turns = {name: itertools.cycle(xs) for name in engines}
+                times = median_ms({name: (lambda e=engine, t=turns[name]: e(next(t)))
                                    for name, engine in engines.items()},
                                   warmup=warmup, repeats=repeats,
                                   rounds=max(1, repeats // 25))
-                out.append({"case": case, "batch": batch, "density": density,
+                out.append({"case": case, "batch": batch, "density": density, "inputs": inputs,
                             "base_us": times["base"] * 1e3, "this_us": times["this"] * 1e3,
                             "base_over_this": times["base"] / times["this"]})
                 if progress:
@@ -90,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=1000,
                         help="calls per engine and cell, in rounds of 25")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--inputs", type=int, default=1,
+                        help="inputs each engine is timed on in turn (1: one, again and again)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     names = {"layer": LAYER_CASE, "model": MODEL_CASE}
@@ -108,10 +116,10 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="sparsegate-ab-") as tmp:
         base_cpu = import_base(args.base, Path(tmp))
         results = rows(base_cpu, cases, batches, densities, args.warmup, args.repeats,
-                       args.seed, show)
+                       args.seed, show, args.inputs)
     if args.json:
         write_rows(args.json, results, base=args.base, warmup=args.warmup,
-                   repeats=args.repeats)
+                   repeats=args.repeats, inputs=args.inputs)
         print(f"wrote {args.json}")
 
 

@@ -1,8 +1,10 @@
 """The checkout A/B benchmark imports another commit's engine beside this one's and times both."""
 
 import sys
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from benchmarks import checkout_ab
 from benchmarks.cases import LAYER_CASE
@@ -21,3 +23,34 @@ def test_the_base_commit_runs_beside_this_checkout(tmp_path, monkeypatch):
 def test_an_unknown_commit_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="git archive"):
         checkout_ab.import_base("no-such-revision", tmp_path)
+
+
+def test_each_engine_is_timed_on_the_inputs_in_turn(monkeypatch):
+    seen = {"base": [], "this": []}
+
+    def recording(name):
+        class Engine:
+            def __init__(self, model):
+                pass
+
+            def __call__(self, x):
+                seen[name].append(float(x.sum()))
+                return SimpleNamespace(logits=torch.zeros(1))
+        return Engine
+
+    def three_calls_each(fns, **_):
+        for fn in fns.values():
+            for _ in range(3):
+                fn()
+        return {name: 1.0 for name in fns}
+
+    import models.skip.cpu
+
+    monkeypatch.setattr(models.skip.cpu, "SkipNetwork", recording("this"))
+    monkeypatch.setattr(checkout_ab, "median_ms", three_calls_each)
+    rows = checkout_ab.rows(SimpleNamespace(SkipNetwork=recording("base")), [LAYER_CASE], [1],
+                            [0.1], warmup=1, repeats=3, seed=0, inputs=3)
+    assert rows[0]["inputs"] == 3
+    for calls in seen.values():  # the check on the first input, then the three in turn
+        assert len(calls) == 4 and calls[1:] == [calls[0], *calls[2:]]
+        assert len(set(calls[1:])) == 3
