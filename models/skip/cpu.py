@@ -240,6 +240,9 @@ class _Stage:
     # (K, 3) int64 rows (0, p, p + 1): a lone example's spans, one pair per block, once its
     # blocks are written into the first column.
     lone_spans: np.ndarray | None = None
+    # Whether the gated layer's units are binary (every gate on is worth 1): read once, like
+    # the weights; through torch's module attributes it costs microseconds a forward.
+    binary: bool = False
 
     @classmethod
     def of(cls, step: PlannedLayer, native, precision: str) -> _Stage:
@@ -258,7 +261,7 @@ class _Stage:
             spans[:, 1] = np.arange(gated.config.blocks)
             spans[:, 2] = spans[:, 1] + 1
         return cls(step, linear, _Gater(gated, native) if gated is not None else None, whole, lone,
-                   spans)
+                   spans, gated is not None and gated.estimator.binary)
 
 
 class SkipNetwork:
@@ -343,9 +346,9 @@ class SkipNetwork:
         return self._released(_numpy(x), as_torch=True)
 
     def forward_numpy(self, x: np.ndarray) -> SkipOutput:
-        """The same forward of a (B, D) array, its logits and counts left as numpy arrays (the
-        gates stay tensors): for callers that hold numpy, such as the server, which would
-        otherwise convert its input to a tensor and every output back."""
+        """The same forward of a (B, D) array, its logits, counts and gates left as numpy
+        arrays: for callers that hold numpy, such as the server, which would otherwise convert
+        its input to a tensor and every output back."""
         if x.ndim != 2 or x.shape[1] != self.model.config.input_size:
             raise ValueError(f"x must be (B, {self.model.config.input_size}), got {x.shape}")
         return self._released(np.ascontiguousarray(x, dtype=np.float32), as_torch=False)
@@ -380,26 +383,28 @@ class SkipNetwork:
                 sparse = None
             else:
                 gated = self._lone_gated if lone and stage.lone_native else self._gated
-                x, sparse, values = gated(stage, x, sparse, counts[:, :, len(gates)])
+                x, sparse, values = gated(stage, x, sparse, counts[:, :, len(gates)],
+                                          as_torch)
                 gates.append(values)
         logits = self._read(self._readout, x, sparse)
         return SkipOutput(torch.from_numpy(logits) if as_torch else logits, active, computed,
                           gates)
 
     def _gated(self, stage: _Stage, x: np.ndarray,
-               previous: _SparseRows | None, counts: np.ndarray
-               ) -> tuple[np.ndarray, _SparseRows, Tensor]:
+               previous: _SparseRows | None, counts: np.ndarray, as_torch: bool
+               ) -> tuple[np.ndarray, _SparseRows, Tensor | np.ndarray]:
         """One gated layer: the gater in full, then each example's blocks, sparse or dense.
         `previous`: the output of the gated layer before, if this one reads one; an example
         it routed sparse is read only in the input blocks it computed. `counts` (2, B) is
-        filled with the blocks on and the blocks computed per example."""
+        filled with the blocks on and the blocks computed per example. The gate values come
+        back as a tensor with `as_torch`, else as an array."""
         layer, linear = stage.plan.gated, stage.linear
         k, s = layer.config.blocks, layer.config.block_size
         act = NUMPY_ACTIVATIONS[layer.config.activation]
         partial = previous is not None and previous is not _ALL_DENSE  # some inputs part-read
-        gate_values, values, on = self._gates(stage, x)
+        gate_values, values, on = self._gates(stage, x, as_torch)
         fraction, all_as_pairs = self._route(stage, x.shape[0])
-        if (not partial and not all_as_pairs and layer.estimator.binary and fraction <= 1.0
+        if (not partial and not all_as_pairs and stage.binary and fraction <= 1.0
                 and on.all()):
             # Every gate on and worth 1: the plain dense layer. After a large product each
             # numpy call here starts with cold caches (~40 us apiece on this project's CPU),
@@ -451,7 +456,7 @@ class SkipNetwork:
                 self._pairs_from_rows(linear, x, examples, spans, pairs)
             pairs += linear.bias.reshape(k, s)[blocks]
             act(pairs)
-            if forced or not layer.estimator.binary:  # else every pair's gate is on, worth 1
+            if forced or not stage.binary:  # else every pair's gate is on, worth 1
                 pairs *= values[examples, blocks, None]
             if whole_out:
                 out[examples, blocks] = pairs
@@ -464,14 +469,15 @@ class SkipNetwork:
                 gate_values)
 
     def _lone_gated(self, stage: _Stage, x: np.ndarray, previous: _SparseRows | None,
-                    counts: np.ndarray) -> tuple[np.ndarray, _SparseRows, Tensor]:
+                    counts: np.ndarray, as_torch: bool
+                    ) -> tuple[np.ndarray, _SparseRows, Tensor | np.ndarray]:
         """`_gated` for a lone example where the C kernels run the layer: the same products
         and the same result, with the batch's bookkeeping left out. At batch 1 the kernels
         take about a third of a 10 % layer's time, and each numpy call between them a few
         microseconds more (`python -m benchmarks.skip --device cpu --batches 1`)."""
         layer, linear = stage.plan.gated, stage.linear
         k, s = layer.config.blocks, layer.config.block_size
-        gate_values, values, on = self._gates(stage, x)
+        gate_values, values, on = self._gates(stage, x, as_torch)
         blocks = np.flatnonzero(on[0])  # (P,) ascending: the pairs sorted by block
         counts[0] = blocks.size
         # Before a gated layer, most blocks on computes them all (see `_route`), so the next
@@ -495,7 +501,7 @@ class SkipNetwork:
                 self._pairs_from_blocks(linear, x, reads, examples, blocks, spans, pairs)
             pairs += linear.bias.reshape(k, s)[blocks]
             NUMPY_ACTIVATIONS[layer.config.activation](pairs)
-            if whole or not layer.estimator.binary:  # a binary gate on is worth 1
+            if whole or not stage.binary:  # a binary gate on is worth 1
                 pairs *= values[0, blocks, None]
         out = np.zeros((k, s), dtype=np.float32)  # the next layer reads it (gated) or not
         out[blocks] = pairs
@@ -569,23 +575,24 @@ class SkipNetwork:
             inputs = x[e].reshape(k_in, s_in)[read]  # (r, S_in)
             pairs[group] = np.einsum("ri,krio->ko", inputs, tiles[blocks[group]][:, read])
 
-    def _gates(self, stage: _Stage, x: np.ndarray) -> tuple[Tensor, np.ndarray, np.ndarray]:
-        """The gater in full, then the gate values (B, K) as a tensor and an array, and which
-        are on: a gate whose value is 0 multiplies nothing, so its block is skipped. Binary
-        gates' values are their on/off pattern, made here in numpy (a torch call costs several
-        times more at these sizes)."""
+    def _gates(self, stage: _Stage, x: np.ndarray, as_torch: bool
+               ) -> tuple[Tensor | np.ndarray, np.ndarray, np.ndarray]:
+        """The gater in full, then the gate values (B, K) as a tensor (with `as_torch`; else
+        the array again) and an array, and which are on: a gate whose value is 0 multiplies
+        nothing, so its block is skipped. Binary gates' values are their on/off pattern, made
+        here in numpy (a torch call costs several times more at these sizes)."""
         layer, gater = stage.plan.gated, stage.gater
         logits = gater(x, self._native_threads)  # (B, K)
-        if layer.estimator.binary:
+        if stage.binary:
             on = logits > gater.threshold
             values = on.astype(np.float32)
-            return torch.from_numpy(values), values, on
+            return (torch.from_numpy(values) if as_torch else values), values, on
         logits_tensor = torch.from_numpy(logits)
         with torch.no_grad():  # the only torch call here on anything a module made
             gate_values = layer.estimator.gate_values(logits_tensor,
                                                       logits_tensor > gater.threshold)
         values = gate_values.numpy()
-        return gate_values, values, values != 0
+        return (gate_values if as_torch else values), values, values != 0
 
     def _read(self, linear: _Linear, x: np.ndarray, sparse: _SparseRows | None,
               activation: str = "linear") -> np.ndarray:

@@ -25,7 +25,9 @@ class SkipOutput:
     active_blocks: Tensor | np.ndarray  # (B, G) blocks on per example and gated layer
     # (B, G) blocks computed: the active ones, or all for a dense route
     computed_blocks: Tensor | np.ndarray
-    gates: list[Tensor]  # per gated layer (B, K): the gate values that multiplied the blocks
+    # per gated layer (B, K): the gate values that multiplied the blocks (arrays from
+    # `SkipNetwork.forward_numpy`)
+    gates: list[Tensor] | list[np.ndarray]
     # Whether a gated layer after a gated layer read all of its input units rather than those
     # of the blocks computed: the backend's `reads_all_gated_inputs(batch)`, which every
     # backend has, so the server can also price an example before it runs.

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from models.compute import active_blocks_of, compute_reports
 from models.gated_config import preset
-from models.gated_network import GatedNetwork
+from models.gated_network import GatedNetwork, density_threshold
 from models.skip.c_kernels import TILE
 from models.skip.c_kernels import load as load_native
 from models.skip.cpu import SkipNetwork
@@ -277,13 +277,18 @@ def test_gaters_in_the_kernels_give_the_dense_masked_forward(threads, batch):
         torch.testing.assert_close(mine, want.gates)
 
 
+@pytest.mark.parametrize("estimator", ["st", "sts"])  # binary gates, and gates of any value
 @pytest.mark.parametrize("batch", [1, 5])
-def test_the_numpy_forward_gives_what_the_tensor_forward_gives(batch):
+def test_the_numpy_forward_gives_what_the_tensor_forward_gives(batch, estimator):
     # The server calls forward_numpy; benchmarks and training call the engine with tensors.
     # Same products in the same order: equal bit for bit, counts and gates too.
     torch.manual_seed(3)
-    model = GatedNetwork(preset("blocks", input_size=96)).eval()
+    model = GatedNetwork(preset("blocks", input_size=96, estimator=estimator)).eval()
     x = torch.randn(batch, 96)
+    with torch.no_grad():
+        for _ in model.gated_layers:  # each layer's threshold once the one before is set
+            traces = model(torch.randn(64, 96)).traces
+            model.set_thresholds([float(density_threshold(t.logits, 0.3)) for t in traces])
     engine = SkipNetwork(model)
     want = engine(x)
     got = engine.forward_numpy(x.numpy())
@@ -292,6 +297,9 @@ def test_the_numpy_forward_gives_what_the_tensor_forward_gives(batch):
     np.testing.assert_array_equal(got.active_blocks, want.active_blocks.numpy())
     np.testing.assert_array_equal(got.computed_blocks, want.computed_blocks.numpy())
     for mine, theirs in zip(got.gates, want.gates, strict=True):
-        torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+        assert isinstance(mine, np.ndarray) and 0 < np.count_nonzero(mine) < mine.size
+        np.testing.assert_array_equal(mine, theirs.numpy())
+    if estimator != "st":  # gates of other values than 0 and 1 multiplied the blocks
+        assert any(np.setdiff1d(np.unique(g), [0.0, 1.0]).size for g in got.gates)
     with pytest.raises(ValueError, match=r"\(B, 96\)"):
         engine.forward_numpy(x.numpy()[:, :95])
