@@ -18,10 +18,8 @@ and writes the rows as JSON.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import time
-from pathlib import Path
 
 import torch
 
@@ -30,7 +28,7 @@ from models.gated_network import GatedNetwork
 from models.skip.cpu import SkipNetwork
 
 from .cases import set_density
-from .run_record import write_rows
+from .run_record import timing_parser, write_rows_if_asked
 from .timing import median_ms
 
 BATCHES = (1, 32)
@@ -76,15 +74,10 @@ def rows(warmup: int, repeats: int, rounds: int, seed: int, density: float, paus
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=300)
+    parser = timing_parser(__doc__, warmup=5, repeats=300)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--density", type=float, default=0.1)
     parser.add_argument("--pause-ms", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     results = rows(args.warmup, args.repeats, args.rounds, args.seed, args.density,
                    args.pause_ms)
@@ -93,10 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     for r in results:
         print(f"{r['batch']:>5} {r['back_to_back_ms']:>15.3f} {r['after_pause_ms']:>14.3f} "
               f"{r['after_pause_expected_ms']:>17.3f}")
-    if args.json:
-        write_rows(args.json, results, warmup=args.warmup, repeats=args.repeats,
+    write_rows_if_asked(args.json, results, warmup=args.warmup, repeats=args.repeats,
                    rounds=args.rounds)
-        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,7 @@ first checked to give the same logits. Prints a table and writes the rows as JSO
 
 from __future__ import annotations
 
-import argparse
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,7 +23,7 @@ from models.skip import routing
 from models.skip.cpu import SkipNetwork
 
 from .cases import whole_model
-from .run_record import write_rows
+from .run_record import timing_parser, write_rows_if_asked
 from .timing import median_ms
 
 BATCHES = (1, 2, 4, 8, 16, 64, 256)
@@ -66,12 +64,7 @@ def rows(warmup: int, repeats: int, seed: int, batches=BATCHES) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=400)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = timing_parser(__doc__, warmup=20, repeats=400)
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     results = rows(args.warmup, args.repeats, args.seed)
@@ -81,9 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{r['gater_input']:>5} -> {r['gater_hidden']:<3} {r['batch']:>5} {r['macs']:>10} "
               f"{r['numpy_us']:>9.1f} {r['native_us']:>10.1f} {r['numpy_over_native']:>13.2f} "
               f"{r['chosen']}")
-    if args.json:
-        write_rows(args.json, results, warmup=args.warmup, repeats=args.repeats)
-        print(f"wrote {args.json}")
+    write_rows_if_asked(args.json, results, warmup=args.warmup, repeats=args.repeats)
 
 
 if __name__ == "__main__":

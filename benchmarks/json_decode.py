@@ -18,10 +18,8 @@ the rows as JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import orjson
@@ -30,7 +28,7 @@ import simdjson
 from service.json_budget import JsonValueCounter
 from service.tensors import _may_hold_booleans, decode_infer
 
-from .run_record import write_rows
+from .run_record import timing_parser, write_rows_if_asked
 from .timing import median_ms
 
 INPUT_SIZE = 784
@@ -93,12 +91,7 @@ def rows(warmup: int, repeats: int, seed: int, batches=BATCHES) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = timing_parser(__doc__, warmup=10, repeats=200)
     args = parser.parse_args(argv)
     results = rows(args.warmup, args.repeats, args.seed)
     names = [k for k in results[0] if k.endswith("_ms")]
@@ -107,9 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     for r in results:
         print(f"{r['numbers_format']:>8} {r['batch']:>5} {r['body_bytes']:>8} "
               + " ".join(f"{r[n]:>12.3f}" for n in names))
-    if args.json:
-        write_rows(args.json, results, warmup=args.warmup, repeats=args.repeats)
-        print(f"wrote {args.json}")
+    write_rows_if_asked(args.json, results, warmup=args.warmup, repeats=args.repeats)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,11 @@ rounds (`benchmarks.timing`). Prints a table and writes the rows as JSON.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 
 from models.skip import c_kernels
 
-from .run_record import write_rows
+from .run_record import timing_parser, write_rows_if_asked
 from .timing import median_ms
 
 D_IN, BLOCKS, BLOCK_SIZE, D_OUT = 1024, 64, 64, 1024
@@ -59,12 +56,7 @@ def rows(warmup: int, repeats: int, seed: int, threads: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=600)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = timing_parser(__doc__, warmup=50, repeats=600)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     results = rows(args.warmup, args.repeats, args.seed, args.threads)
@@ -73,9 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     for r in results:
         print(f"{r['product']:>30} {r['blocks_on']:>9} {r['macs']:>9} "
               f"{r['one_thread_us']:>12.1f} {r['split_us']:>13.1f} {r['speedup']:>9.2f}")
-    if args.json:
-        write_rows(args.json, results, warmup=args.warmup, repeats=args.repeats)
-        print(f"wrote {args.json}")
+    write_rows_if_asked(args.json, results, warmup=args.warmup, repeats=args.repeats)
 
 if __name__ == "__main__":
     main()

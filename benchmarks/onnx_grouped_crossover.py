@@ -16,9 +16,6 @@ which is fastest per cell and writes the rows as JSON.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -26,7 +23,7 @@ from models.skip.onnx_export import export_dense_onnx, export_onnx
 
 from .cases import LAYER_CASE, MODEL_CASE, batch_input, set_density
 from .onnx_cases import TOLERANCE, _model, _session
-from .run_record import write_rows
+from .run_record import timing_parser, write_rows_if_asked
 from .timing import median_ms
 
 BATCHES = (8, 16, 32, 48, 64, 128)
@@ -78,12 +75,7 @@ def rows(warmup: int, repeats: int, seed: int, batches=BATCHES, densities=DENSIT
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = timing_parser(__doc__, warmup=5, repeats=40)
     parser.add_argument("--case", action="append", choices=[LAYER_CASE, MODEL_CASE],
                         help="only this case (repeatable; default: both)")
     args = parser.parse_args(argv)
@@ -93,9 +85,7 @@ def main(argv: list[str] | None = None) -> None:
           + " ".join(f"{g + ' ms':>9}" for g in GRAPHS) + "  fastest")
     result = rows(args.warmup, args.repeats, args.seed,
                   cases=tuple(args.case or (LAYER_CASE, MODEL_CASE)))
-    if args.json:
-        write_rows(args.json, result, onnxruntime=ort.__version__)
-        print(f"wrote {args.json}")
+    write_rows_if_asked(args.json, result, onnxruntime=ort.__version__)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 from pathlib import Path
@@ -48,6 +49,25 @@ def _cpu_kernel_set() -> str | None:
 
     kernels = c_kernels.load()
     return kernels.kernel_set if kernels is not None else None
+
+
+def timing_parser(description: str, *, warmup: int, repeats: int) -> argparse.ArgumentParser:
+    """A timing benchmark's command line: its description as help, and --json (where to write
+    the rows), --warmup, --repeats (with the benchmark's own defaults) and --seed."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def write_rows_if_asked(path: Path | None, rows: list[dict], **extra: object) -> None:
+    """`write_rows` where a --json path was given, saying where."""
+    if path:
+        write_rows(path, rows, **extra)
+        print(f"wrote {path}")
 
 
 def write_rows(path: Path, rows: list[dict], **extra: object) -> None:

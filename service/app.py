@@ -32,7 +32,6 @@ from .config import Settings
 from .docs_pages import install_docs
 from .errors import ApiError
 from .form_guard import FormGuard
-from .heap import freeze_long_lived
 from .host_guard import HostGuard
 from .metrics import CONTENT_TYPE, Metrics
 from .openapi import install_schemas
@@ -51,8 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         started = time.perf_counter()
         await app.state.repository.load_all()
-        routes_admin.count_loaded(app)
-        freeze_long_lived()
+        routes_admin.models_changed(app)
         app.state.ready = True
         log.info("ready in %.1f s: %s", time.perf_counter() - started,
                  ", ".join(app.state.repository.names()) or "no models")

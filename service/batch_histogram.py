@@ -47,32 +47,35 @@ class BatchHistogram:
             raise ValueError(f"buckets must be increasing, got {buckets}")
         self.name, self.documentation, self.label = name, documentation, label
         self.bounds = np.array(bounds)
-        self._bounds = bounds
+        self._bounds = bounds  # as a list too: bisect over a list beats numpy on a few values
+        self._edges = [floatToGoString(b) for b in bounds] + ["+Inf"]  # the `le` labels
         self._lock = threading.Lock()
         self._series: dict[str, _Series] = {}
         registry.register(self)
 
-    def observe_many(self, value: str, values: Sequence[float]) -> None:
+    def observe_many(self, value: str, values: Sequence[float] | np.ndarray) -> None:
         """Count each of `values` in its bucket: the first whose bound is >= it, as
         prometheus_client does. A few values are counted one by one in Python, where numpy's
         cost per call would exceed the work; more, in numpy."""
-        if len(values) <= FEW:
-            indices = [bisect.bisect_left(self._bounds, v) for v in values]
+        few = len(values) <= FEW
+        if few:
+            values = values.tolist() if isinstance(values, np.ndarray) else list(values)
+            added = [bisect.bisect_left(self._bounds, v) for v in values]  # bucket per value
             total = sum(values)
         else:
             array = np.asarray(values, dtype=np.float64).reshape(-1)
-            indices = np.bincount(np.searchsorted(self.bounds, array, side="left"),
-                                  minlength=self.bounds.size + 1)
+            added = np.bincount(np.searchsorted(self.bounds, array, side="left"),
+                                minlength=self.bounds.size + 1)  # count per bucket
             total = float(array.sum())
         with self._lock:
             series = self._series.get(value)
             if series is None:
                 series = self._series[value] = _Series(self.bounds.size + 1)
-            if len(values) <= FEW:
-                for index in indices:
+            if few:
+                for index in added:
                     series.counts[index] += 1
             else:
-                series.counts += indices
+                series.counts += added
             series.total += total
 
     def describe(self) -> list:
@@ -87,8 +90,7 @@ class BatchHistogram:
                         for value, series in self._series.items()]
         for value, counts, total, when in snapshot:
             cumulative = np.cumsum(counts).tolist()
-            edges = [floatToGoString(b) for b in self.bounds.tolist()] + ["+Inf"]
-            family.add_metric([value], list(zip(edges, cumulative, strict=True)), total)
+            family.add_metric([value], list(zip(self._edges, cumulative, strict=True)), total)
             created.add_metric([value], when)
         yield family
         yield created

@@ -48,8 +48,7 @@ async def load(name: str, request: Request) -> dict[str, object]:
         raise not_found(str(error)) from None
     except LoadError as error:
         raise bad_request(f"refused to load {name!r}: {error}") from None
-    count_loaded(request.app)
-    freeze_long_lived()
+    models_changed(request.app)
     return {"name": engine.name, "version": engine.version, "state": "READY"}
 
 
@@ -64,8 +63,7 @@ async def unload(name: str, request: Request) -> dict[str, object]:
         raise bad_request(str(error)) from None
     except ModelNotFound as error:
         raise not_found(str(error)) from None
-    count_loaded(request.app)
-    freeze_long_lived()
+    models_changed(request.app)
     return {"name": name, "unloaded": versions}
 
 
@@ -87,7 +85,10 @@ async def _version(request: Request) -> str | None:
     return str(version)
 
 
-def count_loaded(app) -> None:
-    """Set the gauge of model versions being served."""
+def models_changed(app) -> None:
+    """After models were loaded or unloaded: the gauge of model versions being served set,
+    and what is alive now frozen out of the collector's full collections
+    (`service.heap`)."""
     repository: ModelRepository = app.state.repository
     app.state.metrics.loaded.set(sum(len(repository.versions(n)) for n in repository.names()))
+    freeze_long_lived()

@@ -340,18 +340,19 @@ class SkipNetwork:
             self._held_awake = True
 
     def __call__(self, x: Tensor) -> SkipOutput:
-        if x.dim() != 2 or x.shape[1] != self.model.config.input_size:
-            raise ValueError(f"x must be (B, {self.model.config.input_size}), got "
-                             f"{tuple(x.shape)}")
+        self._check_shape(tuple(x.shape))
         return self._released(_numpy(x), as_torch=True)
 
     def forward_numpy(self, x: np.ndarray) -> SkipOutput:
         """The same forward of a (B, D) array, its logits, counts and gates left as numpy
         arrays: for callers that hold numpy, such as the server, which would otherwise convert
         its input to a tensor and every output back."""
-        if x.ndim != 2 or x.shape[1] != self.model.config.input_size:
-            raise ValueError(f"x must be (B, {self.model.config.input_size}), got {x.shape}")
+        self._check_shape(x.shape)
         return self._released(np.ascontiguousarray(x, dtype=np.float32), as_torch=False)
+
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        if len(shape) != 2 or shape[1] != self.model.config.input_size:
+            raise ValueError(f"x must be (B, {self.model.config.input_size}), got {shape}")
 
     def _released(self, x: np.ndarray, as_torch: bool) -> SkipOutput:
         """The forward, then the pool's workers let sleep if `expect_forward` held them."""
