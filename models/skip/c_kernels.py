@@ -42,9 +42,11 @@ import numpy as np
 from .. import block_weights
 
 SOURCES = tuple(Path(__file__).with_name("csrc") / name
-                for name in ("block_kernels.c", "block_kernels_isa.h", "thread_pool.h"))
+                for name in ("block_kernels.c", "block_kernels_isa.h", "thread_pool.h",
+                             "lone_forward.h"))
 SOURCE = SOURCES[0]
 FLAGS = ("-O3", "-ffp-contract=fast", "-funroll-loops", "-shared", "-fPIC", "-pthread")
+LIBRARIES = ("-lm",)  # after the source: tanhf in a lone example's forward (lone_forward.h)
 TILE = 64  # column counts the kernels take are multiples of this (COLUMNS in the source)
 # The instruction sets, by the numbers the library uses.
 KERNEL_SETS = ("generic", "avx2", "avx512")
@@ -105,6 +107,7 @@ class Panels:
 
 class NativeKernels:
     def __init__(self, library: ctypes.CDLL) -> None:
+        self.library = library  # also for a lone example's forward (models.skip.lone_program)
         pointer, size = ctypes.c_void_p, ctypes.c_int64
         self._rows = library.rows_times_blocks
         self._rows.argtypes = [ctypes.c_int, pointer, size, pointer, pointer, size, pointer, size,
@@ -291,7 +294,8 @@ def _check(rows: np.ndarray, weights: Panels, out: np.ndarray, *indices: np.ndar
 
 def _build_key(compiler: str) -> str:
     sources = b"".join(path.read_bytes() for path in SOURCES)
-    return hashlib.sha256(sources + " ".join((compiler, *FLAGS)).encode()).hexdigest()[:16]
+    command = " ".join((compiler, *FLAGS, *LIBRARIES))
+    return hashlib.sha256(sources + command.encode()).hexdigest()[:16]
 
 
 def supports(columns: int) -> bool:
@@ -316,8 +320,8 @@ def load() -> NativeKernels | None:
             # Build beside, then rename: concurrent first uses never load a half-written file.
             with tempfile.TemporaryDirectory(dir=cache) as tmp:
                 built = Path(tmp) / library.name
-                subprocess.run([compiler, *FLAGS, "-o", str(built), str(SOURCE)], check=True,
-                               capture_output=True, timeout=120)
+                subprocess.run([compiler, *FLAGS, "-o", str(built), str(SOURCE), *LIBRARIES],
+                               check=True, capture_output=True, timeout=120)
                 os.replace(built, library)
         kernels = NativeKernels(ctypes.CDLL(str(library)))
     except (OSError, subprocess.SubprocessError):

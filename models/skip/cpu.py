@@ -24,10 +24,13 @@ stream each weight once for the whole batch faster than the dense products here,
 every block on. Without them a lone example goes dense from 3/4 of its blocks on, and an
 example of a batch from 0.4 (see `dense_fraction`).
 
-A lone example (a batch of one, the default routing, a layer whose blocks the C kernels run)
-takes a short path through each gated layer (`SkipNetwork._lone_gated`): the same products and
-result without the batch's bookkeeping (grouping pairs by block, routing masks), which at batch 1
-and 10 % of blocks cost as long as the kernels themselves.
+A lone example (a batch of one, no example routed dense) whose network the C kernels run
+whole (binary units, blocks a multiple of 64 units wide) runs its whole forward in one C call
+(`models.skip.lone_program`): the gaters, thresholds and products without a numpy call between
+them, computing the blocks on and no others. Otherwise, under the default routing, it takes a
+short path through each gated layer whose blocks the C kernels run (`SkipNetwork._lone_gated`):
+the same products and result without the batch's bookkeeping (grouping pairs by block, routing
+masks), which at batch 1 and 10 % of blocks cost as long as the kernels themselves.
 
 A gated layer that reads a gated layer reads, per example, only the input blocks that example
 computed there: each (example, output block) pair sums one tile product per input block it
@@ -57,6 +60,7 @@ from .. import block_weights
 from ..activations import ACTIVATIONS
 from ..gated_network import GatedLayer, GatedNetwork
 from . import c_kernels as native_kernels
+from .lone_program import LoneProgram
 from .numpy_products import block_spans, chunk_spans, rows_times_blocks, use_one_blas_thread
 from .output import SkipOutput
 from .plan import PlannedLayer, plan_layers
@@ -285,9 +289,14 @@ class SkipNetwork:
         use_one_blas_thread()  # see models.skip.numpy_products
         # The panels' precision: the model's main-path weights', so packing them loses nothing.
         self.block_weights = block_weights.precision_of(model)
-        *self._stages, readout = (_Stage.of(step, self.native, self.block_weights)
-                                  for step in plan_layers(model))
+        stages = [_Stage.of(step, self.native, self.block_weights)
+                  for step in plan_layers(model)]
+        *self._stages, readout = stages
         self._readout = readout.linear
+        # A lone example's whole forward in one C call, where the network is one it runs and
+        # no example is routed dense (it computes the blocks on, never more).
+        self._lone = (LoneProgram.of(self.native, stages, self.threads, NATIVE_THREADS_FROM_MACS)
+                      if dense_from is None or dense_from > 1.0 else None)
         self._gated_layers = len(model.gated_layers)
         # Whether the C kernels can run every gated layer's blocks (their column tile divides
         # the block size): the default routing of batches depends on it.
@@ -364,6 +373,13 @@ class SkipNetwork:
                 self.native.keep_awake(0)
 
     def _forward(self, x: np.ndarray, as_torch: bool) -> SkipOutput:
+        if x.shape[0] == 1 and self._lone is not None:
+            logits, counts, gates = self._lone.run(x)
+            if as_torch:
+                return SkipOutput(torch.from_numpy(logits), torch.from_numpy(counts[0]),
+                                  torch.from_numpy(counts[1]),
+                                  [torch.from_numpy(g) for g in gates])
+            return SkipOutput(logits, counts[0], counts[1], gates)
         sparse: _SparseRows | None = None  # set right after a gated layer
         # The per-example block counts are written into these as each gater decides, while
         # numpy's code is still in cache: after the large products every numpy or torch call

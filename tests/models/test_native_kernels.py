@@ -17,26 +17,10 @@ from models.gated_network import GatedNetwork
 from models.skip import c_kernels as native_kernels
 from models.skip.cpu import SkipNetwork
 
+from .kernel_sets import KERNEL_SETS, kernel_set, kernels  # noqa: F401 (the fixture)
 from .polling import eventually
 
-kernels = native_kernels.load()
 pytestmark = pytest.mark.skipif(kernels is None, reason="no C compiler built the kernels")
-KERNEL_SETS = kernels.kernel_sets if kernels is not None else ()
-
-
-@pytest.fixture(autouse=True, params=KERNEL_SETS or ["none"])
-def kernel_set(request):
-    """Every test runs once per instruction set this CPU runs (the portable copy included), and
-    the set chosen at load is restored after."""
-    if kernels is None:
-        yield None
-        return
-    chosen = kernels.kernel_set
-    kernels.choose(request.param)
-    try:
-        yield request.param
-    finally:
-        kernels.choose(chosen)
 
 
 @pytest.fixture(params=native_kernels.PRECISIONS)
@@ -209,13 +193,18 @@ def test_the_skipping_forward_with_native_kernels_equals_dense_masked(batch):
     for name in ("rows_times_blocks", "accumulate_blocks_times_rows"):
         kernel = getattr(native.native, name)
         setattr(native.native, name, lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
+    lone = native._lone.run
+    native._lone.run = lambda *a: calls.append("lone forward") or lone(*a)
     try:
         torch.testing.assert_close(native(x).logits, want, rtol=1e-4, atol=1e-4)
     finally:
         for name in ("rows_times_blocks", "accumulate_blocks_times_rows"):
             delattr(native.native, name)
-    # Both products run in C at any batch, one row per block included.
-    assert calls == ["rows_times_blocks", "accumulate_blocks_times_rows"]
+        del native._lone.run
+    # Both products run in C at any batch, one row per block included: a lone example's
+    # inside its one C forward.
+    assert calls == (["lone forward"] if batch == 1
+                     else ["rows_times_blocks", "accumulate_blocks_times_rows"])
     torch.testing.assert_close(numpy_only(x).logits, want, rtol=1e-4, atol=1e-4)
     assert 0 < int(native(x).active_blocks.sum()) < 6 * batch
 
@@ -233,14 +222,15 @@ def test_a_class_read_out_of_a_gated_layer_sums_its_pairs_in_c(batch):
         model.layers[0].threshold.fill_(float(logits[middle - 1:middle + 1].mean()))
     engine = SkipNetwork(model, dense_from=2.0)
     calls = []
-    narrow = engine.native.accumulate_narrow
-    engine.native.accumulate_narrow = lambda *a: calls.append(1) or narrow(*a)
+    narrow, lone = engine.native.accumulate_narrow, engine._lone.run
+    engine.native.accumulate_narrow = lambda *a: calls.append("narrow") or narrow(*a)
+    engine._lone.run = lambda *a: calls.append("lone forward") or lone(*a)
     try:
         got = engine(x)
     finally:
-        del engine.native.accumulate_narrow
+        del engine.native.accumulate_narrow, engine._lone.run
     torch.testing.assert_close(got.logits, model(x).logits, rtol=1e-4, atol=1e-4)
-    assert calls == [1]
+    assert calls == (["lone forward"] if batch == 1 else ["narrow"])
     assert 0 < int(got.active_blocks.sum()) < 6 * batch
 
 
@@ -319,13 +309,16 @@ def test_batches_stay_sparse_by_default_where_the_kernels_run_the_blocks():
     for batch in (12, 1):
         x = torch.randn(batch, 48, generator=torch.Generator().manual_seed(4))
         calls = []
-        kernel = engine.native.rows_times_blocks
+        kernel, lone = engine.native.rows_times_blocks, engine._lone.run
         engine.native.rows_times_blocks = lambda *a: calls.append(a) or kernel(*a)  # noqa: B023
+        engine._lone.run = lambda *a: calls.append(a) or lone(*a)  # noqa: B023
         try:
             out = engine(x)
         finally:
-            del engine.native.rows_times_blocks
-        assert calls  # the grouped route ran, although every block is on
+            del engine.native.rows_times_blocks, engine._lone.run
+        # the grouped route ran (for a lone example, in its C forward), although every block
+        # is on
+        assert calls
         torch.testing.assert_close(out.logits, model(x).logits, rtol=1e-4, atol=1e-4)
         assert out.active_blocks.tolist() == out.computed_blocks.tolist() == [[4, 3]] * batch
 

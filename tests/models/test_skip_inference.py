@@ -208,12 +208,15 @@ def test_a_lone_example_goes_dense_in_numpy_and_a_batch_in_torch(monkeypatch):
 @pytest.mark.parametrize("reader", ["dense-64", "read-out"])
 def test_a_lone_example_takes_the_short_path_with_the_batch_path_result(estimator, reader,
                                                                        monkeypatch):
-    """Where the C kernels run every gated layer, a lone example skips the batch bookkeeping
-    (`_lone_gated`); alone it gets the dense masked forward's logits and gates, and the same
-    compute report as inside a batch. The first layer has 4 blocks, so an example with 3 on
-    computes all 4 before the gated layer that reads it (`WHOLE_BEFORE_GATED_FROM`). The
-    last gated layer is read by a 64-unit dense layer (pair sums in C) or by the 4-class
-    read-out (in numpy, and a row with every block on is read whole)."""
+    """Where the C kernels run every gated layer, a lone example skips the batch bookkeeping:
+    with binary units its whole forward runs in one C call (`models.skip.lone_program`), and
+    with the others each gated layer takes the short path (`_lone_gated`). Alone it gets the
+    dense masked forward's logits and gates, and the blocks on it has inside a batch. The
+    first layer has 4 blocks, so an example with 3 on computes all 4 before the gated layer
+    that reads it on the Python paths (`WHOLE_BEFORE_GATED_FROM`), as in a batch; the C
+    forward computes the blocks on alone, and reads only those. The last gated layer is read
+    by a 64-unit dense layer (pair sums in C) or by the 4-class read-out (a row with every
+    block on read whole on the Python paths)."""
     layers = [
         {"blocks": 4, "block_size": TILE, "gater_hidden": 5, "activation": "relu"},
         {"blocks": 3, "block_size": TILE, "gater_hidden": 0, "activation": "tanh"},
@@ -231,10 +234,12 @@ def test_a_lone_example_takes_the_short_path_with_the_batch_path_result(estimato
 
     monkeypatch.setattr(SkipNetwork, "_lone_gated", counted)
     seen = set()
+    in_c = model.gated_layers[0].estimator.binary
     for tau in (-2.0, -0.5, 0.0, 0.5, 2.0):
         for layer in model.gated_layers:
             layer.threshold.fill_(float(layer.estimator.logit_threshold(tau)))
         engine = SkipNetwork(model)
+        assert (engine._lone is not None) == in_c
         together = engine(x)
         for i in range(x.shape[0]):
             alone = engine(x[i:i + 1])
@@ -243,9 +248,11 @@ def test_a_lone_example_takes_the_short_path_with_the_batch_path_result(estimato
             for got, want in zip(alone.gates, reference.traces, strict=True):
                 torch.testing.assert_close(got, want.gates)
             assert torch.equal(alone.active_blocks, together.active_blocks[i:i + 1])
-            assert torch.equal(alone.computed_blocks, together.computed_blocks[i:i + 1])
+            assert torch.equal(alone.computed_blocks, alone.active_blocks if in_c
+                               else together.computed_blocks[i:i + 1])
             seen.add(tuple(alone.active_blocks[0].tolist()))
-    assert len(lone_calls) == 2 * 5 * x.shape[0]  # both gated layers of every lone call
+    # both gated layers of every lone call on the Python short path; none in C
+    assert len(lone_calls) == (0 if in_c else 2 * 5 * x.shape[0])
     first = {active[0] for active in seen}
     if estimator != "noisy-rectifier":  # a rectifier's gate is off wherever max(0, a) = 0
         assert {0, 3, 4} <= first, first  # none, the whole-row route, every block

@@ -262,14 +262,14 @@ static void run_chunk(void *arg, int64_t c) {
                         a * COLUMNS, b * COLUMNS);
 }
 
-void grouped_products_threaded(int kind, int precision, const float *in, int64_t in_cols,
-                               const int64_t *ex, const void *W, int64_t out_cols,
-                               const int64_t *spans, int64_t G, float *out, int64_t threads,
-                               const uint8_t *reads, int64_t in_blocks) {
+static void grouped_products(const kernel_set *set, int kind, const float *in,
+                             int64_t in_cols, const int64_t *ex, const void *W,
+                             int64_t out_cols, const int64_t *spans, int64_t G, float *out,
+                             int64_t threads, const uint8_t *reads, int64_t in_blocks) {
     if (threads > POOL_MAX) threads = POOL_MAX;
     if (threads < 1) threads = 1;
-    split_t job = {kind, in, in_cols, ex, W, out_cols, spans, G, out, reads, in_blocks,
-                   set_for(precision), {0}};
+    split_t job = {kind, in, in_cols, ex, W, out_cols, spans, G, out, reads, in_blocks, set,
+                   {0}};
     int64_t chunks = 0, wanted = kind == 1 ? threads : threads * CHUNKS_PER_THREAD;
     if (kind != 1) { /* contiguous runs of spans with about equal numbers of pairs */
         int64_t total = G ? spans[3 * (G - 1) + 2] - spans[1] : 0, g = 0;
@@ -291,3 +291,13 @@ void grouped_products_threaded(int kind, int precision, const float *in, int64_t
     if (threads > 1 && chunks > 1 && pool_run(run_chunk, &job, chunks, threads)) return;
     for (int64_t c = 0; c < chunks; ++c) run_chunk(&job, c);
 }
+
+void grouped_products_threaded(int kind, int precision, const float *in, int64_t in_cols,
+                               const int64_t *ex, const void *W, int64_t out_cols,
+                               const int64_t *spans, int64_t G, float *out, int64_t threads,
+                               const uint8_t *reads, int64_t in_blocks) {
+    grouped_products(set_for(precision), kind, in, in_cols, ex, W, out_cols, spans, G, out,
+                     threads, reads, in_blocks);
+}
+
+#include "lone_forward.h"

@@ -200,8 +200,9 @@ ATTR static void ISA(tiles_from_blocks)(const float *__restrict x, int64_t Sin,
  *   out[ex[p], :N] += h[p, :S] @ W[block, :S, :N]
  * with W transposed per block, (K, N, S), so each output column's weights are one contiguous
  * run of S: a dot product per (pair, column), its vector lanes summed at the end. S is a
- * multiple of 64 (a gated layer's block size), so of 2 * VW. A class read-out of a handful of
- * columns costs too little to split over threads. */
+ * gated layer's block size (a multiple of 64) or, for a lone example's dense row
+ * (lone_forward.h), any width: a tail past the last 2 * VW runs in scalars. A class read-out
+ * of a handful of columns costs too little to split over threads. */
 ATTR static void ISA(accumulate_narrow)(const float *__restrict h, int64_t S, const int64_t *ex,
                                         const float *__restrict Wt, int64_t N,
                                         const int64_t *spans, int64_t G,
@@ -214,13 +215,15 @@ ATTR static void ISA(accumulate_narrow)(const float *__restrict h, int64_t S, co
             for (int64_t n = 0; n < N; ++n) {
                 const float *w = Wk + n * S;
                 VEC a = ZERO(), b = ZERO();
-                for (int64_t k = 0; k < S; k += 2 * VW) {
+                int64_t k = 0;
+                for (; k + 2 * VW <= S; k += 2 * VW) {
                     a = FMA(LOAD(hp + k), LOAD(w + k), a);
                     b = FMA(LOAD(hp + k + VW), LOAD(w + k + VW), b);
                 }
                 float lanes[VW], sum = 0.0f;
                 STORE(lanes, ADD(a, b));
                 for (int i = 0; i < VW; ++i) sum += lanes[i];
+                for (; k < S; ++k) sum += hp[k] * w[k]; /* a dense row's odd width */
                 op[n] += sum;
             }
         }

@@ -1,0 +1,274 @@
+/* A lone example's whole forward in one call (models/skip/lone_program.py builds the program;
+ * block_kernels.c includes this after its products and thread pool).
+ *
+ * At batch 1 a layer with a tenth of its blocks on runs two products of tens of microseconds,
+ * and the steps between them in numpy (the gater, the threshold, the block list, the bias and
+ * activation, the routing) took as long again. Here the same steps run in C, stage after
+ * stage, on the same kernels:
+ *   - a gated stage runs its gater in full, turns on the blocks whose logit is above the
+ *     threshold, and computes those blocks only (split over the pool as the Python engine
+ *     splits them, from `threads_from` multiply-adds); after a gated stage it reads only the
+ *     input blocks that stage computed (the tiles kernel);
+ *   - a dense stage (a hidden dense layer or the read-out) reads a gated stage's blocks as
+ *     pairs (each block's rows of its weight, summed into the output row), or a dense row
+ *     whole (a dot product per output unit, units split over the pool).
+ * Every block computed is one that is on, so the counts say exactly what ran. Units are
+ * binary: a gate on multiplies its block by 1.
+ *
+ * Working memory is allocated per call, so concurrent callers share nothing but the pool,
+ * which serves one of them at a time (thread_pool.h: the others run their chunks alone). */
+#include <math.h>
+#include <stdlib.h>
+
+enum { LONE_GATED = 0, LONE_DENSE = 1 };
+enum { LONE_LINEAR = 0, LONE_RELU = 1, LONE_TANH = 2, LONE_SIGMOID = 3 };
+
+/* One layer of the program; the pointers are into arrays the Python program keeps alive. */
+typedef struct {
+    int64_t kind;       /* LONE_GATED or LONE_DENSE */
+    int64_t in_width;   /* D: units of the stage's input */
+    int64_t out_width;  /* N: units of its output (K * S for a gated stage) */
+    int64_t activation; /* LONE_LINEAR .. LONE_SIGMOID */
+    int64_t precision;  /* of `panels`: FLOAT32 or BFLOAT16 */
+    const float *bias;  /* (N) */
+    /* Gated: the blocks' weights in panels (K, S / PW, D, PW). Dense after a gated stage of J
+     * blocks of Sin units: (J, N / PW, Sin, PW), or null where N is no multiple of 64. */
+    const void *panels;
+    /* Dense, each output unit's weights contiguous: (J, N, Sin) after a gated stage (where
+     * `panels` is null), (N, D) after a dense row. */
+    const float *columns;
+    int64_t blocks, block_size; /* gated: K, S */
+    int64_t gater_width;        /* gated: M, the gater's first product's outputs */
+    const float *gater_panels;  /* (1, M / PW, D, PW) float32, or null: gater_first */
+    const float *gater_first;   /* (D, M) row-major */
+    const float *gater_hidden_bias; /* (M), or null: no hidden layer (then M = K) */
+    const float *gater_out;     /* (M, K) row-major, with a hidden layer */
+    const float *gater_out_bias; /* (K) */
+    double threshold;           /* a block is on where its logit (float) is above it */
+} lone_stage;
+
+/* A gated stage's output as the next stage reads it: its row (every unit, off blocks zero),
+ * and its blocks on as pairs, one per block (values (P, S), spans (block, p, p + 1)). */
+typedef struct {
+    const float *row;
+    const float *pairs;
+    const int64_t *spans;
+    const uint8_t *on; /* (K) */
+    int64_t pairs_count, blocks, block_size;
+} lone_gated_out;
+
+static const int64_t LONE_ONE_SPAN[3] = {0, 0, 1};
+
+static inline int64_t lone_threads(int64_t macs, int64_t threads, int64_t threads_from) {
+    return macs >= threads_from ? threads : 1;
+}
+
+static void lone_activate(float *v, int64_t n, int64_t activation) {
+    switch (activation) {
+    case LONE_RELU:
+        for (int64_t i = 0; i < n; ++i) v[i] = v[i] > 0.0f ? v[i] : 0.0f;
+        break;
+    case LONE_TANH:
+        for (int64_t i = 0; i < n; ++i) v[i] = tanhf(v[i]);
+        break;
+    case LONE_SIGMOID: /* through tanh, which cannot overflow the way exp(-x) can */
+        for (int64_t i = 0; i < n; ++i) v[i] = 0.5f * tanhf(0.5f * v[i]) + 0.5f;
+        break;
+    default:
+        break;
+    }
+}
+
+/* y (M) = x (D) @ W (D, M) row-major: the gater's small products. */
+static void lone_row_times(const float *x, int64_t D, const float *W, int64_t M, float *y) {
+    for (int64_t m = 0; m < M; ++m) y[m] = 0.0f;
+    for (int64_t d = 0; d < D; ++d) {
+        const float xd = x[d], *w = W + d * M;
+        for (int64_t m = 0; m < M; ++m) y[m] += xd * w[m];
+    }
+}
+
+/* A dense row times (N, D) columns, output units split into runs, one a chunk. */
+typedef struct {
+    const kernel_set *set;
+    const float *x;
+    int64_t D, N, chunks;
+    const int64_t *zeros;
+    const float *columns;
+    float *out;
+} lone_dots_job;
+
+static void lone_dots_chunk(void *arg, int64_t c) {
+    const lone_dots_job *j = (const lone_dots_job *)arg;
+    int64_t n0 = j->N * c / j->chunks, n1 = j->N * (c + 1) / j->chunks;
+    /* One pair, one block: the kernel's block offset is 0, so a run of units is a run of
+     * columns and of the output. */
+    if (n1 > n0)
+        j->set->narrow(j->x, j->D, j->zeros, j->columns + n0 * j->D, n1 - n0, LONE_ONE_SPAN, 1,
+                       j->out + n0);
+}
+
+/* Working memory of a stage, in bytes (each piece 64-byte aligned). */
+static inline int64_t lone_align(int64_t bytes) { return (bytes + 63) & ~(int64_t)63; }
+
+static int64_t lone_stage_bytes(const lone_stage *st) {
+    int64_t bytes = lone_align(st->out_width * 4);
+    if (st->kind == LONE_GATED) {
+        int64_t K = st->blocks;
+        bytes += lone_align(st->out_width * 4)                       /* pairs */
+                 + lone_align(st->gater_width * 4) + lone_align(K * 4) /* gater */
+                 + lone_align(3 * K * 8) + lone_align(K);              /* spans, on */
+    }
+    return bytes;
+}
+
+/* A gated stage: gater, threshold, the blocks on. `in` is the input row; `prev` the gated
+ * stage before, or null. Writes the gate values (K) and returns the blocks on. */
+static int64_t lone_gated(const lone_stage *st, const float *in, const lone_gated_out *prev,
+                          char *memory, float *row, const int64_t *zeros, float *gates,
+                          int64_t threads, int64_t threads_from, lone_gated_out *result) {
+    const kernel_set *f32 = set_for(FLOAT32), *main = set_for((int)st->precision);
+    const int64_t D = st->in_width, K = st->blocks, S = st->block_size, M = st->gater_width;
+    float *pairs = (float *)memory;
+    float *hidden = (float *)(memory += lone_align(K * S * 4));
+    float *logits = (float *)(memory += lone_align(M * 4));
+    int64_t *spans = (int64_t *)(memory += lone_align(K * 4));
+    uint8_t *on = (uint8_t *)(memory + lone_align(3 * K * 8));
+
+    /* The gater, reading every input unit. */
+    if (st->gater_panels)
+        f32->rows(in, D, zeros, st->gater_panels, M, LONE_ONE_SPAN, 1, hidden);
+    else
+        lone_row_times(in, D, st->gater_first, M, hidden);
+    if (st->gater_hidden_bias) {
+        for (int64_t m = 0; m < M; ++m) hidden[m] = tanhf(hidden[m] + st->gater_hidden_bias[m]);
+        lone_row_times(hidden, M, st->gater_out, K, logits);
+    } else {
+        memcpy(logits, hidden, K * 4);
+    }
+    const float threshold = (float)st->threshold;
+    int64_t P = 0;
+    for (int64_t k = 0; k < K; ++k) {
+        const int is_on = logits[k] + st->gater_out_bias[k] > threshold;
+        on[k] = (uint8_t)is_on;
+        gates[k] = is_on ? 1.0f : 0.0f;
+        if (is_on) {
+            spans[3 * P] = k;
+            spans[3 * P + 1] = P;
+            spans[3 * P + 2] = P + 1;
+            ++P;
+        }
+    }
+
+    /* The blocks on: over the whole input row, or over the input blocks the gated stage
+     * before computed. */
+    memset(row, 0, K * S * 4);
+    if (P) {
+        int64_t read = prev ? 0 : 1;
+        if (prev)
+            for (int64_t j = 0; j < prev->blocks; ++j) read += prev->on[j];
+        if (!prev || read == prev->blocks) {
+            grouped_products(main, 0, in, D, zeros, st->panels, S, spans, P, pairs,
+                             lone_threads(P * D * S, threads, threads_from), 0, 0);
+        } else {
+            int64_t Sin = D / prev->blocks;
+            grouped_products(main, 2, in, Sin, zeros, st->panels, S, spans, P, pairs,
+                             lone_threads(P * read * Sin * S, threads, threads_from), prev->on,
+                             prev->blocks);
+        }
+        for (int64_t p = 0; p < P; ++p) {
+            float *v = pairs + p * S;
+            const float *b = st->bias + spans[3 * p] * S;
+            for (int64_t c = 0; c < S; ++c) v[c] += b[c];
+            lone_activate(v, S, st->activation);
+            memcpy(row + spans[3 * p] * S, v, S * 4);
+        }
+    }
+    *result = (lone_gated_out){row, pairs, spans, on, P, K, S};
+    return P;
+}
+
+/* A dense stage: out = activation(bias + the input @ W.T), reading a gated stage's pairs
+ * (`prev`) or the dense row `in`. */
+static void lone_dense(const lone_stage *st, const float *in, const lone_gated_out *prev,
+                       float *out, const int64_t *zeros, int64_t threads,
+                       int64_t threads_from) {
+    const int64_t N = st->out_width;
+    memcpy(out, st->bias, N * 4);
+    if (prev) {
+        const int64_t P = prev->pairs_count, S = prev->block_size;
+        if (!P) {
+        } else if (st->panels) {
+            grouped_products(set_for((int)st->precision), 1, prev->pairs, S, zeros, st->panels,
+                             N, prev->spans, P, out, lone_threads(P * S * N, threads, threads_from),
+                             0, 0);
+        } else {
+            set_for(FLOAT32)->narrow(prev->pairs, S, zeros, st->columns, N, prev->spans, P, out);
+        }
+    } else {
+        const int64_t D = st->in_width;
+        int64_t parts = lone_threads(N * D, threads, threads_from);
+        if (parts > N) parts = N;
+        if (parts > POOL_MAX) parts = POOL_MAX;
+        lone_dots_job job = {set_for(FLOAT32), in, D, N, parts, zeros, st->columns, out};
+        if (!(parts > 1 && pool_run(lone_dots_chunk, &job, parts, parts)))
+            for (int64_t c = 0; c < parts; ++c) lone_dots_chunk(&job, c);
+    }
+    lone_activate(out, N, st->activation);
+}
+
+/* Working memory for `lone_forward` over these stages, in bytes. */
+int64_t lone_memory_bytes(const lone_stage *stages, int64_t n) {
+    int64_t bytes = 0, widest = 1;
+    for (int64_t i = 0; i < n; ++i) {
+        bytes += lone_stage_bytes(&stages[i]);
+        if (stages[i].kind == LONE_GATED && stages[i].blocks > widest) widest = stages[i].blocks;
+    }
+    return bytes + lone_align(widest * 8); /* the pairs' example indices, all 0 */
+}
+
+/* The forward of one example x through n stages, the last one the read-out. Writes its logits
+ * (the last stage's output), per gated stage g of G the blocks on into counts[g] and the
+ * blocks computed (the same) into counts[G + g], and each gated stage's gate values, one
+ * after another, into `gates`. Products of `threads_from` multiply-adds or more run on
+ * `threads` threads. Returns 0, or -1 where its working memory could not be allocated. */
+int64_t lone_forward(const lone_stage *stages, int64_t n, const float *x, float *logits,
+                     int64_t *counts, float *gates, int64_t threads, int64_t threads_from) {
+    int64_t gated = 0;
+    for (int64_t i = 0; i < n; ++i) gated += stages[i].kind == LONE_GATED;
+    char *memory = (char *)aligned_alloc(64, (size_t)lone_memory_bytes(stages, n));
+    if (!memory) return -1;
+    if (threads > 1) pool_nudge(); /* workers asleep since the last request start spinning */
+    char *next = memory;
+    int64_t widest = 1;
+    for (int64_t i = 0; i < n; ++i)
+        if (stages[i].kind == LONE_GATED && stages[i].blocks > widest) widest = stages[i].blocks;
+    int64_t *zeros = (int64_t *)next;
+    memset(zeros, 0, widest * 8);
+    next += lone_align(widest * 8);
+
+    const float *in = x;
+    lone_gated_out outputs[2], *prev = 0;
+    int64_t g = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const lone_stage *st = &stages[i];
+        float *out = i == n - 1 ? logits : (float *)next;
+        next += lone_align(st->out_width * 4);
+        if (st->kind == LONE_GATED) {
+            lone_gated_out *mine = &outputs[g & 1];
+            int64_t P = lone_gated(st, in, prev, next, out, zeros, gates, threads, threads_from,
+                                   mine);
+            next += lone_stage_bytes(st) - lone_align(st->out_width * 4);
+            counts[g] = counts[gated + g] = P;
+            gates += st->blocks;
+            ++g;
+            prev = mine;
+        } else {
+            lone_dense(st, in, prev, out, zeros, threads, threads_from);
+            prev = 0;
+        }
+        in = out;
+    }
+    free(memory);
+    return 0;
+}

@@ -1,0 +1,156 @@
+"""A lone example's whole forward in one call into the C kernels
+(`models/skip/csrc/lone_forward.h`).
+
+At batch 1 the products of a layer with a tenth of its blocks on take tens of microseconds,
+and the steps between them (the gater, the threshold, the block list, bias and activation, a
+numpy call each) took as long again in Python. `LoneProgram.of` writes the network's stages,
+once, as C structures pointing at the weights `SkipNetwork` already holds (the kernels'
+panels, the gaters' matrices), and `run` hands one example to C, which runs every stage on the
+same kernels and returns the logits, the blocks on per gated layer and the gate values.
+
+It runs where every gated layer's units are binary (a gate on is worth 1) and its blocks are
+a multiple of the kernels' 64 columns wide; elsewhere `of` returns None and the Python path
+runs. Every block it computes is one that is on, and a layer after a gated layer reads only
+the units of those blocks, so the counts it returns are exact for `models.compute`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import c_kernels
+
+if TYPE_CHECKING:
+    from .cpu import _Stage
+
+# The activations C applies (LONE_LINEAR .. LONE_SIGMOID in lone_forward.h).
+ACTIVATION_CODES = {"linear": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
+GATED, DENSE = 0, 1
+
+
+class LoneStage(ctypes.Structure):
+    """`lone_stage` in lone_forward.h, field for field."""
+
+    _fields_ = [(name, ctypes.c_int64) for name in
+                ("kind", "in_width", "out_width", "activation", "precision")] + [
+        ("bias", ctypes.c_void_p), ("panels", ctypes.c_void_p), ("columns", ctypes.c_void_p),
+        ("blocks", ctypes.c_int64), ("block_size", ctypes.c_int64),
+        ("gater_width", ctypes.c_int64), ("gater_panels", ctypes.c_void_p),
+        ("gater_first", ctypes.c_void_p), ("gater_hidden_bias", ctypes.c_void_p),
+        ("gater_out", ctypes.c_void_p), ("gater_out_bias", ctypes.c_void_p),
+        ("threshold", ctypes.c_double)]
+
+
+def _address(array: np.ndarray | None) -> int | None:
+    if array is None:
+        return None
+    if not array.flags.c_contiguous:
+        raise ValueError("a lone program reads C-contiguous arrays only")
+    return array.ctypes.data
+
+
+class LoneProgram:
+    """The stages of a `SkipNetwork` (its layers, then its read-out) as one C forward."""
+
+    def __init__(self, native: c_kernels.NativeKernels, stages: list[LoneStage],
+                 arrays: list[np.ndarray], gate_widths: Sequence[int], classes: int,
+                 threads: int, threads_from: int) -> None:
+        self._arrays = arrays  # the memory the stages point into, kept alive with them
+        self._stages = (LoneStage * len(stages))(*stages)
+        self._count = len(stages)
+        self._forward = native.library.lone_forward
+        self._forward.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                                  ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                  ctypes.c_int64, ctypes.c_int64]
+        self._forward.restype = ctypes.c_int64
+        self._stages_address = ctypes.addressof(self._stages)
+        self._classes = classes
+        bounds = np.cumsum([0, *gate_widths])
+        self._gate_slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+        self._gate_units = int(bounds[-1])
+        self.threads, self.threads_from = threads, threads_from
+
+    @classmethod
+    def of(cls, native: c_kernels.NativeKernels | None, stages: Sequence[_Stage],
+           threads: int, threads_from: int) -> LoneProgram | None:
+        """The program for these stages (the read-out last), or None where a stage is one the
+        C forward does not run (see the module's docstring) or the kernels did not build."""
+        if native is None:
+            return None
+        structures, arrays, widths = [], [], []
+        previous_gated = False
+        for stage in stages:
+            if stage.plan.gated is not None:
+                structure = _gated(stage, arrays)
+                widths.append(stage.plan.gated.config.blocks)
+            else:
+                structure = _dense(stage, previous_gated, arrays)
+            if structure is None:
+                return None
+            structures.append(structure)
+            previous_gated = stage.plan.gated is not None
+        return cls(native, structures, arrays, widths, stages[-1].linear.bias.shape[0],
+                   threads, threads_from)
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """One example x (1, D), C-contiguous float32: its logits (1, C), the blocks on and
+        computed per gated layer (2, 1, G), and each gated layer's gate values (1, K)."""
+        logits = np.empty((1, self._classes), dtype=np.float32)
+        counts = np.empty((2, 1, len(self._gate_slices)), dtype=np.int64)
+        gates = np.empty((1, self._gate_units), dtype=np.float32)
+        if self._forward(self._stages_address, self._count, x.ctypes.data, logits.ctypes.data,
+                         counts.ctypes.data, gates.ctypes.data, self.threads,
+                         self.threads_from) != 0:
+            raise MemoryError("the lone forward could not allocate its working memory")
+        return logits, counts, [gates[:, part] for part in self._gate_slices]
+
+
+def _keep(arrays: list[np.ndarray], array: np.ndarray | None) -> int | None:
+    if array is not None:
+        arrays.append(array)
+    return _address(array)
+
+
+def _gated(stage: _Stage, arrays: list[np.ndarray]) -> LoneStage | None:
+    layer, linear, gater = stage.plan.gated, stage.linear, stage.gater
+    if not (stage.binary and stage.lone_native and linear.out_panels is not None):
+        return None
+    config = layer.config
+    hidden = gater.hidden
+    return LoneStage(
+        kind=GATED, in_width=linear.weight.shape[1], out_width=config.width,
+        activation=ACTIVATION_CODES[config.activation],
+        precision=c_kernels.PRECISIONS.index(linear.out_panels.precision),
+        bias=_keep(arrays, linear.bias), panels=_keep(arrays, linear.out_panels.array),
+        columns=None, blocks=config.blocks, block_size=config.block_size,
+        gater_width=gater.first.shape[1],
+        gater_panels=_keep(arrays, gater.panels.array if gater.panels is not None else None),
+        gater_first=_keep(arrays, gater.first),
+        gater_hidden_bias=_keep(arrays, hidden[1] if hidden is not None else None),
+        gater_out=_keep(arrays, gater.out[0] if hidden is not None else None),
+        gater_out_bias=_keep(arrays, gater.out[1]), threshold=gater.threshold)
+
+
+def _dense(stage: _Stage, after_gated: bool, arrays: list[np.ndarray]) -> LoneStage | None:
+    linear = stage.linear
+    n, d = linear.weight.shape
+    panels = columns = None
+    precision = "float32"
+    if after_gated:
+        if linear.in_panels is not None:
+            panels, precision = linear.in_panels.array, linear.in_panels.precision
+        elif linear.in_columns is not None:
+            columns = linear.in_columns
+        else:
+            return None
+    else:
+        columns = linear.weight.numpy()  # (N, D): a dot product per output unit
+    return LoneStage(
+        kind=DENSE, in_width=d, out_width=n, activation=ACTIVATION_CODES[stage.plan.activation],
+        precision=c_kernels.PRECISIONS.index(precision), bias=_keep(arrays, linear.bias),
+        panels=_keep(arrays, panels), columns=_keep(arrays, columns))

@@ -1,0 +1,166 @@
+"""A lone example's forward in one C call (`models.skip.lone_program`) equals the dense masked
+forward, computes only the blocks on, never reads an off block's weights, and is chosen only
+where it applies. Every test runs once per instruction set this CPU runs.
+
+Tolerance on the logits: 1e-4 relative and absolute (float32 sums of up to 4096 terms in
+another order); gates and block counts exactly.
+"""
+
+import threading
+
+import pytest
+import torch
+
+from models.block_weights import round_main_weights
+from models.skip.cpu import SkipNetwork
+
+from ..tiny_networks import tiny_network
+from .kernel_sets import kernel_set, kernels  # noqa: F401 (the fixture)
+from .test_off_blocks_are_never_read import mixed, poisoned
+
+pytestmark = pytest.mark.skipif(kernels is None, reason="no C compiler built the kernels")
+
+# Each stage kind the C forward runs: a gater with a hidden layer (narrow, or 64 units: in the
+# kernels) or without one (its blocks as wide as a tile, or not); a gated layer read by a
+# dense layer 64 units wide (pair sums in the kernels), 70 wide (dot products), by the class
+# read-out, or by a gated layer (tiles of the input blocks on); a dense layer reading the input
+# row (12 units: dot products with a tail) or another dense layer; every activation.
+LAYOUTS = {
+    "gated-dense64": [
+        {"blocks": 5, "block_size": 64, "gater_hidden": 8, "activation": "relu"},
+        {"blocks": 64, "block_size": 1, "activation": "tanh", "gated": False}],
+    "gated-dense70-dense": [
+        {"blocks": 4, "block_size": 64, "gater_hidden": 64, "activation": "sigmoid"},
+        {"blocks": 70, "block_size": 1, "activation": "linear", "gated": False},
+        {"blocks": 9, "block_size": 1, "activation": "relu", "gated": False}],
+    "gated-gated": [
+        {"blocks": 4, "block_size": 64, "gater_hidden": 0, "activation": "relu"},
+        {"blocks": 3, "block_size": 128, "gater_hidden": 5, "activation": "tanh"}],
+    "dense-gated": [
+        {"blocks": 20, "block_size": 1, "activation": "relu", "gated": False},
+        {"blocks": 3, "block_size": 64, "gater_hidden": 0, "activation": "linear"}],
+    "wide-gaters": [
+        {"blocks": 64, "block_size": 64, "gater_hidden": 0, "activation": "relu"},
+        {"blocks": 2, "block_size": 64, "gater_hidden": 64, "activation": "relu"}],
+}
+
+
+def thresholds(model, x: torch.Tensor, quantile: float) -> None:
+    """Each gated layer's threshold at this quantile of its logits over x, layer by layer
+    (below all of them for 0, above all for 1), halfway between two logits."""
+    with torch.no_grad():
+        for layer in model.layers:
+            if layer.gater is not None:
+                values = layer.gater(x).flatten().sort().values
+                cut = round(quantile * values.numel())
+                line = (values[0] - 1.0 if cut == 0 else values[-1] + 1.0 if cut == values.numel()
+                        else (values[cut - 1] + values[cut]) / 2)
+                layer.threshold.fill_(float(line))
+            x, _ = layer(x)
+
+
+def engine(model, threads: int) -> SkipNetwork:
+    """The engine with every product split over `threads` threads, however small."""
+    out = SkipNetwork(model, threads=threads)
+    assert out._lone is not None
+    out._lone.threads_from = 0
+    return out
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_a_lone_example_in_c_equals_the_dense_masked_forward(layout, threads, precision):
+    model = tiny_network(LAYOUTS[layout], seed=3)
+    if precision == "bfloat16":  # the panels then hold bfloat16, read exactly
+        round_main_weights(model, "bfloat16")
+    x = torch.randn(12, 12, generator=torch.Generator().manual_seed(5))
+    seen = set()
+    for quantile in (0.0, 0.3, 0.7, 1.0):
+        thresholds(model, x, quantile)
+        skip = engine(model, threads)
+        assert skip.block_weights == precision
+        for example in x.split(1):
+            got, want = skip(example), model(example)
+            torch.testing.assert_close(got.logits, want.logits, rtol=1e-4, atol=1e-4)
+            on = [trace.gates for trace in want.traces]
+            for g, w in zip(got.gates, on, strict=True):
+                assert torch.equal(g, w)
+            active = [[int((w != 0).sum()) for w in on]]
+            assert got.active_blocks.tolist() == got.computed_blocks.tolist() == active
+            seen.add(tuple(active[0]))
+    blocks = tuple(layer.config.blocks for layer in model.gated_layers)
+    assert (0,) * len(blocks) in seen and blocks in seen  # none on, and every one
+    assert len(seen) > 2
+
+
+def test_numpy_inputs_give_numpy_outputs_equal_to_the_tensor_forward():
+    model = tiny_network(LAYOUTS["gated-gated"], seed=4)
+    x = torch.randn(1, 12, generator=torch.Generator().manual_seed(1))
+    skip = SkipNetwork(model)
+    tensors, arrays = skip(x), skip.forward_numpy(x.numpy())
+    assert torch.equal(tensors.logits, torch.from_numpy(arrays.logits))
+    assert arrays.active_blocks.shape == arrays.computed_blocks.shape == (1, 2)
+    assert [g.shape for g in arrays.gates] == [(1, 4), (1, 3)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("layout", ["gated-gated", "gated-dense64", "wide-gaters"])
+def test_a_lone_example_in_c_never_reads_the_weights_of_its_off_blocks(layout, seed):
+    """The weights an off block owns (its rows, and the next layer's columns reading it) set
+    to NaN: one read would make the logits NaN or wrong (test_off_blocks_are_never_read)."""
+    model = tiny_network(LAYOUTS[layout], seed=seed)
+    x = torch.randn(64, 12, generator=torch.Generator().manual_seed(seed))
+    thresholds(model, x, 0.5)
+    checked = [example for example in x.split(1) if mixed(model, example)][:4]
+    assert len(checked) >= 2, "too few examples with blocks on and off in every layer"
+    for example in checked:
+        skip = engine(poisoned(model, example), 2)
+        got = skip(example).logits
+        assert torch.isfinite(got).all(), "an off block's weights were read"
+        torch.testing.assert_close(got, model(example).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_concurrent_callers_each_get_their_own_forward():
+    """Callers on several threads share the kernels' pool (one uses it, the others run their
+    products alone) and nothing else: each gets its own example's result."""
+    model = tiny_network(LAYOUTS["gated-gated"], seed=5)
+    x = torch.randn(16, 12, generator=torch.Generator().manual_seed(2))
+    thresholds(model, x, 0.5)
+    skip = engine(model, 2)
+    want = [skip(example).logits for example in x.split(1)]
+    failures = []
+
+    def run(offset: int) -> None:
+        for round_ in range(40):
+            i = (offset + round_) % x.shape[0]
+            if not torch.equal(skip(x[i:i + 1]).logits, want[i]):
+                failures.append(i)
+
+    workers = [threading.Thread(target=run, args=(offset,)) for offset in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert failures == []
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ({"estimator": "sts"}, "units that are not binary"),
+    ({"layers": [{"blocks": 3, "block_size": 32, "gater_hidden": 0, "activation": "relu"}]},
+     "blocks narrower than the kernels' tiles"),
+])
+def test_networks_the_c_forward_does_not_run_take_the_python_path(change, why):
+    model = tiny_network(change.get("layers", LAYOUTS["gated-gated"]),
+                         estimator=change.get("estimator", "st"), seed=6)
+    skip = SkipNetwork(model)
+    assert skip._lone is None, why
+    x = torch.randn(1, 12, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(skip(x).logits, model(x).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_an_engine_that_routes_examples_dense_keeps_the_python_path():
+    model = tiny_network(LAYOUTS["gated-gated"], seed=7)
+    assert SkipNetwork(model, dense_from=0.5)._lone is None  # it may compute blocks that are off
+    assert SkipNetwork(model, dense_from=2.0)._lone is not None  # never routes dense
+    assert SkipNetwork(model, native=False)._lone is None
