@@ -57,10 +57,12 @@ DENSITIES = (1.0, 0.5, 0.25, 0.1, 0.05)
 
 def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DENSITIES,
          cases=(LAYER_CASE, MODEL_CASE), progress=None, dense_from: float | None = None,
-         inputs: int = 1, block_weights: str = "float32") -> list[dict]:
+         inputs: int = 1, block_weights: str = "float32", settle_s: float = 0.0
+         ) -> list[dict]:
     """`dense_from`: SkipNetwork's routing fraction for every batch (None: its default rule).
     `inputs`: input batches the skip path cycles through; `block_weights`: the main-path
-    weights' precision (see the module docstring)."""
+    weights' precision (see the module docstring); `settle_s`: `benchmarks.timing`'s pause
+    before each round of dense or skip calls."""
     if inputs < 1:
         raise ValueError(f"inputs must be >= 1, got {inputs}")
     out = []
@@ -82,7 +84,7 @@ def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DE
                          "skip": lambda: skip(next(turns))}  # noqa: B023
                 if inputs > 1:  # the one input again and again, in the same rounds
                     timed["skip_one_input"] = lambda: skip(x)  # noqa: B023
-                times = median_ms(timed, warmup=warmup, repeats=repeats)
+                times = median_ms(timed, warmup=warmup, repeats=repeats, settle_s=settle_s)
                 result = skip(x)
                 reports = result.reports(model)
                 blocks = torch.tensor([lay.config.blocks for lay in model.gated_layers])
@@ -95,6 +97,7 @@ def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DE
                     "dense_ms": times["dense"], "skip_ms": times["skip"],
                     "speedup": times["dense"] / times["skip"], "threads": threads,
                     "inputs": inputs, "block_weights": block_weights,
+                    "settle_ms": settle_s * 1e3,
                     **({"skip_one_input_ms": times["skip_one_input"]} if inputs > 1 else {}),
                     # the routing fraction used; None: no example could be routed dense
                     "dense_from": route if (route := skip.dense_fraction(batch)) <= 1.0

@@ -102,7 +102,8 @@ def _with_thresholds(graph: bytes, model: GatedNetwork) -> bytes:
 
 
 def rows(warmup: int, repeats: int, seed: int, batches=BATCHES, densities=DENSITIES,
-         threads: int | None = None, cases=(LAYER_CASE, MODEL_CASE)) -> list[dict]:
+         threads: int | None = None, cases=(LAYER_CASE, MODEL_CASE), settle_s: float = 0.0
+         ) -> list[dict]:
     import onnxruntime as ort  # noqa: F401  (fail early, before exporting, when missing)
 
     # Each graph is timed with 1 intra-op thread and with `threads`, and reported at its faster
@@ -142,7 +143,7 @@ def rows(warmup: int, repeats: int, seed: int, batches=BATCHES, densities=DENSIT
                             for t, session in group.items()}
                 timed = median_ms({key: (lambda s=session, f=feed: s.run(None, f))
                                    for key, session in sessions.items()},
-                                  warmup=warmup, repeats=repeats)
+                                  warmup=warmup, repeats=repeats, settle_s=settle_s)
                 best = {kind: min((ms, t) for (k, t), ms in timed.items() if k == kind)
                         for kind in ("dense", "skip")}
                 times = {kind: ms for kind, (ms, _) in best.items()}
@@ -155,7 +156,7 @@ def rows(warmup: int, repeats: int, seed: int, batches=BATCHES, densities=DENSIT
                     "dense_ms": times["dense"], "skip_ms": times["skip"],
                     "speedup": times["dense"] / times["skip"],
                     "dense_threads": best["dense"][1], "skip_threads": best["skip"][1],
-                    "weights": "random", "max_abs_diff": diff})
+                    "weights": "random", "max_abs_diff": diff, "settle_ms": settle_s * 1e3})
     return out
 
 

@@ -49,7 +49,7 @@ BEST_HEADER = (f"{'case':>30} {'batch':>5} {'density':>7} {'best dense':>14} {'d
 def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
         backends: tuple[str, ...] = ("torch", "onnxruntime"), batches=None, densities=None,
         cases=None, dense_from: float | None = None, inputs: int = 1,
-        block_weights: str = "float32") -> list[dict]:
+        block_weights: str = "float32", settle_ms: float = 10.0) -> list[dict]:
     def show(row: dict) -> None:
         print(TABLE.format(**row), flush=True)
 
@@ -75,7 +75,8 @@ def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
 
         torch_rows = cpu_cases.rows(warmup, repeats, seed, progress=show,
                                     dense_from=dense_from, inputs=inputs,
-                                    block_weights=block_weights, **sizes)
+                                    block_weights=block_weights, settle_s=settle_ms / 1e3,
+                                    **sizes)
         print(BEST_HEADER)
         for row in torch_rows:
             print(BEST_TABLE.format(**row))
@@ -83,7 +84,7 @@ def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
     if "onnxruntime" in backends:
         from . import onnx_cases
 
-        onnx_rows = onnx_cases.rows(warmup, repeats, seed, **sizes)
+        onnx_rows = onnx_cases.rows(warmup, repeats, seed, settle_s=settle_ms / 1e3, **sizes)
         for row in onnx_rows:
             show(row)
         rows += onnx_rows
@@ -130,7 +131,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="CPU torch: the main-path weights' precision; bfloat16 rounds "
                              "them for every implementation and adds torch's bfloat16 dense "
                              "network to the dense ones (default float32)")
+    parser.add_argument("--settle-ms", type=float, default=10.0,
+                        help="CPU: the pause before each round of dense or skip calls, "
+                             "followed by one call off the clock, so the other side's worker "
+                             "threads, which spin a few ms after its last call, have parked "
+                             "(default 10; 0: none)")
     args = parser.parse_args(argv)
+    if args.settle_ms < 0:
+        parser.error("--settle-ms must be >= 0")
     if args.block_weights != "float32" and (args.device != "cpu" or "onnxruntime" in
                                             args.backends.split(",")):
         parser.error("--block-weights bfloat16 takes --device cpu --backends torch")
@@ -146,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown backend(s) {sorted(unknown)}; valid: torch, onnxruntime")
     rows = run(args.device, args.warmup, args.repeats, args.seed, args.quick, backends,
                args.batches, args.densities, args.cases, args.dense_from, args.inputs,
-               args.block_weights)
+               args.block_weights, args.settle_ms)
     if args.json:
         from .skip_plot import plot_speedups
 

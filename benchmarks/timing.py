@@ -16,11 +16,16 @@ from collections.abc import Callable
 
 def median_ms(functions: dict[str, Callable[[], object]], *, warmup: int, repeats: int,
               rounds: int = 3, synchronize: Callable[[], None] | None = None,
-              before: dict[str, Callable[[], object]] | None = None) -> dict[str, float]:
+              before: dict[str, Callable[[], object]] | None = None,
+              settle_s: float = 0.0) -> dict[str, float]:
     """Median milliseconds per call of each function. `synchronize` (e.g.
     torch.cuda.synchronize) runs before each clock read, so device work is inside the timing.
     `before[name]`, where given, runs before each call of that function, off the clock (a
-    pause, say, that the call should follow)."""
+    pause, say, that the call should follow). With `settle_s`, each function's round starts,
+    off the clock, with a pause that long and one call: the previous function's worker
+    threads, still spinning for a few milliseconds after its last call (torch's OpenMP
+    workers, onnxruntime's), have parked, and the round times this function's calls back to
+    back, as a server busy with it would run them."""
     sync = synchronize or (lambda: None)
     setups = before or {}
     for name, fn in functions.items():
@@ -32,6 +37,11 @@ def median_ms(functions: dict[str, Callable[[], object]], *, warmup: int, repeat
     per_round = max(1, repeats // max(1, rounds))
     for _ in range(max(1, rounds)):
         for name, fn in functions.items():
+            if settle_s > 0:
+                time.sleep(settle_s)
+                setups.get(name, _nothing)()
+                fn()
+                sync()
             for _ in range(per_round):
                 setups.get(name, _nothing)()
                 sync()
