@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-delay-ms", type=float,
                    help="how long a request that finds the model idle waits for others (default 0: "
                         "batches form from what queues during a forward)")
+    p.add_argument("--inline-forward-examples", type=int,
+                   help=fields["inline_forward_examples"].description + " (default 1)")
     p.add_argument("--max-queue-examples", type=int,
                    help="examples waiting per model before 503 (default 4096)")
     p.add_argument("--max-body-bytes", type=int, help="request body limit (default 8 MiB)")

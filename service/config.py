@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     batching: bool = True
     max_batch_size: int = Field(64, ge=1, le=65536)
     max_batch_delay_ms: float = Field(0.0, ge=0.0, le=10_000.0)
+    inline_forward_examples: int = Field(
+        1, ge=0, le=65536, description="a forward of at most this many examples, with no "
+        "other request waiting for the model, runs on the event loop's thread rather than "
+        "handed to the forward thread and back, which costs more than a lone example's "
+        "forward (0: every forward on the forward thread)")
     # Examples waiting per model version beyond which requests are refused with 503.
     max_queue_examples: int = Field(4096, ge=1)
     retry_after_s: int = Field(1, ge=1, description="Retry-After on a 503")

@@ -171,7 +171,8 @@ class ModelRepository:
                               max_delay_s=(settings.max_batch_delay_ms / 1e3
                                            if settings.batching else 0.0),
                               max_queue_examples=settings.max_queue_examples,
-                              on_batch=self.metrics.batch_observer(name))
+                              on_batch=self.metrics.batch_observer(name),
+                              inline_max_examples=settings.inline_forward_examples)
             old = self._models.setdefault(name, {}).get(version)
             self._models[name][version] = LoadedVersion(engine, batcher)
             if old is not None:

@@ -142,3 +142,50 @@ def test_a_failing_forward_fails_only_its_batch():
         return result
 
     assert asyncio.run(main()).logits[0, 0] == 1
+
+
+def threads_of(names: list[str]):
+    """A forward that records the thread it ran on."""
+    def infer(x):
+        names.append(threading.current_thread().name)
+        return BatchResult(x, x, ComputeReports.of([ComputeReport(1, 1, 0, (), (), ())] * len(x)),
+                           1.0)
+    return infer
+
+
+@pytest.mark.parametrize("inline", [0, 1, 4])
+def test_a_small_forward_with_nothing_queued_runs_on_the_event_loop_thread(inline):
+    names: list[str] = []
+
+    async def main():
+        batcher = Batcher(threads_of(names), max_batch_size=8, max_delay_s=0.0,
+                          max_queue_examples=100, inline_max_examples=inline)
+        loop_thread = threading.current_thread().name
+        for size in (1, 2, 4, 5):
+            result, _ = await batcher.submit(rows(size, size))
+            np.testing.assert_array_equal(result.logits, rows(size, size))
+        await batcher.close()
+        return loop_thread
+
+    loop_thread = asyncio.run(main())
+    on_loop = [name == loop_thread for name in names]
+    assert on_loop == [size <= inline for size in (1, 2, 4, 5)]
+    assert all(name.startswith("sparsegate-forward") for name, here in zip(names, on_loop,
+                                                                           strict=True)
+               if not here)
+
+
+def test_with_requests_waiting_the_forward_runs_on_its_thread():
+    """Requests queued behind a lone one: the lone one's forward is handed to the thread, so
+    the loop keeps reading while it runs, and the rest form one batch after it."""
+    names: list[str] = []
+
+    async def main():
+        batcher = Batcher(threads_of(names), max_batch_size=1, max_delay_s=0.0,
+                          max_queue_examples=100, inline_max_examples=1)
+        await asyncio.gather(*(batcher.submit(rows(i, 1)) for i in range(4)))
+        await batcher.close()
+
+    asyncio.run(main())
+    # every forward but the last found others waiting behind it
+    assert [name.startswith("sparsegate-forward") for name in names] == [True] * 3 + [False]
