@@ -20,9 +20,11 @@ gate pattern and the batch size only (never by what its batch-mates' gates are):
   few more blocks in one large product is cheaper than many small ones; the report counts them.
 
 Where the C kernels run the blocks, no example is routed dense: split over every thread, they
-stream each weight once for the whole batch faster than the dense products here, even with
-every block on. Without them a lone example goes dense from 3/4 of its blocks on, and an
-example of a batch from 0.4 (see `dense_fraction`).
+stream each weight once for the whole batch as fast as the dense products of some machines'
+BLAS or faster. Where a batch has every gate of a layer on, that layer runs as one dense
+product if that was measured faster on this machine for batches of its size (`_AllOn`).
+Without the kernels a lone example goes dense from 3/4 of its blocks on, and an example of a
+batch from 0.4 (see `dense_fraction`).
 
 A lone example (a batch of one, no example routed dense) whose network the C kernels run
 whole (binary units, blocks a multiple of 64 units wide) runs its whole forward in one C call
@@ -50,6 +52,7 @@ P (example, block) pairs that run sparse, G gated layers.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +70,8 @@ from .plan import PlannedLayer, plan_layers
 from .routing import (
     DENSE_FROM_BATCH,
     DENSE_FROM_SINGLE,
+    DENSE_PROBE_CALLS,
+    DENSE_PROBE_MARGIN,
     GATER_NATIVE_FROM_MACS,
     NATIVE_THREADS_FROM_MACS,
     TORCH_DENSE_FROM_MACS,
@@ -109,6 +114,19 @@ class _SparseRows:
 _ALL_DENSE = _SparseRows(np.zeros(0, np.int64), np.zeros((0, 3), np.int64),
                          np.zeros((0, 0), np.float32), np.zeros(0, np.int64),
                          np.zeros((0, 0), bool), np.zeros(0, bool))
+
+
+@dataclass
+class _AllOn:
+    """A batch's route for gated layers whose gates are all on (binary units), where the C
+    kernels run the blocks. The kernels stream the weights faster than some machines' dense
+    BLAS (the AMD EPYC's MKL, which takes slow paths there) and slower than others' (an Intel
+    Xeon's oneDNN), so it is measured, not guessed: the first batch of a size range (a power
+    of two to the next) with some layer all on is run both ways (`SkipNetwork._dense_pays`),
+    and the faster way kept for that range. `seen`: a layer had every gate on."""
+
+    dense: bool
+    seen: bool = False
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -286,6 +304,8 @@ class SkipNetwork:
         self.threads = threads or torch.get_num_threads()
         self.native = native_kernels.load() if native else None
         self._held_awake = False  # expect_forward holds the kernels' workers awake
+        # batch size's bit length -> whether layers with every gate on run dense (`_AllOn`)
+        self._dense_when_all_on: dict[int, bool] = {}
         use_one_blas_thread()  # see models.skip.numpy_products
         # The panels' precision: the model's main-path weights', so packing them loses nothing.
         self.block_weights = block_weights.precision_of(model)
@@ -380,6 +400,33 @@ class SkipNetwork:
                                   torch.from_numpy(counts[1]),
                                   [torch.from_numpy(g) for g in gates])
             return SkipOutput(logits, counts[0], counts[1], gates)
+        if not (self._native_blocks and self.dense_from is None):
+            return self._layers(x, as_torch, _AllOn(dense=False))
+        # Where the kernels run every layer's blocks, whether a layer with every gate on runs
+        # as one dense product is measured for the batch's size range (see `_AllOn`).
+        size = x.shape[0].bit_length()
+        dense = self._dense_when_all_on.get(size)
+        all_on = _AllOn(dense=bool(dense))
+        out = self._layers(x, as_torch, all_on)
+        if dense is None and all_on.seen:
+            self._dense_when_all_on[size] = self._dense_pays(x, as_torch)
+        return out
+
+    def _dense_pays(self, x: np.ndarray, as_torch: bool) -> bool:
+        """Whether this batch's forward runs faster with its layers whose gates are all on
+        computed as dense products: DENSE_PROBE_CALLS forwards each way, alternating, the
+        first of each left out; dense where its fastest is under DENSE_PROBE_MARGIN of the
+        kernels' fastest (the fastest, as load elsewhere only ever adds time)."""
+        times: dict[bool, list[float]] = {True: [], False: []}
+        for _ in range(DENSE_PROBE_CALLS):
+            for dense in times:
+                start = time.perf_counter()
+                self._layers(x, as_torch, _AllOn(dense=dense))
+                times[dense].append(time.perf_counter() - start)
+        dense_s, blocks_s = (min(times[dense][1:]) for dense in (True, False))
+        return dense_s < DENSE_PROBE_MARGIN * blocks_s
+
+    def _layers(self, x: np.ndarray, as_torch: bool, all_on: _AllOn) -> SkipOutput:
         sparse: _SparseRows | None = None  # set right after a gated layer
         # The per-example block counts are written into these as each gater decides, while
         # numpy's code is still in cache: after the large products every numpy or torch call
@@ -398,31 +445,43 @@ class SkipNetwork:
             if stage.plan.gated is None:
                 x = self._read(stage.linear, x, sparse, stage.plan.activation)
                 sparse = None
+            elif lone and stage.lone_native:
+                x, sparse, values = self._lone_gated(stage, x, sparse,
+                                                     counts[:, :, len(gates)], as_torch)
+                gates.append(values)
             else:
-                gated = self._lone_gated if lone and stage.lone_native else self._gated
-                x, sparse, values = gated(stage, x, sparse, counts[:, :, len(gates)],
-                                          as_torch)
+                x, sparse, values = self._gated(stage, x, sparse, counts[:, :, len(gates)],
+                                                as_torch, all_on)
                 gates.append(values)
         logits = self._read(self._readout, x, sparse)
         return SkipOutput(torch.from_numpy(logits) if as_torch else logits, active, computed,
                           gates)
 
     def _gated(self, stage: _Stage, x: np.ndarray,
-               previous: _SparseRows | None, counts: np.ndarray, as_torch: bool
+               previous: _SparseRows | None, counts: np.ndarray, as_torch: bool,
+               all_on: _AllOn | None = None
                ) -> tuple[np.ndarray, _SparseRows, Tensor | np.ndarray]:
         """One gated layer: the gater in full, then each example's blocks, sparse or dense.
         `previous`: the output of the gated layer before, if this one reads one; an example
         it routed sparse is read only in the input blocks it computed. `counts` (2, B) is
         filled with the blocks on and the blocks computed per example. The gate values come
-        back as a tensor with `as_torch`, else as an array."""
+        back as a tensor with `as_torch`, else as an array. `all_on`: whether a layer with
+        every gate on runs as a dense product, and where it says so that one did."""
         layer, linear = stage.plan.gated, stage.linear
         k, s = layer.config.blocks, layer.config.block_size
         act = NUMPY_ACTIVATIONS[layer.config.activation]
         partial = previous is not None and previous is not _ALL_DENSE  # some inputs part-read
         gate_values, values, on = self._gates(stage, x, as_torch)
         fraction, all_as_pairs = self._route(stage, x.shape[0])
-        if (not partial and not all_as_pairs and stage.binary and fraction <= 1.0
-                and on.all()):
+        every_gate_on = stage.binary and bool(on.all())
+        # A dense product reads every input unit: where the layer before skipped some
+        # example's blocks, the kernels' tiles read less, and this layer stays with them.
+        whole_inputs = every_gate_on and (not partial or bool(previous.reads().all()))
+        if whole_inputs and all_on is not None:
+            all_on.seen = True
+        if every_gate_on and (
+                (not partial and not all_as_pairs and fraction <= 1.0)
+                or (whole_inputs and all_on is not None and all_on.dense)):
             # Every gate on and worth 1: the plain dense layer. After a large product each
             # numpy call here starts with cold caches (~40 us apiece on this project's CPU),
             # so this commonest dense case makes as few as it can.

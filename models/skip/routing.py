@@ -28,6 +28,13 @@ NATIVE_THREADS_FROM_MACS = 200_000
 # (the kernels' call costs ~10 us more), above it the kernels do, 1.3x at 1 M and 2x at 16 M
 # (`python -m benchmarks.gater_products`).
 GATER_NATIVE_FROM_MACS = 1_000_000
+# A batch's gated layers with every gate on run as dense products where, timed on the first
+# such batch of its size range (DENSE_PROBE_CALLS forwards each way, the first left out), the
+# dense forward's fastest is under DENSE_PROBE_MARGIN of the kernels' (`models.skip.cpu._AllOn`):
+# on the Intel Xeon torch's products were the faster, on the AMD EPYC the kernels
+# (`python -m benchmarks.skip --device cpu --densities 1.0`).
+DENSE_PROBE_CALLS = 6
+DENSE_PROBE_MARGIN = 0.95
 # Multiply-adds from which a dense product of two or more rows runs in torch on all its
 # threads rather than in numpy on the calling one (a single row always stays in numpy).
 TORCH_DENSE_FROM_MACS = 8_000_000

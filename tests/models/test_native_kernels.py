@@ -16,6 +16,7 @@ from models.gated_config import GatedNetworkConfig
 from models.gated_network import GatedNetwork
 from models.skip import c_kernels as native_kernels
 from models.skip.cpu import SkipNetwork
+from models.skip.routing import DENSE_PROBE_CALLS
 
 from .kernel_sets import KERNEL_SETS, kernel_set, kernels  # noqa: F401 (the fixture)
 from .polling import eventually
@@ -501,3 +502,67 @@ def test_expect_forward_keeps_the_pool_awake_until_the_forward_ends():
     SkipNetwork(model, threads=1).expect_forward(30.0)  # one thread: no pool to hold
     time.sleep(0.05)
     assert engine.native.sleeping_workers() >= 1
+
+
+def every_gate_on_network(seed: int) -> GatedNetwork:
+    """48 -> 4 x 64 -> 3 x 64 -> 64 dense -> 3, every gate on."""
+    torch.manual_seed(seed)
+    model = GatedNetwork(GatedNetworkConfig.from_dict({
+        "input_size": 48, "num_classes": 3, "target_density": 0.3, "layers": [
+            {"blocks": 4, "block_size": 64, "gater_hidden": 8, "activation": "relu"},
+            {"blocks": 3, "block_size": 64, "gater_hidden": 0, "activation": "relu"},
+            {"blocks": 64, "block_size": 1, "activation": "tanh", "gated": False}]})).eval()
+    for layer in model.gated_layers:
+        layer.threshold.fill_(-1e9)
+    return model
+
+
+@pytest.mark.parametrize("dense_pays", [True, False])
+def test_a_batch_with_every_gate_on_runs_dense_where_measured_faster(dense_pays, monkeypatch):
+    """The first batch of a size range with a layer all on is timed both ways; the way
+    measured faster runs that range from then on: dense products (no kernel call), or the
+    kernels' blocks. Either way the dense masked forward's logits and every block counted."""
+    model = every_gate_on_network(8)
+    engine = SkipNetwork(model)
+    probes = []
+    monkeypatch.setattr(engine, "_dense_pays",
+                        lambda x, as_torch: probes.append(x.shape[0]) or dense_pays)
+    calls = []
+    kernel = engine.native.rows_times_blocks
+    engine.native.rows_times_blocks = lambda *a: calls.append(a) or kernel(*a)
+    try:
+        for batch in (5, 6, 7, 8, 3, 9):  # size ranges 4-7, 8-15 and 2-3
+            calls.clear()
+            x = torch.randn(batch, 48, generator=torch.Generator().manual_seed(batch))
+            out = engine(x)
+            torch.testing.assert_close(out.logits, model(x).logits, rtol=1e-4, atol=1e-4)
+            assert out.active_blocks.tolist() == out.computed_blocks.tolist() == [[4, 3]] * batch
+            first_of_range = batch in (5, 8, 3)  # runs with the kernels, then is timed
+            assert bool(calls) == (first_of_range or not dense_pays), batch
+    finally:
+        del engine.native.rows_times_blocks
+    assert probes == [5, 8, 3]
+
+
+def test_the_measurement_times_both_routes_and_a_batch_not_all_on_is_never_timed(monkeypatch):
+    model = every_gate_on_network(9)
+    engine = SkipNetwork(model)
+    x = torch.randn(6, 48, generator=torch.Generator().manual_seed(1))
+    routes = []
+    real = engine._layers
+    monkeypatch.setattr(engine, "_layers",
+                        lambda x, as_torch, all_on: routes.append(all_on.dense)
+                        or real(x, as_torch, all_on))
+    engine(x)
+    # the forward itself, then alternating dense and kernel forwards
+    assert routes == [False] + [True, False] * DENSE_PROBE_CALLS
+    assert set(engine._dense_when_all_on) == {x.shape[0].bit_length()}
+    for layer in model.gated_layers:  # every gate off: nothing to time
+        layer.threshold.fill_(1e9)
+    routes.clear()
+    engine = SkipNetwork(model)
+    monkeypatch.setattr(engine, "_layers",
+                        lambda x, as_torch, all_on: routes.append(all_on.dense)
+                        or engine.__class__._layers(engine, x, as_torch, all_on))
+    engine(x)
+    assert routes == [False] and engine._dense_when_all_on == {}
