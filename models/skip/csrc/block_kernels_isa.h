@@ -41,19 +41,29 @@ ISA(tile)(const float *const *in, int64_t K, const WT *__restrict w, int64_t pan
     VEC acc[RMAX][VMAX];
     for (int i = 0; i < R; ++i)
         for (int v = 0; v < V; ++v) acc[i][v] = ZERO();
-    for (int64_t k = 0; k < K; ++k) {
-        const WT *wr = w + k * PW;
-        if (pf) /* row k of the next tile, in each of its panels, a cache line at a time */
+#define ISA_TILE_STEP(k)                                                                      \
+    do {                                                                                      \
+        const WT *wr = w + (k) * PW;                                                          \
+        VEC wv[VMAX];                                                                         \
+        for (int v = 0; v < V; ++v) wv[v] = WLOAD(wr + (v / VP) * panel + (v % VP) * VW);    \
+        for (int i = 0; i < R; ++i) {                                                         \
+            VEC b = BCAST(in[i][k]);                                                          \
+            for (int v = 0; v < V; ++v) acc[i][v] = FMA(b, wv[v], acc[i][v]);                 \
+        }                                                                                     \
+    } while (0)
+    /* Two loops, so the commoner one without prefetches carries no test for them. */
+    if (pf) {
+        for (int64_t k = 0; k < K; ++k) {
+            /* row k of the next tile, in each of its panels, a cache line at a time */
             for (int64_t q = 0; q < pf_panels; ++q)
                 for (int f = 0; f < PW; f += LINE_ELEMENTS)
                     __builtin_prefetch(pf + q * panel + k * PW + f, 0, 1);
-        VEC wv[VMAX];
-        for (int v = 0; v < V; ++v) wv[v] = WLOAD(wr + (v / VP) * panel + (v % VP) * VW);
-        for (int i = 0; i < R; ++i) {
-            VEC b = BCAST(in[i][k]);
-            for (int v = 0; v < V; ++v) acc[i][v] = FMA(b, wv[v], acc[i][v]);
+            ISA_TILE_STEP(k);
         }
+    } else {
+        for (int64_t k = 0; k < K; ++k) ISA_TILE_STEP(k);
     }
+#undef ISA_TILE_STEP
     for (int i = 0; i < R; ++i)
         for (int v = 0; v < V; ++v) {
             float *dst = o[i] + v * VW;
