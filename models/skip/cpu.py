@@ -27,7 +27,8 @@ Without the kernels a lone example goes dense from 3/4 of its blocks on, and an 
 batch from 0.4 (see `dense_fraction`).
 
 A lone example (a batch of one, no example routed dense) whose network the C kernels run
-whole (binary units, blocks a multiple of 64 units wide) runs its whole forward in one C call
+whole (blocks a multiple of 64 units wide, gate values C computes: binary units, or those worth
+their sigmoid, rectifier or sqrt-sigmoid gate) runs its whole forward in one C call
 (`models.skip.lone_program`): the gaters, thresholds and products without a numpy call between
 them, computing the blocks on and no others. Otherwise, under the default routing, it takes a
 short path through each gated layer whose blocks the C kernels run (`SkipNetwork._lone_gated`):

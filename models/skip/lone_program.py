@@ -8,10 +8,12 @@ once, as C structures pointing at the weights `SkipNetwork` already holds (the k
 panels, the gaters' matrices), and `run` hands one example to C, which runs every stage on the
 same kernels and returns the logits, the blocks on per gated layer and the gate values.
 
-It runs where every gated layer's units are binary (a gate on is worth 1) and its blocks are
-a multiple of the kernels' 64 columns wide; elsewhere `of` returns None and the Python path
-runs. Every block it computes is one that is on, and a layer after a gated layer reads only
-the units of those blocks, so the counts it returns are exact for `models.compute`.
+It runs where every gated layer's blocks are a multiple of the kernels' 64 columns wide and
+its units' evaluation value is one C computes (binary units, worth 1; or the sigmoid, the
+rectifier and stochastic times smooth, worth their smooth gate: `gate_value_code`); elsewhere
+`of` returns None and the Python path runs. Every block it computes is one that is on, and a
+layer after a gated layer reads only the units of those blocks, so the counts it returns are
+exact for `models.compute`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..estimators.base import Estimator
+from ..estimators.noise_injection import Rectifier
+from ..estimators.stochastic_times_smooth import StochasticTimesSmooth
 from . import c_kernels
 
 if TYPE_CHECKING:
@@ -30,6 +35,22 @@ if TYPE_CHECKING:
 # The activations C applies (LONE_LINEAR .. LONE_SIGMOID in lone_forward.h).
 ACTIVATION_CODES = {"linear": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 GATED, DENSE = 0, 1
+# What a gate on is worth, as C computes it (LONE_GATE_ONE .. LONE_GATE_SQRT_SIGMOID).
+GATE_ONE, GATE_RELU, GATE_SIGMOID, GATE_SQRT_SIGMOID = 0, 1, 2, 3
+
+
+def gate_value_code(estimator) -> int | None:
+    """How C computes the estimator's evaluation value of a gate that is on: binary units are
+    worth 1; units whose value is their smooth gate (`Estimator.eval_value`, not overridden)
+    and whose smooth gate C has (the sigmoid, the rectifier's max(0, a), stochastic times
+    smooth's sqrt(sigm(a))) are worth it; None for any other (the Python path runs them)."""
+    if estimator.binary:
+        return GATE_ONE
+    kind = type(estimator)
+    if kind.eval_value is not Estimator.eval_value:
+        return None
+    return {Estimator.smooth: GATE_SIGMOID, Rectifier.smooth: GATE_RELU,
+            StochasticTimesSmooth.smooth: GATE_SQRT_SIGMOID}.get(kind.smooth)
 
 
 class LoneStage(ctypes.Structure):
@@ -42,7 +63,7 @@ class LoneStage(ctypes.Structure):
         ("gater_width", ctypes.c_int64), ("gater_panels", ctypes.c_void_p),
         ("gater_first", ctypes.c_void_p), ("gater_hidden_bias", ctypes.c_void_p),
         ("gater_out", ctypes.c_void_p), ("gater_out_bias", ctypes.c_void_p),
-        ("threshold", ctypes.c_double)]
+        ("threshold", ctypes.c_double), ("gate_value", ctypes.c_int64)]
 
 
 def _address(array: np.ndarray | None) -> int | None:
@@ -136,7 +157,8 @@ def _keep(arrays: list[np.ndarray], array: np.ndarray | None) -> int | None:
 
 def _gated(stage: _Stage, arrays: list[np.ndarray]) -> LoneStage | None:
     layer, linear, gater = stage.plan.gated, stage.linear, stage.gater
-    if not (stage.binary and stage.lone_native and linear.out_panels is not None):
+    gate_value = gate_value_code(layer.estimator)
+    if gate_value is None or not (stage.lone_native and linear.out_panels is not None):
         return None
     config = layer.config
     hidden = gater.hidden
@@ -151,7 +173,8 @@ def _gated(stage: _Stage, arrays: list[np.ndarray]) -> LoneStage | None:
         gater_first=_keep(arrays, gater.first),
         gater_hidden_bias=_keep(arrays, hidden[1] if hidden is not None else None),
         gater_out=_keep(arrays, gater.out[0] if hidden is not None else None),
-        gater_out_bias=_keep(arrays, gater.out[1]), threshold=gater.threshold)
+        gater_out_bias=_keep(arrays, gater.out[1]), threshold=gater.threshold,
+        gate_value=gate_value)
 
 
 def _dense(stage: _Stage, after_gated: bool, arrays: list[np.ndarray]) -> LoneStage | None:

@@ -13,6 +13,7 @@ import torch
 
 from models.block_weights import round_main_weights
 from models.skip.cpu import SkipNetwork
+from models.skip.lone_program import GATE_RELU, gate_value_code
 
 from ..tiny_networks import tiny_network
 from .kernel_sets import kernel_set, kernels  # noqa: F401 (the fixture)
@@ -71,10 +72,31 @@ def engine(model, threads: int) -> SkipNetwork:
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_a_lone_example_in_c_equals_the_dense_masked_forward(layout, threads, precision):
-    model = tiny_network(LAYOUTS[layout], seed=3)
+    check_against_the_dense_masked_forward(tiny_network(LAYOUTS[layout], seed=3), threads,
+                                           precision)
+
+
+# Every estimator whose gate values C computes: binary, and worth their smooth gate (the
+# sigmoid, the rectifier's max(0, a), sqrt(sigm(a))).
+VALUED = ["st", "sts", "rectifier", "noisy-rectifier", "noisy-sigmoid", "dropout-sigmoid"]
+
+
+@pytest.mark.parametrize("estimator", VALUED)
+@pytest.mark.parametrize("layout", ["gated-gated", "gated-dense70-dense"])
+def test_gates_worth_their_estimators_value_multiply_their_blocks_in_c(layout, estimator):
+    model = tiny_network(LAYOUTS[layout], estimator=estimator, seed=4)
+    assert gate_value_code(model.gated_layers[0].estimator) is not None
+    check_against_the_dense_masked_forward(model, 2, "float32")
+
+
+def check_against_the_dense_masked_forward(model, threads: int, precision: str) -> None:
+    """Logits, gate values (exactly where binary) and block counts of a lone example in C
+    against the model's dense masked forward, at thresholds leaving none, some and every
+    gate on."""
     if precision == "bfloat16":  # the panels then hold bfloat16, read exactly
         round_main_weights(model, "bfloat16")
     x = torch.randn(12, 12, generator=torch.Generator().manual_seed(5))
+    binary = model.gated_layers[0].estimator.binary
     seen = set()
     for quantile in (0.0, 0.3, 0.7, 1.0):
         thresholds(model, x, quantile)
@@ -85,13 +107,15 @@ def test_a_lone_example_in_c_equals_the_dense_masked_forward(layout, threads, pr
             torch.testing.assert_close(got.logits, want.logits, rtol=1e-4, atol=1e-4)
             on = [trace.gates for trace in want.traces]
             for g, w in zip(got.gates, on, strict=True):
-                assert torch.equal(g, w)
+                torch.testing.assert_close(g, w, rtol=0, atol=0) if binary else \
+                    torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
             active = [[int((w != 0).sum()) for w in on]]
             assert got.active_blocks.tolist() == got.computed_blocks.tolist() == active
             seen.add(tuple(active[0]))
     blocks = tuple(layer.config.blocks for layer in model.gated_layers)
-    assert (0,) * len(blocks) in seen and blocks in seen  # none on, and every one
-    assert len(seen) > 2
+    assert (0,) * len(blocks) in seen and len(seen) > 2  # none on, and some
+    # every one (a rectifier's gate is off wherever max(0, a) = 0, whatever the threshold)
+    assert blocks in seen or gate_value_code(model.gated_layers[0].estimator) == GATE_RELU
 
 
 def test_numpy_inputs_give_numpy_outputs_equal_to_the_tensor_forward():
@@ -146,7 +170,7 @@ def test_concurrent_callers_each_get_their_own_forward():
 
 
 @pytest.mark.parametrize(("change", "why"), [
-    ({"estimator": "sts"}, "units that are not binary"),
+    ({"estimator": "hard-concrete"}, "gate values C does not compute"),
     ({"layers": [{"blocks": 3, "block_size": 32, "gater_hidden": 0, "activation": "relu"}]},
      "blocks narrower than the kernels' tiles"),
 ])

@@ -16,6 +16,7 @@ from models.gated_network import GatedNetwork, density_threshold
 from models.skip.c_kernels import TILE
 from models.skip.c_kernels import load as load_native
 from models.skip.cpu import SkipNetwork
+from models.skip.lone_program import gate_value_code
 
 from ..tiny_networks import tiny_network
 
@@ -209,8 +210,9 @@ def test_a_lone_example_goes_dense_in_numpy_and_a_batch_in_torch(monkeypatch):
 def test_a_lone_example_takes_the_short_path_with_the_batch_path_result(estimator, reader,
                                                                        monkeypatch):
     """Where the C kernels run every gated layer, a lone example skips the batch bookkeeping:
-    with binary units its whole forward runs in one C call (`models.skip.lone_program`), and
-    with the others each gated layer takes the short path (`_lone_gated`). Alone it gets the
+    with units whose gate values C computes its whole forward runs in one C call
+    (`models.skip.lone_program`; every estimator here but hard-concrete), and with the others
+    each gated layer takes the short path (`_lone_gated`). Alone it gets the
     dense masked forward's logits and gates, and the blocks on it has inside a batch. The
     first layer has 4 blocks, so an example with 3 on computes all 4 before the gated layer
     that reads it on the Python paths (`WHOLE_BEFORE_GATED_FROM`), as in a batch; the C
@@ -234,7 +236,7 @@ def test_a_lone_example_takes_the_short_path_with_the_batch_path_result(estimato
 
     monkeypatch.setattr(SkipNetwork, "_lone_gated", counted)
     seen = set()
-    in_c = model.gated_layers[0].estimator.binary
+    in_c = gate_value_code(model.gated_layers[0].estimator) is not None
     for tau in (-2.0, -0.5, 0.0, 0.5, 2.0):
         for layer in model.gated_layers:
             layer.threshold.fill_(float(layer.estimator.logit_threshold(tau)))

@@ -12,8 +12,9 @@
  *   - a dense stage (a hidden dense layer or the read-out) reads a gated stage's blocks as
  *     pairs (each block's rows of its weight, summed into the output row), or a dense row
  *     whole (a dot product per output unit, units split over the pool).
- * Every block computed is one that is on, so the counts say exactly what ran. Units are
- * binary: a gate on multiplies its block by 1.
+ * Every block computed is one that is on, so the counts say exactly what ran. A gate on
+ * multiplies its block by its value: 1 for binary units, else the estimator's evaluation value
+ * of its logit (LONE_GATE_RELU .. LONE_GATE_SQRT_SIGMOID).
  *
  * Working memory is allocated per call, so concurrent callers share nothing but the pool,
  * which serves one of them at a time (thread_pool.h: the others run their chunks alone). */
@@ -22,6 +23,8 @@
 
 enum { LONE_GATED = 0, LONE_DENSE = 1 };
 enum { LONE_LINEAR = 0, LONE_RELU = 1, LONE_TANH = 2, LONE_SIGMOID = 3 };
+/* What a gate on is worth, from its logit a: 1, max(0, a), sigm(a), sqrt(sigm(a)). */
+enum { LONE_GATE_ONE = 0, LONE_GATE_RELU = 1, LONE_GATE_SIGMOID = 2, LONE_GATE_SQRT_SIGMOID = 3 };
 
 /* One layer of the program; the pointers are into arrays the Python program keeps alive. */
 typedef struct {
@@ -45,6 +48,7 @@ typedef struct {
     const float *gater_out;     /* (M, K) row-major, with a hidden layer */
     const float *gater_out_bias; /* (K) */
     double threshold;           /* a block is on where its logit (float) is above it */
+    int64_t gate_value;         /* gated: LONE_GATE_ONE .. LONE_GATE_SQRT_SIGMOID */
 } lone_stage;
 
 /* A gated stage's output as the next stage reads it: its row (every unit, off blocks zero),
@@ -76,6 +80,20 @@ static void lone_activate(float *v, int64_t n, int64_t activation) {
         break;
     default:
         break;
+    }
+}
+
+/* log(sigm(a)), without overflow either side. */
+static inline float lone_log_sigmoid(float a) {
+    return a >= 0.0f ? -log1pf(expf(-a)) : a - log1pf(expf(a));
+}
+
+static inline float lone_gate_value(float a, int64_t kind) {
+    switch (kind) {
+    case LONE_GATE_RELU: return a > 0.0f ? a : 0.0f;
+    case LONE_GATE_SIGMOID: return expf(lone_log_sigmoid(a));
+    case LONE_GATE_SQRT_SIGMOID: return expf(0.5f * lone_log_sigmoid(a));
+    default: return 1.0f;
     }
 }
 
@@ -149,9 +167,12 @@ static int64_t lone_gated(const lone_stage *st, const float *in, const lone_gate
     const float threshold = (float)st->threshold;
     int64_t P = 0;
     for (int64_t k = 0; k < K; ++k) {
-        const int is_on = logits[k] + st->gater_out_bias[k] > threshold;
+        const float logit = logits[k] + st->gater_out_bias[k];
+        /* A gate whose value is 0 (one underflowed) multiplies nothing: off, as in Python. */
+        const float value = logit > threshold ? lone_gate_value(logit, st->gate_value) : 0.0f;
+        const int is_on = value != 0.0f;
         on[k] = (uint8_t)is_on;
-        gates[k] = is_on ? 1.0f : 0.0f;
+        gates[k] = value;
         if (is_on) {
             spans[3 * P] = k;
             spans[3 * P + 1] = P;
@@ -181,6 +202,10 @@ static int64_t lone_gated(const lone_stage *st, const float *in, const lone_gate
             const float *b = st->bias + spans[3 * p] * S;
             for (int64_t c = 0; c < S; ++c) v[c] += b[c];
             lone_activate(v, S, st->activation);
+            if (st->gate_value != LONE_GATE_ONE) {
+                const float value = gates[spans[3 * p]];
+                for (int64_t c = 0; c < S; ++c) v[c] *= value;
+            }
             memcpy(row + spans[3 * p] * S, v, S * 4);
         }
     }
