@@ -15,6 +15,7 @@ Letters: B examples, D input units.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 
 import torch
@@ -29,20 +30,21 @@ MODEL_CASE = "model-blocks-784-2x(64x64)-10"
 
 
 def layer_model(d_in: int = 1024, blocks: int = 64, block_size: int = 64,
-                d_out: int = 1024) -> GatedNetwork:
+                d_out: int = 1024, estimator: str = "st") -> GatedNetwork:
     """The benchmark layer as a one-gated-layer network; the read-out is 2 classes (negligible)."""
     config = GatedNetworkConfig.from_dict({
-        "input_size": d_in, "num_classes": 2, "target_density": 0.1, "layers": [
+        "input_size": d_in, "num_classes": 2, "target_density": 0.1, "estimator": estimator,
+        "layers": [
             {"blocks": blocks, "block_size": block_size, "gater_hidden": 64,
              "activation": "relu"},
             {"blocks": d_out, "block_size": 1, "activation": "linear", "gated": False}]})
     return GatedNetwork(config).eval()
 
 
-def whole_model(seed: int = 0) -> GatedNetwork:
+def whole_model(seed: int = 0, estimator: str = "st") -> GatedNetwork:
     """The `blocks` preset, through an artifact written and read back (random weights)."""
     torch.manual_seed(seed)
-    model = GatedNetwork(preset("blocks")).eval()
+    model = GatedNetwork(dataclasses.replace(preset("blocks"), estimator=estimator)).eval()
     with tempfile.TemporaryDirectory() as repository:
         folder = save_gated_network(model, repository, "blocks", 1)
         loaded, _ = load_gated_network(folder)

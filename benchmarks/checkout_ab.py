@@ -10,7 +10,8 @@ handed to both engines, and their forwards are timed in alternating rounds
 (`benchmarks.timing`), so a burst of load elsewhere lands on both. Each cell first checks that
 the two give the same logits. The C kernels of each side are built from its own sources.
 
-Cases are those of `benchmarks.skip` (the layer and the `blocks` model), at `--batches` and
+Cases are those of `benchmarks.skip` (the layer and the `blocks` model; `--estimator` gives
+their gates another estimator than straight-through's binary units), at `--batches` and
 `--densities`, each engine timed on one input again and again or, with `--inputs N`, on N
 inputs in turn (other blocks each call, read from further away). Prints a table (base and this
 checkout in microseconds, base / this) and writes the rows as JSON.
@@ -54,13 +55,14 @@ def import_base(revision: str, into: Path):
 
 
 def rows(base_cpu, cases, batches, densities, warmup: int, repeats: int, seed: int,
-         progress=None, inputs: int = 1) -> list[dict]:
+         progress=None, inputs: int = 1, estimator: str = "st") -> list[dict]:
     from models.skip.cpu import SkipNetwork
 
     out = []
     for case in cases:
         torch.manual_seed(seed)
-        model = layer_model() if case == LAYER_CASE else whole_model(seed)
+        model = (layer_model(estimator=estimator) if case == LAYER_CASE
+                 else whole_model(seed, estimator))
         for batch in batches:
             x = batch_input(model, batch, seed)
             # Other inputs turn on other blocks, whose weights a lone example then reads from
@@ -77,6 +79,7 @@ def rows(base_cpu, cases, batches, densities, warmup: int, repeats: int, seed: i
                                   warmup=warmup, repeats=repeats,
                                   rounds=max(1, repeats // 25))
                 out.append({"case": case, "batch": batch, "density": density, "inputs": inputs,
+                            "estimator": estimator,
                             "base_us": times["base"] * 1e3, "this_us": times["this"] * 1e3,
                             "base_over_this": times["base"] / times["this"]})
                 if progress:
@@ -98,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--inputs", type=int, default=1,
                         help="inputs each engine is timed on in turn (1: one, again and again)")
+    parser.add_argument("--estimator", default="st",
+                        help="the networks' gate estimator (default st: binary units)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     names = {"layer": LAYER_CASE, "model": MODEL_CASE}
@@ -116,10 +121,10 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="sparsegate-ab-") as tmp:
         base_cpu = import_base(args.base, Path(tmp))
         results = rows(base_cpu, cases, batches, densities, args.warmup, args.repeats,
-                       args.seed, show, args.inputs)
+                       args.seed, show, args.inputs, args.estimator)
     if args.json:
         write_rows(args.json, results, base=args.base, warmup=args.warmup,
-                   repeats=args.repeats, inputs=args.inputs)
+                   repeats=args.repeats, inputs=args.inputs, estimator=args.estimator)
         print(f"wrote {args.json}")
 
 

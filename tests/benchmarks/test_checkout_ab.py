@@ -54,3 +54,22 @@ def test_each_engine_is_timed_on_the_inputs_in_turn(monkeypatch):
     for calls in seen.values():  # the check on the first input, then the three in turn
         assert len(calls) == 4 and calls[1:] == [calls[0], *calls[2:]]
         assert len(set(calls[1:])) == 3
+
+
+def test_both_engines_get_a_network_of_the_estimator_asked_for(monkeypatch):
+    estimators = []
+
+    class Engine:
+        def __init__(self, model):
+            estimators.append(model.config.estimator)
+
+        def __call__(self, x):
+            return SimpleNamespace(logits=torch.zeros(1))
+
+    import models.skip.cpu
+
+    monkeypatch.setattr(models.skip.cpu, "SkipNetwork", Engine)
+    monkeypatch.setattr(checkout_ab, "median_ms", lambda fns, **_: {name: 1.0 for name in fns})
+    rows = checkout_ab.rows(SimpleNamespace(SkipNetwork=Engine), [LAYER_CASE], [1], [0.1],
+                            warmup=1, repeats=1, seed=0, estimator="sts")
+    assert estimators == ["sts", "sts"] and rows[0]["estimator"] == "sts"
