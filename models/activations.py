@@ -1,8 +1,8 @@
 """The activations a layer may have, each with every engine's form of it: one table.
 
-A new activation is one row here (and a case in the Triton kernels' `_activation`, which
-branches on the code): the config accepts it, the training network and every skipping engine
-then run it.
+A new activation is one row here (and a case in the Triton kernels' `_activation` and in the
+C lone forward's `lone_activate`, which branch on the code): the config accepts it, the
+training network and every skipping engine then run it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Activation:
     torch_name: str | None
     numpy_: Callable[[np.ndarray], np.ndarray]  # in place (the CPU engine's bookkeeping)
     onnx_op: str | None  # the ONNX operator; None: the identity, no node
-    triton_code: int  # what the Triton kernels branch on
+    code: int  # what the Triton kernels and the C lone forward (lone_forward.h) branch on
 
     @property
     def torch(self) -> Callable[[Tensor], Tensor]:

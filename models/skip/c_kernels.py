@@ -107,7 +107,6 @@ class Panels:
 
 class NativeKernels:
     def __init__(self, library: ctypes.CDLL) -> None:
-        self.library = library  # also for a lone example's forward (models.skip.lone_program)
         pointer, size = ctypes.c_void_p, ctypes.c_int64
         self._rows = library.rows_times_blocks
         self._rows.argtypes = [ctypes.c_int, pointer, size, pointer, pointer, size, pointer, size,
@@ -144,6 +143,12 @@ class NativeKernels:
         self._panel_width = library.kernel_panel_width
         self._panel_width.argtypes = [ctypes.c_int]
         self._panel_width.restype = ctypes.c_int64
+        # A lone example's whole forward (lone_forward.h), which models.skip.lone_program runs:
+        # (stages, count, x, logits, counts, gates, threads, threads_from) -> 0, or -1.
+        self.lone_forward = library.lone_forward
+        self.lone_forward.argtypes = [pointer, size, pointer, pointer, pointer, pointer, size,
+                                      size]
+        self.lone_forward.restype = size
         self._chosen = library.kernel_set_chosen
         self._chosen.restype = ctypes.c_int
 

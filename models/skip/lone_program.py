@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..activations import ACTIVATIONS
 from ..estimators.base import Estimator
 from ..estimators.noise_injection import Rectifier
 from ..estimators.stochastic_times_smooth import StochasticTimesSmooth
@@ -32,8 +33,6 @@ from . import c_kernels
 if TYPE_CHECKING:
     from .cpu import _Stage
 
-# The activations C applies (LONE_LINEAR .. LONE_SIGMOID in lone_forward.h).
-ACTIVATION_CODES = {"linear": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 GATED, DENSE = 0, 1
 # What a gate on is worth, as C computes it (LONE_GATE_ONE .. LONE_GATE_SQRT_SIGMOID).
 GATE_ONE, GATE_RELU, GATE_SIGMOID, GATE_SQRT_SIGMOID = 0, 1, 2, 3
@@ -66,14 +65,6 @@ class LoneStage(ctypes.Structure):
         ("threshold", ctypes.c_double), ("gate_value", ctypes.c_int64)]
 
 
-def _address(array: np.ndarray | None) -> int | None:
-    if array is None:
-        return None
-    if not array.flags.c_contiguous:
-        raise ValueError("a lone program reads C-contiguous arrays only")
-    return array.ctypes.data
-
-
 class LoneProgram:
     """The stages of a `SkipNetwork` (its layers, then its read-out) as one C forward."""
 
@@ -83,11 +74,7 @@ class LoneProgram:
         self._arrays = arrays  # the memory the stages point into, kept alive with them
         self._stages = (LoneStage * len(stages))(*stages)
         self._count = len(stages)
-        self._forward = native.library.lone_forward
-        self._forward.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
-                                  ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                                  ctypes.c_int64, ctypes.c_int64]
-        self._forward.restype = ctypes.c_int64
+        self._forward = native.lone_forward
         self._stages_address = ctypes.addressof(self._stages)
         # One buffer per call holds every output: the logits (1, C) float32, the counts
         # (2, 1, G) int64, the gate values (1, sum of K) float32; the arrays returned are views.
@@ -150,9 +137,13 @@ _addressof, _c_char = ctypes.addressof, ctypes.c_char
 
 
 def _keep(arrays: list[np.ndarray], array: np.ndarray | None) -> int | None:
-    if array is not None:
-        arrays.append(array)
-    return _address(array)
+    """The array's address for C (None for none), the array kept alive in `arrays`."""
+    if array is None:
+        return None
+    if not array.flags.c_contiguous:
+        raise ValueError("a lone program reads C-contiguous arrays only")
+    arrays.append(array)
+    return array.ctypes.data
 
 
 def _gated(stage: _Stage, arrays: list[np.ndarray]) -> LoneStage | None:
@@ -164,7 +155,7 @@ def _gated(stage: _Stage, arrays: list[np.ndarray]) -> LoneStage | None:
     hidden = gater.hidden
     return LoneStage(
         kind=GATED, in_width=linear.weight.shape[1], out_width=config.width,
-        activation=ACTIVATION_CODES[config.activation],
+        activation=ACTIVATIONS[config.activation].code,
         precision=c_kernels.PRECISIONS.index(linear.out_panels.precision),
         bias=_keep(arrays, linear.bias), panels=_keep(arrays, linear.out_panels.array),
         columns=None, blocks=config.blocks, block_size=config.block_size,
@@ -192,6 +183,6 @@ def _dense(stage: _Stage, after_gated: bool, arrays: list[np.ndarray]) -> LoneSt
     else:
         columns = linear.weight.numpy()  # (N, D): a dot product per output unit
     return LoneStage(
-        kind=DENSE, in_width=d, out_width=n, activation=ACTIVATION_CODES[stage.plan.activation],
+        kind=DENSE, in_width=d, out_width=n, activation=ACTIVATIONS[stage.plan.activation].code,
         precision=c_kernels.PRECISIONS.index(precision), bias=_keep(arrays, linear.bias),
         panels=_keep(arrays, panels), columns=_keep(arrays, columns))

@@ -40,7 +40,7 @@ import torch
 
 from ..activations import ACTIVATIONS
 
-ACTIVATION_CODES = {name: a.triton_code for name, a in ACTIVATIONS.items()}
+ACTIVATION_CODES = {name: a.code for name, a in ACTIVATIONS.items()}
 PROGRAMS_PER_SM = 2  # persistent grids: enough resident programs to hide latency, no more
 FUSED_GATER_MAX_HIDDEN = 256  # gate_rows holds a (32, M) tile of gater hidden units
 GATER_SPLIT = 512  # inputs per program of the gater's hidden layer (hidden_sums)

@@ -294,15 +294,7 @@ def test_batches_stay_sparse_by_default_where_the_kernels_run_the_blocks():
     """With every gate on, a batch and a lone example still run their blocks grouped (none
     routed dense), equal to the dense masked forward, and report every block computed; without
     the kernels both keep the dense route."""
-    torch.manual_seed(3)
-    config = GatedNetworkConfig.from_dict({
-        "input_size": 48, "num_classes": 3, "target_density": 0.3, "layers": [
-            {"blocks": 4, "block_size": 64, "gater_hidden": 8, "activation": "relu"},
-            {"blocks": 3, "block_size": 64, "gater_hidden": 0, "activation": "relu"},
-            {"blocks": 64, "block_size": 1, "activation": "tanh", "gated": False}]})
-    model = GatedNetwork(config).eval()
-    for layer in model.gated_layers:
-        layer.threshold.fill_(-1e9)  # every gate on
+    model = every_gate_on_network(3)
     engine, numpy_only = SkipNetwork(model), SkipNetwork(model, native=False)
     assert engine.dense_fraction(1) == engine.dense_fraction(256) == float("inf")
     assert numpy_only.dense_fraction(1) == 0.75

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 
 enum { LONE_GATED = 0, LONE_DENSE = 1 };
+/* Activations, by models.activations' `Activation.code`. */
 enum { LONE_LINEAR = 0, LONE_RELU = 1, LONE_TANH = 2, LONE_SIGMOID = 3 };
 /* What a gate on is worth, from its logit a: 1, max(0, a), sigm(a), sqrt(sigm(a)). */
 enum { LONE_GATE_ONE = 0, LONE_GATE_RELU = 1, LONE_GATE_SIGMOID = 2, LONE_GATE_SQRT_SIGMOID = 3 };
@@ -51,10 +52,9 @@ typedef struct {
     int64_t gate_value;         /* gated: LONE_GATE_ONE .. LONE_GATE_SQRT_SIGMOID */
 } lone_stage;
 
-/* A gated stage's output as the next stage reads it: its row (every unit, off blocks zero),
- * and its blocks on as pairs, one per block (values (P, S), spans (block, p, p + 1)). */
+/* A gated stage's blocks on as the next stage reads them besides its row (every unit, off
+ * blocks zero): as pairs, one per block (values (P, S), spans (block, p, p + 1)). */
 typedef struct {
-    const float *row;
     const float *pairs;
     const int64_t *spans;
     const uint8_t *on; /* (K) */
@@ -185,9 +185,7 @@ static int64_t lone_gated(const lone_stage *st, const float *in, const lone_gate
      * before computed. */
     memset(row, 0, K * S * 4);
     if (P) {
-        int64_t read = prev ? 0 : 1;
-        if (prev)
-            for (int64_t j = 0; j < prev->blocks; ++j) read += prev->on[j];
+        const int64_t read = prev ? prev->pairs_count : 0; /* input blocks computed */
         if (!prev || read == prev->blocks) {
             grouped_products(main, 0, in, D, zeros, st->panels, S, spans, P, pairs,
                              lone_threads(P * D * S, threads, threads_from), 0, 0);
@@ -209,7 +207,7 @@ static int64_t lone_gated(const lone_stage *st, const float *in, const lone_gate
             memcpy(row + spans[3 * p] * S, v, S * 4);
         }
     }
-    *result = (lone_gated_out){row, pairs, spans, on, P, K, S};
+    *result = (lone_gated_out){pairs, spans, on, P, K, S};
     return P;
 }
 
@@ -222,12 +220,11 @@ static void lone_dense(const lone_stage *st, const float *in, const lone_gated_o
     memcpy(out, st->bias, N * 4);
     if (prev) {
         const int64_t P = prev->pairs_count, S = prev->block_size;
-        if (!P) {
-        } else if (st->panels) {
+        if (P && st->panels) {
             grouped_products(set_for((int)st->precision), 1, prev->pairs, S, zeros, st->panels,
                              N, prev->spans, P, out, lone_threads(P * S * N, threads, threads_from),
                              0, 0);
-        } else {
+        } else if (P) {
             set_for(FLOAT32)->narrow(prev->pairs, S, zeros, st->columns, N, prev->spans, P, out);
         }
     } else {
@@ -242,16 +239,6 @@ static void lone_dense(const lone_stage *st, const float *in, const lone_gated_o
     lone_activate(out, N, st->activation);
 }
 
-/* Working memory for `lone_forward` over these stages, in bytes. */
-int64_t lone_memory_bytes(const lone_stage *stages, int64_t n) {
-    int64_t bytes = 0, widest = 1;
-    for (int64_t i = 0; i < n; ++i) {
-        bytes += lone_stage_bytes(&stages[i]);
-        if (stages[i].kind == LONE_GATED && stages[i].blocks > widest) widest = stages[i].blocks;
-    }
-    return bytes + lone_align(widest * 8); /* the pairs' example indices, all 0 */
-}
-
 /* The forward of one example x through n stages, the last one the read-out. Writes its logits
  * (the last stage's output), per gated stage g of G the blocks on into counts[g] and the
  * blocks computed (the same) into counts[G + g], and each gated stage's gate values, one
@@ -259,18 +246,21 @@ int64_t lone_memory_bytes(const lone_stage *stages, int64_t n) {
  * `threads` threads. Returns 0, or -1 where its working memory could not be allocated. */
 int64_t lone_forward(const lone_stage *stages, int64_t n, const float *x, float *logits,
                      int64_t *counts, float *gates, int64_t threads, int64_t threads_from) {
-    int64_t gated = 0;
-    for (int64_t i = 0; i < n; ++i) gated += stages[i].kind == LONE_GATED;
-    char *memory = (char *)aligned_alloc(64, (size_t)lone_memory_bytes(stages, n));
+    /* Working memory: the pairs' example indices (all 0, as many as the most blocks of a
+     * stage), then each stage's. */
+    int64_t gated = 0, most_blocks = 1, bytes = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        bytes += lone_stage_bytes(&stages[i]);
+        if (stages[i].kind != LONE_GATED) continue;
+        ++gated;
+        if (stages[i].blocks > most_blocks) most_blocks = stages[i].blocks;
+    }
+    char *memory = (char *)aligned_alloc(64, (size_t)(bytes + lone_align(most_blocks * 8)));
     if (!memory) return -1;
     if (threads > 1) pool_nudge(); /* workers asleep since the last request start spinning */
-    char *next = memory;
-    int64_t widest = 1;
-    for (int64_t i = 0; i < n; ++i)
-        if (stages[i].kind == LONE_GATED && stages[i].blocks > widest) widest = stages[i].blocks;
-    int64_t *zeros = (int64_t *)next;
-    memset(zeros, 0, widest * 8);
-    next += lone_align(widest * 8);
+    int64_t *zeros = (int64_t *)memory;
+    memset(zeros, 0, most_blocks * 8);
+    char *next = memory + lone_align(most_blocks * 8);
 
     const float *in = x;
     lone_gated_out outputs[2], *prev = 0;
