@@ -43,9 +43,12 @@ from .. import block_weights
 
 SOURCES = tuple(Path(__file__).with_name("csrc") / name
                 for name in ("block_kernels.c", "block_kernels_isa.h", "thread_pool.h",
-                             "lone_forward.h"))
+                             "lone_forward.h", "batch_forward.h"))
 SOURCE = SOURCES[0]
-FLAGS = ("-O3", "-ffp-contract=fast", "-funroll-loops", "-shared", "-fPIC", "-pthread")
+# -fno-trapping-math: a comparison may run on every lane, so loops with selects vectorize
+# (lone_tanh in lone_forward.h); no result changes.
+FLAGS = ("-O3", "-fno-trapping-math", "-ffp-contract=fast", "-funroll-loops", "-shared", "-fPIC",
+         "-pthread")
 LIBRARIES = ("-lm",)  # after the source: tanhf in a lone example's forward (lone_forward.h)
 TILE = 64  # column counts the kernels take are multiples of this (COLUMNS in the source)
 # The instruction sets, by the numbers the library uses.
@@ -149,6 +152,13 @@ class NativeKernels:
         self.lone_forward.argtypes = [pointer, size, pointer, pointer, pointer, pointer, size,
                                       size]
         self.lone_forward.restype = size
+        # A batch's whole forward (batch_forward.h), which models.skip.batch_program runs:
+        # (stages, count, B, x, logits, counts, gates, threads, threads_from, stop_all_on)
+        # -> 0, the stage it stopped at + 1, or -1.
+        self.batch_forward = library.batch_forward
+        self.batch_forward.argtypes = [pointer, size, size, pointer, pointer, pointer, pointer,
+                                       size, size, size]
+        self.batch_forward.restype = size
         self._chosen = library.kernel_set_chosen
         self._chosen.restype = ctypes.c_int
 

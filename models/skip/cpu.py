@@ -64,10 +64,12 @@ from .. import block_weights
 from ..activations import ACTIVATIONS
 from ..gated_network import GatedLayer, GatedNetwork
 from . import c_kernels as native_kernels
+from .batch_program import BatchProgram
 from .lone_program import LoneProgram
 from .numpy_products import block_spans, chunk_spans, rows_times_blocks, use_one_blas_thread
 from .output import SkipOutput
 from .plan import PlannedLayer, plan_layers
+from .program_stages import NEVER_WIDEN
 from .routing import (
     DENSE_FROM_BATCH,
     DENSE_FROM_SINGLE,
@@ -128,6 +130,16 @@ class _AllOn:
 
     dense: bool
     seen: bool = False
+
+
+def _output(logits: np.ndarray, counts: np.ndarray, gates: list[np.ndarray],
+            as_torch: bool) -> SkipOutput:
+    """A C forward's results as the engine returns them: counts (2, B, G) are the blocks on,
+    then computed."""
+    if as_torch:
+        return SkipOutput(torch.from_numpy(logits), torch.from_numpy(counts[0]),
+                          torch.from_numpy(counts[1]), [torch.from_numpy(g) for g in gates])
+    return SkipOutput(logits, counts[0], counts[1], gates)
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -214,6 +226,11 @@ class _Gater:
             self.first.shape[1]) else None
         # The first product as one block of the kernels' panels, (1, D, M).
         self.panels = self.native.pack(self.first[None]) if self.native is not None else None
+        # The hidden layer's product (M, K) as one block of panels, which a batch's C forward
+        # (models.skip.batch_program) runs in the kernels.
+        self.out_panels = (self.native.pack(self.out[0][None])
+                           if self.native is not None and self.hidden is not None
+                           and native_kernels.supports(self.out[0].shape[1]) else None)
         self.native_from = GATER_NATIVE_FROM_MACS  # multiply-adds; a benchmark moves it
         # Read once, like the weights: reading a torch scalar costs ~40 us with cold caches.
         self.threshold = float(layer.threshold)
@@ -318,6 +335,12 @@ class SkipNetwork:
         # no example is routed dense (it computes the blocks on, never more).
         self._lone = (LoneProgram.of(self.native, stages, self.threads, NATIVE_THREADS_FROM_MACS)
                       if dense_from is None or dense_from > 1.0 else None)
+        # A batch's whole forward in one C call, where the network is one it runs.
+        self._batch = (BatchProgram.of(self.native, stages, self.threads,
+                                       NATIVE_THREADS_FROM_MACS,
+                                       WHOLE_BEFORE_GATED_FROM if dense_from is None
+                                       else NEVER_WIDEN)
+                       if dense_from is None or dense_from > 1.0 else None)
         self._gated_layers = len(model.gated_layers)
         # Whether the C kernels can run every gated layer's blocks (their column tile divides
         # the block size): the default routing of batches depends on it.
@@ -395,18 +418,20 @@ class SkipNetwork:
 
     def _forward(self, x: np.ndarray, as_torch: bool) -> SkipOutput:
         if x.shape[0] == 1 and self._lone is not None:
-            logits, counts, gates = self._lone.run(x)
-            if as_torch:
-                return SkipOutput(torch.from_numpy(logits), torch.from_numpy(counts[0]),
-                                  torch.from_numpy(counts[1]),
-                                  [torch.from_numpy(g) for g in gates])
-            return SkipOutput(logits, counts[0], counts[1], gates)
-        if not (self._native_blocks and self.dense_from is None):
-            return self._layers(x, as_torch, _AllOn(dense=False))
+            return _output(*self._lone.run(x), as_torch)
+        measured = self._native_blocks and self.dense_from is None
         # Where the kernels run every layer's blocks, whether a layer with every gate on runs
         # as one dense product is measured for the batch's size range (see `_AllOn`).
         size = x.shape[0].bit_length()
-        dense = self._dense_when_all_on.get(size)
+        dense = self._dense_when_all_on.get(size) if measured else False
+        if x.shape[0] > 1 and self._batch is not None:
+            # It stops at a layer with every gate on unless the kernels were measured faster
+            # there; the Python path below then runs (and measures) the batch.
+            ran = self._batch.run(x, stop_all_on=dense is not False)
+            if ran is not None:
+                return _output(*ran, as_torch)
+        if not measured:
+            return self._layers(x, as_torch, _AllOn(dense=False))
         all_on = _AllOn(dense=bool(dense))
         out = self._layers(x, as_torch, all_on)
         if dense is None and all_on.seen:

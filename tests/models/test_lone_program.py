@@ -13,7 +13,7 @@ import torch
 
 from models.block_weights import round_main_weights
 from models.skip.cpu import SkipNetwork
-from models.skip.lone_program import GATE_RELU, gate_value_code
+from models.skip.program_stages import GATE_RELU, gate_value_code
 
 from ..tiny_networks import tiny_network
 from .kernel_sets import kernel_set, kernels  # noqa: F401 (the fixture)

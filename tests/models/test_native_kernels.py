@@ -189,6 +189,7 @@ def test_the_skipping_forward_with_native_kernels_equals_dense_masked(batch):
     want = model(x).logits
     native = SkipNetwork(model, dense_from=2.0)
     assert native.native is not None
+    native._batch = None  # a batch's products from Python (tests/models/test_batch_program.py)
     numpy_only = SkipNetwork(model, dense_from=2.0, native=False)
     calls = []
     for name in ("rows_times_blocks", "accumulate_blocks_times_rows"):
@@ -222,6 +223,7 @@ def test_a_class_read_out_of_a_gated_layer_sums_its_pairs_in_c(batch):
         middle = logits.numel() // 2
         model.layers[0].threshold.fill_(float(logits[middle - 1:middle + 1].mean()))
     engine = SkipNetwork(model, dense_from=2.0)
+    engine._batch = None  # a batch's products from Python (tests/models/test_batch_program.py)
     calls = []
     narrow, lone = engine.native.accumulate_narrow, engine._lone.run
     engine.native.accumulate_narrow = lambda *a: calls.append("narrow") or narrow(*a)
@@ -342,6 +344,7 @@ def test_a_gated_layer_reads_whole_inputs_by_rows_and_part_read_ones_by_tiles():
     first.threshold.fill_(0.0)
     second.threshold.fill_(-1e9)  # every second-layer gate on: every example has pairs
     engine = SkipNetwork(model)
+    engine._batch = None  # the Python path's products (the C forward's: test_batch_program)
     calls = []
     for name in ("rows_times_blocks", "tiles_from_blocks"):
         kernel = getattr(engine.native, name)
@@ -520,8 +523,16 @@ def test_a_batch_with_every_gate_on_runs_dense_where_measured_faster(dense_pays,
     monkeypatch.setattr(engine, "_dense_pays",
                         lambda x, as_torch: probes.append(x.shape[0]) or dense_pays)
     calls = []
-    kernel = engine.native.rows_times_blocks
+    kernel, batch_run = engine.native.rows_times_blocks, engine._batch.run
     engine.native.rows_times_blocks = lambda *a: calls.append(a) or kernel(*a)
+
+    def in_c(*args, **kwargs):  # the batch's forward in C, which calls the kernels inside
+        out = batch_run(*args, **kwargs)
+        if out is not None:
+            calls.append(args)
+        return out
+
+    engine._batch.run = in_c
     try:
         for batch in (5, 6, 7, 8, 3, 9):  # size ranges 4-7, 8-15 and 2-3
             calls.clear()
@@ -532,7 +543,7 @@ def test_a_batch_with_every_gate_on_runs_dense_where_measured_faster(dense_pays,
             first_of_range = batch in (5, 8, 3)  # runs with the kernels, then is timed
             assert bool(calls) == (first_of_range or not dense_pays), batch
     finally:
-        del engine.native.rows_times_blocks
+        del engine.native.rows_times_blocks, engine._batch.run
     assert probes == [5, 8, 3]
 
 
@@ -556,5 +567,8 @@ def test_the_measurement_times_both_routes_and_a_batch_not_all_on_is_never_timed
     monkeypatch.setattr(engine, "_layers",
                         lambda x, as_torch, all_on: routes.append(all_on.dense)
                         or engine.__class__._layers(engine, x, as_torch, all_on))
+    engine(x)
+    assert routes == [] and engine._dense_when_all_on == {}  # all of it in the C forward
+    engine._batch = None
     engine(x)
     assert routes == [False] and engine._dense_when_all_on == {}

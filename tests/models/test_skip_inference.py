@@ -16,7 +16,7 @@ from models.gated_network import GatedNetwork, density_threshold
 from models.skip.c_kernels import TILE
 from models.skip.c_kernels import load as load_native
 from models.skip.cpu import SkipNetwork
-from models.skip.lone_program import gate_value_code
+from models.skip.program_stages import gate_value_code
 
 from ..tiny_networks import tiny_network
 

@@ -301,3 +301,4 @@ void grouped_products_threaded(int kind, int precision, const float *in, int64_t
 }
 
 #include "lone_forward.h"
+#include "batch_forward.h"
