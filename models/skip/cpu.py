@@ -324,6 +324,8 @@ class SkipNetwork:
         self._held_awake = False  # expect_forward holds the kernels' workers awake
         # batch size's bit length -> whether layers with every gate on run dense (`_AllOn`)
         self._dense_when_all_on: dict[int, bool] = {}
+        # batch size bit lengths whose last batch had a layer with every gate on
+        self._all_on_last: set[int] = set()
         use_one_blas_thread()  # see models.skip.numpy_products
         # The panels' precision: the model's main-path weights', so packing them loses nothing.
         self.block_weights = block_weights.precision_of(model)
@@ -424,33 +426,47 @@ class SkipNetwork:
         # as one dense product is measured for the batch's size range (see `_AllOn`).
         size = x.shape[0].bit_length()
         dense = self._dense_when_all_on.get(size) if measured else False
-        if x.shape[0] > 1 and self._batch is not None:
+        # After a batch of this size range with a layer all on where dense products pay, the
+        # next is taken to be one too and goes straight to them: a C forward stopped at that
+        # layer leaves the kernels' workers spinning against torch's (measured: the layer at
+        # batch 8 with every gate on, 6-16 ms that way against 1.3 ms without).
+        expect_all_on = bool(dense) and size in self._all_on_last
+        if x.shape[0] > 1 and self._batch is not None and not expect_all_on:
             # It stops at a layer with every gate on unless the kernels were measured faster
             # there; the Python path below then runs (and measures) the batch.
             ran = self._batch.run(x, stop_all_on=dense is not False)
             if ran is not None:
+                self._all_on_last.discard(size)
                 return _output(*ran, as_torch)
         if not measured:
             return self._layers(x, as_torch, _AllOn(dense=False))
         all_on = _AllOn(dense=bool(dense))
         out = self._layers(x, as_torch, all_on)
+        if all_on.seen:
+            self._all_on_last.add(size)
+        else:
+            self._all_on_last.discard(size)
         if dense is None and all_on.seen:
             self._dense_when_all_on[size] = self._dense_pays(x, as_torch)
         return out
 
     def _dense_pays(self, x: np.ndarray, as_torch: bool) -> bool:
         """Whether this batch's forward runs faster with its layers whose gates are all on
-        computed as dense products: DENSE_PROBE_CALLS forwards each way, alternating, the
-        first of each left out; dense where its fastest is under DENSE_PROBE_MARGIN of the
-        kernels' fastest (the fastest, as load elsewhere only ever adds time)."""
+        computed as dense products: DENSE_PROBE_CALLS rounds, each timing one forward each
+        way after an untimed one the same way (as in a run of such batches: a forward right
+        after the other way's finds that way's threads still spinning against its own, which
+        made the layer at batch 8 measure torch's products faster than the kernels in one
+        probe of three, where they ran 2.3x slower); dense where its fastest is under
+        DENSE_PROBE_MARGIN of the kernels' fastest (the fastest, as load elsewhere only ever
+        adds time)."""
         times: dict[bool, list[float]] = {True: [], False: []}
         for _ in range(DENSE_PROBE_CALLS):
             for dense in times:
+                self._layers(x, as_torch, _AllOn(dense=dense))
                 start = time.perf_counter()
                 self._layers(x, as_torch, _AllOn(dense=dense))
                 times[dense].append(time.perf_counter() - start)
-        dense_s, blocks_s = (min(times[dense][1:]) for dense in (True, False))
-        return dense_s < DENSE_PROBE_MARGIN * blocks_s
+        return min(times[True]) < DENSE_PROBE_MARGIN * min(times[False])
 
     def _layers(self, x: np.ndarray, as_torch: bool, all_on: _AllOn) -> SkipOutput:
         sparse: _SparseRows | None = None  # set right after a gated layer

@@ -29,8 +29,9 @@ NATIVE_THREADS_FROM_MACS = 200_000
 # (`python -m benchmarks.gater_products`).
 GATER_NATIVE_FROM_MACS = 1_000_000
 # A batch's gated layers with every gate on run as dense products where, timed on the first
-# such batch of its size range (DENSE_PROBE_CALLS forwards each way, the first left out), the
-# dense forward's fastest is under DENSE_PROBE_MARGIN of the kernels' (`models.skip.cpu._AllOn`):
+# such batch of its size range (DENSE_PROBE_CALLS rounds, each timing a forward each way after
+# an untimed one the same way), the dense forward's fastest is under DENSE_PROBE_MARGIN of the
+# kernels' (`models.skip.cpu._AllOn`):
 # on the Intel Xeon torch's products were the faster, on the AMD EPYC the kernels
 # (`python -m benchmarks.skip --device cpu --densities 1.0`).
 DENSE_PROBE_CALLS = 6

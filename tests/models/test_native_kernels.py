@@ -557,8 +557,8 @@ def test_the_measurement_times_both_routes_and_a_batch_not_all_on_is_never_timed
                         lambda x, as_torch, all_on: routes.append(all_on.dense)
                         or real(x, as_torch, all_on))
     engine(x)
-    # the forward itself, then alternating dense and kernel forwards
-    assert routes == [False] + [True, False] * DENSE_PROBE_CALLS
+    # the forward itself, then alternating pairs of dense and kernel forwards
+    assert routes == [False] + [True, True, False, False] * DENSE_PROBE_CALLS
     assert set(engine._dense_when_all_on) == {x.shape[0].bit_length()}
     for layer in model.gated_layers:  # every gate off: nothing to time
         layer.threshold.fill_(1e9)
