@@ -35,6 +35,14 @@ short path through each gated layer whose blocks the C kernels run (`SkipNetwork
 the same products and result without the batch's bookkeeping (grouping pairs by block, routing
 masks), which at batch 1 and 10 % of blocks cost as long as the kernels themselves.
 
+A batch of two or more whose network the C kernels run the same way (and whose dense layers
+reading whole rows are narrower than the panels: a class read-out) runs its whole forward in
+one C call too (`models.skip.batch_program`), routed as above: the gaters over every row, the
+pairs sorted by block, whole-row or per-tile products, examples with most blocks on widened
+before a gated layer, the readers, the counts. Where a binary layer has every gate on and dense
+products were measured faster (or not yet measured), it stops there and this module's path
+runs the batch.
+
 A gated layer that reads a gated layer reads, per example, only the input blocks that example
 computed there: each (example, output block) pair sums one tile product per input block it
 reads (`models/skip/csrc/block_kernels.c`, `tiles_from_blocks`; a numpy gather per example without
@@ -428,8 +436,7 @@ class SkipNetwork:
         dense = self._dense_when_all_on.get(size) if measured else False
         # After a batch of this size range with a layer all on where dense products pay, the
         # next is taken to be one too and goes straight to them: a C forward stopped at that
-        # layer leaves the kernels' workers spinning against torch's (measured: the layer at
-        # batch 8 with every gate on, 6-16 ms that way against 1.3 ms without).
+        # layer would leave the kernels' workers spinning against torch's threads.
         expect_all_on = bool(dense) and size in self._all_on_last
         if x.shape[0] > 1 and self._batch is not None and not expect_all_on:
             # It stops at a layer with every gate on unless the kernels were measured faster
@@ -454,9 +461,8 @@ class SkipNetwork:
         """Whether this batch's forward runs faster with its layers whose gates are all on
         computed as dense products: DENSE_PROBE_CALLS rounds, each timing one forward each
         way after an untimed one the same way (as in a run of such batches: a forward right
-        after the other way's finds that way's threads still spinning against its own, which
-        made the layer at batch 8 measure torch's products faster than the kernels in one
-        probe of three, where they ran 2.3x slower); dense where its fastest is under
+        after the other way's finds that way's threads still spinning against its own, and
+        could choose the slower way); dense where its fastest is under
         DENSE_PROBE_MARGIN of the kernels' fastest (the fastest, as load elsewhere only ever
         adds time)."""
         times: dict[bool, list[float]] = {True: [], False: []}
