@@ -22,7 +22,9 @@ gate pattern and the batch size only (never by what its batch-mates' gates are):
 Where the C kernels run the blocks, no example is routed dense: split over every thread, they
 stream each weight once for the whole batch as fast as the dense products of some machines'
 BLAS or faster. Where a batch has every gate of a layer on, that layer runs as one dense
-product if that was measured faster on this machine for batches of its size (`_AllOn`).
+product if that was measured faster on this machine for batches of its size (`_AllOn`); a
+batch with every gate of every layer on then runs as one onnxruntime run of the dense network
+(`models.skip.all_on_graph`) where onnxruntime is installed.
 Without the kernels a lone example goes dense from 3/4 of its blocks on, and an example of a
 batch from 0.4 (see `dense_fraction`).
 
@@ -72,6 +74,7 @@ from .. import block_weights
 from ..activations import ACTIVATIONS
 from ..gated_network import GatedLayer, GatedNetwork
 from . import c_kernels as native_kernels
+from .all_on_graph import AllOnGraph
 from .batch_program import BatchProgram
 from .lone_program import LoneProgram
 from .numpy_products import block_spans, chunk_spans, rows_times_blocks, use_one_blas_thread
@@ -352,6 +355,10 @@ class SkipNetwork:
                                        else NEVER_WIDEN)
                        if dense_from is None or dense_from > 1.0 else None)
         self._gated_layers = len(model.gated_layers)
+        # A batch with every gate on as one onnxruntime run of the dense network, where dense
+        # pays (see `_AllOn`).
+        self._all_on_graph = (AllOnGraph.make(model, self.threads)
+                              if dense_from is None else None)
         # Whether the C kernels can run every gated layer's blocks (their column tile divides
         # the block size): the default routing of batches depends on it.
         self._native_blocks = self.native is not None and all(
@@ -434,17 +441,25 @@ class SkipNetwork:
         # as one dense product is measured for the batch's size range (see `_AllOn`).
         size = x.shape[0].bit_length()
         dense = self._dense_when_all_on.get(size) if measured else False
-        # After a batch of this size range with a layer all on where dense products pay, the
-        # next is taken to be one too and goes straight to them: a C forward stopped at that
-        # layer would leave the kernels' workers spinning against torch's threads.
-        expect_all_on = bool(dense) and size in self._all_on_last
-        if x.shape[0] > 1 and self._batch is not None and not expect_all_on:
+        if dense and size in self._all_on_last:
+            # After a batch of this size range with a layer all on where dense pays, the next
+            # is taken to be one too and goes straight to the dense route: a C forward
+            # stopped at that layer would leave the kernels' workers spinning against the
+            # dense products' threads.
+            out = self._all_on(x, as_torch)
+            if out is not None:
+                return out
+        elif x.shape[0] > 1 and self._batch is not None:
             # It stops at a layer with every gate on unless the kernels were measured faster
-            # there; the Python path below then runs (and measures) the batch.
+            # there; the dense route or the Python path below then runs the batch.
             ran = self._batch.run(x, stop_all_on=dense is not False)
             if ran is not None:
                 self._all_on_last.discard(size)
                 return _output(*ran, as_torch)
+            if dense:
+                out = self._all_on(x, as_torch)
+                if out is not None:
+                    return out
         if not measured:
             return self._layers(x, as_torch, _AllOn(dense=False))
         all_on = _AllOn(dense=bool(dense))
@@ -457,6 +472,22 @@ class SkipNetwork:
             self._dense_when_all_on[size] = self._dense_pays(x, as_torch)
         return out
 
+    def _all_on(self, x: np.ndarray, as_torch: bool) -> SkipOutput | None:
+        """The batch as one onnxruntime run of the dense network (`AllOnGraph`) where every
+        gate of every layer is on, else None (and the next batch of its size range is not
+        taken to be all on)."""
+        size = x.shape[0].bit_length()
+        logits = self._all_on_graph.run(x) if self._all_on_graph is not None else None
+        if logits is None:
+            self._all_on_last.discard(size)
+            return None
+        self._all_on_last.add(size)
+        blocks = [layer.config.blocks for layer in self.model.gated_layers]
+        counts = np.empty((2, x.shape[0], len(blocks)), dtype=np.int64)
+        counts[...] = blocks
+        return _output(logits, counts, [np.ones((x.shape[0], k), np.float32) for k in blocks],
+                       as_torch)
+
     def _dense_pays(self, x: np.ndarray, as_torch: bool) -> bool:
         """Whether this batch's forward runs faster with its layers whose gates are all on
         computed as dense products: DENSE_PROBE_CALLS rounds, each timing one forward each
@@ -465,12 +496,16 @@ class SkipNetwork:
         could choose the slower way); dense where its fastest is under
         DENSE_PROBE_MARGIN of the kernels' fastest (the fastest, as load elsewhere only ever
         adds time)."""
+        def forward(dense: bool) -> None:
+            if not (dense and self._all_on(x, as_torch)):
+                self._layers(x, as_torch, _AllOn(dense=dense))
+
         times: dict[bool, list[float]] = {True: [], False: []}
         for _ in range(DENSE_PROBE_CALLS):
             for dense in times:
-                self._layers(x, as_torch, _AllOn(dense=dense))
+                forward(dense)
                 start = time.perf_counter()
-                self._layers(x, as_torch, _AllOn(dense=dense))
+                forward(dense)
                 times[dense].append(time.perf_counter() - start)
         return min(times[True]) < DENSE_PROBE_MARGIN * min(times[False])
 

@@ -592,6 +592,35 @@ def export_dense_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET) -> onnx.M
     return _finish(g, [_input_info(model)], [out], opset, "sparsegate_dense")
 
 
+def export_all_on_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """The network for a batch whose gates are all on: every block computed, each gated
+    layer's gater run over the output of the layers before it, `x` -> `logits` and
+    `gates_off` (G,) int64, the gates off in each gated layer over the batch. Where every
+    count is 0 the logits are the gated network's (its units binary: a gate on is worth 1);
+    elsewhere the caller discards them (a gater after a layer with gates off read units the
+    network zeroes)."""
+    check_opset(opset)
+    if not model.gated_layers or not all(layer.estimator.binary
+                                         for layer in model.gated_layers):
+        raise ExportError("an all-on graph needs gated layers of binary units")
+    g = Graph()
+    x = _Full(INPUT_NAME, model.config.input_size)
+    offs = []
+    with torch.no_grad():
+        for step in plan_layers(model):
+            if step.gated is not None:
+                _, on, _, _ = _gates(g, x, step)
+                off = g.op("ReduceSum", [g.op("Cast", [g.op("Not", [on])], to=TensorProto.INT64)],
+                           f"layers.{step.index}.gates_off", keepdims=0)  # ()
+                offs.append(g.op("Reshape", [off, g.ints(1)]))
+            x = _dense_layer(g, x, step, "logits" if step.readout else None)
+    g.op("Concat", offs, axis=0, name="gates_off")
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                             ["batch", model.config.num_classes]),
+               helper.make_tensor_value_info("gates_off", TensorProto.INT64, [len(offs)])]
+    return _finish(g, [_input_info(model)], outputs, opset, "sparsegate_all_on")
+
+
 # --- verification -----------------------------------------------------------------------------
 
 

@@ -556,8 +556,17 @@ def test_the_measurement_times_both_routes_and_a_batch_not_all_on_is_never_timed
     monkeypatch.setattr(engine, "_layers",
                         lambda x, as_torch, all_on: routes.append(all_on.dense)
                         or real(x, as_torch, all_on))
+    graph = engine._all_on_graph.run
+    monkeypatch.setattr(engine._all_on_graph, "run",
+                        lambda x: routes.append("graph") or graph(x))
     engine(x)
-    # the forward itself, then alternating pairs of dense and kernel forwards
+    # the forward itself, then alternating pairs of dense (every gate on: one onnxruntime run
+    # of the dense network, models.skip.all_on_graph) and kernel forwards
+    assert routes == [False] + ["graph", "graph", False, False] * DENSE_PROBE_CALLS
+    engine._all_on_graph = None  # without onnxruntime: the dense products in torch
+    engine._dense_when_all_on.clear()
+    routes.clear()
+    engine(x)
     assert routes == [False] + [True, True, False, False] * DENSE_PROBE_CALLS
     assert set(engine._dense_when_all_on) == {x.shape[0].bit_length()}
     for layer in model.gated_layers:  # every gate off: nothing to time
