@@ -3,7 +3,7 @@
 With every gate of every layer on, a batch computes the dense network's multiply-adds, and the
 fastest way on some machines is not the C kernels' blocks nor torch's products but
 onnxruntime's GEMM with its weights packed once (on the Intel Xeon of docs/performance.md,
-1.1-1.6x torch's on the layer at batches 64-256). `AllOnGraph` holds a session of
+1.5-1.6x torch's on the layer at batch 64). `AllOnGraph` holds a session of
 `export_all_on_onnx(model)`: the dense network plus each gater, which says how many gates
 were off; `run` returns the logits only where none was, and the engine otherwise computes the
 batch its own way.
