@@ -17,6 +17,7 @@ None.
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 
 import numpy as np
@@ -37,10 +38,7 @@ class AllOnGraph:
         if not model.gated_layers or not all(layer.estimator.binary
                                              for layer in model.gated_layers):
             return None
-        try:
-            import onnx  # noqa: F401
-            import onnxruntime  # noqa: F401
-        except ImportError:
+        if any(importlib.util.find_spec(name) is None for name in ("onnx", "onnxruntime")):
             return None
         return cls(model, threads)
 
