@@ -355,6 +355,7 @@ class SkipNetwork:
                                        else NEVER_WIDEN)
                        if dense_from is None or dense_from > 1.0 else None)
         self._gated_layers = len(model.gated_layers)
+        self._blocks = tuple(layer.config.blocks for layer in model.gated_layers)  # K per layer
         # A batch with every gate on as one onnxruntime run of the dense network, where dense
         # pays (see `_AllOn`).
         self._all_on_graph = (AllOnGraph.make(model, self.threads)
@@ -482,11 +483,10 @@ class SkipNetwork:
             self._all_on_last.discard(size)
             return None
         self._all_on_last.add(size)
-        blocks = [layer.config.blocks for layer in self.model.gated_layers]
-        counts = np.empty((2, x.shape[0], len(blocks)), dtype=np.int64)
-        counts[...] = blocks
-        return _output(logits, counts, [np.ones((x.shape[0], k), np.float32) for k in blocks],
-                       as_torch)
+        counts = np.empty((2, x.shape[0], len(self._blocks)), dtype=np.int64)
+        counts[...] = self._blocks
+        return _output(logits, counts,
+                       [np.ones((x.shape[0], k), np.float32) for k in self._blocks], as_torch)
 
     def _dense_pays(self, x: np.ndarray, as_torch: bool) -> bool:
         """Whether this batch's forward runs faster with its layers whose gates are all on

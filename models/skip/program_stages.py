@@ -12,6 +12,8 @@ any other, and the engine keeps its Python path.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -122,3 +124,64 @@ def dense_stage(stage: _Stage, after_gated: bool, arrays: list[np.ndarray],
         kind=DENSE, in_width=d, out_width=n, activation=ACTIVATIONS[stage.plan.activation].code,
         precision=c_kernels.PRECISIONS.index(precision), bias=keep(arrays, linear.bias),
         panels=keep(arrays, panels), columns=keep(arrays, columns))
+
+
+@dataclass(frozen=True)
+class CompiledStages:
+    """A network's stages as the C array both forwards take, with the memory they point into."""
+
+    array: ctypes.Array  # (ProgramStage * count)
+    count: int
+    arrays: list[np.ndarray]  # kept alive with the structures that point into them
+    gate_widths: tuple[int, ...]  # K of each gated layer, in order
+    classes: int
+
+    @property
+    def address(self) -> int:
+        return ctypes.addressof(self.array)
+
+
+def compile_stages(stages: Sequence[_Stage], widen_from: float = NEVER_WIDEN,
+                   widest_row: int | None = None) -> CompiledStages | None:
+    """The stages (the read-out last) as C structures, or None where one is a stage C does not
+    run. `widen_from`: for a gated layer read by a gated layer, the fraction of its blocks on
+    from which an example computes them all; `widest_row`: see `dense_stage`."""
+    structures, arrays, widths = [], [], []
+    previous_gated = False
+    for stage in stages:
+        if stage.plan.gated is not None:
+            structure = gated_stage(stage, arrays, widen_from if stage.plan.read_by_gated
+                                    else NEVER_WIDEN)
+            widths.append(stage.plan.gated.config.blocks)
+        else:
+            structure = dense_stage(stage, previous_gated, arrays, widest_row)
+        if structure is None:
+            return None
+        structures.append(structure)
+        previous_gated = stage.plan.gated is not None
+    return CompiledStages((ProgramStage * len(structures))(*structures), len(structures),
+                          arrays, tuple(widths), stages[-1].linear.bias.shape[0])
+
+
+class ProgramOutputs:
+    """Where a C forward of `batch` examples writes its outputs, in one buffer: the logits
+    (B, C) float32, the counts (2, B, G) int64 (blocks on, then computed), each gated layer's
+    gate values (B, K) float32, one layer after another; the arrays `views` returns share it."""
+
+    def __init__(self, batch: int, classes: int, gate_widths: Sequence[int]) -> None:
+        self._logits, self._counts = (batch, classes), (2, batch, len(gate_widths))
+        self.counts_at = _aligned(4 * batch * classes)
+        self.gates_at = [self.counts_at + 16 * batch * len(gate_widths) + 4 * batch * int(start)
+                         for start in np.cumsum([0, *gate_widths])]
+        self._gate_shapes = [(batch, k) for k in gate_widths]
+        self.bytes = _aligned(self.gates_at[-1])
+
+    def views(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        return (np.ndarray(self._logits, np.float32, out, 0),
+                np.ndarray(self._counts, np.int64, out, self.counts_at),
+                [np.ndarray(shape, np.float32, out, at)
+                 for shape, at in zip(self._gate_shapes, self.gates_at[:-1], strict=True)])
+
+
+def _aligned(size: int) -> int:
+    return (size + 7) // 8 * 8

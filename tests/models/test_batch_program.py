@@ -7,8 +7,6 @@ Tolerance on the logits: 1e-4 relative and absolute (float32 sums of up to 4096 
 another order); gate values exactly where binary, else 1e-5 relative; block counts exactly.
 """
 
-import threading
-
 import numpy as np
 import pytest
 import torch
@@ -18,7 +16,7 @@ from models.skip.cpu import SkipNetwork
 
 from ..tiny_networks import tiny_network
 from .kernel_sets import kernel_set, kernels  # noqa: F401 (the fixture)
-from .test_lone_program import LAYOUTS, VALUED, thresholds
+from .test_lone_program import LAYOUTS, VALUED, callers_that_got_another_result, thresholds
 from .test_off_blocks_are_never_read import poisoned
 
 pytestmark = pytest.mark.skipif(kernels is None, reason="no C compiler built the kernels")
@@ -174,23 +172,7 @@ def test_concurrent_callers_each_get_their_own_forward():
     model = tiny_network(LAYOUTS["gated-gated"], seed=5)
     x = torch.randn(48, 12, generator=torch.Generator().manual_seed(2))
     thresholds(model, x, 0.5)
-    skip = engines(model, 2)[0]
-    batches = list(x.split(6))
-    want = [skip(b).logits for b in batches]
-    failures = []
-
-    def run(offset: int) -> None:
-        for round_ in range(30):
-            i = (offset + round_) % len(batches)
-            if not torch.equal(skip(batches[i]).logits, want[i]):
-                failures.append(i)
-
-    workers = [threading.Thread(target=run, args=(offset,)) for offset in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert failures == []
+    assert callers_that_got_another_result(engines(model, 2)[0], list(x.split(6)), 30) == []
 
 
 @pytest.mark.parametrize(("layers", "why"), [

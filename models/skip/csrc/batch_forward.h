@@ -41,7 +41,7 @@ static int64_t batch_gated_bytes(const program_stage *st, int64_t B) {
     return lone_align(B * st->out_width * 4)                       /* pairs */
            + lone_align(B * M * 4) + lone_align(B * K * 4)         /* gater */
            + lone_align(B * K * 8) + lone_align(9 * K * 8)         /* examples, 3 span lists */
-           + lone_align(3 * K * 8)                                 /* per-block counts */
+           + lone_align(2 * K * 8)                                 /* per-block counts */
            + lone_align(B * K) + lone_align(B) + lone_align(B * 8); /* reads, whole, counts */
 }
 
@@ -78,8 +78,8 @@ static int batch_gated(const program_stage *st, int64_t B, const float *in,
     int64_t *spans = (int64_t *)(memory += lone_align(B * K * 8));
     int64_t *row_list = spans + 3 * K, *tile_list = spans + 6 * K;
     int64_t *n_whole = (int64_t *)(memory += lone_align(9 * K * 8));
-    int64_t *n_part = n_whole + K, *start = n_whole + 2 * K;
-    uint8_t *reads = (uint8_t *)(memory += lone_align(3 * K * 8));
+    int64_t *n_part = n_whole + K;
+    uint8_t *reads = (uint8_t *)(memory += lone_align(2 * K * 8));
     uint8_t *whole = reads + lone_align(B * K);
     int64_t *read_count = (int64_t *)(whole + lone_align(B));
 
@@ -129,10 +129,10 @@ static int batch_gated(const program_stage *st, int64_t B, const float *in,
         int64_t *n = !prev || prev->whole[b] ? n_whole : n_part;
         for (int64_t k = 0; k < K; ++k) n[k] += reads[b * K + k];
     }
-    int64_t P = 0, spans_n = 0, rows_n = 0, tiles_n = 0;
+    int64_t P = 0, spans_n = 0, rows_n = 0, tiles_n = 0, rows_pairs = 0;
     for (int64_t k = 0; k < K; ++k) {
         const int64_t w = n_whole[k], p = n_part[k];
-        start[k] = P;
+        rows_pairs += w;
         if (w) {
             int64_t *s = row_list + 3 * rows_n++;
             s[0] = k, s[1] = P, s[2] = P + w;
@@ -156,12 +156,9 @@ static int batch_gated(const program_stage *st, int64_t B, const float *in,
     }
 
     /* The products: whole input rows, then the input blocks computed before. */
-    if (rows_n) {
-        int64_t rows_pairs = 0;
-        for (int64_t i = 0; i < rows_n; ++i) rows_pairs += row_list[3 * i + 2] - row_list[3 * i + 1];
+    if (rows_n)
         grouped_products(main, 0, in, D, examples, st->panels, S, row_list, rows_n, pairs,
                          lone_threads(rows_pairs * D * S, threads, threads_from), 0, 0);
-    }
     if (tiles_n) {
         const int64_t Sin = D / prev->blocks;
         /* Each partial example's pairs read its computed input blocks: blocks on x Sin x S. */
