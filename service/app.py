@@ -33,6 +33,7 @@ from .docs_pages import install_docs
 from .errors import ApiError
 from .form_guard import FormGuard
 from .host_guard import HostGuard
+from .infer_shortcut import InferShortcut
 from .metrics import CONTENT_TYPE, Metrics
 from .openapi import install_schemas
 from .origin_guard import OriginGuard
@@ -72,7 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_v1_about.router)
     app.include_router(routes_admin.router)
     # The last added runs first: Host, then CORS (preflights answered, and refusals to an
-    # allowed origin readable by its page), then the cross-site and form guards.
+    # allowed origin readable by its page), then the cross-site and form guards; inference
+    # requests then go straight to their endpoints (`service.infer_shortcut`).
+    app.add_middleware(InferShortcut, routes=routes_v2.SHORTCUT_ROUTES)
     app.add_middleware(FormGuard, metrics=app.state.metrics)
     app.add_middleware(OriginGuard, cors_origins=settings.cors_origins,
                        metrics=app.state.metrics)

@@ -126,6 +126,12 @@ async def infer_version(name: str, version: str, request: Request) -> Response:
     return await _infer(request, name, version)
 
 
+# Served past FastAPI's routing (`service.infer_shortcut`): their endpoints take only the
+# path's parameters and the request.
+SHORTCUT_ROUTES = [route for route in router.routes
+                   if getattr(route, "endpoint", None) in (infer, infer_version)]
+
+
 def _metadata(request: Request, name: str, version: str | None) -> ModelMetadata:
     engine = find_engine(request, name, version).engine
     repository: ModelRepository = request.app.state.repository
