@@ -15,6 +15,11 @@ event loop's own thread instead: handing a lone example's forward of ~0.1 ms to 
 thread and its result back costs more than the forward (each hand-off wakes a sleeping thread,
 slow on a virtual machine's idle vCPU), and with nothing queued there is no other request for
 the loop to read meanwhile. Under load requests queue, batches form and run on the thread.
+Where the server has no other request in progress (`alone`: none read, queued or answering),
+the model is idle and there is no delay to wait for company, such a forward runs within
+`submit` itself, without the queue and the two hops through the worker task. Requests that
+arrive together are all in progress at once (the server counts a request from its headers), so
+they still queue and share a batch.
 
 The queue is bounded in examples, not requests: a request that would take it past
 `max_queue_examples` is refused at once (`QueueFull`, a 503 with Retry-After), so an overloaded
@@ -73,6 +78,7 @@ class Batcher:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._queued_examples = 0
         self._closing = False
+        self._idle = False  # the worker waits on an empty queue, no forward running
         # One thread: forwards of one model never overlap (see the module docstring).
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sparsegate-forward")
         self._worker = asyncio.get_running_loop().create_task(self._run())
@@ -81,14 +87,19 @@ class Batcher:
     def queued_examples(self) -> int:
         return self._queued_examples
 
-    async def submit(self, inputs: np.ndarray) -> tuple[BatchResult, Timings]:
-        """Run inputs (B, D) in some batch; returns this request's rows only."""
+    async def submit(self, inputs: np.ndarray, alone: bool = False
+                     ) -> tuple[BatchResult, Timings]:
+        """Run inputs (B, D) in some batch; returns this request's rows only. `alone`: the
+        server has no other request in progress (see the module's docstring)."""
         if self._closing:
             raise BatcherClosed("the model is unloading or the server is shutting down")
         rows = inputs.shape[0]
         if self._queued_examples + rows > self.max_queue_examples:
             raise QueueFull(f"{self._queued_examples} examples are already waiting for this "
                             f"model (limit {self.max_queue_examples})")
+        if (alone and self._idle and self._queue.empty() and rows <= self.inline_max_examples
+                and self.max_delay_s == 0.0):
+            return self._run_now(inputs)
         pending = _Pending(inputs, time.perf_counter(),
                            asyncio.get_running_loop().create_future())
         self._queued_examples += rows
@@ -102,11 +113,24 @@ class Batcher:
         await self._worker
         self._executor.shutdown(wait=True)
 
+    def _run_now(self, inputs: np.ndarray) -> tuple[BatchResult, Timings]:
+        """A small forward with the model idle, run by the caller: no queue, no worker."""
+        result = self._infer(inputs)
+        if self._on_batch is not None:
+            self._on_batch(inputs.shape[0])
+        return result, Timings(0.0, result.compute_ms, inputs.shape[0])
+
     async def _run(self) -> None:
         carry: _Pending | None = None  # a request taken that did not fit the last batch
         while True:
-            first = carry or await self._queue.get()
-            carry = None
+            if carry is None:
+                self._idle = True  # waiting with nothing taken: no forward runs
+                try:
+                    first = await self._queue.get()
+                finally:
+                    self._idle = False
+            else:
+                first, carry = carry, None
             if first is None:  # close(): everything queued before it has run
                 return
             batch, size = [first], first.inputs.shape[0]

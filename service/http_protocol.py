@@ -24,6 +24,10 @@ send nothing still pile up). This subclass adds, per connection:
   included (the app refuses a body over the limit itself; this bounds what is read and thrown
   away when it answered without reading, and trailers, which httptools accumulates).
 
+Each request's scope also holds, under `REQUESTS_IN_PROGRESS`, a function giving how many
+requests the server has in progress (from their headers to the end of their answer, this one
+included), which the batcher reads (`service.batching`).
+
 Each refusal writes a JSON `{"error": ...}` response with `Connection: close`, then lingers.
 So does a response the app sent before the request's body was all read (a 413 for a body over
 a limit, a 404 before a large body): uvicorn would read and throw away the rest of that body
@@ -54,6 +58,8 @@ LINGER_BYTES = 256 * 1024  # read and thrown away meanwhile, at most
 # Open files the server needs besides client sockets: the listening socket, model files,
 # logs, the interpreter's and libraries' own.
 FILES_RESERVED = 256
+# Scope key: a function of no arguments, the requests in progress on the server.
+REQUESTS_IN_PROGRESS = "sparsegate.requests_in_progress"
 
 
 @dataclass(frozen=True)
@@ -171,8 +177,14 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     # httptools callbacks
 
+    def _requests_in_progress(self) -> int:
+        # uvicorn's set of request tasks, every connection's: a request's task is made as its
+        # headers complete, before any task runs, and leaves the set once it has answered.
+        return len(self.tasks)
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope[REQUESTS_IN_PROGRESS] = self._requests_in_progress  # type: ignore[literal-required]
         if self._lingering:
             return
         self._reading_head = True

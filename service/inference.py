@@ -12,6 +12,7 @@ from starlette.requests import Request
 from .batching import BatcherClosed, QueueFull, Timings
 from .engine import BatchResult, ModelEngine
 from .errors import not_found, unavailable
+from .http_protocol import REQUESTS_IN_PROGRESS
 from .repository import LoadedVersion, ModelNotFound, ModelRepository
 
 
@@ -50,6 +51,13 @@ def readiness(request: Request, name: str, version: str | None) -> dict[str, obj
     return {"name": name, "version": engine.version, "ready": True}
 
 
+def _alone(request: Request) -> bool:
+    """Whether the server has no other request in progress; False where it cannot tell (a
+    server other than `sparsegate-serve`'s protocol, such as a test client)."""
+    in_progress = request.scope.get(REQUESTS_IN_PROGRESS)
+    return in_progress is not None and in_progress() == 1
+
+
 async def run(request: Request, loaded: LoadedVersion, x: np.ndarray, api: str,
               started: float) -> Served:
     """x (B, D) through the batcher of `loaded` (found by `find_engine` before the body was
@@ -57,7 +65,7 @@ async def run(request: Request, loaded: LoadedVersion, x: np.ndarray, api: str,
     settings = request.app.state.settings
     name = loaded.engine.name
     try:
-        result, timings = await loaded.batcher.submit(x)
+        result, timings = await loaded.batcher.submit(x, alone=_alone(request))
     except QueueFull as error:
         raise unavailable(f"model {name!r} is overloaded: {error}; retry after "
                           f"{settings.retry_after_s} s", settings.retry_after_s) from None

@@ -189,3 +189,79 @@ def test_with_requests_waiting_the_forward_runs_on_its_thread():
     asyncio.run(main())
     # every forward but the last found others waiting behind it
     assert [name.startswith("sparsegate-forward") for name in names] == [True] * 3 + [False]
+
+
+def tasks_of(tasks: list):
+    """A forward that records the asyncio task it ran in (None on a thread)."""
+    def infer(x: np.ndarray) -> BatchResult:
+        try:
+            tasks.append(asyncio.current_task())
+        except RuntimeError:  # no running loop: the forward thread
+            tasks.append(None)
+        return BatchResult(x, x, ComputeReports.of([ComputeReport(1, 1, 0, (), (), ())] * len(x)),
+                           1.0)
+    return infer
+
+
+def test_a_lone_small_request_on_an_idle_model_runs_within_its_own_submit():
+    tasks: list = []
+    batched: list[int] = []
+
+    async def main():
+        batcher = Batcher(tasks_of(tasks), max_batch_size=8, max_delay_s=0.0,
+                          max_queue_examples=100, inline_max_examples=2, on_batch=batched.append)
+        await asyncio.sleep(0)  # the worker waits on its empty queue
+        for size in (1, 2, 3):
+            result, timings = await batcher.submit(rows(size, size), alone=True)
+            np.testing.assert_array_equal(result.logits, rows(size, size))
+            assert timings.batch_size == size
+        await batcher.submit(rows(0, 1))  # not known to be alone: through the worker task
+        await batcher.close()
+        return asyncio.current_task()
+
+    caller = asyncio.run(main())
+    # the third is over inline_max_examples: the worker's thread runs it
+    assert tasks[:3] == [caller, caller, None]
+    assert tasks[3] not in (caller, None)
+    assert batched == [1, 2, 3, 1]
+
+
+def test_requests_not_alone_share_a_batch():
+    calls: list[int] = []
+
+    async def main():
+        batcher = Batcher(echo_infer(calls), max_batch_size=8, max_delay_s=0.0,
+                          max_queue_examples=100, inline_max_examples=1)
+        await asyncio.sleep(0)
+        results = await asyncio.gather(*(batcher.submit(rows(i, 1)) for i in range(3)))
+        await batcher.close()
+        return results
+
+    results = asyncio.run(main())
+    assert calls == [3]
+    assert [r.logits[0, 0] for r, _ in results] == [0, 1, 2]
+
+
+def test_with_a_delay_or_a_forward_running_a_lone_request_waits_its_turn():
+    tasks: list = []
+
+    async def main():
+        delayed = Batcher(tasks_of(tasks), max_batch_size=8, max_delay_s=0.001,
+                          max_queue_examples=100, inline_max_examples=1)
+        await asyncio.sleep(0)
+        await delayed.submit(rows(0, 1), alone=True)  # waits for company in the worker task
+        await delayed.close()
+        calls: list[int] = []
+        busy = Batcher(echo_infer(calls, delay=0.05), max_batch_size=1, max_delay_s=0.0,
+                       max_queue_examples=100, inline_max_examples=1)
+        await asyncio.sleep(0)
+        long = asyncio.ensure_future(busy.submit(rows(0, 2)))  # on the forward thread
+        await asyncio.sleep(0.01)
+        await busy.submit(rows(5, 1), alone=True)  # echo_infer asserts no overlap
+        await long
+        await busy.close()
+        return asyncio.current_task(), calls
+
+    caller, calls = asyncio.run(main())
+    assert tasks[0] not in (caller, None)
+    assert calls == [2, 1]

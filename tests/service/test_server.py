@@ -81,6 +81,22 @@ def test_concurrent_http_requests_are_batched_and_answered_correctly(repository)
         server.stop()
 
 
+def test_a_lone_request_runs_at_once_and_requests_together_still_batch(server):
+    """With no other request in progress the forward runs within the request (no time in a
+    queue); requests in progress together still queue and share forwards."""
+    body = {"inputs": [{"name": "input", "shape": [1, INPUT_SIZE], "datatype": "FP32",
+                        "data": inputs(1)[0]}]}
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for _ in range(3):
+            parameters = client.post("/v2/models/tiny/infer", json=body).json()["parameters"]
+            assert parameters["queue_ms"] == 0.0 and parameters["batch_size"] == 1
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda _: client.post("/v2/models/tiny/infer", json=body),
+                                    range(96)))
+    assert all(a.status_code == 200 for a in answers)
+    assert max(a.json()["parameters"]["batch_size"] for a in answers) > 1
+
+
 def test_a_full_queue_answers_503_with_retry_after(repository):
     server = Server(repository, "--max-queue-examples", "2", "--max-batch-size", "1",
                     "--max-batch-delay-ms", "0", "--max-instances", "2")
