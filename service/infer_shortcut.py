@@ -1,10 +1,10 @@
 """Inference requests straight to their endpoint, past the framework's routing.
 
 FastAPI routes a request through its router (every route's pattern tried in turn), its
-exception and exit-stack middlewares and its request handler before the endpoint runs; for a
-lone example that takes about as long as the skipping forward itself (`docs/performance.md`,
-"Against MLServer"). An inference endpoint needs none of it: it takes only its path's
-parameters and the request, reads and checks its own body, and returns a finished `Response`.
+exception and exit-stack middlewares and its request handler before the endpoint runs. An
+inference endpoint needs none of it: it takes only its path's parameters and the request,
+reads and checks its own body, and returns a finished `Response`. For a lone example that work
+is a large part of the request's time at the server (`docs/history/request-path/`).
 
 `InferShortcut` is the innermost of the app's own middlewares, so every guard before it has
 already run (Host, CORS, cross-site origin, form bodies). A POST that one of its routes
