@@ -9,10 +9,14 @@ were off; `run` returns the logits only where none was, and the engine otherwise
 batch its own way.
 
 Its threads wait without spinning (`session.intra_op.allow_spinning` off): spinning workers
-left after a run would take the cores from the C kernels' pool in the next forward. The
-session is made on first use (its own copy of the weights): a network whose batches never have
-every gate on never pays for it. Where onnx or onnxruntime is not installed, `make` returns
-None.
+left after a run would take the cores from the C kernels' pool in the next forward. A batch
+the engine takes for one of a run of all-on batches (`run(x, steady=True)`: traffic where
+every gate is on) runs in a second session whose threads spin between runs, as the dense GEMM's
+fastest setting has them: there the next forward is most likely this route again, and the
+kernels' forward that ends the run pays the spin once. Each session is made on first use (its own
+copy of the weights): a network whose batches never have every gate on never pays for it, nor
+for the second where they are never all on twice running. Where onnx or onnxruntime is not
+installed, `make` returns None.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from ..gated_network import GatedNetwork
 class AllOnGraph:
     def __init__(self, model: GatedNetwork, threads: int) -> None:
         self._model, self._threads = model, threads
-        self._session = None
+        self._sessions: dict[bool, object] = {}  # by whether its threads spin
         self._lock = threading.Lock()
 
     @classmethod
@@ -42,9 +46,15 @@ class AllOnGraph:
             return None
         return cls(model, threads)
 
-    def _ready(self):
+    @property
+    def sessions(self) -> tuple[bool, ...]:
+        """The sessions made so far, by whether their threads spin."""
+        return tuple(sorted(self._sessions))
+
+    def _ready(self, spinning: bool):
         with self._lock:
-            if self._session is None:
+            session = self._sessions.get(spinning)
+            if session is None:
                 import onnxruntime as ort
 
                 from .onnx_export import INPUT_NAME, export_all_on_onnx
@@ -53,15 +63,17 @@ class AllOnGraph:
                 options.log_severity_level = 3
                 options.intra_op_num_threads = self._threads
                 options.inter_op_num_threads = 1
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                self._session = ort.InferenceSession(
+                options.add_session_config_entry("session.intra_op.allow_spinning",
+                                                 "1" if spinning else "0")
+                session = ort.InferenceSession(
                     export_all_on_onnx(self._model).SerializeToString(), options,
                     providers=["CPUExecutionProvider"])
+                self._sessions[spinning] = session
                 self._input = INPUT_NAME
-            return self._session
+            return session
 
-    def run(self, x: np.ndarray) -> np.ndarray | None:
+    def run(self, x: np.ndarray, steady: bool = False) -> np.ndarray | None:
         """The logits (B, C) of x (B, D) float32 where every gate of every layer is on, else
-        None."""
-        logits, gates_off = self._ready().run(None, {self._input: x})
+        None. `steady`: the batch follows another all-on batch of its size range."""
+        logits, gates_off = self._ready(steady).run(None, {self._input: x})
         return None if gates_off.any() else logits

@@ -335,8 +335,9 @@ class SkipNetwork:
         self._held_awake = False  # expect_forward holds the kernels' workers awake
         # batch size's bit length -> whether layers with every gate on run dense (`_AllOn`)
         self._dense_when_all_on: dict[int, bool] = {}
-        # batch size bit lengths whose last batch had a layer with every gate on
-        self._all_on_last: set[int] = set()
+        # batch size bit length -> how many batches of it in a row, the last included, had a
+        # layer with every gate on (absent: the last did not)
+        self._all_on_runs: dict[int, int] = {}
         use_one_blas_thread()  # see models.skip.numpy_products
         # The panels' precision: the model's main-path weights', so packing them loses nothing.
         self.block_weights = block_weights.precision_of(model)
@@ -442,12 +443,13 @@ class SkipNetwork:
         # as one dense product is measured for the batch's size range (see `_AllOn`).
         size = x.shape[0].bit_length()
         dense = self._dense_when_all_on.get(size) if measured else False
-        if dense and size in self._all_on_last:
+        if dense and size in self._all_on_runs:
             # After a batch of this size range with a layer all on where dense pays, the next
             # is taken to be one too and goes straight to the dense route: a C forward
             # stopped at that layer would leave the kernels' workers spinning against the
-            # dense products' threads.
-            out = self._all_on(x, as_torch)
+            # dense products' threads. After two such batches in a row the route's threads
+            # spin between runs (`AllOnGraph`), as the traffic is all on.
+            out = self._all_on(x, as_torch, steady=self._all_on_runs[size] >= 2)
             if out is not None:
                 return out
         elif x.shape[0] > 1 and self._batch is not None:
@@ -455,7 +457,7 @@ class SkipNetwork:
             # there; the dense route or the Python path below then runs the batch.
             ran = self._batch.run(x, stop_all_on=dense is not False)
             if ran is not None:
-                self._all_on_last.discard(size)
+                self._all_on_runs.pop(size, None)
                 return _output(*ran, as_torch)
             if dense:
                 out = self._all_on(x, as_torch)
@@ -466,23 +468,25 @@ class SkipNetwork:
         all_on = _AllOn(dense=bool(dense))
         out = self._layers(x, as_torch, all_on)
         if all_on.seen:
-            self._all_on_last.add(size)
+            self._all_on_runs[size] = self._all_on_runs.get(size, 0) + 1
         else:
-            self._all_on_last.discard(size)
+            self._all_on_runs.pop(size, None)
         if dense is None and all_on.seen:
             self._dense_when_all_on[size] = self._dense_pays(x, as_torch)
         return out
 
-    def _all_on(self, x: np.ndarray, as_torch: bool) -> SkipOutput | None:
+    def _all_on(self, x: np.ndarray, as_torch: bool, steady: bool = False
+                ) -> SkipOutput | None:
         """The batch as one onnxruntime run of the dense network (`AllOnGraph`) where every
         gate of every layer is on, else None (and the next batch of its size range is not
-        taken to be all on)."""
+        taken to be all on). `steady`: the last batches of its size range were all on too."""
         size = x.shape[0].bit_length()
-        logits = self._all_on_graph.run(x) if self._all_on_graph is not None else None
+        logits = (self._all_on_graph.run(x, steady) if self._all_on_graph is not None
+                  else None)
         if logits is None:
-            self._all_on_last.discard(size)
+            self._all_on_runs.pop(size, None)
             return None
-        self._all_on_last.add(size)
+        self._all_on_runs[size] = self._all_on_runs.get(size, 0) + 1
         counts = np.empty((2, x.shape[0], len(self._blocks)), dtype=np.int64)
         counts[...] = self._blocks
         return _output(logits, counts,

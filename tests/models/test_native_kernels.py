@@ -558,7 +558,7 @@ def test_the_measurement_times_both_routes_and_a_batch_not_all_on_is_never_timed
                         or real(x, as_torch, all_on))
     graph = engine._all_on_graph.run
     monkeypatch.setattr(engine._all_on_graph, "run",
-                        lambda x: routes.append("graph") or graph(x))
+                        lambda x, steady=False: routes.append("graph") or graph(x, steady))
     engine(x)
     # the forward itself, then alternating pairs of dense (every gate on: one onnxruntime run
     # of the dense network, models.skip.all_on_graph) and kernel forwards
