@@ -481,12 +481,21 @@ class SkipNetwork:
         gate of every layer is on, else None (and the next batch of its size range is not
         taken to be all on). `steady`: the last batches of its size range were all on too."""
         size = x.shape[0].bit_length()
+        out = self._all_on_graph_output(x, as_torch, steady)
+        if out is None:
+            self._all_on_runs.pop(size, None)
+        else:
+            self._all_on_runs[size] = self._all_on_runs.get(size, 0) + 1
+        return out
+
+    def _all_on_graph_output(self, x: np.ndarray, as_torch: bool, steady: bool = False
+                             ) -> SkipOutput | None:
+        """`AllOnGraph`'s run of x as the engine's output, or None; the traffic not recorded
+        (the measurement's forwards are not traffic)."""
         logits = (self._all_on_graph.run(x, steady) if self._all_on_graph is not None
                   else None)
         if logits is None:
-            self._all_on_runs.pop(size, None)
             return None
-        self._all_on_runs[size] = self._all_on_runs.get(size, 0) + 1
         counts = np.empty((2, x.shape[0], len(self._blocks)), dtype=np.int64)
         counts[...] = self._blocks
         return _output(logits, counts,
@@ -501,7 +510,7 @@ class SkipNetwork:
         DENSE_PROBE_MARGIN of the kernels' fastest (the fastest, as load elsewhere only ever
         adds time)."""
         def forward(dense: bool) -> None:
-            if not (dense and self._all_on(x, as_torch)):
+            if not (dense and self._all_on_graph_output(x, as_torch)):
                 self._layers(x, as_torch, _AllOn(dense=dense))
 
         times: dict[bool, list[float]] = {True: [], False: []}

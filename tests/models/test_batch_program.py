@@ -16,7 +16,13 @@ from models.skip.cpu import SkipNetwork
 
 from ..tiny_networks import tiny_network
 from .kernel_sets import kernel_set, kernels  # noqa: F401 (the fixture)
-from .test_lone_program import LAYOUTS, VALUED, callers_that_got_another_result, thresholds
+from .test_lone_program import (
+    LAYOUTS,
+    VALUED,
+    assert_the_python_path_runs,
+    callers_that_got_another_result,
+    thresholds,
+)
 from .test_off_blocks_are_never_read import poisoned
 
 pytestmark = pytest.mark.skipif(kernels is None, reason="no C compiler built the kernels")
@@ -184,11 +190,7 @@ def test_concurrent_callers_each_get_their_own_forward():
      "blocks narrower than the kernels' tiles"),
 ])
 def test_networks_the_batch_forward_does_not_run_take_the_python_path(layers, why):
-    model = tiny_network(layers, seed=6)
-    skip = SkipNetwork(model)
-    assert skip._batch is None, why
-    x = torch.randn(5, 12, generator=torch.Generator().manual_seed(3))
-    torch.testing.assert_close(skip(x).logits, model(x).logits, rtol=1e-4, atol=1e-4)
+    assert_the_python_path_runs(tiny_network(layers, seed=6), "_batch", 5, why)
 
 
 def test_an_engine_that_routes_examples_dense_keeps_the_python_path():

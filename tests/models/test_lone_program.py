@@ -183,9 +183,15 @@ def callers_that_got_another_result(skip: SkipNetwork, inputs: list[torch.Tensor
 def test_networks_the_c_forward_does_not_run_take_the_python_path(change, why):
     model = tiny_network(change.get("layers", LAYOUTS["gated-gated"]),
                          estimator=change.get("estimator", "st"), seed=6)
+    assert_the_python_path_runs(model, "_lone", 1, why)
+
+
+def assert_the_python_path_runs(model, program: str, rows: int, why: str) -> None:
+    """The engine of `model` has no C program (its attribute `program`), and its forward of
+    `rows` examples is still the dense masked forward's."""
     skip = SkipNetwork(model)
-    assert skip._lone is None, why
-    x = torch.randn(1, 12, generator=torch.Generator().manual_seed(3))
+    assert getattr(skip, program) is None, why
+    x = torch.randn(rows, 12, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(skip(x).logits, model(x).logits, rtol=1e-4, atol=1e-4)
 
 
