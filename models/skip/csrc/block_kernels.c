@@ -28,6 +28,11 @@
 #define COLUMNS 64 /* column counts are multiples of this; every set's panel divides it */
 #define RMAX 8   /* rows per micro-kernel group, at most (each set has its own RM) */
 #define VMAX 8   /* vectors per row of a micro-kernel tile, at most */
+/* Panel rows ahead of the one being read that a streaming tile prefetches (see tile in
+ * block_kernels_isa.h): 4 KiB of 32-float panels, far enough ahead for the reads to arrive
+ * while the rows between are multiplied, near enough to stay within what the product reads
+ * next (docs/history/stream-prefetch-every-group/). */
+#define STREAM_AHEAD 32
 
 /* One set's products for one weight precision; weights are `const void *`, read as the
  * precision's element type. `narrow` (float32 columns) is null in the bfloat16 copies. */

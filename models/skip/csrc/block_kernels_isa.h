@@ -31,13 +31,17 @@
  * where w holds V / VP consecutive panels (or one), `panel` floats apart. With `pf`, row k of
  * each of `pf_panels` panels from pf (again `panel` apart) is prefetched as row k of w is
  * read: the next tile a caller will read, where its reads jump between tiles (see
- * tiles_from_blocks). R and V are constants
+ * tiles_from_blocks). Without `pf`, with `stream`, row k + STREAM_AHEAD of the same panels
+ * is prefetched as row k is read: where the caller reads its panels one after another, that
+ * row lies further along the same contiguous run (past a tile's last row, in the next panel),
+ * so the loads of a product that streams its weights from L3 are issued early enough to keep
+ * both the multiply-adds and the reads busy. R and V are constants
  * in every copy (the callers switch on them), so the sums live in registers and every loop
  * below is unrolled but the one over K. */
 ATTR static inline __attribute__((always_inline)) void
 ISA(tile)(const float *const *in, int64_t K, const WT *__restrict w, int64_t panel,
           float *const *o, int accumulate, const int R, const int V, const WT *pf,
-          int64_t pf_panels) {
+          int64_t pf_panels, int stream) {
     VEC acc[RMAX][VMAX];
     for (int i = 0; i < R; ++i)
         for (int v = 0; v < V; ++v) acc[i][v] = ZERO();
@@ -51,13 +55,20 @@ ISA(tile)(const float *const *in, int64_t K, const WT *__restrict w, int64_t pan
             for (int v = 0; v < V; ++v) acc[i][v] = FMA(b, wv[v], acc[i][v]);                 \
         }                                                                                     \
     } while (0)
-    /* Two loops, so the commoner one without prefetches carries no test for them. */
+    /* Separate loops, so none carries a test for another's prefetches. */
     if (pf) {
         for (int64_t k = 0; k < K; ++k) {
             /* row k of the next tile, in each of its panels, a cache line at a time */
             for (int64_t q = 0; q < pf_panels; ++q)
                 for (int f = 0; f < PW; f += LINE_ELEMENTS)
                     __builtin_prefetch(pf + q * panel + k * PW + f, 0, 1);
+            ISA_TILE_STEP(k);
+        }
+    } else if (stream) {
+        for (int64_t k = 0; k < K; ++k) {
+            for (int q = 0; q < (V + VP - 1) / VP; ++q)
+                for (int f = 0; f < PW; f += LINE_ELEMENTS)
+                    __builtin_prefetch(w + q * panel + (k + STREAM_AHEAD) * PW + f, 0, 3);
             ISA_TILE_STEP(k);
         }
     } else {
@@ -74,25 +85,22 @@ ISA(tile)(const float *const *in, int64_t K, const WT *__restrict w, int64_t pan
 /* One row group (r <= RM rows) across `columns` columns (a multiple of 64): strips of
  * V_FOR(r) vectors, each one or more whole panels. w: the panel of the first column.
  * Prefetching: with `pf`, the first strip prefetches the caller's next tile (all `columns`
- * wide, see tiles_from_blocks); with `strip_ahead`, each strip prefetches the next strip of
- * this group, for strips too short (a few dozen rows) for the hardware's prefetchers to
- * start on before they end. */
+ * wide, see tiles_from_blocks); with `stream`, every strip prefetches ahead in its own run
+ * (see tile). */
 #define ISA_STRIPS(R)                                                                         \
     do {                                                                                      \
         float *o_[RMAX];                                                                      \
         const int64_t step = V_FOR(R) * VW;                                                   \
         for (int64_t c = 0; c < columns; c += step) {                                         \
             for (int i = 0; i < (R); ++i) o_[i] = o[i] + c;                                   \
-            const WT *ahead = strip_ahead                                                  \
-                ? (c + step < columns ? w + ((c + step) / PW) * panel : 0) : (c ? 0 : pf);    \
             ISA(tile)(in, K, w + (c / PW) * panel, panel, o_, accumulate, (R), V_FOR(R),      \
-                      ahead, strip_ahead ? step / PW : columns / PW);                         \
+                      c ? 0 : pf, columns / PW, stream);                                      \
         }                                                                                     \
     } while (0)
 
 ATTR static void ISA(group)(const float *const *in, int64_t K, const WT *__restrict w,
                             int64_t panel, float *const *o, int accumulate, int r,
-                            int64_t columns, const WT *pf, int strip_ahead) {
+                            int64_t columns, const WT *pf, int stream) {
     switch (r) {
     case 1: ISA_STRIPS(1); break;
     case 2: ISA_STRIPS(2); break;
@@ -127,7 +135,9 @@ ATTR static void ISA(rows_times_blocks)(const float *__restrict x, int64_t D, co
                 in[i] = x + ex[p0 + i] * D;
                 o[i] = out + (p0 + i) * S;
             }
-            ISA(group)(in, D, Wk, D * PW, o, 0, (int)r, S, 0, 0);
+            /* The block's first group reads its weights from L3 or memory, prefetching
+             * ahead; the next ones find them in L2. */
+            ISA(group)(in, D, Wk, D * PW, o, 0, (int)r, S, 0, p0 == start);
         }
     }
 }
@@ -150,7 +160,7 @@ ATTR static void ISA(accumulate_columns)(const float *__restrict h, int64_t S, c
                 in[i] = h + (p0 + i) * S;
                 o[i] = out + ex[p0 + i] * N + c_begin;
             }
-            ISA(group)(in, S, Wk, S * PW, o, 1, (int)r, c_end - c_begin, 0, 1);
+            ISA(group)(in, S, Wk, S * PW, o, 1, (int)r, c_end - c_begin, 0, p0 == start);
         }
     }
 }
