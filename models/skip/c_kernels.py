@@ -43,7 +43,7 @@ from .. import block_weights
 
 SOURCES = tuple(Path(__file__).with_name("csrc") / name
                 for name in ("block_kernels.c", "block_kernels_isa.h", "thread_pool.h",
-                             "lone_forward.h", "batch_forward.h"))
+                             "lone_forward.h", "batch_forward.h", "read_through.h"))
 SOURCE = SOURCES[0]
 # -fno-trapping-math: a comparison may run on every lane, so loops with selects vectorize
 # (lone_tanh in lone_forward.h); no result changes.
@@ -159,6 +159,9 @@ class NativeKernels:
         self.batch_forward.argtypes = [pointer, size, size, pointer, pointer, pointer, pointer,
                                        size, size, size]
         self.batch_forward.restype = size
+        self._read_through = library.read_through
+        self._read_through.argtypes = [pointer, size, size]
+        self._read_through.restype = ctypes.c_uint64
         self._chosen = library.kernel_set_chosen
         self._chosen.restype = ctypes.c_int
 
@@ -210,6 +213,15 @@ class NativeKernels:
     def sleeping_workers(self) -> int:
         """The pool's workers asleep at this moment (neither spinning nor working)."""
         return self._sleeping()
+
+    def read_through(self, array: np.ndarray, threads: int = 1) -> int:
+        """Read every byte of `array` (C-contiguous, a multiple of 8 bytes) on `threads`
+        threads, each a contiguous share, as the products stream their panels, and nothing
+        else; returns the XOR of its 8-byte words. What reading weights alone costs, the floor
+        under a product that streams them (`benchmarks.weight_reads`)."""
+        if not array.flags.c_contiguous or array.nbytes % 8:
+            raise ValueError("read_through needs a C-contiguous array of a multiple of 8 bytes")
+        return int(self._read_through(array.ctypes.data, array.nbytes, threads))
 
     def rows_times_blocks(self, x: np.ndarray, examples: np.ndarray,
                           weights: Panels | np.ndarray, spans: np.ndarray, out: np.ndarray,

@@ -376,6 +376,14 @@ class SkipNetwork:
         """Threads for a C grouped product: a small one gains nothing from a second."""
         return self.threads if macs >= NATIVE_THREADS_FROM_MACS else 1
 
+    def weight_panels(self) -> list[np.ndarray]:
+        """The packed panels of the main path's products, in forward order: the weights a
+        forward with every block on for some example streams in full (gaters and a read-out
+        narrower than the panels aside)."""
+        return [panels.array for stage in self._stages
+                for panels in (stage.linear.out_panels, stage.linear.in_panels)
+                if panels is not None]
+
     def dense_fraction(self, batch: int) -> float:
         """The fraction of a layer's blocks from which an example is computed densely (inf:
         never). Where the C kernels run every gated layer's blocks, no example is: on every

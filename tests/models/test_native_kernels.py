@@ -581,3 +581,40 @@ def test_the_measurement_times_both_routes_and_a_batch_not_all_on_is_never_timed
     engine._batch = None
     engine(x)
     assert routes == [False] and engine._dense_when_all_on == {}
+
+
+@pytest.mark.parametrize("words", [1, 7, 8, 9, 1000, 4096 + 3])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_read_through_folds_every_word_it_reads(words, threads):
+    # A share left unread, or a line of one, would leave its words out of the XOR: each word
+    # in turn is changed, at the start, the end and where the shares meet.
+    rng = np.random.default_rng(words * 10 + threads)
+    array = rng.integers(0, 2 ** 63, words, dtype=np.uint64)
+    assert kernels.read_through(array, threads) == int(np.bitwise_xor.reduce(array))
+    for i in {0, words - 1, *(words * s // threads for s in range(1, threads))}:
+        changed = array.copy()
+        changed[min(i, words - 1)] ^= np.uint64(1 << 40)
+        assert kernels.read_through(changed, threads) != kernels.read_through(array, threads)
+
+
+def test_read_through_refuses_what_it_cannot_read_whole():
+    with pytest.raises(ValueError, match="multiple of 8 bytes"):
+        kernels.read_through(np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        kernels.read_through(np.zeros((4, 4), np.float64)[:, ::2])
+
+
+def test_weight_panels_are_the_main_paths_panels_in_forward_order():
+    torch.manual_seed(0)
+    model = GatedNetwork(GatedNetworkConfig.from_dict({
+        "input_size": 24, "num_classes": 3, "layers": [
+            {"blocks": 4, "block_size": 64, "gater_hidden": 8, "activation": "relu"},
+            {"blocks": 128, "block_size": 1, "activation": "tanh", "gated": False}]})).eval()
+    skip = SkipNetwork(model)
+    gated, reader = skip.weight_panels()
+    # (blocks, column panels, rows, panel width): the gated layer's 4 blocks of 24 x 64, and
+    # the dense layer's 128 columns read by input block (4 blocks of 64 rows)
+    width = kernels.panel_width
+    assert gated.shape == (4, 64 // width, 24, width)
+    assert reader.shape == (4, 128 // width, 64, width)
+    assert gated.nbytes + reader.nbytes == 4 * (24 * 256 + 256 * 128)

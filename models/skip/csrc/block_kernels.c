@@ -305,5 +305,6 @@ void grouped_products_threaded(int kind, int precision, const float *in, int64_t
                      threads, reads, in_blocks);
 }
 
+#include "read_through.h"
 #include "lone_forward.h"
 #include "batch_forward.h"

@@ -1,0 +1,114 @@
+"""The skipping forward against reading its weights and nothing else, where it reads every one.
+
+    python -m benchmarks.weight_reads --json runs/bench/weight-reads.json   # ~1 min
+
+At batch 64 and 256 with a tenth of the benchmark layer's blocks on per example, and at batch 1
+with every block on, some example has each block on, so the forward streams all 32 MiB of the
+layer's panels. `read_ms` is the time to read those same panels, on the engine's threads, each a
+contiguous share, as its products stream them, doing nothing else (`NativeKernels.read_through`):
+the floor under such a forward on this machine. Beside them, in the same run, the fastest dense
+implementation of the layer (onnxruntime's dense graph and numpy's OpenBLAS, timed as
+`benchmarks.skip` times them), which gives:
+
+- `forward_over_read`: how far above the floor the forward runs;
+- `ceiling_vs_best`: the speed-up over the fastest dense of a forward that only read its
+  weights (best_dense_ms / read_ms), the most a skipping forward that reads them all can reach;
+- `needed_ms` per `--target`: the forward time the target speed-up asks for.
+
+The forward and the read are timed in alternating rounds; the dense implementations one at a
+time after them (their worker threads keep spinning after each call). Medians of `--repeats`
+calls. Prints a table and writes the rows as JSON.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from threadpoolctl import threadpool_limits
+
+from models.skip.cpu import SkipNetwork
+
+from . import dense_numpy
+from .cases import batch_input, layer_model, set_density
+from .dense_baselines import fastest, onnxruntime_dense
+from .run_record import timing_parser, write_rows_if_asked
+from .timing import median_ms
+
+# (batch, density) cells in which some example has each of the layer's blocks on
+CELLS = ((1, 1.0), (64, 0.1), (256, 0.1))
+
+
+def rows(warmup: int, repeats: int, seed: int, targets: dict[float, float],
+         cells=CELLS) -> list[dict]:
+    """`targets`: density -> the speed-up over the fastest dense aimed at (for `needed_ms`)."""
+    threads = torch.get_num_threads()
+    torch.manual_seed(seed)
+    model = layer_model()
+    numpy_dense = dense_numpy.forward(dense_numpy.dense_layers(model))
+    ort_dense = onnxruntime_dense(model, threads)
+    out = []
+    for batch, density in cells:
+        x = batch_input(model, batch, seed)
+        set_density(model, x, density)
+        skip = SkipNetwork(model)
+        if skip.native is None:
+            raise SystemExit("no C compiler built the kernels (see models/skip/c_kernels.py)")
+        panels = skip.weight_panels()
+        x_numpy = x.numpy()
+
+        def read() -> None:
+            for array in panels:  # noqa: B023 (timed at once)
+                skip.native.read_through(array, skip.threads)  # noqa: B023
+
+        times = median_ms({"forward": lambda: skip(x), "read": read},  # noqa: B023
+                          warmup=warmup, repeats=repeats)
+        with threadpool_limits(threads, user_api="blas"):
+            openblas = median_ms({"dense": lambda: numpy_dense(x_numpy)},  # noqa: B023
+                                 warmup=warmup, repeats=repeats, rounds=1)["dense"]
+        time.sleep(0.25)  # let OpenBLAS's threads park
+        onnx = None if ort_dense is None else median_ms(
+            {"dense": lambda: ort_dense(x_numpy)}, warmup=warmup,  # noqa: B023
+            repeats=repeats, rounds=1)["dense"]
+        best, best_ms = fastest({"openblas": openblas, "onnxruntime": onnx})
+        read_bytes = sum(array.nbytes for array in panels)
+        target = targets.get(density)
+        out.append({
+            "case": "layer-1024-64x64-1024", "batch": batch, "density": density,
+            "threads": threads, "weights_bytes": read_bytes,
+            "forward_ms": times["forward"], "read_ms": times["read"],
+            "read_gb_per_s": read_bytes / times["read"] / 1e6,
+            "forward_gb_per_s": read_bytes / times["forward"] / 1e6,
+            "forward_over_read": times["forward"] / times["read"],
+            "dense_openblas_ms": openblas, "dense_onnxruntime_ms": onnx,
+            "best_dense": best, "best_dense_ms": best_ms,
+            "speedup_vs_best": best_ms / times["forward"],
+            "ceiling_vs_best": best_ms / times["read"],
+            "target": target, "needed_ms": best_ms / target if target else None})
+    return out
+
+
+def _targets(text: str) -> dict[float, float]:
+    pairs = (item.split("=") for item in text.split(",") if item)
+    return {float(density): float(speedup) for density, speedup in pairs}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = timing_parser(__doc__, warmup=20, repeats=300)
+    parser.add_argument("--targets", type=_targets, default=_targets("1.0=0.9,0.1=5"),
+                        help="density=speed-up over the fastest dense, comma-separated")
+    args = parser.parse_args(argv)
+    results = rows(args.warmup, args.repeats, args.seed, args.targets)
+    print(f"{'batch':>5} {'density':>7} {'forward ms':>10} {'read ms':>8} {'fwd/read':>8} "
+          f"{'read GB/s':>9} {'best dense':>16} {'vs best':>7} {'ceiling':>7} {'needed ms':>9}")
+    for r in results:
+        needed = f"{r['needed_ms']:.3f}" if r["needed_ms"] else "-"
+        print(f"{r['batch']:>5} {r['density']:>7} {r['forward_ms']:>10.3f} {r['read_ms']:>8.3f} "
+              f"{r['forward_over_read']:>8.2f} {r['read_gb_per_s']:>9.1f} "
+              f"{r['best_dense']:>10} {r['best_dense_ms']:>5.2f} {r['speedup_vs_best']:>6.2f}x "
+              f"{r['ceiling_vs_best']:>6.2f}x {needed:>9}")
+    write_rows_if_asked(args.json, results, warmup=args.warmup, repeats=args.repeats)
+
+
+if __name__ == "__main__":
+    main()

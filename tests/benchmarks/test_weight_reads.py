@@ -1,0 +1,24 @@
+"""The weight-reads benchmark runs end to end: per cell the forward, the read of the same
+panels, the fastest dense, and the figures derived from them."""
+
+import json
+
+import pytest
+
+from benchmarks.weight_reads import CELLS, main
+from models.skip import c_kernels
+
+
+@pytest.mark.skipif(c_kernels.load() is None, reason="no C compiler built the kernels")
+def test_benchmark_writes_a_row_per_cell_with_its_floor_and_ceiling(tmp_path):
+    out = tmp_path / "reads.json"
+    main(["--json", str(out), "--warmup", "1", "--repeats", "3", "--targets", "1.0=0.9,0.1=5"])
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["batch"], r["density"]) for r in rows] == list(CELLS)
+    for r in rows:
+        assert r["weights_bytes"] == 2 * 1024 * 64 * 64 * 4  # both products' 16 MiB panels
+        assert r["best_dense_ms"] == min(
+            ms for ms in (r["dense_openblas_ms"], r["dense_onnxruntime_ms"]) if ms is not None)
+        assert r["forward_over_read"] == r["forward_ms"] / r["read_ms"]
+        assert r["ceiling_vs_best"] == r["best_dense_ms"] / r["read_ms"]
+        assert r["needed_ms"] == r["best_dense_ms"] / {1.0: 0.9, 0.1: 5.0}[r["density"]]
