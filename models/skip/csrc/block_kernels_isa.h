@@ -87,13 +87,35 @@ ISA(tile)(const float *const *in, int64_t K, const WT *__restrict w, int64_t pan
  * Prefetching: with `pf`, the first strip prefetches the caller's next tile (all `columns`
  * wide, see tiles_from_blocks); with `stream`, every strip prefetches ahead in its own run
  * (see tile). */
+/* The tile for each row count as a function of its own, never inlined into group: inlined,
+ * group's pointers (the output rows' among them) stayed live across the tile's loop, and the
+ * compiler, out of general registers, kept the input rows' pointers in vector registers and
+ * moved each one back before its broadcast, on a port the multiply-adds need. Alone, the
+ * loop holds its pointers in general registers. */
+#define ISA_TILE_FOR(R)                                                                       \
+    ATTR static __attribute__((noinline)) void ISA(tile_rows_##R)(                            \
+        const float *const *in, int64_t K, const WT *__restrict w, int64_t panel,             \
+        float *const *o, int accumulate, const WT *pf, int64_t pf_panels, int stream) {       \
+        ISA(tile)(in, K, w, panel, o, accumulate, R, V_FOR(R), pf, pf_panels, stream);        \
+    }
+ISA_TILE_FOR(1)
+ISA_TILE_FOR(2)
+ISA_TILE_FOR(3)
+ISA_TILE_FOR(4)
+ISA_TILE_FOR(5)
+ISA_TILE_FOR(6)
+#if RM > 6
+ISA_TILE_FOR(7)
+ISA_TILE_FOR(8)
+#endif
+#undef ISA_TILE_FOR
 #define ISA_STRIPS(R)                                                                         \
     do {                                                                                      \
         float *o_[RMAX];                                                                      \
         const int64_t step = V_FOR(R) * VW;                                                   \
         for (int64_t c = 0; c < columns; c += step) {                                         \
             for (int i = 0; i < (R); ++i) o_[i] = o[i] + c;                                   \
-            ISA(tile)(in, K, w + (c / PW) * panel, panel, o_, accumulate, (R), V_FOR(R),      \
+            ISA(tile_rows_##R)(in, K, w + (c / PW) * panel, panel, o_, accumulate,             \
                       c ? 0 : pf, columns / PW, stream);                                      \
         }                                                                                     \
     } while (0)
