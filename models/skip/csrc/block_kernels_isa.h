@@ -61,7 +61,7 @@ ISA(tile)(const float *const *in, int64_t K, const WT *__restrict w, int64_t pan
             /* row k of the next tile, in each of its panels, a cache line at a time */
             for (int64_t q = 0; q < pf_panels; ++q)
                 for (int f = 0; f < PW; f += LINE_ELEMENTS)
-                    __builtin_prefetch(pf + q * panel + k * PW + f, 0, 1);
+                    __builtin_prefetch(pf + q * panel + k * PW + f, 0, 3);
             ISA_TILE_STEP(k);
         }
     } else if (stream) {
