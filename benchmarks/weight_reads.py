@@ -6,9 +6,10 @@ At batch 64 and 256 with a tenth of the benchmark layer's blocks on per example,
 with every block on, some example has each block on, so the forward streams all 32 MiB of the
 layer's panels. `read_ms` is the time to read those same panels, on the engine's threads, each a
 contiguous share, as its products stream them, doing nothing else (`NativeKernels.read_through`):
-the floor under such a forward on this machine. Beside them, in the same run, the fastest dense
-implementation of the layer (onnxruntime's dense graph and numpy's OpenBLAS, timed as
-`benchmarks.skip` times them), which gives:
+the floor under such a forward on this machine; `read_one_thread_ms` the same read on one thread,
+which tells a limit of each core's reads from one of the cache or memory they share. Beside
+them, in the same run, the fastest dense implementation of the layer (onnxruntime's dense
+graph and numpy's OpenBLAS, timed as `benchmarks.skip` times them), which gives:
 
 - `forward_over_read`: how far above the floor the forward runs;
 - `ceiling_vs_best`: the speed-up over the fastest dense of a forward that only read its
@@ -57,11 +58,13 @@ def rows(warmup: int, repeats: int, seed: int, targets: dict[float, float],
         panels = skip.weight_panels()
         x_numpy = x.numpy()
 
-        def read() -> None:
+        def read(threads: int) -> None:
             for array in panels:  # noqa: B023 (timed at once)
-                skip.native.read_through(array, skip.threads)  # noqa: B023
+                skip.native.read_through(array, threads)  # noqa: B023
 
-        times = median_ms({"forward": lambda: skip(x), "read": read},  # noqa: B023
+        times = median_ms({"forward": lambda: skip(x),  # noqa: B023
+                           "read": lambda: read(skip.threads),  # noqa: B023
+                           "read_one_thread": lambda: read(1)},
                           warmup=warmup, repeats=repeats)
         with threadpool_limits(threads, user_api="blas"):
             openblas = median_ms({"dense": lambda: numpy_dense(x_numpy)},  # noqa: B023
@@ -78,6 +81,8 @@ def rows(warmup: int, repeats: int, seed: int, targets: dict[float, float],
             "threads": threads, "weights_bytes": read_bytes,
             "forward_ms": times["forward"], "read_ms": times["read"],
             "read_gb_per_s": read_bytes / times["read"] / 1e6,
+            "read_one_thread_ms": times["read_one_thread"],
+            "read_one_thread_gb_per_s": read_bytes / times["read_one_thread"] / 1e6,
             "forward_gb_per_s": read_bytes / times["forward"] / 1e6,
             "forward_over_read": times["forward"] / times["read"],
             "dense_openblas_ms": openblas, "dense_onnxruntime_ms": onnx,

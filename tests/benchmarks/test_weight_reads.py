@@ -20,5 +20,6 @@ def test_benchmark_writes_a_row_per_cell_with_its_floor_and_ceiling(tmp_path):
         assert r["best_dense_ms"] == min(
             ms for ms in (r["dense_openblas_ms"], r["dense_onnxruntime_ms"]) if ms is not None)
         assert r["forward_over_read"] == r["forward_ms"] / r["read_ms"]
+        assert r["read_one_thread_gb_per_s"] == r["weights_bytes"] / r["read_one_thread_ms"] / 1e6
         assert r["ceiling_vs_best"] == r["best_dense_ms"] / r["read_ms"]
         assert r["needed_ms"] == r["best_dense_ms"] / {1.0: 0.9, 0.1: 5.0}[r["density"]]
