@@ -32,7 +32,6 @@ import time
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
 from models.block_weights import precision_of, round_main_weights
 from models.compute import dense_macs
@@ -48,7 +47,12 @@ from .cases import (
     set_density,
     whole_model,
 )
-from .dense_baselines import blas_in_fresh_process, fastest, onnxruntime_dense
+from .dense_baselines import (
+    blas_in_fresh_process,
+    fastest,
+    onnxruntime_dense,
+    openblas_and_onnxruntime_ms,
+)
 from .timing import median_ms
 
 CPU_BATCHES = (1, 8, 64, 256)
@@ -124,14 +128,9 @@ def _add_dense_baselines(model, rows: list[dict], batches, threads: int, warmup:
     for batch in batches:
         x = np.random.default_rng(seed + batch).standard_normal(
             (batch, model.config.input_size), dtype=np.float32)
-        # At torch's thread count: the engine leaves OpenBLAS single-threaded.
-        with threadpool_limits(threads, user_api="blas"):
-            openblas = median_ms({"dense": lambda: numpy_dense(x)},  # noqa: B023
-                                 warmup=warmup, repeats=repeats, rounds=1)["dense"]
-        time.sleep(0.25)  # let those threads park
-        onnx = None if ort_dense is None else median_ms(
-            {"dense": lambda: ort_dense(x)}, warmup=warmup, repeats=repeats,  # noqa: B023
-            rounds=1)["dense"]
+        openblas, onnx = openblas_and_onnxruntime_ms(numpy_dense, ort_dense, x,
+                                                     threads=threads, warmup=warmup,
+                                                     repeats=repeats)
         torch_bfloat16 = None
         if bfloat16_dense is not None:
             x_tensor = torch.from_numpy(x)

@@ -17,12 +17,15 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import dense_numpy
+from .timing import median_ms
 
 BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +59,23 @@ def onnxruntime_dense(model, threads: int) -> Callable[[np.ndarray], object] | N
         return None
     session = ort_session(export_dense_onnx(model), threads=threads)
     return lambda x: session.run(None, {"x": x})
+
+
+def openblas_and_onnxruntime_ms(numpy_dense: Callable[[np.ndarray], object],
+                                ort_dense: Callable[[np.ndarray], object] | None,
+                                x: np.ndarray, *, threads: int, warmup: int, repeats: int
+                                ) -> tuple[float, float | None]:
+    """Median ms of the dense network on x through numpy's OpenBLAS in this process (at
+    `threads`: the engine leaves OpenBLAS single-threaded) and through onnxruntime's dense graph
+    (None where it is absent), one after the other: OpenBLAS's worker threads keep spinning
+    for ~0.1 s after its multi-threaded products and would slow whatever ran beside them."""
+    with threadpool_limits(threads, user_api="blas"):
+        openblas = median_ms({"dense": lambda: numpy_dense(x)}, warmup=warmup,
+                             repeats=repeats, rounds=1)["dense"]
+    time.sleep(0.25)  # let those threads park
+    onnx = None if ort_dense is None else median_ms(
+        {"dense": lambda: ort_dense(x)}, warmup=warmup, repeats=repeats, rounds=1)["dense"]
+    return openblas, onnx
 
 
 def fastest(candidates: dict[str, float | None]) -> tuple[str, float]:

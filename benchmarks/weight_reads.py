@@ -23,16 +23,13 @@ calls. Prints a table and writes the rows as JSON.
 
 from __future__ import annotations
 
-import time
-
 import torch
-from threadpoolctl import threadpool_limits
 
 from models.skip.cpu import SkipNetwork
 
 from . import dense_numpy
 from .cases import batch_input, layer_model, set_density
-from .dense_baselines import fastest, onnxruntime_dense
+from .dense_baselines import fastest, onnxruntime_dense, openblas_and_onnxruntime_ms
 from .run_record import timing_parser, write_rows_if_asked
 from .timing import median_ms
 
@@ -66,13 +63,9 @@ def rows(warmup: int, repeats: int, seed: int, targets: dict[float, float],
                            "read": lambda: read(skip.threads),  # noqa: B023
                            "read_one_thread": lambda: read(1)},
                           warmup=warmup, repeats=repeats)
-        with threadpool_limits(threads, user_api="blas"):
-            openblas = median_ms({"dense": lambda: numpy_dense(x_numpy)},  # noqa: B023
-                                 warmup=warmup, repeats=repeats, rounds=1)["dense"]
-        time.sleep(0.25)  # let OpenBLAS's threads park
-        onnx = None if ort_dense is None else median_ms(
-            {"dense": lambda: ort_dense(x_numpy)}, warmup=warmup,  # noqa: B023
-            repeats=repeats, rounds=1)["dense"]
+        openblas, onnx = openblas_and_onnxruntime_ms(numpy_dense, ort_dense, x_numpy,
+                                                     threads=threads, warmup=warmup,
+                                                     repeats=repeats)
         best, best_ms = fastest({"openblas": openblas, "onnxruntime": onnx})
         read_bytes = sum(array.nbytes for array in panels)
         target = targets.get(density)

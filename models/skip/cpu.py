@@ -465,7 +465,7 @@ class SkipNetwork:
             # there; the dense route or the Python path below then runs the batch.
             ran = self._batch.run(x, stop_all_on=dense is not False)
             if ran is not None:
-                self._all_on_runs.pop(size, None)
+                self._count_all_on(size, False)
                 return _output(*ran, as_torch)
             if dense:
                 out = self._all_on(x, as_torch)
@@ -475,10 +475,7 @@ class SkipNetwork:
             return self._layers(x, as_torch, _AllOn(dense=False))
         all_on = _AllOn(dense=bool(dense))
         out = self._layers(x, as_torch, all_on)
-        if all_on.seen:
-            self._all_on_runs[size] = self._all_on_runs.get(size, 0) + 1
-        else:
-            self._all_on_runs.pop(size, None)
+        self._count_all_on(size, all_on.seen)
         if dense is None and all_on.seen:
             self._dense_when_all_on[size] = self._dense_pays(x, as_torch)
         return out
@@ -488,13 +485,17 @@ class SkipNetwork:
         """The batch as one onnxruntime run of the dense network (`AllOnGraph`) where every
         gate of every layer is on, else None (and the next batch of its size range is not
         taken to be all on). `steady`: the last batches of its size range were all on too."""
-        size = x.shape[0].bit_length()
         out = self._all_on_graph_output(x, as_torch, steady)
-        if out is None:
-            self._all_on_runs.pop(size, None)
-        else:
-            self._all_on_runs[size] = self._all_on_runs.get(size, 0) + 1
+        self._count_all_on(x.shape[0].bit_length(), out is not None)
         return out
+
+    def _count_all_on(self, size: int, all_on: bool) -> None:
+        """Record whether the last batch of size range `size` had a layer with every gate on
+        (`_all_on_runs`: the length of the run of such batches, or absent)."""
+        if all_on:
+            self._all_on_runs[size] = self._all_on_runs.get(size, 0) + 1
+        else:
+            self._all_on_runs.pop(size, None)
 
     def _all_on_graph_output(self, x: np.ndarray, as_torch: bool, steady: bool = False
                              ) -> SkipOutput | None:

@@ -82,11 +82,6 @@ ISA(tile)(const float *const *in, int64_t K, const WT *__restrict w, int64_t pan
         }
 }
 
-/* One row group (r <= RM rows) across `columns` columns (a multiple of 64): strips of
- * V_FOR(r) vectors, each one or more whole panels. w: the panel of the first column.
- * Prefetching: with `pf`, the first strip prefetches the caller's next tile (all `columns`
- * wide, see tiles_from_blocks); with `stream`, every strip prefetches ahead in its own run
- * (see tile). */
 /* The tile for each row count as a function of its own, never inlined into group: inlined,
  * group's pointers (the output rows' among them) stayed live across the tile's loop, and the
  * compiler, out of general registers, kept the input rows' pointers in vector registers and
@@ -109,6 +104,12 @@ ISA_TILE_FOR(7)
 ISA_TILE_FOR(8)
 #endif
 #undef ISA_TILE_FOR
+
+/* One row group (r <= RM rows) across `columns` columns (a multiple of 64): strips of
+ * V_FOR(r) vectors, each one or more whole panels. w: the panel of the first column.
+ * Prefetching: with `pf`, the first strip prefetches the caller's next tile (all `columns`
+ * wide, see tiles_from_blocks); with `stream`, every strip prefetches ahead in its own run
+ * (see tile). */
 #define ISA_STRIPS(R)                                                                         \
     do {                                                                                      \
         float *o_[RMAX];                                                                      \
