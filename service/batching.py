@@ -16,10 +16,12 @@ thread and its result back costs more than the forward (each hand-off wakes a sl
 slow on a virtual machine's idle vCPU), and with nothing queued there is no other request for
 the loop to read meanwhile. Under load requests queue, batches form and run on the thread.
 Where the server has no other request in progress (`alone`: none read, queued or answering),
-the model is idle and there is no delay to wait for company, such a forward runs within
-`submit` itself, without the queue and the two hops through the worker task. Requests that
-arrive together are all in progress at once (the server counts a request from its headers), so
-they still queue and share a batch.
+the model is idle and there is no delay to wait for company, a forward of at most
+`alone_max_examples` examples (of any size: with nothing else in progress the loop has nothing
+to read meanwhile) runs within `submit` itself, without the queue, the worker task and the
+hand-off to the thread and back (about 0.15 ms of a batch of 32 examples' 1.4 ms forward on the
+project's 2-core machine). Requests that arrive together are all in progress at once (the
+server counts a request from its headers), so they still queue and share a batch.
 
 The queue is bounded in examples, not requests: a request that would take it past
 `max_queue_examples` is refused at once (`QueueFull`, a 503 with Retry-After), so an overloaded
@@ -68,10 +70,12 @@ class Batcher:
     def __init__(self, infer: Callable[[np.ndarray], BatchResult], *, max_batch_size: int,
                  max_delay_s: float, max_queue_examples: int,
                  on_batch: Callable[[int], None] | None = None,
-                 inline_max_examples: int = 0) -> None:
+                 inline_max_examples: int = 0, alone_max_examples: int | None = None) -> None:
+        """`alone_max_examples`: None takes `inline_max_examples`."""
         self._infer = infer
         self.max_batch_size = max_batch_size
         self.inline_max_examples = inline_max_examples
+        self.alone_max_examples = max(inline_max_examples, alone_max_examples or 0)
         self.max_delay_s = max_delay_s
         self.max_queue_examples = max_queue_examples
         self._on_batch = on_batch
@@ -97,7 +101,7 @@ class Batcher:
         if self._queued_examples + rows > self.max_queue_examples:
             raise QueueFull(f"{self._queued_examples} examples are already waiting for this "
                             f"model (limit {self.max_queue_examples})")
-        if (alone and self._idle and self._queue.empty() and rows <= self.inline_max_examples
+        if (alone and self._idle and self._queue.empty() and rows <= self.alone_max_examples
                 and self.max_delay_s == 0.0):
             return self._run_now(inputs)
         pending = _Pending(inputs, time.perf_counter(),

@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
                         "batches form from what queues during a forward)")
     p.add_argument("--inline-forward-examples", type=int,
                    help=fields["inline_forward_examples"].description + " (default 1)")
+    p.add_argument("--alone-forward-examples", type=int,
+                   help=fields["alone_forward_examples"].description + " (default 64)")
     p.add_argument("--max-queue-examples", type=int,
                    help="examples waiting per model before 503 (default 4096)")
     p.add_argument("--max-body-bytes", type=int, help="request body limit (default 8 MiB)")

@@ -51,7 +51,7 @@ def readiness(request: Request, name: str, version: str | None) -> dict[str, obj
     return {"name": name, "version": engine.version, "ready": True}
 
 
-def _alone(request: Request) -> bool:
+def alone(request: Request) -> bool:
     """Whether the server has no other request in progress; False where it cannot tell (a
     server other than `sparsegate-serve`'s protocol, such as a test client)."""
     in_progress = request.scope.get(REQUESTS_IN_PROGRESS)
@@ -65,7 +65,7 @@ async def run(request: Request, loaded: LoadedVersion, x: np.ndarray, api: str,
     settings = request.app.state.settings
     name = loaded.engine.name
     try:
-        result, timings = await loaded.batcher.submit(x, alone=_alone(request))
+        result, timings = await loaded.batcher.submit(x, alone=alone(request))
     except QueueFull as error:
         raise unavailable(f"model {name!r} is overloaded: {error}; retry after "
                           f"{settings.retry_after_s} s", settings.retry_after_s) from None

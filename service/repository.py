@@ -172,7 +172,8 @@ class ModelRepository:
                                            if settings.batching else 0.0),
                               max_queue_examples=settings.max_queue_examples,
                               on_batch=self.metrics.batch_observer(name),
-                              inline_max_examples=settings.inline_forward_examples)
+                              inline_max_examples=settings.inline_forward_examples,
+                              alone_max_examples=settings.alone_forward_examples)
             old = self._models.setdefault(name, {}).get(version)
             self._models[name][version] = LoadedVersion(engine, batcher)
             if old is not None:

@@ -19,9 +19,9 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from .gate_map import active_block_indices
-from .inference import Served, expect_forward, find_engine, readiness, run
+from .inference import Served, alone, expect_forward, find_engine, readiness, run
 from .json_budget import JsonValueCounter, budget_reason, input_budget
-from .off_loop import INLINE_EXAMPLES, cheap_to_decode, run_off_loop
+from .off_loop import cheap_to_decode, cheap_to_encode, run_off_loop
 from .openapi import json_body
 from .repository import ModelRepository
 from .schemas import (
@@ -87,9 +87,10 @@ async def _predict(request: Request, name: str, version: str | None, gates: bool
                           settings.max_receiving_body_bytes, settings.retry_after_s)
     expect_forward(loaded)
     x = await run_off_loop(decode_predict, raw, input_size, max_rows,
-                           inline=cheap_to_decode(counter.values, len(raw)))
+                           inline=cheap_to_decode(counter.values, len(raw), alone(request)))
     served = await run(request, loaded, x, "v1", started)
-    return await run_off_loop(_response, served, gates, inline=len(x) <= INLINE_EXAMPLES)
+    return await run_off_loop(_response, served, gates,
+                              inline=cheap_to_encode(len(x), alone(request)))
 
 
 def _response(served: Served, gates: bool) -> Response:

@@ -22,9 +22,9 @@ from fastapi.responses import JSONResponse
 
 from .engine import ModelEngine
 from .errors import bad_request
-from .inference import Served, expect_forward, find_engine, readiness, run
+from .inference import Served, alone, expect_forward, find_engine, readiness, run
 from .json_budget import JsonValueCounter, budget_reason, input_budget
-from .off_loop import INLINE_EXAMPLES, cheap_to_decode, run_off_loop
+from .off_loop import cheap_to_decode, cheap_to_encode, run_off_loop
 from .openapi import json_body
 from .repository import ModelRepository
 from .schemas import (
@@ -166,12 +166,13 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
                            settings.max_receiving_body_bytes, settings.retry_after_s)
     expect_forward(loaded)
     payload, x = await run_off_loop(decode_infer, body, json_bytes, input_size, max_rows,
-                                    inline=cheap_to_decode(counter.values, len(body)))
+                                    inline=cheap_to_decode(counter.values, len(body),
+                                                           alone(request)))
     _check_named_model(payload, loaded.engine)
     wanted = _wanted_outputs(payload)
     served = await run(request, loaded, x, "v2", started)
     return await run_off_loop(_response, payload, served, wanted,
-                              inline=len(x) <= INLINE_EXAMPLES)
+                              inline=cheap_to_encode(len(x), alone(request)))
 
 
 def _check_named_model(payload: InferenceRequest, engine: ModelEngine) -> None:

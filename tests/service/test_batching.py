@@ -226,6 +226,32 @@ def test_a_lone_small_request_on_an_idle_model_runs_within_its_own_submit():
     assert batched == [1, 2, 3, 1]
 
 
+@pytest.mark.parametrize("alone_max", [None, 0, 4])
+def test_a_lone_request_runs_within_its_submit_up_to_alone_max_examples(alone_max):
+    """Alone on the server, a request of up to `alone_max_examples` (at least
+    `inline_max_examples`) runs in the caller's task; a bigger one through the worker's
+    thread; the same sizes not known to be alone go through the worker however small."""
+    tasks: list = []
+
+    async def main():
+        batcher = Batcher(tasks_of(tasks), max_batch_size=8, max_delay_s=0.0,
+                          max_queue_examples=100, inline_max_examples=1,
+                          alone_max_examples=alone_max)
+        await asyncio.sleep(0)
+        for size in (1, 2, 4, 5):
+            result, timings = await batcher.submit(rows(size, size), alone=True)
+            np.testing.assert_array_equal(result.logits, rows(size, size))
+            assert timings.queue_ms == 0.0 or size > max(1, alone_max or 0)
+        await batcher.submit(rows(0, 2))
+        await batcher.close()
+        return asyncio.current_task()
+
+    caller = asyncio.run(main())
+    limit = max(1, alone_max or 0)
+    assert [task is caller for task in tasks[:4]] == [size <= limit for size in (1, 2, 4, 5)]
+    assert tasks[4] is not caller
+
+
 def test_requests_not_alone_share_a_batch():
     calls: list[int] = []
 

@@ -81,20 +81,38 @@ def test_concurrent_http_requests_are_batched_and_answered_correctly(repository)
         server.stop()
 
 
+def infer_body(examples: int) -> dict:
+    return {"inputs": [{"name": "input", "shape": [examples, INPUT_SIZE], "datatype": "FP32",
+                        "data": [v for row in inputs(examples) for v in row]}]}
+
+
 def test_a_lone_request_runs_at_once_and_requests_together_still_batch(server):
     """With no other request in progress the forward runs within the request (no time in a
-    queue); requests in progress together still queue and share forwards."""
-    body = {"inputs": [{"name": "input", "shape": [1, INPUT_SIZE], "datatype": "FP32",
-                        "data": inputs(1)[0]}]}
+    queue), up to --alone-forward-examples (64 by default); requests in progress together still
+    queue and share forwards."""
+    body = infer_body(1)
     with httpx.Client(base_url=server.url, timeout=30) as client:
-        for _ in range(3):
-            parameters = client.post("/v2/models/tiny/infer", json=body).json()["parameters"]
-            assert parameters["queue_ms"] == 0.0 and parameters["batch_size"] == 1
+        for examples in (1, 1, 1, 8, 64):
+            parameters = client.post("/v2/models/tiny/infer",
+                                     json=infer_body(examples)).json()["parameters"]
+            assert parameters["queue_ms"] == 0.0 and parameters["batch_size"] == examples
         with ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(lambda _: client.post("/v2/models/tiny/infer", json=body),
                                     range(96)))
     assert all(a.status_code == 200 for a in answers)
     assert max(a.json()["parameters"]["batch_size"] for a in answers) > 1
+
+
+def test_past_alone_forward_examples_a_lone_request_goes_through_the_queue(repository):
+    server = Server(repository, "--alone-forward-examples", "4")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            waited = {examples: client.post("/v2/models/tiny/infer", json=infer_body(
+                examples)).json()["parameters"]["queue_ms"] for examples in (1, 4, 5, 16)}
+    finally:
+        server.stop()
+    assert waited[1] == waited[4] == 0.0
+    assert waited[5] > 0.0 and waited[16] > 0.0
 
 
 def test_a_full_queue_answers_503_with_retry_after(repository):
