@@ -9,7 +9,8 @@ contiguous share, as its products stream them, doing nothing else (`NativeKernel
 the floor under such a forward on this machine; `read_one_thread_ms` the same read on one thread,
 which tells a limit of each core's reads from one of the cache or memory they share. Beside
 them, in the same run, the fastest dense implementation of the layer (onnxruntime's dense
-graph and numpy's OpenBLAS, timed as `benchmarks.skip` times them), which gives:
+graph and numpy's OpenBLAS, timed as `benchmarks.skip` times them). The forward is
+`SkipNetwork.forward_numpy`, numpy arrays in and out as those two take and give. Which gives:
 
 - `forward_over_read`: how far above the floor the forward runs;
 - `ceiling_vs_best`: the speed-up over the fastest dense of a forward that only read its
@@ -59,7 +60,7 @@ def rows(warmup: int, repeats: int, seed: int, targets: dict[float, float],
             for array in panels:  # noqa: B023 (timed at once)
                 skip.native.read_through(array, threads)  # noqa: B023
 
-        times = median_ms({"forward": lambda: skip(x),  # noqa: B023
+        times = median_ms({"forward": lambda: skip.forward_numpy(x_numpy),  # noqa: B023
                            "read": lambda: read(skip.threads),  # noqa: B023
                            "read_one_thread": lambda: read(1)},
                           warmup=warmup, repeats=repeats)
