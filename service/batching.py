@@ -19,9 +19,9 @@ Where the server has no other request in progress (`alone`: none read, queued or
 the model is idle and there is no delay to wait for company, a forward of at most
 `alone_max_examples` examples (of any size: with nothing else in progress the loop has nothing
 to read meanwhile) runs within `submit` itself, without the queue, the worker task and the
-hand-off to the thread and back (about 0.15 ms of a batch of 32 examples' 1.4 ms forward on the
-project's 2-core machine). Requests that arrive together are all in progress at once (the
-server counts a request from its headers), so they still queue and share a batch.
+hand-off to the thread and back (`docs/history/alone-on-the-loop/`). Requests that arrive
+together are all in progress at once (the server counts a request from its headers), so they
+still queue and share a batch.
 
 The queue is bounded in examples, not requests: a request that would take it past
 `max_queue_examples` is refused at once (`QueueFull`, a 503 with Retry-After), so an overloaded

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
         "read, queued or answering) with at most this many examples runs its forward on the "
         "event loop's thread, at any model size: with nothing else in progress the loop has "
         "nothing to do meanwhile, and the hand-off to the forward thread and back costs "
-        "about 0.15 ms (0: only as --inline-forward-examples allows)")
+        "more than a tenth of a millisecond (0: only as --inline-forward-examples allows)")
     # Examples waiting per model version beyond which requests are refused with 503.
     max_queue_examples: int = Field(4096, ge=1)
     retry_after_s: int = Field(1, ge=1, description="Retry-After on a 503")
