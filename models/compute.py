@@ -2,12 +2,15 @@
 
 Counted from the shapes that run, per example:
 - dense reference: the same network with every block on and no gater;
-- executed: every gater in full (reading all of its input units); each gated layer's main path
-  for the blocks it computed (the active ones, or all of them where the engine routed the
-  example dense at that layer); and every layer after a gated layer, gated or not, reading
-  only the units of the blocks that layer computed (an inactive block's units are zero and
-  their weight rows are not read). An engine whose gated layers read the whole output of a
-  gated layer before them (the Triton path) says so with `gated_reads_all_inputs`.
+- executed: every gater, reading all of its input units; each gated layer's main path for the
+  blocks it computed (the active ones, or all of them where the engine routed the example
+  dense at that layer); and every layer after a gated layer, gated or not, reading only the
+  units of the blocks that layer computed (an inactive block's units are zero and their weight
+  rows are not read). An engine whose gated layers read the whole output of a gated layer
+  before them (the Triton path) says so with `gated_reads_all_inputs`; one whose gaters after
+  a gated layer read only the units of the blocks computed there, as its main path does (the
+  CPU engine's lone example in C), says so with `gaters_read_all_inputs=False`, and its
+  reports count those gaters' first products over those units.
 Bias additions and element-wise activations are not counted: they are not multiply-adds and are
 negligible next to the matrix products.
 
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
-from .gated_config import GatedNetworkConfig
+from .gated_config import GatedLayerConfig, GatedNetworkConfig
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -64,14 +67,20 @@ def dense_macs(config: GatedNetworkConfig) -> int:
 
 
 def gater_macs(config: GatedNetworkConfig) -> int:
-    """Multiply-adds of all gaters; they always run in full (they decide what else runs)."""
+    """Multiply-adds of all gaters reading every input unit (they always run: they decide what
+    else runs)."""
     total, width = 0, config.input_size
     for layer in config.layers:
         if layer.gated:
-            hidden = layer.gater_hidden
-            total += width * hidden + hidden * layer.blocks if hidden else width * layer.blocks
+            total += _one_gater(layer, width)
         width = layer.width
     return total
+
+
+def _one_gater(layer: GatedLayerConfig, inputs: int | np.ndarray) -> int | np.ndarray:
+    """A gater's multiply-adds reading `inputs` units (an int, or (B,) per example)."""
+    hidden = layer.gater_hidden
+    return inputs * hidden + hidden * layer.blocks if hidden else inputs * layer.blocks
 
 
 def _int64(counts: Any) -> np.ndarray:
@@ -83,22 +92,34 @@ def _int64(counts: Any) -> np.ndarray:
 
 def executed_macs(config: GatedNetworkConfig, active_blocks: Tensor | np.ndarray,
                   computed_blocks: Tensor | np.ndarray | None = None, *,
-                  gated_reads_all_inputs: bool = False) -> np.ndarray:
+                  gated_reads_all_inputs: bool = False,
+                  gaters_read_all_inputs: bool = True) -> np.ndarray:
     """Per-example multiply-adds, (B,) int64, given the blocks each example computed per gated
     layer (B, G); `computed_blocks` defaults to `active_blocks` (every block computed is on).
     `gated_reads_all_inputs`: a gated layer after a gated layer reads all of its input units
-    rather than those of the blocks computed."""
+    rather than those of the blocks computed; `gaters_read_all_inputs` False: its gater reads
+    only those of the blocks computed."""
+    return _executed(config, active_blocks, computed_blocks, gated_reads_all_inputs,
+                     gaters_read_all_inputs)[0]
+
+
+def _executed(config: GatedNetworkConfig, active_blocks, computed_blocks,
+              gated_reads_all_inputs: bool, gaters_read_all_inputs: bool
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(executed multiply-adds, of which the gaters'), both (B,) int64."""
     computed = _int64(active_blocks if computed_blocks is None else computed_blocks)
     gated = [layer for layer in config.layers if layer.gated]
     if computed.ndim != 2 or computed.shape[1] != len(gated):
         raise ValueError(f"blocks per example must be (B, {len(gated)}), got "
                          f"{tuple(computed.shape)}")
-    total = np.full(computed.shape[:1], gater_macs(config), dtype=np.int64)
+    total = np.zeros(computed.shape[:1], dtype=np.int64)
+    gaters = np.zeros_like(total)
     width = config.input_size  # units the previous layer outputs
     reads = np.full_like(total, width)  # of those, units a dense layer reads, (B,)
     g = 0
     for layer in config.layers:
         if layer.gated:
+            gaters += _one_gater(layer, width if gaters_read_all_inputs else reads)
             units = computed[:, g] * layer.block_size  # (B,) units computed
             total += (width if gated_reads_all_inputs else reads) * units
             reads = units
@@ -107,7 +128,7 @@ def executed_macs(config: GatedNetworkConfig, active_blocks: Tensor | np.ndarray
             total += reads * layer.width
             reads = np.full_like(total, layer.width)
         width = layer.width
-    return total + reads * config.num_classes
+    return total + gaters + reads * config.num_classes, gaters
 
 
 class ComputeReports(Sequence[ComputeReport]):
@@ -115,21 +136,23 @@ class ComputeReports(Sequence[ComputeReport]):
     out in a few numpy calls however large the batch, so a thousand-example request costs no
     thousand Python objects. Indexing one example gives its `ComputeReport`.
 
-    executed_macs (B,) int64; active_blocks, computed_blocks (B, G) int64; the dense and gater
-    multiply-adds and the blocks per gated layer are the network's, the same for every
-    example."""
+    executed_macs, gater_macs (B,) int64 (the gaters' share of the executed ones: all of every
+    gater, or fewer where gaters read only the blocks computed before them); active_blocks,
+    computed_blocks (B, G) int64; the dense multiply-adds and the blocks per gated layer are the
+    network's, the same for every example. `gater_macs` may be given as one number for all."""
 
-    def __init__(self, dense_macs: int, gater_macs: int, blocks: tuple[int, ...],
+    def __init__(self, dense_macs: int, gater_macs: int | np.ndarray, blocks: tuple[int, ...],
                  executed_macs: np.ndarray, active_blocks: np.ndarray,
                  computed_blocks: np.ndarray) -> None:
         rows = executed_macs.shape[0]
         shape = (rows, len(blocks))
+        gater_macs = np.broadcast_to(np.asarray(gater_macs, dtype=np.int64), (rows,))
         if (executed_macs.ndim != 1 or active_blocks.shape != shape
                 or computed_blocks.shape != shape):
             raise ValueError(f"reports of {rows} examples and {len(blocks)} gated layers need "
                              f"(B,) and (B, G) counts, got {executed_macs.shape}, "
                              f"{active_blocks.shape}, {computed_blocks.shape}")
-        self.dense_macs, self.gater_macs, self.blocks = int(dense_macs), int(gater_macs), blocks
+        self.dense_macs, self.gater_macs, self.blocks = int(dense_macs), gater_macs, blocks
         self.executed_macs = executed_macs.astype(np.int64, copy=False)
         self.active_blocks = active_blocks.astype(np.int64, copy=False)
         self.computed_blocks = computed_blocks.astype(np.int64, copy=False)
@@ -141,8 +164,8 @@ class ComputeReports(Sequence[ComputeReport]):
             raise ValueError("no reports")
         first = reports[0]
         shape = (len(reports), len(first.blocks))
-        return cls(first.dense_macs, first.gater_macs, first.blocks,
-                   np.array([r.executed_macs for r in reports], dtype=np.int64),
+        return cls(first.dense_macs, np.array([r.gater_macs for r in reports], dtype=np.int64),
+                   first.blocks, np.array([r.executed_macs for r in reports], dtype=np.int64),
                    np.array([r.active_blocks for r in reports], dtype=np.int64).reshape(shape),
                    np.array([r.computed_blocks for r in reports],
                             dtype=np.int64).reshape(shape))
@@ -157,10 +180,11 @@ class ComputeReports(Sequence[ComputeReport]):
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return ComputeReports(self.dense_macs, self.gater_macs, self.blocks,
+            return ComputeReports(self.dense_macs, self.gater_macs[index], self.blocks,
                                   self.executed_macs[index], self.active_blocks[index],
                                   self.computed_blocks[index])
-        return ComputeReport(self.dense_macs, int(self.executed_macs[index]), self.gater_macs,
+        return ComputeReport(self.dense_macs, int(self.executed_macs[index]),
+                             int(self.gater_macs[index]),
                              tuple(self.active_blocks[index].tolist()), self.blocks,
                              tuple(self.computed_blocks[index].tolist()))
 
@@ -191,28 +215,30 @@ class ComputeReports(Sequence[ComputeReport]):
     def as_dicts(self) -> list[dict[str, object]]:
         """Each example's `ComputeReport.as_dict()`, equal to it value for value."""
         blocks = list(self.blocks)
-        dense, gater = self.dense_macs, self.gater_macs
+        dense = self.dense_macs
         return [{"dense_macs": dense, "executed_macs": e, "gater_macs": gater,
                  "saved_fraction": s, "active_blocks": a, "blocks": blocks.copy(),
                  "computed_blocks": c}
-                for e, s, a, c in zip(self.executed_macs.tolist(),
-                                      self.saved_fractions().tolist(),
-                                      self.active_blocks.tolist(),
-                                      self.computed_blocks.tolist(), strict=True)]
+                for e, gater, s, a, c in zip(self.executed_macs.tolist(),
+                                             self.gater_macs.tolist(),
+                                             self.saved_fractions().tolist(),
+                                             self.active_blocks.tolist(),
+                                             self.computed_blocks.tolist(), strict=True)]
 
 
 def compute_reports(config: GatedNetworkConfig, active_blocks: Tensor | np.ndarray,
                     computed_blocks: Tensor | np.ndarray | None = None, *,
-                    gated_reads_all_inputs: bool = False) -> ComputeReports:
+                    gated_reads_all_inputs: bool = False,
+                    gaters_read_all_inputs: bool = True) -> ComputeReports:
     """The reports of a batch from active blocks per gated layer (B, G) and the blocks
     computed (default: the active ones); see `executed_macs`."""
     active_blocks = _int64(active_blocks)
     computed_blocks = active_blocks if computed_blocks is None else _int64(computed_blocks)
-    executed = executed_macs(config, active_blocks, computed_blocks,
-                             gated_reads_all_inputs=gated_reads_all_inputs)
+    executed, gaters = _executed(config, active_blocks, computed_blocks, gated_reads_all_inputs,
+                                 gaters_read_all_inputs)
     blocks = tuple(layer.blocks for layer in config.layers if layer.gated)
-    return ComputeReports(dense_macs(config), gater_macs(config), blocks, executed,
-                          active_blocks, computed_blocks)
+    return ComputeReports(dense_macs(config), gaters, blocks, executed, active_blocks,
+                          computed_blocks)
 
 
 def active_blocks_of(gates: list[Tensor]) -> Tensor:

@@ -214,7 +214,10 @@ class ModelCard(BaseModel):
                                            "weights in, float32 or bfloat16 (the torch "
                                            "backend's kernels read them in it)")
     dense_macs: int = Field(description="multiply-adds of the network run densely")
-    gater_macs: int = Field(description="multiply-adds of all gaters, run for every example")
+    gater_macs: int = Field(description="multiply-adds of all gaters reading every input "
+                                        "unit, run for every example (a gater after a gated "
+                                        "layer may read only the blocks computed there: each "
+                                        "compute report counts what its gaters ran)")
     expected_saved_fraction: float | None
     data: TrainingData | None = Field(description="what it was trained on")
     training_command: str | None = Field(description="the command that trained it")

@@ -146,11 +146,12 @@ class _AllOn:
 def _output(logits: np.ndarray, counts: np.ndarray, gates: list[np.ndarray],
             as_torch: bool) -> SkipOutput:
     """A C forward's results as the engine returns them: counts (2, B, G) are the blocks on,
-    then computed."""
+    then computed. Its gaters after a gated layer read only the blocks computed there."""
     if as_torch:
         return SkipOutput(torch.from_numpy(logits), torch.from_numpy(counts[0]),
-                          torch.from_numpy(counts[1]), [torch.from_numpy(g) for g in gates])
-    return SkipOutput(logits, counts[0], counts[1], gates)
+                          torch.from_numpy(counts[1]), [torch.from_numpy(g) for g in gates],
+                          gaters_read_all_inputs=False)
+    return SkipOutput(logits, counts[0], counts[1], gates, gaters_read_all_inputs=False)
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -410,6 +411,13 @@ class SkipNetwork:
         """A gated layer after a gated layer reads, per example, only the input blocks that
         example computed."""
         return False
+
+    def gaters_read_all_inputs(self, batch: int) -> bool:
+        """Whether a gater after a gated layer reads all of its input units: not where a batch
+        of this size runs in C (`models.skip.lone_program`, `models.skip.batch_program`), whose
+        gaters read only the blocks computed before them. A batch's C forward may hand a layer
+        with every gate on to the dense route, where there is nothing to skip."""
+        return (self._lone is None) if batch == 1 else (self._batch is None)
 
     def expect_forward(self, within_s: float) -> None:
         """A forward is coming within about `within_s` seconds (a server has read a request's

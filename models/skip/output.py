@@ -32,8 +32,12 @@ class SkipOutput:
     # of the blocks computed: the backend's `reads_all_gated_inputs(batch)`, which every
     # backend has, so the server can also price an example before it runs.
     gated_reads_all_inputs: bool = False
+    # Whether a gater after a gated layer read all of its input units, rather than those of the
+    # blocks computed there (the CPU engine's forwards in C read only those).
+    gaters_read_all_inputs: bool = True
 
     def reports(self, network: GatedNetwork | GatedNetworkConfig) -> ComputeReports:
         config = network if isinstance(network, GatedNetworkConfig) else network.config
         return compute_reports(config, self.active_blocks, self.computed_blocks,
-                               gated_reads_all_inputs=self.gated_reads_all_inputs)
+                               gated_reads_all_inputs=self.gated_reads_all_inputs,
+                               gaters_read_all_inputs=self.gaters_read_all_inputs)

@@ -381,8 +381,9 @@ def test_before_a_gated_layer_examples_with_most_blocks_on_compute_them_all():
     assert most.any() and (~most).any() and (active[most] < 8).any()
     assert computed[most].tolist() == [8] * int(most.sum())
     assert torch.equal(computed[~most], active[~most])
-    assert out.reports(model) == compute_reports(model.config, out.active_blocks,
-                                                 out.computed_blocks)
+    assert out.reports(model) == compute_reports(
+        model.config, out.active_blocks, out.computed_blocks,
+        gaters_read_all_inputs=out.gaters_read_all_inputs)
     torch.testing.assert_close(out.logits, model(x).logits, rtol=1e-4, atol=1e-4)
 
 

@@ -6,9 +6,11 @@ that computed every block and then masked. Here the weights an off block owns ar
 before the engine is built: its rows of the layer's main path (weights and bias) and the columns
 of the next layer's main path or read-out that read its units. NaN times the zero of a masked
 unit is NaN, so one read of a poisoned weight makes the logits NaN, or wrong (a NaN that
-reaches a later gater turns its gates off). The gaters keep their weights: they run in full by
-design (models.compute counts them so). Examples are taken where every gated layer has blocks
-both on and off, so that a read would reach the logits.
+reaches a later gater turns its gates off). The gaters keep their weights there: the numpy path
+and the ONNX graph run them in full (models.compute counts them so). The C forwards' gaters after
+a gated layer read only the units of the blocks computed there, as their main path does; a test
+below poisons those gaters' weights for the off blocks' units too. Examples are taken where
+every gated layer has blocks both on and off, so that a read would reach the logits.
 
 Tolerance against the clean network: 1e-5 absolute and relative on the logits.
 """
@@ -16,11 +18,14 @@ Tolerance against the clean network: 1e-5 absolute and relative on the logits.
 import pytest
 import torch
 
+from models.compute import compute_reports, gater_macs
 from models.gated_network import GatedNetwork
+from models.skip.c_kernels import TILE
 from models.skip.c_kernels import load as load_native
 from models.skip.cpu import SkipNetwork
 from training.calibrate import calibrate_thresholds
 
+from ..tiny_networks import tiny_network
 from .test_skip_inference import LAYOUTS
 from .test_skip_inference import network as untuned_network
 
@@ -57,6 +62,31 @@ def poisoned(model: GatedNetwork, x: torch.Tensor) -> GatedNetwork:
         reading = copy.readout if reader is None else reader.main
         reading.weight[:, units] = float("nan")
     return copy
+
+
+@torch.no_grad()
+def poisoned_gaters(model: GatedNetwork, x: torch.Tensor) -> GatedNetwork:
+    """`poisoned`, and each gater after a gated layer with NaN weights for the units of that
+    layer's blocks that are off for every example of `x`."""
+    out = model(x)
+    copy = poisoned(model, x)
+    off_units = None
+    for layer, trace in zip(copy.layers, _traces_by_layer(copy, out.traces), strict=True):
+        if layer.gater is not None and off_units is not None:
+            first = layer.gater.hidden or layer.gater.out
+            first.weight[:, off_units] = float("nan")
+        if layer.gater is None:
+            off_units = None
+        else:
+            off = (trace.gates != 0).sum(0) == 0
+            off_units = off.repeat_interleave(layer.config.block_size)
+    return copy
+
+
+def _traces_by_layer(model: GatedNetwork, traces):
+    """Each layer's trace, None for a layer without a gater."""
+    traces = iter(traces)
+    return [next(traces) if layer.gater is not None else None for layer in model.layers]
 
 
 def off_blocks(model: GatedNetwork, x: torch.Tensor) -> int:
@@ -100,6 +130,53 @@ def test_a_batch_in_the_c_kernels_never_reads_blocks_off_for_all_of_it(seed):
         got = SkipNetwork(poisoned(model, batch), dense_from=2.0)(batch).logits
         assert torch.isfinite(got).all(), "an off block's weights were read"
         torch.testing.assert_close(got, model(batch).logits, atol=1e-5, rtol=1e-5)
+
+
+# Two gated layers the C kernels run, the second one's gater with a hidden layer as wide as the
+# kernels' panels (its first product in the tiles kernel) or none (two logits, row by row).
+GATERS_AFTER_GATED = {
+    hidden: [{"blocks": 3, "block_size": TILE, "gater_hidden": 5, "activation": "relu"},
+             {"blocks": 2, "block_size": TILE, "gater_hidden": hidden, "activation": "tanh"},
+             {"blocks": TILE, "block_size": 1, "activation": "relu", "gated": False}]
+    for hidden in (TILE, 0)}
+
+
+@pytest.mark.parametrize("hidden", sorted(GATERS_AFTER_GATED))
+@pytest.mark.parametrize("seed", range(3))
+def test_the_c_forwards_gaters_never_read_the_units_of_blocks_off_before_them(hidden, seed):
+    """A gated layer after a gated layer: its gater reads only the units of the blocks the
+    layer before computed, in the lone example's C forward and the batch's, and the reports
+    count those gaters' first products over those units only."""
+    if load_native() is None:
+        pytest.skip("the C kernels did not build here")
+    model = tiny_network(GATERS_AFTER_GATED[hidden], estimator="st", seed=seed)
+    calibrate_thresholds(model, calibration_inputs(seed), 0.4)
+    x = torch.rand(16, 12, generator=torch.Generator().manual_seed(seed))
+    lone = [example for example in x.split(1) if mixed(model, example)][:3]
+    assert lone, "no example with blocks on and off in every layer"
+    for batch in [*lone, x[:3]]:
+        if off_blocks(model, batch) == 0:
+            continue
+        got = SkipNetwork(poisoned_gaters(model, batch), dense_from=2.0)(batch)
+        assert not got.gaters_read_all_inputs
+        assert torch.isfinite(got.logits).all(), "a gater read an off block's units"
+        torch.testing.assert_close(got.logits, model(batch).logits, atol=1e-5, rtol=1e-5)
+        in_full = compute_reports(model.config, got.active_blocks, got.computed_blocks)
+        for report, full in zip(got.reports(model), in_full, strict=True):
+            assert report.gater_macs < full.gater_macs == gater_macs(model.config)
+            assert full.executed_macs - report.executed_macs == (full.gater_macs
+                                                                 - report.gater_macs)
+
+
+def test_the_gater_poison_is_seen_by_the_numpy_path():
+    """The numpy path's gaters read every input unit (and say so): the poisoned gater weights
+    reach its logits, so the test above would catch a C forward that read them too."""
+    model = network("st", 0, "gated-gated")
+    x = next(e for e in torch.rand(100, 12, generator=torch.Generator().manual_seed(0)).split(1)
+             if mixed(model, e))
+    got = SkipNetwork(poisoned_gaters(model, x), dense_from=2.0, native=False)(x)
+    assert got.gaters_read_all_inputs
+    assert not torch.allclose(got.logits, model(x).logits, atol=1e-5, rtol=1e-5)
 
 
 def test_the_poison_is_seen_by_an_engine_that_computes_every_block():

@@ -5,7 +5,8 @@
  * about the cache's bandwidth, and the steps between them in numpy (the gater, the threshold,
  * sorting the pairs by block, bias, activation and gate values, the reports) took as long
  * again. Here every stage runs in C on the same kernels, as the Python engine runs it:
- *   - a gated stage runs its gater over every row (rows of the batch split over the pool), turns
+ *   - a gated stage runs its gater over every row (rows of the batch split over the pool; after
+ *     a gated stage, each row over the units of the blocks its example computed there), turns
  *     on the blocks whose logit is above the threshold, and computes them as (example, block)
  *     pairs sorted by block. Where the next stage is gated too, an example with at least
  *     `widen_from` of the blocks on computes them all (the off ones times their gate, 0), so
@@ -83,9 +84,26 @@ static int batch_gated(const program_stage *st, int64_t B, const float *in,
     uint8_t *whole = reads + lone_align(B * K);
     int64_t *read_count = (int64_t *)(whole + lone_align(B));
 
-    /* The gater, reading every input unit of every row. */
-    batch_rows_times(in, B, D, st->gater_panels, st->gater_first, M, hidden, iota, row_spans,
-                     row_span_count, threads, threads_from);
+    /* The gater: after a gated stage, each row reading only the units of the blocks its
+     * example computed there, as the main path does (the others are zeros); else every input
+     * unit of every row. */
+    if (prev) {
+        const int64_t J = prev->blocks, Sin = D / J;
+        if (st->gater_panels) {
+            int64_t read = 0;
+            for (int64_t b = 0; b < B; ++b) read += prev->read_count[b];
+            grouped_products(set_for(FLOAT32), 2, in, Sin, iota, st->gater_panels, M, row_spans,
+                             row_span_count, hidden,
+                             lone_threads(read * Sin * M, threads, threads_from), prev->reads, J);
+        } else {
+            for (int64_t b = 0; b < B; ++b)
+                lone_row_times_blocks(in + b * D, Sin, prev->reads + b * J, J, st->gater_first,
+                                      M, hidden + b * M);
+        }
+    } else {
+        batch_rows_times(in, B, D, st->gater_panels, st->gater_first, M, hidden, iota,
+                         row_spans, row_span_count, threads, threads_from);
+    }
     if (st->gater_hidden_bias) {
         for (int64_t b = 0; b < B; ++b)
             for (int64_t m = 0; m < M; ++m)

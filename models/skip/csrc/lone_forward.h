@@ -5,8 +5,9 @@
  * and the steps between them in numpy (the gater, the threshold, the block list, the bias and
  * activation, the routing) took as long again. Here the same steps run in C, stage after
  * stage, on the same kernels:
- *   - a gated stage runs its gater in full, turns on the blocks whose logit is above the
- *     threshold, and computes those blocks only (split over the pool as the Python engine
+ *   - a gated stage runs its gater (after a gated stage, over the units of the blocks that
+ *     stage computed, as its main path reads them), turns on the blocks whose logit is above
+ *     the threshold, and computes those blocks only (split over the pool as the Python engine
  *     splits them, from `threads_from` multiply-adds); after a gated stage it reads only the
  *     input blocks that stage computed (the tiles kernel);
  *   - a dense stage (a hidden dense layer or the read-out) reads a gated stage's blocks as
@@ -141,6 +142,20 @@ static void lone_row_times(const float *x, int64_t D, const float *W, int64_t M,
     }
 }
 
+/* The same, reading only the input blocks j (of J, Sin units each) where on[j]: a gater after
+ * a gated stage, whose off blocks' units are zeros. */
+static void lone_row_times_blocks(const float *x, int64_t Sin, const uint8_t *on, int64_t J,
+                                  const float *W, int64_t M, float *y) {
+    for (int64_t m = 0; m < M; ++m) y[m] = 0.0f;
+    for (int64_t j = 0; j < J; ++j) {
+        if (!on[j]) continue;
+        for (int64_t d = j * Sin; d < (j + 1) * Sin; ++d) {
+            const float xd = x[d], *w = W + d * M;
+            for (int64_t m = 0; m < M; ++m) y[m] += xd * w[m];
+        }
+    }
+}
+
 /* A dense row times (N, D) columns, output units split into runs, one a chunk. */
 typedef struct {
     const kernel_set *set;
@@ -188,11 +203,20 @@ static int64_t lone_gated(const program_stage *st, const float *in, const lone_g
     int64_t *spans = (int64_t *)(memory += lone_align(K * 4));
     uint8_t *on = (uint8_t *)(memory + lone_align(3 * K * 8));
 
-    /* The gater, reading every input unit. */
-    if (st->gater_panels)
+    /* The gater: after a gated stage that computed some of its blocks, reading only their
+     * units, as the main path does (the others are zeros); else every input unit. */
+    if (prev && prev->pairs_count < prev->blocks) {
+        const int64_t Sin = D / prev->blocks;
+        if (st->gater_panels)
+            f32->tiles(in, Sin, prev->on, prev->blocks, zeros, st->gater_panels, M,
+                       LONE_ONE_SPAN, 1, hidden);
+        else
+            lone_row_times_blocks(in, Sin, prev->on, prev->blocks, st->gater_first, M, hidden);
+    } else if (st->gater_panels) {
         f32->rows(in, D, zeros, st->gater_panels, M, LONE_ONE_SPAN, 1, hidden);
-    else
+    } else {
         lone_row_times(in, D, st->gater_first, M, hidden);
+    }
     if (st->gater_hidden_bias) {
         for (int64_t m = 0; m < M; ++m) hidden[m] = lone_tanh(hidden[m] + st->gater_hidden_bias[m]);
         lone_row_times(hidden, M, st->gater_out, K, logits);
