@@ -195,10 +195,9 @@ class ModelEngine:
             return None
         active = np.array([[max(0, round(d * k)) for d, k in
                             zip(self.expected_density, self.blocks, strict=True)]])
-        gaters_read_all = getattr(self._forward, "gaters_read_all_inputs", None)
-        executed = executed_macs(self.config, active, gated_reads_all_inputs=(
-            self._forward.reads_all_gated_inputs(1)), gaters_read_all_inputs=(
-            gaters_read_all is None or gaters_read_all(1)))
+        executed = executed_macs(
+            self.config, active, gated_reads_all_inputs=self._forward.reads_all_gated_inputs(1),
+            gaters_read_all_inputs=self._forward.gaters_read_all_inputs(1))
         return 1.0 - int(executed[0]) / self.dense_macs
 
 
@@ -222,6 +221,7 @@ class _CudaInputs:
     def __init__(self, engine) -> None:
         self.engine = engine
         self.reads_all_gated_inputs = engine.reads_all_gated_inputs
+        self.gaters_read_all_inputs = engine.gaters_read_all_inputs
 
     def __call__(self, x: np.ndarray) -> SkipOutput:
         import torch

@@ -172,6 +172,11 @@ class TritonSkipNetwork:
         """A gated layer after a gated layer reads all of its input units, at any batch."""
         return True
 
+    @staticmethod
+    def gaters_read_all_inputs(batch: int) -> bool:
+        """Every gater reads all of its input units."""
+        return True
+
     def __call__(self, x: Tensor) -> SkipOutput:
         if x.dim() != 2 or x.shape[1] != self.model.config.input_size:
             raise ValueError(f"x must be (B, {self.model.config.input_size}), got "
@@ -486,6 +491,10 @@ class CudaGraphSkipNetwork:
     @staticmethod
     def reads_all_gated_inputs(batch: int) -> bool:
         return TritonSkipNetwork.reads_all_gated_inputs(batch)
+
+    @staticmethod
+    def gaters_read_all_inputs(batch: int) -> bool:
+        return TritonSkipNetwork.gaters_read_all_inputs(batch)
 
     def __call__(self, x: Tensor) -> SkipOutput:
         batch = x.shape[0] if x.dim() == 2 else 0

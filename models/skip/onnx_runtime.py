@@ -83,6 +83,11 @@ class OnnxRuntimeSkipNetwork:
         after a gated layer; a lone example's union is its own blocks."""
         return self._chained and batch > 1
 
+    @staticmethod
+    def gaters_read_all_inputs(batch: int) -> bool:
+        """The graph's gaters read every input unit."""
+        return True
+
     def __call__(self, x: np.ndarray) -> SkipOutput:
         """x (B, D) float32; the output holds numpy arrays."""
         if x.ndim != 2 or x.shape[1] != self.config.input_size:

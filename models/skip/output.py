@@ -33,7 +33,8 @@ class SkipOutput:
     # backend has, so the server can also price an example before it runs.
     gated_reads_all_inputs: bool = False
     # Whether a gater after a gated layer read all of its input units, rather than those of the
-    # blocks computed there (the CPU engine's forwards in C read only those).
+    # blocks computed there (the CPU engine's forwards in C read only those): the backend's
+    # `gaters_read_all_inputs(batch)` prices an example before it runs.
     gaters_read_all_inputs: bool = True
 
     def reports(self, network: GatedNetwork | GatedNetworkConfig) -> ComputeReports:

@@ -68,25 +68,18 @@ def poisoned(model: GatedNetwork, x: torch.Tensor) -> GatedNetwork:
 def poisoned_gaters(model: GatedNetwork, x: torch.Tensor) -> GatedNetwork:
     """`poisoned`, and each gater after a gated layer with NaN weights for the units of that
     layer's blocks that are off for every example of `x`."""
-    out = model(x)
+    gates = iter(model(x).traces)
     copy = poisoned(model, x)
-    off_units = None
-    for layer, trace in zip(copy.layers, _traces_by_layer(copy, out.traces), strict=True):
-        if layer.gater is not None and off_units is not None:
-            first = layer.gater.hidden or layer.gater.out
-            first.weight[:, off_units] = float("nan")
+    off_units = None  # of the layer before, where it is gated
+    for layer in copy.layers:
         if layer.gater is None:
             off_units = None
-        else:
-            off = (trace.gates != 0).sum(0) == 0
-            off_units = off.repeat_interleave(layer.config.block_size)
+            continue
+        if off_units is not None:
+            (layer.gater.hidden or layer.gater.out).weight[:, off_units] = float("nan")
+        off = (next(gates).gates != 0).sum(0) == 0
+        off_units = off.repeat_interleave(layer.config.block_size)
     return copy
-
-
-def _traces_by_layer(model: GatedNetwork, traces):
-    """Each layer's trace, None for a layer without a gater."""
-    traces = iter(traces)
-    return [next(traces) if layer.gater is not None else None for layer in model.layers]
 
 
 def off_blocks(model: GatedNetwork, x: torch.Tensor) -> int:

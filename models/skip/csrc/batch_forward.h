@@ -89,12 +89,11 @@ static int batch_gated(const program_stage *st, int64_t B, const float *in,
      * unit of every row. */
     if (prev) {
         const int64_t J = prev->blocks, Sin = D / J;
-        if (st->gater_panels) {
-            int64_t read = 0;
-            for (int64_t b = 0; b < B; ++b) read += prev->read_count[b];
+        if (st->gater_panels) { /* the blocks computed there are its pairs */
             grouped_products(set_for(FLOAT32), 2, in, Sin, iota, st->gater_panels, M, row_spans,
                              row_span_count, hidden,
-                             lone_threads(read * Sin * M, threads, threads_from), prev->reads, J);
+                             lone_threads(prev->pairs_count * Sin * M, threads, threads_from),
+                             prev->reads, J);
         } else {
             for (int64_t b = 0; b < B; ++b)
                 lone_row_times_blocks(in + b * D, Sin, prev->reads + b * J, J, st->gater_first,

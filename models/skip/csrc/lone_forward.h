@@ -133,13 +133,18 @@ static inline float lone_gate_value(float a, int64_t kind) {
     }
 }
 
-/* y (M) = x (D) @ W (D, M) row-major: the gater's small products. */
-static void lone_row_times(const float *x, int64_t D, const float *W, int64_t M, float *y) {
-    for (int64_t m = 0; m < M; ++m) y[m] = 0.0f;
+/* y (M) += x (D) @ W (D, M) row-major: the gater's small products. */
+static void lone_row_times_add(const float *x, int64_t D, const float *W, int64_t M, float *y) {
     for (int64_t d = 0; d < D; ++d) {
         const float xd = x[d], *w = W + d * M;
         for (int64_t m = 0; m < M; ++m) y[m] += xd * w[m];
     }
+}
+
+/* y (M) = x (D) @ W (D, M). */
+static void lone_row_times(const float *x, int64_t D, const float *W, int64_t M, float *y) {
+    for (int64_t m = 0; m < M; ++m) y[m] = 0.0f;
+    lone_row_times_add(x, D, W, M, y);
 }
 
 /* The same, reading only the input blocks j (of J, Sin units each) where on[j]: a gater after
@@ -147,13 +152,8 @@ static void lone_row_times(const float *x, int64_t D, const float *W, int64_t M,
 static void lone_row_times_blocks(const float *x, int64_t Sin, const uint8_t *on, int64_t J,
                                   const float *W, int64_t M, float *y) {
     for (int64_t m = 0; m < M; ++m) y[m] = 0.0f;
-    for (int64_t j = 0; j < J; ++j) {
-        if (!on[j]) continue;
-        for (int64_t d = j * Sin; d < (j + 1) * Sin; ++d) {
-            const float xd = x[d], *w = W + d * M;
-            for (int64_t m = 0; m < M; ++m) y[m] += xd * w[m];
-        }
-    }
+    for (int64_t j = 0; j < J; ++j)
+        if (on[j]) lone_row_times_add(x + j * Sin, Sin, W + j * Sin * M, M, y);
 }
 
 /* A dense row times (N, D) columns, output units split into runs, one a chunk. */
