@@ -4,16 +4,18 @@
 
 For Open Inference Protocol bodies of the `blocks` shape's 784 inputs per example, batches 1, 8
 and 32, in two number formats (`short`: five decimals; `full`: float32 values as a client's
-`tolist()` writes them, up to 17 digits, as `benchmarks.peer` sends them): the server's
-whole decode (`service.tensors.decode_infer`: parse, validate, check for JSON booleans, convert
-to a float32 matrix), the same decode by the full path alone (orjson, then numpy), and their
-parts: orjson's parse, simdjson's parse, the look for true and false as the full path does it
-(the number bytes dropped by `bytes.translate`, then a search) and as a plain search of the
-body for both words, the conversion of the parsed list to numpy, and the count of JSON values
-as the body arrives in 64 KiB chunks (`service.json_budget`) against three `bytes.count` calls
-per chunk. Medians of `--repeats` calls after warm-up, the parts in alternating rounds
-(`benchmarks.timing`). Checks that both decodes give the same matrix; prints a table and writes
-the rows as JSON.
+`tolist()` writes them, up to 17 digits, as `benchmarks.peer` sends them): the server's whole
+decode (`service.tensors.decode_infer`: parse, validate, check for JSON booleans, convert to a
+float32 matrix; on one thread, and on two as for a request alone on the server), the same
+decode by the full path alone (orjson, then numpy), and their parts: the two readers of tensors
+straight into numpy (the compiled reader, `service.json_native`, on one thread and on two;
+simdjson's, `service.json_arrays`), orjson's parse, simdjson's parse, the look for true and
+false as the full path does it (the number bytes dropped by `bytes.translate`, then a search)
+and as a plain search of the body for both words, the conversion of the parsed list to numpy,
+and the count of JSON values as the body arrives in 64 KiB chunks (`service.json_budget`)
+against three `bytes.count` calls per chunk. Medians of `--repeats` calls after warm-up, the
+parts in alternating rounds (`benchmarks.timing`). Checks that both decodes give the same
+matrix; prints a table and writes the rows as JSON.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import numpy as np
 import orjson
 import simdjson
 
+from service import json_arrays, json_native
 from service.json_budget import JsonValueCounter
-from service.tensors import _may_hold_booleans, decode_infer
+from service.tensors import INFER_NUMBERS, _may_hold_booleans, decode_infer
 
 from .run_record import timing_parser, write_rows_if_asked
 from .timing import median_ms
@@ -61,6 +64,9 @@ def count_values_bytes_count(chunks: list[bytes]) -> int:
 
 
 def rows(warmup: int, repeats: int, seed: int, batches=BATCHES) -> list[dict]:
+    reader = json_native.load()
+    if reader is None:
+        raise SystemExit("no C compiler built the JSON reader (service.json_native)")
     out = []
     for numbers in FORMATS:
         for batch in batches:
@@ -74,7 +80,15 @@ def rows(warmup: int, repeats: int, seed: int, batches=BATCHES) -> list[dict]:
                 raise SystemExit("the two counts of JSON values differ")
             parts = {
                 "decode_infer": lambda t=text, b=batch: decode_infer(t, None, INPUT_SIZE, b),
+                "decode_infer_2_threads": lambda t=text, b=batch: decode_infer(
+                    t, None, INPUT_SIZE, b, reader_threads=2),
                 "full_path": lambda t=text, b=batch: full_path(t, b),
+                "native_arrays": lambda t=text: json_native.parse_with_arrays(
+                    t, INFER_NUMBERS, reader),
+                "native_arrays_2_threads": lambda t=text: json_native.parse_with_arrays(
+                    t, INFER_NUMBERS, reader, 2),
+                "simdjson_arrays": lambda t=text: json_arrays.parse_with_arrays(
+                    t, INFER_NUMBERS),
                 "orjson_loads": lambda t=text: orjson.loads(t),
                 "simdjson_parse": lambda t=text: simdjson.Parser().parse(t),
                 "booleans_translated": lambda t=text: _may_hold_booleans(t),
@@ -95,11 +109,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     results = rows(args.warmup, args.repeats, args.seed)
     names = [k for k in results[0] if k.endswith("_ms")]
-    print(f"{'numbers':>8} {'batch':>5} {'bytes':>8} " + " ".join(f"{n[:-3]:>12.12}"
-                                                                  for n in names))
-    for r in results:
-        print(f"{r['numbers_format']:>8} {r['batch']:>5} {r['body_bytes']:>8} "
-              + " ".join(f"{r[n]:>12.3f}" for n in names))
+    # A row per part, a column per body: the parts' names are too long for columns.
+    print(f"{'ms':<26}" + "".join(f"{r['numbers_format'] + ' b' + str(r['batch']):>12}"
+                                  for r in results))
+    print(f"{'body bytes':<26}" + "".join(f"{r['body_bytes']:>12}" for r in results))
+    for name in names:
+        print(f"{name[:-3]:<26}" + "".join(f"{r[name]:>12.3f}" for r in results))
     write_rows_if_asked(args.json, results, warmup=args.warmup, repeats=args.repeats)
 
 

@@ -27,6 +27,7 @@ call. With the forward's own hop (`service.batching`), a lone batch of 32 exampl
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -49,6 +50,17 @@ def cheap_to_decode(values: int, body_bytes: int, alone: bool = False) -> bool:
     if alone:
         return values <= ALONE_VALUES and body_bytes <= ALONE_BYTES
     return values <= INLINE_VALUES and body_bytes <= INLINE_BYTES
+
+
+# Asked once: os.cpu_count reads the system's files on every call.
+_CPUS = os.cpu_count() or 1
+
+
+def reader_threads(alone: bool) -> int:
+    """Threads the JSON reader may use for a long tensor (`service.json_native`): two where the
+    request is alone, as then nothing else wants the second core; one beside other requests,
+    whose forwards use it."""
+    return 2 if alone and _CPUS > 1 else 1
 
 
 def cheap_to_encode(examples: int, alone: bool = False) -> bool:

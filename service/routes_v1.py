@@ -13,6 +13,7 @@ summary: `service.routes_v1_about`.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Annotated
 
 import orjson
@@ -21,7 +22,7 @@ from fastapi import APIRouter, Query, Request, Response
 from .gate_map import active_block_indices
 from .inference import Served, alone, expect_forward, find_engine, readiness, run
 from .json_budget import JsonValueCounter, budget_reason, input_budget
-from .off_loop import cheap_to_decode, cheap_to_encode, run_off_loop
+from .off_loop import cheap_to_decode, cheap_to_encode, reader_threads, run_off_loop
 from .openapi import json_body
 from .repository import ModelRepository
 from .schemas import (
@@ -86,8 +87,10 @@ async def _predict(request: Request, name: str, version: str | None, gates: bool
     raw = await read_body(request, settings.max_body_bytes, counter,
                           settings.max_receiving_body_bytes, settings.retry_after_s)
     expect_forward(loaded)
-    x = await run_off_loop(decode_predict, raw, input_size, max_rows,
-                           inline=cheap_to_decode(counter.values, len(raw), alone(request)))
+    lone = alone(request)
+    x = await run_off_loop(partial(decode_predict, reader_threads=reader_threads(lone)), raw,
+                           input_size, max_rows,
+                           inline=cheap_to_decode(counter.values, len(raw), lone))
     served = await run(request, loaded, x, "v1", started)
     return await run_off_loop(_response, served, gates,
                               inline=cheap_to_encode(len(x), alone(request)))

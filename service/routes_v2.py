@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
@@ -24,7 +25,7 @@ from .engine import ModelEngine
 from .errors import bad_request
 from .inference import Served, alone, expect_forward, find_engine, readiness, run
 from .json_budget import JsonValueCounter, budget_reason, input_budget
-from .off_loop import cheap_to_decode, cheap_to_encode, run_off_loop
+from .off_loop import cheap_to_decode, cheap_to_encode, reader_threads, run_off_loop
 from .openapi import json_body
 from .repository import ModelRepository
 from .schemas import (
@@ -165,9 +166,10 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     body = await read_body(request, settings.max_body_bytes, counter,
                            settings.max_receiving_body_bytes, settings.retry_after_s)
     expect_forward(loaded)
-    payload, x = await run_off_loop(decode_infer, body, json_bytes, input_size, max_rows,
-                                    inline=cheap_to_decode(counter.values, len(body),
-                                                           alone(request)))
+    lone = alone(request)
+    payload, x = await run_off_loop(partial(decode_infer, reader_threads=reader_threads(lone)),
+                                    body, json_bytes, input_size, max_rows,
+                                    inline=cheap_to_decode(counter.values, len(body), lone))
     _check_named_model(payload, loaded.engine)
     wanted = _wanted_outputs(payload)
     served = await run(request, loaded, x, "v2", started)

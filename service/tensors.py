@@ -2,9 +2,11 @@
 request's data must pass before it reaches a model, each failure a 400 or 413 that names it.
 
 - JSON is parsed by orjson, which is strict: NaN and Infinity are refused, as JSON has no such
-  numbers (Python's json accepts them). A body of at least `ARRAYS_FROM_BYTES` is first read by
-  simdjson, as strictly, with its tensors' numbers copied straight into numpy
-  (`service.json_arrays`); where that would not give exactly orjson's result, orjson reads it.
+  numbers (Python's json accepts them). A body of at least `ARRAYS_FROM_BYTES` first has its
+  tensors' numbers read straight into numpy, by the compiled reader (`service.json_native`;
+  orjson parses the rest) or, where no C compiler built it, by simdjson
+  (`service.json_arrays`); where that would not give exactly orjson's result, orjson reads it
+  all.
 - The Open Inference Protocol's binary tensor extension: a body of JSON followed by raw tensor
   bytes, the JSON's length in the `Inference-Header-Content-Length` header, each input's byte
   count in its `binary_data_size` parameter (little-endian, row-major). tritonclient sends
@@ -27,6 +29,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
+from . import json_native
 from .body_memory import RECEIVING
 from .errors import bad_request, too_large
 from .json_arrays import parse_with_arrays
@@ -138,8 +141,9 @@ def split_binary_body(json_bytes: int | None, body: bytes) -> tuple[bytes, bytes
     return body[:json_bytes], body[json_bytes:]
 
 
-# Bodies from this size are read by simdjson first (`service.json_arrays`): below it, orjson's
-# whole parse costs about what simdjson's setup does (`python -m benchmarks.json_decode`).
+# Bodies from this size have their tensors read straight into numpy first (`service.json_native`
+# or `service.json_arrays`): below it, orjson's whole parse costs about what either reader's
+# setup does (`python -m benchmarks.json_decode`).
 ARRAYS_FROM_BYTES = 8 * 1024
 # Where the tensors of each API's bodies lie.
 PREDICT_NUMBERS = (("instances",),)
@@ -147,20 +151,26 @@ INFER_NUMBERS = (("inputs", "*", "data"),)
 
 
 def _parse_numbers(text: bytes, numeric: tuple[tuple[str, ...], ...],
-                   arrays_from_bytes: float) -> Any:
+                   arrays_from_bytes: float, reader_threads: int) -> Any:
     """The JSON text as Python values, its tensors (at `numeric`) as float64 arrays where
-    simdjson reads them exactly as orjson and numpy would (texts of `arrays_from_bytes` or
-    more), else as lists."""
-    fast = parse_with_arrays(text, numeric) if len(text) >= arrays_from_bytes else None
+    the compiled reader (on `reader_threads`), or without one simdjson, reads them exactly as
+    orjson and numpy would (texts of `arrays_from_bytes` or more), else as lists."""
+    if len(text) < arrays_from_bytes:
+        return parse_json(text)
+    reader = json_native.load()
+    fast = (json_native.parse_with_arrays(text, numeric, reader, reader_threads)
+            if reader is not None else parse_with_arrays(text, numeric))
     return fast if fast is not None else parse_json(text)
 
 
 def decode_predict(body: bytes, input_size: int, max_rows: int, *,
-                   arrays_from_bytes: float = ARRAYS_FROM_BYTES) -> np.ndarray:
+                   arrays_from_bytes: float = ARRAYS_FROM_BYTES,
+                   reader_threads: int = 1) -> np.ndarray:
     """A JSON API body as its (B, D) input matrix. Costly for large bodies: run it through
-    `service.off_loop`. `arrays_from_bytes`: the body size from which simdjson reads it first
-    (infinity: orjson alone, the full path)."""
-    payload = _parse_numbers(body, PREDICT_NUMBERS, arrays_from_bytes)
+    `service.off_loop`. `arrays_from_bytes`: the body size from which its tensor is read
+    straight into numpy first (infinity: orjson alone, the full path); `reader_threads`: 2 lets
+    the compiled reader read a long tensor on two threads."""
+    payload = _parse_numbers(body, PREDICT_NUMBERS, arrays_from_bytes, reader_threads)
     instances = payload.get("instances") if isinstance(payload, dict) else None
     if isinstance(instances, np.ndarray):  # the schema's other checks, on a stand-in list
         validate(PredictRequest, {**payload, "instances": [None]})
@@ -171,14 +181,14 @@ def decode_predict(body: bytes, input_size: int, max_rows: int, *,
 
 
 def decode_infer(body: bytes, json_bytes: int | None, input_size: int, max_rows: int, *,
-                 arrays_from_bytes: float = ARRAYS_FROM_BYTES
+                 arrays_from_bytes: float = ARRAYS_FROM_BYTES, reader_threads: int = 1
                  ) -> tuple[InferenceRequest, np.ndarray]:
     """An Open Inference Protocol body as (the request, its (B, D) input matrix). Costly for
-    large bodies: run it through `service.off_loop`. `arrays_from_bytes`: as for
-    `decode_predict`."""
+    large bodies: run it through `service.off_loop`. `arrays_from_bytes`, `reader_threads`: as
+    for `decode_predict`."""
     header, binary = split_binary_body(json_bytes, body)
-    payload = validate(InferenceRequest,
-                       _parse_numbers(header, INFER_NUMBERS, arrays_from_bytes))
+    payload = validate(InferenceRequest, _parse_numbers(header, INFER_NUMBERS,
+                                                        arrays_from_bytes, reader_threads))
     if len(payload.inputs) != 1:
         raise bad_request(f"this model takes exactly one input ({INPUT_NAME!r}), got "
                           f"{len(payload.inputs)}")

@@ -19,27 +19,22 @@ half of its float32 (rounded to nearest even when packed), widened back as it is
 product reads half the bytes and sums in float32. Packing a bfloat16-exact float32 weight (one
 an artifact stored in bfloat16) in bfloat16 loses nothing.
 
-The library is compiled with the system C compiler (`cc`, or $CC) at `-O3` into a cache folder
-($SPARSEGATE_CACHE, default ~/.cache/sparsegate), keyed by the sources' hash and the flags, and
-loaded through ctypes (standard library). Where no compiler is found or the build fails, `load()`
-returns None and the caller uses numpy; SPARSEGATE_NATIVE=0 forces that.
+The library is compiled at `-O3` on first use (`models.native_build`: the system C compiler, a
+cache folder, ctypes). Where no compiler is found or the build fails, `load()` returns None and
+the caller uses numpy; SPARSEGATE_NATIVE=0 forces that.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .. import block_weights
+from .. import block_weights, native_build
 
 SOURCES = tuple(Path(__file__).with_name("csrc") / name
                 for name in ("block_kernels.c", "block_kernels_isa.h", "thread_pool.h",
@@ -319,12 +314,6 @@ def _check(rows: np.ndarray, weights: Panels, out: np.ndarray, *indices: np.ndar
                          f"multiple of {TILE}")
 
 
-def _build_key(compiler: str) -> str:
-    sources = b"".join(path.read_bytes() for path in SOURCES)
-    command = " ".join((compiler, *FLAGS, *LIBRARIES))
-    return hashlib.sha256(sources + command.encode()).hexdigest()[:16]
-
-
 def supports(columns: int) -> bool:
     return columns > 0 and columns % TILE == 0
 
@@ -334,24 +323,9 @@ def load() -> NativeKernels | None:
     """The compiled kernels with the best instruction set this CPU runs (or the one
     SPARSEGATE_KERNEL_SET names), or None (no compiler, a failed build, or
     SPARSEGATE_NATIVE=0)."""
-    if os.environ.get("SPARSEGATE_NATIVE", "1") == "0":
+    library = native_build.compiled("block_kernels", SOURCES, FLAGS, LIBRARIES)
+    if library is None:
         return None
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not compiler:
-        return None
-    cache = Path(os.environ.get("SPARSEGATE_CACHE", Path.home() / ".cache" / "sparsegate"))
-    library = cache / f"block_kernels-{_build_key(compiler)}.so"
-    try:
-        if not library.exists():
-            cache.mkdir(parents=True, exist_ok=True)
-            # Build beside, then rename: concurrent first uses never load a half-written file.
-            with tempfile.TemporaryDirectory(dir=cache) as tmp:
-                built = Path(tmp) / library.name
-                subprocess.run([compiler, *FLAGS, "-o", str(built), str(SOURCE), *LIBRARIES],
-                               check=True, capture_output=True, timeout=120)
-                os.replace(built, library)
-        kernels = NativeKernels(ctypes.CDLL(str(library)))
-    except (OSError, subprocess.SubprocessError):
-        return None
+    kernels = NativeKernels(library)
     kernels.choose(os.environ.get("SPARSEGATE_KERNEL_SET") or kernels.kernel_sets[-1])
     return kernels

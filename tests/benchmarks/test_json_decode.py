@@ -3,8 +3,10 @@ peer's bodies, after checking that both decodes agree."""
 
 from benchmarks.json_decode import FORMATS, INPUT_SIZE, rows
 
-PARTS = ("decode_infer", "full_path", "orjson_loads", "simdjson_parse", "booleans_translated",
-         "booleans_searched", "to_numpy", "count_values", "count_values_bytes_count")
+PARTS = ("decode_infer", "decode_infer_2_threads", "full_path", "native_arrays",
+         "native_arrays_2_threads", "simdjson_arrays", "orjson_loads", "simdjson_parse",
+         "booleans_translated", "booleans_searched", "to_numpy", "count_values",
+         "count_values_bytes_count")
 
 
 def test_a_row_per_format_and_batch_with_every_part_timed():

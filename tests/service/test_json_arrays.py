@@ -1,6 +1,8 @@
-"""simdjson's reading of a body's tensors gives exactly what orjson and numpy give, or declines.
+"""The readers of a body's tensors straight into numpy give exactly what orjson and numpy give,
+or decline: the compiled reader (`service.json_native`) and simdjson (`service.json_arrays`,
+the server's where no C compiler built the other), each test run with each.
 
-Every body here is decoded twice: as the server does (simdjson first, for bodies of
+Every body here is decoded twice: as the server does (a reader first, for bodies of
 `ARRAYS_FROM_BYTES` and more) and by the full path alone (orjson, then numpy). The matrices
 must be equal bit for bit, in dtype and shape, and a refused body refused with the same status
 and message. Bodies are padded past ARRAYS_FROM_BYTES with a long `id`, so the fast path is
@@ -16,13 +18,31 @@ import numpy as np
 import orjson
 import pytest
 
-from service import tensors
+from service import json_arrays, json_native, tensors
 from service.errors import ApiError
-from service.json_arrays import parse_with_arrays
 from service.tensors import ARRAYS_FROM_BYTES, INFER_NUMBERS, PREDICT_NUMBERS
+
+from .json_texts import number_texts
 
 D = 4
 PAD = "x" * ARRAYS_FROM_BYTES
+
+
+@pytest.fixture(autouse=True, params=["native", "simdjson"])
+def reader(request, monkeypatch) -> str:
+    """Which reader the server's decode takes: the compiled one, or simdjson (as where no
+    compiler built the compiled one)."""
+    if request.param == "simdjson":
+        monkeypatch.setattr(json_native, "load", lambda: None)
+    elif json_native.load() is None:
+        pytest.skip("no C compiler built the JSON reader")
+    return request.param
+
+
+def parse_with_arrays(body: bytes, numeric, reader: str):
+    if reader == "simdjson":
+        return json_arrays.parse_with_arrays(body, numeric)
+    return json_native.parse_with_arrays(body, numeric, json_native.load())
 
 
 def infer_body(data, shape=(2, D), **extra) -> bytes:
@@ -132,36 +152,13 @@ def test_a_predict_body_decodes_as_the_full_path_decodes_it(body):
     assert fast == full
 
 
-def number_texts(rng: np.random.Generator, count: int) -> list[str]:
-    """JSON numbers in the forms clients write and the hard ones: shortest float32 and float64
-    reprs, long mantissas, small exponents down to subnormals, integers up to 2**53, halfway
-    cases of float32."""
-    out = []
-    f32 = rng.standard_normal(count).astype(np.float32)
-    out += [repr(float(v)) for v in f32]  # a client's tolist() of float32
-    out += [f"{v:.5f}" for v in rng.standard_normal(count)]
-    out += [f"{m}e{e}" for m, e in zip(rng.integers(1, 10 ** 19, count, dtype=np.uint64),
-                                        rng.integers(-340, 290, count), strict=True)]
-    out += [f"{v:.25e}" for v in rng.standard_normal(count) * 10.0 ** rng.integers(-45, 38,
-                                                                                  count)]
-    out += [str(int(v)) for v in rng.integers(-(2 ** 53) + 1, 2 ** 53, count)]
-    # float32 halfway points: the mean of two neighbouring float32s, written exactly
-    a = rng.standard_normal(count).astype(np.float32)
-    b = np.nextafter(a, np.float32(np.inf))
-    out += [repr((float(x) + float(y)) / 2) for x, y in zip(a, b, strict=True)]
-    out += ["5e-324", "2.2250738585072014e-308", "1e-46", "-0", "-0.0", "0e0", "1E+2",
-            "9007199254740991", "9.007199254740991e15", "1.7976931348623157e-308"]
-    # The fast path declines any number of magnitude 2**53 or more (the full path's).
-    return [t for t in out if abs(float(t)) < 2.0 ** 53]
-
-
-def test_random_numbers_read_bit_for_bit_as_the_full_path_reads_them():
+def test_random_numbers_read_bit_for_bit_as_the_full_path_reads_them(reader):
     rng = np.random.default_rng(0)
     texts = number_texts(rng, 4000)
     body = (b'{"inputs": [{"name": "input", "shape": [1, %d], "datatype": "FP32", "data": [%s]}]}'
             % (len(texts), ", ".join(texts).encode()))
-    fast = parse_with_arrays(body, INFER_NUMBERS)
-    assert fast is not None, "simdjson declined a body of plain numbers"
+    fast = parse_with_arrays(body, INFER_NUMBERS, reader)
+    assert fast is not None, f"{reader} declined a body of plain numbers"
     expected = np.asarray(orjson.loads(body)["inputs"][0]["data"], dtype=np.float64)
     assert fast["inputs"][0]["data"].tobytes() == expected.tobytes()
     # And as float32 matrices.
@@ -170,28 +167,36 @@ def test_random_numbers_read_bit_for_bit_as_the_full_path_reads_them():
     assert fast[0] == "matrix" and fast == full
 
 
-def test_plain_bodies_take_the_fast_path_and_odd_ones_decline():
-    flat = parse_with_arrays(infer_body(FLAT), INFER_NUMBERS)
-    nested = parse_with_arrays(infer_body(ROWS), INFER_NUMBERS)
+def test_plain_bodies_take_the_fast_path_and_odd_ones_decline(reader):
+    flat = parse_with_arrays(infer_body(FLAT), INFER_NUMBERS, reader)
+    nested = parse_with_arrays(infer_body(ROWS), INFER_NUMBERS, reader)
     assert isinstance(flat["inputs"][0]["data"], np.ndarray)
     assert flat["inputs"][0]["data"].shape == (8,)
     assert nested["inputs"][0]["data"].shape == (2, 4)
     assert flat["id"] == PAD and flat["inputs"][0]["shape"] == [2, 4]
-    predict = parse_with_arrays(json.dumps({"instances": ROWS}).encode(), PREDICT_NUMBERS)
+    predict = parse_with_arrays(json.dumps({"instances": ROWS}).encode(), PREDICT_NUMBERS,
+                                reader)
     assert predict["instances"].shape == (2, 4)
     for body in (infer_body([1, [2], 3, 4, 5, 6, 7, 8]), infer_body([True] * 8),
                  infer_body([2 ** 53] * 8), infer_body([2.0 ** 60] + [1] * 7),
-                 infer_body([]), infer_body([[1, 2], [3]]),
-                 infer_body([1] * 8, parameters={"note": "["}),
-                 b'{"inputs": 1, "inputs": 2}', b'[1, 2]', b'{"inputs": [NaN]}'):
-        assert parse_with_arrays(body, INFER_NUMBERS) is None, body[-80:]
+                 infer_body([]), infer_body([[1, 2], [3]]), b'[1, 2]', b'{"inputs": [NaN]}'):
+        assert parse_with_arrays(body, INFER_NUMBERS, reader) is None, body[-80:]
+    # simdjson declines a "[" in a string (its copy would flatten nested arrays) and repeated
+    # keys; the compiled reader knows where strings are, and leaves repeated keys off its
+    # paths to orjson.
+    for body in (infer_body([1] * 8, parameters={"note": "["}), b'{"inputs": 1, "inputs": 2}'):
+        parsed = parse_with_arrays(body, INFER_NUMBERS, reader)
+        if reader == "simdjson":
+            assert parsed is None
+        else:
+            assert isinstance(parsed, dict) and parsed.keys() == orjson.loads(body).keys()
 
 
-def test_fields_outside_the_numeric_paths_stay_python_values():
+def test_fields_outside_the_numeric_paths_stay_python_values(reader):
     body = json.dumps({"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32",
                                    "data": [1.5, 2], "parameters": {"a": [1, 2]}}],
                        "outputs": [{"name": "logits"}], "id": None}).encode()
-    parsed = parse_with_arrays(body, INFER_NUMBERS)
+    parsed = parse_with_arrays(body, INFER_NUMBERS, reader)
     assert parsed["inputs"][0]["parameters"] == {"a": [1, 2]}
     assert parsed["outputs"] == [{"name": "logits"}] and parsed["id"] is None
     np.testing.assert_array_equal(parsed["inputs"][0]["data"], [1.5, 2.0])

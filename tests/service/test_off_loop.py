@@ -16,6 +16,7 @@ from service.off_loop import (
     INLINE_VALUES,
     cheap_to_decode,
     cheap_to_encode,
+    reader_threads,
     run_off_loop,
 )
 
@@ -48,6 +49,14 @@ def test_the_alone_bounds_hold_the_others():
     thread."""
     assert ALONE_VALUES >= INLINE_VALUES and ALONE_BYTES >= INLINE_BYTES
     assert ALONE_EXAMPLES >= INLINE_EXAMPLES
+
+
+@pytest.mark.parametrize(("cpus", "alone", "threads"), [
+    (2, True, 2), (2, False, 1), (16, True, 2), (1, True, 1), (1, False, 1)])
+def test_a_request_alone_reads_its_json_on_two_threads_where_there_are_two(
+        cpus, alone, threads, monkeypatch):
+    monkeypatch.setattr("service.off_loop._CPUS", cpus)
+    assert reader_threads(alone) == threads
 
 
 @pytest.mark.parametrize("inline", [True, False])
