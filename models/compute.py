@@ -112,23 +112,34 @@ def _executed(config: GatedNetworkConfig, active_blocks, computed_blocks,
     if computed.ndim != 2 or computed.shape[1] != len(gated):
         raise ValueError(f"blocks per example must be (B, {len(gated)}), got "
                          f"{tuple(computed.shape)}")
-    total = np.zeros(computed.shape[:1], dtype=np.int64)
-    gaters = np.zeros_like(total)
+    # Python ints until a count depends on the example: a request's few numpy calls are most
+    # of what accounting costs it.
+    total: int | np.ndarray = 0
+    gaters: int | np.ndarray = 0
     width = config.input_size  # units the previous layer outputs
-    reads = np.full_like(total, width)  # of those, units a dense layer reads, (B,)
+    reads: int | np.ndarray = width  # of those, units a dense layer reads, (B,) once gated
     g = 0
     for layer in config.layers:
         if layer.gated:
-            gaters += _one_gater(layer, width if gaters_read_all_inputs else reads)
+            gaters = gaters + _one_gater(layer, width if gaters_read_all_inputs else reads)
             units = computed[:, g] * layer.block_size  # (B,) units computed
-            total += (width if gated_reads_all_inputs else reads) * units
+            total = total + (width if gated_reads_all_inputs else reads) * units
             reads = units
             g += 1
         else:
-            total += reads * layer.width
-            reads = np.full_like(total, layer.width)
+            total = total + reads * layer.width
+            reads = layer.width
         width = layer.width
-    return total + gaters + reads * config.num_classes, gaters
+    batch = computed.shape[0]
+    return (_per_example(total + gaters + reads * config.num_classes, batch),
+            _per_example(gaters, batch))
+
+
+def _per_example(count: int | np.ndarray, batch: int) -> np.ndarray:
+    """A count that may be the same for every example as a fresh (B,) int64 array."""
+    if isinstance(count, np.ndarray):  # already (B,): a count of each example's blocks
+        return count.astype(np.int64)
+    return np.full(batch, count, dtype=np.int64)
 
 
 class ComputeReports(Sequence[ComputeReport]):
@@ -146,7 +157,8 @@ class ComputeReports(Sequence[ComputeReport]):
                  computed_blocks: np.ndarray) -> None:
         rows = executed_macs.shape[0]
         shape = (rows, len(blocks))
-        gater_macs = np.broadcast_to(np.asarray(gater_macs, dtype=np.int64), (rows,))
+        if not (isinstance(gater_macs, np.ndarray) and gater_macs.shape == (rows,)):
+            gater_macs = np.broadcast_to(np.asarray(gater_macs, dtype=np.int64), (rows,))
         if (executed_macs.ndim != 1 or active_blocks.shape != shape
                 or computed_blocks.shape != shape):
             raise ValueError(f"reports of {rows} examples and {len(blocks)} gated layers need "
