@@ -78,6 +78,9 @@ class NumberReader:
         self._marks = library.json_value_marks
         self._marks.argtypes = [ctypes.c_char_p, size]
         self._marks.restype = size
+        library.json_split_bytes.restype = size
+        # Arrays of this many bytes or more are read on two threads where allowed.
+        self.split_bytes = int(library.json_split_bytes())
         mantissas, exponents = powers_of_five()
         init = library.json_numbers_init
         init.argtypes = [ctypes.c_void_p, ctypes.c_void_p, size]

@@ -22,8 +22,8 @@ from .json_texts import number_texts
 
 READER = json_native.load()
 pytestmark = pytest.mark.skipif(READER is None, reason="no C compiler built the JSON reader")
-# The byte count from which the reader splits a flat array between two threads (SPLIT_BYTES).
-SPLIT_BYTES = 64 * 1024
+# The byte count from which the reader splits a flat array between two threads.
+SPLIT_BYTES = READER.split_bytes if READER is not None else 0
 
 
 def read(text: bytes, numeric=INFER_NUMBERS, threads: int = 1):
@@ -92,9 +92,9 @@ def test_the_table_brackets_each_power_of_five():
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_numbers_read_bit_for_bit_as_orjson_reads_them(threads):
-    texts = number_texts(np.random.default_rng(1), 3000)
+    texts = number_texts(np.random.default_rng(1), SPLIT_BYTES // 64)
     text = infer(None).replace(b"null", ("[" + ", ".join(texts) + "]").encode())
-    assert len(text) > 2 * SPLIT_BYTES  # long enough for two threads
+    assert len(text) > SPLIT_BYTES + 1000  # long enough for two threads
     assert assert_read_as_orjson(text, threads=threads)
 
 
@@ -176,9 +176,9 @@ def test_nesting_past_orjsons_depth_declines():
 @pytest.mark.parametrize("extra", range(0, 40, 7))
 def test_two_threads_read_a_long_array_as_one_does(extra):
     rng = np.random.default_rng(extra)
-    values = rng.standard_normal(9000 + extra).astype(np.float32).tolist()
+    values = rng.standard_normal(SPLIT_BYTES // 16 + extra).astype(np.float32).tolist()
     text = infer(values)
-    assert len(text) > 2 * SPLIT_BYTES
+    assert len(text) > SPLIT_BYTES + 1000
     one, two = read(text, threads=1), read(text, threads=2)
     assert_same(two, one)
     assert_same(two, with_arrays(orjson.loads(text), INFER_NUMBERS))
@@ -193,7 +193,7 @@ def test_two_threads_read_a_long_array_as_one_does(extra):
 
 
 def test_rows_and_short_arrays_read_the_same_on_two_threads():
-    rows = np.random.default_rng(3).standard_normal((40, 784)).astype(np.float32).tolist()
+    rows = np.random.default_rng(3).standard_normal((64, 784)).astype(np.float32).tolist()
     for text in (infer(rows), infer([1, 2, 3])):
         assert_same(read(text, threads=2), read(text, threads=1))
 
