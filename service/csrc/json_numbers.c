@@ -42,9 +42,9 @@
 #define MAX_ARRAYS 64 /* arrays at the paths: more decline */
 #define ARRAY_FIELDS 5
 /* A flat array of this many bytes or more is read by two threads where the caller allows:
- * starting the second thread costs tens of microseconds, and on the machine of the docs' Intel
- * tables two threads read a 235 KB array 1.37x faster than one and a 130 KB one 0.80x as
- * fast (`python -m benchmarks.json_decode`, native_arrays_2_threads). */
+ * starting the second thread costs tens of microseconds, and with a 64 KB threshold two
+ * threads read the 130 KB body of `python -m benchmarks.json_decode` slower than one, its
+ * 235 KB and 517 KB ones faster. */
 #define SPLIT_BYTES (192 * 1024)
 #define MAX_STEPS 16
 #define MAX_DEPTH 1100 /* deeper than orjson parses (1024), so such documents decline */
