@@ -17,11 +17,12 @@ bound covers long strings and binary tensors, whose cost is per byte), or a resp
 A request alone on the server (`service.inference.alone`: no other request read, queued or
 answering) has its body decoded and its answer encoded on the loop up to larger bounds
 (`ALONE_VALUES` and `ALONE_BYTES`, `ALONE_EXAMPLES`; 65,536 values as `benchmarks.peer` writes
-them would take about 2.3 ms to decode, scaling `python -m benchmarks.json_decode`'s 0.9 ms for
-25,088): with nothing else in progress the loop has nothing to do meanwhile, and the worker
-would be no help to it anyway while simdjson, orjson or numpy hold the GIL for their whole
-call. With the forward's own hop (`service.batching`), a lone batch of 32 examples spent
-0.2-0.3 ms less at the server beside its forward (`docs/history/alone-on-the-loop/`).
+them would take about 1.9 ms to decode, scaling `python -m benchmarks.json_decode`'s 0.74 ms
+for 25,088): with nothing else in progress the loop has nothing to do meanwhile, and the
+worker would be no help to it anyway while orjson or numpy hold the GIL for their whole call
+(the compiled JSON reader lets it go, but reads a long tensor on two threads when alone).
+With the forward's own hop (`service.batching`), a lone batch of 32 examples spent 0.2-0.3 ms
+less at the server beside its forward (`docs/history/alone-on-the-loop/`).
 """
 
 from __future__ import annotations
