@@ -89,6 +89,7 @@ class NumberReader:
 
     def value_marks(self, chunk: bytes) -> int:
         """Commas and opening brackets in `chunk` (`service.json_budget`'s count)."""
+        chunk = chunk if type(chunk) is bytes else bytes(chunk)  # ctypes takes bytes only
         return self._marks(chunk, len(chunk))
 
     def arrays(self, text: bytes, numeric: tuple[tuple[str, ...], ...], threads: int = 1
@@ -96,6 +97,7 @@ class NumberReader:
         """(the skeleton, (path index, array) for each array at `numeric`, in document
         order), or None where the reader declines. `threads` 2 or more: a long flat array is
         read by two threads."""
+        text = text if type(text) is bytes else bytes(text)  # ctypes takes bytes only
         length = len(text)
         # One buffer, laid out as the source's scratch_bytes_needed says (header, numbers,
         # skeleton); the arrays returned are views of it.

@@ -128,6 +128,14 @@ def test_arrays_are_found_where_json_puts_them():
                                  PREDICT_NUMBERS)
 
 
+def test_any_bytes_like_text_is_read():
+    text = infer([1.5, 2, 3, 4])
+    for like in (bytearray(text), memoryview(text)):
+        assert_same(read(like), read(text))
+        assert READER.value_marks(like) == text.count(b",") + text.count(b"[") + text.count(
+            b"{")
+
+
 def test_it_declines_what_only_the_full_path_reads():
     for data in ([], [[]], [1, [2]], [[1, 2], [3]], [[[1]]], [True], [None], ["1"], [2 ** 53],
                  [-(2.0 ** 60)], 5, "x", {"a": 1}):
