@@ -1,5 +1,6 @@
 """Request bodies whose tensors simdjson reads straight into numpy: the numbers of a request's
-data never become Python floats.
+data never become Python floats. The server's reader where no C compiler built the compiled one
+(`service.json_native`).
 
 The full path (`service.tensors.parse_json`, then numpy) has orjson build a Python float for
 every number and numpy read them back one by one; for 32 examples of 784 numbers that is most
