@@ -35,7 +35,6 @@ SOURCES = (Path(__file__).with_name("csrc") / "json_numbers.c",)
 FLAGS = ("-O3", "-shared", "-fPIC", "-pthread")
 SMALLEST_POWER, LARGEST_POWER = -342, 308
 _WILDCARD = 255  # a path step's length byte meaning "every element of an array"
-_MAX_ARRAYS, _ARRAY_FIELDS = 64, 5  # as MAX_ARRAYS and ARRAY_FIELDS in the source
 
 
 def powers_of_five() -> tuple[np.ndarray, np.ndarray]:
@@ -54,6 +53,7 @@ def powers_of_five() -> tuple[np.ndarray, np.ndarray]:
     return np.array(mantissas, dtype=np.uint64), np.array(exponents, dtype=np.int32)
 
 
+@functools.cache
 def encode_paths(numeric: tuple[tuple[str, ...], ...]) -> bytes:
     """Key paths ("*": every element of an array) in the reader's byte layout."""
     out = bytearray([len(numeric)])
@@ -80,9 +80,12 @@ class NumberReader:
         self._marks = library.json_value_marks
         self._marks.argtypes = [ctypes.c_char_p, size]
         self._marks.restype = size
-        library.json_split_bytes.restype = size
-        # Arrays of this many bytes or more are read on two threads where allowed.
-        self.split_bytes = int(library.json_split_bytes())
+        layout = (size * 3)()
+        library.json_layout(layout)
+        # split_bytes: arrays of this many bytes or more are read on two threads where
+        # allowed; the scratch's header holds a count, then `fields` per array, at most
+        # `max_arrays`.
+        self.split_bytes, self._max_arrays, self._fields = (int(v) for v in layout)
         mantissas, exponents = powers_of_five()
         init = library.json_numbers_init
         init.argtypes = [ctypes.c_void_p, ctypes.c_void_p, size]
@@ -103,10 +106,10 @@ class NumberReader:
         length = len(text)
         # One buffer, laid out as the source's scratch_bytes_needed says (header, numbers,
         # skeleton); the arrays returned are views of it.
-        header_end = 8 * (1 + _ARRAY_FIELDS * _MAX_ARRAYS)
+        header_end = 8 * (1 + self._fields * self._max_arrays)
         skeleton_start = header_end + 8 * (length // 2 + 1)
         scratch = np.empty(skeleton_start + length, dtype=np.uint8)
-        spec = _encoded(numeric)
+        spec = encode_paths(numeric)
         found = self._read(text, length, spec, len(spec), scratch.ctypes.data, scratch.nbytes,
                            threads)
         if found < 0:
@@ -116,15 +119,10 @@ class NumberReader:
         skeleton = scratch[skeleton_start:skeleton_start + int(header[0])].tobytes()
         out = []
         for first, count, rows, columns, path in (
-                header[1:1 + _ARRAY_FIELDS * found].reshape(found, _ARRAY_FIELDS).tolist()):
+                header[1:1 + self._fields * found].reshape(found, self._fields).tolist()):
             values = numbers[first:first + count]
             out.append((path, values.reshape(rows, columns) if rows else values))
         return skeleton, out
-
-
-@functools.cache
-def _encoded(numeric: tuple[tuple[str, ...], ...]) -> bytes:
-    return encode_paths(numeric)
 
 
 @functools.cache

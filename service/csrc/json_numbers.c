@@ -281,7 +281,13 @@ static void *read_second_half(void *arg) {
     return NULL;
 }
 
-int64_t json_split_bytes(void) { return SPLIT_BYTES; }
+/* The constants a caller lays out the scratch by and reads it with: SPLIT_BYTES, MAX_ARRAYS,
+ * ARRAY_FIELDS. */
+void json_layout(int64_t out[3]) {
+    out[0] = SPLIT_BYTES;
+    out[1] = MAX_ARRAYS;
+    out[2] = ARRAY_FIELDS;
+}
 
 /* A flat array's numbers from just after its opening bracket: the position after its closing
  * one, or NULL. From SPLIT_BYTES of numbers on, a second thread reads the half after the first
