@@ -40,6 +40,7 @@ from models.artifact import read_extra_file
 from models.compute import compute_reports
 from models.gated_artifact import save_gated_network
 from models.gated_network import GatedNetwork
+from models.skip import onnx_ops
 
 from .cases import LAYER_CASE, MODEL_CASE, batch_input, layer_model, set_density, whole_model
 from .run_record import write_rows
@@ -55,12 +56,15 @@ def _model(case: str, seed: int) -> GatedNetwork:
     return layer_model() if case == LAYER_CASE else whole_model(seed)
 
 
-def _export(model: GatedNetwork, repository: Path) -> tuple[bytes, bytes]:
-    """model.onnx (through the CLI, verified) and the dense baseline graph."""
+def _export(model: GatedNetwork, repository: Path, custom_ops: bool = False
+            ) -> tuple[bytes, bytes]:
+    """model.onnx (through the CLI, verified; `custom_ops`: on sparsegate's operators) and the
+    dense baseline graph."""
     save_gated_network(model, repository, "bench", 1, {"note": "benchmark, random weights"})
     dense_path = repository / "dense.onnx"
     command = [sys.executable, "-m", "training.export_cli", "--model-repository",
-               str(repository), "--name", "bench", "--dense-baseline", str(dense_path)]
+               str(repository), "--name", "bench", "--dense-baseline", str(dense_path),
+               *(["--custom-ops"] if custom_ops else [])]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"sparsegate-export failed ({done.returncode}): {done.stderr}")
@@ -78,6 +82,7 @@ def _session(data: bytes, threads: int):
     # Two sessions (dense and skip) are timed in alternation: with spinning thread pools, the
     # idle one's workers spin on the cores the other one is running on.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    onnx_ops.register_where_built(options)
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
@@ -102,8 +107,8 @@ def _with_thresholds(graph: bytes, model: GatedNetwork) -> bytes:
 
 
 def rows(warmup: int, repeats: int, seed: int, batches=BATCHES, densities=DENSITIES,
-         threads: int | None = None, cases=(LAYER_CASE, MODEL_CASE), settle_s: float = 0.0
-         ) -> list[dict]:
+         threads: int | None = None, cases=(LAYER_CASE, MODEL_CASE), settle_s: float = 0.0,
+         custom_ops: bool = False) -> list[dict]:
     import onnxruntime as ort  # noqa: F401  (fail early, before exporting, when missing)
 
     # Each graph is timed with 1 intra-op thread and with `threads`, and reported at its faster
@@ -115,7 +120,7 @@ def rows(warmup: int, repeats: int, seed: int, batches=BATCHES, densities=DENSIT
     for case in cases:
         model = _model(case, seed)
         with tempfile.TemporaryDirectory(prefix="sparsegate-onnx-bench-") as tmp:
-            graph, dense_graph = _export(model, Path(tmp))
+            graph, dense_graph = _export(model, Path(tmp), custom_ops)
         dense = {t: _session(dense_graph, t) for t in settings}
         blocks = np.array([layer.config.blocks for layer in model.gated_layers])
         for batch in batches:
@@ -148,7 +153,8 @@ def rows(warmup: int, repeats: int, seed: int, batches=BATCHES, densities=DENSIT
                         for kind in ("dense", "skip")}
                 times = {kind: ms for kind, (ms, _) in best.items()}
                 out.append({
-                    "device": "cpu", "backend": "onnxruntime", "case": case, "batch": batch,
+                    "device": "cpu", "backend": "onnxruntime-ops" if custom_ops else "onnxruntime",
+                    "case": case, "batch": batch,
                     "density": density,
                     "realised_density": float((active / blocks).mean()),
                     "computed_density": float((computed / blocks).mean()),
@@ -169,13 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="intra-op threads of both sessions "
                         "(default: torch's thread count)")
+    parser.add_argument("--custom-ops", action="store_true",
+                        help="time the graph on sparsegate's onnxruntime operators "
+                             "(sparsegate-export --custom-ops)")
     parser.add_argument("--case", action="append", choices=[LAYER_CASE, MODEL_CASE],
                         help="only this case (repeatable; default: both)")
     args = parser.parse_args(argv)
     import onnxruntime as ort
 
     result = rows(args.warmup, args.repeats, args.seed, threads=args.threads,
-                  cases=tuple(args.case or (LAYER_CASE, MODEL_CASE)))
+                  cases=tuple(args.case or (LAYER_CASE, MODEL_CASE)), custom_ops=args.custom_ops)
     print(f"{'case':<30} {'batch':>5} {'density':>7} {'realised':>8} {'computed':>8} "
           f"{'dense ms':>9} {'skip ms':>9} {'speedup':>7}")
     for r in result:

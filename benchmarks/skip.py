@@ -48,6 +48,9 @@ BEST_HEADER = (f"{'case':>30} {'batch':>5} {'density':>7} {'best dense':>14} {'d
                f"{'skip ms':>9} {'vs best':>7} {'dense G':>7} {'skip G':>7}")
 
 
+BACKENDS = ("torch", "onnxruntime", "onnxruntime-ops")
+
+
 def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
         backends: tuple[str, ...] = ("torch", "onnxruntime"), batches=None, densities=None,
         cases=None, dense_from: float | None = None, inputs: int = 1,
@@ -83,10 +86,13 @@ def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
         for row in torch_rows:
             print(BEST_TABLE.format(**row))
         rows += torch_rows
-    if "onnxruntime" in backends:
+    for backend in ("onnxruntime", "onnxruntime-ops"):
+        if backend not in backends:
+            continue
         from . import onnx_cases
 
-        onnx_rows = onnx_cases.rows(warmup, repeats, seed, settle_s=settle_ms / 1e3, **sizes)
+        onnx_rows = onnx_cases.rows(warmup, repeats, seed, settle_s=settle_ms / 1e3,
+                                    custom_ops=backend == "onnxruntime-ops", **sizes)
         for row in onnx_rows:
             show(row)
         rows += onnx_rows
@@ -111,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backends", default="torch,onnxruntime",
-                        help="CPU backends to time, comma-separated (default: both)")
+                        help="CPU backends to time, comma-separated: torch, onnxruntime (the "
+                             "portable graph), onnxruntime-ops (the graph on sparsegate's "
+                             "onnxruntime operators) (default: torch,onnxruntime)")
     parser.add_argument("--quick", action="store_true",
                         help="batches 1 and 8, densities 1.0 and 0.1 only (a smoke run)")
     parser.add_argument("--batches", type=lambda v: tuple(int(b) for b in v.split(",")),
@@ -141,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.settle_ms < 0:
         parser.error("--settle-ms must be >= 0")
-    if args.block_weights != "float32" and (args.device != "cpu" or "onnxruntime" in
-                                            args.backends.split(",")):
+    if args.block_weights != "float32" and (args.device != "cpu" or args.backends.strip()
+                                            != "torch"):
         parser.error("--block-weights bfloat16 takes --device cpu --backends torch")
     if args.dense_from is not None and not args.dense_from > 0:
         parser.error("--dense-from must be > 0")
@@ -151,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.warmup < 0 or args.repeats < 1:
         parser.error("--warmup must be >= 0 and --repeats >= 1")
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-    unknown = set(backends) - {"torch", "onnxruntime"}
+    unknown = set(backends) - set(BACKENDS)
     if unknown:
-        parser.error(f"unknown backend(s) {sorted(unknown)}; valid: torch, onnxruntime")
+        parser.error(f"unknown backend(s) {sorted(unknown)}; valid: {', '.join(BACKENDS)}")
     rows = run(args.device, args.warmup, args.repeats, args.seed, args.quick, backends,
                args.batches, args.densities, args.cases, args.dense_from, args.inputs,
                args.block_weights, args.settle_ms)

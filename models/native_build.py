@@ -1,11 +1,13 @@
-"""C sources compiled on first use: the CPU engine's kernels (`models.skip.c_kernels`) and the
-server's JSON number reader (`service.json_native`).
+"""C sources compiled on first use: the CPU engine's kernels (`models.skip.c_kernels`), their
+onnxruntime operators (`models.skip.onnx_ops`) and the server's JSON number reader
+(`service.json_native`).
 
 A library is compiled with the system C compiler (`cc`, or $CC) into a cache folder
 ($SPARSEGATE_CACHE, default ~/.cache/sparsegate), named by the sources' and the command's hash
-so an edit or other flags build anew, and loaded through ctypes (standard library). Where no
-compiler is found or the build fails, `compiled` returns None and the caller takes its
-pure-Python path; SPARSEGATE_NATIVE=0 asks for that everywhere.
+so an edit or other flags build anew, and loaded through ctypes (standard library) or, for
+onnxruntime, by its path (`built`). Where no compiler is found or the build fails, `compiled`
+and `built` return None and the caller takes its pure-Python path; SPARSEGATE_NATIVE=0 asks for
+that everywhere.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ def compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 
 
-def compiled(name: str, sources: Sequence[Path], flags: Sequence[str],
-             libraries: Sequence[str] = ()) -> ctypes.CDLL | None:
-    """The library built from sources[0] (the rest: what it includes, hashed alone), or
-    None."""
+def built(name: str, sources: Sequence[Path], flags: Sequence[str],
+          libraries: Sequence[str] = ()) -> Path | None:
+    """The path of the library built from sources[0] (the rest: what it includes, hashed
+    alone), or None."""
     cc = compiler()
     if not cc:
         return None
@@ -44,10 +46,22 @@ def compiled(name: str, sources: Sequence[Path], flags: Sequence[str],
             cache.mkdir(parents=True, exist_ok=True)
             # Build beside, then rename: concurrent first uses never load a half-written file.
             with tempfile.TemporaryDirectory(dir=cache) as tmp:
-                built = Path(tmp) / library.name
-                subprocess.run([cc, *flags, "-o", str(built), str(sources[0]), *libraries],
+                made = Path(tmp) / library.name
+                subprocess.run([cc, *flags, "-o", str(made), str(sources[0]), *libraries],
                                check=True, capture_output=True, timeout=120)
-                os.replace(built, library)
-        return ctypes.CDLL(str(library))
+                os.replace(made, library)
     except (OSError, subprocess.SubprocessError):
+        return None
+    return library
+
+
+def compiled(name: str, sources: Sequence[Path], flags: Sequence[str],
+             libraries: Sequence[str] = ()) -> ctypes.CDLL | None:
+    """The library built from sources[0] (see `built`), loaded, or None."""
+    library = built(name, sources, flags, libraries)
+    if library is None:
+        return None
+    try:
+        return ctypes.CDLL(str(library))
+    except OSError:
         return None

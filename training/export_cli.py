@@ -3,12 +3,15 @@
 Examples:
     sparsegate-export --model-repository model-repository --name blocks-st
     sparsegate-export --model-repository model-repository --name paper-st --version 3 --opset 20
+    sparsegate-export --model-repository model-repository --name blocks-st --custom-ops
 
 The graph is verified against torch with onnxruntime before anything is written (see
 training/onnx_export.py); the version is then rewritten atomically with model.onnx beside the
 weights and the export's metadata under "onnx" in config.json. `--dense-baseline FILE` also
 writes the same network run densely (every block, no gater) to FILE, outside the artifact: the
-baseline the ONNX benchmark times the skipping graph against.
+baseline the ONNX benchmark times the skipping graph against. `--custom-ops` computes the
+grouped (example, block) products with sparsegate's onnxruntime operators
+(`models.skip.onnx_ops`), which a server registers from the metadata's "operators".
 
 Exit status: 0 on success, 1 when the model or artifact is missing or broken or the graph fails
 verification, 2 on bad arguments.
@@ -38,6 +41,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--serve-with", choices=["onnxruntime", "torch"],
                    help="record the backend a server left on --backend auto serves this "
                         "version with (default: the server's own choice)")
+    p.add_argument("--custom-ops", action="store_true",
+                   help="compute the grouped (example, block) products with sparsegate's "
+                        "onnxruntime operators (models.skip.onnx_ops): faster, and the graph "
+                        "then runs only in an onnxruntime that has them registered")
     p.add_argument("--dense-baseline", type=Path, metavar="FILE",
                    help="also write the dense baseline graph (no gater, every block) here")
     return p.parse_args(argv)
@@ -58,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ArtifactError(f"{args.model_repository}: model repository does not exist")
         version = resolve_version(args.model_repository, name, args.version)
         folder, meta = export_to_artifact(args.model_repository, name, version, args.opset,
-                                          args.serve_with)
+                                          args.serve_with, custom_ops=args.custom_ops)
         if args.dense_baseline is not None:
             from models.gated_artifact import load_gated_network
 

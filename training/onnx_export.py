@@ -38,12 +38,13 @@ def real_inputs(config: dict[str, Any], input_size: int) -> tuple[torch.Tensor |
 
 
 def export_to_artifact(repository: str | Path, name: str, version: str | int | None = None,
-                       opset: int = DEFAULT_OPSET, serve_with: str | None = None
-                       ) -> tuple[Path, dict[str, Any]]:
+                       opset: int = DEFAULT_OPSET, serve_with: str | None = None,
+                       custom_ops: bool = False) -> tuple[Path, dict[str, Any]]:
     """`models.skip.onnx_export.export_to_artifact` with the artifact's own test inputs."""
     version = resolve_version(repository, name, version)
     config = read_config(artifact_path(repository, name, version))
     architecture = config.get("architecture") or {}
     real, note = real_inputs(config, architecture.get("input_size", -1))
     return onnx_export.export_to_artifact(repository, name, version, opset, real=real,
-                                          real_note=note, serve_with=serve_with)
+                                          real_note=note, serve_with=serve_with,
+                                          custom_ops=custom_ops)

@@ -103,6 +103,7 @@ from models.estimators import Estimator
 from models.gated_artifact import load_gated_network
 from models.gated_network import GatedNetwork
 
+from . import onnx_ops
 from .onnx_graph import ExportError, Graph, apply_activation, blocked
 from .onnx_grouped import (
     grouped_condition,
@@ -110,9 +111,17 @@ from .onnx_grouped import (
     grouped_layer_and_reader,
     masked_layer,
     masked_reader,
+    operator_layer,
+    operator_layer_and_reader,
 )
 from .plan import PlannedLayer, plan_layers
-from .routing import DENSE_FALLBACK_FRACTION, GROUPED_FROM_BATCH, GROUPED_MAX_FRACTION
+from .routing import (
+    DENSE_FALLBACK_FRACTION,
+    GROUPED_FROM_BATCH,
+    GROUPED_MAX_FRACTION,
+    OPERATORS_GROUPED_FROM_BATCH,
+    OPERATORS_GROUPED_MAX_FRACTION,
+)
 
 ONNX_FILE = "model.onnx"
 INPUT_NAME = "x"
@@ -287,8 +296,8 @@ class _Gates:
 
     on: str  # (B, K) bool
     values: str  # (B, K) float, 0 where off
-    selection: _Selection  # the union path's blocks (all of them under the fallback)
-    union: str  # (1,) int64 blocks on in some example
+    selection: _Selection | None  # the union path's blocks (all of them under the fallback)
+    union: str | None  # (1,) int64 blocks on in some example (None: no union path)
     active: str  # (B, 1) int64 blocks on per example
 
 
@@ -376,12 +385,15 @@ def _main_blocked(g: Graph, step: PlannedLayer) -> tuple[str, str]:
 
 
 def _grouped_chain(s: Graph, x: _Full, batch: str, chain: list[PlannedLayer], gates: _Gates,
-                   reader: PlannedLayer, reader_bias: str, max_fraction: float) -> list[str]:
+                   reader: PlannedLayer, reader_bias: str, max_fraction: float,
+                   operators: bool) -> list[str]:
     """The grouped branch of `_grouped_or_union`, built into `s` (`batch`: B as (1,) int64):
     the reader's output (B, N), then the active and the computed blocks (B, 1) of each later
     layer of the chain. The first layer is grouped (the If's condition holds for its pairs);
     each later one is grouped where its own pairs are few enough, else computed densely:
-    grouping a layer with most of its pairs on would copy its input once per block."""
+    grouping a layer with most of its pairs on would copy its input once per block. With
+    `operators` (sparsegate's onnxruntime operators) every layer is grouped: they copy
+    nothing."""
     h, actives, computed = x.name, [], []
     for n, step in enumerate(chain):
         k = step.gated.config.blocks
@@ -389,10 +401,13 @@ def _grouped_chain(s: Graph, x: _Full, batch: str, chain: list[PlannedLayer], ga
         if n:  # gates from the whole (zero-filled) output of the layer before
             _, on, values, _ = _gates(s, _Full(h, chain[n - 1].gated.config.width), step)
             active = _active(s, on, f"layers.{step.index}.grouped")
-            own = grouped_condition(s, batch, active, k, 1, max_fraction,
-                                    f"layers.{step.index}.grouped")
             actives.append(active)
-            computed.append(s.op("Where", [own, active, s.ints(k)]))
+            if operators:  # its own blocks, a value of its own (a branch output is named once)
+                computed.append(s.op("Identity", [active]))
+            else:
+                own = grouped_condition(s, batch, active, k, 1, max_fraction,
+                                        f"layers.{step.index}.grouped")
+                computed.append(s.op("Where", [own, active, s.ints(k)]))
         else:
             on, values = gates.on, gates.values
         reads = None
@@ -400,19 +415,23 @@ def _grouped_chain(s: Graph, x: _Full, batch: str, chain: list[PlannedLayer], ga
             reader_blocked, _ = blocked(s, np.ascontiguousarray(_np(reader.linear.weight).T), k,
                                         f"{reader.path}.weight_t")
             reads = (reader_blocked, reader_bias, reader.activation)
-        h = _grouped_step(s, h, on, values, own, step, reads)
+        h = _grouped_step(s, h, on, values, own, step, reads, operators)
     return [h, *actives, *computed]
 
 
 def _grouped_step(s: Graph, x: str, on: str, values: str, own: str | None, step: PlannedLayer,
-                  reader: tuple[str, str, str] | None) -> str:
+                  reader: tuple[str, str, str] | None, operators: bool) -> str:
     """One layer of a grouped chain over its whole input x: its whole output (B, K*S), or with
     `reader` (blocked weight, bias, activation) the reader's output (B, N). Grouped pair by
-    pair, or where `own` (a (1,) bool) is given, in an If on it, else densely."""
+    pair (by sparsegate's operators with `operators`), or where `own` (a (1,) bool) is given,
+    in an If on it, else densely."""
     k, act, hint = step.gated.config.blocks, step.activation, f"layers.{step.index}.grouped"
     w3, b3 = _main_blocked(s, step)
 
     def grouped_fn(t: Graph) -> str:
+        if operators:
+            return (operator_layer(t, x, on, values, w3, b3, act) if reader is None
+                    else operator_layer_and_reader(t, x, on, values, w3, b3, act, *reader))
         if reader is None:
             return grouped_layer(t, x, on, values, w3, b3, act, k, hint)
         return grouped_layer_and_reader(t, x, on, values, w3, b3, act, *reader, k, hint)
@@ -424,9 +443,28 @@ def _grouped_step(s: Graph, x: str, on: str, values: str, own: str | None, step:
     return grouped_fn(s) if own is None else s.if_(own, grouped_fn, masked_fn, hint)
 
 
+def _grouped_only(g: Graph, x: _Full, chain: list[PlannedLayer], gates: _Gates,
+                  reader: PlannedLayer, grouped: tuple[int, float], dense_fallback: float,
+                  computed_name: str | None, operators: bool
+                  ) -> tuple[str, list[str], list[str]]:
+    """`_grouped_or_union` where the grouped branch takes every batch (`grouped` from batch 1 at
+    any fraction): the branch alone, no If and no union path, whose gathers would run for
+    nothing."""
+    batch = g.op("Shape", [x.name], start=0, end=1)  # (1,)
+    bias = g.const(_np(reader.linear.bias), f"{reader.path}.bias")
+    out, *counts = _grouped_chain(g, x, batch, chain, gates, reader, bias, grouped[1], operators)
+    later = len(chain) - 1
+    if reader.readout:
+        out = g.op("Identity", [out], name="logits")
+    first = (g.op("Identity", [gates.active], name=computed_name) if computed_name
+             else gates.active)  # (B, 1): each example its own blocks
+    return out, counts[:later], [first, *counts[later:]]
+
+
 def _grouped_or_union(g: Graph, x: _Full, chain: list[PlannedLayer], gates: _Gates,
                       reader: PlannedLayer, grouped: tuple[int, float], dense_fallback: float,
-                      computed_name: str | None) -> tuple[str, list[str], list[str]]:
+                      computed_name: str | None, operators: bool
+                      ) -> tuple[str, list[str], list[str]]:
     """A chain of gated layers, each reading the one before (the first a whole input), and the
     dense layer (or read-out) reading the last, in an If: the grouped branch
     (`models.skip.onnx_grouped`) for large sparse batches, else the union path. `gates`: the
@@ -443,7 +481,7 @@ def _grouped_or_union(g: Graph, x: _Full, chain: list[PlannedLayer], gates: _Gat
 
     def grouped_branch(s: Graph) -> list[str]:
         return _grouped_chain(s, x, batch, chain, gates, reader,
-                              s.const(bias, f"{reader.path}.bias"), grouped[1])
+                              s.const(bias, f"{reader.path}.bias"), grouped[1], operators)
 
     def no_rows(s: Graph) -> list[str]:  # (0, N), then (0, 1) twice per later layer
         empty = s.op("ConstantOfShape", [s.ints(0, 1)], value=numpy_helper.from_array(
@@ -488,11 +526,15 @@ def _dense_layer(g: Graph, x: _Full | _Compact, step: PlannedLayer,
                          activation=step.activation, name=name), step.linear.out_features)
 
 
-def _finish(g: Graph, inputs, outputs, opset: int, name: str) -> onnx.ModelProto:
+def _finish(g: Graph, inputs, outputs, opset: int, name: str, operators: bool = False
+            ) -> onnx.ModelProto:
     graph = helper.make_graph(g.nodes, name, inputs, outputs, g.initializers)
     opsets = [helper.make_opsetid("", opset)]
+    ir_version = helper.find_min_ir_version_for(opsets)  # onnx knows only its own domains
+    if operators:
+        opsets.append(helper.make_opsetid(onnx_ops.DOMAIN, onnx_ops.DOMAIN_VERSION))
     model = helper.make_model(graph, opset_imports=opsets, producer_name="sparsegate",
-                              ir_version=helper.find_min_ir_version_for(opsets))
+                              ir_version=ir_version)
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
@@ -514,17 +556,23 @@ def _input_info(model: GatedNetwork) -> onnx.ValueInfoProto:
 
 def export_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET, *,
                 dense_fallback: float = DENSE_FALLBACK_FRACTION,
-                grouped: tuple[int, float] | None = (GROUPED_FROM_BATCH, GROUPED_MAX_FRACTION)
-                ) -> onnx.ModelProto:
+                grouped: tuple[int, float] | str | None = "default",
+                custom_ops: bool = False) -> onnx.ModelProto:
     """The skipping graph of `model` (deterministic gates at its current thresholds).
 
     `dense_fallback`: a gated layer runs dense masked when more than this fraction of its blocks
     is on somewhere in the batch; 1.0 always takes the union path, a negative value never does
     (the tests run both paths through the same builder). `grouped`: (from batch, max fraction
     of pairs on) for the grouped branch of a gated layer whose reader is not gated (None: no
-    such branch; (1, 1.0): always, where it applies).
+    such branch; (1, 1.0): always, where it applies; "default": `default_grouped`).
+    `custom_ops`: the grouped branch runs on sparsegate's onnxruntime operators
+    (`models.skip.onnx_ops`), so the graph runs only where they are registered.
     """
     check_opset(opset)
+    if grouped == "default":
+        grouped = default_grouped(custom_ops)
+    if custom_ops and grouped is None:
+        raise ExportError("the operators compute the grouped branch: custom_ops needs one")
     g = Graph()
     x: _Full | _Compact = _Full(INPUT_NAME, model.config.input_size)
     num_gated = len(model.gated_layers)
@@ -541,17 +589,23 @@ def export_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET, *,
             # One gated layer: its counts are the graph's outputs, no Concat.
             name = "active_blocks" if num_gated == 1 else None
             computed_name = "computed_blocks" if num_gated == 1 else None
-            gates = _gate_stage(g, x, step, dense_fallback, name)
-            actives.append(gates.active)
             end = i + 1  # past the chain of gated layers from here, each reading the one before
             while plan[end - 1].read_by_gated:
                 end += 1
+            always = grouped is not None and grouped[0] <= 1 and grouped[1] >= 1.0
+            if always and isinstance(x, _Full):  # no union path: the gater alone
+                _, on, values, _ = _gates(g, x, step)
+                gates = _Gates(on, values, None, None, _active(g, on, f"layers.{step.index}", name))
+            else:
+                gates = _gate_stage(g, x, step, dense_fallback, name)
+            actives.append(gates.active)
             if grouped is not None and isinstance(x, _Full):
                 # The layer after the chain (or the read-out) reads only what the chain
                 # computes: the grouped branch can compute all of it, pair by pair.
                 reader = plan[end]
-                y, later_active, done = _grouped_or_union(
-                    g, x, plan[i:end], gates, reader, grouped, dense_fallback, computed_name)
+                y, later_active, done = (_grouped_only if always else _grouped_or_union)(
+                    g, x, plan[i:end], gates, reader, grouped, dense_fallback, computed_name,
+                    custom_ops)
                 x = _Full(y, reader.linear.out_features)
                 actives.extend(later_active)
                 computed.extend(done)
@@ -575,7 +629,13 @@ def export_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET, *,
         helper.make_tensor_value_info("active_blocks", TensorProto.INT64, ["batch", num_gated]),
         helper.make_tensor_value_info("computed_blocks", TensorProto.INT64, ["batch", num_gated]),
     ]
-    return _finish(g, [_input_info(model)], outputs, opset, "sparsegate_skip")
+    return _finish(g, [_input_info(model)], outputs, opset, "sparsegate_skip", custom_ops)
+
+
+def default_grouped(custom_ops: bool) -> tuple[int, float]:
+    """Where the grouped branch runs by default: (from batch, max fraction of pairs on)."""
+    return ((OPERATORS_GROUPED_FROM_BATCH, OPERATORS_GROUPED_MAX_FRACTION) if custom_ops
+            else (GROUPED_FROM_BATCH, GROUPED_MAX_FRACTION))
 
 
 def export_dense_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
@@ -625,7 +685,8 @@ def export_all_on_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET) -> onnx.
 
 
 def ort_session(model: onnx.ModelProto | bytes, threads: int | None = None):
-    """A CPU onnxruntime session (quiet), `threads` intra-op threads (None: ORT's default)."""
+    """A CPU onnxruntime session (quiet), `threads` intra-op threads (None: ORT's default),
+    with sparsegate's operators where their library builds."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -633,6 +694,7 @@ def ort_session(model: onnx.ModelProto | bytes, threads: int | None = None):
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    onnx_ops.register_where_built(options)
     data = model if isinstance(model, bytes) else model.SerializeToString()
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
@@ -745,15 +807,17 @@ def resolve_version(repository: str | Path, name: str, version: str | int | None
 
 def export_to_artifact(repository: str | Path, name: str, version: str | int | None = None,
                        opset: int = DEFAULT_OPSET, *, real: torch.Tensor | None = None,
-                       real_note: str = "none given", serve_with: str | None = None
-                       ) -> tuple[Path, dict[str, Any]]:
+                       real_note: str = "none given", serve_with: str | None = None,
+                       custom_ops: bool = False) -> tuple[Path, dict[str, Any]]:
     """Export the artifact's network to model.onnx, verify it against torch (on random inputs,
     and on `real` ones where given, described by `real_note`), and rewrite the version
     atomically with the file and its metadata (config.json "onnx"); config, weights and other
     extra files are kept. Returns the folder and the metadata. `training.onnx_export` passes
     the test inputs of the data set the artifact was trained on. `serve_with` records the
     backend ("onnxruntime" or "torch") that a server left on `--backend auto` serves this
-    version with (config.json "serving")."""
+    version with (config.json "serving"). `custom_ops`: the grouped branch runs on
+    sparsegate's onnxruntime operators (`export_onnx`); the metadata says so under
+    "operators", and a server registers them before loading the graph."""
     import onnxruntime as ort
 
     check_opset(opset)
@@ -765,8 +829,9 @@ def export_to_artifact(repository: str | Path, name: str, version: str | int | N
     for file_name in config.get("extra_files") or {}:
         if file_name != ONNX_FILE:
             extras[file_name] = read_extra_file(folder, file_name)
-    graph = export_onnx(model, opset)
+    graph = export_onnx(model, opset, custom_ops=custom_ops)
     data = graph.SerializeToString()
+    from_batch, max_fraction = default_grouped(custom_ops)
     measured = verify_onnx(model, data, verification_batches(model, real))
     metadata = {
         "file": ONNX_FILE,
@@ -790,8 +855,8 @@ def export_to_artifact(repository: str | Path, name: str, version: str | int | N
                         "(example, block) pair on, from the batch size and below the fraction "
                         "of pairs on",
             "dense_fallback_fraction": DENSE_FALLBACK_FRACTION,
-            "grouped_from_batch": GROUPED_FROM_BATCH,
-            "grouped_max_fraction": GROUPED_MAX_FRACTION,
+            "grouped_from_batch": from_batch,
+            "grouped_max_fraction": max_fraction,
             "computed_blocks": "blocks of each gated layer computed, per example: the union of "
                                "the batch's active blocks (the example's own at batch 1), all "
                                "of them under the fallback, or the example's own under the "
@@ -799,6 +864,9 @@ def export_to_artifact(repository: str | Path, name: str, version: str | int | N
         },
         "verification": {**measured, "inputs": f"random normal and uniform; real: {real_note}",
                          "reference": "GatedNetwork.eval() (dense masked)"},
+        "operators": ({"domain": onnx_ops.DOMAIN, "version": onnx_ops.DOMAIN_VERSION,
+                       "runs_in": "onnxruntime with models.skip.onnx_ops registered"}
+                      if custom_ops else None),
     }
     json.dumps(metadata, allow_nan=False)
     stored = {key: value for key, value in config.items() if key != "onnx"}

@@ -40,7 +40,9 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto
 
-from .onnx_graph import Graph, apply_activation
+from ..activations import ACTIVATIONS
+from . import onnx_ops
+from .onnx_graph import ExportError, Graph, apply_activation
 
 
 def grouped_condition(g: Graph, batch: str, active: str, blocks: int, from_batch: int,
@@ -181,3 +183,27 @@ def masked_reader(s: Graph, x: str, blocks: int, reader_blocked: str, reader_bia
     summed = s.op("ReduceSum", [s.op("MatMul", [per_block, reader_blocked]), s.ints(0)],
                   keepdims=0)  # (B, N)
     return apply_activation(s, s.op("Add", [summed, reader_bias]), reader_activation)
+
+
+def operator_layer(s: Graph, x: str, on: str, values: str, main_blocked: str,
+                   main_bias_blocked: str, activation: str) -> str:
+    """`grouped_layer` as one node of sparsegate's onnxruntime operators
+    (`models.skip.onnx_ops`): each pair on computed once, no padding, no copies."""
+    return s.op(onnx_ops.GROUPED_BLOCKS, [x, on, values, main_blocked, main_bias_blocked],
+                "grouped_blocks", domain=onnx_ops.DOMAIN, activation=_code(activation))
+
+
+def operator_layer_and_reader(s: Graph, x: str, on: str, values: str, main_blocked: str,
+                              main_bias_blocked: str, activation: str, reader_blocked: str,
+                              reader_bias: str, reader_activation: str) -> str:
+    """`grouped_layer_and_reader` as one node of sparsegate's onnxruntime operators."""
+    return s.op(onnx_ops.GROUPED_BLOCKS_READ,
+                [x, on, values, main_blocked, main_bias_blocked, reader_blocked, reader_bias],
+                "grouped_read", domain=onnx_ops.DOMAIN, activation=_code(activation),
+                reader_activation=_code(reader_activation))
+
+
+def _code(activation: str) -> int:
+    if activation not in ACTIVATIONS:
+        raise ExportError(f"activation {activation!r} has no code for the operators")
+    return ACTIVATIONS[activation].code

@@ -9,7 +9,9 @@ counts every input unit as read there (`gated_reads_all_inputs`); a lone example
 own blocks, counted exactly.
 
 Only onnxruntime and numpy are needed here: neither torch nor the `onnx` package that builds
-graphs, so a server of exported graphs runs without either. The model is read from verified
+graphs, so a server of exported graphs runs without either. sparsegate's onnxruntime operators
+(`models.skip.onnx_ops`), which a graph exported with `custom_ops` uses, are registered with
+every session where their library builds. The model is read from verified
 bytes; external data, which would make onnxruntime open other files named inside
 the model, is confined to an empty folder, so a model that refers to any is refused at load.
 """
@@ -22,6 +24,7 @@ from itertools import pairwise
 import numpy as np
 
 from ..gated_config import GatedNetworkConfig
+from . import onnx_ops
 from .output import SkipOutput
 
 INPUT = "x"
@@ -54,11 +57,17 @@ class OnnxRuntimeSkipNetwork:
         self._no_external_data = tempfile.TemporaryDirectory(prefix="sparsegate-onnx-")
         options.add_session_config_entry("session.model_external_initializers_file_folder_path",
                                          self._no_external_data.name)
+        # A graph exported with custom_ops needs them; registering them costs nothing otherwise.
+        operators = onnx_ops.register_where_built(options)
         try:
             self.session = ort.InferenceSession(data, options, providers=[provider])
         except Exception as error:  # onnxruntime raises its own exception types
+            hint = ""
+            if not operators and onnx_ops.DOMAIN in str(error):
+                hint = (" (the graph uses sparsegate's onnxruntime operators, whose library "
+                        "needs a C compiler here: cc, or $CC, with SPARSEGATE_NATIVE unset)")
             raise OnnxModelError(f"onnxruntime cannot load the model: {_first_line(error)}"
-                                 ) from None
+                                 f"{hint}") from None
         self._check_signature()
         layers = config.layers
         # A gated layer fed by a gated layer: the graph reads the batch's union of its input

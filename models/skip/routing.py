@@ -68,3 +68,8 @@ DENSE_FALLBACK_FRACTION = 0.3
 # (`python -m benchmarks.onnx_grouped_crossover`).
 GROUPED_FROM_BATCH = 32
 GROUPED_MAX_FRACTION = 0.25
+# The same for a graph whose grouped branch runs on sparsegate's onnxruntime operators
+# (`export_onnx(custom_ops=True)`): they copy and pad nothing, so the branch runs at every batch
+# size and density (`python -m benchmarks.onnx_grouped_crossover --custom-ops`).
+OPERATORS_GROUPED_FROM_BATCH = 1
+OPERATORS_GROUPED_MAX_FRACTION = 1.0

@@ -21,7 +21,7 @@ from models.estimators import ESTIMATORS
 from models.gated_artifact import load_gated_network, save_gated_network
 from models.gated_config import GatedNetworkConfig
 from models.gated_network import GatedNetwork
-from models.skip import onnx_export
+from models.skip import onnx_export, onnx_ops
 from models.skip.cpu import SkipNetwork
 from models.skip.onnx_export import (
     ExportError,
@@ -105,6 +105,7 @@ def assert_matches(model, graph, x):
 GROUPED_LAYOUTS = {"gated", "gated-no-hidden-unit-blocks", "gated-dense", "dense-gated",
                    "gated-gated", "gated-gated-dense-gated"}
 ALWAYS_GROUPED = (1, 1.0)
+OPERATORS = onnx_ops.available()  # the graph on sparsegate's onnxruntime operators builds
 
 
 @pytest.mark.parametrize("fallback", [1.0, -1.0, 0.3], ids=["union", "dense", "auto"])
@@ -125,20 +126,22 @@ def test_ort_matches_torch_for_every_layout_and_batch(layout, fallback, grouped)
             assert np.array_equal(computed, active)
 
 
+@pytest.mark.parametrize("custom_ops", [False, OPERATORS], ids=["portable", "operators"])
 @pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
-def test_grouped_branch_for_every_estimator_and_gate_pattern(estimator):
+def test_grouped_branch_for_every_estimator_and_gate_pattern(estimator, custom_ops):
     # A sigmoid block is not 0 where off: padding rows and off gates must still add nothing.
     model = make_net([dense(9, "relu"), gated(6, 3, 2, "sigmoid"), dense(5, "tanh")],
                      estimator)
-    graph = export_onnx(model, grouped=ALWAYS_GROUPED)
+    graph = export_onnx(model, grouped=ALWAYS_GROUPED, custom_ops=custom_ops)
     for batch in (1, 5, 17):
         _, active, computed = assert_matches(model, graph, torch.randn(batch, D))
         assert np.array_equal(computed, active)
     for tau, want in ((-1e30, 6), (1e30, 0)):  # all on; all off (no pair at all)
         with torch.no_grad():
             model.layers[1].threshold.fill_(tau)
-        _, active, computed = assert_matches(model, export_onnx(model, grouped=ALWAYS_GROUPED),
-                                             torch.randn(7, D))
+        _, active, computed = assert_matches(
+            model, export_onnx(model, grouped=ALWAYS_GROUPED, custom_ops=custom_ops),
+            torch.randn(7, D))
         if estimator != "rectifier" or want == 0:  # max(0, a) may be 0 where the gate is on
             assert active.tolist() == computed.tolist() == [[want]] * 7
 
@@ -177,6 +180,29 @@ def test_grouped_chain_of_gated_layers(later):
             assert np.array_equal(computed[:, 1], want)
         elif batch > 1:  # the union path: one count for the whole batch per layer
             assert (computed == computed[:1]).all()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.skipif(not OPERATORS, reason="sparsegate's operators need a C compiler")
+def test_the_graph_on_sparsegate_operators_matches_torch(layout):
+    # By default such a graph groups every chain at every batch size: no union path at all,
+    # every block computed is one that is on, each by one operator node.
+    model = make_net(LAYOUTS[layout])
+    graph = export_onnx(model, custom_ops=True)
+    nodes = list(_nodes(graph.graph))
+    if layout in GROUPED_LAYOUTS:
+        assert {n.domain for n in nodes if n.op_type.startswith("GroupedBlocks")} == {
+            onnx_ops.DOMAIN}
+        assert not any(n.op_type in ("NonZero", "If", "TopK") for n in nodes)
+    for batch in (1, 3, 17, 64):
+        _, active, computed = assert_matches(model, graph, torch.randn(batch, D))
+        if layout in GROUPED_LAYOUTS:
+            assert np.array_equal(computed, active)
+
+
+def test_custom_ops_need_a_grouped_branch():
+    with pytest.raises(ExportError, match="custom_ops"):
+        export_onnx(make_net(LAYOUTS["gated"]), grouped=None, custom_ops=True)
 
 
 def _nodes(graph):
@@ -308,15 +334,17 @@ def test_dense_baseline_runs_every_block_without_gates():
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), density=st.floats(0.0, 1.0), batch=st.integers(1, 20),
        fallback=st.sampled_from([1.0, -1.0, 0.3]),
-       grouped=st.sampled_from([None, ALWAYS_GROUPED, (8, 0.3)]))
-def test_any_gate_pattern(seed, density, batch, fallback, grouped):
+       grouped=st.sampled_from([None, ALWAYS_GROUPED, (8, 0.3)]), custom_ops=st.booleans())
+def test_any_gate_pattern(seed, density, batch, fallback, grouped, custom_ops):
     model = make_net(LAYOUTS["gated-gated-dense-gated"], "sts", density=density, seed=seed)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, D, generator=gen)
     _, _, margins = reference(model, x)
     if any(bool((m <= onnx_export.TIE_RTOL).any()) for m in margins):
         return  # a gate on its threshold may flip between torch and ORT
-    assert_matches(model, export_onnx(model, dense_fallback=fallback, grouped=grouped), x)
+    custom_ops = custom_ops and OPERATORS and grouped is not None
+    assert_matches(model, export_onnx(model, dense_fallback=fallback, grouped=grouped,
+                                      custom_ops=custom_ops), x)
 
 
 def test_verification_refuses_a_wrong_graph():
@@ -372,6 +400,23 @@ def test_cli_writes_model_onnx_and_metadata(repo, capsys):
     assert_matches(model, onnx.load_from_string(data), torch.randn(9, D))
 
 
+@pytest.mark.skipif(not OPERATORS, reason="sparsegate's operators need a C compiler")
+def test_cli_exports_a_graph_on_sparsegate_operators(repo, capsys):
+    assert main(["--model-repository", str(repo), "--name", "tiny", "--custom-ops"]) == 0
+    folder = repo / "tiny" / "2"
+    meta = read_artifact(folder)[0]["onnx"]
+    assert meta["operators"]["domain"] == onnx_ops.DOMAIN
+    assert meta["skipping"]["grouped_from_batch"] == 1
+    graph = onnx.load_from_string(read_extra_file(folder, "model.onnx"))
+    assert any(n.domain == onnx_ops.DOMAIN for n in _nodes(graph.graph))
+    model, _ = load_gated_network(folder)
+    _, active, computed = assert_matches(model, graph, torch.randn(9, D))
+    assert np.array_equal(computed, active)
+    # Without the flag the graph is the portable one.
+    assert main(["--model-repository", str(repo), "--name", "tiny"]) == 0
+    assert read_artifact(folder)[0]["onnx"]["operators"] is None
+
+
 def test_cli_exports_a_given_version_and_opset_and_keeps_other_extra_files(repo):
     config, tensors = read_artifact(repo / "tiny" / "1")
     write_artifact(repo, "tiny", 1, config, tensors, extra_files={"notes.txt": b"hello"},
@@ -422,7 +467,7 @@ def test_cli_refuses_broken_artifacts_and_writes_nothing(repo, capsys):
 
 def test_export_writes_nothing_when_verification_fails(repo, monkeypatch):
     other = make_net(LAYOUTS["gated-gated"], seed=3)
-    monkeypatch.setattr(onnx_export, "export_onnx", lambda model, opset: export_onnx(other))
+    monkeypatch.setattr(onnx_export, "export_onnx", lambda model, opset, **_: export_onnx(other))
     before = (repo / "tiny" / "2" / "config.json").read_bytes()
     with pytest.raises(ExportError, match="differ"):
         export_to_artifact(repo, "tiny")

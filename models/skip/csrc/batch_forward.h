@@ -60,6 +60,36 @@ static void batch_rows_times(const float *x, int64_t B, int64_t D, const float *
     for (int64_t b = 0; b < B; ++b) lone_row_times(x + b * D, D, W, M, y + b * M);
 }
 
+/* A gated stage's working memory (batch_gated_bytes of it), carved into its arrays. */
+typedef struct {
+    float *pairs, *hidden, *logits;
+    int64_t *examples, *spans, *row_list, *tile_list, *n_whole, *n_part;
+    uint8_t *reads, *whole;
+    int64_t *read_count;
+} batch_scratch;
+
+static batch_scratch batch_carve(const program_stage *st, int64_t B, char *memory) {
+    const int64_t K = st->blocks, S = st->block_size, M = st->gater_width;
+    batch_scratch s;
+    s.pairs = (float *)memory;
+    s.hidden = (float *)(memory += lone_align(B * K * S * 4));
+    s.logits = (float *)(memory += lone_align(B * M * 4));
+    s.examples = (int64_t *)(memory += lone_align(B * K * 4));
+    s.spans = (int64_t *)(memory += lone_align(B * K * 8));
+    s.row_list = s.spans + 3 * K, s.tile_list = s.spans + 6 * K;
+    s.n_whole = (int64_t *)(memory += lone_align(9 * K * 8));
+    s.n_part = s.n_whole + K;
+    s.reads = (uint8_t *)(memory += lone_align(2 * K * 8));
+    s.whole = s.reads + lone_align(B * K);
+    s.read_count = (int64_t *)(s.whole + lone_align(B));
+    return s;
+}
+
+static void batch_blocks(const program_stage *st, int64_t B, const float *in,
+                         const batch_gated_out *prev, const float *gates,
+                         const batch_scratch *scratch, float *row, int64_t threads,
+                         int64_t threads_from, batch_gated_out *result);
+
 /* A gated stage over B rows `in`. Writes the gate values (B, K), the blocks on and computed per
  * example (at `active[b * G]`, `computed[b * G]`), the stage's output rows into `row` (B, K * S)
  * where the next stage reads them (non-null), and `result`. Returns 1 where it stopped before
@@ -70,19 +100,11 @@ static int batch_gated(const program_stage *st, int64_t B, const float *in,
                        float *gates, int64_t *active, int64_t *computed, int64_t G,
                        int64_t threads, int64_t threads_from, int stop_all_on,
                        batch_gated_out *result) {
-    const kernel_set *main = set_for((int)st->precision);
-    const int64_t D = st->in_width, K = st->blocks, S = st->block_size, M = st->gater_width;
-    float *pairs = (float *)memory;
-    float *hidden = (float *)(memory += lone_align(B * K * S * 4));
-    float *logits = (float *)(memory += lone_align(B * M * 4));
-    int64_t *examples = (int64_t *)(memory += lone_align(B * K * 4));
-    int64_t *spans = (int64_t *)(memory += lone_align(B * K * 8));
-    int64_t *row_list = spans + 3 * K, *tile_list = spans + 6 * K;
-    int64_t *n_whole = (int64_t *)(memory += lone_align(9 * K * 8));
-    int64_t *n_part = n_whole + K;
-    uint8_t *reads = (uint8_t *)(memory += lone_align(2 * K * 8));
-    uint8_t *whole = reads + lone_align(B * K);
-    int64_t *read_count = (int64_t *)(whole + lone_align(B));
+    const int64_t D = st->in_width, K = st->blocks, M = st->gater_width;
+    const batch_scratch scratch = batch_carve(st, B, memory);
+    float *hidden = scratch.hidden, *logits = scratch.logits;
+    uint8_t *reads = scratch.reads, *whole = scratch.whole;
+    int64_t *read_count = scratch.read_count;
 
     /* The gater: after a gated stage, each row reading only the units of the blocks its
      * example computed there, as the main path does (the others are zeros); else every input
@@ -138,6 +160,25 @@ static int batch_gated(const program_stage *st, int64_t B, const float *in,
         if (prev) prev_whole &= prev->whole[b];
     }
     if (stop_all_on && every_on && st->gate_value == LONE_GATE_ONE && prev_whole) return 1;
+    batch_blocks(st, B, in, prev, gates, &scratch, row, threads, threads_from, result);
+    return 0;
+}
+
+/* A gated stage's blocks, given its gate values (B, K) and the blocks each example computes
+ * (scratch->reads; after a gated stage also ->whole and ->read_count): the (example, block)
+ * pairs sorted by block, their products, then bias, activation and gate value per pair, into
+ * `result` and, where non-null, the stage's output rows `row` (B, K * S), off blocks zero. */
+static void batch_blocks(const program_stage *st, int64_t B, const float *in,
+                         const batch_gated_out *prev, const float *gates,
+                         const batch_scratch *scratch, float *row, int64_t threads,
+                         int64_t threads_from, batch_gated_out *result) {
+    const kernel_set *main = set_for((int)st->precision);
+    const int64_t D = st->in_width, K = st->blocks, S = st->block_size;
+    float *pairs = scratch->pairs;
+    int64_t *examples = scratch->examples, *spans = scratch->spans;
+    int64_t *row_list = scratch->row_list, *tile_list = scratch->tile_list;
+    int64_t *n_whole = scratch->n_whole, *n_part = scratch->n_part;
+    const uint8_t *reads = scratch->reads;
 
     /* Pairs sorted by block, each block's examples in order: first those reading their whole
      * input row (every one, after a dense row), then those reading part of it. */
@@ -204,8 +245,8 @@ static int batch_gated(const program_stage *st, int64_t B, const float *in,
             if (row) memcpy(row + (examples[p] * K + k) * S, v, S * 4);
         }
     }
-    *result = (batch_gated_out){pairs, examples, spans, reads, whole, read_count, P, spans_n, K, S};
-    return 0;
+    *result = (batch_gated_out){pairs, examples, spans, reads, scratch->whole,
+                                scratch->read_count, P, spans_n, K, S};
 }
 
 /* A dense stage over B rows: out = activation(bias + input @ W.T), reading a gated stage's

@@ -1,0 +1,68 @@
+"""The sparsegate operators for onnxruntime (`models/skip/csrc/ort_ops.c`): a gated layer's blocks
+computed per (example, block) pair on the CPU engine's kernels, inside an ONNX graph.
+
+    GroupedBlocks(x, on, values, weight, bias) -> (B, K*S), off blocks zero
+    GroupedBlocksRead(x, on, values, weight, bias, reader_weight, reader_bias) -> (B, N)
+
+(domain `DOMAIN`; attributes `activation`, `reader_activation`: `models.activations` codes; the
+C file says what each input is). `export_onnx(model, custom_ops=True)` writes graphs that use
+them where the portable graph has its grouped branch (`models.skip.onnx_grouped`); such a graph
+runs only in an onnxruntime that has loaded this library (`register`), which is compiled from
+the C sources on first use (`models.native_build`) and built for the best instruction set the
+CPU runs (SPARSEGATE_KERNEL_SET picks another, as for the engine).
+
+Importing this module needs neither torch nor the `onnx` package, so a server of exported
+graphs can register the operators.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from .. import native_build
+from . import c_kernels
+
+DOMAIN = "sparsegate"
+DOMAIN_VERSION = 1
+GROUPED_BLOCKS = "GroupedBlocks"
+GROUPED_BLOCKS_READ = "GroupedBlocksRead"
+SOURCES = (Path(__file__).with_name("csrc") / "ort_ops.c", *c_kernels.SOURCES)
+# The kernels' flags, and: never unloaded (onnxruntime closes the library with the last session
+# options that loaded it, while the kernels' pool threads still run its code), and nothing
+# exported but RegisterCustomOps (its kernels' functions never bind to the engine's copy).
+FLAGS = (*c_kernels.FLAGS, "-Wl,-z,nodelete", "-fvisibility=hidden")
+
+
+class OperatorsUnavailable(RuntimeError):
+    """The operators' library could not be built here (no C compiler, or SPARSEGATE_NATIVE=0)."""
+
+
+@functools.cache
+def library_path() -> Path | None:
+    """The compiled operators' library, or None where it cannot be built."""
+    return native_build.built("ort_ops", SOURCES, FLAGS, c_kernels.LIBRARIES)
+
+
+def available() -> bool:
+    return library_path() is not None
+
+
+def register(options) -> None:
+    """Make the operators available to sessions made with `options` (onnxruntime
+    SessionOptions)."""
+    path = library_path()
+    if path is None:
+        raise OperatorsUnavailable(
+            "the graph uses sparsegate's onnxruntime operators, whose library needs a C "
+            "compiler to build (cc, or $CC; SPARSEGATE_NATIVE=0 turns it off)")
+    options.register_custom_ops_library(str(path))
+
+
+def register_where_built(options) -> bool:
+    """`register` where the library builds; False (and nothing registered) where it does not,
+    for sessions whose graph may not need the operators."""
+    if library_path() is None:
+        return False
+    register(options)
+    return True
