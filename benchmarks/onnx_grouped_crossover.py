@@ -12,6 +12,14 @@ same way), three graphs of the same network: the grouped branch forced
 exported densely; each at its faster of 1 and 2 intra-op threads, medians in alternating
 rounds (`benchmarks.timing`). Each skipping graph's logits are first checked against torch. Prints
 which is fastest per cell and writes the rows as JSON.
+
+With `--custom-ops` the grouped branch is the one on sparsegate's onnxruntime operators
+(`export_onnx(custom_ops=True, grouped=(1, 1.0))`, which has no union path at all), over
+batches and densities from 1 to every block (`OPERATORS_GROUPED_FROM_BATCH`,
+`OPERATORS_GROUPED_MAX_FRACTION`):
+
+    python -m benchmarks.onnx_grouped_crossover --custom-ops \
+        --json runs/bench/onnx-operators-crossover.json
 """
 
 from __future__ import annotations
@@ -28,11 +36,13 @@ from .timing import median_ms
 
 BATCHES = (8, 16, 32, 48, 64, 128)
 DENSITIES = (0.05, 0.1, 0.2, 0.3, 0.4)
+OPERATOR_BATCHES = (1, 8, 32, 64, 256)
+OPERATOR_DENSITIES = (0.1, 0.3, 0.6, 1.0)
 GRAPHS = ("grouped", "union", "dense")
 
 
 def rows(warmup: int, repeats: int, seed: int, batches=BATCHES, densities=DENSITIES,
-         cases=(LAYER_CASE, MODEL_CASE)) -> list[dict]:
+         cases=(LAYER_CASE, MODEL_CASE), custom_ops: bool = False) -> list[dict]:
     out = []
     settings = (1, 2)
     for case in cases:
@@ -48,7 +58,8 @@ def rows(warmup: int, repeats: int, seed: int, batches=BATCHES, densities=DENSIT
                     want = model(x).logits.numpy()
                 sessions = {("dense", t): s for t, s in dense.items()}
                 for graph, grouped in (("grouped", (1, 1.0)), ("union", None)):
-                    data = export_onnx(model, grouped=grouped).SerializeToString()
+                    data = export_onnx(model, grouped=grouped, custom_ops=custom_ops and
+                                       grouped is not None).SerializeToString()
                     for t in settings:
                         sessions[graph, t] = _session(data, t)
                 for (graph, _), session in sessions.items():
@@ -65,6 +76,7 @@ def rows(warmup: int, repeats: int, seed: int, batches=BATCHES, densities=DENSIT
                 best = {graph: min(ms for (g, _), ms in timed.items() if g == graph)
                         for graph in GRAPHS}
                 row = {"case": case, "batch": batch, "density": density,
+                       "grouped_on": "sparsegate operators" if custom_ops else "onnx",
                        **{f"{graph}_ms": best[graph] for graph in GRAPHS},
                        "fastest": min(GRAPHS, key=best.get)}
                 out.append(row)
@@ -78,13 +90,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = timing_parser(__doc__, warmup=5, repeats=40)
     parser.add_argument("--case", action="append", choices=[LAYER_CASE, MODEL_CASE],
                         help="only this case (repeatable; default: both)")
+    parser.add_argument("--custom-ops", action="store_true",
+                        help="the grouped branch on sparsegate's onnxruntime operators")
     args = parser.parse_args(argv)
     import onnxruntime as ort
 
     print(f"{'case':<30} {'batch':>5} {'density':>7} "
           + " ".join(f"{g + ' ms':>9}" for g in GRAPHS) + "  fastest")
+    sizes = ({"batches": OPERATOR_BATCHES, "densities": OPERATOR_DENSITIES} if args.custom_ops
+             else {})
     result = rows(args.warmup, args.repeats, args.seed,
-                  cases=tuple(args.case or (LAYER_CASE, MODEL_CASE)))
+                  cases=tuple(args.case or (LAYER_CASE, MODEL_CASE)),
+                  custom_ops=args.custom_ops, **sizes)
     write_rows_if_asked(args.json, result, onnxruntime=ort.__version__)
 
 

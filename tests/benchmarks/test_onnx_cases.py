@@ -24,6 +24,18 @@ def test_rows_have_the_documented_fields():
     assert by_key[(8, 0.1)]["computed_density"] == 1.0  # union ~57 %: the dense fallback
 
 
+def test_rows_of_the_graph_on_sparsegate_operators():
+    from models.skip import onnx_ops
+
+    if not onnx_ops.available():
+        pytest.skip("sparsegate's onnxruntime operators need a C compiler")
+    out = rows(0, 1, 0, batches=(8,), densities=(0.1,), cases=(LAYER_CASE,), custom_ops=True)
+    (row,) = out
+    assert set(row) >= FIELDS and row["backend"] == "onnxruntime-ops"
+    # Pair by pair at any batch: each example computes exactly its own blocks.
+    assert row["computed_density"] == row["realised_density"]
+
+
 def test_anatomy_parts_are_checked_and_count_the_selected_rows(monkeypatch):
     from benchmarks import onnx_anatomy
 
