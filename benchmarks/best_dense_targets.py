@@ -5,8 +5,9 @@
 
 Each run is a `benchmarks.skip --device cpu` JSON holding the torch rows' `speedup_vs_best`
 (the skipping forward against the fastest dense implementation timed in that run) and the
-onnxruntime rows' `speedup` (the skipping graph against its own dense graph). Prints (or, with
-`--update`, writes between `<!-- skip-tables:best-dense-targets:begin -->` and
+onnxruntime rows' `speedup` (the skipping graph against its own dense graph; the
+onnxruntime-ops rows' for the graph on sparsegate's operators, where the runs timed it).
+Prints (or, with `--update`, writes between `<!-- skip-tables:best-dense-targets:begin -->` and
 `<!-- skip-tables:best-dense-targets:end -->`, through `benchmarks.skip_report.update`) one row
 per target: its figure in each run, their median, and whether it is met in every run, in some,
 or in none. A run without the target's cell is a
@@ -41,6 +42,8 @@ TARGETS = (
     ("`blocks` model, 10 %, batch 64", "torch", MODEL_CASE, 64, 0.1, "speedup_vs_best", 6.0),
     ("onnxruntime's skipping graph, layer, 10 %, batch 64, against its dense graph",
      "onnxruntime", LAYER_CASE, 64, 0.1, "speedup", 3.0),
+    ("onnxruntime's graph on sparsegate's operators, layer, 10 %, batch 64, against its "
+     "dense graph", "onnxruntime-ops", LAYER_CASE, 64, 0.1, "speedup", 3.0),
 )
 NAME = "best-dense-targets"  # the document's section, as benchmarks.skip_report marks them
 BEGIN, END = f"<!-- skip-tables:{NAME}:begin -->", f"<!-- skip-tables:{NAME}:end -->"
@@ -57,11 +60,14 @@ def precision_of(runs: list[dict]) -> str:
 
 
 def figures(runs: list[dict]) -> list[tuple[str, float, list[float]]]:
-    """(label, the line, each run's figure) per target (torch's only in bfloat16 runs)."""
+    """(label, the line, each run's figure) per target (torch's only in bfloat16 runs; a
+    backend no run timed is left out)."""
     out = []
-    backends = ("torch",) if precision_of(runs) == "bfloat16" else ("torch", "onnxruntime")
+    timed = {row["backend"] for run in runs for row in run["rows"]}
+    backends = (("torch",) if precision_of(runs) == "bfloat16"
+                else ("torch", "onnxruntime", "onnxruntime-ops"))
     for label, backend, case, batch, density, field, line in TARGETS:
-        if backend not in backends:
+        if backend not in backends or backend not in timed:
             continue
         values = []
         for i, run in enumerate(runs):
