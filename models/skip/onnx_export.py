@@ -444,15 +444,14 @@ def _grouped_step(s: Graph, x: str, on: str, values: str, own: str | None, step:
 
 
 def _grouped_only(g: Graph, x: _Full, chain: list[PlannedLayer], gates: _Gates,
-                  reader: PlannedLayer, grouped: tuple[int, float], dense_fallback: float,
-                  computed_name: str | None, operators: bool
+                  reader: PlannedLayer, computed_name: str | None, operators: bool
                   ) -> tuple[str, list[str], list[str]]:
     """`_grouped_or_union` where the grouped branch takes every batch (`grouped` from batch 1 at
     any fraction): the branch alone, no If and no union path, whose gathers would run for
     nothing."""
     batch = g.op("Shape", [x.name], start=0, end=1)  # (1,)
     bias = g.const(_np(reader.linear.bias), f"{reader.path}.bias")
-    out, *counts = _grouped_chain(g, x, batch, chain, gates, reader, bias, grouped[1], operators)
+    out, *counts = _grouped_chain(g, x, batch, chain, gates, reader, bias, 1.0, operators)
     later = len(chain) - 1
     if reader.readout:
         out = g.op("Identity", [out], name="logits")
@@ -603,9 +602,13 @@ def export_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET, *,
                 # The layer after the chain (or the read-out) reads only what the chain
                 # computes: the grouped branch can compute all of it, pair by pair.
                 reader = plan[end]
-                y, later_active, done = (_grouped_only if always else _grouped_or_union)(
-                    g, x, plan[i:end], gates, reader, grouped, dense_fallback, computed_name,
-                    custom_ops)
+                if always:
+                    y, later_active, done = _grouped_only(g, x, plan[i:end], gates, reader,
+                                                          computed_name, custom_ops)
+                else:
+                    y, later_active, done = _grouped_or_union(
+                        g, x, plan[i:end], gates, reader, grouped, dense_fallback,
+                        computed_name, custom_ops)
                 x = _Full(y, reader.linear.out_features)
                 actives.extend(later_active)
                 computed.extend(done)
