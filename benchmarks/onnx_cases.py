@@ -82,7 +82,7 @@ def _session(data: bytes, threads: int):
     # Two sessions (dense and skip) are timed in alternation: with spinning thread pools, the
     # idle one's workers spin on the cores the other one is running on.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    onnx_ops.register_where_built(options)
+    onnx_ops.register_for(options, data)
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 

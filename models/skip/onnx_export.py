@@ -689,7 +689,7 @@ def export_all_on_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET) -> onnx.
 
 def ort_session(model: onnx.ModelProto | bytes, threads: int | None = None):
     """A CPU onnxruntime session (quiet), `threads` intra-op threads (None: ORT's default),
-    with sparsegate's operators where their library builds."""
+    with sparsegate's operators where the graph uses them."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -697,8 +697,8 @@ def ort_session(model: onnx.ModelProto | bytes, threads: int | None = None):
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    onnx_ops.register_where_built(options)
     data = model if isinstance(model, bytes) else model.SerializeToString()
+    onnx_ops.register_for(options, data)
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 

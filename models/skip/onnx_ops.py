@@ -59,10 +59,18 @@ def register(options) -> None:
     options.register_custom_ops_library(str(path))
 
 
-def register_where_built(options) -> bool:
-    """`register` where the library builds; False (and nothing registered) where it does not,
-    for sessions whose graph may not need the operators."""
-    if library_path() is None:
+def uses_operators(model: bytes) -> bool:
+    """Whether a serialized ONNX model has a node of the operators' domain. Read from the bytes
+    (no `onnx` package): a node's domain is its field 7, a string, so such a node holds
+    0x3a, the domain's length, then the domain. Bytes of another field that spell the same
+    would only make a caller register the operators for nothing."""
+    return bytes((0x3A, len(DOMAIN))) + DOMAIN.encode() in model
+
+
+def register_for(options, model: bytes) -> bool:
+    """`register` where the serialized `model` uses the operators; returns whether it did.
+    Sessions of portable graphs never build the library (a few seconds, once per cache)."""
+    if not uses_operators(model):
         return False
     register(options)
     return True

@@ -11,7 +11,7 @@ own blocks, counted exactly.
 Only onnxruntime and numpy are needed here: neither torch nor the `onnx` package that builds
 graphs, so a server of exported graphs runs without either. sparsegate's onnxruntime operators
 (`models.skip.onnx_ops`), which a graph exported with `custom_ops` uses, are registered with
-every session where their library builds. The model is read from verified
+the session of such a graph. The model is read from verified
 bytes; external data, which would make onnxruntime open other files named inside
 the model, is confined to an empty folder, so a model that refers to any is refused at load.
 """
@@ -57,17 +57,15 @@ class OnnxRuntimeSkipNetwork:
         self._no_external_data = tempfile.TemporaryDirectory(prefix="sparsegate-onnx-")
         options.add_session_config_entry("session.model_external_initializers_file_folder_path",
                                          self._no_external_data.name)
-        # A graph exported with custom_ops needs them; registering them costs nothing otherwise.
-        operators = onnx_ops.register_where_built(options)
+        try:
+            onnx_ops.register_for(options, data)  # a graph exported with custom_ops
+        except onnx_ops.OperatorsUnavailable as error:
+            raise OnnxModelError(str(error)) from None
         try:
             self.session = ort.InferenceSession(data, options, providers=[provider])
         except Exception as error:  # onnxruntime raises its own exception types
-            hint = ""
-            if not operators and onnx_ops.DOMAIN in str(error):
-                hint = (" (the graph uses sparsegate's onnxruntime operators, whose library "
-                        "needs a C compiler here: cc, or $CC, with SPARSEGATE_NATIVE unset)")
             raise OnnxModelError(f"onnxruntime cannot load the model: {_first_line(error)}"
-                                 f"{hint}") from None
+                                 ) from None
         self._check_signature()
         layers = config.layers
         # A gated layer fed by a gated layer: the graph reads the batch's union of its input

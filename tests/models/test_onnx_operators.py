@@ -161,7 +161,22 @@ def test_without_the_library_registering_says_why(monkeypatch):
     monkeypatch.setattr(onnx_ops, "library_path", lambda: None)
     with pytest.raises(onnx_ops.OperatorsUnavailable, match="C compiler"):
         onnx_ops.register(ort.SessionOptions())
-    assert onnx_ops.register_where_built(ort.SessionOptions()) is False
+    data, _ = graph(onnx_ops.GROUPED_BLOCKS, 5, 3, 64, 1, 1, 0)
+    with pytest.raises(onnx_ops.OperatorsUnavailable):
+        onnx_ops.register_for(ort.SessionOptions(), data)
+
+
+def test_only_graphs_that_use_the_operators_register_them(monkeypatch):
+    data, _ = graph(onnx_ops.GROUPED_BLOCKS, 5, 3, 64, 1, 1, 0)
+    assert onnx_ops.uses_operators(data)
+    portable = helper.make_model(helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "sparsegate", [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])]),
+        producer_name="sparsegate").SerializeToString()
+    assert not onnx_ops.uses_operators(portable)
+    monkeypatch.setattr(onnx_ops, "library_path", lambda: None)  # never built for it
+    assert onnx_ops.register_for(ort.SessionOptions(), portable) is False
 
 
 SCRIPT = """

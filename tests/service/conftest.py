@@ -81,6 +81,24 @@ def onnx_repository(tmp_path_factory) -> Path:
     return write_onnx_repository(tmp_path_factory.mktemp("onnx") / "repo")
 
 
+@pytest.fixture(scope="package")
+def operators_repository(tmp_path_factory) -> Path:
+    """tiny and chained exported on sparsegate's onnxruntime operators (`--custom-ops`)."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from models.skip import onnx_ops
+    from models.skip.onnx_export import export_to_artifact
+
+    if not onnx_ops.available():
+        pytest.skip("sparsegate's onnxruntime operators need a C compiler")
+    root = tmp_path_factory.mktemp("operators") / "repo"
+    for name, model in (("tiny", tiny_network(1)), ("chained", chained_network(3))):
+        save_gated_network(model, root, name, 1, {"metrics": {"test_density": [0.5, 0.5]}})
+        _, metadata = export_to_artifact(root, name, 1, custom_ops=True)
+        assert metadata["operators"]["domain"] == onnx_ops.DOMAIN
+    return root
+
+
 @pytest.fixture
 def repository(tmp_path) -> Path:
     return write_repository(tmp_path / "repo")

@@ -121,24 +121,6 @@ def test_a_backend_an_artifact_cannot_have_is_refused_at_load(tmp_path, serving,
         ModelEngine(root / "tiny" / "1", backend="auto", repository=root)
 
 
-@pytest.fixture(scope="module")
-def operators_repository(tmp_path_factory):
-    """tiny and chained exported on sparsegate's onnxruntime operators (`--custom-ops`)."""
-    from models.skip import onnx_ops
-    from models.skip.onnx_export import export_to_artifact
-
-    from .conftest import chained_network
-
-    if not onnx_ops.available():
-        pytest.skip("sparsegate's onnxruntime operators need a C compiler")
-    root = tmp_path_factory.mktemp("operators") / "repo"
-    for name, model in (("tiny", tiny_network(1)), ("chained", chained_network(3))):
-        save_gated_network(model, root, name, 1, {"metrics": {"test_density": [0.5, 0.5]}})
-        _, metadata = export_to_artifact(root, name, 1, custom_ops=True)
-        assert metadata["operators"]["domain"] == onnx_ops.DOMAIN
-    return root
-
-
 @pytest.mark.parametrize("model", ["tiny", "chained"])
 def test_a_graph_on_sparsegate_operators_answers_as_the_engine(operators_repository, model):
     for rows in (inputs(1, seed=5), inputs(7, seed=6)):

@@ -103,3 +103,18 @@ def test_onnx_models_serve_from_the_serve_onnx_extra_alone(onnx_repository, expe
     launcher = [python, str(Path(__file__).with_name("without_packages.py")), "training", "-m"]
     check_answers(served_by(launcher, onnx_repository, expected["rows"]), expected,
                   onnx_repository)
+
+
+def test_a_graph_on_sparsegate_operators_serves_from_the_serve_onnx_extra_alone(
+        operators_repository):
+    # The operators' C sources ship in the package and build there, without torch or onnx.
+    python = SERVE_ONNX.python()
+    launcher = [python, str(Path(__file__).with_name("without_packages.py")), "training", "-m"]
+    rows = inputs(5, seed=12)
+    said = served_by(launcher, operators_repository, rows)
+    for model in MODELS:
+        probabilities, active = reference(operators_repository, model, "1", rows)
+        got = said[model]["v1"]
+        np.testing.assert_allclose([p["probabilities"] for p in got], probabilities, atol=1e-5)
+        assert [p["compute"]["active_blocks"] for p in got] == active.tolist()
+        assert [p["compute"]["computed_blocks"] for p in got] == active.tolist()
