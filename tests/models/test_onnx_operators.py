@@ -219,3 +219,12 @@ def test_an_instruction_set_the_cpu_lacks_is_refused():
                           env={**os.environ, "SPARSEGATE_KERNEL_SET": "none"},
                           timeout=120)
     assert "names no instruction set" in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_the_operator_threads_setting(threads, monkeypatch):
+    # One thread or two, the same products (the setting is read as a session creates the
+    # kernel); a split product here is one of more than 200 000 multiply-adds.
+    monkeypatch.setenv("SPARSEGATE_OPERATOR_THREADS", threads)
+    check(onnx_ops.GROUPED_BLOCKS_READ, 512, 16, 64, 128, 1, 0, batches=(64,),
+          patterns=("all-on",))

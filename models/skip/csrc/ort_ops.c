@@ -25,7 +25,8 @@
  * Blocks of any size: the products run whole tiles of COLUMNS units, so a block's units are
  * padded to a multiple of COLUMNS with zero weights inside the kernel (work, not results).
  * The products run on the kernels' own thread pool (thread_pool.h), as wide as the machine's
- * online CPUs, from THREADS_FROM_MACS multiply-adds, as the engine runs them; onnxruntime's
+ * online CPUs (SPARSEGATE_OPERATOR_THREADS, read when a session creates the kernel, sets
+ * another width), from THREADS_FROM_MACS multiply-adds, as the engine runs them; onnxruntime's
  * intra-op threads run the graph's other nodes. The library is linked never to be unloaded
  * (its pool threads outlive any one session) and exports RegisterCustomOps alone. */
 #include "block_kernels.c"
@@ -193,6 +194,14 @@ static float *pack_panels(const float *weight, int64_t K, int64_t r, int64_t c, 
     return panels;
 }
 
+/* The products' threads: SPARSEGATE_OPERATOR_THREADS where set (a server running several
+ * sessions side by side sets 1), else the machine's online CPUs; at most the pool's size. */
+static int64_t operator_threads(void) {
+    const char *asked = getenv("SPARSEGATE_OPERATOR_THREADS");
+    long n = asked && *asked ? strtol(asked, 0, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > POOL_MAX ? POOL_MAX : n;
+}
+
 static OrtStatus *create_kernel(const OrtKernelInfo *info, int reads, void **out) {
     *out = 0;
     op_kernel *k = (op_kernel *)calloc(1, sizeof *k);
@@ -269,8 +278,7 @@ static OrtStatus *create_kernel(const OrtKernelInfo *info, int reads, void **out
             r->columns = columns;
         }
     }
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    k->threads = cpus < 1 ? 1 : cpus > POOL_MAX ? POOL_MAX : cpus;
+    k->threads = operator_threads();
     *out = k;
     return 0;
 out_of_memory:
