@@ -44,6 +44,13 @@ computed densely instead (masked by its gates). `computed_blocks` is then each e
 count (or every block, for a layer computed densely); a later layer of the chain reads its
 input whole (zeros included), which the reports count with `gated_reads_all_inputs=True`.
 
+Where the grouped branch takes every batch (`grouped=(1, 1.0)`) the graph has no If and no
+union path for such a chain: the branch alone. With `custom_ops=True` the branch's layers are
+nodes of sparsegate's onnxruntime operators (`models.skip.onnx_ops`: each pair computed once on
+the CPU engine's kernels, no gathers, no padding), grouped at every batch size by default
+(`OPERATORS_GROUPED_FROM_BATCH`, `OPERATORS_GROUPED_MAX_FRACTION`); such a graph runs only in an
+onnxruntime that has registered them.
+
 ORT details the layout relies on: the dense branch's 2-D weight is a Reshape of the blocked
 initializer, which ORT's constant folding (on by default) turns into a constant; with graph
 optimisations off, that Reshape copies the weight on every dense-branch run. A weight read by

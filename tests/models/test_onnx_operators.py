@@ -228,3 +228,15 @@ def test_the_operator_threads_setting(threads, monkeypatch):
     monkeypatch.setenv("SPARSEGATE_OPERATOR_THREADS", threads)
     check(onnx_ops.GROUPED_BLOCKS_READ, 512, 16, 64, 128, 1, 0, batches=(64,),
           patterns=("all-on",))
+
+
+def test_gates_given_as_raw_bytes_other_than_one_count_as_on():
+    # A bool tensor's bytes may hold 2 or 255 (numpy's bool view of bytes, fed as they are): on,
+    # and counted once.
+    data, w = graph(onnx_ops.GROUPED_BLOCKS_READ, 6, 4, 64, 10, 1, 0)
+    raw = np.array([[0, 2, 0, 255], [1, 0, 7, 0], [0, 0, 0, 0]], np.uint8)
+    x = np.random.default_rng(3).standard_normal((3, 6)).astype(np.float32)
+    values = (raw != 0).astype(np.float32)
+    (y,) = session(data).run(None, {"x": x, "on": raw.view(bool), "values": values})
+    expected = want(onnx_ops.GROUPED_BLOCKS_READ, w, x, raw != 0, values, 1, 0)
+    assert np.abs(y - expected).max() <= TOL * max(1.0, float(np.abs(expected).max()))

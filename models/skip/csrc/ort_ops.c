@@ -326,7 +326,9 @@ static OrtStatus *compute(void *kernel, OrtKernelContext *context) {
     char *memory = (char *)aligned_alloc(64, (size_t)batch_gated_bytes(g, B));
     if (!memory) return ORT(CreateStatus)(ORT_FAIL, "sparsegate: out of working memory");
     batch_scratch scratch = batch_carve(g, B, memory);
-    memcpy(scratch.reads, on, (size_t)(B * K)); /* onnxruntime's bool is one byte, 0 or 1 */
+    /* onnxruntime's bool is one byte, 0 or 1 as its own ops write it; a model's raw bytes may
+     * hold any value, and the pair counts must agree with the pairs listed. */
+    for (int64_t i = 0; i < B * K; ++i) scratch.reads[i] = on[i] != 0;
     batch_gated_out pairs;
     batch_blocks(g, B, x, 0, values, &scratch, k->reads || Sp != S ? 0 : y, k->threads,
                  THREADS_FROM_MACS, &pairs);
