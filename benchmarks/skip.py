@@ -149,9 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.settle_ms < 0:
         parser.error("--settle-ms must be >= 0")
-    if args.block_weights != "float32" and (args.device != "cpu" or args.backends.strip()
-                                            != "torch"):
-        parser.error("--block-weights bfloat16 takes --device cpu --backends torch")
     if args.dense_from is not None and not args.dense_from > 0:
         parser.error("--dense-from must be > 0")
     if args.inputs < 1:
@@ -162,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(backends) - set(BACKENDS)
     if unknown:
         parser.error(f"unknown backend(s) {sorted(unknown)}; valid: {', '.join(BACKENDS)}")
+    if args.block_weights != "float32" and (args.device != "cpu" or backends != ("torch",)):
+        parser.error("--block-weights bfloat16 takes --device cpu --backends torch")
     rows = run(args.device, args.warmup, args.repeats, args.seed, args.quick, backends,
                args.batches, args.densities, args.cases, args.dense_from, args.inputs,
                args.block_weights, args.settle_ms)

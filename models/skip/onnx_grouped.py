@@ -42,7 +42,7 @@ from onnx import TensorProto
 
 from ..activations import ACTIVATIONS
 from . import onnx_ops
-from .onnx_graph import ExportError, Graph, apply_activation
+from .onnx_graph import Graph, apply_activation
 
 
 def grouped_condition(g: Graph, batch: str, active: str, blocks: int, from_batch: int,
@@ -190,7 +190,7 @@ def operator_layer(s: Graph, x: str, on: str, values: str, main_blocked: str,
     """`grouped_layer` as one node of sparsegate's onnxruntime operators
     (`models.skip.onnx_ops`): each pair on computed once, no padding, no copies."""
     return s.op(onnx_ops.GROUPED_BLOCKS, [x, on, values, main_blocked, main_bias_blocked],
-                "grouped_blocks", domain=onnx_ops.DOMAIN, activation=_code(activation))
+                "grouped_blocks", domain=onnx_ops.DOMAIN, activation=ACTIVATIONS[activation].code)
 
 
 def operator_layer_and_reader(s: Graph, x: str, on: str, values: str, main_blocked: str,
@@ -199,11 +199,5 @@ def operator_layer_and_reader(s: Graph, x: str, on: str, values: str, main_block
     """`grouped_layer_and_reader` as one node of sparsegate's onnxruntime operators."""
     return s.op(onnx_ops.GROUPED_BLOCKS_READ,
                 [x, on, values, main_blocked, main_bias_blocked, reader_blocked, reader_bias],
-                "grouped_read", domain=onnx_ops.DOMAIN, activation=_code(activation),
-                reader_activation=_code(reader_activation))
-
-
-def _code(activation: str) -> int:
-    if activation not in ACTIVATIONS:
-        raise ExportError(f"activation {activation!r} has no code for the operators")
-    return ACTIVATIONS[activation].code
+                "grouped_read", domain=onnx_ops.DOMAIN, activation=ACTIVATIONS[activation].code,
+                reader_activation=ACTIVATIONS[reader_activation].code)

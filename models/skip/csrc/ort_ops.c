@@ -31,6 +31,7 @@
  * (its pool threads outlive any one session) and exports RegisterCustomOps alone. */
 #include "block_kernels.c"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -105,7 +106,6 @@ static OrtApiTable ort;
     } while (0)
 
 static OrtStatus *op_error(const char *format, ...) __attribute__((format(printf, 1, 2)));
-#include <stdarg.h>
 static OrtStatus *op_error(const char *format, ...) {
     char message[512];
     va_list args;
@@ -376,8 +376,13 @@ typedef struct ort_custom_op {
     void *later[7]; /* InferOutputShapeFn .. ReleaseAliasMap */
 } ort_custom_op;
 
-static const char *name_blocks(const ort_custom_op *op) { (void)op; return "GroupedBlocks"; }
-static const char *name_read(const ort_custom_op *op) { (void)op; return "GroupedBlocksRead"; }
+/* The two records share their callbacks, which tell them apart by the record they are given. */
+static const ort_custom_op OP_READ;
+static int has_reader(const ort_custom_op *op) { return op == &OP_READ; }
+
+static const char *name(const ort_custom_op *op) {
+    return has_reader(op) ? "GroupedBlocksRead" : "GroupedBlocks";
+}
 static const char *cpu_provider(const ort_custom_op *op) {
     (void)op;
     return "CPUExecutionProvider";
@@ -386,8 +391,7 @@ static int input_type(const ort_custom_op *op, size_t index) {
     (void)op;
     return index == 1 ? ELEMENT_BOOL : ELEMENT_FLOAT;
 }
-static size_t inputs_blocks(const ort_custom_op *op) { (void)op; return 5; }
-static size_t inputs_read(const ort_custom_op *op) { (void)op; return 7; }
+static size_t input_count(const ort_custom_op *op) { return has_reader(op) ? 7 : 5; }
 static int output_type(const ort_custom_op *op, size_t index) {
     (void)op, (void)index;
     return ELEMENT_FLOAT;
@@ -395,26 +399,16 @@ static int output_type(const ort_custom_op *op, size_t index) {
 static size_t one_output(const ort_custom_op *op) { (void)op; return 1; }
 static int required(const ort_custom_op *op, size_t index) { (void)op, (void)index; return 0; }
 static int cpu_memory(const ort_custom_op *op, size_t index) { (void)op, (void)index; return 0; }
-static int one(const ort_custom_op *op) { (void)op; return 1; }
-static OrtStatus *create_blocks(const ort_custom_op *op, OrtApiTable api,
-                                const OrtKernelInfo *info, void **kernel) {
-    (void)op, (void)api;
-    return create_kernel(info, 0, kernel);
-}
-static OrtStatus *create_read(const ort_custom_op *op, OrtApiTable api,
-                              const OrtKernelInfo *info, void **kernel) {
-    (void)op, (void)api;
-    return create_kernel(info, 1, kernel);
+static OrtStatus *create(const ort_custom_op *op, OrtApiTable api, const OrtKernelInfo *info,
+                         void **kernel) {
+    (void)api;
+    return create_kernel(info, has_reader(op), kernel);
 }
 
-static const ort_custom_op OP_BLOCKS = {
-    ORT_API_VERSION_USED, 0, name_blocks, cpu_provider, input_type, inputs_blocks, output_type,
-    one_output, 0, kernel_destroy, required, required, cpu_memory, one, one, one, one,
-    create_blocks, compute, {0}};
-static const ort_custom_op OP_READ = {
-    ORT_API_VERSION_USED, 0, name_read, cpu_provider, input_type, inputs_read, output_type,
-    one_output, 0, kernel_destroy, required, required, cpu_memory, one, one, one, one,
-    create_read, compute, {0}};
+/* Members left out are null: the variadic ones are read only for variadic inputs. */
+#define OP_RECORD                                                                                      .version = ORT_API_VERSION_USED, .GetName = name, .GetExecutionProviderType = cpu_provider,        .GetInputType = input_type, .GetInputTypeCount = input_count, .GetOutputType = output_type,        .GetOutputTypeCount = one_output, .KernelDestroy = kernel_destroy,                                 .GetInputCharacteristic = required, .GetOutputCharacteristic = required,                           .GetInputMemoryType = cpu_memory, .CreateKernelV2 = create, .KernelComputeV2 = compute
+static const ort_custom_op OP_BLOCKS = {OP_RECORD};
+static const ort_custom_op OP_READ = {OP_RECORD};
 
 /* The best instruction set the CPU runs, or the one SPARSEGATE_KERNEL_SET names. */
 static int choose_set(void) {
