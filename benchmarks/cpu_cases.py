@@ -1,14 +1,15 @@
 """CPU rows of the skip benchmark: `models.skip.cpu.SkipNetwork` against the fastest dense
 implementation of the same network on this machine.
 
-For each case, batch and density: the dense network in torch (`dense_ms`, `speedup`, timed in
-alternating rounds with the skip path), and per case and batch every other dense implementation
-of `benchmarks.dense_baselines` (numpy's OpenBLAS here and in a fresh process without the
-OPENBLAS_ overrides, onnxruntime's dense graph). The skip path is timed through both of its
-interfaces in the same rounds: tensors in and out (`skip_ms`, `SkipNetwork.__call__`) and
-arrays in and out (`skip_numpy_ms`, `SkipNetwork.forward_numpy`, as the server calls it). Each
-dense implementation is read against the skip path through the interface it has itself: torch's
-against `skip_ms`, OpenBLAS's and onnxruntime's (numpy arrays in and out) against
+For each case, batch and density, in the same alternating rounds: the skip path, the dense
+network in torch (`dense_ms`, `speedup`), and every other dense implementation of
+`benchmarks.dense_baselines` (numpy's OpenBLAS here and in a fresh process without the OPENBLAS_
+overrides, onnxruntime's dense graph), each round after a pause that lets the last one's worker
+threads park. The skip path is timed through both of its interfaces: tensors in and out
+(`skip_ms`, `SkipNetwork.__call__`) and arrays in and out (`skip_numpy_ms`,
+`SkipNetwork.forward_numpy`, as the server calls it). Each dense implementation is read against
+the skip path through the interface it has itself: torch's against `skip_ms`, OpenBLAS's and
+onnxruntime's (numpy arrays in and out) against
 `skip_numpy_ms`. `best_dense` names the one the skip path is least faster than, `best_dense_ms`
 its time, `skip_best_ms` the skip path's time through its interface and `speedup_vs_best` the
 ratio. Rates in G multiply-adds per second:
@@ -33,10 +34,8 @@ dense side reads every weight whatever the input.
 from __future__ import annotations
 
 import itertools
-import statistics
 import time
 
-import numpy as np
 import torch
 
 from models.block_weights import precision_of, round_main_weights
@@ -54,10 +53,11 @@ from .cases import (
     whole_model,
 )
 from .dense_baselines import (
-    blas_in_fresh_process,
+    SETTLE_S,
+    FreshProcessBlas,
+    InProcessBlas,
     fastest,
     onnxruntime_dense,
-    openblas_and_onnxruntime_ms,
 )
 from .timing import median_ms
 
@@ -65,18 +65,23 @@ CPU_BATCHES = (1, 8, 64, 256)
 # Dense implementations that take and give torch tensors; the others take numpy arrays.
 TORCH_INTERFACE = ("torch", "torch-bfloat16")
 DENSITIES = (1.0, 0.5, 0.25, 0.1, 0.05)
+# Rounds per cell: more and shorter than benchmarks.timing's default, as the skip path and
+# every dense implementation take turns in them.
+ROUNDS = 6
 
 
 def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DENSITIES,
          cases=(LAYER_CASE, MODEL_CASE), progress=None, dense_from: float | None = None,
-         inputs: int = 1, block_weights: str = "float32", settle_s: float = 0.0
+         inputs: int = 1, block_weights: str = "float32", settle_s: float | None = None
          ) -> list[dict]:
     """`dense_from`: SkipNetwork's routing fraction for every batch (None: its default rule).
     `inputs`: input batches the skip path cycles through; `block_weights`: the main-path
     weights' precision (see the module docstring); `settle_s`: `benchmarks.timing`'s pause
-    before each round of dense or skip calls."""
+    before each round (None: `dense_baselines.SETTLE_S`, which OpenBLAS's spinning workers
+    need)."""
     if inputs < 1:
         raise ValueError(f"inputs must be >= 1, got {inputs}")
+    settle_s = SETTLE_S if settle_s is None else settle_s
     out = []
     threads = torch.get_num_threads()
     for case in cases:
@@ -84,91 +89,77 @@ def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DE
         model = layer_model() if case == LAYER_CASE else whole_model(seed)
         round_main_weights(model, block_weights)
         dense = dense_forward(model)
-        mine = []
-        for batch in batches:
-            xs = [batch_input(model, batch, seed, i) for i in range(inputs)]
-            x = xs[0]
-            for density in densities:
-                set_density(model, torch.cat(xs), density)
-                skip = SkipNetwork(model, dense_from=dense_from)
-                turns = itertools.cycle(xs)
-                arrays = itertools.cycle([t.numpy() for t in xs])
-                timed = {"dense": lambda: dense(x),  # noqa: B023 (used at once)
-                         "skip": lambda: skip(next(turns)),  # noqa: B023
-                         "skip_numpy": lambda: skip.forward_numpy(next(arrays))}  # noqa: B023
-                if inputs > 1:  # the one input again and again, in the same rounds
-                    timed["skip_one_input"] = lambda: skip(x)  # noqa: B023
-                times = median_ms(timed, warmup=warmup, repeats=repeats, settle_s=settle_s)
-                result = skip(x)
-                reports = result.reports(model)
-                blocks = torch.tensor([lay.config.blocks for lay in model.gated_layers])
-                mine.append({
-                    "device": "cpu", "backend": "torch", "case": case, "batch": batch,
-                    "density": density,
-                    "realised_density": float((result.active_blocks / blocks).mean()),
-                    "saved_fraction": sum(r.saved_fraction for r in reports) / len(reports),
-                    "executed_macs": sum(r.executed_macs for r in reports),
-                    "dense_ms": times["dense"], "skip_ms": times["skip"],
-                    "skip_numpy_ms": times["skip_numpy"],
-                    "speedup": times["dense"] / times["skip"], "threads": threads,
-                    "inputs": inputs, "block_weights": block_weights,
-                    "settle_ms": settle_s * 1e3,
-                    **({"skip_one_input_ms": times["skip_one_input"]} if inputs > 1 else {}),
-                    # the routing fraction used; None: no example could be routed dense
-                    "dense_from": route if (route := skip.dense_fraction(batch)) <= 1.0
-                    else None})
-                if progress:
-                    progress(mine[-1])
-        _add_dense_baselines(model, mine, batches, threads, warmup, repeats, seed)
-        out += mine
+        layers = dense_numpy.dense_layers(model)
+        ort_dense = onnxruntime_dense(model, threads)
+        bfloat16_dense = (dense_forward(model, torch.bfloat16)
+                          if precision_of(model) == "bfloat16" else None)
+        macs = dense_macs(model.config)
+        with FreshProcessBlas(layers, threads=threads, seed=seed) as fresh:
+            for batch in batches:
+                xs = [batch_input(model, batch, seed, i) for i in range(inputs)]
+                x, x_numpy = xs[0], xs[0].numpy()
+                # Every dense implementation of the batch, timed in each row's rounds.
+                baselines = {"openblas": InProcessBlas(layers, x_numpy, threads),
+                             "openblas-fresh": fresh.at_batch(batch)}
+                if ort_dense is not None:
+                    baselines["onnxruntime"] = lambda: ort_dense(x_numpy)  # noqa: B023
+                if bfloat16_dense is not None:
+                    baselines["torch-bfloat16"] = lambda: bfloat16_dense(x)  # noqa: B023
+                for density in densities:
+                    set_density(model, torch.cat(xs), density)
+                    skip = SkipNetwork(model, dense_from=dense_from)
+                    turns = itertools.cycle(xs)
+                    arrays = itertools.cycle([t.numpy() for t in xs])
+                    timed = {"dense": lambda: dense(x),  # noqa: B023 (used at once)
+                             "skip": lambda: skip(next(turns)),  # noqa: B023
+                             "skip_numpy": lambda: skip.forward_numpy(next(arrays)),  # noqa: B023
+                             **baselines}
+                    if inputs > 1:  # the one input again and again, in the same rounds
+                        timed["skip_one_input"] = lambda: skip(x)  # noqa: B023
+                    times = median_ms(timed, warmup=warmup, repeats=repeats,
+                                      rounds=min(ROUNDS, repeats), settle_s=settle_s)
+                    result = skip(x)
+                    reports = result.reports(model)
+                    blocks = torch.tensor([lay.config.blocks for lay in model.gated_layers])
+                    row = {
+                        "device": "cpu", "backend": "torch", "case": case, "batch": batch,
+                        "density": density,
+                        "realised_density": float((result.active_blocks / blocks).mean()),
+                        "saved_fraction": sum(r.saved_fraction for r in reports) / len(reports),
+                        "executed_macs": sum(r.executed_macs for r in reports),
+                        "dense_ms": times["dense"], "skip_ms": times["skip"],
+                        "skip_numpy_ms": times["skip_numpy"],
+                        "speedup": times["dense"] / times["skip"], "threads": threads,
+                        "inputs": inputs, "block_weights": block_weights,
+                        "settle_ms": settle_s * 1e3, "rounds": min(ROUNDS, repeats),
+                        "fresh_process_blas": fresh.blas,
+                        **({"skip_one_input_ms": times["skip_one_input"]} if inputs > 1
+                           else {}),
+                        # the routing fraction used; None: no example could be routed dense
+                        "dense_from": route if (route := skip.dense_fraction(batch)) <= 1.0
+                        else None}
+                    row.update(against_fastest_dense(
+                        row, {name: times[name] for name in baselines}, macs * batch))
+                    out.append(row)
+                    if progress:
+                        progress(row)
+        time.sleep(SETTLE_S)  # the fresh process's workers, too, park before the next case
     return out
 
 
-def _add_dense_baselines(model, rows: list[dict], batches, threads: int, warmup: int,
-                         repeats: int, seed: int) -> None:
-    """The other dense implementations, timed per batch after the case's rows (they do not
-    depend on the density) and one at a time: OpenBLAS's worker threads keep spinning for
-    ~0.1 s after each of its multi-threaded products and would slow whatever ran beside them."""
-    numpy_dense = dense_numpy.forward(dense_numpy.dense_layers(model))
-    ort_dense = onnxruntime_dense(model, threads)
-    bfloat16_dense = (dense_forward(model, torch.bfloat16)
-                      if precision_of(model) == "bfloat16" else None)
-    fresh, blas = blas_in_fresh_process(model, batches, threads=threads, warmup=warmup,
-                                        repeats=repeats, seed=seed)
-    macs = dense_macs(model.config)
-    for batch in batches:
-        x = np.random.default_rng(seed + batch).standard_normal(
-            (batch, model.config.input_size), dtype=np.float32)
-        openblas, onnx = openblas_and_onnxruntime_ms(numpy_dense, ort_dense, x,
-                                                     threads=threads, warmup=warmup,
-                                                     repeats=repeats)
-        torch_bfloat16 = None
-        if bfloat16_dense is not None:
-            x_tensor = torch.from_numpy(x)
-            torch_bfloat16 = median_ms(
-                {"dense": lambda: bfloat16_dense(x_tensor)}, warmup=warmup,  # noqa: B023
-                repeats=repeats, rounds=1)["dense"]
-        mine = [row for row in rows if row["batch"] == batch]
-        # torch's dense time of the batch: the median over its rows (one per density), where
-        # it was timed in rounds alternating with the skip path.
-        torch_ms = statistics.median(row["dense_ms"] for row in mine)
-        for row in mine:
-            candidates = {"torch": torch_ms, "openblas": openblas,
-                          "openblas-fresh": fresh[batch], "onnxruntime": onnx}
-            if torch_bfloat16 is not None:
-                candidates["torch-bfloat16"] = torch_bfloat16
-            row.update({f"dense_{key.replace('-', '_')}_ms": ms
-                        for key, ms in candidates.items() if key != "torch"})
-            # The skip path's time through each dense implementation's own interface.
-            skip_like = {name: row["skip_ms"] if name in TORCH_INTERFACE else row["skip_numpy_ms"]
-                         for name in candidates}
-            name = min(candidates, key=lambda n: candidates[n] / skip_like[n])
-            best, skip_best = candidates[name], skip_like[name]
-            row.update(best_dense=name, best_dense_ms=best, skip_best_ms=skip_best,
-                       speedup_vs_best=best / skip_best,
-                       fastest_dense=fastest(candidates)[0],
-                       dense_gmacs=macs * batch / (best * 1e6),
-                       skip_gmacs=row["executed_macs"] / (skip_best * 1e6),
-                       fresh_process_blas=blas)
-            row["skip_rate_vs_dense"] = row["skip_gmacs"] / row["dense_gmacs"]
-    time.sleep(0.25)
+def against_fastest_dense(row: dict, baselines: dict[str, float], dense_macs_: int) -> dict:
+    """The row's fields that read the skip path against every dense implementation: torch's
+    (`row["dense_ms"]`) and `baselines` (name -> ms), each against the skip path through the
+    interface it has itself (torch's against tensors, the others' against numpy arrays)."""
+    candidates = {"torch": row["dense_ms"], **baselines}
+    skip_like = {name: row["skip_ms"] if name in TORCH_INTERFACE else row["skip_numpy_ms"]
+                 for name in candidates}
+    name = min(candidates, key=lambda n: candidates[n] / skip_like[n])
+    best, skip_best = candidates[name], skip_like[name]
+    fields = {f"dense_{key.replace('-', '_')}_ms": ms for key, ms in baselines.items()}
+    fields.update(best_dense=name, best_dense_ms=best, skip_best_ms=skip_best,
+                  speedup_vs_best=best / skip_best, fastest_dense=fastest(candidates)[0],
+                  dense_gmacs=dense_macs_ / (best * 1e6),
+                  skip_gmacs=row["executed_macs"] / (skip_best * 1e6))
+    fields["skip_rate_vs_dense"] = fields["skip_gmacs"] / fields["dense_gmacs"]
+    return fields

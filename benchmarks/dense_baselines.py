@@ -2,12 +2,17 @@
 block, no gater) by every implementation this machine has, so that the skipping forward is read
 against the fastest of them, not a convenient one.
 
-- `torch`: `benchmarks.cases.dense_forward`, timed beside the skip path in each row;
-- `openblas`: numpy's BLAS in this process, at torch's thread count;
-- `openblas-fresh`: numpy's BLAS in a fresh process started without OPENBLAS_CORETYPE and
-  OPENBLAS_L2_SIZE (`benchmarks.dense_blas`), which, set, pin OpenBLAS's kernels;
+- `torch`: `benchmarks.cases.dense_forward`;
+- `openblas`: numpy's BLAS in this process, at torch's thread count (`InProcessBlas`);
+- `openblas-fresh`: numpy's BLAS in a process started without OPENBLAS_CORETYPE and
+  OPENBLAS_L2_SIZE (`FreshProcessBlas`), which, set, pin OpenBLAS's kernels;
 - `onnxruntime`: the dense ONNX graph (`models.skip.onnx_export.export_dense_onnx`) in
   onnxruntime at torch's thread count, where onnx and onnxruntime are installed.
+
+Each is timed in the same alternating rounds as the skipping forward it is read against
+(`benchmarks.timing.median_ms`), so a burst of load elsewhere lands on both. Their worker
+threads keep spinning after their calls, OpenBLAS's for about 0.1 s, and would slow whatever
+ran next: the rounds they join start after `SETTLE_S`.
 """
 
 from __future__ import annotations
@@ -25,29 +30,94 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import dense_numpy
-from .timing import median_ms
 
 BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 ROOT = Path(__file__).resolve().parents[1]
+# The pause before each round of rounds that OpenBLAS joins: its workers spin for 2^28 cycles
+# after a product by default (OPENBLAS_THREAD_TIMEOUT), about 0.1 s at these machines' clocks.
+SETTLE_S = 0.15
 
 
-def blas_in_fresh_process(model, batches, *, threads: int, warmup: int, repeats: int,
-                          seed: int) -> tuple[dict[int, float], list[dict]]:
-    """Median ms per batch of the dense network through numpy's BLAS in a new process without
-    the OPENBLAS_ overrides, and what threadpoolctl says of that BLAS."""
-    with tempfile.TemporaryDirectory() as folder:
-        layers = Path(folder) / "layers.npz"
-        dense_numpy.save(dense_numpy.dense_layers(model), layers)
+class InProcessBlas:
+    """The dense network through numpy's BLAS in this process, at `threads` threads for its
+    own calls only: a process running the skipping engine leaves OpenBLAS single-threaded
+    (`models.skip.numpy_products.use_one_blas_thread`), so the limit is lifted around each
+    round, off the clock. A `benchmarks.timing.SelfTimed`."""
+
+    def __init__(self, layers: dense_numpy.DenseLayers, x: np.ndarray, threads: int) -> None:
+        self._run, self._x, self._threads = dense_numpy.forward(layers), x, threads
+
+    def timed_calls(self, count: int) -> list[float]:
+        ms = []
+        with threadpool_limits(self._threads, user_api="blas"):
+            for _ in range(count):
+                start = time.perf_counter()
+                self._run(self._x)
+                ms.append((time.perf_counter() - start) * 1e3)
+        return ms
+
+
+class FreshProcessBlas:
+    """numpy's BLAS in a process started without the OPENBLAS_ overrides
+    (`benchmarks.dense_blas`), kept running while the benchmark times, so that its calls join
+    the benchmark's rounds: `at_batch(b)` is a `benchmarks.timing.SelfTimed` of batch b. Use
+    as a context manager; `blas` says what threadpoolctl saw of that BLAS."""
+
+    def __init__(self, layers: dense_numpy.DenseLayers, *, threads: int, seed: int) -> None:
+        self._folder = tempfile.TemporaryDirectory()
+        folder = Path(self._folder.name)
+        dense_numpy.save(layers, folder / "layers.npz")
         env = {key: value for key, value in os.environ.items() if key not in BLAS_OVERRIDES}
-        done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.dense_blas", str(layers),
-             "--batches", ",".join(str(b) for b in batches), "--threads", str(threads),
-             "--warmup", str(warmup), "--repeats", str(repeats), "--seed", str(seed)],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0:
-        raise RuntimeError(f"benchmarks.dense_blas failed:\n{done.stderr[-3000:]}")
-    result = json.loads(done.stdout)
-    return {int(batch): ms for batch, ms in result["ms"].items()}, result["blas"]
+        self._errors = open(folder / "stderr.txt", "w+")  # noqa: SIM115 (closed in close)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.dense_blas", str(folder / "layers.npz"),
+             "--threads", str(threads), "--seed", str(seed)],
+            env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self._errors, text=True)
+        self.blas = self._answer()["blas"]
+
+    def at_batch(self, batch: int) -> _FreshBatch:
+        return _FreshBatch(self, batch)
+
+    def timed_calls(self, batch: int, count: int) -> list[float]:
+        self._process.stdin.write(json.dumps({"batch": batch, "calls": count}) + "\n")
+        self._process.stdin.flush()
+        return self._answer()["ms"]
+
+    def _answer(self) -> dict:
+        line = self._process.stdout.readline()
+        if not line:
+            self._process.wait(timeout=10)
+            self._errors.seek(0)
+            raise RuntimeError(f"benchmarks.dense_blas stopped (exit {self._process.returncode}):"
+                               f"\n{self._errors.read()[-3000:]}")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self._process.stdin:
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process.stdout.close()
+        self._errors.close()
+        self._folder.cleanup()
+
+    def __enter__(self) -> FreshProcessBlas:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _FreshBatch:
+    def __init__(self, process: FreshProcessBlas, batch: int) -> None:
+        self._process, self._batch = process, batch
+
+    def timed_calls(self, count: int) -> list[float]:
+        return self._process.timed_calls(self._batch, count)
 
 
 def onnxruntime_dense(model, threads: int) -> Callable[[np.ndarray], object] | None:
@@ -59,23 +129,6 @@ def onnxruntime_dense(model, threads: int) -> Callable[[np.ndarray], object] | N
         return None
     session = ort_session(export_dense_onnx(model), threads=threads)
     return lambda x: session.run(None, {"x": x})
-
-
-def openblas_and_onnxruntime_ms(numpy_dense: Callable[[np.ndarray], object],
-                                ort_dense: Callable[[np.ndarray], object] | None,
-                                x: np.ndarray, *, threads: int, warmup: int, repeats: int
-                                ) -> tuple[float, float | None]:
-    """Median ms of the dense network on x through numpy's OpenBLAS in this process (at
-    `threads`: the engine leaves OpenBLAS single-threaded) and through onnxruntime's dense graph
-    (None where it is absent), one after the other: OpenBLAS's worker threads keep spinning
-    for ~0.1 s after its multi-threaded products and would slow whatever ran beside them."""
-    with threadpool_limits(threads, user_api="blas"):
-        openblas = median_ms({"dense": lambda: numpy_dense(x)}, warmup=warmup,
-                             repeats=repeats, rounds=1)["dense"]
-    time.sleep(0.25)  # let those threads park
-    onnx = None if ort_dense is None else median_ms(
-        {"dense": lambda: ort_dense(x)}, warmup=warmup, repeats=repeats, rounds=1)["dense"]
-    return openblas, onnx
 
 
 def fastest(candidates: dict[str, float | None]) -> tuple[str, float]:

@@ -28,6 +28,7 @@ from .cases import (
     MODEL_CASE,
     layer_model,  # noqa: F401 (re-exported: other benchmark modules use it)
 )
+from .dense_baselines import SETTLE_S
 from .run_record import write_rows
 
 # What --cases accepts: the full case names and these short ones.
@@ -49,12 +50,16 @@ BEST_HEADER = (f"{'case':>30} {'batch':>5} {'density':>7} {'best dense':>14} {'d
 
 
 BACKENDS = ("torch", "onnxruntime", "onnxruntime-ops")
+# The onnxruntime rows' pause before each round: onnxruntime's and the kernels' workers spin a
+# few milliseconds after a run.
+ONNX_SETTLE_MS = 10.0
 
 
 def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
         backends: tuple[str, ...] = ("torch", "onnxruntime"), batches=None, densities=None,
         cases=None, dense_from: float | None = None, inputs: int = 1,
-        block_weights: str = "float32", settle_ms: float = 10.0) -> list[dict]:
+        block_weights: str = "float32", settle_ms: float | None = None) -> list[dict]:
+    """`settle_ms`: the pause before each timing round (None: each backend's default)."""
     def show(row: dict) -> None:
         print(TABLE.format(**row), flush=True)
 
@@ -80,7 +85,8 @@ def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
 
         torch_rows = cpu_cases.rows(warmup, repeats, seed, progress=show,
                                     dense_from=dense_from, inputs=inputs,
-                                    block_weights=block_weights, settle_s=settle_ms / 1e3,
+                                    block_weights=block_weights,
+                                    settle_s=None if settle_ms is None else settle_ms / 1e3,
                                     **sizes)
         print(BEST_HEADER)
         for row in torch_rows:
@@ -91,7 +97,9 @@ def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
             continue
         from . import onnx_cases
 
-        onnx_rows = onnx_cases.rows(warmup, repeats, seed, settle_s=settle_ms / 1e3,
+        onnx_rows = onnx_cases.rows(warmup, repeats, seed,
+                                    settle_s=(ONNX_SETTLE_MS if settle_ms is None
+                                              else settle_ms) / 1e3,
                                     custom_ops=backend == "onnxruntime-ops", **sizes)
         for row in onnx_rows:
             show(row)
@@ -141,13 +149,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="CPU torch: the main-path weights' precision; bfloat16 rounds "
                              "them for every implementation and adds torch's bfloat16 dense "
                              "network to the dense ones (default float32)")
-    parser.add_argument("--settle-ms", type=float, default=10.0,
+    parser.add_argument("--settle-ms", type=float,
                         help="CPU: the pause before each round of dense or skip calls, "
-                             "followed by one call off the clock, so the other side's worker "
-                             "threads, which spin a few ms after its last call, have parked "
-                             "(default 10; 0: none)")
+                             "followed by one call off the clock, so the last round's worker "
+                             "threads, which spin after its last call, have parked (default: "
+                             f"{SETTLE_S * 1e3:g} for the torch rows, whose rounds OpenBLAS "
+                             f"joins; {ONNX_SETTLE_MS:g} for the onnxruntime rows; 0: none)")
     args = parser.parse_args(argv)
-    if args.settle_ms < 0:
+    if args.settle_ms is not None and args.settle_ms < 0:
         parser.error("--settle-ms must be >= 0")
     if args.dense_from is not None and not args.dense_from > 0:
         parser.error("--dense-from must be > 0")

@@ -8,8 +8,8 @@ layer's panels. `read_ms` is the time to read those same panels, on the engine's
 contiguous share, as its products stream them, doing nothing else (`NativeKernels.read_through`):
 the floor under such a forward on this machine; `read_one_thread_ms` the same read on one thread,
 which tells a limit of each core's reads from one of the cache or memory they share. Beside
-them, in the same run, the fastest dense implementation of the layer (onnxruntime's dense
-graph and numpy's OpenBLAS, timed as `benchmarks.skip` times them). The forward is
+them, in the same rounds, the fastest dense implementation of the layer (onnxruntime's dense
+graph and numpy's OpenBLAS, as `benchmarks.skip` times them). The forward is
 `SkipNetwork.forward_numpy`, numpy arrays in and out as those two take and give. Which gives:
 
 - `forward_over_read`: how far above the floor the forward runs;
@@ -17,9 +17,9 @@ graph and numpy's OpenBLAS, timed as `benchmarks.skip` times them). The forward 
   weights (best_dense_ms / read_ms), the most a skipping forward that reads them all can reach;
 - `needed_ms` per `--target`: the forward time the target speed-up asks for.
 
-The forward and the read are timed in alternating rounds; the dense implementations one at a
-time after them (their worker threads keep spinning after each call). Medians of `--repeats`
-calls. Prints a table and writes the rows as JSON.
+The forward, the reads and the dense implementations are timed in alternating rounds, each
+after a pause that lets the last one's worker threads park (`dense_baselines.SETTLE_S`).
+Medians of `--repeats` calls. Prints a table and writes the rows as JSON.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from models.skip.cpu import SkipNetwork
 
 from . import dense_numpy
 from .cases import batch_input, layer_model, set_density
-from .dense_baselines import fastest, onnxruntime_dense, openblas_and_onnxruntime_ms
+from .dense_baselines import SETTLE_S, InProcessBlas, fastest, onnxruntime_dense
 from .run_record import timing_parser, write_rows_if_asked
 from .timing import median_ms
 
@@ -39,12 +39,13 @@ CELLS = ((1, 1.0), (64, 0.1), (256, 0.1))
 
 
 def rows(warmup: int, repeats: int, seed: int, targets: dict[float, float],
-         cells=CELLS) -> list[dict]:
-    """`targets`: density -> the speed-up over the fastest dense aimed at (for `needed_ms`)."""
+         cells=CELLS, settle_s: float = SETTLE_S) -> list[dict]:
+    """`targets`: density -> the speed-up over the fastest dense aimed at (for `needed_ms`);
+    `settle_s`: how long each round first calls its function off the clock."""
     threads = torch.get_num_threads()
     torch.manual_seed(seed)
     model = layer_model()
-    numpy_dense = dense_numpy.forward(dense_numpy.dense_layers(model))
+    layers = dense_numpy.dense_layers(model)
     ort_dense = onnxruntime_dense(model, threads)
     out = []
     for batch, density in cells:
@@ -60,13 +61,14 @@ def rows(warmup: int, repeats: int, seed: int, targets: dict[float, float],
             for array in panels:  # noqa: B023 (timed at once)
                 skip.native.read_through(array, threads)  # noqa: B023
 
-        times = median_ms({"forward": lambda: skip.forward_numpy(x_numpy),  # noqa: B023
-                           "read": lambda: read(skip.threads),  # noqa: B023
-                           "read_one_thread": lambda: read(1)},
-                          warmup=warmup, repeats=repeats)
-        openblas, onnx = openblas_and_onnxruntime_ms(numpy_dense, ort_dense, x_numpy,
-                                                     threads=threads, warmup=warmup,
-                                                     repeats=repeats)
+        timed = {"forward": lambda: skip.forward_numpy(x_numpy),  # noqa: B023
+                 "read": lambda: read(skip.threads),  # noqa: B023
+                 "read_one_thread": lambda: read(1),
+                 "openblas": InProcessBlas(layers, x_numpy, threads)}
+        if ort_dense is not None:
+            timed["onnxruntime"] = lambda: ort_dense(x_numpy)  # noqa: B023
+        times = median_ms(timed, warmup=warmup, repeats=repeats, settle_s=settle_s)
+        openblas, onnx = times["openblas"], times.get("onnxruntime")
         best, best_ms = fastest({"openblas": openblas, "onnxruntime": onnx})
         read_bytes = sum(array.nbytes for array in panels)
         target = targets.get(density)
@@ -96,8 +98,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = timing_parser(__doc__, warmup=20, repeats=300)
     parser.add_argument("--targets", type=_targets, default=_targets("1.0=0.9,0.1=5"),
                         help="density=speed-up over the fastest dense, comma-separated")
+    parser.add_argument("--settle-ms", type=float, default=SETTLE_S * 1e3,
+                        help="the pause before each round, so the last round's worker threads "
+                             f"have parked (default {SETTLE_S * 1e3:g}, OpenBLAS's spin)")
     args = parser.parse_args(argv)
-    results = rows(args.warmup, args.repeats, args.seed, args.targets)
+    results = rows(args.warmup, args.repeats, args.seed, args.targets,
+                   settle_s=args.settle_ms / 1e3)
     print(f"{'batch':>5} {'density':>7} {'forward ms':>10} {'read ms':>8} {'fwd/read':>8} "
           f"{'read GB/s':>9} {'best dense':>16} {'vs best':>7} {'ceiling':>7} {'needed ms':>9}")
     for r in results:

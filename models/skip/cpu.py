@@ -86,6 +86,7 @@ from .routing import (
     DENSE_FROM_SINGLE,
     DENSE_PROBE_CALLS,
     DENSE_PROBE_MARGIN,
+    DENSE_REPROBE_GROWTH,
     GATER_NATIVE_FROM_MACS,
     NATIVE_THREADS_FROM_MACS,
     TORCH_DENSE_FROM_MACS,
@@ -336,6 +337,13 @@ class SkipNetwork:
         self._held_awake = False  # expect_forward holds the kernels' workers awake
         # batch size's bit length -> whether layers with every gate on run dense (`_AllOn`)
         self._dense_when_all_on: dict[int, bool] = {}
+        # batch size's bit length -> each way's fastest forward over every measurement of it
+        # (dense: True, the kernels: False), in seconds
+        self._probe_fastest: dict[int, dict[bool, float]] = {}
+        # batch size's bit length -> batches of it with a layer all on so far, and the count
+        # at which the route is measured again
+        self._all_on_batches: dict[int, int] = {}
+        self._next_probe: dict[int, int] = {}
         # batch size bit length -> how many batches of it in a row, the last included, had a
         # layer with every gate on (absent: the last did not)
         self._all_on_runs: dict[int, int] = {}
@@ -473,7 +481,8 @@ class SkipNetwork:
             # there; the dense route or the Python path below then runs the batch.
             ran = self._batch.run(x, stop_all_on=dense is not False)
             if ran is not None:
-                self._count_all_on(size, False)
+                # Run through, it had a layer all on only where the kernels were chosen.
+                self._count_all_on(size, dense is False and self._some_layer_all_on(ran[1]))
                 return _output(*ran, as_torch)
             if dense:
                 out = self._all_on(x, as_torch)
@@ -499,11 +508,21 @@ class SkipNetwork:
 
     def _count_all_on(self, size: int, all_on: bool) -> None:
         """Record whether the last batch of size range `size` had a layer with every gate on
-        (`_all_on_runs`: the length of the run of such batches, or absent)."""
-        if all_on:
-            self._all_on_runs[size] = self._all_on_runs.get(size, 0) + 1
-        else:
+        (`_all_on_runs`: the length of the run of such batches, or absent). After
+        DENSE_REPROBE_GROWTH such batches, then its square and so on, the range's route is
+        forgotten, so the next one measures it again (`_dense_pays`)."""
+        if not all_on:
             self._all_on_runs.pop(size, None)
+            return
+        self._all_on_runs[size] = self._all_on_runs.get(size, 0) + 1
+        seen = self._all_on_batches[size] = self._all_on_batches.get(size, 0) + 1
+        if seen >= self._next_probe.setdefault(size, DENSE_REPROBE_GROWTH):
+            self._next_probe[size] *= DENSE_REPROBE_GROWTH
+            self._dense_when_all_on.pop(size, None)
+
+    def _some_layer_all_on(self, counts: np.ndarray) -> bool:
+        """Whether a C forward's blocks on (counts[0], (B, G)) had every gate of a layer on."""
+        return bool((counts[0] == self._blocks).all(axis=0).any())
 
     def _all_on_graph_output(self, x: np.ndarray, as_torch: bool, steady: bool = False
                              ) -> SkipOutput | None:
@@ -520,12 +539,17 @@ class SkipNetwork:
 
     def _dense_pays(self, x: np.ndarray, as_torch: bool) -> bool:
         """Whether this batch's forward runs faster with its layers whose gates are all on
-        computed as dense products: DENSE_PROBE_CALLS rounds, each timing one forward each
-        way after an untimed one the same way (as in a run of such batches: a forward right
-        after the other way's finds that way's threads still spinning against its own, and
-        could choose the slower way); dense where its fastest is under
+        computed as dense products (`_time_both_ways`): dense where its fastest is under
         DENSE_PROBE_MARGIN of the kernels' fastest (the fastest, as load elsewhere only ever
-        adds time)."""
+        adds time), each way's fastest taken over every measurement of the batch's size range
+        so far (`_judge`)."""
+        return self._judge(x.shape[0].bit_length(), self._time_both_ways(x, as_torch))
+
+    def _time_both_ways(self, x: np.ndarray, as_torch: bool) -> dict[bool, list[float]]:
+        """Seconds of x's forward, dense (True) and on the kernels (False): DENSE_PROBE_CALLS
+        rounds, each timing one forward each way after an untimed one the same way (as in a
+        run of such batches: a forward right after the other way's finds that way's threads
+        still spinning against its own, and could choose the slower way)."""
         def forward(dense: bool) -> None:
             if not (dense and self._all_on_graph_output(x, as_torch)):
                 self._layers(x, as_torch, _AllOn(dense=dense))
@@ -537,7 +561,16 @@ class SkipNetwork:
                 start = time.perf_counter()
                 forward(dense)
                 times[dense].append(time.perf_counter() - start)
-        return min(times[True]) < DENSE_PROBE_MARGIN * min(times[False])
+        return times
+
+    def _judge(self, size: int, times: dict[bool, list[float]]) -> bool:
+        """Whether size range `size` runs its all-on layers dense, given a new measurement
+        `times` and those before it: a burst of load through one measurement that slowed one
+        way more than the other is outvoted by the next (`_count_all_on` says when)."""
+        fastest = self._probe_fastest.setdefault(size, {True: math.inf, False: math.inf})
+        for dense, seconds in times.items():
+            fastest[dense] = min(fastest[dense], *seconds)
+        return fastest[True] < DENSE_PROBE_MARGIN * fastest[False]
 
     def _layers(self, x: np.ndarray, as_torch: bool, all_on: _AllOn) -> SkipOutput:
         sparse: _SparseRows | None = None  # set right after a gated layer

@@ -36,6 +36,12 @@ GATER_NATIVE_FROM_MACS = 1_000_000
 # (`python -m benchmarks.skip --device cpu --densities 1.0`).
 DENSE_PROBE_CALLS = 6
 DENSE_PROBE_MARGIN = 0.95
+# A size range is measured again after this many batches with a layer all on, then its square,
+# and so on, each way's fastest kept over every measurement: on a shared machine a burst of load
+# through the first measurement can pick the slower way, and would otherwise keep it for good.
+# Each measurement runs 4 x DENSE_PROBE_CALLS forwards; taken at the first such batch and after
+# the 16th, 256th and 4096th, they add 2.3 % to the first 4096 forwards, and ever less after.
+DENSE_REPROBE_GROWTH = 16
 # Multiply-adds from which a dense product of two or more rows runs in torch on all its
 # threads rather than in numpy on the calling one (a single row always stays in numpy).
 TORCH_DENSE_FROM_MACS = 8_000_000

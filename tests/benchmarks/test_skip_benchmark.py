@@ -1,7 +1,6 @@
 """The skip benchmark runs end to end and writes rows with the documented fields and a plot."""
 
 import json
-import statistics
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ FIELDS = {"device", "backend", "case", "batch", "density", "dense_ms", "skip_ms"
 def test_benchmark_writes_every_row_and_a_plot(tmp_path):
     out = tmp_path / "skip.json"
     assert main(["--json", str(out), "--warmup", "0", "--repeats", "1", "--quick",
-                 "--backends", "torch"]) == 0
+                 "--backends", "torch", "--settle-ms", "0"]) == 0
     payload = json.loads(out.read_text())
     rows = payload["rows"]
     assert len(rows) == 2 * 2 * 2  # 2 cases x batches 1, 8 x densities 1.0, 0.1
@@ -44,8 +43,7 @@ def test_benchmark_writes_every_row_and_a_plot(tmp_path):
                  "onnxruntime": r["dense_onnxruntime_ms"]}
         assert all(ms > 0 for ms in timed.values()) and r["skip_numpy_ms"] > 0
         ratios = {name: ms / r["skip_numpy_ms"] for name, ms in timed.items()}
-        torch_ms = statistics.median(o["dense_ms"] for o in rows
-                                     if (o["case"], o["batch"]) == (r["case"], r["batch"]))
+        torch_ms = r["dense_ms"]  # timed in the same rounds as the others
         ratios["torch"] = torch_ms / r["skip_ms"]
         assert r["speedup_vs_best"] == min(ratios.values())
         assert r["best_dense"] == min(ratios, key=ratios.get)
@@ -60,14 +58,22 @@ def test_benchmark_writes_every_row_and_a_plot(tmp_path):
 
 
 def test_the_fresh_blas_process_runs_without_the_openblas_overrides(monkeypatch):
-    from benchmarks.dense_baselines import blas_in_fresh_process
+    from benchmarks.dense_baselines import FreshProcessBlas
     from benchmarks.dense_numpy import dense_layers, forward
+    from benchmarks.timing import SelfTimed
 
     model = whole_model(0)
     # Set, this pins OpenBLAS to its oldest kernels (threadpoolctl then names them "Katmai").
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Prescott")
-    times, blas = blas_in_fresh_process(model, [1, 3], threads=1, warmup=0, repeats=2, seed=0)
-    assert set(times) == {1, 3} and all(ms > 0 for ms in times.values())
+    with FreshProcessBlas(dense_layers(model), threads=1, seed=0) as fresh:
+        blas = fresh.blas
+        for batch in (1, 3):
+            timed = fresh.at_batch(batch)
+            assert isinstance(timed, SelfTimed)
+            ms = timed.timed_calls(2)
+            assert len(ms) == 2 and all(m > 0 for m in ms)
+        process = fresh._process
+    assert process.returncode == 0  # closed, not killed
     assert blas and blas[0]["internal_api"] == "openblas"
     assert blas[0]["architecture"] not in ("Prescott", "Katmai")
     x = np.random.default_rng(0).standard_normal((3, 784), dtype=np.float32)
@@ -82,7 +88,8 @@ def test_cases_take_short_names_and_refuse_unknown_ones(tmp_path, capsys):
 
     out = tmp_path / "layer.json"
     assert main(["--json", str(out), "--warmup", "0", "--repeats", "1", "--backends", "torch",
-                 "--cases", "layer", "--batches", "1", "--densities", "1.0"]) == 0
+                 "--cases", "layer", "--batches", "1", "--densities", "1.0",
+                 "--settle-ms", "0"]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert [r["case"] for r in rows] == ["layer-1024-64x64-1024"]
     with pytest.raises(SystemExit):
@@ -122,12 +129,12 @@ def test_changing_inputs_are_timed_beside_the_one_input(tmp_path):
     from benchmarks import cpu_cases
 
     out = cpu_cases.rows(0, 2, 0, batches=(1, 3), densities=(0.1,),
-                         cases=(cpu_cases.LAYER_CASE,), inputs=4)
+                         cases=(cpu_cases.LAYER_CASE,), inputs=4, settle_s=0)
     assert [r["batch"] for r in out] == [1, 3]
     assert all(r["inputs"] == 4 and r["skip_one_input_ms"] > 0 and r["skip_ms"] > 0
                for r in out)
     plain = cpu_cases.rows(0, 1, 0, batches=(1,), densities=(0.1,),
-                           cases=(cpu_cases.LAYER_CASE,))
+                           cases=(cpu_cases.LAYER_CASE,), settle_s=0)
     assert plain[0]["inputs"] == 1 and "skip_one_input_ms" not in plain[0]
     with pytest.raises(ValueError, match="inputs"):
         cpu_cases.rows(0, 1, 0, batches=(1,), densities=(0.1,), inputs=0)
@@ -137,11 +144,20 @@ def test_bfloat16_rows_round_the_network_and_time_torchs_bfloat16_dense_too():
     from benchmarks import cpu_cases
 
     out = cpu_cases.rows(0, 1, 0, batches=(2,), densities=(0.1,),
-                         cases=(cpu_cases.LAYER_CASE,), block_weights="bfloat16")
+                         cases=(cpu_cases.LAYER_CASE,), block_weights="bfloat16", settle_s=0)
     row = out[0]
     assert row["block_weights"] == "bfloat16" and row["dense_torch_bfloat16_ms"] > 0
     assert row["speedup_vs_best"] == row["best_dense_ms"] / row["skip_best_ms"]
     assert row["speedup_vs_best"] <= row["dense_torch_bfloat16_ms"] / row["skip_ms"]
     plain = cpu_cases.rows(0, 1, 0, batches=(2,), densities=(0.1,),
-                           cases=(cpu_cases.LAYER_CASE,))
+                           cases=(cpu_cases.LAYER_CASE,), settle_s=0)
     assert plain[0]["block_weights"] == "float32" and "dense_torch_bfloat16_ms" not in plain[0]
+
+
+def test_a_failing_fresh_blas_process_says_why():
+    from benchmarks.dense_baselines import FreshProcessBlas
+    from benchmarks.dense_numpy import dense_layers
+
+    with (FreshProcessBlas(dense_layers(whole_model(0)), threads=1, seed=0) as fresh,
+          pytest.raises(RuntimeError, match=r"(?s)dense_blas stopped \(exit 1\).*ValueError")):
+        fresh.at_batch(-1).timed_calls(1)

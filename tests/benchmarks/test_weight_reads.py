@@ -12,7 +12,8 @@ from models.skip import c_kernels
 @pytest.mark.skipif(c_kernels.load() is None, reason="no C compiler built the kernels")
 def test_benchmark_writes_a_row_per_cell_with_its_floor_and_ceiling(tmp_path):
     out = tmp_path / "reads.json"
-    main(["--json", str(out), "--warmup", "1", "--repeats", "3", "--targets", "1.0=0.9,0.1=5"])
+    main(["--json", str(out), "--warmup", "1", "--repeats", "3", "--targets", "1.0=0.9,0.1=5",
+          "--settle-ms", "0"])
     rows = json.loads(out.read_text())["rows"]
     assert [(r["batch"], r["density"]) for r in rows] == list(CELLS)
     for r in rows:

@@ -16,7 +16,11 @@ from models.gated_config import GatedNetworkConfig
 from models.gated_network import GatedNetwork
 from models.skip import c_kernels as native_kernels
 from models.skip.cpu import SkipNetwork
-from models.skip.routing import DENSE_PROBE_CALLS
+from models.skip.routing import (
+    DENSE_PROBE_CALLS,
+    DENSE_PROBE_MARGIN,
+    DENSE_REPROBE_GROWTH,
+)
 
 from .kernel_sets import KERNEL_SETS, kernel_set, kernels  # noqa: F401 (the fixture)
 from .polling import eventually
@@ -546,6 +550,45 @@ def test_a_batch_with_every_gate_on_runs_dense_where_measured_faster(dense_pays,
     finally:
         del engine.native.rows_times_blocks, engine._batch.run
     assert probes == [5, 8, 3]
+
+
+@pytest.mark.parametrize("dense_pays", [True, False])
+def test_a_size_range_is_measured_again_after_16_then_256_all_on_batches(dense_pays,
+                                                                        monkeypatch):
+    """Whichever way was chosen (the dense route counts its batches itself, the kernels' C
+    forward by its blocks on), the route of a size range is measured again after
+    DENSE_REPROBE_GROWTH batches with a layer all on, then its square; a batch not all on
+    neither counts nor is measured."""
+    engine = SkipNetwork(every_gate_on_network(3))
+    probes = []
+    monkeypatch.setattr(engine, "_dense_pays",
+                        lambda x, as_torch: probes.append(len(probes)) or dense_pays)
+    x = torch.randn(6, 48, generator=torch.Generator().manual_seed(2))
+    seen = []
+    for _ in range(1 + DENSE_REPROBE_GROWTH ** 2):
+        engine(x)
+        seen.append(len(probes))
+    # measured on the 1st batch, and on the one after the 16th and after the 256th
+    assert [i + 1 for i in range(len(seen)) if seen[i] > (seen[i - 1] if i else 0)] == [
+        1, DENSE_REPROBE_GROWTH + 1, DENSE_REPROBE_GROWTH ** 2 + 1]
+    for layer in engine.model.gated_layers:  # every gate off from now on: no batch counts
+        layer.threshold.fill_(1e9)
+    for _ in range(2 * DENSE_REPROBE_GROWTH ** 2):
+        engine(x)
+    assert len(probes) == 3
+
+
+def test_each_way_is_judged_by_its_fastest_over_every_measurement():
+    """A measurement in which load elsewhere slowed the dense way is outvoted by the next: the
+    fastest forward of each way is kept over all of them, per size range."""
+    engine = SkipNetwork(every_gate_on_network(4))
+    assert engine._judge(3, {True: [3.0, 3.5], False: [2.0, 2.2]}) is False  # dense slowed
+    assert engine._judge(3, {True: [1.0, 1.1], False: [2.1, 2.0]}) is True  # at its speed
+    assert engine._judge(3, {True: [5.0], False: [5.0]}) is True  # a slow one changes nothing
+    assert engine._probe_fastest[3] == {True: 1.0, False: 2.0}
+    # within the margin the kernels keep it; another size range is judged on its own
+    assert engine._judge(4, {True: [1.0], False: [1.0 / DENSE_PROBE_MARGIN * 0.999]}) is False
+    assert engine._judge(4, {True: [0.9], False: [1.0]}) is True
 
 
 def test_the_measurement_times_both_routes_and_a_batch_not_all_on_is_never_timed(monkeypatch):
