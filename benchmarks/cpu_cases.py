@@ -4,19 +4,18 @@ implementation of the same network on this machine.
 For each case, batch and density, in the same alternating rounds: the skip path, the dense
 network in torch (`dense_ms`, `speedup`), and every other dense implementation of
 `benchmarks.dense_baselines` (numpy's OpenBLAS here and in a fresh process without the OPENBLAS_
-overrides, onnxruntime's dense graph), each round after a pause that lets the last one's worker
-threads park. The skip path is timed through both of its interfaces: tensors in and out
-(`skip_ms`, `SkipNetwork.__call__`) and arrays in and out (`skip_numpy_ms`,
-`SkipNetwork.forward_numpy`, as the server calls it). Each dense implementation is read against
-the skip path through the interface it has itself: torch's against `skip_ms`, OpenBLAS's and
-onnxruntime's (numpy arrays in and out) against
+overrides, onnxruntime's dense graph), each round begun with calls to its function off the
+clock, long enough for the last one's worker threads to park. The skip path is timed through
+both of its interfaces: tensors in and out (`skip_ms`, `SkipNetwork.__call__`) and arrays in and
+out (`skip_numpy_ms`, `SkipNetwork.forward_numpy`, as the server calls it). Each dense
+implementation is read against the skip path through the interface it has itself: torch's
+against `skip_ms`, OpenBLAS's and onnxruntime's (numpy arrays in and out) against
 `skip_numpy_ms`. `best_dense` names the one the skip path is least faster than, `best_dense_ms`
 its time, `skip_best_ms` the skip path's time through its interface and `speedup_vs_best` the
-ratio. Rates in G multiply-adds per second:
-`dense_gmacs` of the fastest dense implementation (the network's dense multiply-adds), and
-`skip_gmacs` of the skip path (the multiply-adds its compute reports say it executed, gaters
-included); `skip_rate_vs_dense` is their ratio, how near the skipping kernels run to the dense
-GEMM's speed.
+ratio. Rates in G multiply-adds per second: `dense_gmacs` of the fastest dense implementation
+(the network's dense multiply-adds), and `skip_gmacs` of the skip path (the multiply-adds its
+compute reports say it executed, gaters included); `skip_rate_vs_dense` is their ratio, how near
+the skipping kernels run to the dense GEMM's speed.
 
 With `block_weights="bfloat16"` the networks' main-path weights are rounded to bfloat16 first
 (`models.block_weights`), so every implementation computes the same function; the skip path
@@ -76,9 +75,9 @@ def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DE
          ) -> list[dict]:
     """`dense_from`: SkipNetwork's routing fraction for every batch (None: its default rule).
     `inputs`: input batches the skip path cycles through; `block_weights`: the main-path
-    weights' precision (see the module docstring); `settle_s`: `benchmarks.timing`'s pause
-    before each round (None: `dense_baselines.SETTLE_S`, which OpenBLAS's spinning workers
-    need)."""
+    weights' precision (see the module docstring); `settle_s`: how long `benchmarks.timing`
+    calls each round's function off the clock first (None: `dense_baselines.SETTLE_S`, which
+    OpenBLAS's spinning workers need)."""
     if inputs < 1:
         raise ValueError(f"inputs must be >= 1, got {inputs}")
     settle_s = SETTLE_S if settle_s is None else settle_s

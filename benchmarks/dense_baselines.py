@@ -12,7 +12,7 @@ against the fastest of them, not a convenient one.
 Each is timed in the same alternating rounds as the skipping forward it is read against
 (`benchmarks.timing.median_ms`), so a burst of load elsewhere lands on both. Their worker
 threads keep spinning after their calls, OpenBLAS's for about 0.1 s, and would slow whatever
-ran next: the rounds they join start after `SETTLE_S`.
+ran next: each round they join begins with `SETTLE_S` of calls off the clock.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from . import dense_numpy
 
 BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 ROOT = Path(__file__).resolve().parents[1]
-# The pause before each round of rounds that OpenBLAS joins: its workers spin for 2^28 cycles
-# after a product by default (OPENBLAS_THREAD_TIMEOUT), about 0.1 s at these machines' clocks.
+# How long each round of rounds that OpenBLAS joins first calls its function off the clock: its
+# workers spin for 2^28 cycles after a product by default (OPENBLAS_THREAD_TIMEOUT), about 0.1 s
+# at these machines' clocks.
 SETTLE_S = 0.15
 
 

@@ -50,8 +50,8 @@ BEST_HEADER = (f"{'case':>30} {'batch':>5} {'density':>7} {'best dense':>14} {'d
 
 
 BACKENDS = ("torch", "onnxruntime", "onnxruntime-ops")
-# The onnxruntime rows' pause before each round: onnxruntime's and the kernels' workers spin a
-# few milliseconds after a run.
+# How long each onnxruntime round first calls its function off the clock: onnxruntime's and the
+# kernels' workers spin a few milliseconds after a run.
 ONNX_SETTLE_MS = 10.0
 
 
@@ -59,7 +59,8 @@ def run(device: str, warmup: int, repeats: int, seed: int, quick: bool = False,
         backends: tuple[str, ...] = ("torch", "onnxruntime"), batches=None, densities=None,
         cases=None, dense_from: float | None = None, inputs: int = 1,
         block_weights: str = "float32", settle_ms: float | None = None) -> list[dict]:
-    """`settle_ms`: the pause before each timing round (None: each backend's default)."""
+    """`settle_ms`: how long each timing round first calls its function off the clock (None:
+    each backend's default)."""
     def show(row: dict) -> None:
         print(TABLE.format(**row), flush=True)
 
@@ -150,9 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                              "them for every implementation and adds torch's bfloat16 dense "
                              "network to the dense ones (default float32)")
     parser.add_argument("--settle-ms", type=float,
-                        help="CPU: the pause before each round of dense or skip calls, "
-                             "followed by one call off the clock, so the last round's worker "
-                             "threads, which spin after its last call, have parked (default: "
+                        help="CPU: how long each round of dense or skip calls first calls its "
+                             "function off the clock, so the last round's worker threads, which "
+                             "spin after its last call, have parked (default: "
                              f"{SETTLE_S * 1e3:g} for the torch rows, whose rounds OpenBLAS "
                              f"joins; {ONNX_SETTLE_MS:g} for the onnxruntime rows; 0: none)")
     args = parser.parse_args(argv)

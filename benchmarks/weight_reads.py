@@ -15,10 +15,14 @@ graph and numpy's OpenBLAS, as `benchmarks.skip` times them). The forward is
 - `forward_over_read`: how far above the floor the forward runs;
 - `ceiling_vs_best`: the speed-up over the fastest dense of a forward that only read its
   weights (best_dense_ms / read_ms), the most a skipping forward that reads them all can reach;
-- `needed_ms` per `--target`: the forward time the target speed-up asks for.
+- `needed_ms` per `--target`: the forward time the target speed-up asks for;
+- `gates_off_ms`: the same network's forward with every gate off, timed in the same rounds:
+  the gater, the thresholds and the stages around the products, without a block product,
+  what the forward costs beside reading its weights (`products_ms` = forward_ms - it).
 
 The forward, the reads and the dense implementations are timed in alternating rounds, each
-after a pause that lets the last one's worker threads park (`dense_baselines.SETTLE_S`).
+begun with calls to its function off the clock until the last one's worker threads have parked
+(`dense_baselines.SETTLE_S`).
 Medians of `--repeats` calls. Prints a table and writes the rows as JSON.
 """
 
@@ -54,6 +58,7 @@ def rows(warmup: int, repeats: int, seed: int, targets: dict[float, float],
         skip = SkipNetwork(model)
         if skip.native is None:
             raise SystemExit("no C compiler built the kernels (see models/skip/c_kernels.py)")
+        gates_off = _every_gate_off(model)
         panels = skip.weight_panels()
         x_numpy = x.numpy()
 
@@ -64,6 +69,7 @@ def rows(warmup: int, repeats: int, seed: int, targets: dict[float, float],
         timed = {"forward": lambda: skip.forward_numpy(x_numpy),  # noqa: B023
                  "read": lambda: read(skip.threads),  # noqa: B023
                  "read_one_thread": lambda: read(1),
+                 "gates_off": lambda: gates_off.forward_numpy(x_numpy),  # noqa: B023
                  "openblas": InProcessBlas(layers, x_numpy, threads)}
         if ort_dense is not None:
             timed["onnxruntime"] = lambda: ort_dense(x_numpy)  # noqa: B023
@@ -81,12 +87,26 @@ def rows(warmup: int, repeats: int, seed: int, targets: dict[float, float],
             "read_one_thread_gb_per_s": read_bytes / times["read_one_thread"] / 1e6,
             "forward_gb_per_s": read_bytes / times["forward"] / 1e6,
             "forward_over_read": times["forward"] / times["read"],
+            "gates_off_ms": times["gates_off"],
+            "products_ms": times["forward"] - times["gates_off"],
             "dense_openblas_ms": openblas, "dense_onnxruntime_ms": onnx,
             "best_dense": best, "best_dense_ms": best_ms,
             "speedup_vs_best": best_ms / times["forward"],
             "ceiling_vs_best": best_ms / times["read"],
             "target": target, "needed_ms": best_ms / target if target else None})
     return out
+
+
+def _every_gate_off(model) -> SkipNetwork:
+    """The engine over `model` with every gate off (its thresholds left as they were)."""
+    thresholds = [layer.threshold.clone() for layer in model.gated_layers]
+    for layer in model.gated_layers:
+        layer.threshold.fill_(float("inf"))
+    try:
+        return SkipNetwork(model)
+    finally:
+        for layer, threshold in zip(model.gated_layers, thresholds, strict=True):
+            layer.threshold.copy_(threshold)
 
 
 def _targets(text: str) -> dict[float, float]:
@@ -99,16 +119,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--targets", type=_targets, default=_targets("1.0=0.9,0.1=5"),
                         help="density=speed-up over the fastest dense, comma-separated")
     parser.add_argument("--settle-ms", type=float, default=SETTLE_S * 1e3,
-                        help="the pause before each round, so the last round's worker threads "
-                             f"have parked (default {SETTLE_S * 1e3:g}, OpenBLAS's spin)")
+                        help="how long each round first calls its function off the clock, so "
+                             "the last round's worker threads have parked (default "
+                             f"{SETTLE_S * 1e3:g}, past OpenBLAS's spin)")
     args = parser.parse_args(argv)
     results = rows(args.warmup, args.repeats, args.seed, args.targets,
                    settle_s=args.settle_ms / 1e3)
-    print(f"{'batch':>5} {'density':>7} {'forward ms':>10} {'read ms':>8} {'fwd/read':>8} "
+    print(f"{'batch':>5} {'density':>7} {'forward ms':>10} {'gates off':>9} {'read ms':>8} "
+          f"{'fwd/read':>8} "
           f"{'read GB/s':>9} {'best dense':>16} {'vs best':>7} {'ceiling':>7} {'needed ms':>9}")
     for r in results:
         needed = f"{r['needed_ms']:.3f}" if r["needed_ms"] else "-"
-        print(f"{r['batch']:>5} {r['density']:>7} {r['forward_ms']:>10.3f} {r['read_ms']:>8.3f} "
+        print(f"{r['batch']:>5} {r['density']:>7} {r['forward_ms']:>10.3f} "
+              f"{r['gates_off_ms']:>9.3f} {r['read_ms']:>8.3f} "
               f"{r['forward_over_read']:>8.2f} {r['read_gb_per_s']:>9.1f} "
               f"{r['best_dense']:>10} {r['best_dense_ms']:>5.2f} {r['speedup_vs_best']:>6.2f}x "
               f"{r['ceiling_vs_best']:>6.2f}x {needed:>9}")

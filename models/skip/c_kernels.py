@@ -12,7 +12,10 @@ The micro-kernels are compiled for every instruction set the compiler targets (A
 with FMA, and a portable copy in 16-byte vectors: SSE2 on x86-64, NEON on ARM), and the best one
 the CPU runs is chosen when the library loads; SPARSEGATE_KERNEL_SET=generic|avx2|avx512 asks for
 another (refused, with the sets there are, where the CPU cannot run it). Every set computes the
-same products up to float summation order.
+same products up to float summation order. On ARM (aarch64) the portable copy's multiply-adds
+compile to NEON's fused `fmla` on four floats; tests/models/test_kernels_in_c.py builds it for
+aarch64 and runs its products against a scalar reference under qemu (correctness only: its
+speed there is unmeasured, and its row groups are sized for x86's 16 vector registers).
 
 Panels hold float32 or bfloat16 weights (`PRECISIONS`): in bfloat16 each weight is the upper
 half of its float32 (rounded to nearest even when packed), widened back as it is loaded, so a

@@ -21,6 +21,23 @@ def test_benchmark_writes_a_row_per_cell_with_its_floor_and_ceiling(tmp_path):
         assert r["best_dense_ms"] == min(
             ms for ms in (r["dense_openblas_ms"], r["dense_onnxruntime_ms"]) if ms is not None)
         assert r["forward_over_read"] == r["forward_ms"] / r["read_ms"]
+        assert r["gates_off_ms"] > 0 and r["products_ms"] == r["forward_ms"] - r["gates_off_ms"]
         assert r["read_one_thread_gb_per_s"] == r["weights_bytes"] / r["read_one_thread_ms"] / 1e6
         assert r["ceiling_vs_best"] == r["best_dense_ms"] / r["read_ms"]
         assert r["needed_ms"] == r["best_dense_ms"] / {1.0: 0.9, 0.1: 5.0}[r["density"]]
+
+
+def test_the_engine_with_every_gate_off_computes_no_block_and_leaves_the_model_as_it_was():
+    import torch
+
+    from benchmarks.cases import batch_input, layer_model, set_density
+    from benchmarks.weight_reads import _every_gate_off
+
+    model = layer_model()
+    x = batch_input(model, 8, 0)
+    set_density(model, x, 0.1)
+    before = [layer.threshold.clone() for layer in model.gated_layers]
+    out = _every_gate_off(model).forward_numpy(x.numpy())
+    assert out.active_blocks.sum() == out.computed_blocks.sum() == 0
+    for layer, threshold in zip(model.gated_layers, before, strict=True):
+        assert torch.equal(layer.threshold, threshold)
