@@ -42,7 +42,10 @@ each example sums its own pairs' products in the final reading layer. An If take
 (example, block) pairs are on; inside it, a later layer whose own pairs exceed that fraction is
 computed densely instead (masked by its gates). `computed_blocks` is then each example's own
 count (or every block, for a layer computed densely); a later layer of the chain reads its
-input whole (zeros included), which the reports count with `gated_reads_all_inputs=True`.
+input whole (zeros included), which the reports count with `gated_reads_all_inputs=True`. On
+sparsegate's operators each pair of a later layer reads only the input blocks its example
+computed in the layer before, as the CPU engine does; such a graph with no union path says so
+in its metadata (`GATED_READS_KEY` "computed"), and its reports count exactly those reads.
 
 Where the grouped branch takes every batch (`grouped=(1, 1.0)`) the graph has no If and no
 union path for such a chain: the branch alone. With `custom_ops=True` the branch's layers are
@@ -121,6 +124,7 @@ from .onnx_grouped import (
     operator_layer,
     operator_layer_and_reader,
 )
+from .onnx_runtime import GATED_READS_KEY
 from .plan import PlannedLayer, plan_layers
 from .routing import (
     DENSE_FALLBACK_FRACTION,
@@ -401,7 +405,7 @@ def _grouped_chain(s: Graph, x: _Full, batch: str, chain: list[PlannedLayer], ga
     grouping a layer with most of its pairs on would copy its input once per block. With
     `operators` (sparsegate's onnxruntime operators) every layer is grouped: they copy
     nothing."""
-    h, actives, computed = x.name, [], []
+    h, actives, computed, before = x.name, [], [], None
     for n, step in enumerate(chain):
         k = step.gated.config.blocks
         own = None
@@ -422,23 +426,27 @@ def _grouped_chain(s: Graph, x: _Full, batch: str, chain: list[PlannedLayer], ga
             reader_blocked, _ = blocked(s, np.ascontiguousarray(_np(reader.linear.weight).T), k,
                                         f"{reader.path}.weight_t")
             reads = (reader_blocked, reader_bias, reader.activation)
-        h = _grouped_step(s, h, on, values, own, step, reads, operators)
+        h = _grouped_step(s, h, on, values, own, step, reads, operators, before)
+        before = on if operators else None  # the operators computed exactly these blocks
     return [h, *actives, *computed]
 
 
 def _grouped_step(s: Graph, x: str, on: str, values: str, own: str | None, step: PlannedLayer,
-                  reader: tuple[str, str, str] | None, operators: bool) -> str:
+                  reader: tuple[str, str, str] | None, operators: bool,
+                  before: str | None = None) -> str:
     """One layer of a grouped chain over its whole input x: its whole output (B, K*S), or with
     `reader` (blocked weight, bias, activation) the reader's output (B, N). Grouped pair by
-    pair (by sparsegate's operators with `operators`), or where `own` (a (1,) bool) is given,
-    in an If on it, else densely."""
+    pair (by sparsegate's operators with `operators`, each pair reading only the input blocks
+    the layer before computed, `before` (B, J) bool, where that layer was grouped by them), or
+    where `own` (a (1,) bool) is given, in an If on it, else densely."""
     k, act, hint = step.gated.config.blocks, step.activation, f"layers.{step.index}.grouped"
     w3, b3 = _main_blocked(s, step)
 
     def grouped_fn(t: Graph) -> str:
         if operators:
-            return (operator_layer(t, x, on, values, w3, b3, act) if reader is None
-                    else operator_layer_and_reader(t, x, on, values, w3, b3, act, *reader))
+            return (operator_layer(t, x, on, values, w3, b3, act, before) if reader is None
+                    else operator_layer_and_reader(t, x, on, values, w3, b3, act, *reader,
+                                                   computed=before))
         if reader is None:
             return grouped_layer(t, x, on, values, w3, b3, act, k, hint)
         return grouped_layer_and_reader(t, x, on, values, w3, b3, act, *reader, k, hint)
@@ -532,8 +540,8 @@ def _dense_layer(g: Graph, x: _Full | _Compact, step: PlannedLayer,
                          activation=step.activation, name=name), step.linear.out_features)
 
 
-def _finish(g: Graph, inputs, outputs, opset: int, name: str, operators: bool = False
-            ) -> onnx.ModelProto:
+def _finish(g: Graph, inputs, outputs, opset: int, name: str, operators: bool = False,
+            metadata: dict[str, str] | None = None) -> onnx.ModelProto:
     graph = helper.make_graph(g.nodes, name, inputs, outputs, g.initializers)
     opsets = [helper.make_opsetid("", opset)]
     ir_version = helper.find_min_ir_version_for(opsets)  # onnx knows only its own domains
@@ -541,6 +549,7 @@ def _finish(g: Graph, inputs, outputs, opset: int, name: str, operators: bool = 
         opsets.append(helper.make_opsetid(onnx_ops.DOMAIN, onnx_ops.DOMAIN_VERSION))
     model = helper.make_model(graph, opset_imports=opsets, producer_name="sparsegate",
                               ir_version=ir_version)
+    helper.set_model_props(model, metadata or {})
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
@@ -639,7 +648,12 @@ def export_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET, *,
         helper.make_tensor_value_info("active_blocks", TensorProto.INT64, ["batch", num_gated]),
         helper.make_tensor_value_info("computed_blocks", TensorProto.INT64, ["batch", num_gated]),
     ]
-    return _finish(g, [_input_info(model)], outputs, opset, "sparsegate_skip", custom_ops)
+    # On sparsegate's operators with the grouped branch alone, a gated layer after a gated
+    # layer reads each example's own computed input blocks, as the engine does; otherwise a
+    # batch's union of them, or all (`models.skip.onnx_runtime` prices the reads from this).
+    exact = custom_ops and grouped is not None and grouped[0] <= 1 and grouped[1] >= 1.0
+    return _finish(g, [_input_info(model)], outputs, opset, "sparsegate_skip", custom_ops,
+                   {GATED_READS_KEY: "computed" if exact else "union"})
 
 
 def default_grouped(custom_ops: bool) -> tuple[int, float]:

@@ -186,18 +186,24 @@ def masked_reader(s: Graph, x: str, blocks: int, reader_blocked: str, reader_bia
 
 
 def operator_layer(s: Graph, x: str, on: str, values: str, main_blocked: str,
-                   main_bias_blocked: str, activation: str) -> str:
+                   main_bias_blocked: str, activation: str, computed: str | None = None) -> str:
     """`grouped_layer` as one node of sparsegate's onnxruntime operators
-    (`models.skip.onnx_ops`): each pair on computed once, no padding, no copies."""
-    return s.op(onnx_ops.GROUPED_BLOCKS, [x, on, values, main_blocked, main_bias_blocked],
+    (`models.skip.onnx_ops`): each pair on computed once, no padding, no copies. `computed`:
+    where x is a gated layer's output, the blocks (B, J) bool that layer computed, so each pair
+    multiplies only those of its example's input blocks."""
+    return s.op(onnx_ops.GROUPED_BLOCKS,
+                [x, on, values, main_blocked, main_bias_blocked, *([computed] if computed else [])],
                 "grouped_blocks", domain=onnx_ops.DOMAIN, activation=ACTIVATIONS[activation].code)
 
 
 def operator_layer_and_reader(s: Graph, x: str, on: str, values: str, main_blocked: str,
                               main_bias_blocked: str, activation: str, reader_blocked: str,
-                              reader_bias: str, reader_activation: str) -> str:
-    """`grouped_layer_and_reader` as one node of sparsegate's onnxruntime operators."""
+                              reader_bias: str, reader_activation: str,
+                              computed: str | None = None) -> str:
+    """`grouped_layer_and_reader` as one node of sparsegate's onnxruntime operators
+    (`computed` as in `operator_layer`)."""
     return s.op(onnx_ops.GROUPED_BLOCKS_READ,
-                [x, on, values, main_blocked, main_bias_blocked, reader_blocked, reader_bias],
+                [x, on, values, main_blocked, main_bias_blocked, reader_blocked, reader_bias,
+                 *([computed] if computed else [])],
                 "grouped_read", domain=onnx_ops.DOMAIN, activation=ACTIVATIONS[activation].code,
                 reader_activation=ACTIVATIONS[reader_activation].code)

@@ -6,7 +6,8 @@ returns `active_blocks` and `computed_blocks`; the compute report follows from t
 network's config. Where a gated layer reads a gated layer and the batch holds more than one
 example, the graph reads the batch's union of input blocks (or all of them), so the report
 counts every input unit as read there (`gated_reads_all_inputs`); a lone example's union is its
-own blocks, counted exactly.
+own blocks, counted exactly, and a graph on sparsegate's operators with no union path reads
+each example's own (it says so in its metadata, `GATED_READS_KEY`).
 
 Only onnxruntime and numpy are needed here: neither torch nor the `onnx` package that builds
 graphs, so a server of exported graphs runs without either. sparsegate's onnxruntime operators
@@ -29,6 +30,10 @@ from .output import SkipOutput
 
 INPUT = "x"
 OUTPUTS = ("logits", "active_blocks", "computed_blocks")
+# The graph's metadata entry saying what a gated layer after a gated layer reads: "computed"
+# (each example's own computed input blocks, as the engine) or "union" (a batch's union of
+# them, or all; also assumed where the entry is absent).
+GATED_READS_KEY = "sparsegate.gated_reads"
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
@@ -69,8 +74,10 @@ class OnnxRuntimeSkipNetwork:
         self._check_signature()
         layers = config.layers
         # A gated layer fed by a gated layer: the graph reads the batch's union of its input
-        # blocks there.
-        self._chained = any(a.gated and b.gated for a, b in pairwise(layers))
+        # blocks there, unless it says it reads each example's own.
+        reads = self.session.get_modelmeta().custom_metadata_map.get(GATED_READS_KEY)
+        self._chained = (any(a.gated and b.gated for a, b in pairwise(layers))
+                         and reads != "computed")
 
     def _check_signature(self) -> None:
         inputs = {i.name: i for i in self.session.get_inputs()}
@@ -87,7 +94,8 @@ class OnnxRuntimeSkipNetwork:
 
     def reads_all_gated_inputs(self, batch: int) -> bool:
         """The graph reads a batch's union of input blocks (or all of them) at a gated layer
-        after a gated layer; a lone example's union is its own blocks."""
+        after a gated layer, unless its metadata says each example's own
+        (`GATED_READS_KEY`); a lone example's union is its own blocks."""
         return self._chained and batch > 1
 
     @staticmethod

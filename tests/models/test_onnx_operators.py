@@ -27,8 +27,10 @@ def _activate(code, v):
     return ACTS[code].numpy_(np.array(v, dtype=np.float32))
 
 
-def graph(op, D, K, S, N, activation, reader_activation, seed=0, weights_as_inputs=False):
-    """One operator node over random weights; returns the model bytes and the weights."""
+def graph(op, D, K, S, N, activation, reader_activation, seed=0, weights_as_inputs=False,
+          computed=None):
+    """One operator node over random weights; returns the model bytes and the weights. With
+    `computed` = J, the node takes its optional last input, the (B, J) blocks computed before."""
     rng = np.random.default_rng(seed)
     w = {"W": rng.standard_normal((K, S, D)) / np.sqrt(D), "b": rng.standard_normal((K, S)),
          "R": rng.standard_normal((K, S, N)) / np.sqrt(S), "rb": rng.standard_normal(N)}
@@ -45,8 +47,11 @@ def graph(op, D, K, S, N, activation, reader_activation, seed=0, weights_as_inpu
         inputs += [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(w[n].shape))
                    for n in names]
         initializers = []
-    node = helper.make_node(op, ["x", "on", "values", *names], ["y"], domain=onnx_ops.DOMAIN,
-                            **attrs)
+    if computed:
+        inputs.append(helper.make_tensor_value_info("computed", TensorProto.BOOL,
+                                                    ["B", computed]))
+    node = helper.make_node(op, ["x", "on", "values", *names, *(["computed"] if computed else [])],
+                            ["y"], domain=onnx_ops.DOMAIN, **attrs)
     model = helper.make_model(
         helper.make_graph([node], "op", inputs,
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
@@ -125,6 +130,40 @@ def test_the_engine_shape_across_threads_and_batches():
     # split over the kernels' threads (from 200 000 multiply-adds).
     check(onnx_ops.GROUPED_BLOCKS_READ, 512, 16, 64, 128, 1, 0, batches=(1, 5, 64, 67),
           patterns=("random", "all-on"))
+
+
+@pytest.mark.parametrize("op", [onnx_ops.GROUPED_BLOCKS, onnx_ops.GROUPED_BLOCKS_READ])
+@pytest.mark.parametrize(("J", "Sin"), [(1, 7), (3, 5), (4, 64)])
+def test_after_a_gated_layer_each_pair_reads_only_the_input_blocks_computed_there(op, J, Sin):
+    """With `computed` (B, J), a pair multiplies only its example's input blocks computed
+    before: x holds NaN in the others, which a read would spread; examples with every block
+    computed read whole rows (the engine's rows kernel), the others by blocks."""
+    D, K, S, N = J * Sin, 5, 64, 10
+    data, w = graph(op, D, K, S, N, 1, 0, computed=J)
+    s = session(data)
+    rng = np.random.default_rng(J * 100 + Sin)
+    for B in (1, 2, 17, 64):
+        x = rng.standard_normal((B, D)).astype(np.float32)
+        computed = rng.random((B, J)) < 0.5
+        computed[0] = True  # a whole row
+        if B > 1:
+            computed[1] = False  # nothing computed before: zeros in, biases out
+        on, values = gates(rng, B, K, "random")
+        expected = want(op, w, np.where(np.repeat(computed, Sin, axis=1), x, 0), on, values,
+                        1, 0)
+        x[~np.repeat(computed, Sin, axis=1)] = np.nan
+        (y,) = s.run(None, {"x": x, "on": on, "values": values, "computed": computed})
+        assert np.isfinite(y).all(), "an input block not computed before was read"
+        scale = max(1.0, float(np.abs(expected).max(initial=0)))
+        assert np.abs(y - expected).max(initial=0) <= TOL * scale, B
+
+
+def test_computed_blocks_that_do_not_divide_the_input_are_refused():
+    data, _ = graph(onnx_ops.GROUPED_BLOCKS, 6, 3, 64, 1, 1, 0, computed=4)
+    with pytest.raises(Exception, match="computed must be"):
+        session(data).run(None, {"x": np.zeros((2, 6), np.float32), "on": np.ones((2, 3), bool),
+                                 "values": np.ones((2, 3), np.float32),
+                                 "computed": np.ones((2, 4), bool)})
 
 
 def test_an_empty_batch():

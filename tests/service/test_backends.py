@@ -14,7 +14,7 @@ from models.gated_artifact import save_gated_network
 from service.app import create_app
 from service.engine import ModelEngine
 
-from .conftest import settings, tiny_network
+from .conftest import chained_network, settings, tiny_network
 from .test_api import inputs
 
 onnx = pytest.importorskip("onnx")
@@ -131,6 +131,23 @@ def test_a_graph_on_sparsegate_operators_answers_as_the_engine(operators_reposit
             assert a["compute"]["active_blocks"] == b["compute"]["active_blocks"]
             # Pair by pair: each example computes exactly its own blocks.
             assert b["compute"]["computed_blocks"] == b["compute"]["active_blocks"]
+
+
+def test_only_a_graph_whose_gated_layers_read_their_own_computed_blocks_is_priced_so(
+        operators_repository, onnx_repository):
+    """On the operators with no union path, a gated layer after a gated layer reads each
+    example's computed input blocks (the graph's metadata says "computed"), and its reports
+    price exactly those; the portable graph reads a batch's union there ("union")."""
+    from models.skip.onnx_runtime import GATED_READS_KEY, OnnxRuntimeSkipNetwork
+
+    for repository, reads in ((operators_repository, "computed"), (onnx_repository, "union")):
+        folder = repository / "chained" / "1"
+        data = (folder / "model.onnx").read_bytes()
+        assert onnx.load_from_string(data).metadata_props[0].key == GATED_READS_KEY
+        assert onnx.load_from_string(data).metadata_props[0].value == reads
+        engine = OnnxRuntimeSkipNetwork(data, chained_network(3).config)
+        assert engine.reads_all_gated_inputs(1) is False  # a lone example: its own blocks
+        assert engine.reads_all_gated_inputs(7) is (reads == "union")
 
 
 def test_a_graph_on_sparsegate_operators_without_them_says_why(operators_repository,

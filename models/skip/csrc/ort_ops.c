@@ -9,7 +9,10 @@
  *
  * with x (B, D) float, on (B, K) bool, values (B, K) float (the gate values, 0 where off),
  * weight (K, S, D) and bias (K, S) the gated layer's, reader_weight (K, S, N) (the reading
- * layer's weight transposed, by block) and reader_bias (N). Attributes: `activation` and
+ * layer's weight transposed, by block) and reader_bias (N). Both take an optional last input,
+ * computed (B, J) bool, where x is a gated layer's output of J blocks (its `on`): each pair
+ * then multiplies only the input blocks its example computed there, as the engine does (the
+ * others are zeros in x, and their weights are never read). Attributes: `activation` and
  * `reader_activation`, by models.activations' codes. The weights must be initializers: each
  * kernel packs them once, when the session creates it, into the panels the products stream
  * (so the graph keeps them in the plain layout any tool reads). An ONNX graph without views
@@ -62,6 +65,7 @@ enum {
     SLOT_CustomOpDomain_Add = 27,
     SLOT_AddCustomOpDomain = 28,
     SLOT_KernelInfoGetAttribute_int64 = 86,
+    SLOT_KernelContext_GetInputCount = 88,
     SLOT_KernelContext_GetInput = 90,
     SLOT_KernelContext_GetOutput = 91,
     SLOT_GetTensorMutableData = 51,
@@ -79,6 +83,8 @@ typedef OrtStatus *(*CustomOpDomain_Add_fn)(OrtCustomOpDomain *domain, const voi
 typedef OrtStatus *(*AddCustomOpDomain_fn)(OrtSessionOptions *options, OrtCustomOpDomain *domain);
 typedef OrtStatus *(*KernelInfoGetAttribute_int64_fn)(const OrtKernelInfo *info, const char *name,
                                                       int64_t *out);
+typedef OrtStatus *(*KernelContext_GetInputCount_fn)(const OrtKernelContext *context,
+                                                     size_t *out);
 typedef OrtStatus *(*KernelContext_GetInput_fn)(const OrtKernelContext *context, size_t index,
                                                 const OrtValue **out);
 typedef OrtStatus *(*KernelContext_GetOutput_fn)(OrtKernelContext *context, size_t index,
@@ -306,16 +312,41 @@ static OrtStatus *matrix_input(const OrtKernelContext *context, size_t index, co
     return ORT(GetTensorMutableData)((OrtValue *)value, (void **)data);
 }
 
+/* Where the optional `computed` input comes: last, after the five or seven others. */
+static size_t computed_input(int reads) { return reads ? 7 : 5; }
+
+/* The optional `computed` input (B, J): its J, or 0 where the node has none. */
+static OrtStatus *computed_blocks(const OrtKernelContext *context, size_t index, int64_t B,
+                                  int64_t D, const uint8_t **data, int64_t *J) {
+    size_t count;
+    const OrtValue *value = 0;
+    *J = 0;
+    ORT_TRY(ORT(KernelContext_GetInputCount)(context, &count));
+    if (count > index) ORT_TRY(ORT(KernelContext_GetInput)(context, index, &value));
+    if (!value) return 0;
+    tensor_shape shape = {0};
+    ORT_TRY(shape_of(value, &shape));
+    if (shape.type != ELEMENT_BOOL || shape.rank != 2 || shape.dims[0] != B ||
+        shape.dims[1] < 1 || D % shape.dims[1])
+        return op_error("computed must be (B, J) bool with J dividing x's %lld columns; got %zu "
+                        "dimensions (%lld, %lld)", (long long)D, shape.rank,
+                        (long long)shape.dims[0],
+                        (long long)(shape.rank > 1 ? shape.dims[1] : -1));
+    *J = shape.dims[1];
+    return ORT(GetTensorMutableData)((OrtValue *)value, (void **)data);
+}
+
 static OrtStatus *compute(void *kernel, OrtKernelContext *context) {
     const op_kernel *k = (const op_kernel *)kernel;
     const program_stage *g = &k->gated;
-    const int64_t K = g->blocks, Sp = g->block_size, S = k->units;
+    const int64_t K = g->blocks, Sp = g->block_size, S = k->units, D = g->in_width;
     const float *x, *values;
-    const uint8_t *on;
-    int64_t B = 0;
-    ORT_TRY(matrix_input(context, 0, "x", ELEMENT_FLOAT, -1, g->in_width, (const void **)&x, &B));
+    const uint8_t *on, *computed = 0;
+    int64_t B = 0, J;
+    ORT_TRY(matrix_input(context, 0, "x", ELEMENT_FLOAT, -1, D, (const void **)&x, &B));
     ORT_TRY(matrix_input(context, 1, "on", ELEMENT_BOOL, B, K, (const void **)&on, 0));
     ORT_TRY(matrix_input(context, 2, "values", ELEMENT_FLOAT, B, K, (const void **)&values, 0));
+    ORT_TRY(computed_blocks(context, computed_input(k->reads), B, D, &computed, &J));
     const int64_t width = k->reads ? k->reader.out_width : K * S, dims[2] = {B, width};
     OrtValue *output;
     float *y;
@@ -323,15 +354,29 @@ static OrtStatus *compute(void *kernel, OrtKernelContext *context) {
     ORT_TRY(ORT(GetTensorMutableData)(output, (void **)&y));
     if (B == 0) return 0;
 
-    char *memory = (char *)aligned_alloc(64, (size_t)batch_gated_bytes(g, B));
+    const int64_t own = batch_gated_bytes(g, B);
+    const int64_t before = J ? lone_align(B * J) + lone_align(B) + B * 8 : 0;
+    char *memory = (char *)aligned_alloc(64, (size_t)lone_align(own + before));
     if (!memory) return ORT(CreateStatus)(ORT_FAIL, "sparsegate: out of working memory");
     batch_scratch scratch = batch_carve(g, B, memory);
     /* onnxruntime's bool is one byte, 0 or 1 as its own ops write it; a model's raw bytes may
      * hold any value, and the pair counts must agree with the pairs listed. */
     for (int64_t i = 0; i < B * K; ++i) scratch.reads[i] = on[i] != 0;
-    batch_gated_out pairs;
-    batch_blocks(g, B, x, 0, values, &scratch, k->reads || Sp != S ? 0 : y, k->threads,
-                 THREADS_FROM_MACS, &pairs);
+    /* After a gated layer: the blocks each example computed there, as the engine's forward
+     * passes them from one gated stage to the next (whole rows where every one was). */
+    batch_gated_out prev = {0}, pairs;
+    if (J) {
+        uint8_t *reads = (uint8_t *)memory + own, *whole = reads + lone_align(B * J);
+        int64_t *count = (int64_t *)(void *)(whole + lone_align(B));
+        for (int64_t b = 0; b < B; ++b) {
+            int64_t n = 0;
+            for (int64_t j = 0; j < J; ++j) n += reads[b * J + j] = computed[b * J + j] != 0;
+            count[b] = n, whole[b] = n == J;
+        }
+        prev.reads = reads, prev.whole = whole, prev.read_count = count, prev.blocks = J;
+    }
+    batch_blocks(g, B, x, J ? &prev : 0, values, &scratch, k->reads || Sp != S ? 0 : y,
+                 k->threads, THREADS_FROM_MACS, &pairs);
     if (k->reads) {
         batch_dense(&k->reader, B, 0, &pairs, y, 0, k->threads, THREADS_FROM_MACS);
     } else if (Sp != S) { /* each pair's own units into its place, off blocks zero */
@@ -387,17 +432,24 @@ static const char *cpu_provider(const ort_custom_op *op) {
     (void)op;
     return "CPUExecutionProvider";
 }
+static size_t computed_index(const ort_custom_op *op) { return computed_input(has_reader(op)); }
 static int input_type(const ort_custom_op *op, size_t index) {
-    (void)op;
-    return index == 1 ? ELEMENT_BOOL : ELEMENT_FLOAT;
+    return index == 1 || index == computed_index(op) ? ELEMENT_BOOL : ELEMENT_FLOAT;
 }
-static size_t input_count(const ort_custom_op *op) { return has_reader(op) ? 7 : 5; }
+static size_t input_count(const ort_custom_op *op) { return computed_index(op) + 1; }
 static int output_type(const ort_custom_op *op, size_t index) {
     (void)op, (void)index;
     return ELEMENT_FLOAT;
 }
 static size_t one_output(const ort_custom_op *op) { (void)op; return 1; }
-static int required(const ort_custom_op *op, size_t index) { (void)op, (void)index; return 0; }
+enum { INPUT_REQUIRED = 0, INPUT_OPTIONAL = 1 };
+static int input_characteristic(const ort_custom_op *op, size_t index) {
+    return index == computed_index(op) ? INPUT_OPTIONAL : INPUT_REQUIRED;
+}
+static int required(const ort_custom_op *op, size_t index) {
+    (void)op, (void)index;
+    return INPUT_REQUIRED;
+}
 static int cpu_memory(const ort_custom_op *op, size_t index) { (void)op, (void)index; return 0; }
 static OrtStatus *create(const ort_custom_op *op, OrtApiTable api, const OrtKernelInfo *info,
                          void **kernel) {
@@ -406,7 +458,13 @@ static OrtStatus *create(const ort_custom_op *op, OrtApiTable api, const OrtKern
 }
 
 /* Members left out are null: the variadic ones are read only for variadic inputs. */
-#define OP_RECORD                                                                                      .version = ORT_API_VERSION_USED, .GetName = name, .GetExecutionProviderType = cpu_provider,        .GetInputType = input_type, .GetInputTypeCount = input_count, .GetOutputType = output_type,        .GetOutputTypeCount = one_output, .KernelDestroy = kernel_destroy,                                 .GetInputCharacteristic = required, .GetOutputCharacteristic = required,                           .GetInputMemoryType = cpu_memory, .CreateKernelV2 = create, .KernelComputeV2 = compute
+#define OP_RECORD                                                                                 \
+    .version = ORT_API_VERSION_USED, .GetName = name,                                             \
+    .GetExecutionProviderType = cpu_provider, .GetInputType = input_type,                         \
+    .GetInputTypeCount = input_count, .GetOutputType = output_type,                               \
+    .GetOutputTypeCount = one_output, .KernelDestroy = kernel_destroy,                            \
+    .GetInputCharacteristic = input_characteristic, .GetOutputCharacteristic = required,          \
+    .GetInputMemoryType = cpu_memory, .CreateKernelV2 = create, .KernelComputeV2 = compute
 static const ort_custom_op OP_BLOCKS = {OP_RECORD};
 static const ort_custom_op OP_READ = {OP_RECORD};
 
