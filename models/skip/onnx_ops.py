@@ -1,15 +1,18 @@
 """The sparsegate operators for onnxruntime (`models/skip/csrc/ort_ops.c`): a gated layer's blocks
 computed per (example, block) pair on the CPU engine's kernels, inside an ONNX graph.
 
-    GroupedBlocks(x, on, values, weight, bias) -> (B, K*S), off blocks zero
-    GroupedBlocksRead(x, on, values, weight, bias, reader_weight, reader_bias) -> (B, N)
+    GroupedBlocks(x, on, values, weight, bias[, computed]) -> (B, K*S), off blocks zero
+    GroupedBlocksRead(x, on, values, weight, bias, reader_weight, reader_bias[, computed])
+        -> (B, N)
 
 (domain `DOMAIN`; attributes `activation`, `reader_activation`: `models.activations` codes; the
-C file says what each input is). `export_onnx(model, custom_ops=True)` writes graphs that use
-them where the portable graph has its grouped branch (`models.skip.onnx_grouped`); such a graph
-runs only in an onnxruntime that has loaded this library (`register`), which is compiled from
-the C sources on first use (`models.native_build`) and built for the best instruction set the
-CPU runs (SPARSEGATE_KERNEL_SET picks another, as for the engine).
+C file says what each input is). `computed` (B, J), optional: where x is a gated layer's output,
+the blocks it computed, so that each pair multiplies only its example's. `export_onnx(model,
+custom_ops=True)` writes graphs that use them where the portable graph has its grouped branch
+(`models.skip.onnx_grouped`); such a graph runs only in an onnxruntime that has loaded this
+library (`register`), which is compiled from the C sources on first use (`models.native_build`)
+and built for the best instruction set the CPU runs (SPARSEGATE_KERNEL_SET picks another, as for
+the engine).
 
 Importing this module needs neither torch nor the `onnx` package, so a server of exported
 graphs can register the operators.

@@ -446,7 +446,7 @@ enum { INPUT_REQUIRED = 0, INPUT_OPTIONAL = 1 };
 static int input_characteristic(const ort_custom_op *op, size_t index) {
     return index == computed_index(op) ? INPUT_OPTIONAL : INPUT_REQUIRED;
 }
-static int required(const ort_custom_op *op, size_t index) {
+static int required_output(const ort_custom_op *op, size_t index) {
     (void)op, (void)index;
     return INPUT_REQUIRED;
 }
@@ -463,7 +463,8 @@ static OrtStatus *create(const ort_custom_op *op, OrtApiTable api, const OrtKern
     .GetExecutionProviderType = cpu_provider, .GetInputType = input_type,                         \
     .GetInputTypeCount = input_count, .GetOutputType = output_type,                               \
     .GetOutputTypeCount = one_output, .KernelDestroy = kernel_destroy,                            \
-    .GetInputCharacteristic = input_characteristic, .GetOutputCharacteristic = required,          \
+    .GetInputCharacteristic = input_characteristic,                                               \
+    .GetOutputCharacteristic = required_output,                                                   \
     .GetInputMemoryType = cpu_memory, .CreateKernelV2 = create, .KernelComputeV2 = compute
 static const ort_custom_op OP_BLOCKS = {OP_RECORD};
 static const ort_custom_op OP_READ = {OP_RECORD};
