@@ -335,6 +335,7 @@ class SkipNetwork:
         self.threads = threads or torch.get_num_threads()
         self.native = native_kernels.load() if native else None
         self._held_awake = False  # expect_forward holds the kernels' workers awake
+        self._spinning = False  # the last forward left onnxruntime's workers spinning
         # batch size's bit length -> whether layers with every gate on run dense (`_AllOn`)
         self._dense_when_all_on: dict[int, bool] = {}
         # batch size's bit length -> each way's fastest forward over every measurement of it
@@ -435,6 +436,13 @@ class SkipNetwork:
             self.native.keep_awake(within_s)
             self._held_awake = True
 
+    def threads_spinning(self) -> bool:
+        """Whether the last forward left worker threads spinning on the cores: the all-on
+        route's steady session (`AllOnGraph`), whose onnxruntime workers spin between runs of
+        all-on traffic, for whatever else (a server decoding the next request on two threads)
+        would want the cores meanwhile. The kernels' own workers spin only briefly and yield."""
+        return self._spinning
+
     def __call__(self, x: Tensor) -> SkipOutput:
         self._check_shape(tuple(x.shape))
         return self._released(_numpy(x), as_torch=True)
@@ -460,6 +468,7 @@ class SkipNetwork:
                 self.native.keep_awake(0)
 
     def _forward(self, x: np.ndarray, as_torch: bool) -> SkipOutput:
+        self._spinning = False
         if x.shape[0] == 1 and self._lone is not None:
             return _output(*self._lone.run(x), as_torch)
         measured = self._native_blocks and self.dense_from is None
@@ -504,6 +513,7 @@ class SkipNetwork:
         taken to be all on). `steady`: the last batches of its size range were all on too."""
         out = self._all_on_graph_output(x, as_torch, steady)
         self._count_all_on(x.shape[0].bit_length(), out is not None)
+        self._spinning = steady and out is not None
         return out
 
     def _count_all_on(self, size: int, all_on: bool) -> None:
