@@ -885,6 +885,8 @@ def export_to_artifact(repository: str | Path, name: str, version: str | int | N
                                "the batch's active blocks (the example's own at batch 1), all "
                                "of them under the fallback, or the example's own under the "
                                "grouped branch",
+            # what a gated layer after a gated layer reads (the graph's own metadata entry)
+            "gated_reads": {p.key: p.value for p in graph.metadata_props}.get(GATED_READS_KEY),
         },
         "verification": {**measured, "inputs": f"random normal and uniform; real: {real_note}",
                          "reference": "GatedNetwork.eval() (dense masked)"},

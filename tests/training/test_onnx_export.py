@@ -407,6 +407,7 @@ def test_cli_exports_a_graph_on_sparsegate_operators(repo, capsys):
     meta = read_artifact(folder)[0]["onnx"]
     assert meta["operators"]["domain"] == onnx_ops.DOMAIN
     assert meta["skipping"]["grouped_from_batch"] == 1
+    assert meta["skipping"]["gated_reads"] == "computed"
     graph = onnx.load_from_string(read_extra_file(folder, "model.onnx"))
     assert any(n.domain == onnx_ops.DOMAIN for n in _nodes(graph.graph))
     model, _ = load_gated_network(folder)
@@ -415,6 +416,7 @@ def test_cli_exports_a_graph_on_sparsegate_operators(repo, capsys):
     # Without the flag the graph is the portable one.
     assert main(["--model-repository", str(repo), "--name", "tiny"]) == 0
     assert read_artifact(folder)[0]["onnx"]["operators"] is None
+    assert read_artifact(folder)[0]["onnx"]["skipping"]["gated_reads"] == "union"
 
 
 def test_cli_exports_a_given_version_and_opset_and_keeps_other_extra_files(repo):
