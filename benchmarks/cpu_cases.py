@@ -33,7 +33,6 @@ dense side reads every weight whatever the input.
 from __future__ import annotations
 
 import itertools
-import time
 
 import torch
 
@@ -142,7 +141,6 @@ def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DE
                     out.append(row)
                     if progress:
                         progress(row)
-        time.sleep(SETTLE_S)  # the fresh process's workers, too, park before the next case
     return out
 
 

@@ -22,14 +22,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from . import dense_numpy
+from .timing import clock_calls
 
 BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,16 +46,14 @@ class InProcessBlas:
     round, off the clock. A `benchmarks.timing.SelfTimed`."""
 
     def __init__(self, layers: dense_numpy.DenseLayers, x: np.ndarray, threads: int) -> None:
-        self._run, self._x, self._threads = dense_numpy.forward(layers), x, threads
+        run = dense_numpy.forward(layers)
+        self._call, self._threads = (lambda: run(x)), threads
+        # Found once: threadpoolctl scans the process's loaded libraries to find the BLAS.
+        self._blas = ThreadpoolController().select(user_api="blas")
 
     def timed_calls(self, count: int) -> list[float]:
-        ms = []
-        with threadpool_limits(self._threads, user_api="blas"):
-            for _ in range(count):
-                start = time.perf_counter()
-                self._run(self._x)
-                ms.append((time.perf_counter() - start) * 1e3)
-        return ms
+        with self._blas.limit(limits=self._threads):
+            return clock_calls(self._call, count)
 
 
 class FreshProcessBlas:

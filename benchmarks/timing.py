@@ -28,6 +28,22 @@ class SelfTimed(Protocol):
 Timed = Callable[[], object] | SelfTimed
 
 
+def clock_calls(fn: Callable[[], object], count: int,
+                setup: Callable[[], object] | None = None,
+                sync: Callable[[], object] | None = None) -> list[float]:
+    """`count` calls of fn back to back, the milliseconds of each; `setup` runs before each
+    call off the clock, `sync` before each clock read."""
+    setup, sync, out = setup or _nothing, sync or _nothing, []
+    for _ in range(count):
+        setup()
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        out.append((time.perf_counter() - start) * 1e3)
+    return out
+
+
 def median_ms(functions: dict[str, Timed], *, warmup: int, repeats: int,
               rounds: int = 3, synchronize: Callable[[], None] | None = None,
               before: dict[str, Callable[[], object]] | None = None,
@@ -43,7 +59,6 @@ def median_ms(functions: dict[str, Timed], *, warmup: int, repeats: int,
     than left idle: a core that idled runs the next calls slower for a while (see
     `benchmarks.forward_after_pause`), which would time each round's start, not the steady
     state the rounds are for."""
-    sync = synchronize or (lambda: None)
     setups = before or {}
     if any(isinstance(functions[name], SelfTimed) for name in setups):
         raise ValueError("a SelfTimed function times its own calls: it takes no `before`")
@@ -52,15 +67,7 @@ def median_ms(functions: dict[str, Timed], *, warmup: int, repeats: int,
         fn = functions[name]
         if isinstance(fn, SelfTimed):
             return fn.timed_calls(count)
-        setup, out = setups.get(name, _nothing), []
-        for _ in range(count):
-            setup()
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            out.append((time.perf_counter() - start) * 1e3)
-        return out
+        return clock_calls(fn, count, setups.get(name), synchronize)
 
     for name in functions:
         calls(name, warmup)

@@ -99,14 +99,12 @@ def rows(warmup: int, repeats: int, seed: int, targets: dict[float, float],
 
 def _every_gate_off(model) -> SkipNetwork:
     """The engine over `model` with every gate off (its thresholds left as they were)."""
-    thresholds = [layer.threshold.clone() for layer in model.gated_layers]
-    for layer in model.gated_layers:
-        layer.threshold.fill_(float("inf"))
+    thresholds = [float(layer.threshold) for layer in model.gated_layers]
+    model.set_thresholds([float("inf")] * len(thresholds))
     try:
         return SkipNetwork(model)
     finally:
-        for layer, threshold in zip(model.gated_layers, thresholds, strict=True):
-            layer.threshold.copy_(threshold)
+        model.set_thresholds(thresholds)
 
 
 def _targets(text: str) -> dict[float, float]:

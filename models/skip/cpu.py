@@ -155,6 +155,13 @@ def _output(logits: np.ndarray, counts: np.ndarray, gates: list[np.ndarray],
     return SkipOutput(logits, counts[0], counts[1], gates, gaters_read_all_inputs=False)
 
 
+def _a_power_of(base: int, n: int) -> bool:
+    """Whether n (>= 1) is base ** k for some k >= 0."""
+    while n > 1 and n % base == 0:
+        n //= base
+    return n == 1
+
+
 def _read_only(array: np.ndarray) -> np.ndarray:
     array.flags.writeable = False
     return array
@@ -341,10 +348,8 @@ class SkipNetwork:
         # batch size's bit length -> each way's fastest forward over every measurement of it
         # (dense: True, the kernels: False), in seconds
         self._probe_fastest: dict[int, dict[bool, float]] = {}
-        # batch size's bit length -> batches of it with a layer all on so far, and the count
-        # at which the route is measured again
+        # batch size's bit length -> batches of it with a layer all on so far
         self._all_on_batches: dict[int, int] = {}
-        self._next_probe: dict[int, int] = {}
         # batch size bit length -> how many batches of it in a row, the last included, had a
         # layer with every gate on (absent: the last did not)
         self._all_on_runs: dict[int, int] = {}
@@ -526,8 +531,7 @@ class SkipNetwork:
             return
         self._all_on_runs[size] = self._all_on_runs.get(size, 0) + 1
         seen = self._all_on_batches[size] = self._all_on_batches.get(size, 0) + 1
-        if seen >= self._next_probe.setdefault(size, DENSE_REPROBE_GROWTH):
-            self._next_probe[size] *= DENSE_REPROBE_GROWTH
+        if seen > 1 and _a_power_of(DENSE_REPROBE_GROWTH, seen):
             self._dense_when_all_on.pop(size, None)
 
     def _some_layer_all_on(self, counts: np.ndarray) -> bool:

@@ -593,6 +593,8 @@ def export_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET, *,
     num_gated = len(model.gated_layers)
     actives, computed = [], []
     plan = plan_layers(model)  # the read-out last, never gated
+    # Where the grouped branch takes every batch: no union path (`_grouped_only`).
+    always = grouped is not None and grouped[0] <= 1 and grouped[1] >= 1.0
     with torch.no_grad():
         i = 0
         while i < len(plan):
@@ -607,7 +609,6 @@ def export_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET, *,
             end = i + 1  # past the chain of gated layers from here, each reading the one before
             while plan[end - 1].read_by_gated:
                 end += 1
-            always = grouped is not None and grouped[0] <= 1 and grouped[1] >= 1.0
             if always and isinstance(x, _Full):  # no union path: the gater alone
                 _, on, values, _ = _gates(g, x, step)
                 gates = _Gates(on, values, None, None, _active(g, on, f"layers.{step.index}", name))
@@ -651,9 +652,9 @@ def export_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET, *,
     # On sparsegate's operators with the grouped branch alone, a gated layer after a gated
     # layer reads each example's own computed input blocks, as the engine does; otherwise a
     # batch's union of them, or all (`models.skip.onnx_runtime` prices the reads from this).
-    exact = custom_ops and grouped is not None and grouped[0] <= 1 and grouped[1] >= 1.0
+    reads = "computed" if custom_ops and always else "union"
     return _finish(g, [_input_info(model)], outputs, opset, "sparsegate_skip", custom_ops,
-                   {GATED_READS_KEY: "computed" if exact else "union"})
+                   {GATED_READS_KEY: reads})
 
 
 def default_grouped(custom_ops: bool) -> tuple[int, float]:
