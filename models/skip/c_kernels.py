@@ -158,7 +158,7 @@ class NativeKernels:
                                        size, size, size]
         self.batch_forward.restype = size
         self._read_through = library.read_through
-        self._read_through.argtypes = [pointer, size, size]
+        self._read_through.argtypes = [pointer, size, size, size]
         self._read_through.restype = ctypes.c_uint64
         self._chosen = library.kernel_set_chosen
         self._chosen.restype = ctypes.c_int
@@ -212,14 +212,15 @@ class NativeKernels:
         """The pool's workers asleep at this moment (neither spinning nor working)."""
         return self._sleeping()
 
-    def read_through(self, array: np.ndarray, threads: int = 1) -> int:
+    def read_through(self, array: np.ndarray, threads: int = 1, prefetch: bool = True) -> int:
         """Read every byte of `array` (C-contiguous, a multiple of 8 bytes) on `threads`
         threads, each a contiguous share, as the products stream their panels, and nothing
-        else; returns the XOR of its 8-byte words. What reading weights alone costs, the floor
-        under a product that streams them (`benchmarks.weight_reads`)."""
+        else; returns the XOR of its 8-byte words. With `prefetch`, software prefetches run
+        ahead as in the products; without, the hardware's alone. What reading weights alone
+        costs, the floor under a product that streams them (`benchmarks.weight_reads`)."""
         if not array.flags.c_contiguous or array.nbytes % 8:
             raise ValueError("read_through needs a C-contiguous array of a multiple of 8 bytes")
-        return int(self._read_through(array.ctypes.data, array.nbytes, threads))
+        return int(self._read_through(array.ctypes.data, array.nbytes, threads, int(prefetch)))
 
     def rows_times_blocks(self, x: np.ndarray, examples: np.ndarray,
                           weights: Panels | np.ndarray, spans: np.ndarray, out: np.ndarray,

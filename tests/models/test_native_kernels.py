@@ -651,18 +651,20 @@ def test_the_measurement_times_both_routes_and_a_batch_not_all_on_is_never_timed
     assert routes == [False] and engine._dense_when_all_on == {}
 
 
+@pytest.mark.parametrize("prefetch", [True, False])
 @pytest.mark.parametrize("words", [1, 7, 8, 9, 1000, 4096 + 3])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_read_through_folds_every_word_it_reads(words, threads):
+def test_read_through_folds_every_word_it_reads(words, threads, prefetch):
     # A share left unread, or a line of one, would leave its words out of the XOR: each word
     # in turn is changed, at the start, the end and where the shares meet.
     rng = np.random.default_rng(words * 10 + threads)
     array = rng.integers(0, 2 ** 63, words, dtype=np.uint64)
-    assert kernels.read_through(array, threads) == int(np.bitwise_xor.reduce(array))
+    assert kernels.read_through(array, threads, prefetch) == int(np.bitwise_xor.reduce(array))
     for i in {0, words - 1, *(words * s // threads for s in range(1, threads))}:
         changed = array.copy()
         changed[min(i, words - 1)] ^= np.uint64(1 << 40)
-        assert kernels.read_through(changed, threads) != kernels.read_through(array, threads)
+        assert (kernels.read_through(changed, threads, prefetch)
+                != kernels.read_through(array, threads, prefetch))
 
 
 def test_read_through_refuses_what_it_cannot_read_whole():
