@@ -442,13 +442,14 @@ static int output_type(const ort_custom_op *op, size_t index) {
     return ELEMENT_FLOAT;
 }
 static size_t one_output(const ort_custom_op *op) { (void)op; return 1; }
-enum { INPUT_REQUIRED = 0, INPUT_OPTIONAL = 1 };
+/* OrtCustomOpInputOutputCharacteristic, for inputs and outputs alike */
+enum { CHARACTERISTIC_REQUIRED = 0, CHARACTERISTIC_OPTIONAL = 1 };
 static int input_characteristic(const ort_custom_op *op, size_t index) {
-    return index == computed_index(op) ? INPUT_OPTIONAL : INPUT_REQUIRED;
+    return index == computed_index(op) ? CHARACTERISTIC_OPTIONAL : CHARACTERISTIC_REQUIRED;
 }
 static int required_output(const ort_custom_op *op, size_t index) {
     (void)op, (void)index;
-    return INPUT_REQUIRED;
+    return CHARACTERISTIC_REQUIRED;
 }
 static int cpu_memory(const ort_custom_op *op, size_t index) { (void)op, (void)index; return 0; }
 static OrtStatus *create(const ort_custom_op *op, OrtApiTable api, const OrtKernelInfo *info,
