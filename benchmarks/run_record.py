@@ -20,9 +20,7 @@ def machine() -> dict:
             # The same EPYC host has been seen with and without AVX-512, and every CPU figure
             # depends on which.
             "vector_extensions": [f for f in ("avx2", "fma", "avx512f") if f in flags]}
-    kernels = _cpu_kernel_set()
-    if kernels:
-        info["cpu_kernel_set"] = kernels
+    info.update(_cpu_kernels())
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
@@ -43,12 +41,20 @@ def _cpuinfo() -> dict[str, str]:
     return fields
 
 
-def _cpu_kernel_set() -> str | None:
-    """The instruction set the CPU engine's C kernels run here (None without a compiler)."""
+def _cpu_kernels() -> dict:
+    """How the CPU engine's C kernels run here: their instruction set, whether one-row groups
+    prefetch, and the probe's two times where it measured that ({} without a compiler)."""
     from models.skip import c_kernels
 
     kernels = c_kernels.load()
-    return kernels.kernel_set if kernels is not None else None
+    if kernels is None:
+        return {}
+    info = {"cpu_kernel_set": kernels.kernel_set,
+            "cpu_one_row_prefetch": kernels.one_row_prefetch}
+    if kernels.one_row_probe is not None:
+        info["cpu_one_row_probe_ms"] = {"prefetching": kernels.one_row_probe.prefetching_ms,
+                                        "plain": kernels.one_row_probe.plain_ms}
+    return info
 
 
 def timing_parser(description: str, *, warmup: int, repeats: int) -> argparse.ArgumentParser:

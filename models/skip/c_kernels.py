@@ -41,7 +41,8 @@ from .. import block_weights, native_build
 
 SOURCES = tuple(Path(__file__).with_name("csrc") / name
                 for name in ("block_kernels.c", "block_kernels_isa.h", "thread_pool.h",
-                             "lone_forward.h", "batch_forward.h", "read_through.h"))
+                             "lone_forward.h", "batch_forward.h", "one_row_probe.h",
+                             "read_through.h"))
 SOURCE = SOURCES[0]
 # -fno-trapping-math: a comparison may run on every lane, so loops with selects vectorize
 # (lone_tanh in lone_forward.h); no result changes.
@@ -106,6 +107,15 @@ class Panels:
         return array.transpose(0, 2, 1, 3).reshape(k, r, c)
 
 
+@dataclass(frozen=True)
+class OneRowProbe:
+    """The medians (ms) of a one-row layer's two products with one-row groups prefetching
+    ahead and without (csrc/one_row_probe.h), as measured when the library loaded."""
+
+    prefetching_ms: float
+    plain_ms: float
+
+
 class NativeKernels:
     def __init__(self, library: ctypes.CDLL) -> None:
         pointer, size = ctypes.c_void_p, ctypes.c_int64
@@ -162,6 +172,17 @@ class NativeKernels:
         self._read_through.restype = ctypes.c_uint64
         self._chosen = library.kernel_set_chosen
         self._chosen.restype = ctypes.c_int
+        self._set_one_row_prefetch = library.set_one_row_prefetch
+        self._set_one_row_prefetch.argtypes = [ctypes.c_int]
+        self._set_one_row_prefetch.restype = ctypes.c_int
+        self._one_row_prefetch = library.one_row_prefetch
+        self._one_row_prefetch.restype = ctypes.c_int
+        self._choose_one_row_prefetch = library.choose_one_row_prefetch
+        self._choose_one_row_prefetch.argtypes = [size, ctypes.POINTER(ctypes.c_double),
+                                                  ctypes.POINTER(ctypes.c_double)]
+        self._choose_one_row_prefetch.restype = ctypes.c_int
+        # What choose_one_row_prefetch measured, None where it asked or has not run.
+        self.one_row_probe: OneRowProbe | None = None
 
     @property
     def kernel_set(self) -> str:
@@ -195,6 +216,31 @@ class NativeKernels:
         if name not in KERNEL_SETS or self._choose(KERNEL_SETS.index(name)) < 0:
             raise ValueError(f"kernel set {name!r} cannot run on this CPU; it runs "
                              f"{', '.join(self.kernel_sets)}")
+
+    @property
+    def one_row_prefetch(self) -> bool:
+        """Whether a row group of one row prefetches ahead as it streams a block's panels
+        (csrc/one_row_probe.h). The library holds it, once per process."""
+        return bool(self._one_row_prefetch())
+
+    def set_one_row_prefetch(self, on: bool) -> None:
+        """Have one-row groups prefetch ahead (`on`) or leave it to the hardware, from now
+        on (for this process). Either way computes the same products."""
+        self._set_one_row_prefetch(int(on))
+
+    def choose_one_row_prefetch(self, threads: int) -> bool:
+        """Set `one_row_prefetch` as SPARSEGATE_ONE_ROW_PREFETCH asks (on or off) or, unset or
+        `measure`, as measured on this CPU on `threads` threads (`one_row_probe` then holds
+        the two ways' times); returns the setting."""
+        with_ms, without_ms = ctypes.c_double(), ctypes.c_double()
+        way = self._choose_one_row_prefetch(threads, ctypes.byref(with_ms),
+                                            ctypes.byref(without_ms))
+        if way < 0:
+            raise ValueError(f"SPARSEGATE_ONE_ROW_PREFETCH must be on, off or measure; got "
+                             f"{os.environ.get('SPARSEGATE_ONE_ROW_PREFETCH')!r}")
+        self.one_row_probe = (OneRowProbe(with_ms.value, without_ms.value)
+                              if with_ms.value >= 0 else None)
+        return bool(way)
 
     def nudge(self) -> None:
         """Send the thread pool's sleeping workers to spin a while (see `pool_nudge` in
@@ -325,11 +371,13 @@ def supports(columns: int) -> bool:
 @functools.cache
 def load() -> NativeKernels | None:
     """The compiled kernels with the best instruction set this CPU runs (or the one
-    SPARSEGATE_KERNEL_SET names), or None (no compiler, a failed build, or
+    SPARSEGATE_KERNEL_SET names), one-row groups prefetching as measured on the process's
+    CPUs (or as SPARSEGATE_ONE_ROW_PREFETCH asks), or None (no compiler, a failed build, or
     SPARSEGATE_NATIVE=0)."""
     library = native_build.compiled("block_kernels", SOURCES, FLAGS, LIBRARIES)
     if library is None:
         return None
     kernels = NativeKernels(library)
     kernels.choose(os.environ.get("SPARSEGATE_KERNEL_SET") or kernels.kernel_sets[-1])
+    kernels.choose_one_row_prefetch(len(os.sched_getaffinity(0)))
     return kernels

@@ -130,11 +130,23 @@ def test_tiles_read_only_the_input_blocks_each_example_reads(batch, density, s, 
         kernels.tiles_from_blocks(x, reads.astype(bool), examples, w, spans, got)
 
 
-def test_every_row_group_size_and_remainder(precision):
+@pytest.fixture(params=[True, False], ids=["one-row-prefetch", "one-row-plain"])
+def one_row_prefetch(request):
+    """Runs a test with one-row groups prefetching ahead and without (the setting measured at
+    load restored after): the two ways must compute the same products."""
+    measured = kernels.one_row_prefetch
+    kernels.set_one_row_prefetch(request.param)
+    try:
+        yield request.param
+    finally:
+        kernels.set_one_row_prefetch(measured)
+
+
+def test_every_row_group_size_and_remainder(precision, one_row_prefetch):
     # Blocks with 1 to 26 pairs each: the kernels cut a block's pairs into groups of up to 6
     # rows (8 in the AVX-512 set), as even as possible, each with its own micro-kernel shape;
     # every group size and every split (26 = 7 + 7 + 6 + 6 in eights) must give the same
-    # products.
+    # products, one-row groups prefetching or not.
     rng = np.random.default_rng(7)
     counts = np.arange(1, 27)
     blocks, batch, d, s, n = counts.size, 32, 96, 64, 128
@@ -179,7 +191,7 @@ def test_kernels_refuse_arrays_they_cannot_read():
 
 
 @pytest.mark.parametrize("batch", [1, 5, 40])
-def test_the_skipping_forward_with_native_kernels_equals_dense_masked(batch):
+def test_the_skipping_forward_with_native_kernels_equals_dense_masked(batch, one_row_prefetch):
     torch.manual_seed(batch)
     config = GatedNetworkConfig.from_dict({
         "input_size": 48, "num_classes": 3, "target_density": 0.3, "layers": [

@@ -33,6 +33,20 @@
  * while the rows between are multiplied, near enough to stay within what the product reads
  * next (docs/history/stream-prefetch-every-group/). */
 #define STREAM_AHEAD 32
+/* Whether a row group of one row that streams a block's panels prefetches ahead too. A group
+ * of several rows multiplies each weight it loads several times, time in which the prefetches'
+ * loads land; one row only reads, and whether prefetches beside the hardware's run it faster
+ * or only take its load slots depends on the CPU (faster on an Intel Xeon, slower on an AMD
+ * EPYC), so c_kernels.py measures both ways when it loads the library and sets this. */
+static int one_row_streams = 1;
+
+/* Set whether one-row groups prefetch ahead (nonzero: they do); returns the setting. */
+int set_one_row_prefetch(int on) {
+    one_row_streams = on != 0;
+    return one_row_streams;
+}
+
+int one_row_prefetch(void) { return one_row_streams; }
 
 /* One set's products for one weight precision; weights are `const void *`, read as the
  * precision's element type. `narrow` (float32 columns) is null in the bfloat16 copies. */
@@ -305,6 +319,7 @@ void grouped_products_threaded(int kind, int precision, const float *in, int64_t
                      threads, reads, in_blocks);
 }
 
+#include "one_row_probe.h"
 #include "read_through.h"
 #include "lone_forward.h"
 #include "batch_forward.h"

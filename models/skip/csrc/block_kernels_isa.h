@@ -159,8 +159,10 @@ ATTR static void ISA(rows_times_blocks)(const float *__restrict x, int64_t D, co
                 o[i] = out + (p0 + i) * S;
             }
             /* The block's first group reads its weights from L3 or memory, prefetching
-             * ahead; the next ones find them in L2. */
-            ISA(group)(in, D, Wk, D * PW, o, 0, (int)r, S, 0, p0 == start);
+             * ahead (a one-row group where the CPU gains by it); the next ones find them in
+             * L2. */
+            ISA(group)(in, D, Wk, D * PW, o, 0, (int)r, S, 0,
+                       p0 == start && (r > 1 || one_row_streams));
         }
     }
 }
@@ -183,7 +185,8 @@ ATTR static void ISA(accumulate_columns)(const float *__restrict h, int64_t S, c
                 in[i] = h + (p0 + i) * S;
                 o[i] = out + ex[p0 + i] * N + c_begin;
             }
-            ISA(group)(in, S, Wk, S * PW, o, 1, (int)r, c_end - c_begin, 0, p0 == start);
+            ISA(group)(in, S, Wk, S * PW, o, 1, (int)r, c_end - c_begin, 0,
+                       p0 == start && (r > 1 || one_row_streams));
         }
     }
 }
