@@ -182,7 +182,7 @@ class NativeKernels:
         self._one_row_prefetch = library.one_row_prefetch
         self._one_row_prefetch.restype = ctypes.c_int
         self._choose_one_row_prefetch = library.choose_one_row_prefetch
-        self._choose_one_row_prefetch.argtypes = [size, ctypes.POINTER(ctypes.c_double),
+        self._choose_one_row_prefetch.argtypes = [ctypes.POINTER(ctypes.c_double),
                                                   ctypes.POINTER(ctypes.c_double)]
         self._choose_one_row_prefetch.restype = ctypes.c_int
         # What choose_one_row_prefetch measured, None where it asked or has not run.
@@ -232,13 +232,12 @@ class NativeKernels:
         on (for this process). Either way computes the same products."""
         self._set_one_row_prefetch(int(on))
 
-    def choose_one_row_prefetch(self, threads: int) -> bool:
+    def choose_one_row_prefetch(self) -> bool:
         """Set `one_row_prefetch` as SPARSEGATE_ONE_ROW_PREFETCH asks (on or off) or, unset or
-        `measure`, as measured on this CPU on `threads` threads (`one_row_probe` then holds
-        the two ways' times); returns the setting."""
+        `measure`, as measured on this CPU (`one_row_probe` then holds the two ways' times);
+        returns the setting."""
         with_ms, without_ms = ctypes.c_double(), ctypes.c_double()
-        way = self._choose_one_row_prefetch(threads, ctypes.byref(with_ms),
-                                            ctypes.byref(without_ms))
+        way = self._choose_one_row_prefetch(ctypes.byref(with_ms), ctypes.byref(without_ms))
         if way < 0:
             raise ValueError(f"SPARSEGATE_ONE_ROW_PREFETCH must be on, off or measure; got "
                              f"{os.environ.get('SPARSEGATE_ONE_ROW_PREFETCH')!r}")
@@ -375,13 +374,13 @@ def supports(columns: int) -> bool:
 @functools.cache
 def load() -> NativeKernels | None:
     """The compiled kernels with the best instruction set this CPU runs (or the one
-    SPARSEGATE_KERNEL_SET names), one-row groups prefetching as measured on the process's
-    CPUs (or as SPARSEGATE_ONE_ROW_PREFETCH asks), or None (no compiler, a failed build, or
+    SPARSEGATE_KERNEL_SET names), one-row groups prefetching as measured on this CPU (or as
+    SPARSEGATE_ONE_ROW_PREFETCH asks), or None (no compiler, a failed build, or
     SPARSEGATE_NATIVE=0)."""
     library = native_build.compiled("block_kernels", SOURCES, FLAGS, LIBRARIES)
     if library is None:
         return None
     kernels = NativeKernels(library)
     kernels.choose(os.environ.get("SPARSEGATE_KERNEL_SET") or kernels.kernel_sets[-1])
-    kernels.choose_one_row_prefetch(len(os.sched_getaffinity(0)))
+    kernels.choose_one_row_prefetch()
     return kernels

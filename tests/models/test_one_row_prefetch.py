@@ -67,8 +67,8 @@ def test_the_measured_way_follows_the_probes_medians(monkeypatch):
     monkeypatch.delenv("SPARSEGATE_ONE_ROW_PREFETCH", raising=False)
     measured = kernels.one_row_prefetch
     try:
-        for threads in (1, 2):
-            chosen = kernels.choose_one_row_prefetch(threads)
+        for _ in range(2):
+            chosen = kernels.choose_one_row_prefetch()
             probe = kernels.one_row_probe
             assert probe.prefetching_ms > 0 and probe.plain_ms > 0
             assert chosen == kernels.one_row_prefetch

@@ -1,13 +1,15 @@
 /* Whether a one-row group prefetches ahead as it streams a block's panels (one_row_streams in
  * block_kernels.c), chosen for this CPU when a library of these kernels loads: the engine's
  * (c_kernels.py) and the onnxruntime operators' (ort_ops.c). block_kernels.c includes this
- * after grouped_products.
+ * after the kernel sets.
  *
  * SPARSEGATE_ONE_ROW_PREFETCH=on or off asks for one way; unset (or `measure`), both are timed
  * on a one-row layer of PROBE_BLOCKS blocks of PROBE_UNITS units over PROBE_INPUTS inputs, its
  * gated product and its reader's, 4 MiB of float32 panels each (8 MiB: more than these
  * machines' L2 caches hold, well within their L3, as a served model's blocks are): a lone
- * example's two products, on the threads the caller gives. On the AMD EPYC of
+ * example's two products, on the calling thread alone (split over the pool, the probe timed
+ * one core in some rounds and two in others, where a worker just started shared its
+ * caller's core for a while: a comparison of two states, not of two ways). On the AMD EPYC of
  * docs/performance.md a lone example's layer ran 1.11x as fast without the prefetches, on the
  * Intel Xeon 1.05x as fast with them (docs/history/one-row-prefetch-probe/). The ways run in
  * alternating rounds, PROBE_CALLS timed layers each after an untimed one, so a burst of load
@@ -42,7 +44,7 @@ static double probe_median(double *times, int n) {
 /* Times the one-row layer both ways; writes the medians (ms) and returns the faster way as
  * above (1: prefetch), or -1 where its memory could not be allocated. Leaves the setting as it
  * found it. */
-static int probe_one_row_prefetch(int64_t threads, double *with_ms, double *without_ms) {
+static int probe_one_row_prefetch(double *with_ms, double *without_ms) {
     const int64_t K = PROBE_BLOCKS, S = PROBE_UNITS, D = PROBE_INPUTS;
     const int64_t panel_floats = K * D * S; /* each product's panels */
     float *memory = (float *)aligned_alloc(64, (size_t)(2 * panel_floats + D + K * S + D) * 4);
@@ -70,9 +72,8 @@ static int probe_one_row_prefetch(int64_t threads, double *with_ms, double *with
             one_row_streams = way;
             for (int call = -1; call < PROBE_CALLS; ++call) {
                 const double start = probe_seconds();
-                grouped_products(set, 0, x, D, zeros, gated, S, spans, K, pairs, threads, 0, 0);
-                grouped_products(set, 1, pairs, S, zeros, reader, D, spans, K, out, threads, 0,
-                                 0);
+                set->rows(x, D, zeros, gated, S, spans, K, pairs);
+                set->columns(pairs, S, zeros, reader, D, spans, K, out, 0, D);
                 if (call >= 0)
                     times[way][round * PROBE_CALLS + call] = probe_seconds() - start;
             }
@@ -85,11 +86,11 @@ static int probe_one_row_prefetch(int64_t threads, double *with_ms, double *with
     return *without_ms < PROBE_MARGIN * *with_ms ? 0 : 1;
 }
 
-/* Sets whether one-row groups prefetch, as SPARSEGATE_ONE_ROW_PREFETCH asks or as measured on
- * `threads` threads; returns the setting (1: they prefetch), or -1 where the variable names
+/* Sets whether one-row groups prefetch, as SPARSEGATE_ONE_ROW_PREFETCH asks or as measured;
+ * returns the setting (1: they prefetch), or -1 where the variable names
  * no way (the setting unchanged). Writes the probe's medians (ms), or -1 each where none ran
  * (asked, or no memory for the probe: the setting unchanged). */
-int choose_one_row_prefetch(int64_t threads, double *with_ms, double *without_ms) {
+int choose_one_row_prefetch(double *with_ms, double *without_ms) {
     const char *asked = getenv("SPARSEGATE_ONE_ROW_PREFETCH");
     *with_ms = *without_ms = -1.0;
     if (asked && *asked && strcmp(asked, "measure")) {
@@ -97,6 +98,6 @@ int choose_one_row_prefetch(int64_t threads, double *with_ms, double *without_ms
             return set_one_row_prefetch(!strcmp(asked, "on"));
         return -1;
     }
-    const int way = probe_one_row_prefetch(threads, with_ms, without_ms);
+    const int way = probe_one_row_prefetch(with_ms, without_ms);
     return set_one_row_prefetch(way < 0 ? one_row_streams : way);
 }

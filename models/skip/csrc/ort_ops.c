@@ -501,11 +501,11 @@ __attribute__((visibility("default"))) OrtStatus *RegisterCustomOps(OrtSessionOp
         return ORT(CreateStatus)(ORT_INVALID_ARGUMENT,
                                  "SPARSEGATE_KERNEL_SET names no instruction set this CPU runs");
     /* Then, once too, whether one-row groups prefetch (one_row_probe.h: measured on the set
-     * chosen, on the products' threads). */
+     * chosen). */
     static int one_row = -2;
     if (one_row == -2) {
         double with_ms, without_ms;
-        one_row = choose_one_row_prefetch(operator_threads(), &with_ms, &without_ms);
+        one_row = choose_one_row_prefetch(&with_ms, &without_ms);
     }
     if (one_row < 0)
         return ORT(CreateStatus)(ORT_INVALID_ARGUMENT,
