@@ -33,11 +33,13 @@
  * while the rows between are multiplied, near enough to stay within what the product reads
  * next (docs/history/stream-prefetch-every-group/). */
 #define STREAM_AHEAD 32
-/* Whether a row group of one row that streams a block's panels prefetches ahead too. A group
- * of several rows multiplies each weight it loads several times, time in which the prefetches'
- * loads land; one row only reads, and whether prefetches beside the hardware's run it faster
- * or only take its load slots depends on the CPU (faster on an Intel Xeon, slower on an AMD
- * EPYC), so c_kernels.py measures both ways when it loads the library and sets this. */
+/* Whether a row group of one row that streams a block's panels prefetches ahead too (else it
+ * reads them panel by panel, leaving the reads to the hardware's prefetchers: one_row_panel
+ * in block_kernels_isa.h). A group of several rows multiplies each weight it loads several
+ * times, time in which the prefetches' loads land; one row only reads, and whether prefetches
+ * beside the hardware's run it faster or only take its load slots depends on the CPU (faster
+ * on an Intel Xeon, slower on an AMD EPYC), so the library measures both ways when it loads
+ * (one_row_probe.h) and sets this. */
 static int one_row_streams = 1;
 
 /* Set whether one-row groups prefetch ahead (nonzero: they do); returns the setting. */

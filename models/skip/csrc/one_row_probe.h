@@ -1,7 +1,7 @@
-/* Whether a one-row group prefetches ahead as it streams a block's panels (one_row_streams in
- * block_kernels.c), chosen for this CPU when a library of these kernels loads: the engine's
- * (c_kernels.py) and the onnxruntime operators' (ort_ops.c). block_kernels.c includes this
- * after the kernel sets.
+/* Whether a one-row group prefetches ahead as it streams a block's panels or reads them panel
+ * by panel with the hardware's prefetchers alone (one_row_streams in block_kernels.c), chosen
+ * for this CPU when a library of these kernels loads: the engine's (c_kernels.py) and the
+ * onnxruntime operators' (ort_ops.c). block_kernels.c includes this after the kernel sets.
  *
  * SPARSEGATE_ONE_ROW_PREFETCH=on or off asks for one way; unset (or `measure`), both are timed
  * on a one-row layer of PROBE_BLOCKS blocks of PROBE_UNITS units over PROBE_INPUTS inputs, its
@@ -10,8 +10,10 @@
  * example's two products, on the calling thread alone (split over the pool, the probe timed
  * one core in some rounds and two in others, where a worker just started shared its
  * caller's core for a while: a comparison of two states, not of two ways). On the AMD EPYC of
- * docs/performance.md a lone example's layer ran 1.11x as fast without the prefetches, on the
- * Intel Xeon 1.05x as fast with them (docs/history/one-row-prefetch-probe/). The ways run in
+ * docs/performance.md a lone example's layer with every block on ran 1.09-1.10x as fast
+ * without the prefetches (docs/history/one-row-prefetch-probe/), and faster again panel by
+ * panel (docs/history/one-row-panel-by-panel/); on the Intel Xeon the prefetches had made it
+ * 1.05x as fast (docs/history/stream-prefetch-every-group/). The ways run in
  * alternating rounds, PROBE_CALLS timed layers each after an untimed one, so a burst of load
  * elsewhere lands on both; the prefetches are kept unless the layer without them took under
  * PROBE_MARGIN of their time (medians). */
