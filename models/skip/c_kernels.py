@@ -18,8 +18,10 @@ aarch64 and runs its products against a scalar reference under qemu (correctness
 speed there is unmeasured, and its row groups are sized for x86's 16 vector registers).
 
 A block's first row group prefetches ahead in its panels as it streams them; for groups of one
-row whether that pays depends on the CPU, so `load()` times both ways on a one-row layer
-(csrc/one_row_probe.h) and keeps the faster; SPARSEGATE_ONE_ROW_PREFETCH=on|off asks for one.
+row whether that pays depends on the CPU (without, such a group reads its panels one after
+another, a single stream for the hardware's prefetchers), so `load()` times both ways on a
+one-row layer (csrc/one_row_probe.h) and keeps the faster; SPARSEGATE_ONE_ROW_PREFETCH=on|off
+asks for one.
 
 Panels hold float32 or bfloat16 weights (`PRECISIONS`): in bfloat16 each weight is the upper
 half of its float32 (rounded to nearest even when packed), widened back as it is loaded, so a
