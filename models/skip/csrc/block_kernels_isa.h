@@ -109,7 +109,7 @@ ISA_TILE_FOR(8)
  * leaves its reads to the hardware's prefetchers (one_row_streams off, block_kernels.c) reads
  * its weights through this, one panel after another: a single contiguous stream, where a tile
  * of several panels reads as many streams side by side (docs/history/one-row-panel-by-panel/:
- * the layer with every block on at batch 1 1.06-1.22x as fast). A panel's VP vectors of sums
+ * the layer with every block on at batch 1 1.11-1.16x as fast). A panel's VP vectors of sums
  * alone would have each multiply-add wait on the one before it in the same sum, so rows k of
  * one parity go to one set of sums and the others to a second, added at the end. */
 ATTR static __attribute__((noinline)) void ISA(one_row_panel)(const float *in, int64_t K,

@@ -13,10 +13,11 @@
  * docs/performance.md a lone example's layer with every block on ran 1.09-1.10x as fast
  * without the prefetches (docs/history/one-row-prefetch-probe/), and faster again panel by
  * panel (docs/history/one-row-panel-by-panel/); on the Intel Xeon the prefetches had made it
- * 1.05x as fast (docs/history/stream-prefetch-every-group/). The ways run in
- * alternating rounds, PROBE_CALLS timed layers each after an untimed one, so a burst of load
- * elsewhere lands on both; the prefetches are kept unless the layer without them took under
- * PROBE_MARGIN of their time (medians). */
+ * 1.05x as fast (docs/history/stream-prefetch-every-group/). The ways run in alternating
+ * rounds, PROBE_CALLS timed layers each after an untimed one, so a burst of load elsewhere
+ * lands on both; the prefetches are kept unless the layer without them took under
+ * PROBE_MARGIN of their time (medians). Only float32 panels are timed; bfloat16 ones follow
+ * the same setting. */
 #include <stdlib.h>
 #include <time.h>
 
@@ -49,7 +50,8 @@ static double probe_median(double *times, int n) {
 static int probe_one_row_prefetch(double *with_ms, double *without_ms) {
     const int64_t K = PROBE_BLOCKS, S = PROBE_UNITS, D = PROBE_INPUTS;
     const int64_t panel_floats = K * D * S; /* each product's panels */
-    float *memory = (float *)aligned_alloc(64, (size_t)(2 * panel_floats + D + K * S + D) * 4);
+    const int64_t floats = 2 * panel_floats + D + K * S + D; /* panels, x, pairs, out */
+    float *memory = (float *)aligned_alloc(64, (size_t)floats * 4);
     int64_t *index = (int64_t *)malloc((size_t)(4 * K) * 8);
     if (!memory || !index) {
         free(memory);
@@ -57,7 +59,7 @@ static int probe_one_row_prefetch(double *with_ms, double *without_ms) {
         return -1;
     }
     /* Written, not left zero: untouched pages would all read one shared page of zeros. */
-    for (int64_t i = 0; i < 2 * panel_floats + D; ++i) memory[i] = 1e-3f;
+    for (int64_t i = 0; i < floats; ++i) memory[i] = 1e-3f;
     const float *gated = memory, *reader = memory + panel_floats, *x = reader + panel_floats;
     float *pairs = memory + 2 * panel_floats + D, *out = pairs + K * S;
     int64_t *zeros = index, *spans = index + K;
@@ -89,9 +91,9 @@ static int probe_one_row_prefetch(double *with_ms, double *without_ms) {
 }
 
 /* Sets whether one-row groups prefetch, as SPARSEGATE_ONE_ROW_PREFETCH asks or as measured;
- * returns the setting (1: they prefetch), or -1 where the variable names
- * no way (the setting unchanged). Writes the probe's medians (ms), or -1 each where none ran
- * (asked, or no memory for the probe: the setting unchanged). */
+ * returns the setting (1: they prefetch), or -1 where the variable names no way (the setting
+ * unchanged). Writes the probe's medians (ms), or -1 each where none ran (asked, or no memory
+ * for the probe: the setting unchanged). */
 int choose_one_row_prefetch(double *with_ms, double *without_ms) {
     const char *asked = getenv("SPARSEGATE_ONE_ROW_PREFETCH");
     *with_ms = *without_ms = -1.0;
