@@ -179,6 +179,19 @@ ATTR static void ISA(group)(const float *const *in, int64_t K, const WT *__restr
 }
 #undef ISA_STRIPS
 
+/* A group of a block's rows that streams its weights (rows_times_blocks, accumulate_columns):
+ * the block's first group reads them from L3 or memory, prefetching ahead, a one-row group
+ * only where the CPU gains by it (one_row_streams) and else panel by panel; the next groups
+ * find them in L2. Arguments as for group; `first`: the block's first group. */
+ATTR static void ISA(streamed_group)(const float *const *in, int64_t K, const WT *__restrict w,
+                                     int64_t panel, float *const *o, int accumulate, int r,
+                                     int64_t columns, int first) {
+    if (r == 1 && !one_row_streams)
+        ISA(one_row_panels)(in[0], K, w, panel, o[0], accumulate, columns);
+    else
+        ISA(group)(in, K, w, panel, o, accumulate, r, columns, 0, first);
+}
+
 /* out[p, :S] = x[ex[p], :D] @ W[block, :D, :S] for every pair p of every span; W in panels
  * (K, S / PW, D, PW). */
 ATTR static void ISA(rows_times_blocks)(const float *__restrict x, int64_t D, const int64_t *ex,
@@ -196,13 +209,7 @@ ATTR static void ISA(rows_times_blocks)(const float *__restrict x, int64_t D, co
                 in[i] = x + ex[p0 + i] * D;
                 o[i] = out + (p0 + i) * S;
             }
-            /* The block's first group reads its weights from L3 or memory, prefetching
-             * ahead (a one-row group where the CPU gains by it, else panel by panel); the
-             * next ones find them in L2. */
-            if (r == 1 && !one_row_streams)
-                ISA(one_row_panels)(in[0], D, Wk, D * PW, o[0], 0, S);
-            else
-                ISA(group)(in, D, Wk, D * PW, o, 0, (int)r, S, 0, p0 == start);
+            ISA(streamed_group)(in, D, Wk, D * PW, o, 0, (int)r, S, p0 == start);
         }
     }
 }
@@ -225,10 +232,7 @@ ATTR static void ISA(accumulate_columns)(const float *__restrict h, int64_t S, c
                 in[i] = h + (p0 + i) * S;
                 o[i] = out + ex[p0 + i] * N + c_begin;
             }
-            if (r == 1 && !one_row_streams)
-                ISA(one_row_panels)(in[0], S, Wk, S * PW, o[0], 1, c_end - c_begin);
-            else
-                ISA(group)(in, S, Wk, S * PW, o, 1, (int)r, c_end - c_begin, 0, p0 == start);
+            ISA(streamed_group)(in, S, Wk, S * PW, o, 1, (int)r, c_end - c_begin, p0 == start);
         }
     }
 }

@@ -19,7 +19,6 @@
  * PROBE_MARGIN of their time (medians). Only float32 panels are timed; bfloat16 ones follow
  * the same setting. */
 #include <stdlib.h>
-#include <time.h>
 
 #define PROBE_BLOCKS 16
 #define PROBE_UNITS 64
@@ -27,12 +26,6 @@
 #define PROBE_ROUNDS 7
 #define PROBE_CALLS 3
 #define PROBE_MARGIN 0.97
-
-static double probe_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static int probe_compare(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
@@ -69,24 +62,24 @@ static int probe_one_row_prefetch(double *with_ms, double *without_ms) {
     }
     const kernel_set *set = set_for(FLOAT32);
     const int kept = one_row_streams;
-    double times[2][PROBE_ROUNDS * PROBE_CALLS];
+    double times[2][PROBE_ROUNDS * PROBE_CALLS]; /* ns */
     for (int round = 0; round < PROBE_ROUNDS; ++round)
         for (int turn = 0; turn < 2; ++turn) {
             const int way = (round + turn) % 2; /* 1: prefetching; first every other round */
             one_row_streams = way;
             for (int call = -1; call < PROBE_CALLS; ++call) {
-                const double start = probe_seconds();
+                const int64_t start = now_ns(); /* thread_pool.h */
                 set->rows(x, D, zeros, gated, S, spans, K, pairs);
                 set->columns(pairs, S, zeros, reader, D, spans, K, out, 0, D);
                 if (call >= 0)
-                    times[way][round * PROBE_CALLS + call] = probe_seconds() - start;
+                    times[way][round * PROBE_CALLS + call] = (double)(now_ns() - start);
             }
         }
     one_row_streams = kept;
     free(memory);
     free(index);
-    *with_ms = 1e3 * probe_median(times[1], PROBE_ROUNDS * PROBE_CALLS);
-    *without_ms = 1e3 * probe_median(times[0], PROBE_ROUNDS * PROBE_CALLS);
+    *with_ms = 1e-6 * probe_median(times[1], PROBE_ROUNDS * PROBE_CALLS);
+    *without_ms = 1e-6 * probe_median(times[0], PROBE_ROUNDS * PROBE_CALLS);
     return *without_ms < PROBE_MARGIN * *with_ms ? 0 : 1;
 }
 
