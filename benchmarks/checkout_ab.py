@@ -38,9 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BASE_PACKAGE = "sparsegate_base_models"
 
 
-def import_base(revision: str, into: Path):
+def import_base(revision: str, into: Path, module: str = "skip.cpu"):
     """The `models` package of `revision`, unpacked under `into` as BASE_PACKAGE; returns its
-    `skip.cpu` module. Its modules import each other relatively, so they stay within it."""
+    `module` (default `skip.cpu`). Its modules import each other relatively, so they stay
+    within it."""
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", revision,
                               "models"], capture_output=True, check=False)
     if archive.returncode != 0:
@@ -51,7 +52,9 @@ def import_base(revision: str, into: Path):
         tar.extractall(into, filter="data")
     (into / "models").rename(into / BASE_PACKAGE)
     sys.path.insert(0, str(into))
-    return importlib.import_module(f"{BASE_PACKAGE}.skip.cpu")
+    for name in [n for n in sys.modules if n.split(".")[0] == BASE_PACKAGE]:
+        del sys.modules[name]  # an earlier call's revision: import this one afresh
+    return importlib.import_module(f"{BASE_PACKAGE}.{module}")
 
 
 def rows(base_cpu, cases, batches, densities, warmup: int, repeats: int, seed: int,

@@ -10,14 +10,19 @@ way mixture-of-experts layers sort tokens by expert:
    count C (TopK over a score that is B - e for an on example e and 0 for an off one).
 2. Their input rows gathered, (K, C, D), and one batched MatMul with the blocked weight
    first, (K, S, D) @ (K, D, C) (ORT packs a batched MatMul's second operand per block: C
-   rows cost less to pack than the weight); the activation, then the gate values, which are 0
-   on padding columns.
-3. The reading layer's product per pair, (K, N, S) @ (K, S, C), the weight first again, turned
-   to (K, C, N): each pair's partial output.
-4. Per example, its own pairs' partial rows summed: its on blocks listed (TopK again, padded
-   to the largest count per example M, the padding pointing at a row of zeros), gathered,
-   (B, M, N), and summed. No scatter-add: ORT 1.32's ScatterND with reduction="add" gives
-   wrong sums where indices repeat on two threads.
+   rows cost less to pack than the weight), then the activation.
+3. The reading layer's product per pair, (K, N, S) @ (K, S, C + 1), the weight first again,
+   over the activations and one zero column: (K, N, C + 1), each pair's partial output a
+   column. One 2-D transpose of its (K*N, C + 1) view makes them the rows of a table, row
+   c*K + k for block k's c-th example and rows C*K on zeros (a 3-D transpose to (K, C, N),
+   then a zero row appended, copies more and took ORT longer:
+   `docs/history/onnx-grouped-weighted-sum/`).
+4. Per example, its own pairs' partial rows weighted by their gate values and summed: its on
+   blocks listed (TopK, padded to the largest count per example M, the padding pointing at a
+   zero row), their rows gathered, (B, M, N), and one batched MatMul with the gate values
+   (B, 1, M), 0 on padding. The gate values act here rather than on the (K, S, C)
+   activations, as the reading layer is linear in them. No scatter-add: ORT 1.32's ScatterND
+   with reduction="add" gives wrong sums where indices repeat on two threads.
 
 A gated layer read by another gated layer stops after step 2: `grouped_layer` puts each pair's
 row back in its example's place (one Gather from the pairs' rows plus a zero row), giving the
@@ -64,8 +69,9 @@ def _grouped_blocks(s: Graph, x: str, on: str, values: str, main_blocked: str,
                     main_bias_blocked: str, activation: str, hint: str
                     ) -> tuple[str, str, str]:
     """Steps 1-2: the gated layer's blocks over their own examples. Returns the activations
-    times the gate values with the examples last, (K, S, C) (0 on padding columns), the
-    padding C (1,) int64 and the gates as float (B, K).
+    with the examples last, (K, S, C) (padding columns hold an off example's), the gate
+    values of those columns (K, C) (0 on padding), the padding C (1,) int64 and the gates as
+    float (B, K).
 
     The blocked weight is the product's first operand, the gathered rows (transposed) its
     second: ORT's batched MatMul packs its second operand afresh for every block, and a
@@ -90,7 +96,7 @@ def _grouped_blocks(s: Graph, x: str, on: str, values: str, main_blocked: str,
     pre = s.op("MatMul", [main_blocked, s.op("Transpose", [rows], perm=[0, 2, 1])])
     bias = s.op("Unsqueeze", [main_bias_blocked, s.ints(-1)])  # (K, S, 1)
     hidden = apply_activation(s, s.op("Add", [pre, bias]), activation)  # (K, S, C)
-    return s.op("Mul", [hidden, s.op("Unsqueeze", [gates, s.ints(1)])]), capacity, onf
+    return hidden, gates, capacity, onf
 
 
 def _pair_table(s: Graph, per_pair: str, hint: str) -> str:
@@ -119,8 +125,9 @@ def grouped_layer(s: Graph, x: str, on: str, values: str, main_blocked: str,
     """The gated layer's whole output (B, K*S), zeros in each example's off blocks, computed
     pair by pair (steps 1-2), each pair's row then put in its place by one Gather: for a gated
     layer read by a gated layer, whose own pairs are grouped by its blocks again."""
-    hidden, capacity, onf = _grouped_blocks(s, x, on, values, main_blocked, main_bias_blocked,
-                                            activation, hint)
+    hidden, gates, capacity, onf = _grouped_blocks(s, x, on, values, main_blocked,
+                                                   main_bias_blocked, activation, hint)
+    hidden = s.op("Mul", [hidden, s.op("Unsqueeze", [gates, s.ints(1)])])  # 0 on padding
     table = _pair_table(s, s.op("Transpose", [hidden], perm=[0, 2, 1]), hint)  # (K*C + 1, S)
     picked = s.op("Gather", [table, _pair_rows(s, on, onf, capacity, blocks, hint)],
                   axis=0)  # (B, K, S)
@@ -137,16 +144,26 @@ def grouped_layer_and_reader(s: Graph, x: str, on: str, values: str, main_blocke
     main_blocked (K, S, D) and main_bias_blocked (K, S) its weight and bias as stored by block;
     reader_blocked (K, S, N) the reading layer's weight, transposed and stored by block;
     reader_bias (N,)."""
-    hidden, capacity, onf = _grouped_blocks(s, x, on, values, main_blocked, main_bias_blocked,
-                                            activation, hint)
-    # 3. The reading layer's product per pair, (K, N, S) @ (K, S, C) (the weight first, as
-    # above), turned to rows per pair, plus a zero row for padding to point at.
+    hidden, _, capacity, onf = _grouped_blocks(s, x, on, values, main_blocked,
+                                               main_bias_blocked, activation, hint)
+    # 3. The reading layer's product per pair, (K, N, S) @ (K, S, C + 1) (the weight first, as
+    # above; a zero column after the C), its columns made the rows of a ((C + 1)*K, N) table.
     reader_first = s.op("Transpose", [reader_blocked], perm=[0, 2, 1])  # (K, N, S), folded
-    partial = s.op("Transpose", [s.op("MatMul", [reader_first, hidden])], f"{hint}.partial",
-                   perm=[0, 2, 1])  # (K, C, N)
-    table = _pair_table(s, partial, hint)  # (K*C + 1, N)
-    # 4. Each example's pairs, its on blocks first (TopK, padded to M with the zero row).
-    position = _pair_rows(s, on, onf, capacity, blocks, hint)  # (B, K)
+    zero_column = s.op("Pad", [hidden, s.ints(0, 0, 0, 0, 0, 1)])  # (K, S, C + 1)
+    partial = s.op("MatMul", [reader_first, zero_column], f"{hint}.partial")  # (K, N, C + 1)
+    width = s.op("Shape", [partial], start=1, end=2)  # (1,) N
+    columns = s.op("Transpose", [s.op("Reshape", [partial, s.op(
+        "Concat", [s.ints(-1), s.op("Add", [capacity, s.ints(1)])], axis=0)])])  # (C + 1, K*N)
+    table = s.op("Reshape", [columns, s.op("Concat", [s.ints(-1), width], axis=0)],
+                 f"{hint}.partials")  # ((C + 1)*K, N), rows C*K on zeros
+    # 4. Each example's pairs, its on blocks first (TopK, padded to M with a zero row: a row of
+    # another example's weighted by 0 would still carry its inf or NaN), weighted and summed.
+    rank = s.op("Cast", [s.op("CumSum", [onf, s.scalar(0, np.int64)], exclusive=1)],
+                to=TensorProto.INT64)  # (B, K): e's column among block k's examples
+    block_ids = s.const(np.arange(blocks, dtype=np.int64).reshape(1, blocks),
+                        f"{hint}.block_ids")
+    position = s.op("Where", [on, s.op("Add", [s.op("Mul", [rank, s.ints(blocks)]), block_ids]),
+                              s.op("Mul", [capacity, s.ints(blocks)])])  # (B, K)
     per_example = s.op("Cast", [s.op("ReduceMax", [s.op("ReduceSum", [onf, s.ints(1)],
                                                         keepdims=0)], keepdims=1)],
                        to=TensorProto.INT64)  # (1,) M
@@ -154,9 +171,11 @@ def grouped_layer_and_reader(s: Graph, x: str, on: str, values: str, main_blocke
                           f"{hint}.block_countdown")
     _, mine = s.op("TopK", [s.op("Mul", [onf, countdown_k]), per_example], outputs=2, axis=1,
                    largest=1, sorted=1)  # (B, M): the example's on blocks first
-    picked = s.op("GatherElements", [position, mine], axis=1)  # (B, M)
-    summed = s.op("ReduceSum", [s.op("Gather", [table, picked], axis=0), s.ints(1)],
-                  keepdims=0)  # (B, N)
+    rows = s.op("Gather", [table, s.op("GatherElements", [position, mine], axis=1)],
+                axis=0)  # (B, M, N)
+    weights = s.op("Unsqueeze", [s.op("GatherElements", [values, mine], axis=1),
+                                 s.ints(1)])  # (B, 1, M): 0 where padding picked an off block
+    summed = s.op("Squeeze", [s.op("MatMul", [weights, rows]), s.ints(1)])  # (B, N)
     return apply_activation(s, s.op("Add", [summed, reader_bias], f"{hint}.read"),
                             reader_activation)
 

@@ -146,6 +146,26 @@ def test_grouped_branch_for_every_estimator_and_gate_pattern(estimator, custom_o
             assert active.tolist() == computed.tolist() == [[want]] * 7
 
 
+@pytest.mark.parametrize("custom_ops", [False, OPERATORS], ids=["portable", "operators"])
+@pytest.mark.parametrize("layout", ["gated-dense", "gated-gated"])
+@pytest.mark.parametrize("poison", [float("nan"), 3e38], ids=["nan", "overflow"])
+def test_grouped_branch_keeps_each_example_to_itself(layout, custom_ops, poison):
+    # A batch shares the branch's tables: one example whose activations are NaN or overflow
+    # to inf must leave every other example's logits as they are (0 * inf is NaN, so no
+    # padding may point at another example's row), wherever it sits in the batch.
+    model = make_net(LAYOUTS[layout], estimator="sts")  # gate values other than 0 and 1
+    graph = export_onnx(model, grouped=ALWAYS_GROUPED, custom_ops=custom_ops)
+    x = torch.randn(9, D)
+    want, _, _ = reference(model, x)
+    for bad in range(len(x)):
+        hostile = x.clone()
+        hostile[bad] = poison
+        logits, _, _ = run(graph, hostile)
+        others = np.arange(len(x)) != bad
+        scale = max(1.0, float(want.abs().max()))
+        assert np.abs(logits[others] - want.numpy()[others]).max() <= TOL * scale, bad
+
+
 @pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
 def test_ort_matches_torch_for_every_estimator(estimator):
     # Non-binary estimators put their smooth value on the blocks: the graph must too.
