@@ -67,7 +67,7 @@ def grouped_condition(g: Graph, batch: str, active: str, blocks: int, from_batch
 
 def _grouped_blocks(s: Graph, x: str, on: str, values: str, main_blocked: str,
                     main_bias_blocked: str, activation: str, hint: str
-                    ) -> tuple[str, str, str]:
+                    ) -> tuple[str, str, str, str]:
     """Steps 1-2: the gated layer's blocks over their own examples. Returns the activations
     with the examples last, (K, S, C) (padding columns hold an off example's), the gate
     values of those columns (K, C) (0 on padding), the padding C (1,) int64 and the gates as
