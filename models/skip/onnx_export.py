@@ -21,7 +21,7 @@ computed, and the layer reading a gated layer's output reads only the weight row
 computed input blocks.
 
 How skipping survives export. Per gated layer the graph runs the gater in full, then takes the
-union of the blocks on in any example of the batch (ReduceMax of the logits > threshold, then
+union of the blocks on in any example of the batch (the gates on counted per block, then
 NonZero), gathers those blocks' weight rows (Gather by block from weights stored (K, S, D)) and
 runs one product over them for the whole batch, masking each example's off blocks with its gate
 values (zero). Every reader of the layer's output (the next layer's main path and gater, or the
@@ -312,9 +312,9 @@ class _Gates:
     active: str  # (B, 1) int64 blocks on per example
 
 
-def _gates(g: Graph, x: _Full | _Compact, step: PlannedLayer) -> tuple[str, str, str, str]:
-    """The layer's gater over the batch: logits (B, K), on (B, K) bool, values (B, K) float
-    (0 where off) and the threshold."""
+def _gates(g: Graph, x: _Full | _Compact, step: PlannedLayer) -> tuple[str, str]:
+    """The layer's gater over the batch: on (B, K) bool and values (B, K) float (0 where
+    off)."""
     hint, layer = f"layers.{step.index}", step.gated
     gater = layer.gater
     h = x
@@ -326,7 +326,7 @@ def _gates(g: Graph, x: _Full | _Compact, step: PlannedLayer) -> tuple[str, str,
     tau = g.named_const(np.array(float(layer.threshold), np.float32),
                         f"{hint}.threshold")  # one per layer, set by name
     on = g.op("Greater", [logits, tau], f"{hint}.on")  # (B, K)
-    return logits, on, _gate_values(g, layer.estimator, logits, on, hint), tau
+    return on, _gate_values(g, layer.estimator, logits, on, hint)
 
 
 def _active(g: Graph, on: str, hint: str, name: str | None = None) -> str:
@@ -342,10 +342,14 @@ def _gate_stage(g: Graph, x: _Full | _Compact, step: PlannedLayer, dense_fallbac
     k, s = step.gated.config.blocks, step.gated.config.block_size
     cut = int(np.floor(dense_fallback * k + 1e-9))
     hint = f"layers.{step.index}"
-    logits, on, values, tau = _gates(g, x, step)
-    # Union over the batch: block k is needed if its largest logit passes the threshold.
-    top = g.op("ReduceMax", [logits, g.ints(0)], keepdims=0)  # (K,)
-    needed = g.op("Greater", [top, tau], f"{hint}.needed")  # (K,)
+    on, values = _gates(g, x, step)
+    # Union over the batch: block k is needed if some example has it on. Counted from the
+    # gates, not as the largest logit against the threshold: one example's NaN logit (its
+    # activations overflowed) would make that largest logit NaN and take the block from every
+    # other example of the batch.
+    on_count = g.op("ReduceSum", [g.op("Cast", [on], to=TensorProto.INT64), g.ints(0)],
+                    keepdims=0)  # (K,)
+    needed = g.op("Greater", [on_count, g.scalar(0, np.int64)], f"{hint}.needed")  # (K,)
     count = g.op("ReduceSum", [g.op("Cast", [needed], to=TensorProto.INT64)],
                  f"{hint}.union", keepdims=1)  # (1,)
     dense = g.op("Greater", [count, g.ints(cut)], f"{hint}.dense")  # (1,)
@@ -410,7 +414,7 @@ def _grouped_chain(s: Graph, x: _Full, batch: str, chain: list[PlannedLayer], ga
         k = step.gated.config.blocks
         own = None
         if n:  # gates from the whole (zero-filled) output of the layer before
-            _, on, values, _ = _gates(s, _Full(h, chain[n - 1].gated.config.width), step)
+            on, values = _gates(s, _Full(h, chain[n - 1].gated.config.width), step)
             active = _active(s, on, f"layers.{step.index}.grouped")
             actives.append(active)
             if operators:  # its own blocks, a value of its own (a branch output is named once)
@@ -610,7 +614,7 @@ def export_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET, *,
             while plan[end - 1].read_by_gated:
                 end += 1
             if always and isinstance(x, _Full):  # no union path: the gater alone
-                _, on, values, _ = _gates(g, x, step)
+                on, values = _gates(g, x, step)
                 gates = _Gates(on, values, None, None, _active(g, on, f"layers.{step.index}", name))
             else:
                 gates = _gate_stage(g, x, step, dense_fallback, name)
@@ -694,7 +698,7 @@ def export_all_on_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET) -> onnx.
     with torch.no_grad():
         for step in plan_layers(model):
             if step.gated is not None:
-                _, on, _, _ = _gates(g, x, step)
+                on, _ = _gates(g, x, step)
                 off = g.op("ReduceSum", [g.op("Cast", [g.op("Not", [on])], to=TensorProto.INT64)],
                            f"layers.{step.index}.gates_off", keepdims=0)  # ()
                 offs.append(g.op("Reshape", [off, g.ints(1)]))
