@@ -132,6 +132,32 @@ def test_each_example_is_routed_by_its_own_gates_not_its_batch_mates():
     assert any(r.computed_blocks == r.active_blocks for r in together)
 
 
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("dense_from", ROUTES)
+@pytest.mark.parametrize("poison", [float("nan"), 3e38], ids=["nan", "overflow"])
+def test_one_examples_overflow_leaves_its_batch_mates_alone(layout, dense_from, poison):
+    # A server batches callers' requests: one input that is NaN, or finite but large enough
+    # for the activations to overflow to inf, must not change another example's logits or
+    # compute, wherever it sits in the batch and whichever route the batch takes.
+    model = network("sts", 7, layout)
+    x = torch.randn(6, 12, generator=torch.Generator().manual_seed(2))
+    engine = SkipNetwork(model, dense_from=dense_from)
+    clean = engine(x)
+    for bad in range(len(x)):
+        hostile = x.clone()
+        hostile[bad] = poison
+        with np.errstate(all="ignore"):  # the poisoned example's own sums overflow
+            got = engine(hostile)
+        others = torch.arange(len(x)) != bad
+        torch.testing.assert_close(got.logits[others], clean.logits[others], atol=1e-5,
+                                   rtol=1e-5)
+        assert torch.equal(got.computed_blocks[others], clean.computed_blocks[others])
+        with np.errstate(all="ignore"):  # the server's path: arrays in and out
+            served = engine.forward_numpy(hostile.numpy()).logits
+        np.testing.assert_allclose(served[others.numpy()], clean.logits[others].numpy(),
+                                   atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_grouped_products_split_over_threads_give_the_same_output(threads, monkeypatch):
     """Threads write disjoint pair rows, consumer chunks sum in any order: same output."""

@@ -139,6 +139,23 @@ def test_fp32_matches_the_dense_masked_forward_and_skip_network(layout, estimato
 
 
 @pytest.mark.parametrize("path", ["gemv", "grouped"])
+@pytest.mark.parametrize("poison", [float("nan"), 3e38], ids=["nan", "overflow"])
+def test_one_examples_overflow_leaves_its_batch_mates_alone(path, poison):
+    # One input that is NaN, or large enough for the first layer to overflow to inf, must not
+    # change another example's logits, wherever it sits in the batch.
+    model = network("gated-gated", "sts", seed=3)
+    x = inputs(4, seed=3)
+    engine = TritonSkipNetwork(model, torch.float32, path=path)
+    clean = engine(x).logits
+    for bad in range(len(x)):
+        hostile = x.clone()
+        hostile[bad] = poison
+        got = engine(hostile).logits
+        others = torch.arange(len(x), device=x.device) != bad
+        torch.testing.assert_close(got[others], clean[others], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("path", ["gemv", "grouped"])
 @pytest.mark.parametrize("dense_from", [1e-9, 0.5, 2.0], ids=["all-dense", "half", "never"])
 def test_dense_routing_changes_what_runs_not_the_result(path, dense_from):
     # 0.5: in one batch, some examples take the tiled consumer, the rest the atomic one.
