@@ -90,31 +90,44 @@ def rows(base_cpu, cases, batches, densities, warmup: int, repeats: int, seed: i
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.checkout_ab", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+def ab_parser(prog: str, description: str, *, batches: str, densities: str, warmup: int,
+              repeats: int, repeats_help: str) -> argparse.ArgumentParser:
+    """An A/B benchmark's command line: --base, the cells (--cases, --batches, --densities,
+    read by `cells`), --warmup, --repeats, --seed and --json."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", required=True, help="the commit to compare against")
     parser.add_argument("--cases", default="layer,model", help="layer, model (comma-separated)")
-    parser.add_argument("--batches", default="1,64")
-    parser.add_argument("--densities", default="0.1,1.0")
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=1000,
-                        help="calls per engine and cell, in rounds of 25")
+    parser.add_argument("--batches", default=batches)
+    parser.add_argument("--densities", default=densities)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--repeats", type=int, default=repeats, help=repeats_help)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--inputs", type=int, default=1,
-                        help="inputs each engine is timed on in turn (1: one, again and again)")
-    parser.add_argument("--estimator", default="st",
-                        help="the networks' gate estimator (default st: binary units)")
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def cells(args: argparse.Namespace) -> tuple[list[str], list[int], list[float]]:
+    """The cases, batches and densities an `ab_parser` command line asks for."""
     names = {"layer": LAYER_CASE, "model": MODEL_CASE}
     try:
         cases = [names[name] for name in args.cases.split(",")]
     except KeyError as error:
         raise SystemExit(f"unknown case {error}; use layer or model") from None
-    batches = [int(b) for b in args.batches.split(",")]
-    densities = [float(d) for d in args.densities.split(",")]
+    return (cases, [int(b) for b in args.batches.split(",")],
+            [float(d) for d in args.densities.split(",")])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = ab_parser("python -m benchmarks.checkout_ab", __doc__, batches="1,64",
+                       densities="0.1,1.0", warmup=20, repeats=1000,
+                       repeats_help="calls per engine and cell, in rounds of 25")
+    parser.add_argument("--inputs", type=int, default=1,
+                        help="inputs each engine is timed on in turn (1: one, again and again)")
+    parser.add_argument("--estimator", default="st",
+                        help="the networks' gate estimator (default st: binary units)")
+    args = parser.parse_args(argv)
+    cases, batches, densities = cells(args)
     print(f"{'case':>30} {'batch':>5} {'density':>7} {'base us':>9} {'this us':>9} base/this")
 
     def show(r: dict) -> None:

@@ -86,6 +86,15 @@ def _session(data: bytes, threads: int):
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
+def check_logits(got: np.ndarray, want: np.ndarray, label: str) -> float:
+    """The largest |got - want|, refused (RuntimeError naming `label`) past TOLERANCE of
+    max(1, max |want|)."""
+    diff = float(np.abs(got - want).max())
+    if diff > TOLERANCE * max(1.0, float(np.abs(want).max())):
+        raise RuntimeError(f"{label}: the graph's logits differ from torch's by {diff:.3g}")
+    return diff
+
+
 def _with_thresholds(graph: bytes, model: GatedNetwork) -> bytes:
     """The graph with each gated layer's threshold initializer (`layers.<i>.threshold`, i its
     index among all layers) set to the model's."""
@@ -134,10 +143,8 @@ def rows(warmup: int, repeats: int, seed: int, batches=BATCHES, densities=DENSIT
                 logits, active, computed = skip[settings[-1]].run(None, feed)
                 with torch.no_grad():
                     want = model(x).logits.numpy()
-                diff = float(np.abs(logits - want).max())
-                if diff > TOLERANCE * max(1.0, float(np.abs(want).max())):
-                    raise RuntimeError(f"{case}: ORT differs from torch by {diff:.3g} at batch "
-                                       f"{batch}, density {density}")
+                diff = check_logits(logits, want,
+                                    f"{case}, ORT at batch {batch}, density {density}")
                 # The graph's gated layers read the batch's union of input blocks: counted
                 # as all of them (an upper bound; exact at batch 1 would be lower).
                 reports = compute_reports(model.config, torch.from_numpy(active),

@@ -16,30 +16,21 @@ base / this and dense / this, and writes the rows as JSON.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from models.skip.onnx_export import export_dense_onnx, export_onnx
 
-from .cases import LAYER_CASE, MODEL_CASE, batch_input, set_density
-from .checkout_ab import import_base
-from .onnx_cases import TOLERANCE, _model, _session
+from .cases import batch_input, set_density
+from .checkout_ab import ab_parser, cells, import_base
+from .onnx_cases import _model, _session, check_logits
 from .run_record import write_rows
 from .timing import median_ms
 
 THREADS = (1, 2)
-
-
-def _checked(graph: bytes, feed: dict, want: np.ndarray, label: str) -> None:
-    logits = _session(graph, 1).run(None, feed)[0]
-    diff = float(np.abs(logits - want).max())
-    if diff > TOLERANCE * max(1.0, float(np.abs(want).max())):
-        raise RuntimeError(f"{label}: the graph's logits differ from torch's by {diff:.3g}")
 
 
 def rows(base_export, cases, batches, densities, warmup: int, repeats: int, seed: int,
@@ -57,10 +48,11 @@ def rows(base_export, cases, batches, densities, warmup: int, repeats: int, seed
                     want = model(x).logits.numpy()
                 graphs = {"base": base_export.export_onnx(model).SerializeToString(),
                           "this": export_onnx(model).SerializeToString(), "dense": dense}
-                for name in ("base", "this"):
-                    _checked(graphs[name], feed, want, f"{name}, {case}, batch {batch}")
                 sessions = {(name, t): _session(graph, t) for name, graph in graphs.items()
                             for t in THREADS}
+                for name in ("base", "this"):
+                    check_logits(sessions[(name, 1)].run(None, feed)[0], want,
+                                 f"{name}, {case}, batch {batch}")
                 timed = median_ms({key: (lambda s=s, f=feed: s.run(None, f))
                                    for key, s in sessions.items()},
                                   warmup=warmup, repeats=repeats,
@@ -79,26 +71,11 @@ def rows(base_export, cases, batches, densities, warmup: int, repeats: int, seed
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.onnx_checkout_ab", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base", required=True, help="the commit to compare against")
-    parser.add_argument("--cases", default="layer,model", help="layer, model (comma-separated)")
-    parser.add_argument("--batches", default="64,256")
-    parser.add_argument("--densities", default="0.1")
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=200,
-                        help="calls per graph, setting and cell, in rounds of 20")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
-    names = {"layer": LAYER_CASE, "model": MODEL_CASE}
-    try:
-        cases = [names[name] for name in args.cases.split(",")]
-    except KeyError as error:
-        raise SystemExit(f"unknown case {error}; use layer or model") from None
-    batches = [int(b) for b in args.batches.split(",")]
-    densities = [float(d) for d in args.densities.split(",")]
+    args = ab_parser("python -m benchmarks.onnx_checkout_ab", __doc__, batches="64,256",
+                     densities="0.1", warmup=10, repeats=200,
+                     repeats_help="calls per graph, setting and cell, in rounds of 20"
+                     ).parse_args(argv)
+    cases, batches, densities = cells(args)
     print(f"{'case':>30} {'batch':>5} {'density':>7} {'base ms':>8} {'this ms':>8} "
           f"{'dense ms':>8} base/this dense/this")
 

@@ -37,7 +37,7 @@ from onnx import TensorProto, helper, numpy_helper
 from models.skip.onnx_export import export_dense_onnx, export_onnx
 
 from .cases import batch_input, layer_model, set_density
-from .onnx_cases import TOLERANCE, _session
+from .onnx_cases import _session, check_logits
 from .run_record import write_rows_if_asked
 from .timing import median_ms
 
@@ -100,23 +100,22 @@ def rows(batches, density: float, warmup: int, repeats: int, seed: int) -> list[
         counts = on.sum(axis=0)
         busiest, mean = int(counts.max()), math.ceil(float(counts.mean()))
         skip = export_onnx(model).SerializeToString()
-        got = _session(skip, 1).run(None, {"x": x.numpy()})[0]
-        if np.abs(got - want).max() > TOLERANCE * max(1.0, float(np.abs(want).max())):
-            raise RuntimeError(f"the skipping graph differs from torch at batch {batch}")
         feeds = {"dense": {"x": x.numpy()}, "skip": {"x": x.numpy()},
                  "products": _products_feed(x.numpy(), on, busiest, s),
                  "products_at_mean": _products_feed(x.numpy(), on, mean, s)}
         graphs = {"dense": dense, "skip": skip, "products": products,
                   "products_at_mean": products}
+        sessions = {(name, t): _session(graph, t) for name, graph in graphs.items()
+                    for t in THREADS}
+        check_logits(sessions[("skip", 1)].run(None, feeds["skip"])[0], want,
+                     f"the skipping graph at batch {batch}")
         for name in ("products", "products_at_mean"):
             feed = feeds[name]
-            hidden, partial = _session(products, 1).run(None, feed)
+            hidden, partial = sessions[(name, 1)].run(None, feed)
             want_hidden = np.maximum(w1 @ feed["rows"].transpose(0, 2, 1) + b1[..., None], 0)
             np.testing.assert_allclose(hidden, want_hidden, rtol=1e-4, atol=1e-4)
             np.testing.assert_allclose(partial, w2_first @ feed["hidden"], rtol=1e-4,
                                        atol=1e-4)
-        sessions = {(name, t): _session(graph, t) for name, graph in graphs.items()
-                    for t in THREADS}
         timed = median_ms({key: (lambda sess=sess, f=feeds[key[0]]: sess.run(None, f))
                            for key, sess in sessions.items()},
                           warmup=warmup, repeats=repeats, rounds=max(1, repeats // 20))

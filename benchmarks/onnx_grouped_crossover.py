@@ -24,13 +24,12 @@ batches and densities from 1 to every block (`OPERATORS_GROUPED_FROM_BATCH`,
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from models.skip.onnx_export import export_dense_onnx, export_onnx
 
 from .cases import LAYER_CASE, MODEL_CASE, batch_input, set_density
-from .onnx_cases import TOLERANCE, _model, _session
+from .onnx_cases import _model, _session, check_logits
 from .run_record import timing_parser, write_rows_if_asked
 from .timing import median_ms
 
@@ -65,11 +64,8 @@ def rows(warmup: int, repeats: int, seed: int, batches=BATCHES, densities=DENSIT
                 for (graph, _), session in sessions.items():
                     if graph == "dense":  # every block, no gater: not the gated logits
                         continue
-                    got = session.run(None, feed)[0]
-                    diff = float(np.abs(got - want).max())
-                    if diff > TOLERANCE * max(1.0, float(np.abs(want).max())):
-                        raise RuntimeError(f"{case}: the {graph} graph differs from torch by "
-                                           f"{diff:.3g} at batch {batch}, density {density}")
+                    check_logits(session.run(None, feed)[0], want, f"{case}, the {graph} "
+                                 f"graph at batch {batch}, density {density}")
                 timed = median_ms({key: (lambda s=session, f=feed: s.run(None, f))
                                    for key, session in sessions.items()},
                                   warmup=warmup, repeats=repeats)

@@ -108,14 +108,17 @@ def _pair_table(s: Graph, per_pair: str, hint: str) -> str:
     return s.op("Concat", [flat, zero], f"{hint}.partials", axis=0)
 
 
-def _pair_rows(s: Graph, on: str, onf: str, capacity: str, blocks: int, hint: str) -> str:
-    """(B, K) int64: where example e's pair with block k sits in the table of `_pair_table`,
-    row k*C + (e's rank among block k's examples), or the zero row where the gate is off."""
+def _pair_rows(s: Graph, on: str, onf: str, capacity: str, blocks: int, hint: str,
+               by_column: bool = False) -> str:
+    """(B, K) int64: where example e's pair with block k sits in a table of pair rows, with
+    c e's rank among block k's examples: row k*C + c (`_pair_table`), or with `by_column`
+    row c*K + k (the reading layer's table); where the gate is off, row K*C, zeros in both."""
     rank = s.op("Cast", [s.op("CumSum", [onf, s.scalar(0, np.int64)], exclusive=1)],
                 to=TensorProto.INT64)  # (B, K)
     block_ids = s.const(np.arange(blocks, dtype=np.int64).reshape(1, blocks),
                         f"{hint}.block_ids")
-    position = s.op("Add", [s.op("Mul", [block_ids, capacity]), rank])  # (B, K)
+    position = (s.op("Add", [s.op("Mul", [rank, s.ints(blocks)]), block_ids]) if by_column
+                else s.op("Add", [s.op("Mul", [block_ids, capacity]), rank]))  # (B, K)
     padding = s.op("Mul", [capacity, s.ints(blocks)])  # (1,) the zero row
     return s.op("Where", [on, position, padding])
 
@@ -158,12 +161,7 @@ def grouped_layer_and_reader(s: Graph, x: str, on: str, values: str, main_blocke
                  f"{hint}.partials")  # ((C + 1)*K, N), rows C*K on zeros
     # 4. Each example's pairs, its on blocks first (TopK, padded to M with a zero row: a row of
     # another example's weighted by 0 would still carry its inf or NaN), weighted and summed.
-    rank = s.op("Cast", [s.op("CumSum", [onf, s.scalar(0, np.int64)], exclusive=1)],
-                to=TensorProto.INT64)  # (B, K): e's column among block k's examples
-    block_ids = s.const(np.arange(blocks, dtype=np.int64).reshape(1, blocks),
-                        f"{hint}.block_ids")
-    position = s.op("Where", [on, s.op("Add", [s.op("Mul", [rank, s.ints(blocks)]), block_ids]),
-                              s.op("Mul", [capacity, s.ints(blocks)])])  # (B, K)
+    position = _pair_rows(s, on, onf, capacity, blocks, hint, by_column=True)  # (B, K)
     per_example = s.op("Cast", [s.op("ReduceMax", [s.op("ReduceSum", [onf, s.ints(1)],
                                                         keepdims=0)], keepdims=1)],
                        to=TensorProto.INT64)  # (1,) M
