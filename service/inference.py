@@ -1,5 +1,7 @@
 """What both APIs do with a checked input matrix: find the model version, queue the examples
-for a batch, and record the metrics. Overload and unloading become 503s with Retry-After."""
+for a batch, and record the metrics. Overload and unloading become 503s with Retry-After; an
+input the model cannot answer in float32 (its sums overflow, so its outputs are not finite)
+becomes a 400 naming the example, rather than probabilities of NaN (null in JSON) or a guess."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from starlette.requests import Request
 
 from .batching import BatcherClosed, QueueFull, Timings
 from .engine import BatchResult, ModelEngine
-from .errors import not_found, unavailable
+from .errors import bad_request, not_found, unavailable
 from .http_protocol import REQUESTS_IN_PROGRESS
 from .repository import LoadedVersion, ModelNotFound, ModelRepository
 
@@ -71,7 +73,22 @@ async def run(request: Request, loaded: LoadedVersion, x: np.ndarray, api: str,
                           f"{settings.retry_after_s} s", settings.retry_after_s) from None
     except BatcherClosed as error:
         raise unavailable(f"model {name!r}: {error}", settings.retry_after_s) from None
+    _check_finite(result)
     total = time.perf_counter() - started
     request.app.state.metrics.observe_request(name, api, total, timings.queue_ms / 1e3,
                                               result.reports)
     return Served(loaded.engine, result, timings, total * 1e3)
+
+
+def _check_finite(result: BatchResult) -> None:
+    """The request's outputs are numbers. Its inputs were finite float32, but a large one (3e38
+    passes) can overflow the network's sums to infinity, and infinity less infinity is NaN: the
+    engines then disagree (a C kernel's rectifier maps NaN to 0, onnxruntime's keeps it) and
+    none has an answer, so the request is refused (its batch mates are computed apart and
+    unaffected)."""
+    finite = np.isfinite(result.logits).all(axis=-1)
+    if not finite.all():
+        example = int(np.argmin(finite))
+        raise bad_request(f"example {example} of the request: the model's outputs for it are not "
+                          "finite in float32 (its sums overflow); send inputs of the scale the "
+                          "model was trained on")

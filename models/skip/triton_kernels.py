@@ -66,7 +66,7 @@ def kernels() -> SimpleNamespace:
     def _activate(h, ACT: tl.constexpr):
         """The main path's activation, element-wise in fp32 (codes: ACTIVATION_CODES)."""
         if ACT == 1:
-            h = tl.maximum(h, 0.0)
+            h = tl.maximum(h, 0.0, propagate_nan=tl.PropagateNan.ALL)  # NaN stays, as in torch
         elif ACT == 2:
             h = 2.0 * tl.sigmoid(2.0 * h) - 1.0  # tanh, from sigmoid (no tl.tanh everywhere)
         elif ACT == 3:

@@ -18,7 +18,7 @@ from models.skip.c_kernels import load as load_native
 from models.skip.cpu import SkipNetwork
 from models.skip.program_stages import gate_value_code
 
-from ..tiny_networks import tiny_network
+from ..tiny_networks import OVERFLOW, overflowing_network, tiny_network
 
 ESTIMATORS = ["st", "reinforce", "sts", "noisy-rectifier", "hard-concrete", "noisy-sigmoid"]
 
@@ -156,6 +156,27 @@ def test_one_examples_overflow_leaves_its_batch_mates_alone(layout, dense_from, 
             served = engine.forward_numpy(hostile.numpy()).logits
         np.testing.assert_allclose(served[others.numpy()], clean.logits[others].numpy(),
                                    atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("block_size", [3, TILE], ids=["numpy", "c-kernels"])
+@pytest.mark.parametrize("dense_from", ROUTES)
+def test_a_sum_that_overflows_to_nan_stays_nan_through_a_rectifier(block_size, dense_from):
+    # The reference keeps the NaN of +inf + -inf through its rectifier, and so must the
+    # engine, so that the logits say the input has no answer (the server refuses it) rather
+    # than answering it as if those units were off.
+    model = overflowing_network(block_size)
+    x = torch.randn(3, 12, generator=torch.Generator().manual_seed(3))
+    x[1, :2] = OVERFLOW
+    with torch.no_grad():
+        want = model(x).logits
+    assert torch.isnan(want[1]).all() and torch.isfinite(want[[0, 2]]).all()
+    engine = SkipNetwork(model, dense_from=dense_from)
+    with np.errstate(all="ignore"):
+        for rows in ([1], [0, 1, 2]):  # a lone example, and in a batch
+            got = engine(x[rows]).logits
+            served = engine.forward_numpy(x[rows].numpy()).logits
+            at = rows.index(1)
+            assert torch.isnan(got[at]).all() and np.isnan(served[at]).all(), (rows, got)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])

@@ -37,7 +37,7 @@ from models.skip.cuda import (  # noqa: E402
     TritonSkipNetwork,
 )
 
-from ..tiny_networks import tiny_network  # noqa: E402
+from ..tiny_networks import OVERFLOW, overflowing_network, tiny_network  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_compiled_cuda = pytest.mark.skipif(
@@ -153,6 +153,18 @@ def test_one_examples_overflow_leaves_its_batch_mates_alone(path, poison):
         got = engine(hostile).logits
         others = torch.arange(len(x), device=x.device) != bad
         torch.testing.assert_close(got[others], clean[others], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("path", ["gemv", "grouped"])
+def test_a_sum_that_overflows_to_nan_stays_nan_through_a_rectifier(path):
+    # As in the CPU engine (tests/models/test_skip_inference.py): no answer stays no answer.
+    model = overflowing_network(16).to(DEVICE)
+    x = inputs(3, seed=3)
+    x[1, :2] = OVERFLOW
+    with torch.no_grad():
+        assert torch.isnan(model(x).logits[1]).all()
+    got = TritonSkipNetwork(model, torch.float32, path=path)(x).logits
+    assert torch.isnan(got[1]).all() and torch.isfinite(got[[0, 2]]).all(), got
 
 
 @pytest.mark.parametrize("path", ["gemv", "grouped"])

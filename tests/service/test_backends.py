@@ -14,7 +14,8 @@ from models.gated_artifact import save_gated_network
 from service.app import create_app
 from service.engine import ModelEngine
 
-from .conftest import chained_network, settings, tiny_network
+from ..tiny_networks import OVERFLOW, overflowing_network
+from .conftest import CLASSES, INPUT_SIZE, chained_network, settings, tiny_network
 from .test_api import inputs
 
 onnx = pytest.importorskip("onnx")
@@ -107,6 +108,33 @@ def test_an_artifact_may_name_its_backend_and_the_server_setting_overrides_it(tm
 
     assert backends("auto") == {"ort": "onnxruntime", "plain": "torch"}
     assert backends("torch") == {"ort": "torch", "plain": "torch"}
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_an_input_the_model_cannot_compute_is_refused_naming_it(tmp_path, backend):
+    # Finite float32 inputs pass the request's checks, but 3e38 can overflow the network's sums:
+    # its logits are NaN, which JSON would carry as null probabilities. Refused instead, on
+    # both APIs, and the next request is answered as usual.
+    from models.skip.onnx_export import export_to_artifact
+
+    root = tmp_path / "repo"
+    save_gated_network(overflowing_network(4, input_size=INPUT_SIZE, num_classes=CLASSES),
+                       root, "over", 1)
+    export_to_artifact(root, "over", 1)
+    hostile, fine = [OVERFLOW, OVERFLOW] + [0.5] * (INPUT_SIZE - 2), [0.5] * INPUT_SIZE
+    with TestClient(create_app(settings(root, backend=backend))) as client:
+        refused = [client.post("/v1/models/over:predict", json={"instances": [fine, hostile]}),
+                   client.post("/v2/models/over/infer", json={"inputs": [{
+                       "name": "input", "shape": [2, INPUT_SIZE], "datatype": "FP32",
+                       "data": fine + hostile}]})]
+        for response in refused:
+            assert response.status_code == 400, response.text
+            error = response.json()["error"]
+            assert "example 1 of the request" in error and "not finite" in error, error
+        served = client.post("/v1/models/over:predict", json={"instances": [fine, fine]})
+        assert served.status_code == 200, served.text
+        for prediction in served.json()["predictions"]:
+            assert abs(sum(prediction["probabilities"]) - 1.0) < 1e-5
 
 
 @pytest.mark.parametrize(("serving", "message"), [

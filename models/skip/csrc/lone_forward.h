@@ -106,7 +106,9 @@ static inline float lone_tanh(float x) {
 static void lone_activate(float *v, int64_t n, int64_t activation) {
     switch (activation) {
     case LONE_RELU:
-        for (int64_t i = 0; i < n; ++i) v[i] = v[i] > 0.0f ? v[i] : 0.0f;
+        /* NaN (from +inf + -inf in an overflowing sum) stays NaN, as torch's relu keeps
+         * it: such an example has no answer, and its logits must say so. */
+        for (int64_t i = 0; i < n; ++i) v[i] = v[i] < 0.0f ? 0.0f : v[i];
         break;
     case LONE_TANH:
         for (int64_t i = 0; i < n; ++i) v[i] = lone_tanh(v[i]);
