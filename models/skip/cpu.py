@@ -162,6 +162,18 @@ def _a_power_of(base: int, n: int) -> bool:
     return n == 1
 
 
+def _gate(units: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """units (..., S) *= their blocks' gate values (...), in place, the units of a block whose
+    gate is off set to exactly 0: an off block adds nothing to its example even where a route
+    computed it anyway and its units overflowed (inf x 0 is NaN), so an example's answer does
+    not depend on its route, nor so on its batch mates."""
+    np.multiply(units, values[..., None], out=units)
+    off = values == 0
+    if off.any():
+        units[off] = 0.0
+    return units
+
+
 def _read_only(array: np.ndarray) -> np.ndarray:
     array.flags.writeable = False
     return array
@@ -652,7 +664,7 @@ class SkipNetwork:
         counts[1] = np.where(dense, k, count)  # blocks computed (B,)
         if not partial and not all_as_pairs and dense.all():  # one product, gated in place
             out = linear.dense(x, layer.config.activation)  # (B, K * S)
-            out.reshape(-1, k, s)[...] *= values[:, :, None]
+            _gate(out.reshape(-1, k, s), values)
             return out, _ALL_DENSE, gate_values
         # Examples routed dense that read their whole input run as rows of one dense product;
         # every other (example, block) to compute is a pair: the blocks on of an example
@@ -676,7 +688,7 @@ class SkipNetwork:
                        dtype=np.float32)
         if dense_rows.size:
             h = linear.dense(x[dense_rows], layer.config.activation).reshape(-1, k, s)
-            out[dense_rows] = h * values[dense_rows, :, None]
+            out[dense_rows] = _gate(h, values[dense_rows])
         wanted = on & ~dense[:, None]  # (B, K)
         forced = part_read_dense is not None and bool(part_read_dense.any())
         if forced:  # every block of these rows, off ones too
@@ -693,7 +705,7 @@ class SkipNetwork:
             pairs += linear.bias.reshape(k, s)[blocks]
             act(pairs)
             if forced or not stage.binary:  # else every pair's gate is on, worth 1
-                pairs *= values[examples, blocks, None]
+                _gate(pairs, values[examples, blocks])
             if whole_out:
                 out[examples, blocks] = pairs
         if examples.size and read_whole[examples].any():  # it reads the others' pairs only
@@ -738,7 +750,7 @@ class SkipNetwork:
             pairs += linear.bias.reshape(k, s)[blocks]
             NUMPY_ACTIVATIONS[layer.config.activation](pairs)
             if whole or not stage.binary:  # a binary gate on is worth 1
-                pairs *= values[0, blocks, None]
+                _gate(pairs, values[0, blocks])
         out = np.zeros((k, s), dtype=np.float32)  # the next layer reads it (gated) or not
         out[blocks] = pairs
         dense = _ONE_TRUE if whole else _ONE_FALSE

@@ -392,12 +392,14 @@ class TritonSkipNetwork:
 
     def _dense_gated(self, step: _Step, h: Tensor, values: Tensor) -> Tensor:
         """A gated layer over the whole batch as one torch GEMM, each block's outputs times
-        its gate value (B, K): the dense masked forward, in the main path's dtype."""
+        its gate value (B, K): the dense masked forward, in the main path's dtype, an off
+        block's outputs exactly 0 even where they overflowed (inf * 0 is NaN)."""
         out = torch.addmm(step.bias_main, h.to(self.dtype), step.weight.T)
         if step.activation != "linear":
             getattr(torch, f"{step.activation}_")(out)  # in place: one pass less at 4096
         blocks = out.view(out.shape[0], step.blocks, step.block_size)
         blocks.mul_(values.to(self.dtype).unsqueeze(-1))
+        blocks.masked_fill_((values == 0).unsqueeze(-1), 0.0)
         return out
 
     def _dense(self, step: _Step, h: Tensor, pending: str) -> Tensor:

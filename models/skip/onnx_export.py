@@ -114,7 +114,7 @@ from models.gated_artifact import load_gated_network
 from models.gated_network import GatedNetwork
 
 from . import onnx_ops
-from .onnx_graph import ExportError, Graph, apply_activation, blocked
+from .onnx_graph import ExportError, Graph, apply_activation, blocked, times_gate
 from .onnx_grouped import (
     grouped_condition,
     grouped_layer,
@@ -369,15 +369,16 @@ def _union_computed(g: Graph, gates: _Gates, name: str | None = None) -> str:
 
 def _union_layer(g: Graph, x: _Full | _Compact, step: PlannedLayer, gates: _Gates) -> _Compact:
     """The gated layer on the union path: the selected blocks for the whole batch, each
-    example's off blocks zeroed by its gate values."""
+    example's off blocks zeroed by its gate values (`times_gate`: exactly 0)."""
     sel, s = gates.selection, step.gated.config.block_size
     hint = f"layers.{step.index}"
     act = _linear(g, x, _np(step.linear.weight), _np(step.linear.bias), step.path,
                   out=sel, activation=step.activation)  # (B, n*S)
+    binary = step.gated.estimator.binary
     if s == 1:
         flat = g.op("Reshape", [sel.idx, g.ints(-1)])  # (n,)
         gate = g.op("Gather", [gates.values, flat], f"{hint}.selected_gates", axis=1)  # (B, n)
-        return _Compact(g.op("Mul", [act, gate], f"{hint}.out"), sel)
+        return _Compact(times_gate(g, act, gate, binary), sel)
     gate = g.op("Gather", [gates.values, sel.idx], f"{hint}.selected_gates",
                 axis=1)  # (B, n, 1)
     # Shapes spelt out: Reshape cannot infer a -1 beside a batch of 0 rows, which the union path
@@ -388,7 +389,8 @@ def _union_layer(g: Graph, x: _Full | _Compact, step: PlannedLayer, gates: _Gate
     n = g.op("Shape", [sel.idx], start=0, end=1)
     blocks = g.op("Reshape", [act, g.op("Concat", [g.op("Shape", [act], start=0, end=1), n,
                                                    g.ints(s)], axis=0)])  # (B, n, S)
-    out = g.op("Reshape", [g.op("Mul", [blocks, gate]), flat_shape], f"{hint}.out")  # (B, n*S)
+    out = g.op("Reshape", [times_gate(g, blocks, gate, binary), flat_shape],
+               f"{hint}.out")  # (B, n*S)
     return _Compact(out, sel)
 
 
@@ -456,7 +458,7 @@ def _grouped_step(s: Graph, x: str, on: str, values: str, own: str | None, step:
         return grouped_layer_and_reader(t, x, on, values, w3, b3, act, *reader, k, hint)
 
     def masked_fn(t: Graph) -> str:
-        full = masked_layer(t, x, values, w3, b3, act)
+        full = masked_layer(t, x, values, w3, b3, act, step.gated.estimator.binary)
         return full if reader is None else masked_reader(t, full, k, *reader)
 
     return grouped_fn(s) if own is None else s.if_(own, grouped_fn, masked_fn, hint)

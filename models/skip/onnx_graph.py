@@ -123,6 +123,16 @@ def apply_activation(g: Graph, x: str, activation: str, name: str | None = None)
     return g.op(ACTIVATION_OPS[activation], [x], name=name)
 
 
+def times_gate(g: Graph, units: str, gate: str, binary: bool, name: str | None = None) -> str:
+    """units * gate (broadcast), exactly 0 where the gate is 0: an off block that a path
+    computes anyway (a batch's union of blocks, a dense product) must add nothing to its
+    example even where its units overflowed (inf * 0 is NaN), so an example's answer does not
+    depend on its batch mates. A binary gate (0 or 1) selects without the multiply."""
+    on = g.op("Cast", [gate], to=TensorProto.BOOL)
+    kept = units if binary else g.op("Mul", [units, gate])
+    return g.op("Where", [on, kept, g.scalar(0.0, np.float32)], name=name)
+
+
 def blocked(g: Graph, array: np.ndarray, blocks: int, hint: str) -> tuple[str, str]:
     """`array` (blocks * S, ...) stored once as (blocks, S, ...) for Gather by block (one copy
     of S contiguous rows per block), plus its 2-D view for the dense Gemm: a Reshape of the

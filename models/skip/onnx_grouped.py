@@ -47,7 +47,7 @@ from onnx import TensorProto
 
 from ..activations import ACTIVATIONS
 from . import onnx_ops
-from .onnx_graph import Graph, apply_activation
+from .onnx_graph import Graph, apply_activation, times_gate
 
 
 def grouped_condition(g: Graph, batch: str, active: str, blocks: int, from_batch: int,
@@ -179,15 +179,16 @@ def grouped_layer_and_reader(s: Graph, x: str, on: str, values: str, main_blocke
 
 
 def masked_layer(s: Graph, x: str, values: str, main_blocked: str, main_bias_blocked: str,
-                 activation: str) -> str:
+                 activation: str, binary: bool) -> str:
     """The gated layer's whole output (B, K*S) computed densely, each example's off blocks
-    zeroed by its gate values: a later layer of a grouped chain whose own pairs are too many
-    for grouping. The blocked weight (K, S, D) is the first operand of the product, which ORT
-    does not pack, so the union path's Gemm keeps its prepacked copy of the 2-D view."""
+    zeroed by its gate values (`times_gate`: exactly 0; `binary`: they are 0 or 1): a later
+    layer of a grouped chain whose own pairs are too many for grouping. The blocked weight
+    (K, S, D) is the first operand of the product, which ORT does not pack, so the union
+    path's Gemm keeps its prepacked copy of the 2-D view."""
     pre = s.op("MatMul", [main_blocked, s.op("Transpose", [x])])  # (K, S, B)
     pre = s.op("Add", [pre, s.op("Unsqueeze", [main_bias_blocked, s.ints(-1)])])
     out = s.op("Transpose", [apply_activation(s, pre, activation)], perm=[2, 0, 1])  # (B, K, S)
-    out = s.op("Mul", [out, s.op("Unsqueeze", [values, s.ints(-1)])])
+    out = times_gate(s, out, s.op("Unsqueeze", [values, s.ints(-1)]), binary)
     return s.op("Flatten", [out], axis=1)  # (B, K*S)
 
 

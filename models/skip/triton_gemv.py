@@ -16,8 +16,9 @@ consumer one, and every kernel is sized so that all its weight loads are in flig
   With `LOGITS=False` it compacts gate values computed elsewhere (non-binary units, whose
   values torch computes as the reference does; dense routing).
 - `pair_gemv`: the gated layer's main path over that list, persistent: item = (pair, tile of
-  the block's rows), the weight rows read in BLOCK_K-wide slabs; output = act(...) * gate.
-  Blocks that are off are never visited. It also fills the consumer's fp32 output with its
+  the block's rows), the weight rows read in BLOCK_K-wide slabs; output = act(...) * gate,
+  exactly 0 where the gate is. Blocks that are off are never visited, but for an example
+  routed dense, whose every block is listed. It also fills the consumer's fp32 output with its
   bias, since the consumer adds into it.
 - `pair_read`: the consumer (a dense layer or the read-out after a gated layer), persistent
   over item = (pair, tile of outputs): h[b, block j] (S_in values) times the S_in weight rows
@@ -210,7 +211,8 @@ def kernels() -> SimpleNamespace:
             h = _row_dot(x_ptr + b.to(tl.int64) * stride_xb, w_ptr, n, mask_n, stride_wn, D,
                          0, BLOCK_N, BLOCK_K)
             h = _activate(h + tl.load(bias_ptr + n, mask=mask_n, other=0.0), ACT)
-            h *= tl.load(values_ptr + b * stride_vb + k)
+            value = tl.load(values_ptr + b * stride_vb + k)
+            h = tl.where(value != 0.0, h * value, 0.0)  # an off block adds 0, even inf or NaN
             tl.store(out_ptr + b.to(tl.int64) * stride_ob + n,
                      h.to(out_ptr.dtype.element_ty), mask=mask_n)
 

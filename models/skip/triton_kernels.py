@@ -268,9 +268,10 @@ def kernels() -> SimpleNamespace:
                                    stride_wn, stride_wd, D, BLOCK_K, PRECISION)
             acc += tl.load(bias_ptr + n, mask=mask_n, other=0.0)[None, :]
             acc = _activate(acc, ACT)
-            if GATED:
-                acc *= tl.load(gate_ptr + rows * stride_gb + block, mask=valid,
+            if GATED:  # exactly 0 for an off block of an example routed dense, even inf or NaN
+                gate = tl.load(gate_ptr + rows * stride_gb + block, mask=valid,
                                other=0.0)[:, None]
+                acc = tl.where(gate != 0.0, acc * gate, 0.0)
             tl.store(out_ptr + rows[:, None] * stride_ob + n[None, :],
                      acc.to(out_ptr.dtype.element_ty), mask=valid[:, None] & mask_n[None, :])
 

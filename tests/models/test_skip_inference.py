@@ -18,7 +18,12 @@ from models.skip.c_kernels import load as load_native
 from models.skip.cpu import SkipNetwork
 from models.skip.program_stages import gate_value_code
 
-from ..tiny_networks import OVERFLOW, overflowing_network, tiny_network
+from ..tiny_networks import (
+    OVERFLOW,
+    off_block_overflow_case,
+    overflowing_network,
+    tiny_network,
+)
 
 ESTIMATORS = ["st", "reinforce", "sts", "noisy-rectifier", "hard-concrete", "noisy-sigmoid"]
 
@@ -177,6 +182,26 @@ def test_a_sum_that_overflows_to_nan_stays_nan_through_a_rectifier(block_size, d
             served = engine.forward_numpy(x[rows].numpy()).logits
             at = rows.index(1)
             assert torch.isnan(got[at]).all() and np.isnan(served[at]).all(), (rows, got)
+
+
+@pytest.mark.parametrize("block_size", [3, TILE], ids=["numpy", "c-kernels"])
+@pytest.mark.parametrize("dense_from", ROUTES)
+@pytest.mark.parametrize("before_gated", [False, True], ids=["dense-after", "gated-after"])
+def test_an_off_block_adds_nothing_even_where_its_units_overflow(block_size, dense_from,
+                                                                 before_gated):
+    # Whichever route computes an example's off blocks (dense for any block on under
+    # dense_from 1e-6; all of them, as pairs, before a gated layer), they add exactly 0 to it:
+    # its answer does not depend on its route, nor so on its batch mates.
+    model, finite, x = off_block_overflow_case(block_size, before_gated=before_gated)
+    with torch.no_grad():
+        want = torch.cat([finite(x[:1]).logits, model(x[1:]).logits])
+    engine = SkipNetwork(model, dense_from=dense_from)
+    with np.errstate(all="ignore"):
+        for rows in ([0], [0, 1], [0, 1, 2], [0, 1, 2] * 11):
+            got = engine(x[rows]).logits
+            torch.testing.assert_close(got, want[rows], atol=1e-4, rtol=1e-5)
+            served = engine.forward_numpy(x[rows].numpy()).logits
+            np.testing.assert_allclose(served, want[rows].numpy(), atol=1e-4, rtol=1e-5)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])

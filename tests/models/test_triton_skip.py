@@ -36,8 +36,14 @@ from models.skip.cuda import (  # noqa: E402
     CudaGraphSkipNetwork,
     TritonSkipNetwork,
 )
+from models.skip.routing import BATCH_DENSE_FROM, BATCH_ROUTE_MIN_BATCH  # noqa: E402
 
-from ..tiny_networks import OVERFLOW, overflowing_network, tiny_network  # noqa: E402
+from ..tiny_networks import (  # noqa: E402
+    OVERFLOW,
+    off_block_overflow_case,
+    overflowing_network,
+    tiny_network,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_compiled_cuda = pytest.mark.skipif(
@@ -165,6 +171,25 @@ def test_a_sum_that_overflows_to_nan_stays_nan_through_a_rectifier(path):
         assert torch.isnan(model(x).logits[1]).all()
     got = TritonSkipNetwork(model, torch.float32, path=path)(x).logits
     assert torch.isnan(got[1]).all() and torch.isfinite(got[[0, 2]]).all(), got
+
+
+@pytest.mark.parametrize("path", ["gemv", "grouped"])
+@pytest.mark.parametrize("dense_from", [1e-9, 2.0], ids=["all-dense", "never"])
+@pytest.mark.parametrize("before_gated", [False, True], ids=["dense-after", "gated-after"])
+def test_an_off_block_adds_nothing_even_where_its_units_overflow(path, dense_from,
+                                                                 before_gated):
+    # As in the CPU engine (tests/models/test_skip_inference.py): a route that computes an
+    # example's off blocks adds exactly 0 from them, even where their units are inf; at
+    # batch 66 a quarter of the pairs are on, so the eager batch route (one GEMM) runs too.
+    model, finite, x = off_block_overflow_case(16, before_gated=before_gated)
+    model, finite, x = model.to(DEVICE), finite.to(DEVICE), x.to(DEVICE)
+    with torch.no_grad():
+        want = torch.cat([finite(x[:1]).logits, model(x[1:]).logits])
+    engine = TritonSkipNetwork(model, torch.float32, path=path, dense_from=dense_from)
+    assert BATCH_ROUTE_MIN_BATCH <= 66 and BATCH_DENSE_FROM <= 0.25
+    for rows in ([0], [0, 1], [0, 1, 2], [0, 1, 2] * 22):
+        got = engine(x[rows]).logits
+        torch.testing.assert_close(got, want[rows], atol=1e-4, rtol=1e-5)
 
 
 @pytest.mark.parametrize("path", ["gemv", "grouped"])

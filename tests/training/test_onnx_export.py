@@ -34,6 +34,8 @@ from models.skip.onnx_export import (
 from training.export_cli import main
 from training.onnx_export import export_to_artifact
 
+from ..tiny_networks import off_block_overflow_case
+
 TOL = 1e-4
 D, C = 12, 3
 
@@ -167,6 +169,27 @@ def test_each_example_keeps_to_itself(layout, graph_kind, poison):
         others = np.arange(len(x)) != bad
         scale = max(1.0, float(want.abs().max()))
         assert np.abs(logits[others] - want.numpy()[others]).max() <= TOL * scale, bad
+
+
+@pytest.mark.parametrize("graph_kind", ["union", "fallback", "grouped", "operators"])
+@pytest.mark.parametrize("before_gated", [False, True], ids=["dense-after", "gated-after"])
+def test_an_off_block_adds_nothing_even_where_its_units_overflow(graph_kind, before_gated):
+    # The union path computes the batch's union of blocks, the fallback all of them, each
+    # example's off ones multiplied by a gate of 0; an off block whose units overflowed to inf
+    # must still add exactly 0 (inf * 0 is NaN), so an example's answer does not depend on its
+    # batch mates' blocks. As the CPU engine (tests/models/test_skip_inference.py).
+    if graph_kind == "operators" and not OPERATORS:
+        pytest.skip("the operators' library does not build here")
+    model, finite, x = off_block_overflow_case(3, before_gated=before_gated)
+    graph = export_onnx(model, grouped=ALWAYS_GROUPED if graph_kind in ("grouped", "operators")
+                        else None, custom_ops=graph_kind == "operators",
+                        dense_fallback=-1.0 if graph_kind == "fallback" else 1.0)
+    with torch.no_grad():
+        want = torch.cat([finite(x[:1]).logits, model(x[1:]).logits]).numpy()
+    for rows in ([0], [0, 1], [0, 1, 2]):
+        logits, _, _ = run(graph, x[rows])
+        scale = max(1.0, float(np.abs(want[rows]).max()))
+        assert np.abs(logits - want[rows]).max() <= TOL * scale, (rows, logits)
 
 
 @pytest.mark.parametrize("estimator", sorted(ESTIMATORS))

@@ -240,7 +240,9 @@ static void batch_blocks(const program_stage *st, int64_t B, const float *in,
             for (int64_t c = 0; c < S; ++c) v[c] += bias[c];
             lone_activate(v, S, st->activation);
             const float value = gates[examples[p] * K + k];
-            if (value != 1.0f)
+            if (value == 0.0f) /* an off block computed anyway adds nothing, even inf or NaN */
+                memset(v, 0, S * 4);
+            else if (value != 1.0f)
                 for (int64_t c = 0; c < S; ++c) v[c] *= value;
             if (row) memcpy(row + (examples[p] * K + k) * S, v, S * 4);
         }
