@@ -82,13 +82,12 @@ async def run(request: Request, loaded: LoadedVersion, x: np.ndarray, api: str,
 
 def _check_finite(result: BatchResult) -> None:
     """The request's outputs are numbers. Its inputs were finite float32, but a large one (3e38
-    passes) can overflow the network's sums to infinity, and infinity less infinity is NaN: the
-    engines then disagree (a C kernel's rectifier maps NaN to 0, onnxruntime's keeps it) and
-    none has an answer, so the request is refused (its batch mates are computed apart and
-    unaffected)."""
-    finite = np.isfinite(result.logits).all(axis=-1)
-    if not finite.all():
-        example = int(np.argmin(finite))
+    passes) can overflow the network's sums to infinity, and infinity less infinity is NaN;
+    through the blocks on and the dense layers they reach the logits. Such an example has no
+    answer (JSON would carry its probabilities as null), so the request is refused, naming it;
+    its batch mates are computed apart and unaffected."""
+    if not np.isfinite(result.logits).all():
+        example = int(np.argmin(np.isfinite(result.logits).all(axis=-1)))
         raise bad_request(f"example {example} of the request: the model's outputs for it are not "
                           "finite in float32 (its sums overflow); send inputs of the scale the "
                           "model was trained on")
