@@ -1,7 +1,7 @@
 """What both APIs do with a checked input matrix: find the model version, queue the examples
 for a batch, and record the metrics. Overload and unloading become 503s with Retry-After; an
 input the model cannot answer in float32 (its sums overflow, so its outputs are not finite)
-becomes a 400 naming the example, rather than probabilities of NaN (null in JSON) or a guess."""
+becomes a 400 naming the example, rather than probabilities of NaN (null in JSON)."""
 
 from __future__ import annotations
 

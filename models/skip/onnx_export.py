@@ -23,9 +23,10 @@ computed input blocks.
 How skipping survives export. Per gated layer the graph runs the gater in full, then takes the
 union of the blocks on in any example of the batch (the gates on counted per block, then
 NonZero), gathers those blocks' weight rows (Gather by block from weights stored (K, S, D)) and
-runs one product over them for the whole batch, masking each example's off blocks with its gate
-values (zero). Every reader of the layer's output (the next layer's main path and gater, or the
-read-out) gathers only those blocks' rows of its weight (stored (K_in, S_in, N)). At batch 1 the
+runs one product over them for the whole batch, setting each example's off blocks to exactly
+zero (a Where on its gate values: an off block's inf times 0 would be NaN). Every reader of
+the layer's output (the next layer's main path and gater, or the read-out) gathers only those
+blocks' rows of its weight (stored (K_in, S_in, N)). At batch 1 the
 union is the example's own blocks: the graph runs exactly the active blocks. When the union
 covers more than `DENSE_FALLBACK_FRACTION` of a layer's blocks, If nodes switch to the dense
 masked product on the stored weights instead: ONNX has no views, so a Gather copies what it
