@@ -135,7 +135,9 @@ def rows(warmup: int, repeats: int, seed: int, batches=CPU_BATCHES, densities=DE
                            else {}),
                         # the routing fraction used; None: no example could be routed dense
                         "dense_from": route if (route := skip.dense_fraction(batch)) <= 1.0
-                        else None}
+                        else None,
+                        # where every gate is on, the route the engine measured faster
+                        "all_on_route": skip.all_on_route(batch)}
                     row.update(against_fastest_dense(
                         row, {name: times[name] for name in baselines}, macs * batch))
                     out.append(row)

@@ -411,6 +411,14 @@ class SkipNetwork:
                 for panels in (stage.linear.out_panels, stage.linear.in_panels)
                 if panels is not None]
 
+    def all_on_route(self, batch: int) -> str | None:
+        """How a batch of `batch` examples whose gated layers have every gate on runs now, as
+        last measured for its size range (`_AllOn`): "dense" (onnxruntime's run of the dense
+        network, or torch's products without it), "kernels", or None where none was measured
+        (no such batch yet, or a lone example, which always runs in the kernels)."""
+        dense = self._dense_when_all_on.get(batch.bit_length())
+        return None if dense is None or batch == 1 else ("dense" if dense else "kernels")
+
     def dense_fraction(self, batch: int) -> float:
         """The fraction of a layer's blocks from which an example is computed densely (inf:
         never). Where the C kernels run every gated layer's blocks, no example is: on every

@@ -651,6 +651,9 @@ def test_the_measurement_times_both_routes_and_a_batch_not_all_on_is_never_timed
     engine(x)
     assert routes == [False] + [True, True, False, False] * DENSE_PROBE_CALLS
     assert set(engine._dense_when_all_on) == {x.shape[0].bit_length()}
+    chosen = "dense" if engine._dense_when_all_on[x.shape[0].bit_length()] else "kernels"
+    assert engine.all_on_route(6) == engine.all_on_route(7) == chosen  # its size range
+    assert engine.all_on_route(8) is None and engine.all_on_route(1) is None
     for layer in model.gated_layers:  # every gate off: nothing to time
         layer.threshold.fill_(1e9)
     routes.clear()
