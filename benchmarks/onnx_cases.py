@@ -48,6 +48,7 @@ from .timing import median_ms
 
 BATCHES = (1, 8, 64, 256)
 DENSITIES = (1.0, 0.5, 0.25, 0.1, 0.05)
+THREADS = (1, 2)  # intra-op threads: the comparisons time each graph at both, read its faster
 TOLERANCE = 1e-4  # relative to max(1, max |logit|), as the export's own verification
 
 
@@ -95,6 +96,27 @@ def check_logits(got: np.ndarray, want: np.ndarray, label: str) -> float:
     return diff
 
 
+def density_cells(model: GatedNetwork, batches, densities, seed: int):
+    """Per batch and density: (batch, density, x, want), x the benchmarks' input of that batch
+    with the model's gates set to the density on it (`set_density`), want torch's logits."""
+    for batch in batches:
+        x = batch_input(model, batch, seed)
+        for density in densities:
+            set_density(model, x, density)
+            with torch.no_grad():
+                want = model(x).logits.numpy()
+            yield batch, density, x, want
+
+
+def fastest_ms(sessions: dict, feeds: dict, **timing) -> dict[str, tuple[float, int]]:
+    """Sessions keyed (graph, threads) timed in alternating rounds (`median_ms`, `timing` its
+    options), each on `feeds[graph]`; per graph its fastest setting, (ms, threads)."""
+    timed = median_ms({key: (lambda s=session, f=feeds[key[0]]: s.run(None, f))
+                       for key, session in sessions.items()}, **timing)
+    return {graph: min((ms, t) for (g, t), ms in timed.items() if g == graph)
+            for graph in dict.fromkeys(g for g, _ in sessions)}
+
+
 def _with_thresholds(graph: bytes, model: GatedNetwork) -> bytes:
     """The graph with each gated layer's threshold initializer (`layers.<i>.threshold`, i its
     index among all layers) set to the model's."""
@@ -132,44 +154,36 @@ def rows(warmup: int, repeats: int, seed: int, batches=BATCHES, densities=DENSIT
             graph, dense_graph = _export(model, Path(tmp), custom_ops)
         dense = {t: _session(dense_graph, t) for t in settings}
         blocks = np.array([layer.config.blocks for layer in model.gated_layers])
-        for batch in batches:
-            # The torch rows' inputs (benchmarks.cpu_cases), so the gate patterns match.
-            x = batch_input(model, batch, seed)
+        # The torch rows' inputs (benchmarks.cpu_cases), so the gate patterns match.
+        for batch, density, x, want in density_cells(model, batches, densities, seed):
             feed = {"x": x.numpy()}
-            for density in densities:
-                set_density(model, x, density)
-                graph_now = _with_thresholds(graph, model)
-                skip = {t: _session(graph_now, t) for t in settings}
-                logits, active, computed = skip[settings[-1]].run(None, feed)
-                with torch.no_grad():
-                    want = model(x).logits.numpy()
-                diff = check_logits(logits, want,
-                                    f"{case}, ORT at batch {batch}, density {density}")
-                # The graph's gated layers read the batch's union of input blocks: counted
-                # as all of them (an upper bound; exact at batch 1 would be lower).
-                reports = compute_reports(model.config, torch.from_numpy(active),
-                                          torch.from_numpy(computed),
-                                          gated_reads_all_inputs=True)
-                sessions = {(kind, t): session for kind, group in (("dense", dense),
-                                                                    ("skip", skip))
-                            for t, session in group.items()}
-                timed = median_ms({key: (lambda s=session, f=feed: s.run(None, f))
-                                   for key, session in sessions.items()},
-                                  warmup=warmup, repeats=repeats, settle_s=settle_s)
-                best = {kind: min((ms, t) for (k, t), ms in timed.items() if k == kind)
-                        for kind in ("dense", "skip")}
-                times = {kind: ms for kind, (ms, _) in best.items()}
-                out.append({
-                    "device": "cpu", "backend": "onnxruntime-ops" if custom_ops else "onnxruntime",
-                    "case": case, "batch": batch,
-                    "density": density,
-                    "realised_density": float((active / blocks).mean()),
-                    "computed_density": float((computed / blocks).mean()),
-                    "saved_fraction": sum(r.saved_fraction for r in reports) / len(reports),
-                    "dense_ms": times["dense"], "skip_ms": times["skip"],
-                    "speedup": times["dense"] / times["skip"],
-                    "dense_threads": best["dense"][1], "skip_threads": best["skip"][1],
-                    "weights": "random", "max_abs_diff": diff, "settle_ms": settle_s * 1e3})
+            graph_now = _with_thresholds(graph, model)
+            skip = {t: _session(graph_now, t) for t in settings}
+            logits, active, computed = skip[settings[-1]].run(None, feed)
+            diff = check_logits(logits, want,
+                                f"{case}, ORT at batch {batch}, density {density}")
+            # The graph's gated layers read the batch's union of input blocks: counted
+            # as all of them (an upper bound; exact at batch 1 would be lower).
+            reports = compute_reports(model.config, torch.from_numpy(active),
+                                      torch.from_numpy(computed),
+                                      gated_reads_all_inputs=True)
+            sessions = {(kind, t): session for kind, group in (("dense", dense),
+                                                                ("skip", skip))
+                        for t, session in group.items()}
+            best = fastest_ms(sessions, {"dense": feed, "skip": feed}, warmup=warmup,
+                              repeats=repeats, settle_s=settle_s)
+            times = {kind: ms for kind, (ms, _) in best.items()}
+            out.append({
+                "device": "cpu", "backend": "onnxruntime-ops" if custom_ops else "onnxruntime",
+                "case": case, "batch": batch,
+                "density": density,
+                "realised_density": float((active / blocks).mean()),
+                "computed_density": float((computed / blocks).mean()),
+                "saved_fraction": sum(r.saved_fraction for r in reports) / len(reports),
+                "dense_ms": times["dense"], "skip_ms": times["skip"],
+                "speedup": times["dense"] / times["skip"],
+                "dense_threads": best["dense"][1], "skip_threads": best["skip"][1],
+                "weights": "random", "max_abs_diff": diff, "settle_ms": settle_s * 1e3})
     return out
 
 

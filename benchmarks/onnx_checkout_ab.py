@@ -20,17 +20,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 from models.skip.onnx_export import export_dense_onnx, export_onnx
 
-from .cases import batch_input, set_density
 from .checkout_ab import ab_parser, cells, import_base
-from .onnx_cases import _model, _session, check_logits
+from .onnx_cases import THREADS, _model, _session, check_logits, density_cells, fastest_ms
 from .run_record import write_rows
-from .timing import median_ms
-
-THREADS = (1, 2)
 
 
 def rows(base_export, cases, batches, densities, warmup: int, repeats: int, seed: int,
@@ -39,34 +33,26 @@ def rows(base_export, cases, batches, densities, warmup: int, repeats: int, seed
     for case in cases:
         model = _model(case, seed)
         dense = export_dense_onnx(model).SerializeToString()
-        for batch in batches:
-            x = batch_input(model, batch, seed)
+        for batch, density, x, want in density_cells(model, batches, densities, seed):
             feed = {"x": x.numpy()}
-            for density in densities:
-                set_density(model, x, density)
-                with torch.no_grad():
-                    want = model(x).logits.numpy()
-                graphs = {"base": base_export.export_onnx(model).SerializeToString(),
-                          "this": export_onnx(model).SerializeToString(), "dense": dense}
-                sessions = {(name, t): _session(graph, t) for name, graph in graphs.items()
-                            for t in THREADS}
-                for name in ("base", "this"):
-                    check_logits(sessions[(name, 1)].run(None, feed)[0], want,
-                                 f"{name}, {case}, batch {batch}")
-                timed = median_ms({key: (lambda s=s, f=feed: s.run(None, f))
-                                   for key, s in sessions.items()},
-                                  warmup=warmup, repeats=repeats,
-                                  rounds=max(1, repeats // 20))
-                best = {name: min((timed[(name, t)], t) for t in THREADS) for name in graphs}
-                ms = {name: v[0] for name, v in best.items()}
-                out.append({"case": case, "batch": batch, "density": density,
-                            **{f"{name}_ms": ms[name] for name in graphs},
-                            **{f"{name}_threads": best[name][1] for name in graphs},
-                            "base_over_this": ms["base"] / ms["this"],
-                            "dense_over_this": ms["dense"] / ms["this"],
-                            "dense_over_base": ms["dense"] / ms["base"]})
-                if progress:
-                    progress(out[-1])
+            graphs = {"base": base_export.export_onnx(model).SerializeToString(),
+                      "this": export_onnx(model).SerializeToString(), "dense": dense}
+            sessions = {(name, t): _session(graph, t) for name, graph in graphs.items()
+                        for t in THREADS}
+            for name in ("base", "this"):
+                check_logits(sessions[(name, 1)].run(None, feed)[0], want,
+                             f"{name}, {case}, batch {batch}")
+            best = fastest_ms(sessions, dict.fromkeys(graphs, feed), warmup=warmup,
+                              repeats=repeats, rounds=max(1, repeats // 20))
+            ms = {name: v[0] for name, v in best.items()}
+            out.append({"case": case, "batch": batch, "density": density,
+                        **{f"{name}_ms": ms[name] for name in graphs},
+                        **{f"{name}_threads": best[name][1] for name in graphs},
+                        "base_over_this": ms["base"] / ms["this"],
+                        "dense_over_this": ms["dense"] / ms["this"],
+                        "dense_over_base": ms["dense"] / ms["base"]})
+            if progress:
+                progress(out[-1])
     return out
 
 

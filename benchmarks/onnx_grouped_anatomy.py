@@ -37,11 +37,9 @@ from onnx import TensorProto, helper, numpy_helper
 from models.skip.onnx_export import export_dense_onnx, export_onnx
 
 from .cases import batch_input, layer_model, set_density
-from .onnx_cases import _session, check_logits
+from .onnx_cases import THREADS, _session, check_logits, fastest_ms
 from .run_record import write_rows_if_asked
-from .timing import median_ms
 
-THREADS = (1, 2)
 GRAPHS = ("dense", "skip", "products", "products_at_mean")
 
 
@@ -116,10 +114,9 @@ def rows(batches, density: float, warmup: int, repeats: int, seed: int) -> list[
             np.testing.assert_allclose(hidden, want_hidden, rtol=1e-4, atol=1e-4)
             np.testing.assert_allclose(partial, w2_first @ feed["hidden"], rtol=1e-4,
                                        atol=1e-4)
-        timed = median_ms({key: (lambda sess=sess, f=feeds[key[0]]: sess.run(None, f))
-                           for key, sess in sessions.items()},
-                          warmup=warmup, repeats=repeats, rounds=max(1, repeats // 20))
-        ms = {name: min(timed[(name, t)] for t in THREADS) for name in GRAPHS}
+        fastest = fastest_ms(sessions, feeds, warmup=warmup, repeats=repeats,
+                             rounds=max(1, repeats // 20))
+        ms = {name: fastest[name][0] for name in GRAPHS}
         out.append({"device": "cpu", "backend": "onnxruntime", "case": "layer-1024-64x64-1024",
                     "batch": batch, "density": density, "busiest_block": busiest,
                     "mean_per_block": float(counts.mean()),

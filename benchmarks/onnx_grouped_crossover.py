@@ -24,14 +24,11 @@ batches and densities from 1 to every block (`OPERATORS_GROUPED_FROM_BATCH`,
 
 from __future__ import annotations
 
-import torch
-
 from models.skip.onnx_export import export_dense_onnx, export_onnx
 
-from .cases import LAYER_CASE, MODEL_CASE, batch_input, set_density
-from .onnx_cases import _model, _session, check_logits
+from .cases import LAYER_CASE, MODEL_CASE
+from .onnx_cases import THREADS, _model, _session, check_logits, density_cells, fastest_ms
 from .run_record import timing_parser, write_rows_if_asked
-from .timing import median_ms
 
 BATCHES = (8, 16, 32, 48, 64, 128)
 DENSITIES = (0.05, 0.1, 0.2, 0.3, 0.4)
@@ -43,42 +40,34 @@ GRAPHS = ("grouped", "union", "dense")
 def rows(warmup: int, repeats: int, seed: int, batches=BATCHES, densities=DENSITIES,
          cases=(LAYER_CASE, MODEL_CASE), custom_ops: bool = False) -> list[dict]:
     out = []
-    settings = (1, 2)
     for case in cases:
         model = _model(case, seed)
         dense = {t: _session(export_dense_onnx(model).SerializeToString(), t)
-                 for t in settings}
-        for batch in batches:
-            x = batch_input(model, batch, seed)
+                 for t in THREADS}
+        for batch, density, x, want in density_cells(model, batches, densities, seed):
             feed = {"x": x.numpy()}
-            for density in densities:
-                set_density(model, x, density)
-                with torch.no_grad():
-                    want = model(x).logits.numpy()
-                sessions = {("dense", t): s for t, s in dense.items()}
-                for graph, grouped in (("grouped", (1, 1.0)), ("union", None)):
-                    data = export_onnx(model, grouped=grouped, custom_ops=custom_ops and
-                                       grouped is not None).SerializeToString()
-                    for t in settings:
-                        sessions[graph, t] = _session(data, t)
-                for (graph, _), session in sessions.items():
-                    if graph == "dense":  # every block, no gater: not the gated logits
-                        continue
-                    check_logits(session.run(None, feed)[0], want, f"{case}, the {graph} "
-                                 f"graph at batch {batch}, density {density}")
-                timed = median_ms({key: (lambda s=session, f=feed: s.run(None, f))
-                                   for key, session in sessions.items()},
-                                  warmup=warmup, repeats=repeats)
-                best = {graph: min(ms for (g, _), ms in timed.items() if g == graph)
-                        for graph in GRAPHS}
-                row = {"case": case, "batch": batch, "density": density,
-                       "grouped_on": "sparsegate operators" if custom_ops else "onnx",
-                       **{f"{graph}_ms": best[graph] for graph in GRAPHS},
-                       "fastest": min(GRAPHS, key=best.get)}
-                out.append(row)
-                print(f"{case:<30} {batch:>5} {density:>7.2f} "
-                      + " ".join(f"{best[g]:>9.3f}" for g in GRAPHS) + f"  {row['fastest']}",
-                      flush=True)
+            sessions = {("dense", t): s for t, s in dense.items()}
+            for graph, grouped in (("grouped", (1, 1.0)), ("union", None)):
+                data = export_onnx(model, grouped=grouped, custom_ops=custom_ops and
+                                   grouped is not None).SerializeToString()
+                for t in THREADS:
+                    sessions[graph, t] = _session(data, t)
+            for (graph, _), session in sessions.items():
+                if graph == "dense":  # every block, no gater: not the gated logits
+                    continue
+                check_logits(session.run(None, feed)[0], want, f"{case}, the {graph} "
+                             f"graph at batch {batch}, density {density}")
+            fastest = fastest_ms(sessions, dict.fromkeys(GRAPHS, feed), warmup=warmup,
+                                 repeats=repeats)
+            best = {graph: fastest[graph][0] for graph in GRAPHS}
+            row = {"case": case, "batch": batch, "density": density,
+                   "grouped_on": "sparsegate operators" if custom_ops else "onnx",
+                   **{f"{graph}_ms": best[graph] for graph in GRAPHS},
+                   "fastest": min(GRAPHS, key=best.get)}
+            out.append(row)
+            print(f"{case:<30} {batch:>5} {density:>7.2f} "
+                  + " ".join(f"{best[g]:>9.3f}" for g in GRAPHS) + f"  {row['fastest']}",
+                  flush=True)
     return out
 
 
