@@ -14,7 +14,8 @@ Cases are those of `benchmarks.skip` (the layer and the `blocks` model; `--estim
 their gates another estimator than straight-through's binary units), at `--batches` and
 `--densities`, each engine timed on one input again and again or, with `--inputs N`, on N
 inputs in turn (other blocks each call, read from further away). Prints a table (base and this
-checkout in microseconds, base / this) and writes the rows as JSON.
+checkout in microseconds, base / this) and writes the rows as JSON, with the route each engine
+chose for a batch whose gates are all on (`SkipNetwork.all_on_route`).
 """
 
 from __future__ import annotations
@@ -84,7 +85,12 @@ def rows(base_cpu, cases, batches, densities, warmup: int, repeats: int, seed: i
                 out.append({"case": case, "batch": batch, "density": density, "inputs": inputs,
                             "estimator": estimator,
                             "base_us": times["base"] * 1e3, "this_us": times["this"] * 1e3,
-                            "base_over_this": times["base"] / times["this"]})
+                            "base_over_this": times["base"] / times["this"],
+                            # where every gate is on, the route each engine chose (None: none
+                            # measured, or a base without the method)
+                            **{f"{name}_all_on_route": getattr(engine, "all_on_route",
+                                                               lambda batch: None)(batch)
+                               for name, engine in engines.items()}})
                 if progress:
                     progress(out[-1])
     return out

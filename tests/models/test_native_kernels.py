@@ -624,7 +624,8 @@ def test_each_way_is_judged_by_its_fastest_over_every_measurement():
     assert engine._judge(3, {True: [1.0, 1.1], False: [2.1, 2.0]}) is True  # at its speed
     assert engine._judge(3, {True: [5.0], False: [5.0]}) is True  # a slow one changes nothing
     assert engine._probe_fastest[3] == {True: 1.0, False: 2.0}
-    # within the margin the kernels keep it; another size range is judged on its own
+    # the dense way must beat the kernels by the margin (a tie keeps the kernels); another
+    # size range is judged on its own
     assert engine._judge(4, {True: [1.0], False: [1.0 / DENSE_PROBE_MARGIN * 0.999]}) is False
     assert engine._judge(4, {True: [0.9], False: [1.0]}) is True
 
