@@ -43,17 +43,24 @@ def build_repository(root: Path, seed: int = 0) -> None:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
+    names = [a.name for a in attacks(MODEL, INPUT_SIZE, args.max_body_bytes, args.max_instances)]
+    if unknown := sorted(set(args.phases or ()) - set(names)):
+        raise SystemExit(f"no attack named {', '.join(map(repr, unknown))}: the attacks are "
+                         f"{', '.join(map(repr, names))}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="sparsegate-hostile-") as tmp:
         build_repository(Path(tmp))
         server_args = ["--max-body-bytes", str(args.max_body_bytes),
-                       "--max-instances", str(args.max_instances)]
+                       "--max-instances", str(args.max_instances),
+                       "--max-forward-examples", str(args.max_forward_examples)]
         with ServerProcess(tmp, *server_args) as server:
             pid = server.process.pid
             measure(server.port, MODEL, INPUT_SIZE, 1.0)  # warm-up
             print("unloaded ...", flush=True)
             rows.append(measure(server.port, MODEL, INPUT_SIZE, args.seconds, server_pid=pid))
             for attack in attacks(MODEL, INPUT_SIZE, args.max_body_bytes, args.max_instances):
+                if args.phases and attack.name not in args.phases:
+                    continue
                 print(f"{attack.name} ...", flush=True)
                 rows.append(measure(server.port, MODEL, INPUT_SIZE, args.seconds, attack, pid))
     judge(rows)
@@ -85,13 +92,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="the server's body limit; attack bodies fill it (default 8 MiB)")
     parser.add_argument("--max-instances", type=int, default=1024,
                         help="the server's examples per request (default 1024)")
+    parser.add_argument("--max-forward-examples", type=int, default=256,
+                        help="the server's examples per forward (default 256, the server's)")
+    parser.add_argument("--phases", nargs="+", metavar="PHASE",
+                        help="only these attacks, by name, e.g. 'largest valid' (default: all; "
+                             "the unloaded phase always runs)")
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args(argv)
     rows = run(args)
     show(rows)
     if args.json:
         write_rows(args.json, rows, seconds=args.seconds, max_body_bytes=args.max_body_bytes,
-                   max_instances=args.max_instances)
+                   max_instances=args.max_instances,
+                   max_forward_examples=args.max_forward_examples)
         print(f"wrote {args.json}")
     return 0 if all(row["within_bounds"] for row in rows) else 1
 

@@ -173,9 +173,11 @@ def cpu_seconds(pid: int | None) -> float:
 
 
 def measure(port: int, model: str, input_size: int, seconds: float,
-            attack: Attack | None = None, server_pid: int | None = None) -> dict:
+            attack: Attack | None = None, server_pid: int | None = None,
+            clients: bool = True) -> dict:
     """Health and inference latencies for `seconds`, with `attack` running alongside; with
-    `server_pid`, the server's CPU use (cores busy on average)."""
+    `server_pid`, the server's CPU use (cores busy on average). Without `clients`, the attack
+    runs alone (no health prober, no inference client: their counts are 0)."""
     stop = threading.Event()
     health: list[float] = []
     inference: list[float] = []
@@ -189,7 +191,8 @@ def measure(port: int, model: str, input_size: int, seconds: float,
         if not attack_ready.wait(60):
             raise RuntimeError("the attacker process did not start")
     threads = [threading.Thread(target=_probe_health, args=(port, stop, health)),
-               threading.Thread(target=_infer, args=(port, model, input_size, stop, inference))]
+               threading.Thread(target=_infer, args=(port, model, input_size, stop, inference))
+               ] if clients else []
     cpu_before, started = cpu_seconds(server_pid), time.perf_counter()
     for thread in threads:
         thread.start()

@@ -182,6 +182,18 @@ class ComputeReports(Sequence[ComputeReport]):
                    np.array([r.computed_blocks for r in reports],
                             dtype=np.int64).reshape(shape))
 
+    @classmethod
+    def joined(cls, parts: Sequence[ComputeReports]) -> ComputeReports:
+        """The reports of consecutive parts of one batch, in order, as one (at least one
+        part, all of one network)."""
+        if not parts:
+            raise ValueError("no reports")
+        first = parts[0]
+        return cls(first.dense_macs, np.concatenate([p.gater_macs for p in parts]),
+                   first.blocks, np.concatenate([p.executed_macs for p in parts]),
+                   np.concatenate([p.active_blocks for p in parts]),
+                   np.concatenate([p.computed_blocks for p in parts]))
+
     def __len__(self) -> int:
         return self.executed_macs.shape[0]
 

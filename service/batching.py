@@ -23,6 +23,13 @@ hand-off to the thread and back (`docs/history/alone-on-the-loop/`). Requests th
 together are all in progress at once (the server counts a request from its headers), so they
 still queue and share a batch.
 
+A forward runs at most `max_forward_examples` examples (where set): a larger request runs as
+several forwards of that many, and after each it goes back to the end of the queue, so the
+requests that arrived meanwhile run before its next part. One client's largest requests then
+hold the model for one such forward at a time, not for all of their examples, and every other
+request waits at most about that long for its turn (`docs/reliability.md`). The request's
+answer is its parts joined; its timings count every forward that ran it.
+
 The queue is bounded in examples, not requests: a request that would take it past
 `max_queue_examples` is refused at once (`QueueFull`, a 503 with Retry-After), so an overloaded
 server sheds load instead of growing latency without bound. `close()` drains: it stops taking
@@ -64,16 +71,35 @@ class _Pending:
     inputs: np.ndarray  # (B, D)
     arrived: float
     future: asyncio.Future = field(repr=False)
+    done: int = 0  # examples already run, where the request runs in several forwards
+    parts: list[BatchResult] = field(default_factory=list, repr=False)  # their results
+    ready: float = 0.0  # when it last began waiting for a forward (arrival, or its last)
+    waited_ms: float = 0.0  # waiting for forwards so far
+    largest: int = 0  # examples in the largest forward that ran some of it
+
+    def __post_init__(self) -> None:
+        self.ready = self.arrived
+
+    @property
+    def left(self) -> int:
+        """Examples not yet run."""
+        return self.inputs.shape[0] - self.done
 
 
 class Batcher:
     def __init__(self, infer: Callable[[np.ndarray], BatchResult], *, max_batch_size: int,
                  max_delay_s: float, max_queue_examples: int,
                  on_batch: Callable[[int], None] | None = None,
-                 inline_max_examples: int = 0, alone_max_examples: int | None = None) -> None:
-        """`alone_max_examples`: None takes `inline_max_examples`."""
+                 inline_max_examples: int = 0, alone_max_examples: int | None = None,
+                 max_forward_examples: int | None = None) -> None:
+        """`alone_max_examples`: None takes `inline_max_examples`. `max_forward_examples`:
+        the most examples one forward runs (None: no limit; see the module docstring)."""
+        if max_forward_examples is not None and max_forward_examples < 1:
+            raise ValueError(f"max_forward_examples must be at least 1, got "
+                             f"{max_forward_examples}")
         self._infer = infer
         self.max_batch_size = max_batch_size
+        self.max_forward_examples = max_forward_examples
         self.inline_max_examples = inline_max_examples
         self.alone_max_examples = max(inline_max_examples, alone_max_examples or 0)
         self.max_delay_s = max_delay_s
@@ -102,7 +128,7 @@ class Batcher:
             raise QueueFull(f"{self._queued_examples} examples are already waiting for this "
                             f"model (limit {self.max_queue_examples})")
         if (alone and self._idle and self._queue.empty() and rows <= self.alone_max_examples
-                and self.max_delay_s == 0.0):
+                and rows <= self._forward_limit and self.max_delay_s == 0.0):
             return self._run_now(inputs)
         pending = _Pending(inputs, time.perf_counter(),
                            asyncio.get_running_loop().create_future())
@@ -116,6 +142,10 @@ class Batcher:
         await self._queue.put(None)  # type: ignore[arg-type]  # wakes the worker to finish
         await self._worker
         self._executor.shutdown(wait=True)
+
+    @property
+    def _forward_limit(self) -> int | float:
+        return self.max_forward_examples or float("inf")
 
     def _run_now(self, inputs: np.ndarray) -> tuple[BatchResult, Timings]:
         """A small forward with the model idle, run by the caller: no queue, no worker."""
@@ -135,12 +165,20 @@ class Batcher:
                     self._idle = False
             else:
                 first, carry = carry, None
-            if first is None:  # close(): everything queued before it has run
-                return
-            batch, size = [first], first.inputs.shape[0]
+            if first is None:  # close(): every request accepted before it has been taken
+                if self._queue.empty():
+                    return
+                self._queue.put_nowait(None)  # requests partly run are back behind it
+                continue
+            if self._dropped(first):
+                continue
+            # (request, the first of its examples in this forward, the last + 1)
+            room = min(self.max_batch_size, self._forward_limit)
+            take = int(min(first.left, self._forward_limit))
+            batch, size = [(first, first.done, first.done + take)], take
             deadline = first.arrived + self.max_delay_s
             stop = False
-            while size < self.max_batch_size:
+            while size < room:
                 try:
                     if self._queue.empty():
                         timeout = deadline - time.perf_counter()
@@ -154,19 +192,30 @@ class Batcher:
                 if nxt is None:
                     stop = True
                     break
-                if size + nxt.inputs.shape[0] > self.max_batch_size:
+                if self._dropped(nxt):
+                    continue
+                if size + nxt.left > room:
                     carry = nxt  # runs first in the next batch
                     break
-                batch.append(nxt)
-                size += nxt.inputs.shape[0]
+                batch.append((nxt, nxt.done, nxt.done + nxt.left))
+                size += nxt.left
             await self._run_batch(batch, size)
-            if stop:  # nothing follows the sentinel: submit() refuses once closing is set
-                return
+            if stop:  # the sentinel goes back, behind whatever the batch left unfinished
+                self._queue.put_nowait(None)
 
-    async def _run_batch(self, batch: list[_Pending], size: int) -> None:
+    def _dropped(self, pending: _Pending) -> bool:
+        """Whether the request's caller went away (its future cancelled) before this part
+        of it ran: then none of the rest of it runs, and its place in the queue is freed."""
+        if not pending.future.done():
+            return False
+        self._queued_examples -= pending.left
+        return True
+
+    async def _run_batch(self, batch: list[tuple[_Pending, int, int]], size: int) -> None:
         started = time.perf_counter()
-        inputs = batch[0].inputs if len(batch) == 1 else np.concatenate(
-            [p.inputs for p in batch])  # (sum B, D)
+        only, start, stop = batch[0]
+        inputs = (only.inputs[start:stop] if len(batch) == 1
+                  else np.concatenate([p.inputs[lo:hi] for p, lo, hi in batch]))  # (size, D)
         try:
             if size <= self.inline_max_examples and self._queue.empty():
                 result = self._infer(inputs)  # see the module's docstring
@@ -174,19 +223,28 @@ class Batcher:
                 result = await asyncio.get_running_loop().run_in_executor(
                     self._executor, self._infer, inputs)
         except Exception as error:  # the forward failed: every request of the batch hears it
-            for pending in batch:
-                self._queued_examples -= pending.inputs.shape[0]
+            for pending, _, _ in batch:
+                self._queued_examples -= pending.left
                 if not pending.future.done():
                     pending.future.set_exception(error)
             return
+        finished = time.perf_counter()
         if self._on_batch is not None:
             self._on_batch(size)
-        start = 0
-        for pending in batch:
-            rows = pending.inputs.shape[0]
-            self._queued_examples -= rows
-            mine = result.rows(start, start + rows)
-            start += rows
-            if not pending.future.done():  # a caller that went away has cancelled it
-                pending.future.set_result((mine, Timings(
-                    (started - pending.arrived) * 1e3, result.compute_ms, size)))
+        row = 0
+        for pending, lo, hi in batch:
+            self._queued_examples -= hi - lo
+            pending.parts.append(result.rows(row, row + hi - lo))
+            row += hi - lo
+            pending.done = hi
+            pending.waited_ms += (started - pending.ready) * 1e3
+            pending.ready = finished
+            pending.largest = max(pending.largest, size)
+            if self._dropped(pending):  # a caller that went away has cancelled it
+                continue
+            if pending.left:
+                self._queue.put_nowait(pending)  # behind the requests that came meanwhile
+                continue
+            answer = BatchResult.joined(pending.parts)
+            pending.future.set_result((answer, Timings(pending.waited_ms, answer.compute_ms,
+                                                       pending.largest)))

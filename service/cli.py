@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
                    help=fields["inline_forward_examples"].description + " (default 1)")
     p.add_argument("--alone-forward-examples", type=int,
                    help=fields["alone_forward_examples"].description + " (default 64)")
+    p.add_argument("--max-forward-examples", type=int,
+                   help=fields["max_forward_examples"].description + " (default 256)")
     p.add_argument("--max-queue-examples", type=int,
                    help="examples waiting per model before 503 (default 4096)")
     p.add_argument("--max-body-bytes", type=int, help="request body limit (default 8 MiB)")

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
         "event loop's thread, at any model size: with nothing else in progress the loop has "
         "nothing to do meanwhile, and the hand-off to the forward thread and back costs "
         "more than a tenth of a millisecond (0: only as --inline-forward-examples allows)")
+    max_forward_examples: int = Field(
+        256, ge=1, le=65536, description="the most examples one forward runs: a larger "
+        "request runs as several forwards, with the requests that arrived meanwhile run "
+        "between them, so a client's large requests cannot hold the model for everyone else")
     # Examples waiting per model version beyond which requests are refused with 503.
     max_queue_examples: int = Field(4096, ge=1)
     retry_after_s: int = Field(1, ge=1, description="Retry-After on a 503")
@@ -150,4 +154,13 @@ class Settings(BaseSettings):
             raise ValueError(f"max_receiving_body_bytes ({self.max_receiving_body_bytes}) is "
                              f"below max_body_bytes ({self.max_body_bytes}): no body of the "
                              "largest size allowed could ever be received")
+        return self
+
+    @model_validator(mode="after")
+    def _batches_fit_a_forward(self) -> Settings:
+        if self.batching and self.max_batch_size > self.max_forward_examples:
+            raise ValueError(f"max_batch_size ({self.max_batch_size}) is above "
+                             f"max_forward_examples ({self.max_forward_examples}): no forward "
+                             "runs more than max_forward_examples examples, so no batch could "
+                             "reach that size; raise max_forward_examples too")
         return self

@@ -45,6 +45,19 @@ class BatchResult:
     # (onnxruntime's graph returns counts only). Read only for requests that ask for them.
     gates: list[Any] = field(default_factory=list)
 
+    @classmethod
+    def joined(cls, parts: list[BatchResult]) -> BatchResult:
+        """One request's results from the forwards that ran its examples, in order (a
+        request larger than a forward runs in several); `compute_ms` is their sum."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(np.concatenate([p.logits for p in parts]),
+                   np.concatenate([p.probabilities for p in parts]),
+                   ComputeReports.joined([p.reports for p in parts]),
+                   sum(p.compute_ms for p in parts),
+                   [_joined_rows([p.gates[i] for p in parts])
+                    for i in range(len(parts[0].gates))])
+
     def rows(self, start: int, stop: int) -> BatchResult:
         """Examples start..stop of the batch, with the forward's time."""
         if start == 0 and stop == len(self.reports):
@@ -238,6 +251,16 @@ class _CudaInputs:
         return SkipOutput(out.logits.float().cpu().numpy(), out.active_blocks.cpu().numpy(),
                           out.computed_blocks.cpu().numpy(), out.gates,
                           out.gated_reads_all_inputs)
+
+
+def _joined_rows(parts: list[Any]) -> Any:
+    """Consecutive row blocks of one array, joined: numpy arrays, or torch tensors (where the
+    engine gave those, torch is loaded)."""
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    import torch
+
+    return torch.cat(parts)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -173,7 +173,8 @@ class ModelRepository:
                               max_queue_examples=settings.max_queue_examples,
                               on_batch=self.metrics.batch_observer(name),
                               inline_max_examples=settings.inline_forward_examples,
-                              alone_max_examples=settings.alone_forward_examples)
+                              alone_max_examples=settings.alone_forward_examples,
+                              max_forward_examples=settings.max_forward_examples)
             old = self._models.setdefault(name, {}).get(version)
             self._models[name][version] = LoadedVersion(engine, batcher)
             if old is not None:

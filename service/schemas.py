@@ -136,10 +136,12 @@ class Prediction(BaseModel):
 
 
 class Timings(BaseModel):
-    queue_ms: float = Field(description="waiting for a forward")
-    compute_ms: float = Field(description="the forward that ran this request (whole batch)")
+    queue_ms: float = Field(description="waiting for a forward (for each of its forwards, "
+                                        "where the request was larger than one)")
+    compute_ms: float = Field(description="the forward that ran this request (whole batch; "
+                                          "the sum of its forwards where it ran in several)")
     total_ms: float = Field(description="in the server, from the body read to the response")
-    batch_size: int = Field(description="examples in that forward")
+    batch_size: int = Field(description="examples in that forward (the largest of them)")
 
 
 class PredictResponse(BaseModel):

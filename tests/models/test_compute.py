@@ -143,6 +143,9 @@ def test_a_batch_of_reports_reads_as_its_examples_one_by_one():
     assert batch.active_fractions().tolist() == [sum(r.active_blocks) / 9 for r in alone]
     assert list(batch[5:9]) == alone[5:9] and batch[-1] == alone[-1]
     assert ComputeReports.of(alone) == batch
+    # a batch's consecutive parts joined are the batch again, gater counts included
+    joined = ComputeReports.joined([batch[:5], batch[5:6], batch[6:]])
+    assert joined == batch and joined.gater_macs.tolist() == batch.gater_macs.tolist()
 
 
 def test_a_batch_of_reports_refuses_mismatched_counts():
@@ -151,3 +154,5 @@ def test_a_batch_of_reports_refuses_mismatched_counts():
                        np.zeros((2, 2), np.int64))
     with pytest.raises(ValueError, match="no reports"):
         ComputeReports.of([])
+    with pytest.raises(ValueError, match="no reports"):
+        ComputeReports.joined([])

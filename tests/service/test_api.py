@@ -7,11 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 
 from models.compute import compute_reports
 from models.gated_artifact import load_gated_network
+from service.app import create_app
 
-from .conftest import CLASSES, INPUT_SIZE
+from .conftest import CLASSES, INPUT_SIZE, settings
 
 
 def inputs(rows: int, seed: int = 0) -> list[list[float]]:
@@ -129,6 +131,34 @@ def test_v2_infer_binary_extension_both_ways(client, repository):
     np.testing.assert_allclose(probabilities, reference(repository, "tiny", "2",
                                                         x.tolist())[0], atol=1e-5)
     assert body["outputs"][1]["data"] == probabilities.argmax(-1).tolist()
+
+
+def test_a_request_larger_than_a_forward_is_answered_as_if_run_in_one(repository):
+    """Seven examples through forwards of at most two, on both APIs: the same answers, gate
+    patterns and compute reports as one forward gives, and timings that count every part."""
+    x = inputs(7, seed=3)
+    answers = {}
+    for limit in (2, 256):
+        with TestClient(create_app(settings(repository, max_batch_size=2,
+                                            max_forward_examples=limit))) as client:
+            v1 = client.post("/v1/models/tiny:predict?gates=true", json={"instances": x})
+            v2 = client.post("/v2/models/tiny/infer", json={"inputs": [
+                {"name": "input", "shape": [7, INPUT_SIZE], "datatype": "FP32", "data": x}]})
+            batches = client.get("/metrics").text
+        assert v1.status_code == v2.status_code == 200, (v1.text, v2.text)
+        answers[limit] = v1.json(), v2.json(), batches
+    (v1, v2, batches), (v1_whole, v2_whole, _) = answers[2], answers[256]
+    assert [p["compute"] for p in v1["predictions"]] == [
+        p["compute"] for p in v1_whole["predictions"]]
+    np.testing.assert_allclose([p["probabilities"] for p in v1["predictions"]],
+                               reference(repository, "tiny", "2", x)[0], atol=1e-5)
+    outputs = {o["name"]: o["data"] for o in v2["outputs"]}
+    assert outputs == {o["name"]: o["data"] for o in v2_whole["outputs"]}
+    assert v1["timings"]["batch_size"] == v2["parameters"]["batch_size"] == 2
+    assert v1_whole["timings"]["batch_size"] == 7
+    # four forwards of 2, 2, 2 and 1 examples per request: the examples-per-forward histogram
+    # counts 8 forwards over the two requests (warm-up forwards are not counted)
+    assert 'sparsegate_batch_size_count{model="tiny"} 8.0' in batches
 
 
 def test_metrics_count_requests_batches_and_savings(client):

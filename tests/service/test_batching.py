@@ -75,7 +75,7 @@ def test_without_batching_each_request_runs_alone():
     assert calls == [1] * 10
 
 
-def test_a_request_larger_than_the_batch_runs_whole():
+def test_a_request_larger_than_the_batch_runs_whole_with_no_forward_limit():
     calls: list[int] = []
 
     async def main():
@@ -86,6 +86,135 @@ def test_a_request_larger_than_the_batch_runs_whole():
         return result
 
     assert asyncio.run(main()).logits.shape == (10, 3) and calls == [10]
+
+
+@pytest.mark.parametrize("alone", [False, True])
+def test_a_request_larger_than_a_forward_runs_in_parts_and_is_answered_whole(alone):
+    calls: list[int] = []
+
+    async def main():
+        batcher = Batcher(echo_infer(calls), max_batch_size=4, max_delay_s=0.0,
+                          max_queue_examples=100, alone_max_examples=64,
+                          max_forward_examples=4)
+        answer = await batcher.submit(rows(0, 10), alone=alone)
+        assert batcher.queued_examples == 0
+        await batcher.close()
+        return answer
+
+    result, timings = asyncio.run(main())
+    assert calls == [4, 4, 2]
+    np.testing.assert_array_equal(result.logits, rows(0, 10))
+    assert [r.executed_macs for r in result.reports] == list(range(10))
+    # every forward that ran it counts: echo_infer's take 1 ms each
+    assert timings.compute_ms == 3.0 and timings.batch_size == 4
+
+
+def test_requests_that_arrive_during_a_large_one_run_between_its_parts():
+    calls: list[int] = []
+    finished: list[str] = []
+
+    async def main():
+        batcher = Batcher(echo_infer(calls, 0.02), max_batch_size=4, max_delay_s=0.0,
+                          max_queue_examples=100, max_forward_examples=4)
+
+        async def ask(name: str, start: int, count: int):
+            result, _ = await batcher.submit(rows(start, count))
+            finished.append(name)
+            return result
+
+        large = asyncio.ensure_future(ask("large", 0, 12))
+        await asyncio.sleep(0.005)  # its first part is running
+        small = await ask("small", 100, 1)
+        large_result = await large
+        await batcher.close()
+        return small, large_result
+
+    small, large = asyncio.run(main())
+    # the small request ran right after the large one's first part, alone: the large one's
+    # 8 examples left did not fit beside it
+    assert calls == [4, 1, 4, 4] and finished == ["small", "large"]
+    np.testing.assert_array_equal(small.logits, rows(100, 1))
+    np.testing.assert_array_equal(large.logits, rows(0, 12))
+
+
+def test_a_large_request_whose_caller_went_away_runs_no_further_part():
+    calls: list[int] = []
+
+    async def main():
+        batcher = Batcher(echo_infer(calls, 0.02), max_batch_size=4, max_delay_s=0.0,
+                          max_queue_examples=100, max_forward_examples=4)
+        large = asyncio.ensure_future(batcher.submit(rows(0, 12)))
+        await asyncio.sleep(0.005)  # its first part is running
+        large.cancel()
+        result, _ = await batcher.submit(rows(50, 1))
+        assert batcher.queued_examples == 0
+        await batcher.close()
+        return result
+
+    assert asyncio.run(main()).logits[0, 0] == 50
+    assert calls == [4, 1]
+
+
+def test_a_request_whose_caller_went_away_while_it_waited_never_runs():
+    calls: list[int] = []
+
+    async def main():
+        batcher = Batcher(echo_infer(calls, 0.02), max_batch_size=1, max_delay_s=0.0,
+                          max_queue_examples=100)
+        running = asyncio.ensure_future(batcher.submit(rows(0, 1)))
+        await asyncio.sleep(0.005)  # its forward is running
+        waiting = asyncio.ensure_future(batcher.submit(rows(1, 3)))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        result, _ = await batcher.submit(rows(2, 1))
+        await running
+        assert batcher.queued_examples == 0
+        await batcher.close()
+        return result
+
+    assert asyncio.run(main()).logits[0, 0] == 2
+    assert calls == [1, 1]
+
+
+def test_close_finishes_a_request_partly_run():
+    calls: list[int] = []
+
+    async def main():
+        batcher = Batcher(echo_infer(calls, 0.005), max_batch_size=2, max_delay_s=0.0,
+                          max_queue_examples=100, max_forward_examples=2)
+        accepted = [asyncio.ensure_future(batcher.submit(rows(10 * i, 5))) for i in range(2)]
+        await asyncio.sleep(0)
+        await batcher.close()
+        return [f.result()[0] for f in accepted]
+
+    results = asyncio.run(main())
+    assert sum(calls) == 10 and max(calls) == 2
+    for i, result in enumerate(results):
+        np.testing.assert_array_equal(result.logits, rows(10 * i, 5))
+
+
+def test_a_forward_failing_in_a_large_requests_part_fails_it_and_frees_its_place():
+    count = {"calls": 0}
+
+    def infer(x):
+        count["calls"] += 1
+        if count["calls"] == 2:
+            raise RuntimeError("boom")
+        return BatchResult(x, x, ComputeReports.of([ComputeReport(1, 1, 0, (), (), ())] * len(x)),
+                           1.0)
+
+    async def main():
+        batcher = Batcher(infer, max_batch_size=4, max_delay_s=0.0, max_queue_examples=100,
+                          max_forward_examples=4)
+        with pytest.raises(RuntimeError, match="boom"):
+            await batcher.submit(rows(0, 10))
+        assert batcher.queued_examples == 0
+        result, _ = await batcher.submit(rows(7, 1))
+        await batcher.close()
+        return result
+
+    assert asyncio.run(main()).logits[0, 0] == 7
+    assert count["calls"] == 3
 
 
 def test_a_full_queue_refuses_at_once_and_recovers():

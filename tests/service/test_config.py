@@ -29,3 +29,10 @@ def test_settings_read_the_environment(monkeypatch, tmp_path):
 def test_bad_settings_are_refused(field, value):
     with pytest.raises(ValidationError, match=field):
         Settings(**{field: value})
+
+
+def test_a_batch_larger_than_a_forward_is_refused_naming_both_settings():
+    with pytest.raises(ValueError, match=r"max_batch_size \(512\) is above max_forward_examples"):
+        Settings(max_batch_size=512)
+    assert Settings(max_batch_size=512, max_forward_examples=512).max_forward_examples == 512
+    assert Settings(max_batch_size=512, batching=False).max_batch_size == 512  # unused
