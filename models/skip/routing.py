@@ -32,7 +32,7 @@ GATER_NATIVE_FROM_MACS = 1_000_000
 # such batch of its size range (DENSE_PROBE_CALLS rounds, each timing a forward each way after
 # an untimed one the same way), the dense forward's fastest is under DENSE_PROBE_MARGIN of the
 # kernels' (`models.skip.cpu._AllOn`). No head start for the kernels: the dense way is timed in
-# its quiet session (`models.skip.all_on_graph`), slower than the spinning one a run of all-on
+# its quiet session (`models.skip.all_on_graph`), no faster than the spinning one a run of all-on
 # batches gets, and the kernels, where the two come within a few percent, are the way a burst
 # of load elsewhere slows the more (docs/history/all-on-probe-margin/).
 DENSE_PROBE_CALLS = 6
