@@ -1,0 +1,114 @@
+"""What each onnxruntime thread setting of the all-on route costs the forwards that follow it.
+
+    python -m benchmarks.all_on_sessions --json docs/performance/all-on-sessions.json
+
+A batch with every gate on may run as one onnxruntime run of the dense network
+(`models.skip.all_on_graph`). Its session's threads either wait without spinning (`quiet`),
+spin between runs (`spinning`, onnxruntime's default), or spin within a run and stop at its end
+(`spinning, stopped after each run`: `session.force_spinning_stop`). For the layer of
+`benchmarks.cases` with every gate on, at `--batch`, in `--rounds` rounds, each setting in turn:
+the dense run `--calls` times back to back (its median), then the C kernels' forward of the same
+batch `--after` times right after it (each one's time): what traffic that leaves the all-on
+route pays while the all-on session's threads still hold the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .cases import batch_input, layer_model, set_density
+from .run_record import write_rows_if_asked
+
+SETTINGS = {"quiet": {"session.intra_op.allow_spinning": "0"},
+            "spinning": {"session.intra_op.allow_spinning": "1"},
+            "spinning, stopped after each run": {"session.intra_op.allow_spinning": "1",
+                                                 "session.force_spinning_stop": "1"}}
+
+
+def session(data: bytes, entries: dict[str, str], threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    for key, value in entries.items():
+        options.add_session_config_entry(key, value)
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+
+def clocked(fn, count: int) -> list[float]:
+    out = []
+    for _ in range(count):
+        start = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - start) * 1e3)
+    return out
+
+
+def run(batch: int, rounds: int, calls: int, after: int, seed: int) -> list[dict]:
+    from models.skip.cpu import SkipNetwork, _AllOn
+    from models.skip.onnx_export import INPUT_NAME, export_all_on_onnx
+
+    torch.manual_seed(seed)
+    model = layer_model()
+    x = batch_input(model, batch, seed)
+    set_density(model, x, 1.0)
+    engine = SkipNetwork(model)
+    x = x.numpy()
+    data = export_all_on_onnx(model).SerializeToString()
+    sessions = {name: session(data, entries, torch.get_num_threads())
+                for name, entries in SETTINGS.items()}
+
+    def kernels():
+        return engine._layers(x, False, _AllOn(dense=False))
+
+    rows = []
+    for index in range(rounds):
+        for name, graph in sessions.items():
+            dense = clocked(lambda g=graph: g.run(None, {INPUT_NAME: x}), calls)
+            following = clocked(kernels, after)
+            clocked(kernels, calls)  # the next setting starts after the kernels' own steady run
+            rows.append({"round": index + 1, "setting": name, "batch": batch,
+                         "dense_ms": statistics.median(dense[calls // 4:]),
+                         "kernels_after_ms": following})
+    return rows
+
+
+def show(rows: list[dict]) -> None:
+    print(f"{'setting':<34} {'dense ms':>12} {'kernels right after, ms (each forward)':>40}")
+    for name in SETTINGS:
+        mine = [row for row in rows if row["setting"] == name]
+        dense = [row["dense_ms"] for row in mine]
+        after = [value for row in mine for value in row["kernels_after_ms"]]
+        print(f"{name:<34} {min(dense):>5.2f}-{max(dense):<6.2f} "
+              f"{min(after):>19.2f}-{max(after):.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.all_on_sessions",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=20, help="dense runs back to back")
+    parser.add_argument("--after", type=int, default=4, help="kernel forwards right after")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    if min(args.batch, args.rounds, args.calls, args.after) < 1:
+        parser.error("--batch, --rounds, --calls and --after must be at least 1")
+    rows = run(args.batch, args.rounds, args.calls, args.after, args.seed)
+    show(rows)
+    write_rows_if_asked(args.json, rows, batch=args.batch, calls=args.calls, after=args.after)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
