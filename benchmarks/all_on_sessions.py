@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from .cases import batch_input, layer_model, set_density
 from .run_record import write_rows_if_asked
+from .timing import clock_calls
 
 SETTINGS = {"quiet": {"session.intra_op.allow_spinning": "0"},
             "spinning": {"session.intra_op.allow_spinning": "1"},
@@ -31,30 +31,9 @@ SETTINGS = {"quiet": {"session.intra_op.allow_spinning": "0"},
                                                  "session.force_spinning_stop": "1"}}
 
 
-def session(data: bytes, entries: dict[str, str], threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    for key, value in entries.items():
-        options.add_session_config_entry(key, value)
-    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-
-
-def clocked(fn, count: int) -> list[float]:
-    out = []
-    for _ in range(count):
-        start = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - start) * 1e3)
-    return out
-
-
 def run(batch: int, rounds: int, calls: int, after: int, seed: int) -> list[dict]:
     from models.skip.cpu import SkipNetwork, _AllOn
-    from models.skip.onnx_export import INPUT_NAME, export_all_on_onnx
+    from models.skip.onnx_export import INPUT_NAME, export_all_on_onnx, ort_session
 
     torch.manual_seed(seed)
     model = layer_model()
@@ -63,7 +42,7 @@ def run(batch: int, rounds: int, calls: int, after: int, seed: int) -> list[dict
     engine = SkipNetwork(model)
     x = x.numpy()
     data = export_all_on_onnx(model).SerializeToString()
-    sessions = {name: session(data, entries, torch.get_num_threads())
+    sessions = {name: ort_session(data, torch.get_num_threads(), entries)
                 for name, entries in SETTINGS.items()}
 
     def kernels():
@@ -72,9 +51,9 @@ def run(batch: int, rounds: int, calls: int, after: int, seed: int) -> list[dict
     rows = []
     for index in range(rounds):
         for name, graph in sessions.items():
-            dense = clocked(lambda g=graph: g.run(None, {INPUT_NAME: x}), calls)
-            following = clocked(kernels, after)
-            clocked(kernels, calls)  # the next setting starts after the kernels' own steady run
+            dense = clock_calls(lambda g=graph: g.run(None, {INPUT_NAME: x}), calls)
+            following = clock_calls(kernels, after)
+            clock_calls(kernels, calls)  # the next setting starts after the kernels' own steady run
             rows.append({"round": index + 1, "setting": name, "batch": batch,
                          "dense_ms": statistics.median(dense[calls // 4:]),
                          "kernels_after_ms": following})

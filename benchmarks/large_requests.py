@@ -43,8 +43,7 @@ def largest_valid(max_body_bytes: int, max_instances: int):
     return found[0]
 
 
-def round_at(root: str, limit: int, args: argparse.Namespace) -> dict:
-    large = largest_valid(args.max_body_bytes, args.max_instances)
+def round_at(root: str, limit: int, large, args: argparse.Namespace) -> dict:
     server_args = ["--max-body-bytes", str(args.max_body_bytes),
                    "--max-instances", str(args.max_instances),
                    "--max-forward-examples", str(limit),
@@ -70,12 +69,13 @@ def round_at(root: str, limit: int, args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> list[dict]:
     rows = []
+    large = largest_valid(args.max_body_bytes, args.max_instances)
     with tempfile.TemporaryDirectory(prefix="sparsegate-large-") as root:
         build_repository(Path(root))
         for run_index in range(args.runs):
             for limit in args.limits:
                 print(f"run {run_index + 1}, --max-forward-examples {limit} ...", flush=True)
-                rows.append({"run": run_index + 1, **round_at(root, limit, args)})
+                rows.append({"run": run_index + 1, **round_at(root, limit, large, args)})
     return rows
 
 

@@ -55,19 +55,11 @@ class AllOnGraph:
         with self._lock:
             session = self._sessions.get(spinning)
             if session is None:
-                import onnxruntime as ort
+                from .onnx_export import INPUT_NAME, export_all_on_onnx, ort_session
 
-                from .onnx_export import INPUT_NAME, export_all_on_onnx
-
-                options = ort.SessionOptions()
-                options.log_severity_level = 3
-                options.intra_op_num_threads = self._threads
-                options.inter_op_num_threads = 1
-                options.add_session_config_entry("session.intra_op.allow_spinning",
-                                                 "1" if spinning else "0")
-                session = ort.InferenceSession(
-                    export_all_on_onnx(self._model).SerializeToString(), options,
-                    providers=["CPUExecutionProvider"])
+                session = ort_session(
+                    export_all_on_onnx(self._model), self._threads,
+                    {"session.intra_op.allow_spinning": "1" if spinning else "0"})
                 self._sessions[spinning] = session
                 self._input = INPUT_NAME
             return session

@@ -716,8 +716,10 @@ def export_all_on_onnx(model: GatedNetwork, opset: int = DEFAULT_OPSET) -> onnx.
 # --- verification -----------------------------------------------------------------------------
 
 
-def ort_session(model: onnx.ModelProto | bytes, threads: int | None = None):
+def ort_session(model: onnx.ModelProto | bytes, threads: int | None = None,
+                config: dict[str, str] | None = None):
     """A CPU onnxruntime session (quiet), `threads` intra-op threads (None: ORT's default),
+    `config` its session configuration entries (e.g. "session.intra_op.allow_spinning"),
     with sparsegate's operators where the graph uses them."""
     import onnxruntime as ort
 
@@ -726,6 +728,8 @@ def ort_session(model: onnx.ModelProto | bytes, threads: int | None = None):
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
     data = model if isinstance(model, bytes) else model.SerializeToString()
     onnx_ops.register_for(options, data)
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
