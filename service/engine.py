@@ -170,12 +170,6 @@ class ModelEngine:
         if expect is not None:
             expect(within_s)
 
-    def threads_spinning(self) -> bool:
-        """Whether this model's last forward left worker threads spinning on the cores
-        (`SkipNetwork.threads_spinning`); False for engines that never do."""
-        spinning = getattr(self._forward, "threads_spinning", None)
-        return bool(spinning and spinning())
-
     def infer(self, x: np.ndarray) -> BatchResult:
         """x (B, D) float32, finite: the caller (the HTTP layer) has checked it."""
         start = time.perf_counter()
@@ -229,7 +223,6 @@ class _NumpyInputs:
         self.reads_all_gated_inputs = engine.reads_all_gated_inputs
         self.gaters_read_all_inputs = engine.gaters_read_all_inputs
         self.expect_forward = engine.expect_forward
-        self.threads_spinning = engine.threads_spinning
 
     def __call__(self, x: np.ndarray) -> SkipOutput:
         return self.engine.forward_numpy(x)

@@ -57,13 +57,11 @@ def cheap_to_decode(values: int, body_bytes: int, alone: bool = False) -> bool:
 _CPUS = os.cpu_count() or 1
 
 
-def reader_threads(alone: bool, engine_spinning: bool = False) -> int:
+def reader_threads(alone: bool) -> int:
     """Threads the JSON reader may use for a long tensor (`service.json_native`): two where the
     request is alone, as then nothing else wants the second core; one beside other requests,
-    whose forwards use it, and where the model's last forward left threads spinning on it
-    (`ModelEngine.threads_spinning`): a second reading thread would run against them
-    (docs/performance.md, "Against MLServer")."""
-    return 2 if alone and not engine_spinning and _CPUS > 1 else 1
+    whose forwards use it."""
+    return 2 if alone and _CPUS > 1 else 1
 
 
 def cheap_to_encode(examples: int, alone: bool = False) -> bool:

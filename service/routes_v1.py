@@ -88,7 +88,7 @@ async def _predict(request: Request, name: str, version: str | None, gates: bool
                           settings.max_receiving_body_bytes, settings.retry_after_s)
     expect_forward(loaded)
     lone = alone(request)
-    threads = reader_threads(lone, loaded.engine.threads_spinning())
+    threads = reader_threads(lone)
     x = await run_off_loop(partial(decode_predict, reader_threads=threads), raw,
                            input_size, max_rows,
                            inline=cheap_to_decode(counter.values, len(raw), lone))

@@ -167,7 +167,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
                            settings.max_receiving_body_bytes, settings.retry_after_s)
     expect_forward(loaded)
     lone = alone(request)
-    threads = reader_threads(lone, loaded.engine.threads_spinning())
+    threads = reader_threads(lone)
     payload, x = await run_off_loop(partial(decode_infer, reader_threads=threads),
                                     body, json_bytes, input_size, max_rows,
                                     inline=cheap_to_decode(counter.values, len(body), lone))

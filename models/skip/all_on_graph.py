@@ -8,15 +8,12 @@ onnxruntime's GEMM with its weights packed once (on the Intel Xeon of docs/perfo
 were off; `run` returns the logits only where none was, and the engine otherwise computes the
 batch its own way.
 
-Its threads wait without spinning (`session.intra_op.allow_spinning` off): spinning workers
-left after a run would take the cores from the C kernels' pool in the next forward. A batch
-the engine takes for one of a run of all-on batches (`run(x, steady=True)`: traffic where
-every gate is on) runs in a second session whose threads spin between runs, as the dense GEMM's
-fastest setting has them: there the next forward is most likely this route again, and the
-kernels' forward that ends the run pays the spin once. Each session is made on first use (its own
-copy of the weights): a network whose batches never have every gate on never pays for it, nor
-for the second where they are never all on twice running. Where onnx or onnxruntime is not
-installed, `make` returns None.
+Its threads spin while a run lasts, as onnxruntime's fastest setting has them, and stop at
+its end (`session.force_spinning_stop`): workers left spinning after a run would take the
+cores from the C kernels' pool in the next forward, and from a server decoding the next
+request (`python -m benchmarks.all_on_sessions`). The session (its own copy of the weights) is
+made on first use: a network whose batches never have every gate on never pays for it. Where
+onnx or onnxruntime is not installed, `make` returns None.
 """
 
 from __future__ import annotations
@@ -28,11 +25,14 @@ import numpy as np
 
 from ..gated_network import GatedNetwork
 
+# onnxruntime's session entries for the route's threads: spin within a run, not after it.
+THREAD_SETTINGS = {"session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "1"}
+
 
 class AllOnGraph:
     def __init__(self, model: GatedNetwork, threads: int) -> None:
         self._model, self._threads = model, threads
-        self._sessions: dict[bool, object] = {}  # by whether its threads spin
+        self._session = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -47,25 +47,22 @@ class AllOnGraph:
         return cls(model, threads)
 
     @property
-    def sessions(self) -> tuple[bool, ...]:
-        """The sessions made so far, by whether their threads spin."""
-        return tuple(sorted(self._sessions))
+    def session(self):
+        """The onnxruntime session, made on first use (None until then)."""
+        return self._session
 
-    def _ready(self, spinning: bool):
+    def _ready(self):
         with self._lock:
-            session = self._sessions.get(spinning)
-            if session is None:
+            if self._session is None:
                 from .onnx_export import INPUT_NAME, export_all_on_onnx, ort_session
 
-                session = ort_session(
-                    export_all_on_onnx(self._model), self._threads,
-                    {"session.intra_op.allow_spinning": "1" if spinning else "0"})
-                self._sessions[spinning] = session
+                self._session = ort_session(export_all_on_onnx(self._model), self._threads,
+                                            THREAD_SETTINGS)
                 self._input = INPUT_NAME
-            return session
+            return self._session
 
-    def run(self, x: np.ndarray, steady: bool = False) -> np.ndarray | None:
+    def run(self, x: np.ndarray) -> np.ndarray | None:
         """The logits (B, C) of x (B, D) float32 where every gate of every layer is on, else
-        None. `steady`: the batch follows another all-on batch of its size range."""
-        logits, gates_off = self._ready(steady).run(None, {self._input: x})
+        None."""
+        logits, gates_off = self._ready().run(None, {self._input: x})
         return None if gates_off.any() else logits

@@ -354,7 +354,6 @@ class SkipNetwork:
         self.threads = threads or torch.get_num_threads()
         self.native = native_kernels.load() if native else None
         self._held_awake = False  # expect_forward holds the kernels' workers awake
-        self._spinning = False  # the last forward left onnxruntime's workers spinning
         # batch size's bit length -> whether layers with every gate on run dense (`_AllOn`)
         self._dense_when_all_on: dict[int, bool] = {}
         # batch size's bit length -> each way's fastest forward over every measurement of it
@@ -362,9 +361,8 @@ class SkipNetwork:
         self._probe_fastest: dict[int, dict[bool, float]] = {}
         # batch size's bit length -> batches of it with a layer all on so far
         self._all_on_batches: dict[int, int] = {}
-        # batch size bit length -> how many batches of it in a row, the last included, had a
-        # layer with every gate on (absent: the last did not)
-        self._all_on_runs: dict[int, int] = {}
+        # batch size bit lengths whose last batch had a layer with every gate on
+        self._last_all_on: set[int] = set()
         use_one_blas_thread()  # see models.skip.numpy_products
         # The panels' precision: the model's main-path weights', so packing them loses nothing.
         self.block_weights = block_weights.precision_of(model)
@@ -461,13 +459,6 @@ class SkipNetwork:
             self.native.keep_awake(within_s)
             self._held_awake = True
 
-    def threads_spinning(self) -> bool:
-        """Whether the last forward left worker threads spinning on the cores: the all-on
-        route's steady session (`AllOnGraph`), whose onnxruntime workers spin between runs of
-        all-on traffic, for whatever else (a server decoding the next request on two threads)
-        would want the cores meanwhile. The kernels' own workers spin only briefly and yield."""
-        return self._spinning
-
     def __call__(self, x: Tensor) -> SkipOutput:
         self._check_shape(tuple(x.shape))
         return self._released(_numpy(x), as_torch=True)
@@ -493,7 +484,6 @@ class SkipNetwork:
                 self.native.keep_awake(0)
 
     def _forward(self, x: np.ndarray, as_torch: bool) -> SkipOutput:
-        self._spinning = False
         if x.shape[0] == 1 and self._lone is not None:
             return _output(*self._lone.run(x), as_torch)
         measured = self._native_blocks and self.dense_from is None
@@ -501,13 +491,12 @@ class SkipNetwork:
         # as one dense product is measured for the batch's size range (see `_AllOn`).
         size = x.shape[0].bit_length()
         dense = self._dense_when_all_on.get(size) if measured else False
-        if dense and size in self._all_on_runs:
+        if dense and size in self._last_all_on:
             # After a batch of this size range with a layer all on where dense pays, the next
             # is taken to be one too and goes straight to the dense route: a C forward
             # stopped at that layer would leave the kernels' workers spinning against the
-            # dense products' threads. After two such batches in a row the route's threads
-            # spin between runs (`AllOnGraph`), as the traffic is all on.
-            out = self._all_on(x, as_torch, steady=self._all_on_runs[size] >= 2)
+            # dense products' threads.
+            out = self._all_on(x, as_torch)
             if out is not None:
                 return out
         elif x.shape[0] > 1 and self._batch is not None:
@@ -531,25 +520,22 @@ class SkipNetwork:
             self._dense_when_all_on[size] = self._dense_pays(x, as_torch)
         return out
 
-    def _all_on(self, x: np.ndarray, as_torch: bool, steady: bool = False
-                ) -> SkipOutput | None:
+    def _all_on(self, x: np.ndarray, as_torch: bool) -> SkipOutput | None:
         """The batch as one onnxruntime run of the dense network (`AllOnGraph`) where every
         gate of every layer is on, else None (and the next batch of its size range is not
-        taken to be all on). `steady`: the last batches of its size range were all on too."""
-        out = self._all_on_graph_output(x, as_torch, steady)
+        taken to be all on)."""
+        out = self._all_on_graph_output(x, as_torch)
         self._count_all_on(x.shape[0].bit_length(), out is not None)
-        self._spinning = steady and out is not None
         return out
 
     def _count_all_on(self, size: int, all_on: bool) -> None:
         """Record whether the last batch of size range `size` had a layer with every gate on
-        (`_all_on_runs`: the length of the run of such batches, or absent). After
-        DENSE_REPROBE_GROWTH such batches, then its square and so on, the range's route is
-        forgotten, so the next one measures it again (`_dense_pays`)."""
+        (`_last_all_on`). After DENSE_REPROBE_GROWTH such batches, then its square and so on,
+        the range's route is forgotten, so the next one measures it again (`_dense_pays`)."""
         if not all_on:
-            self._all_on_runs.pop(size, None)
+            self._last_all_on.discard(size)
             return
-        self._all_on_runs[size] = self._all_on_runs.get(size, 0) + 1
+        self._last_all_on.add(size)
         seen = self._all_on_batches[size] = self._all_on_batches.get(size, 0) + 1
         if seen > 1 and _a_power_of(DENSE_REPROBE_GROWTH, seen):
             self._dense_when_all_on.pop(size, None)
@@ -558,12 +544,10 @@ class SkipNetwork:
         """Whether a C forward's blocks on (counts[0], (B, G)) had every gate of a layer on."""
         return bool((counts[0] == self._blocks).all(axis=0).any())
 
-    def _all_on_graph_output(self, x: np.ndarray, as_torch: bool, steady: bool = False
-                             ) -> SkipOutput | None:
+    def _all_on_graph_output(self, x: np.ndarray, as_torch: bool) -> SkipOutput | None:
         """`AllOnGraph`'s run of x as the engine's output, or None; the traffic not recorded
         (the measurement's forwards are not traffic)."""
-        logits = (self._all_on_graph.run(x, steady) if self._all_on_graph is not None
-                  else None)
+        logits = self._all_on_graph.run(x) if self._all_on_graph is not None else None
         if logits is None:
             return None
         counts = np.empty((2, x.shape[0], len(self._blocks)), dtype=np.int64)

@@ -31,10 +31,9 @@ GATER_NATIVE_FROM_MACS = 1_000_000
 # A batch's gated layers with every gate on run as dense products where, timed on the first
 # such batch of its size range (DENSE_PROBE_CALLS rounds, each timing a forward each way after
 # an untimed one the same way), the dense forward's fastest is under DENSE_PROBE_MARGIN of the
-# kernels' (`models.skip.cpu._AllOn`). No head start for the kernels: the dense way is timed in
-# its quiet session (`models.skip.all_on_graph`), no faster than the spinning one a run of all-on
-# batches gets, and the kernels, where the two come within a few percent, are the way a burst
-# of load elsewhere slows the more (docs/history/all-on-probe-margin/).
+# kernels' (`models.skip.cpu._AllOn`). No head start for the kernels: where the two come within
+# a few percent, the kernels are the way a burst of load elsewhere slows the more
+# (docs/history/all-on-probe-margin/).
 DENSE_PROBE_CALLS = 6
 DENSE_PROBE_MARGIN = 1.0
 # A size range is measured again after this many batches with a layer all on, then its square,

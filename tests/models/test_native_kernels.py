@@ -592,30 +592,6 @@ def test_a_size_range_is_measured_again_after_16_then_256_all_on_batches(dense_p
     assert len(probes) == 3
 
 
-def test_the_engine_says_when_its_last_forward_left_threads_spinning(monkeypatch):
-    """Only the all-on route's steady session (onnxruntime's workers spinning between runs,
-    from the second all-on batch in a row) leaves threads spinning; any other forward clears
-    it."""
-    engine = SkipNetwork(every_gate_on_network(5))
-    if engine._all_on_graph is None:
-        pytest.skip("the all-on route needs onnx and onnxruntime")
-    monkeypatch.setattr(engine, "_dense_pays", lambda x, as_torch: True)
-    x = torch.randn(6, 48, generator=torch.Generator().manual_seed(4))
-    spinning = []
-    for _ in range(4):
-        engine(x)
-        spinning.append(engine.threads_spinning())
-    # measured, then the route, then steady (the last two all on in a row)
-    assert spinning == [False, False, True, True]
-    engine(x[:1])  # a lone example runs in C
-    assert engine.threads_spinning() is False
-    for layer in engine.model.gated_layers:  # not all on: the kernels' C forward
-        layer.threshold.fill_(1e9)
-    engine = SkipNetwork(engine.model)
-    engine(x)
-    assert engine.threads_spinning() is False
-
-
 def test_each_way_is_judged_by_its_fastest_over_every_measurement():
     """A measurement in which load elsewhere slowed the dense way is outvoted by the next: the
     fastest forward of each way is kept over all of them, per size range."""
@@ -641,7 +617,7 @@ def test_the_measurement_times_both_routes_and_a_batch_not_all_on_is_never_timed
                         or real(x, as_torch, all_on))
     graph = engine._all_on_graph.run
     monkeypatch.setattr(engine._all_on_graph, "run",
-                        lambda x, steady=False: routes.append("graph") or graph(x, steady))
+                        lambda x: routes.append("graph") or graph(x))
     engine(x)
     # the forward itself, then alternating pairs of dense (every gate on: one onnxruntime run
     # of the dense network, models.skip.all_on_graph) and kernel forwards

@@ -233,19 +233,16 @@ def test_both_apis_tell_the_engine_a_forward_is_coming_once_the_body_is_read(cli
     assert told == [("tiny", FORWARD_WITHIN_S)] * 2
 
 
-@pytest.mark.parametrize("spinning", [False, True])
-def test_both_apis_read_json_on_one_thread_where_the_engine_left_threads_spinning(
-        client, monkeypatch, spinning):
-    """A request alone reads a long JSON tensor on two threads, unless its model's last
-    forward left worker threads spinning on the second core (`reader_threads`)."""
+@pytest.mark.parametrize("lone", [False, True])
+def test_both_apis_read_json_on_two_threads_where_a_request_is_alone(client, monkeypatch, lone):
+    """A request alone reads a long JSON tensor on two threads; beside others, whose forwards
+    want the second core, on one (`reader_threads`)."""
     from service import routes_v1, routes_v2
-    from service.engine import ModelEngine
 
     monkeypatch.setattr("service.off_loop._CPUS", 2)
-    monkeypatch.setattr(ModelEngine, "threads_spinning", lambda self: spinning)
     asked = []
     for module, name in ((routes_v1, "decode_predict"), (routes_v2, "decode_infer")):
-        monkeypatch.setattr(module, "alone", lambda request: True)
+        monkeypatch.setattr(module, "alone", lambda request: lone)
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, real=real, **k: asked.append(
             k["reader_threads"]) or real(*a, **k))
@@ -254,4 +251,4 @@ def test_both_apis_read_json_on_one_thread_where_the_engine_left_threads_spinnin
     assert client.post("/v2/models/tiny/infer", json={"inputs": [
         {"name": "input", "shape": [2, INPUT_SIZE], "datatype": "FP32", "data": x}]}
     ).status_code == 200
-    assert asked == [1 if spinning else 2] * 2
+    assert asked == [2 if lone else 1] * 2

@@ -59,12 +59,6 @@ def test_a_request_alone_reads_its_json_on_two_threads_where_there_are_two(
     assert reader_threads(alone) == threads
 
 
-def test_a_request_reads_on_one_thread_where_its_engine_left_threads_spinning(monkeypatch):
-    monkeypatch.setattr("service.off_loop._CPUS", 2)
-    assert reader_threads(True, engine_spinning=True) == 1
-    assert reader_threads(True, engine_spinning=False) == 2
-
-
 @pytest.mark.parametrize("inline", [True, False])
 def test_work_runs_where_it_is_sent_and_its_errors_reach_the_caller(inline):
     def where(fail: bool) -> str:
