@@ -16,6 +16,11 @@ their gates another estimator than straight-through's binary units), at `--batch
 inputs in turn (other blocks each call, read from further away). Prints a table (base and this
 checkout in microseconds, base / this) and writes the rows as JSON, with the route each engine
 chose for a batch whose gates are all on (`SkipNetwork.all_on_route`).
+
+Each round first calls its engine off the clock for `--settle-ms` (SETTLE_MS by default): worker
+threads an engine leaves spinning after its last call (onnxruntime's spin on for about 40 ms
+unless told to stop, `python -m benchmarks.all_on_sessions`) would otherwise run into the other
+engine's timed calls and charge one engine's spinning to the other.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ import torch
 from .cases import LAYER_CASE, MODEL_CASE, batch_input, layer_model, set_density, whole_model
 from .run_record import write_rows
 from .timing import median_ms
+
+# Milliseconds each round calls its engine off the clock first (see the module docstring).
+SETTLE_MS = 60.0
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_PACKAGE = "sparsegate_base_models"
@@ -59,7 +67,8 @@ def import_base(revision: str, into: Path, module: str = "skip.cpu"):
 
 
 def rows(base_cpu, cases, batches, densities, warmup: int, repeats: int, seed: int,
-         progress=None, inputs: int = 1, estimator: str = "st") -> list[dict]:
+         progress=None, inputs: int = 1, estimator: str = "st",
+         settle_ms: float = SETTLE_MS) -> list[dict]:
     from models.skip.cpu import SkipNetwork
 
     out = []
@@ -81,9 +90,9 @@ def rows(base_cpu, cases, batches, densities, warmup: int, repeats: int, seed: i
                 times = median_ms({name: (lambda e=engine, t=turns[name]: e(next(t)))
                                    for name, engine in engines.items()},
                                   warmup=warmup, repeats=repeats,
-                                  rounds=max(1, repeats // 25))
+                                  rounds=max(1, repeats // 25), settle_s=settle_ms / 1e3)
                 out.append({"case": case, "batch": batch, "density": density, "inputs": inputs,
-                            "estimator": estimator,
+                            "estimator": estimator, "settle_ms": settle_ms,
                             "base_us": times["base"] * 1e3, "this_us": times["this"] * 1e3,
                             "base_over_this": times["base"] / times["this"],
                             # where every gate is on, the route each engine chose (None: none
@@ -132,7 +141,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="inputs each engine is timed on in turn (1: one, again and again)")
     parser.add_argument("--estimator", default="st",
                         help="the networks' gate estimator (default st: binary units)")
+    parser.add_argument("--settle-ms", type=float, default=SETTLE_MS,
+                        help="how long each round first calls its engine off the clock "
+                             f"(default {SETTLE_MS:g}; 0: none)")
     args = parser.parse_args(argv)
+    if not args.settle_ms >= 0:
+        parser.error("--settle-ms must be >= 0")
     cases, batches, densities = cells(args)
     print(f"{'case':>30} {'batch':>5} {'density':>7} {'base us':>9} {'this us':>9} base/this")
 
@@ -143,10 +157,11 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="sparsegate-ab-") as tmp:
         base_cpu = import_base(args.base, Path(tmp))
         results = rows(base_cpu, cases, batches, densities, args.warmup, args.repeats,
-                       args.seed, show, args.inputs, args.estimator)
+                       args.seed, show, args.inputs, args.estimator, args.settle_ms)
     if args.json:
         write_rows(args.json, results, base=args.base, warmup=args.warmup,
-                   repeats=args.repeats, inputs=args.inputs, estimator=args.estimator)
+                   repeats=args.repeats, inputs=args.inputs, estimator=args.estimator,
+                   settle_ms=args.settle_ms)
         print(f"wrote {args.json}")
 
 

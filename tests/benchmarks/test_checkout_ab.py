@@ -73,3 +73,27 @@ def test_both_engines_get_a_network_of_the_estimator_asked_for(monkeypatch):
     rows = checkout_ab.rows(SimpleNamespace(SkipNetwork=Engine), [LAYER_CASE], [1], [0.1],
                             warmup=1, repeats=1, seed=0, estimator="sts")
     assert estimators == ["sts", "sts"] and rows[0]["estimator"] == "sts"
+
+
+def test_each_round_settles_for_the_time_asked(monkeypatch):
+    """The settle time reaches the timing rounds (in seconds) and the rows; a negative one is
+    refused."""
+    asked = []
+
+    class Engine:
+        def __init__(self, model):
+            pass
+
+        def __call__(self, x):
+            return SimpleNamespace(logits=torch.zeros(1))
+
+    import models.skip.cpu
+
+    monkeypatch.setattr(models.skip.cpu, "SkipNetwork", Engine)
+    monkeypatch.setattr(checkout_ab, "median_ms", lambda fns, **k: asked.append(
+        k["settle_s"]) or {name: 1.0 for name in fns})
+    rows = checkout_ab.rows(SimpleNamespace(SkipNetwork=Engine), [LAYER_CASE], [1], [0.1],
+                            warmup=1, repeats=1, seed=0, settle_ms=25.0)
+    assert asked == [0.025] and rows[0]["settle_ms"] == 25.0
+    with pytest.raises(SystemExit):
+        checkout_ab.main(["--base", "HEAD", "--settle-ms", "-1"])

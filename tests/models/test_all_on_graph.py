@@ -58,9 +58,9 @@ def test_it_counts_the_gates_off_in_each_layer():
 
 def test_its_threads_spin_within_a_run_and_not_after_it():
     """Workers left spinning after a run would take the cores from whatever runs next: over
-    a 50 ms sleep after each run, the process spends under 10 ms of CPU (a spinning worker of
-    a session without `force_spinning_stop` spends about 38 of the 50 on the AMD EPYC of
-    docs/performance.md, one that waits without spinning 0.06)."""
+    a 50 ms sleep after each run, the process spends under 10 ms of CPU (a session whose
+    threads spin between runs keeps a core busy for about 40 ms after each,
+    `python -m benchmarks.all_on_sessions`)."""
     model = tiny_network(LAYOUTS["gated-gated"], seed=8)
     all_on(model)
     x = torch.randn(64, 12, generator=torch.Generator().manual_seed(2)).numpy()
