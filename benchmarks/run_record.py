@@ -42,18 +42,20 @@ def _cpuinfo() -> dict[str, str]:
 
 
 def _cpu_kernels() -> dict:
-    """How the CPU engine's C kernels run here: their instruction set, whether one-row groups
-    prefetch, and the probe's two times where it measured that ({} without a compiler)."""
+    """How the CPU engine's C kernels run here: their instruction set, whether they prefetch in
+    each way the library chooses (`c_kernels.PREFETCH_WAYS`), and each probe's two times where
+    it measured that ({} without a compiler)."""
     from models.skip import c_kernels
 
     kernels = c_kernels.load()
     if kernels is None:
         return {}
-    info = {"cpu_kernel_set": kernels.kernel_set,
-            "cpu_one_row_prefetch": kernels.one_row_prefetch}
-    if kernels.one_row_probe is not None:
-        info["cpu_one_row_probe_ms"] = {"prefetching": kernels.one_row_probe.prefetching_ms,
-                                        "plain": kernels.one_row_probe.plain_ms}
+    info = {"cpu_kernel_set": kernels.kernel_set}
+    for way, probe in kernels.probes.items():
+        info[f"cpu_{way}_prefetch"] = kernels.prefetches(way)
+        if probe is not None:
+            info[f"cpu_{way}_probe_ms"] = {"prefetching": probe.prefetching_ms,
+                                           "plain": probe.plain_ms}
     return info
 
 

@@ -19,9 +19,10 @@ speed there is unmeasured, and its row groups are sized for x86's 16 vector regi
 
 A block's first row group prefetches ahead in its panels as it streams them; for groups of one
 row whether that pays depends on the CPU (without, such a group reads its panels one after
-another, a single stream for the hardware's prefetchers), so `load()` times both ways on a
-one-row layer (csrc/one_row_probe.h) and keeps the faster; SPARSEGATE_ONE_ROW_PREFETCH=on|off
-asks for one.
+another, a single stream for the hardware's prefetchers), and so it does for the next weight
+tile a gated layer reading a gated layer's output will read (`tiles_from_blocks`), so `load()`
+times both ways of each (csrc/prefetch_probes.h) and keeps the faster;
+SPARSEGATE_ONE_ROW_PREFETCH=on|off and SPARSEGATE_TILE_PREFETCH=on|off ask for one.
 
 Panels hold float32 or bfloat16 weights (`PRECISIONS`): in bfloat16 each weight is the upper
 half of its float32 (rounded to nearest even when packed), widened back as it is loaded, so a
@@ -47,7 +48,7 @@ from .. import block_weights, native_build
 
 SOURCES = tuple(Path(__file__).with_name("csrc") / name
                 for name in ("block_kernels.c", "block_kernels_isa.h", "thread_pool.h",
-                             "lone_forward.h", "batch_forward.h", "one_row_probe.h",
+                             "lone_forward.h", "batch_forward.h", "prefetch_probes.h",
                              "read_through.h"))
 SOURCE = SOURCES[0]
 # -fno-trapping-math: a comparison may run on every lane, so loops with selects vectorize
@@ -114,12 +115,22 @@ class Panels:
 
 
 @dataclass(frozen=True)
-class OneRowProbe:
-    """The medians (ms) of a one-row layer's two products with one-row groups prefetching
-    ahead and without (csrc/one_row_probe.h), as measured when the library loaded."""
+class PrefetchProbe:
+    """The medians (ms) of a probe's products with the kernels' prefetches and without
+    (csrc/prefetch_probes.h), as measured when the library loaded."""
 
     prefetching_ms: float
     plain_ms: float
+
+
+# The kernels' ways that prefetch or not, each chosen when the library loads: the library's
+# setter, getter and choosing function for it, and the variable that asks for one way.
+PREFETCH_WAYS = {
+    "one_row": ("set_one_row_prefetch", "one_row_prefetch", "choose_one_row_prefetch",
+                "SPARSEGATE_ONE_ROW_PREFETCH"),
+    "tile": ("set_tile_prefetch", "tile_prefetch", "choose_tile_prefetch",
+             "SPARSEGATE_TILE_PREFETCH"),
+}
 
 
 class NativeKernels:
@@ -178,17 +189,17 @@ class NativeKernels:
         self._read_through.restype = ctypes.c_uint64
         self._chosen = library.kernel_set_chosen
         self._chosen.restype = ctypes.c_int
-        self._set_one_row_prefetch = library.set_one_row_prefetch
-        self._set_one_row_prefetch.argtypes = [ctypes.c_int]
-        self._set_one_row_prefetch.restype = ctypes.c_int
-        self._one_row_prefetch = library.one_row_prefetch
-        self._one_row_prefetch.restype = ctypes.c_int
-        self._choose_one_row_prefetch = library.choose_one_row_prefetch
-        self._choose_one_row_prefetch.argtypes = [ctypes.POINTER(ctypes.c_double),
-                                                  ctypes.POINTER(ctypes.c_double)]
-        self._choose_one_row_prefetch.restype = ctypes.c_int
-        # What choose_one_row_prefetch measured, None where it asked or has not run.
-        self.one_row_probe: OneRowProbe | None = None
+        self._prefetch_ways = {}
+        for way, (setter, getter, chooser, _) in PREFETCH_WAYS.items():
+            functions = getattr(library, setter), getattr(library, getter), getattr(library,
+                                                                                     chooser)
+            functions[0].argtypes = [ctypes.c_int]
+            functions[2].argtypes = [ctypes.POINTER(ctypes.c_double)] * 2
+            for function in functions:
+                function.restype = ctypes.c_int
+            self._prefetch_ways[way] = functions
+        # What each way's probe measured, None where its variable asked or it has not run.
+        self.probes: dict[str, PrefetchProbe | None] = dict.fromkeys(PREFETCH_WAYS)
 
     @property
     def kernel_set(self) -> str:
@@ -223,29 +234,30 @@ class NativeKernels:
             raise ValueError(f"kernel set {name!r} cannot run on this CPU; it runs "
                              f"{', '.join(self.kernel_sets)}")
 
-    @property
-    def one_row_prefetch(self) -> bool:
-        """Whether a row group of one row prefetches ahead as it streams a block's panels
-        (csrc/one_row_probe.h). The library holds it, once per process."""
-        return bool(self._one_row_prefetch())
+    def prefetches(self, way: str) -> bool:
+        """Whether the kernels prefetch in `way` (a key of `PREFETCH_WAYS`): "one_row", a row
+        group of one row ahead as it streams a block's panels; "tile", `tiles_from_blocks` its
+        next weight tile (csrc/prefetch_probes.h). The library holds it, once per process."""
+        return bool(self._prefetch_ways[way][1]())
 
-    def set_one_row_prefetch(self, on: bool) -> None:
-        """Have one-row groups prefetch ahead (`on`) or leave it to the hardware, from now
-        on (for this process). Either way computes the same products."""
-        self._set_one_row_prefetch(int(on))
+    def set_prefetches(self, way: str, on: bool) -> None:
+        """Have the kernels prefetch in `way` (`on`) or leave it to the hardware, from now on
+        (for this process). Either way computes the same products."""
+        self._prefetch_ways[way][0](int(on))
 
-    def choose_one_row_prefetch(self) -> bool:
-        """Set `one_row_prefetch` as SPARSEGATE_ONE_ROW_PREFETCH asks (on or off) or, unset or
-        `measure`, as measured on this CPU (`one_row_probe` then holds the two ways' times);
-        returns the setting."""
+    def choose_prefetches(self, way: str) -> bool:
+        """Set `prefetches(way)` as its variable asks (on or off) or, unset or `measure`, as
+        measured on this CPU (`probes[way]` then holds the two ways' times); returns the
+        setting."""
         with_ms, without_ms = ctypes.c_double(), ctypes.c_double()
-        way = self._choose_one_row_prefetch(ctypes.byref(with_ms), ctypes.byref(without_ms))
-        if way < 0:
-            raise ValueError(f"SPARSEGATE_ONE_ROW_PREFETCH must be on, off or measure; got "
-                             f"{os.environ.get('SPARSEGATE_ONE_ROW_PREFETCH')!r}")
-        self.one_row_probe = (OneRowProbe(with_ms.value, without_ms.value)
-                              if with_ms.value >= 0 else None)
-        return bool(way)
+        chosen = self._prefetch_ways[way][2](ctypes.byref(with_ms), ctypes.byref(without_ms))
+        if chosen < 0:
+            variable = PREFETCH_WAYS[way][3]
+            raise ValueError(f"{variable} must be on, off or measure; got "
+                             f"{os.environ.get(variable)!r}")
+        self.probes[way] = (PrefetchProbe(with_ms.value, without_ms.value)
+                            if with_ms.value >= 0 else None)
+        return bool(chosen)
 
     def nudge(self) -> None:
         """Send the thread pool's sleeping workers to spin a while (see `pool_nudge` in
@@ -376,13 +388,13 @@ def supports(columns: int) -> bool:
 @functools.cache
 def load() -> NativeKernels | None:
     """The compiled kernels with the best instruction set this CPU runs (or the one
-    SPARSEGATE_KERNEL_SET names), one-row groups prefetching as measured on this CPU (or as
-    SPARSEGATE_ONE_ROW_PREFETCH asks), or None (no compiler, a failed build, or
-    SPARSEGATE_NATIVE=0)."""
+    SPARSEGATE_KERNEL_SET names), prefetching in each of `PREFETCH_WAYS` as measured on this CPU
+    (or as its variable asks), or None (no compiler, a failed build, or SPARSEGATE_NATIVE=0)."""
     library = native_build.compiled("block_kernels", SOURCES, FLAGS, LIBRARIES)
     if library is None:
         return None
     kernels = NativeKernels(library)
     kernels.choose(os.environ.get("SPARSEGATE_KERNEL_SET") or kernels.kernel_sets[-1])
-    kernels.choose_one_row_prefetch()
+    for way in PREFETCH_WAYS:
+        kernels.choose_prefetches(way)
     return kernels

@@ -12,8 +12,8 @@ custom_ops=True)` writes graphs that use them where the portable graph has its g
 (`models.skip.onnx_grouped`); such a graph runs only in an onnxruntime that has loaded this
 library (`register`), which is compiled from the C sources on first use (`models.native_build`)
 and built for the best instruction set the CPU runs (SPARSEGATE_KERNEL_SET picks another, as for
-the engine), its one-row groups prefetching as measured when it registers (as the engine's:
-SPARSEGATE_ONE_ROW_PREFETCH asks for one way).
+the engine), its one-row groups and its tiles kernel prefetching as measured when it registers
+(as the engine's: SPARSEGATE_ONE_ROW_PREFETCH and SPARSEGATE_TILE_PREFETCH ask for one way).
 
 Importing this module needs neither torch nor the `onnx` package, so a server of exported
 graphs can register the operators.

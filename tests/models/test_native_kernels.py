@@ -107,7 +107,8 @@ def test_a_reader_narrower_than_the_panels_sums_every_pair(batch, density, s, n)
 
 @pytest.mark.parametrize("batch, density", [(1, 0.3), (6, 0.5), (17, 0.2), (9, 1.0)])
 @pytest.mark.parametrize("s", [64, 128, 192])
-def test_tiles_read_only_the_input_blocks_each_example_reads(batch, density, s, precision):
+def test_tiles_read_only_the_input_blocks_each_example_reads(batch, density, s, precision,
+                                                            prefetches):
     rng = np.random.default_rng(100 + batch)
     blocks, in_blocks, s_in = 5, 7, 32
     block_of, examples, spans = random_pairs(rng, batch, blocks, density)
@@ -130,25 +131,29 @@ def test_tiles_read_only_the_input_blocks_each_example_reads(batch, density, s, 
         kernels.tiles_from_blocks(x, reads.astype(bool), examples, w, spans, got)
 
 
-@pytest.fixture(params=[True, False], ids=["one-row-prefetch", "one-row-plain"])
-def one_row_prefetch(request):
-    """Runs a test with one-row groups prefetching ahead and without (the setting measured at
-    load restored after): the two ways must compute the same products."""
-    measured = kernels.one_row_prefetch
-    kernels.set_one_row_prefetch(request.param)
+@pytest.fixture(params=[True, False], ids=["prefetching", "plain"])
+def prefetches(request):
+    """Runs a test with the kernels prefetching in every way the library chooses (one-row
+    groups ahead, the tiles kernel its next tile) and in none (the settings measured at load
+    restored after): the two must compute the same products."""
+    measured = {way: kernels.prefetches(way) for way in native_kernels.PREFETCH_WAYS}
+    for way in measured:
+        kernels.set_prefetches(way, request.param)
     try:
         yield request.param
     finally:
-        kernels.set_one_row_prefetch(measured)
+        for way, on in measured.items():
+            kernels.set_prefetches(way, on)
 
 
 @pytest.mark.parametrize("d", [96, 97])
-def test_every_row_group_size_and_remainder(precision, one_row_prefetch, d):
+def test_every_row_group_size_and_remainder(precision, prefetches, d):
     # Blocks with 1 to 26 pairs each: the kernels cut a block's pairs into groups of up to 6
     # rows (8 in the AVX-512 set), as even as possible, each with its own micro-kernel shape;
     # every group size and every split (26 = 7 + 7 + 6 + 6 in eights) must give the same
-    # products, one-row groups prefetching or read panel by panel (an odd input width leaves
-    # the last row of a panel without its pair of rows).
+    # products, one-row groups prefetching or read panel by panel and the tiles kernel
+    # prefetching its next tile or not (an odd input width leaves the last row of a panel
+    # without its pair of rows).
     rng = np.random.default_rng(7)
     counts = np.arange(1, 27)
     blocks, batch, s, n = counts.size, 32, 64, 128
@@ -193,7 +198,7 @@ def test_kernels_refuse_arrays_they_cannot_read():
 
 
 @pytest.mark.parametrize("batch", [1, 5, 40])
-def test_the_skipping_forward_with_native_kernels_equals_dense_masked(batch, one_row_prefetch):
+def test_the_skipping_forward_with_native_kernels_equals_dense_masked(batch, prefetches):
     torch.manual_seed(batch)
     config = GatedNetworkConfig.from_dict({
         "input_size": 48, "num_classes": 3, "target_density": 0.3, "layers": [

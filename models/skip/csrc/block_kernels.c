@@ -39,7 +39,7 @@
  * times, time in which the prefetches' loads land; one row only reads, and whether prefetches
  * beside the hardware's run it faster or only take its load slots depends on the CPU (faster
  * on an Intel Xeon, slower on an AMD EPYC), so the library measures both ways when it loads
- * (one_row_probe.h) and sets this. */
+ * (prefetch_probes.h) and sets this. */
 static int one_row_streams = 1;
 
 /* Set whether one-row groups prefetch ahead (nonzero: they do); returns the setting. */
@@ -49,6 +49,23 @@ int set_one_row_prefetch(int on) {
 }
 
 int one_row_prefetch(void) { return one_row_streams; }
+
+/* Whether a gated layer reading a gated layer's output (tiles_from_blocks in
+ * block_kernels_isa.h) prefetches the next weight tile it will read as it reads each one. Its
+ * tiles are 16 KiB runs that jump over those no pair reads, where the hardware's prefetchers
+ * lose the stream; whether prefetching the next one beside them pays depends on the CPU (faster
+ * on an Intel Xeon, slower on an AMD EPYC), so the library measures both ways when it loads
+ * (prefetch_probes.h) and sets this. */
+static int tile_prefetches = 1;
+
+/* Set whether tiles_from_blocks prefetches its next tile (nonzero: it does); returns the
+ * setting. */
+int set_tile_prefetch(int on) {
+    tile_prefetches = on != 0;
+    return tile_prefetches;
+}
+
+int tile_prefetch(void) { return tile_prefetches; }
 
 /* One set's products for one weight precision; weights are `const void *`, read as the
  * precision's element type. `narrow` (float32 columns) is null in the bfloat16 copies. */
@@ -321,7 +338,7 @@ void grouped_products_threaded(int kind, int precision, const float *in, int64_t
                      threads, reads, in_blocks);
 }
 
-#include "one_row_probe.h"
+#include "prefetch_probes.h"
 #include "read_through.h"
 #include "lone_forward.h"
 #include "batch_forward.h"

@@ -253,7 +253,7 @@ static inline int64_t ISA(next_read)(const uint8_t *reads, int64_t J, const int6
  * read once per row group of the pairs that read that input block. The tiles read jump over
  * those no pair reads, which the hardware's prefetchers cannot follow (they stay within a
  * page), so each tile's first row group prefetches the next tile read, row by row as it
- * reads its own. */
+ * reads its own, where that pays on this CPU (tile_prefetches, block_kernels.c). */
 ATTR static void ISA(tiles_from_blocks)(const float *__restrict x, int64_t Sin,
                                         const uint8_t *reads, int64_t J, const int64_t *ex,
                                         const void *W_, int64_t S, const int64_t *spans,
@@ -267,7 +267,7 @@ ATTR static void ISA(tiles_from_blocks)(const float *__restrict x, int64_t Sin,
             for (int64_t c = 0; c < S; ++c) out[p * S + c] = 0.0f;
         for (int64_t j = ISA(next_read)(reads, J, ex, start, end, 0), after; j < J; j = after) {
             after = ISA(next_read)(reads, J, ex, start, end, j + 1);
-            const WT *pf = after < J ? Wk + after * Sin * PW : 0;
+            const WT *pf = tile_prefetches && after < J ? Wk + after * Sin * PW : 0;
             int64_t p = start;
             while (p < end) {
                 int64_t rows[RMAX], n = 0; /* the next pairs that read input block j */

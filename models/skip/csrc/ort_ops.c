@@ -500,16 +500,18 @@ __attribute__((visibility("default"))) OrtStatus *RegisterCustomOps(OrtSessionOp
     if (set < 0)
         return ORT(CreateStatus)(ORT_INVALID_ARGUMENT,
                                  "SPARSEGATE_KERNEL_SET names no instruction set this CPU runs");
-    /* Then, once too, whether one-row groups prefetch (one_row_probe.h: measured on the set
-     * chosen). */
-    static int one_row = -2;
-    if (one_row == -2) {
-        double with_ms, without_ms;
-        one_row = choose_one_row_prefetch(&with_ms, &without_ms);
-    }
+    /* Then, once too, whether one-row groups and the tiles kernel prefetch
+     * (prefetch_probes.h: measured on the set chosen). */
+    static int one_row = -2, tiles = -2;
+    double with_ms, without_ms;
+    if (one_row == -2) one_row = choose_one_row_prefetch(&with_ms, &without_ms);
     if (one_row < 0)
         return ORT(CreateStatus)(ORT_INVALID_ARGUMENT,
                                  "SPARSEGATE_ONE_ROW_PREFETCH must be on, off or measure");
+    if (tiles == -2) tiles = choose_tile_prefetch(&with_ms, &without_ms);
+    if (tiles < 0)
+        return ORT(CreateStatus)(ORT_INVALID_ARGUMENT,
+                                 "SPARSEGATE_TILE_PREFETCH must be on, off or measure");
     /* One domain for every session this library serves: onnxruntime keeps a pointer to it and
      * never frees it, so it lives as long as the library. */
     static OrtCustomOpDomain *domain;
