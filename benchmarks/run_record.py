@@ -42,20 +42,19 @@ def _cpuinfo() -> dict[str, str]:
 
 
 def _cpu_kernels() -> dict:
-    """How the CPU engine's C kernels run here: their instruction set, whether they prefetch in
-    each way the library chooses (`c_kernels.PREFETCH_WAYS`), and each probe's two times where
-    it measured that ({} without a compiler)."""
+    """How the CPU engine's C kernels run here: their instruction set, how they prefetch in
+    each setting the library chooses (`c_kernels.PREFETCH_SETTINGS`), and each probe's times
+    per way where it measured that ({} without a compiler)."""
     from models.skip import c_kernels
 
     kernels = c_kernels.load()
     if kernels is None:
         return {}
     info = {"cpu_kernel_set": kernels.kernel_set}
-    for way, probe in kernels.probes.items():
-        info[f"cpu_{way}_prefetch"] = kernels.prefetches(way)
+    for setting, probe in kernels.probes.items():
+        info[f"cpu_{setting}_prefetch"] = kernels.prefetch(setting)
         if probe is not None:
-            info[f"cpu_{way}_probe_ms"] = {"prefetching": probe.prefetching_ms,
-                                           "plain": probe.plain_ms}
+            info[f"cpu_{setting}_probe_ms"] = probe
     return info
 
 

@@ -19,10 +19,11 @@ speed there is unmeasured, and its row groups are sized for x86's 16 vector regi
 
 A block's first row group prefetches ahead in its panels as it streams them; for groups of one
 row whether that pays depends on the CPU (without, such a group reads its panels one after
-another, a single stream for the hardware's prefetchers), and so it does for the next weight
-tile a gated layer reading a gated layer's output will read (`tiles_from_blocks`), so `load()`
-times both ways of each (csrc/prefetch_probes.h) and keeps the faster;
-SPARSEGATE_ONE_ROW_PREFETCH=on|off and SPARSEGATE_TILE_PREFETCH=on|off ask for one.
+another, a single stream for the hardware's prefetchers), and so does how a gated layer
+reading a gated layer's output (`tiles_from_blocks`) prefetches the next weight tile it will
+read (not at all, into every cache level, or into L2 only), so `load()` times each way
+(csrc/prefetch_probes.h) and keeps the fastest; SPARSEGATE_ONE_ROW_PREFETCH=off|on and
+SPARSEGATE_TILE_PREFETCH=off|l1|l2 ask for one.
 
 Panels hold float32 or bfloat16 weights (`PRECISIONS`): in bfloat16 each weight is the upper
 half of its float32 (rounded to nearest even when packed), widened back as it is loaded, so a
@@ -115,22 +116,28 @@ class Panels:
 
 
 @dataclass(frozen=True)
-class PrefetchProbe:
-    """The medians (ms) of a probe's products with the kernels' prefetches and without
-    (csrc/prefetch_probes.h), as measured when the library loaded."""
+class PrefetchSetting:
+    """One of the kernels' settings of how they prefetch, chosen when the library loads
+    (csrc/prefetch_probes.h): the library's setter, getter and choosing function, the variable
+    that asks for one way, and the ways' names, in the library's order."""
 
-    prefetching_ms: float
-    plain_ms: float
+    setter: str
+    getter: str
+    chooser: str
+    variable: str
+    ways: tuple[str, ...]
 
 
-# The kernels' ways that prefetch or not, each chosen when the library loads: the library's
-# setter, getter and choosing function for it, and the variable that asks for one way.
-PREFETCH_WAYS = {
-    "one_row": ("set_one_row_prefetch", "one_row_prefetch", "choose_one_row_prefetch",
-                "SPARSEGATE_ONE_ROW_PREFETCH"),
-    "tile": ("set_tile_prefetch", "tile_prefetch", "choose_tile_prefetch",
-             "SPARSEGATE_TILE_PREFETCH"),
+PREFETCH_SETTINGS = {
+    # A row group of one row streaming a block's panels: prefetching ahead, or panel by panel.
+    "one_row": PrefetchSetting("set_one_row_prefetch", "one_row_prefetch",
+                               "choose_one_row_prefetch", "SPARSEGATE_ONE_ROW_PREFETCH",
+                               ("off", "on")),
+    # `tiles_from_blocks`' next weight tile: not prefetched, into every level, into L2 only.
+    "tile": PrefetchSetting("set_tile_prefetch", "tile_prefetch", "choose_tile_prefetch",
+                            "SPARSEGATE_TILE_PREFETCH", ("off", "l1", "l2")),
 }
+PROBE_WAYS_MAX = 3
 
 
 class NativeKernels:
@@ -189,17 +196,18 @@ class NativeKernels:
         self._read_through.restype = ctypes.c_uint64
         self._chosen = library.kernel_set_chosen
         self._chosen.restype = ctypes.c_int
-        self._prefetch_ways = {}
-        for way, (setter, getter, chooser, _) in PREFETCH_WAYS.items():
-            functions = getattr(library, setter), getattr(library, getter), getattr(library,
-                                                                                     chooser)
+        self._prefetch_functions = {}
+        for name, setting in PREFETCH_SETTINGS.items():
+            functions = (getattr(library, setting.setter), getattr(library, setting.getter),
+                         getattr(library, setting.chooser))
             functions[0].argtypes = [ctypes.c_int]
-            functions[2].argtypes = [ctypes.POINTER(ctypes.c_double)] * 2
+            functions[2].argtypes = [ctypes.POINTER(ctypes.c_double)]
             for function in functions:
                 function.restype = ctypes.c_int
-            self._prefetch_ways[way] = functions
-        # What each way's probe measured, None where its variable asked or it has not run.
-        self.probes: dict[str, PrefetchProbe | None] = dict.fromkeys(PREFETCH_WAYS)
+            self._prefetch_functions[name] = functions
+        # What each setting's probe measured (ms per way), None where its variable asked or it
+        # has not run.
+        self.probes: dict[str, dict[str, float] | None] = dict.fromkeys(PREFETCH_SETTINGS)
 
     @property
     def kernel_set(self) -> str:
@@ -234,30 +242,33 @@ class NativeKernels:
             raise ValueError(f"kernel set {name!r} cannot run on this CPU; it runs "
                              f"{', '.join(self.kernel_sets)}")
 
-    def prefetches(self, way: str) -> bool:
-        """Whether the kernels prefetch in `way` (a key of `PREFETCH_WAYS`): "one_row", a row
-        group of one row ahead as it streams a block's panels; "tile", `tiles_from_blocks` its
-        next weight tile (csrc/prefetch_probes.h). The library holds it, once per process."""
-        return bool(self._prefetch_ways[way][1]())
+    def prefetch(self, setting: str) -> str:
+        """The way the kernels prefetch in `setting` (a key of `PREFETCH_SETTINGS`, its
+        `ways`): "one_row", a row group of one row streaming a block's panels; "tile",
+        `tiles_from_blocks`' next weight tile (csrc/prefetch_probes.h). The library holds it,
+        once per process."""
+        return PREFETCH_SETTINGS[setting].ways[self._prefetch_functions[setting][1]()]
 
-    def set_prefetches(self, way: str, on: bool) -> None:
-        """Have the kernels prefetch in `way` (`on`) or leave it to the hardware, from now on
-        (for this process). Either way computes the same products."""
-        self._prefetch_ways[way][0](int(on))
+    def set_prefetch(self, setting: str, way: str) -> None:
+        """Have the kernels prefetch `way` in `setting` from now on (for this process). Every
+        way computes the same products."""
+        ways = PREFETCH_SETTINGS[setting].ways
+        if way not in ways:
+            raise ValueError(f"{setting} prefetching is one of {', '.join(ways)}; got {way!r}")
+        self._prefetch_functions[setting][0](ways.index(way))
 
-    def choose_prefetches(self, way: str) -> bool:
-        """Set `prefetches(way)` as its variable asks (on or off) or, unset or `measure`, as
-        measured on this CPU (`probes[way]` then holds the two ways' times); returns the
-        setting."""
-        with_ms, without_ms = ctypes.c_double(), ctypes.c_double()
-        chosen = self._prefetch_ways[way][2](ctypes.byref(with_ms), ctypes.byref(without_ms))
+    def choose_prefetch(self, setting: str) -> str:
+        """Set `prefetch(setting)` as its variable asks or, unset or `measure`, as measured on
+        this CPU (`probes[setting]` then holds each way's time); returns the way."""
+        spec = PREFETCH_SETTINGS[setting]
+        medians = (ctypes.c_double * PROBE_WAYS_MAX)()
+        chosen = self._prefetch_functions[setting][2](medians)
         if chosen < 0:
-            variable = PREFETCH_WAYS[way][3]
-            raise ValueError(f"{variable} must be on, off or measure; got "
-                             f"{os.environ.get(variable)!r}")
-        self.probes[way] = (PrefetchProbe(with_ms.value, without_ms.value)
-                            if with_ms.value >= 0 else None)
-        return bool(chosen)
+            raise ValueError(f"{spec.variable} must be {', '.join(spec.ways)} or measure; got "
+                             f"{os.environ.get(spec.variable)!r}")
+        self.probes[setting] = (dict(zip(spec.ways, medians, strict=False))
+                                if medians[0] >= 0 else None)
+        return spec.ways[chosen]
 
     def nudge(self) -> None:
         """Send the thread pool's sleeping workers to spin a while (see `pool_nudge` in
@@ -388,13 +399,14 @@ def supports(columns: int) -> bool:
 @functools.cache
 def load() -> NativeKernels | None:
     """The compiled kernels with the best instruction set this CPU runs (or the one
-    SPARSEGATE_KERNEL_SET names), prefetching in each of `PREFETCH_WAYS` as measured on this CPU
-    (or as its variable asks), or None (no compiler, a failed build, or SPARSEGATE_NATIVE=0)."""
+    SPARSEGATE_KERNEL_SET names), prefetching in each of `PREFETCH_SETTINGS` as measured on
+    this CPU (or as its variable asks), or None (no compiler, a failed build, or
+    SPARSEGATE_NATIVE=0)."""
     library = native_build.compiled("block_kernels", SOURCES, FLAGS, LIBRARIES)
     if library is None:
         return None
     kernels = NativeKernels(library)
     kernels.choose(os.environ.get("SPARSEGATE_KERNEL_SET") or kernels.kernel_sets[-1])
-    for way in PREFETCH_WAYS:
-        kernels.choose_prefetches(way)
+    for setting in PREFETCH_SETTINGS:
+        kernels.choose_prefetch(setting)
     return kernels

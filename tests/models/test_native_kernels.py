@@ -131,19 +131,24 @@ def test_tiles_read_only_the_input_blocks_each_example_reads(batch, density, s, 
         kernels.tiles_from_blocks(x, reads.astype(bool), examples, w, spans, got)
 
 
-@pytest.fixture(params=[True, False], ids=["prefetching", "plain"])
+# Every setting of how the kernels prefetch in each way: none, the most, and the tiles into L2.
+PREFETCH_COMBINATIONS = {"plain": {"one_row": "off", "tile": "off"},
+                         "prefetch-l1": {"one_row": "on", "tile": "l1"},
+                         "prefetch-l2": {"one_row": "on", "tile": "l2"}}
+
+
+@pytest.fixture(params=sorted(PREFETCH_COMBINATIONS))
 def prefetches(request):
-    """Runs a test with the kernels prefetching in every way the library chooses (one-row
-    groups ahead, the tiles kernel its next tile) and in none (the settings measured at load
-    restored after): the two must compute the same products."""
-    measured = {way: kernels.prefetches(way) for way in native_kernels.PREFETCH_WAYS}
-    for way in measured:
-        kernels.set_prefetches(way, request.param)
+    """Runs a test with the kernels prefetching in each way of `PREFETCH_COMBINATIONS` (the
+    settings measured at load restored after): every way must compute the same products."""
+    measured = {name: kernels.prefetch(name) for name in native_kernels.PREFETCH_SETTINGS}
+    for name, way in PREFETCH_COMBINATIONS[request.param].items():
+        kernels.set_prefetch(name, way)
     try:
         yield request.param
     finally:
-        for way, on in measured.items():
-            kernels.set_prefetches(way, on)
+        for name, way in measured.items():
+            kernels.set_prefetch(name, way)
 
 
 @pytest.mark.parametrize("d", [96, 97])
@@ -152,7 +157,7 @@ def test_every_row_group_size_and_remainder(precision, prefetches, d):
     # rows (8 in the AVX-512 set), as even as possible, each with its own micro-kernel shape;
     # every group size and every split (26 = 7 + 7 + 6 + 6 in eights) must give the same
     # products, one-row groups prefetching or read panel by panel and the tiles kernel
-    # prefetching its next tile or not (an odd input width leaves the last row of a panel
+    # prefetching its next tile in each way (an odd input width leaves the last row of a panel
     # without its pair of rows).
     rng = np.random.default_rng(7)
     counts = np.arange(1, 27)

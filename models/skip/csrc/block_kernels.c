@@ -50,18 +50,24 @@ int set_one_row_prefetch(int on) {
 
 int one_row_prefetch(void) { return one_row_streams; }
 
-/* Whether a gated layer reading a gated layer's output (tiles_from_blocks in
- * block_kernels_isa.h) prefetches the next weight tile it will read as it reads each one. Its
- * tiles are 16 KiB runs that jump over those no pair reads, where the hardware's prefetchers
- * lose the stream; whether prefetching the next one beside them pays depends on the CPU (faster
- * on an Intel Xeon, slower on an AMD EPYC), so the library measures both ways when it loads
+/* How a gated layer reading a gated layer's output (tiles_from_blocks in block_kernels_isa.h)
+ * prefetches the next weight tile it will read as it reads each one: not at all, into every
+ * cache level, or into L2 and L3 only. Its tiles are 16 KiB runs that jump over those no pair
+ * reads, where the hardware's prefetchers lose the stream. Which pays depends on the CPU: on
+ * an Intel Xeon the prefetches into L1 ran the `blocks` model fastest; on an AMD EPYC they
+ * slow it, while those into L2 speed it up, the demand loads of the tile being read keeping
+ * L1's miss buffers to themselves. So the library measures the three when it loads
  * (prefetch_probes.h) and sets this. */
-static int tile_prefetches = 1;
+#define TILE_PREFETCH_OFF 0
+#define TILE_PREFETCH_L1 1
+#define TILE_PREFETCH_L2 2
+static int tile_prefetches = TILE_PREFETCH_L1;
 
-/* Set whether tiles_from_blocks prefetches its next tile (nonzero: it does); returns the
- * setting. */
-int set_tile_prefetch(int on) {
-    tile_prefetches = on != 0;
+/* Set how tiles_from_blocks prefetches its next tile (one of TILE_PREFETCH_*); returns the
+ * setting, or -1 (unchanged) for a value that names none. */
+int set_tile_prefetch(int way) {
+    if (way < TILE_PREFETCH_OFF || way > TILE_PREFETCH_L2) return -1;
+    tile_prefetches = way;
     return tile_prefetches;
 }
 

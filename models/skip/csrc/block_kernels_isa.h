@@ -31,7 +31,8 @@
  * where w holds V / VP consecutive panels (or one), `panel` floats apart. With `pf`, row k of
  * each of `pf_panels` panels from pf (again `panel` apart) is prefetched as row k of w is
  * read: the next tile a caller will read, where its reads jump between tiles (see
- * tiles_from_blocks). Without `pf`, with `stream`, row k + STREAM_AHEAD of the same panels
+ * tiles_from_blocks), into every cache level, or with `stream` into L2 and L3 only. Without
+ * `pf`, with `stream`, row k + STREAM_AHEAD of the same panels
  * is prefetched as row k is read: where the caller reads its panels one after another, that
  * row lies further along the same contiguous run (past a tile's last row, in the next panel),
  * so the loads of a product that streams its weights from L3 are issued early enough to keep
@@ -56,9 +57,16 @@ ISA(tile)(const float *const *in, int64_t K, const WT *__restrict w, int64_t pan
         }                                                                                     \
     } while (0)
     /* Separate loops, so none carries a test for another's prefetches. */
-    if (pf) {
+    if (pf && stream) {
         for (int64_t k = 0; k < K; ++k) {
             /* row k of the next tile, in each of its panels, a cache line at a time */
+            for (int64_t q = 0; q < pf_panels; ++q)
+                for (int f = 0; f < PW; f += LINE_ELEMENTS)
+                    __builtin_prefetch(pf + q * panel + k * PW + f, 0, 2);
+            ISA_TILE_STEP(k);
+        }
+    } else if (pf) {
+        for (int64_t k = 0; k < K; ++k) {
             for (int64_t q = 0; q < pf_panels; ++q)
                 for (int f = 0; f < PW; f += LINE_ELEMENTS)
                     __builtin_prefetch(pf + q * panel + k * PW + f, 0, 3);
@@ -146,8 +154,8 @@ ATTR static void ISA(one_row_panels)(const float *in, int64_t K, const WT *__res
 /* One row group (r <= RM rows) across `columns` columns (a multiple of 64): strips of
  * V_FOR(r) vectors, each one or more whole panels. w: the panel of the first column.
  * Prefetching: with `pf`, the first strip prefetches the caller's next tile (all `columns`
- * wide, see tiles_from_blocks); with `stream`, every strip prefetches ahead in its own run
- * (see tile). */
+ * wide, see tiles_from_blocks), into L2 and L3 only with `stream`, and the others nothing;
+ * without, with `stream`, every strip prefetches ahead in its own run (see tile). */
 #define ISA_STRIPS(R)                                                                         \
     do {                                                                                      \
         float *o_[RMAX];                                                                      \
@@ -155,7 +163,7 @@ ATTR static void ISA(one_row_panels)(const float *in, int64_t K, const WT *__res
         for (int64_t c = 0; c < columns; c += step) {                                         \
             for (int i = 0; i < (R); ++i) o_[i] = o[i] + c;                                   \
             ISA(tile_rows_##R)(in, K, w + (c / PW) * panel, panel, o_, accumulate,             \
-                      c ? 0 : pf, columns / PW, stream);                                      \
+                      c ? 0 : pf, columns / PW, c && pf ? 0 : stream);                        \
         }                                                                                     \
     } while (0)
 
@@ -253,7 +261,8 @@ static inline int64_t ISA(next_read)(const uint8_t *reads, int64_t J, const int6
  * read once per row group of the pairs that read that input block. The tiles read jump over
  * those no pair reads, which the hardware's prefetchers cannot follow (they stay within a
  * page), so each tile's first row group prefetches the next tile read, row by row as it
- * reads its own, where that pays on this CPU (tile_prefetches, block_kernels.c). */
+ * reads its own, into the caches where that pays on this CPU (tile_prefetches,
+ * block_kernels.c). */
 ATTR static void ISA(tiles_from_blocks)(const float *__restrict x, int64_t Sin,
                                         const uint8_t *reads, int64_t J, const int64_t *ex,
                                         const void *W_, int64_t S, const int64_t *spans,
@@ -267,7 +276,9 @@ ATTR static void ISA(tiles_from_blocks)(const float *__restrict x, int64_t Sin,
             for (int64_t c = 0; c < S; ++c) out[p * S + c] = 0.0f;
         for (int64_t j = ISA(next_read)(reads, J, ex, start, end, 0), after; j < J; j = after) {
             after = ISA(next_read)(reads, J, ex, start, end, j + 1);
-            const WT *pf = tile_prefetches && after < J ? Wk + after * Sin * PW : 0;
+            const WT *pf =
+                tile_prefetches != TILE_PREFETCH_OFF && after < J ? Wk + after * Sin * PW : 0;
+            const int into_l2 = tile_prefetches == TILE_PREFETCH_L2;
             int64_t p = start;
             while (p < end) {
                 int64_t rows[RMAX], n = 0; /* the next pairs that read input block j */
@@ -280,7 +291,7 @@ ATTR static void ISA(tiles_from_blocks)(const float *__restrict x, int64_t Sin,
                     in[i] = x + ex[rows[i]] * D + j * Sin;
                     o[i] = out + rows[i] * S;
                 }
-                ISA(group)(in, Sin, Wk + j * Sin * PW, D * PW, o, 1, (int)n, S, pf, 0);
+                ISA(group)(in, Sin, Wk + j * Sin * PW, D * PW, o, 1, (int)n, S, pf, into_l2);
                 pf = 0;
             }
         }

@@ -503,15 +503,15 @@ __attribute__((visibility("default"))) OrtStatus *RegisterCustomOps(OrtSessionOp
     /* Then, once too, whether one-row groups and the tiles kernel prefetch
      * (prefetch_probes.h: measured on the set chosen). */
     static int one_row = -2, tiles = -2;
-    double with_ms, without_ms;
-    if (one_row == -2) one_row = choose_one_row_prefetch(&with_ms, &without_ms);
+    double medians[PROBE_WAYS_MAX];
+    if (one_row == -2) one_row = choose_one_row_prefetch(medians);
     if (one_row < 0)
         return ORT(CreateStatus)(ORT_INVALID_ARGUMENT,
-                                 "SPARSEGATE_ONE_ROW_PREFETCH must be on, off or measure");
-    if (tiles == -2) tiles = choose_tile_prefetch(&with_ms, &without_ms);
+                                 "SPARSEGATE_ONE_ROW_PREFETCH must be off, on or measure");
+    if (tiles == -2) tiles = choose_tile_prefetch(medians);
     if (tiles < 0)
         return ORT(CreateStatus)(ORT_INVALID_ARGUMENT,
-                                 "SPARSEGATE_TILE_PREFETCH must be on, off or measure");
+                                 "SPARSEGATE_TILE_PREFETCH must be off, l1, l2 or measure");
     /* One domain for every session this library serves: onnxruntime keeps a pointer to it and
      * never frees it, so it lives as long as the library. */
     static OrtCustomOpDomain *domain;
