@@ -56,22 +56,20 @@ ISA(tile)(const float *const *in, int64_t K, const WT *__restrict w, int64_t pan
             for (int v = 0; v < V; ++v) acc[i][v] = FMA(b, wv[v], acc[i][v]);                 \
         }                                                                                     \
     } while (0)
+    /* Row k of the next tile, in each of its panels, a cache line at a time; the locality is
+     * the builtin's constant, so each is its own loop. */
+#define ISA_NEXT_TILE_LOOP(locality)                                                          \
+    for (int64_t k = 0; k < K; ++k) {                                                         \
+        for (int64_t q = 0; q < pf_panels; ++q)                                               \
+            for (int f = 0; f < PW; f += LINE_ELEMENTS)                                       \
+                __builtin_prefetch(pf + q * panel + k * PW + f, 0, locality);                 \
+        ISA_TILE_STEP(k);                                                                     \
+    }
     /* Separate loops, so none carries a test for another's prefetches. */
     if (pf && stream) {
-        for (int64_t k = 0; k < K; ++k) {
-            /* row k of the next tile, in each of its panels, a cache line at a time */
-            for (int64_t q = 0; q < pf_panels; ++q)
-                for (int f = 0; f < PW; f += LINE_ELEMENTS)
-                    __builtin_prefetch(pf + q * panel + k * PW + f, 0, 2);
-            ISA_TILE_STEP(k);
-        }
+        ISA_NEXT_TILE_LOOP(2)
     } else if (pf) {
-        for (int64_t k = 0; k < K; ++k) {
-            for (int64_t q = 0; q < pf_panels; ++q)
-                for (int f = 0; f < PW; f += LINE_ELEMENTS)
-                    __builtin_prefetch(pf + q * panel + k * PW + f, 0, 3);
-            ISA_TILE_STEP(k);
-        }
+        ISA_NEXT_TILE_LOOP(3)
     } else if (stream) {
         for (int64_t k = 0; k < K; ++k) {
             for (int q = 0; q < (V + VP - 1) / VP; ++q)
@@ -82,6 +80,7 @@ ISA(tile)(const float *const *in, int64_t K, const WT *__restrict w, int64_t pan
     } else {
         for (int64_t k = 0; k < K; ++k) ISA_TILE_STEP(k);
     }
+#undef ISA_NEXT_TILE_LOOP
 #undef ISA_TILE_STEP
     for (int i = 0; i < R; ++i)
         for (int v = 0; v < V; ++v) {
