@@ -17,6 +17,8 @@ Runs made with `--block-weights bfloat16` (every torch row says so) are read aga
 lines, torch's targets only (the ONNX graph takes float32), into
 `skip-tables:best-dense-targets-bfloat16`; runs of both precisions together are refused.
 `--machine NAME` writes runs of another machine into a table of its own (`...-NAME`).
+`--every-cell` prints instead, for every cell the runs timed, the same figure in each run and
+its median: the README's table quotes those medians.
 """
 
 from __future__ import annotations
@@ -81,6 +83,34 @@ def figures(runs: list[dict]) -> list[tuple[str, float, list[float]]]:
     return out
 
 
+# The figure each backend's cells are read by, as in TARGETS.
+FIELDS = {"torch": "speedup_vs_best", "onnxruntime": "speedup", "onnxruntime-ops": "speedup"}
+
+
+def every_cell(runs: list[dict], names: list[str]) -> str:
+    """A table of every (backend, case, batch, density) cell in the first run: its figure
+    (`FIELDS`) in each run and the median. A later run without the cell is refused."""
+    head = ["backend", "case", "batch", "density", *names, "median"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|---:|---:|" + "---:|" * (len(names) + 1)]
+    for row in runs[0]["rows"]:
+        field = FIELDS.get(row["backend"])
+        if field is None or field not in row:
+            continue
+        key = (row["backend"], row["case"], row["batch"])
+        values = []
+        for i, run in enumerate(runs):
+            cell = [r for r in run["rows"] if (r["backend"], r["case"], r["batch"]) == key
+                    and abs(r["density"] - row["density"]) < 1e-9 and field in r]
+            if len(cell) != 1:
+                raise SystemExit(f"run {i + 1} has no {key[0]} {key[1]} cell at batch {key[2]}, "
+                                 f"density {row['density']:g} with {field}")
+            values.append(float(cell[0][field]))
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {row['density']:g} | "
+                     + " | ".join(f"{v:.2f}x" for v in values)
+                     + f" | {statistics.median(values):.2f}x |")
+    return "\n".join(lines)
+
+
 def render(runs: list[dict], names: list[str]) -> str:
     weights = ("fp32" if precision_of(runs) == "float32"
                else f"{precision_of(runs)} main-path weights")
@@ -106,9 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update", type=Path, help="rewrite the table in this Markdown file")
     parser.add_argument("--machine", help="runs of another machine than the main table's: "
                         "their table is `best-dense-targets[-PRECISION]-MACHINE`")
+    parser.add_argument("--every-cell", action="store_true",
+                        help="print every cell's figure in each run and its median instead")
     args = parser.parse_args(argv)
+    if args.every_cell and (args.update or args.machine):
+        parser.error("--every-cell prints; it takes neither --update nor --machine")
     runs = [json.loads(path.read_text()) for path in args.runs]
     names = ["full run" if i == 0 else f"repeat {i}" for i in range(len(runs))]
+    if args.every_cell:
+        print(every_cell(runs, names))
+        return 0
     table = render(runs, names)
     if args.update:
         precision = precision_of(runs)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from benchmarks.best_dense_targets import BEGIN, END, TARGETS, main, render
+from benchmarks.best_dense_targets import BEGIN, END, TARGETS, every_cell, main, render
 
 
 def run(figure: float) -> dict:
@@ -72,3 +72,21 @@ def test_another_machines_runs_go_into_their_own_table(tmp_path):
     text = update_own_section(tmp_path, "best-dense-targets-intel", run(3.0),
                               "--machine", "intel")
     assert "main table" in text and "old" not in text and "3.00x" in text
+
+
+def test_every_cell_gives_each_runs_figure_and_the_median(tmp_path, capsys):
+    runs = [run(figure) for figure in (2.0, 9.0, 4.0)]
+    runs[0]["rows"].append({"backend": "triton", "case": "x", "batch": 1, "density": 1.0,
+                            "speedup": 5.0})  # a backend the table does not read
+    rows = every_cell(runs, ["a", "b", "c"]).splitlines()[2:]
+    assert len(rows) == len(TARGETS)
+    assert all(r.endswith("| 2.00x | 9.00x | 4.00x | 4.00x |") for r in rows)
+    paths = []
+    for i, r in enumerate(runs):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(r))
+    main([*map(str, paths), "--every-cell"])
+    assert capsys.readouterr().out.count("| 4.00x |") == len(TARGETS)
+    runs[2]["rows"] = runs[2]["rows"][1:]
+    with pytest.raises(SystemExit, match="run 3 has no"):
+        every_cell(runs, ["a", "b", "c"])
