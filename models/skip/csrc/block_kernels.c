@@ -55,8 +55,8 @@ int one_row_prefetch(void) { return one_row_streams; }
  * cache level, or into L2 and L3 only. Its tiles are 16 KiB runs that jump over those no pair
  * reads, where the hardware's prefetchers lose the stream. Which pays depends on the CPU: on
  * an Intel Xeon the prefetches into L1 ran the `blocks` model fastest; on an AMD EPYC they
- * slow it, while those into L2 speed it up, the demand loads of the tile being read keeping
- * L1's miss buffers to themselves. So the library measures the three when it loads
+ * slow it (into L1 they seem to take the miss buffers the loads of the tile being read need),
+ * while those into L2 speed it up. So the library measures the three when it loads
  * (prefetch_probes.h) and sets this. */
 #define TILE_PREFETCH_OFF 0
 #define TILE_PREFETCH_L1 1
