@@ -108,7 +108,8 @@ static float *probe_floats(int64_t n) {
 
 /* Spans (K, 3) with block k's one pair, k. */
 static void probe_spans(int64_t *spans, int64_t K) {
-    for (int64_t k = 0; k < K; ++k) spans[3 * k] = k, spans[3 * k + 1] = k, spans[3 * k + 2] = k + 1;
+    for (int64_t k = 0; k < K; ++k)
+        spans[3 * k] = k, spans[3 * k + 1] = k, spans[3 * k + 2] = k + 1;
 }
 
 typedef struct {
@@ -178,8 +179,9 @@ int choose_tile_prefetch(double *medians) {
     const int asked = probe_asked("SPARSEGATE_TILE_PREFETCH", TILE_WAYS, 3);
     if (asked != PROBE_MEASURE) return asked < 0 ? -1 : set_tile_prefetch(asked);
     float *floats = probe_floats(K * D * S + K * D + K * S);
-    tile_probe m = {floats, floats ? floats + K * D * S : 0, floats ? floats + K * D * S + K * D : 0,
-                    (uint8_t *)malloc((size_t)(K * J)), (int64_t *)malloc((size_t)(4 * K) * 8)};
+    float *x = floats ? floats + K * D * S : 0;
+    tile_probe m = {floats, x, x ? x + K * D : 0, (uint8_t *)malloc((size_t)(K * J)),
+                    (int64_t *)malloc((size_t)(4 * K) * 8)};
     int way = tile_prefetches;
     if (floats && m.reads && m.index) {
         for (int64_t k = 0; k < K; ++k) {
