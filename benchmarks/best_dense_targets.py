@@ -71,20 +71,27 @@ def figures(runs: list[dict]) -> list[tuple[str, float, list[float]]]:
     for label, backend, case, batch, density, field, line in TARGETS:
         if backend not in backends or backend not in timed:
             continue
-        values = []
-        for i, run in enumerate(runs):
-            cell = [r for r in run["rows"] if (r["backend"], r["case"], r["batch"])
-                    == (backend, case, batch) and abs(r["density"] - density) < 1e-9]
-            if len(cell) != 1 or field not in cell[0]:
-                raise SystemExit(f"run {i + 1} has no {backend} {case} cell at batch {batch}, "
-                                 f"density {density} with {field}")
-            values.append(float(cell[0][field]))
-        out.append((label, line, values))
+        out.append((label, line, cell_values(runs, backend, case, batch, density, field)))
     return out
 
 
-# The figure each backend's cells are read by, as in TARGETS.
-FIELDS = {"torch": "speedup_vs_best", "onnxruntime": "speedup", "onnxruntime-ops": "speedup"}
+def cell_values(runs: list[dict], backend: str, case: str, batch: int, density: float,
+                field: str) -> list[float]:
+    """`field` of the one (backend, case, batch, density) row of each run; a run without it
+    is a mistake in the command, refused."""
+    values = []
+    for i, run in enumerate(runs):
+        cell = [r for r in run["rows"] if (r["backend"], r["case"], r["batch"])
+                == (backend, case, batch) and abs(r["density"] - density) < 1e-9]
+        if len(cell) != 1 or field not in cell[0]:
+            raise SystemExit(f"run {i + 1} has no {backend} {case} cell at batch {batch}, "
+                             f"density {density:g} with {field}")
+        values.append(float(cell[0][field]))
+    return values
+
+
+# The figure each backend's cells are read by: the one its targets are read by.
+FIELDS = {backend: field for _, backend, _, _, _, field, _ in TARGETS}
 
 
 def every_cell(runs: list[dict], names: list[str]) -> str:
@@ -96,16 +103,9 @@ def every_cell(runs: list[dict], names: list[str]) -> str:
         field = FIELDS.get(row["backend"])
         if field is None or field not in row:
             continue
-        key = (row["backend"], row["case"], row["batch"])
-        values = []
-        for i, run in enumerate(runs):
-            cell = [r for r in run["rows"] if (r["backend"], r["case"], r["batch"]) == key
-                    and abs(r["density"] - row["density"]) < 1e-9 and field in r]
-            if len(cell) != 1:
-                raise SystemExit(f"run {i + 1} has no {key[0]} {key[1]} cell at batch {key[2]}, "
-                                 f"density {row['density']:g} with {field}")
-            values.append(float(cell[0][field]))
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {row['density']:g} | "
+        values = cell_values(runs, row["backend"], row["case"], row["batch"], row["density"],
+                             field)
+        lines.append(f"| {row['backend']} | {row['case']} | {row['batch']} | {row['density']:g} | "
                      + " | ".join(f"{v:.2f}x" for v in values)
                      + f" | {statistics.median(values):.2f}x |")
     return "\n".join(lines)

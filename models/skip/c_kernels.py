@@ -137,7 +137,8 @@ PREFETCH_SETTINGS = {
     "tile": PrefetchSetting("set_tile_prefetch", "tile_prefetch", "choose_tile_prefetch",
                             "SPARSEGATE_TILE_PREFETCH", ("off", "l1", "l2")),
 }
-PROBE_WAYS_MAX = 3
+# The most ways a setting has: the probes' medians the library writes (prefetch_probes.h).
+PROBE_WAYS_MAX = max(len(setting.ways) for setting in PREFETCH_SETTINGS.values())
 
 
 class NativeKernels:

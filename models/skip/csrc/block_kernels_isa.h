@@ -268,6 +268,9 @@ ATTR static void ISA(tiles_from_blocks)(const float *__restrict x, int64_t Sin,
                                         int64_t G, float *__restrict out) {
     const WT *W = (const WT *)W_;
     int64_t D = J * Sin;
+    /* The setting read once per call, not per tile. */
+    const int prefetching = tile_prefetches != TILE_PREFETCH_OFF;
+    const int into_l2 = tile_prefetches == TILE_PREFETCH_L2;
     for (int64_t g = 0; g < G; ++g) {
         const WT *Wk = W + spans[3 * g] * D * S;
         int64_t start = spans[3 * g + 1], end = spans[3 * g + 2];
@@ -275,9 +278,7 @@ ATTR static void ISA(tiles_from_blocks)(const float *__restrict x, int64_t Sin,
             for (int64_t c = 0; c < S; ++c) out[p * S + c] = 0.0f;
         for (int64_t j = ISA(next_read)(reads, J, ex, start, end, 0), after; j < J; j = after) {
             after = ISA(next_read)(reads, J, ex, start, end, j + 1);
-            const WT *pf =
-                tile_prefetches != TILE_PREFETCH_OFF && after < J ? Wk + after * Sin * PW : 0;
-            const int into_l2 = tile_prefetches == TILE_PREFETCH_L2;
+            const WT *pf = prefetching && after < J ? Wk + after * Sin * PW : 0;
             int64_t p = start;
             while (p < end) {
                 int64_t rows[RMAX], n = 0; /* the next pairs that read input block j */
